@@ -1,0 +1,74 @@
+# golf — build and test.
+#   make            tokenize, golf_infer (C, system compiler) and train_golf (CUDA, when nvcc is found)
+#   make test       every test that runs without a GPU
+#   make test-gpu   GPU tests (skipped, with a message, when no CUDA device is visible)
+#   make bench      benchmarks (dev/bench_*.sh)
+#   make clean
+# Overridable: CC, CFLAGS, PYTHON, CUDA_HOME, NVCC, CUDA_ARCH, NVCCFLAGS, USE_MPI=0, USE_NCCL=0.
+
+CC      ?= cc
+CFLAGS  ?= -O3 -std=c99 -Wall -Wextra
+LDLIBS  ?= -lm
+# Debian's python3 (with python3-torch, python3-sentencepiece, python3-numpy) is the test oracle.
+PYTHON  ?= /usr/bin/python3
+
+# --- CUDA, MPI and NCCL detection ------------------------------------------------------------------
+CUDA_HOME ?= $(firstword $(wildcard /usr/local/cuda /opt/cuda))
+NVCC      ?= $(firstword $(shell command -v nvcc 2>/dev/null) $(wildcard $(CUDA_HOME)/bin/nvcc))
+CUDA_ARCH ?= 90
+NVCCFLAGS ?= -O3 -std=c++17 -arch=sm_$(CUDA_ARCH) --use_fast_math -lineinfo
+NVCC_LIBS := -lcublas -lcublasLt
+
+comma := ,
+USE_MPI  ?= $(if $(shell command -v mpicc 2>/dev/null),1,0)
+USE_NCCL ?= $(if $(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h),1,0)
+ifeq ($(USE_MPI),1)
+  # mpicc's flags, with what nvcc does not take itself handed to the host compiler/linker
+  MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
+  MPI_LFLAGS := $(shell mpicc --showme:link 2>/dev/null)
+  NVCC_MPI   := -DUSE_MPI $(filter -I% -D%,$(MPI_CFLAGS)) $(addprefix -Xcompiler ,$(filter-out -I% -D%,$(MPI_CFLAGS))) \
+                $(filter -L% -l%,$(MPI_LFLAGS)) $(addprefix -Xlinker ,$(patsubst -Wl$(comma)%,%,$(filter -Wl$(comma)%,$(MPI_LFLAGS))))
+endif
+ifeq ($(USE_NCCL),1)
+  NVCC_NCCL := -DUSE_NCCL -lnccl
+endif
+
+C_TARGETS    := tokenize $(if $(wildcard golf_infer.c),golf_infer)
+CUDA_TARGETS := $(if $(and $(NVCC),$(wildcard train_golf.cu)),train_golf)
+
+.PHONY: all buildinfo test test-gpu bench clean
+all: buildinfo $(C_TARGETS) $(CUDA_TARGETS)
+
+buildinfo:
+	@echo "golf build: CC=$(CC)"
+	@echo "  tokenize    yes"
+	@echo "  golf_infer  $(if $(wildcard golf_infer.c),yes,skipped: golf_infer.c is not in this checkout)"
+	@echo "  train_golf  $(if $(CUDA_TARGETS),yes (nvcc $(NVCC), sm_$(CUDA_ARCH)),skipped: $(if $(NVCC),train_golf.cu is not in this checkout,no nvcc found (set CUDA_HOME or NVCC)))"
+	@echo "  MPI         $(if $(filter 1,$(USE_MPI)),found (mpicc),not found: single-process build)"
+	@echo "  NCCL        $(if $(filter 1,$(USE_NCCL)),found,not found: single-GPU build)"
+
+tokenize: tokenize.c
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
+golf_infer: golf_infer.c
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
+train_golf: train_golf.cu golf_infer.c tokenize.c
+	$(NVCC) $(NVCCFLAGS) -o $@ $< $(NVCC_LIBS) $(NVCC_MPI) $(NVCC_NCCL)
+
+# --- tests and benchmarks -----------------------------------------------------------------------------
+test: tokenize
+	$(PYTHON) test/test_tokenize.py --tokenize ./tokenize
+
+test-gpu:
+	@if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L 2>/dev/null | grep -q GPU; then \
+	  echo "test-gpu: no CUDA device visible (nvidia-smi lists none): GPU tests skipped"; \
+	elif [ -z "$(CUDA_TARGETS)" ]; then \
+	  echo "test-gpu: train_golf is not built (no train_golf.cu or no nvcc): GPU tests skipped"; \
+	else $(MAKE) --no-print-directory train_golf && $(PYTHON) test/test_gpu.py; fi
+
+bench: tokenize
+	bash dev/bench_tokenize.sh
+
+clean:
+	rm -f tokenize golf_infer train_golf

@@ -39,15 +39,19 @@
 // ----------------------------------------------------------------------------------------------------
 // 1. checks and utilities
 
-// The temporary shard being written, removed by die() and by SIGINT/SIGTERM so no partial file survives.
-static char g_tmp_path[4096];
+// Shards of the run in progress live under temporary names until the whole run has succeeded; die() and
+// SIGINT/SIGTERM remove them, so an interrupted or failed run leaves no file under a final name.
+enum { MAX_TMP_FILES = 1 << 16 };
+static char *g_tmp[MAX_TMP_FILES];   // [g_ntmp] temporary paths, each with its final name after the NUL
+static volatile int g_ntmp;
 
 static void tmp_cleanup(void) {
-    if (g_tmp_path[0]) { unlink(g_tmp_path); g_tmp_path[0] = 0; }
+    for (int i = 0; i < g_ntmp; i++) unlink(g_tmp[i]);
+    g_ntmp = 0;
 }
 
 static void on_signal(int sig) {
-    if (g_tmp_path[0]) unlink(g_tmp_path);
+    for (int i = 0; i < g_ntmp; i++) unlink(g_tmp[i]);
     _exit(128 + sig);
 }
 
@@ -308,11 +312,11 @@ static int byte_piece_value(const char *s, int n) {
     return (int)((a - hex) * 16 + (b - hex));
 }
 
-// model_bad: die with a message that names the model file.
+// model_bad: die with a message that names the model file and the problem.
 #define model_bad(m, ...) do { \
-    fprintf(stderr, "tokenize: error: model '%s': ", (m)->path); \
-    fprintf(stderr, __VA_ARGS__); \
-    die("'%s' is not a usable SentencePiece BPE model\n  hint: pass an official tokenizer, e.g. fineweb_1024_bpe.model", (m)->path); \
+    char why_[512]; \
+    snprintf(why_, sizeof(why_), __VA_ARGS__); \
+    die("model '%s' is not a usable SentencePiece BPE model: %s\n  hint: pass a sentencepiece BPE .model file, e.g. the official fineweb_1024_bpe.model", (m)->path, why_); \
 } while (0)
 
 static void parse_piece(Model *m, const uint8_t *p, size_t len, int id) {
@@ -324,12 +328,12 @@ static void parse_piece(Model *m, const uint8_t *p, size_t len, int id) {
         if (f.field == 1 && f.wtype == 2) { free(m->piece[id]); m->piece[id] = pb_strdup(&f); m->plen[id] = (int)f.len; }
         else if (f.field == 2 && f.wtype == 5) m->score[id] = pb_float(&f);
         else if (f.field == 3 && f.wtype == 0) {
-            if (f.v < 1 || f.v > 6) model_bad(m, "piece %d has unknown type %llu\n", id, (unsigned long long)f.v);
+            if (f.v < 1 || f.v > 6) model_bad(m, "piece %d has unknown type %llu", id, (unsigned long long)f.v);
             m->type[id] = (uint8_t)f.v;
         }
     }
-    if (rc < 0) model_bad(m, "piece %d is truncated or malformed protobuf\n", id);
-    if (!m->piece[id] || m->plen[id] == 0) model_bad(m, "piece %d is empty\n", id);
+    if (rc < 0) model_bad(m, "piece %d is truncated or malformed protobuf", id);
+    if (!m->piece[id] || m->plen[id] == 0) model_bad(m, "piece %d is empty", id);
 }
 
 static void parse_trainer_spec(Model *m, const uint8_t *p, size_t len) {
@@ -352,7 +356,7 @@ static void parse_trainer_spec(Model *m, const uint8_t *p, size_t len) {
             if (dst) { free(*dst); *dst = pb_strdup(&f); }
         }
     }
-    if (rc < 0) model_bad(m, "trainer spec is malformed protobuf\n");
+    if (rc < 0) model_bad(m, "trainer spec is malformed protobuf");
 }
 
 static void parse_normalizer_spec(Model *m, const uint8_t *p, size_t len) {
@@ -371,7 +375,7 @@ static void parse_normalizer_spec(Model *m, const uint8_t *p, size_t len) {
         else if (f.field == 4 && f.wtype == 0) m->remove_extra_ws = (int)f.v;
         else if (f.field == 5 && f.wtype == 0) m->escape_ws = (int)f.v;
     }
-    if (rc < 0) model_bad(m, "normalizer spec is malformed protobuf\n");
+    if (rc < 0) model_bad(m, "normalizer spec is malformed protobuf");
 }
 
 // setup_charsmap: split the precompiled charsmap into its trie and string blobs:
@@ -379,10 +383,10 @@ static void parse_normalizer_spec(Model *m, const uint8_t *p, size_t len) {
 static void setup_charsmap(Model *m) {
     if (!m->charsmap_len) return;
     const uint8_t *b = (const uint8_t *)m->charsmap;
-    if (m->charsmap_len <= 4) model_bad(m, "precompiled charsmap is truncated (%zu bytes)\n", m->charsmap_len);
+    if (m->charsmap_len <= 4) model_bad(m, "precompiled charsmap is truncated (%zu bytes)", m->charsmap_len);
     size_t trie_bytes = (size_t)b[0] | (size_t)b[1] << 8 | (size_t)b[2] << 16 | (size_t)b[3] << 24;
     if (trie_bytes % 4 || trie_bytes == 0 || trie_bytes >= m->charsmap_len - 4)
-        model_bad(m, "precompiled charsmap has a bad trie size %zu (blob is %zu bytes)\n", trie_bytes, m->charsmap_len);
+        model_bad(m, "precompiled charsmap has a bad trie size %zu (blob is %zu bytes)", trie_bytes, m->charsmap_len);
     // The units are little-endian uint32; copy them to an aligned array in host order.
     uint32_t *units = xmalloc(trie_bytes);
     for (size_t i = 0; i < trie_bytes / 4; i++) {
@@ -393,7 +397,7 @@ static void setup_charsmap(Model *m) {
     m->trie_n = trie_bytes / 4;
     m->norm_str = m->charsmap + 4 + trie_bytes;
     m->norm_len = m->charsmap_len - 4 - trie_bytes;
-    if (m->norm_str[m->norm_len - 1] != 0) model_bad(m, "precompiled charsmap strings are not NUL-terminated\n");
+    if (m->norm_str[m->norm_len - 1] != 0) model_bad(m, "precompiled charsmap strings are not NUL-terminated");
 }
 
 static void model_free(Model *m) {
@@ -425,15 +429,15 @@ static void model_load(Model *m, const char *path) {
     while ((got = fread(chunk, 1, sizeof(chunk), fp)) > 0) buf_put(&data, chunk, got);
     if (ferror(fp)) die("cannot read model '%s': %s", path, strerror(errno));
     fclose(fp);
-    if (data.n == 0) model_bad(m, "the file is empty\n");
+    if (data.n == 0) model_bad(m, "the file is empty");
 
     // pass 1: count pieces; pass 2: parse them
     Pb r = {(const uint8_t *)data.p, (const uint8_t *)data.p + data.n};
     PbField f;
     int rc, npieces = 0, have_trainer = 0;
     while ((rc = pb_next(&r, &f)) > 0) if (f.field == 1 && f.wtype == 2) npieces++;
-    if (rc < 0) model_bad(m, "truncated or not a protobuf file (%zu bytes)\n", data.n);
-    if (npieces == 0) model_bad(m, "no pieces found\n");
+    if (rc < 0) model_bad(m, "truncated or not a protobuf file (%zu bytes)", data.n);
+    if (npieces == 0) model_bad(m, "no pieces found");
     m->n = npieces;
     m->piece = xmalloc((size_t)npieces * sizeof(char *));
     m->plen = xmalloc((size_t)npieces * sizeof(int));
@@ -454,10 +458,10 @@ static void model_load(Model *m, const char *path) {
         }
     }
     free(data.p);
-    if (!have_trainer) model_bad(m, "no trainer spec (model type unknown)\n");
+    if (!have_trainer) model_bad(m, "no trainer spec (model type unknown)");
     if (m->model_type != MODEL_BPE) {
         static const char *names[] = {"?", "unigram", "bpe", "word", "char"};
-        model_bad(m, "model_type is %s, only bpe is supported\n", m->model_type >= 1 && m->model_type <= 4 ? names[m->model_type] : "unknown");
+        model_bad(m, "model_type is %s, only bpe is supported", m->model_type >= 1 && m->model_type <= 4 ? names[m->model_type] : "unknown");
     }
     setup_charsmap(m);
 
@@ -470,22 +474,22 @@ static void model_load(Model *m, const char *path) {
     for (int i = 0; i < m->n; i++) {
         int t = m->type[i];
         int normal = t == PIECE_NORMAL || t == PIECE_USER_DEFINED || t == PIECE_UNUSED;
-        if (!idtab_insert(normal ? &m->pieces : &m->reserved, m, i)) model_bad(m, "piece %d '%s' is defined twice\n", i, m->piece[i]);
+        if (!idtab_insert(normal ? &m->pieces : &m->reserved, m, i)) model_bad(m, "piece %d '%s' is defined twice", i, m->piece[i]);
         if (t == PIECE_USER_DEFINED) n_user++;
         if (t == PIECE_UNUSED) m->n_unused++;
         if (t == PIECE_UNKNOWN) {
-            if (m->unk_id >= 0) model_bad(m, "two unknown pieces (%d and %d)\n", m->unk_id, i);
+            if (m->unk_id >= 0) model_bad(m, "two unknown pieces (%d and %d)", m->unk_id, i);
             m->unk_id = i;
         }
         if (t == PIECE_BYTE) {
-            if (!m->byte_fallback) model_bad(m, "byte piece '%s' present although byte_fallback is off\n", m->piece[i]);
+            if (!m->byte_fallback) model_bad(m, "byte piece '%s' present although byte_fallback is off", m->piece[i]);
             int v = byte_piece_value(m->piece[i], m->plen[i]);
-            if (v < 0) model_bad(m, "byte piece %d '%s' is not of the form <0xNN>\n", i, m->piece[i]);
+            if (v < 0) model_bad(m, "byte piece %d '%s' is not of the form <0xNN>", i, m->piece[i]);
             m->byte_id[v] = i;
         }
         if (normal && m->plen[i] > m->max_piece_len) m->max_piece_len = m->plen[i];
     }
-    if (m->unk_id < 0) model_bad(m, "no unknown piece (<unk>) defined\n");
+    if (m->unk_id < 0) model_bad(m, "no unknown piece (<unk>) defined");
     for (int b = 0; b < 256; b++) if (m->byte_id[b] < 0) m->byte_id[b] = m->unk_id;
     if (n_user) {
         idtab_init(&m->user, n_user);
@@ -551,7 +555,7 @@ static size_t trie_longest(const Model *m, const uint8_t *s, size_t n, const cha
             nresults++;
         }
     }
-    if (best && best_value >= m->norm_len) model_bad(m, "charsmap rule points outside its string table\n");
+    if (best && best_value >= m->norm_len) model_bad(m, "charsmap rule points outside its string table");
     *repl = m->norm_str + best_value;
     return best;
 }
@@ -1100,7 +1104,7 @@ typedef struct {
     uint64_t cap;              // tokens per file
     int index;                 // number of files finished
     FILE *f;                   // the open temporary file, or NULL
-    char tmp[4096], final[4096];
+    const char *tmp;           // its temporary path (g_tmp entry)
     uint64_t ntok;             // tokens in the open file
     uint8_t buf[1 << 16];      // pending little-endian tokens
     size_t nbuf;
@@ -1114,8 +1118,8 @@ static void shard_flush(ShardWriter *w) {
 
 static void put_le32(uint8_t *p, uint32_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24); }
 
-// shard_close: write the header's token count, flush to disk and rename the file to its final name.
-static void shard_close(ShardWriter *w, int quiet) {
+// shard_close: write the header's token count and flush the file to disk (it keeps its temporary name).
+static void shard_close(ShardWriter *w) {
     if (!w->f) return;
     shard_flush(w);
     uint8_t count[4];
@@ -1125,18 +1129,24 @@ static void shard_close(ShardWriter *w, int quiet) {
     if (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0) die("cannot write '%s': %s\n  hint: is the disk full?", w->tmp, strerror(errno));
     if (fclose(w->f) != 0) die("cannot close '%s': %s", w->tmp, strerror(errno));
     w->f = NULL;
-    if (rename(w->tmp, w->final) != 0) die("cannot rename '%s' to '%s': %s", w->tmp, w->final, strerror(errno));
-    g_tmp_path[0] = 0;
-    if (!quiet) fprintf(stderr, "tokenize: wrote %s (%llu tokens)\n", w->final, (unsigned long long)w->ntok);
     w->index++;
     w->ntok = 0;
 }
 
 static void shard_open(ShardWriter *w) {
-    snprintf(w->final, sizeof(w->final), "%s/fineweb_%s_%06d.bin", w->dir, w->split, w->index);
-    snprintf(w->tmp, sizeof(w->tmp), "%s/.fineweb_%s_%06d.bin.tmp", w->dir, w->split, w->index);
-    memcpy(g_tmp_path, w->tmp, sizeof(g_tmp_path));
-    w->f = fopenCheck(w->tmp, "wb");
+    char final[4096], tmp[4096];
+    snprintf(final, sizeof(final), "%s/fineweb_%s_%06d.bin", w->dir, w->split, w->index);
+    snprintf(tmp, sizeof(tmp), "%s/.fineweb_%s_%06d.bin.tmp", w->dir, w->split, w->index);
+    if (g_ntmp == MAX_TMP_FILES) die("more than %d shard files: raise --shard-tokens", MAX_TMP_FILES);
+    size_t a = strlen(tmp) + 1, b = strlen(final) + 1;
+    char *both = xmalloc(a + b);
+    memcpy(both, tmp, a);
+    memcpy(both + a, final, b);
+    w->f = fopen(tmp, "wb");   // registered only once it exists, so cleanup never removes a file it did not make
+    if (!w->f) die("cannot create '%s': %s\n  hint: check that the output folder is writable", tmp, strerror(errno));
+    g_tmp[g_ntmp] = both;
+    g_ntmp++;
+    w->tmp = both;
     uint8_t header[SHARD_HEADER_INTS * 4] = {0};
     put_le32(header, SHARD_MAGIC);
     put_le32(header + 4, SHARD_VERSION);
@@ -1145,7 +1155,7 @@ static void shard_open(ShardWriter *w) {
 }
 
 // shard_put: append tokens, starting a new file whenever the current one holds `cap` tokens.
-static void shard_put(ShardWriter *w, const int32_t *ids, size_t n, int quiet) {
+static void shard_put(ShardWriter *w, const int32_t *ids, size_t n) {
     for (size_t i = 0; i < n; i++) {
         if (!w->f) shard_open(w);
         if (w->nbuf + 2 > sizeof(w->buf)) shard_flush(w);
@@ -1153,8 +1163,19 @@ static void shard_put(ShardWriter *w, const int32_t *ids, size_t n, int quiet) {
         w->buf[w->nbuf++] = (uint8_t)(ids[i] >> 8);
         w->ntok++;
         w->total++;
-        if (w->ntok == w->cap) shard_close(w, quiet);
+        if (w->ntok == w->cap) shard_close(w);
     }
+}
+
+// shards_commit: the run succeeded — give every temporary file its final name.
+static void shards_commit(int quiet) {
+    for (int i = 0; i < g_ntmp; i++) {
+        const char *final = g_tmp[i] + strlen(g_tmp[i]) + 1;
+        if (rename(g_tmp[i], final) != 0) die("cannot rename '%s' to '%s': %s", g_tmp[i], final, strerror(errno));
+        if (!quiet) fprintf(stderr, "tokenize: wrote %s\n", final);
+    }
+    for (int i = 0; i < g_ntmp; i++) free(g_tmp[i]);
+    g_ntmp = 0;
 }
 
 // is_shard_name: does name look like fineweb_{val,train}_NNNNNN.bin?
@@ -1163,6 +1184,23 @@ static int is_shard_name(const char *name) {
     if (!rest || strlen(rest) != 10 || strcmp(rest + 6, ".bin") != 0) return 0;
     for (int i = 0; i < 6; i++) if (rest[i] < '0' || rest[i] > '9') return 0;
     return 1;
+}
+
+// warn_stale_shards: after a --force run, name shards in dir that this run did not write.
+static void warn_stale_shards(const char *dir, int nval, int ntrain) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *de;
+    int stale = 0;
+    char example[256] = "";
+    while ((de = readdir(d)) != NULL) {
+        if (!is_shard_name(de->d_name)) continue;
+        int val = de->d_name[8] == 'v';
+        int index = atoi(de->d_name + (val ? 12 : 14));
+        if (index >= (val ? nval : ntrain)) { if (!stale++) snprintf(example, sizeof(example), "%s", de->d_name); }
+    }
+    closedir(d);
+    if (stale) warn("'%s' still holds %d older shard(s) this run did not write (e.g. %s): remove them before training", dir, stale, example);
 }
 
 // prepare_out_dir: create dir (and parents), check it is writable and holds no shards unless force.
@@ -1254,8 +1292,7 @@ static void usage(FILE *f, const char *cmd) {
 static void usage_error(const char *cmd, const char *fmt, const char *what) {
     fprintf(stderr, "tokenize: ");
     fprintf(stderr, fmt, what);
-    fprintf(stderr, "\n\n");
-    usage(stderr, cmd);
+    fprintf(stderr, "\n  run 'tokenize %s%s--help' for the flags\n", cmd ? cmd : "", cmd ? " " : "");
     exit(2);
 }
 
@@ -1462,7 +1499,7 @@ static int cmd_shards(void) {
                     die("%s:%ld: empty document (no tokens)\n  hint: pass --empty skip to drop such documents or --empty keep to write a lone BOS", r.path, r.doc_line);
                 if (empty == EMPTY_SKIP) { skipped++; continue; }
             }
-            shard_put(docs < val_docs ? &val : &train, ids.p, ids.n, g_args.quiet);
+            shard_put(docs < val_docs ? &val : &train, ids.p, ids.n);
             docs++;
             bytes += (double)r.doc.n;
             if ((docs & 255) == 0 && !g_args.quiet) {
@@ -1476,8 +1513,10 @@ static int cmd_shards(void) {
         }
         reader_close(&r);
     }
-    shard_close(&val, g_args.quiet);
-    shard_close(&train, g_args.quiet);
+    shard_close(&val);
+    shard_close(&train);
+    shards_commit(g_args.quiet);
+    warn_stale_shards(g_args.out, val.index, train.index);
     if (docs < val_docs) warn("only %lld documents, fewer than --val-docs %lld: all of them went to val, none to train", docs, val_docs);
     if (skipped) warn("skipped %lld empty documents", skipped);
     if (!g_args.quiet)

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# dev/quickstart.sh — from a fresh Debian machine to a golf training run, in one command.
+#   1. install build and test dependencies (apt-get; CUDA itself is expected under /usr/local/cuda)
+#   2. build everything that can be built here (make)
+#   3. find the data: $DATA_PATH, the official layout data/datasets/fineweb10B_sp1024/ (fetched with
+#      openai/parameter-golf's data/cached_challenge_fineweb.py), or ../shared's sample shards
+#   4. train on every visible GPU: ./train_golf (one GPU) or mpirun -np N ./train_golf
+# Environment: DATA_PATH, TOKENIZER_PATH, NGPU, SKIP_APT=1, and any train_golf hyperparameter.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { echo "quickstart: $*"; }
+fail() { echo "quickstart: error: $*" >&2; exit 1; }
+
+if [ "${SKIP_APT:-0}" != 1 ] && command -v apt-get >/dev/null; then
+  SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+  say "installing dependencies with apt-get"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    build-essential make python3 python3-numpy python3-sentencepiece libopenmpi-dev openmpi-bin >/dev/null
+fi
+
+say "building"
+make
+
+# data: the first place that holds both splits wins
+if [ -z "${DATA_PATH:-}" ]; then
+  for d in data/datasets/fineweb10B_sp1024 ../shared/data/sample_sp1024; do
+    if ls "$d"/fineweb_train_*.bin >/dev/null 2>&1 && ls "$d"/fineweb_val_*.bin >/dev/null 2>&1; then DATA_PATH=$d; break; fi
+  done
+fi
+if [ -z "${TOKENIZER_PATH:-}" ]; then
+  for t in data/tokenizers/fineweb_1024_bpe.model ../shared/tokenizers/fineweb_1024_bpe.model; do
+    if [ -f "$t" ]; then TOKENIZER_PATH=$t; break; fi
+  done
+fi
+[ -n "${DATA_PATH:-}" ] || fail "no shards found. Fetch the official data with openai/parameter-golf:
+    python3 data/cached_challenge_fineweb.py --variant sp1024 --train-shards 10
+  (run from a clone of that repository, then copy or link its data/ folder here), or make shards from
+  your own text: ./tokenize shards --model fineweb_1024_bpe.model --out data/mine --val-docs 1000 docs.jsonl"
+[ -n "${TOKENIZER_PATH:-}" ] || fail "no tokenizer found: set TOKENIZER_PATH to fineweb_1024_bpe.model"
+say "data: $DATA_PATH   tokenizer: $TOKENIZER_PATH"
+
+[ -x ./train_golf ] || fail "train_golf is not built (train_golf.cu is not in this checkout yet, or nvcc was not found: see 'make' output)"
+NGPU=${NGPU:-$(nvidia-smi -L 2>/dev/null | grep -c GPU || true)}
+[ "${NGPU:-0}" -ge 1 ] || fail "no CUDA device visible (nvidia-smi lists none)"
+export DATA_PATH TOKENIZER_PATH
+if [ "$NGPU" -gt 1 ]; then
+  command -v mpirun >/dev/null || fail "$NGPU GPUs but no mpirun: install openmpi-bin, or set NGPU=1"
+  say "training on $NGPU GPUs: mpirun -np $NGPU ./train_golf"
+  exec mpirun --allow-run-as-root -np "$NGPU" ./train_golf
+fi
+say "training on 1 GPU: ./train_golf"
+exec ./train_golf

@@ -9,6 +9,8 @@
 CC      ?= cc
 CFLAGS  ?= -O3 -std=c99 -Wall -Wextra
 LDLIBS  ?= -lm
+# OpenMP for golf_infer's CPU forward pass, when the compiler has it (OPENMP= builds without)
+OPENMP  ?= $(shell $(CC) -fopenmp -E -x c /dev/null >/dev/null 2>&1 && echo -fopenmp)
 # Debian's python3 (with python3-torch, python3-sentencepiece, python3-numpy) is the test oracle.
 PYTHON  ?= /usr/bin/python3
 
@@ -33,7 +35,7 @@ ifeq ($(USE_NCCL),1)
   NVCC_NCCL := -DUSE_NCCL -lnccl
 endif
 
-C_TARGETS    := tokenize $(if $(wildcard golf_infer.c),golf_infer)
+C_TARGETS    := tokenize $(if $(wildcard golf_infer.c),golf_infer golf_export)
 CUDA_TARGETS := $(if $(and $(NVCC),$(wildcard train_golf.cu)),train_golf)
 
 .PHONY: all buildinfo test test-gpu bench clean
@@ -42,7 +44,7 @@ all: buildinfo $(C_TARGETS) $(CUDA_TARGETS)
 buildinfo:
 	@echo "golf build: CC=$(CC)"
 	@echo "  tokenize    yes"
-	@echo "  golf_infer  $(if $(wildcard golf_infer.c),yes,skipped: golf_infer.c is not in this checkout)"
+	@echo "  golf_infer  $(if $(wildcard golf_infer.c),yes$(if $(OPENMP), (OpenMP), (no OpenMP)),skipped: golf_infer.c is not in this checkout)"
 	@echo "  train_golf  $(if $(CUDA_TARGETS),yes (nvcc $(NVCC), sm_$(CUDA_ARCH)),skipped: $(if $(NVCC),train_golf.cu is not in this checkout,no nvcc found (set CUDA_HOME or NVCC)))"
 	@echo "  MPI         $(if $(filter 1,$(USE_MPI)),found (mpicc),not found: single-process build)"
 	@echo "  NCCL        $(if $(filter 1,$(USE_NCCL)),found,not found: single-GPU build)"
@@ -51,7 +53,11 @@ tokenize: tokenize.c
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
 golf_infer: golf_infer.c
-	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+	$(CC) $(CFLAGS) $(OPENMP) -o $@ $< $(LDLIBS)
+
+# the blob encoder (quantize + entropy code + write); it includes golf_infer.c for the format
+golf_export: dev/golf_export.c golf_infer.c
+	$(CC) $(CFLAGS) -I. -o $@ $< $(LDLIBS)
 
 train_golf: train_golf.cu golf_infer.c tokenize.c
 	$(NVCC) $(NVCCFLAGS) -o $@ $< $(NVCC_LIBS) $(NVCC_MPI) $(NVCC_NCCL)
@@ -71,4 +77,4 @@ bench: tokenize
 	bash dev/bench_tokenize.sh
 
 clean:
-	rm -f tokenize golf_infer train_golf
+	rm -f tokenize golf_infer golf_export train_golf

@@ -1,0 +1,269 @@
+/*
+ * dev/golf_export.c — the blob encoder: quantize a float32 checkpoint, entropy-code the codes, write a .golf
+ * blob, and check it by decoding it again with golf_infer.c's decoder.
+ *
+ * Contract
+ *   golf_export CKPT OUT.golf [--quant S] [--quant-embed S] [--quant-attn S] [--quant-mlp S] [--quant-head S]
+ *                             [--quant-control S] [--group G] [--dump DIR]
+ *     S is one of fp32 fp16 int8 int6 int5 int4 ternary. --quant sets the embedding, attention, MLP and head
+ *     matrices (default int8); the per-class flags override it; control tensors default to fp32.
+ *     --group: columns per scale for ternary (default 128; 0 = one scale per row).
+ *     --dump DIR: also write DIR/<tensor>.codes (int8) and DIR/<tensor>.scales (uint16 fp16) per quantized
+ *     tensor, for tests.
+ *   The blob format is specified at the top of golf_infer.c, which this file includes. train_golf.cu includes
+ *   this file (with GOLF_EXPORT_NO_MAIN) to export at the end of training.
+ *   Quantization (per row; scales stored in fp16):
+ *     intB: qmax = 2^(B-1) - 1, scale = fp16(fp32(max|w_row|) / qmax), q = clamp(rint(w / scale), -qmax, qmax)
+ *           (division in double, ties to even; scale 0 gives q = 0).
+ *     ternary: per group of G columns, scale = fp16(fp32(mean|w|)) (sum in double, left to right),
+ *           q = clamp(rint(w / scale), -1, 1).
+ *
+ * Contents: 1. fp16 rounding  2. range encoder  3. quantizers  4. blob writer  5. main
+ */
+#define GOLF_INFER_NO_MAIN
+#include "golf_infer.c"
+
+// ----------------------------------------------------------------------------------------------------
+// 1. fp16 rounding
+
+// f32_to_f16: float -> IEEE half, round to nearest even (as numpy's float16 cast).
+static uint16_t f32_to_f16(float f) {
+    uint32_t x = f32_bits(f), sign = (x >> 16) & 0x8000u, e = (x >> 23) & 0xFF, m = x & 0x7FFFFFu;
+    if (e == 0xFF) return (uint16_t)(sign | 0x7C00u | (m ? 0x200u : 0));
+    int E = (int)e - 127 + 15;
+    if (E >= 31) return (uint16_t)(sign | 0x7C00u);
+    if (E <= 0) {                       // half subnormal (or zero)
+        if (E < -10) return (uint16_t)sign;
+        m |= 0x800000u;
+        int shift = 14 - E;
+        uint32_t h = m >> shift, rem = m & ((1u << shift) - 1), mid = 1u << (shift - 1);
+        if (rem > mid || (rem == mid && (h & 1))) h++;
+        return (uint16_t)(sign | h);
+    }
+    uint32_t h = ((uint32_t)E << 10) | (m >> 13), rem = m & 0x1FFFu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++;   // a carry into the exponent is correct rounding
+    return (uint16_t)(sign | h);
+}
+
+// ----------------------------------------------------------------------------------------------------
+// 2. range encoder (mirror of golf_infer.c's decoder)
+
+typedef struct { uint8_t *p; size_t n, cap; } Bytes;
+
+static void bytes_put(Bytes *b, const void *s, size_t n) {
+    if (b->n + n > b->cap) {
+        b->cap = 2 * (b->n + n) + 1024;
+        b->p = realloc(b->p, b->cap);
+        if (!b->p) golf_die("out of memory writing the blob");
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+}
+static void bytes_u8(Bytes *b, uint8_t v) { bytes_put(b, &v, 1); }
+static void bytes_u16(Bytes *b, uint16_t v) { uint8_t t[2] = {(uint8_t)v, (uint8_t)(v >> 8)}; bytes_put(b, t, 2); }
+static void bytes_u32(Bytes *b, uint32_t v) { uint8_t t[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)}; bytes_put(b, t, 4); }
+
+typedef struct { uint64_t low; uint32_t range; uint8_t cache; uint64_t pending; Bytes *out; } RangeEncoder;
+
+static void rc_enc_init(RangeEncoder *e, Bytes *out) { e->low = 0; e->range = 0xFFFFFFFFu; e->cache = 0; e->pending = 1; e->out = out; }
+
+static void rc_shift_low(RangeEncoder *e) {
+    if ((uint32_t)e->low < 0xFF000000u || (e->low >> 32) != 0) {
+        uint8_t carry = (uint8_t)(e->low >> 32), b = e->cache;
+        do { bytes_u8(e->out, (uint8_t)(b + carry)); b = 0xFF; } while (--e->pending != 0);
+        e->cache = (uint8_t)(e->low >> 24);
+    }
+    e->pending++;
+    e->low = (e->low & 0x00FFFFFFu) << 8;
+}
+
+static void rc_enc_bit(RangeEncoder *e, uint16_t *prob, int bit) {
+    uint32_t bound = (e->range >> RC_PROB_BITS) * *prob;
+    if (!bit) { e->range = bound; *prob += (RC_PROB_ONE - *prob) >> RC_MOVE_BITS; }
+    else { e->low += bound; e->range -= bound; *prob -= *prob >> RC_MOVE_BITS; }
+    while (e->range < RC_TOP) { e->range <<= 8; rc_shift_low(e); }
+}
+
+static void rc_enc_symbol(RangeEncoder *e, uint16_t *probs, int bits, int sym) {
+    int m = 1;
+    for (int i = bits - 1; i >= 0; i--) { int bit = (sym >> i) & 1; rc_enc_bit(e, &probs[m], bit); m = (m << 1) | bit; }
+}
+
+static void rc_enc_flush(RangeEncoder *e) { for (int i = 0; i < 5; i++) rc_shift_low(e); }
+
+// ----------------------------------------------------------------------------------------------------
+// 3. quantizers: codes [rows*cols] and fp16 scales [rows*scales_per_row] of one tensor
+
+static void quantize(int scheme, int group, int rows, int cols, const float *w, int8_t *codes, uint16_t *scales) {
+    int spr = scales_per_row(scheme, group, cols), gcols = spr == 1 ? cols : group, offset, qmax;
+    scheme_levels(scheme, &offset, &qmax);
+    for (int r = 0; r < rows; r++) {
+        const float *row = w + (size_t)r * cols;
+        for (int s = 0; s < spr; s++) {
+            int c0 = s * gcols, c1 = c0 + gcols < cols ? c0 + gcols : cols;
+            float sf;
+            if (scheme == SCHEME_TERNARY) {
+                double sum = 0;
+                for (int c = c0; c < c1; c++) sum += fabs((double)row[c]);
+                sf = (float)(sum / (c1 - c0));
+            } else {
+                float amax = 0;
+                for (int c = c0; c < c1; c++) if (fabsf(row[c]) > amax) amax = fabsf(row[c]);
+                sf = amax / (float)qmax;
+            }
+            uint16_t sh = f32_to_f16(sf);
+            scales[(size_t)r * spr + s] = sh;
+            double scale = f16_to_f32(sh);
+            for (int c = c0; c < c1; c++) {
+                double q = scale > 0 ? rint((double)row[c] / scale) : 0;
+                codes[(size_t)r * cols + c] = (int8_t)(q < -qmax ? -qmax : q > qmax ? qmax : q);
+            }
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------------------------------
+// 4. blob writer
+
+// encode_payload: the payload of one tensor under a scheme (see golf_infer.c); codes/scales are filled for
+// quantized schemes.
+static void encode_payload(Bytes *out, int scheme, int group, int rows, int cols, const float *w, int8_t *codes, uint16_t *scales) {
+    size_t count = (size_t)rows * cols;
+    if (scheme == SCHEME_FP32) { for (size_t i = 0; i < count; i++) bytes_u32(out, f32_bits(w[i])); return; }
+    if (scheme == SCHEME_FP16) { for (size_t i = 0; i < count; i++) bytes_u16(out, f32_to_f16(w[i])); return; }
+    int spr = scales_per_row(scheme, group, cols), offset, qmax, bits = SCHEME_BITS[scheme];
+    scheme_levels(scheme, &offset, &qmax);
+    quantize(scheme, group, rows, cols, w, codes, scales);
+    for (size_t i = 0; i < (size_t)rows * spr; i++) bytes_u16(out, scales[i]);
+    uint16_t probs[256];
+    rc_probs_init(probs, bits);
+    RangeEncoder e;
+    rc_enc_init(&e, out);
+    for (size_t i = 0; i < count; i++) rc_enc_symbol(&e, probs, bits, codes[i] + offset);
+    rc_enc_flush(&e);
+}
+
+typedef struct { int scheme[NUM_CLASSES]; int group; const char *dump_dir; int quiet; } ExportOptions;
+
+// blob_encode: the blob of model m under the options, checked by decoding it again (golf_infer.c's decoder
+// must give back the same codes and scales, bit for bit). Returns the blob bytes (caller frees out->p).
+static void blob_encode(const GolfModel *m, const ExportOptions *o, Bytes *out) {
+    const Config *c = &m->c;
+    Bytes payloads = {0};
+    size_t *sizes = galloc((size_t)m->n * sizeof(size_t));
+    memset(out, 0, sizeof(*out));
+    uint32_t h[BLOB_HEADER_INTS] = {BLOB_MAGIC, BLOB_VERSION, 0, (uint32_t)c->vocab_size, (uint32_t)c->num_layers, (uint32_t)c->model_dim,
+                                   (uint32_t)c->num_heads, (uint32_t)c->num_kv_heads, (uint32_t)c->mlp_hidden, (uint32_t)c->tie_embeddings,
+                                   f32_bits(c->rope_base), f32_bits(c->logit_softcap), (uint32_t)c->train_seq_len, (uint32_t)m->n, 0, 0};
+    for (int i = 0; i < m->n; i++) {
+        const ParamSpec *s = &m->spec[i];
+        int scheme = o->scheme[s->cls], spr = scales_per_row(scheme, o->group, s->cols);
+        size_t count = (size_t)s->rows * s->cols, before = payloads.n;
+        int8_t *codes = galloc(count), *back_codes = galloc(count);
+        uint16_t *scales = galloc((size_t)s->rows * spr * 2), *back_scales = galloc((size_t)s->rows * spr * 2);
+        float *back = galloc(count * sizeof(float));
+        encode_payload(&payloads, scheme, o->group, s->rows, s->cols, m->params + s->offset, codes, scales);
+        sizes[i] = payloads.n - before;
+        if (sizes[i] > 0xFFFFFFFFu) golf_die("tensor '%s' payload exceeds 4 GB", s->name);
+        const char *err = blob_decode_tensor(payloads.p + before, sizes[i], scheme, o->group, s->rows, s->cols, back, back_codes, back_scales);
+        if (err) golf_die("internal: tensor '%s' does not decode: %s", s->name, err);
+        if (scheme >= SCHEME_INT8 && (memcmp(codes, back_codes, count) || memcmp(scales, back_scales, (size_t)s->rows * spr * 2)))
+            golf_die("internal: tensor '%s' decodes to different codes or scales", s->name);
+        if (o->dump_dir && scheme >= SCHEME_INT8) {
+            char path[4096];
+            const char *ext[2] = {"codes", "scales"};
+            for (int k = 0; k < 2; k++) {
+                snprintf(path, sizeof(path), "%s/%s.%s", o->dump_dir, s->name, ext[k]);
+                FILE *f = fopen(path, "wb");
+                if (!f) golf_die("cannot write '%s': %s", path, strerror(errno));
+                size_t nb = k ? (size_t)s->rows * spr * 2 : count;
+                if (fwrite(k ? (void *)scales : (void *)codes, 1, nb, f) != nb || fclose(f) != 0) golf_die("cannot write '%s': %s", path, strerror(errno));
+            }
+        }
+        if (!o->quiet)
+            printf("  %-28s %-7s %-8s %9zu values -> %9zu bytes (%.3f bits/value)\n", s->name, CLASS_NAME[s->cls], SCHEME_NAME[scheme], count,
+                   sizes[i], 8.0 * sizes[i] / (double)(count ? count : 1));
+        free(codes); free(back_codes); free(scales); free(back_scales); free(back);
+    }
+    size_t total = BLOB_HEADER_INTS * 4 + 8 * (size_t)m->n + payloads.n + 4;
+    if (total > 0xFFFFFFFFu) golf_die("blob exceeds 4 GB");
+    h[2] = (uint32_t)total;
+    for (int i = 0; i < BLOB_HEADER_INTS; i++) bytes_u32(out, h[i]);
+    for (int i = 0; i < m->n; i++) {
+        bytes_u8(out, (uint8_t)o->scheme[m->spec[i].cls]);
+        bytes_u8(out, 0);
+        bytes_u16(out, (uint16_t)(o->scheme[m->spec[i].cls] == SCHEME_TERNARY ? o->group : 0));
+        bytes_u32(out, (uint32_t)sizes[i]);
+    }
+    bytes_put(out, payloads.p, payloads.n);
+    bytes_u32(out, crc32(out->p, out->n));
+    free(payloads.p);
+    free(sizes);
+    // the whole blob through the reader once more: header, table, checksum and every payload
+    GolfModel back;
+    char why[512];
+    const char *err = blob_load(&back, out->p, out->n, NULL, why, sizeof(why));
+    if (err) golf_die("internal: the written blob does not load: %s", err);
+    model_free(&back);
+}
+
+// ----------------------------------------------------------------------------------------------------
+// 5. main
+
+#ifndef GOLF_EXPORT_NO_MAIN
+static int scheme_from_name(const char *s) {
+    for (int i = 0; i < NUM_SCHEMES; i++) if (strcmp(s, SCHEME_NAME[i]) == 0) return i;
+    fprintf(stderr, "golf_export: unknown scheme '%s' (fp32 fp16 int8 int6 int5 int4 ternary)\n", s);
+    exit(2);
+}
+
+int main(int argc, char **argv) {
+    const char *in = NULL, *outp = NULL;
+    ExportOptions o = {{SCHEME_INT8, SCHEME_INT8, SCHEME_INT8, SCHEME_INT8, SCHEME_FP32}, 128, NULL, 0};
+    int per_class[NUM_CLASSES] = {-1, -1, -1, -1, -1}, all = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int more = i + 1 < argc;
+        if (a[0] == '-' && !more && strcmp(a, "--quiet") != 0) { fprintf(stderr, "golf_export: %s needs a value\n", a); return 2; }
+        if (strcmp(a, "--quant") == 0) all = scheme_from_name(argv[++i]);
+        else if (strcmp(a, "--quant-embed") == 0) per_class[CLS_EMBED] = scheme_from_name(argv[++i]);
+        else if (strcmp(a, "--quant-attn") == 0) per_class[CLS_ATTN] = scheme_from_name(argv[++i]);
+        else if (strcmp(a, "--quant-mlp") == 0) per_class[CLS_MLP] = scheme_from_name(argv[++i]);
+        else if (strcmp(a, "--quant-head") == 0) per_class[CLS_HEAD] = scheme_from_name(argv[++i]);
+        else if (strcmp(a, "--quant-control") == 0) per_class[CLS_CONTROL] = scheme_from_name(argv[++i]);
+        else if (strcmp(a, "--group") == 0) o.group = atoi(argv[++i]);
+        else if (strcmp(a, "--dump") == 0) o.dump_dir = argv[++i];
+        else if (strcmp(a, "--quiet") == 0) o.quiet = 1;
+        else if (a[0] == '-') { fprintf(stderr, "golf_export: unknown flag '%s'\n", a); return 2; }
+        else if (!in) in = a;
+        else if (!outp) outp = a;
+        else { fprintf(stderr, "golf_export: unexpected argument '%s'\n", a); return 2; }
+    }
+    if (!in || !outp) {
+        fprintf(stderr, "usage: golf_export CKPT OUT.golf [--quant S] [--quant-embed|attn|mlp|head|control S] [--group G] [--dump DIR] [--quiet]\n"
+                        "       S: fp32 fp16 int8 int6 int5 int4 ternary\n");
+        return 2;
+    }
+    if (o.group < 0 || o.group > 65535) { fprintf(stderr, "golf_export: --group must be in 0..65535\n"); return 2; }
+    for (int k = 0; k < NUM_CLASSES; k++) {
+        if (all >= 0 && k != CLS_CONTROL) o.scheme[k] = all;
+        if (per_class[k] >= 0) o.scheme[k] = per_class[k];
+    }
+    GolfModel m;
+    model_load_file(&m, in, NULL);
+    Bytes blob;
+    if (!o.quiet) printf("golf_export: %s -> %s\n", in, outp);
+    blob_encode(&m, &o, &blob);
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", outp);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) golf_die("cannot create '%s': %s", tmp, strerror(errno));
+    if (fwrite(blob.p, 1, blob.n, f) != blob.n || fclose(f) != 0) { remove(tmp); golf_die("cannot write '%s': %s", tmp, strerror(errno)); }
+    if (rename(tmp, outp) != 0) { remove(tmp); golf_die("cannot rename '%s' to '%s': %s", tmp, outp, strerror(errno)); }
+    printf("model: %zu bytes (%zu parameters, %.3f bits/parameter)\n", blob.n, m.numel, 8.0 * blob.n / (double)m.numel);
+    artifact_line(code_path(argv[0]), blob.n);
+    free(blob.p);
+    model_free(&m);
+    return 0;
+}
+#endif

@@ -1,0 +1,1048 @@
+/*
+ * golf_infer.c — the code half of a golf artifact: decode a model blob, run it on CPU, score val_bpb.
+ *
+ * Contract
+ *   Plain C99 + libc + libm (OpenMP when compiled with -fopenmp). This file's bytes count in the
+ *   16,000,000-byte budget together with the model blob, so it holds only what scoring needs. It is the
+ *   single source of truth for the blob format, the float32 checkpoint format, the parameter table and
+ *   the CPU forward pass: other golf code includes it with GOLF_INFER_NO_MAIN defined.
+ *
+ *   ./golf_infer MODEL --val 'DIR/fineweb_val_*.bin' (--tokenizer M.model | --byte260) [--seq-len T]
+ *                [--stride S] [--max-tokens N] [--threads K]
+ *       prints val_loss, val_bpb, the tokens and bytes scored, and the artifact line
+ *       `artifact: golf_infer.c N + model M = T bytes (limit 16000000) OK|OVER`.
+ *   ./golf_infer MODEL (--tokenizer M.model | --byte260) --generate-ids "ID ..." [-n 200] [--temp 0.8]
+ *                [--top-k 40] [--seed S]      prints the continuation of the prompt ids as text
+ *   ./golf_infer MODEL --logits-ids "ID ..."  prints the logits of every position (for tests)
+ *   MODEL is a blob (.golf) or a float32 checkpoint; the magic tells which.
+ *
+ * Formats (all little-endian)
+ *   Checkpoint (float32, written by train_golf and test/reference.py, read here):
+ *     256 x int32 header: [0] 20261125 magic  [1] 1 version  [2] number of tensor records
+ *       [3] vocab_size [4] num_layers [5] model_dim [6] num_heads [7] num_kv_heads [8] mlp_hidden
+ *       [9] tie_embeddings [10] rope_base (float32 bits) [11] logit_softcap (float32 bits)
+ *       [12] train_seq_len [13] steps trained, rest 0.
+ *     Then records: int32 name_len, name (train_gpt.py state_dict key), int32 dtype (0 float32, 1 int32),
+ *     int32 ndim, int32 dims[ndim], prod(dims) elements row-major. Records may come in any order; the
+ *     model's tensors are found by name and must have the parameter table's shapes. Others are ignored.
+ *   Blob (.golf, written by dev/golf_export.c, read here):
+ *     16 x uint32 header: [0] 20261124 magic [1] 1 version [2] total blob bytes (with the CRC)
+ *       [3] vocab_size [4] num_layers [5] model_dim [6] num_heads [7] num_kv_heads [8] mlp_hidden
+ *       [9] tie_embeddings [10] rope_base (float32 bits) [11] logit_softcap (float32 bits)
+ *       [12] train_seq_len [13] number of tensors [14] 0 [15] 0.
+ *     Tensor table, one 8-byte entry per tensor of the parameter table, in its order:
+ *       uint8 scheme, uint8 0, uint16 group (ternary: columns per scale, 0 = whole row), uint32 payload bytes.
+ *     Payloads in the same order. A tensor is rows x cols (rows = first dim, 1 for vectors):
+ *       FP32 / FP16: the values.
+ *       INT8 / INT6 / INT5 / INT4 (b bits): fp16 scale per row, then the codes q in [-(2^(b-1)-1), 2^(b-1)-1]
+ *         range-coded; value = q * scale.
+ *       TERNARY: fp16 scale per group of `group` columns of each row, then codes in {-1, 0, 1} range-coded.
+ *     Codes are coded as symbols q + 2^(b-1) (ternary: q + 1) with an adaptive binary range coder: each
+ *     symbol is b bits (ternary 2) most significant first through a binary tree of 11-bit probabilities
+ *     (start 1/2, moved 1/32 of the way to each outcome), fresh per tensor; LZMA-style carry-less coder,
+ *     32-bit range, 5-byte flush.
+ *     Last 4 bytes: CRC-32 (IEEE) of every byte before them.
+ *
+ * Contents
+ *   1. checks and utilities   2. config and parameter table   3. tokenizer pieces and val_bpb tables
+ *   4. checkpoint reader      5. range decoder                6. blob reader
+ *   7. CPU forward pass       8. shards and evaluation        9. generation      10. main
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <glob.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#ifdef _OPENMP
+#define OMP(directive) _Pragma(#directive)
+#else
+#define OMP(directive)
+#endif
+#if defined(__GNUC__)
+#define GOLF_UNUSED __attribute__((unused))
+#else
+#define GOLF_UNUSED
+#endif
+
+// ----------------------------------------------------------------------------------------------------
+// 1. checks and utilities
+
+static GOLF_UNUSED void golf_die(const char *fmt, ...) {
+    va_list ap;
+    fflush(stdout);
+    fputs("golf_infer: error: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(1);
+}
+
+static GOLF_UNUSED void *golf_alloc(size_t n, const char *file, int line) {
+    void *p = calloc(n ? n : 1, 1);
+    if (!p) golf_die("out of memory allocating %zu bytes (%s:%d)", n, file, line);
+    return p;
+}
+#define galloc(n) golf_alloc((n), __FILE__, __LINE__)
+
+// read_file: the whole file into memory; dies naming the file on failure.
+static GOLF_UNUSED uint8_t *read_file(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) golf_die("cannot open '%s': %s", path, strerror(errno));
+    if (fseek(f, 0, SEEK_END) != 0) golf_die("cannot seek in '%s': %s", path, strerror(errno));
+    long len = ftell(f);
+    if (len < 0) golf_die("cannot size '%s': %s", path, strerror(errno));
+    rewind(f);
+    uint8_t *p = galloc((size_t)len + 1);
+    if (fread(p, 1, (size_t)len, f) != (size_t)len) golf_die("cannot read '%s': %s", path, strerror(errno));
+    fclose(f);
+    *n = (size_t)len;
+    return p;
+}
+
+static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+static GOLF_UNUSED uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static GOLF_UNUSED uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+
+// f16_to_f32: IEEE half -> float (exact).
+static GOLF_UNUSED float f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31, m = h & 1023;
+    if (e == 31) return bits_f32(sign | 0x7F800000u | (m << 13));
+    if (e == 0) { float v = ldexpf((float)m, -24); return sign ? -v : v; }
+    return bits_f32(sign | ((e + 112) << 23) | (m << 13));
+}
+
+// crc32: CRC-32 (IEEE 802.3, reflected, as zlib) of n bytes.
+static GOLF_UNUSED uint32_t crc32(const uint8_t *p, size_t n) {
+    static uint32_t table[256];
+    if (!table[1])
+        for (uint32_t i = 0; i < 256; i++) {
+            uint32_t c = i;
+            for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+            table[i] = c;
+        }
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) c = table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
+
+// ----------------------------------------------------------------------------------------------------
+// 2. config and parameter table: ONE table of every tensor, its shape, class and export scheme
+
+typedef struct {
+    int vocab_size, num_layers, model_dim, num_heads, num_kv_heads, mlp_hidden, tie_embeddings, train_seq_len;
+    float rope_base, logit_softcap;
+} Config;
+
+enum { CLS_EMBED, CLS_ATTN, CLS_MLP, CLS_HEAD, CLS_CONTROL, NUM_CLASSES };
+static GOLF_UNUSED const char *const CLASS_NAME[NUM_CLASSES] = {"embed", "attn", "mlp", "head", "control"};
+
+// export schemes of the blob
+enum { SCHEME_FP32, SCHEME_FP16, SCHEME_INT8, SCHEME_INT6, SCHEME_INT5, SCHEME_INT4, SCHEME_TERNARY, NUM_SCHEMES };
+static GOLF_UNUSED const char *const SCHEME_NAME[NUM_SCHEMES] = {"fp32", "fp16", "int8", "int6", "int5", "int4", "ternary"};
+static GOLF_UNUSED const int SCHEME_BITS[NUM_SCHEMES] = {32, 16, 8, 6, 5, 4, 2};
+
+typedef struct {
+    char name[64];   // the train_gpt.py state_dict key
+    int ndim, dims[2];
+    int rows, cols;  // rows = dims[0] (1 for vectors), cols = the rest
+    int cls;         // CLS_*
+    size_t offset;   // into the flat parameter buffer
+} ParamSpec;
+
+// Per-layer views into the flat parameter buffer.
+typedef struct {
+    float *c_q;        // [d, d]
+    float *c_k, *c_v;  // [kv_dim, d]
+    float *proj;       // [d, d]
+    float *fc;         // [hidden, d]
+    float *mlp_proj;   // [d, hidden]
+    float *q_gain;     // [H]
+    float *attn_scale, *mlp_scale;  // [d]
+    float *resid_mix;  // [2, d]
+} LayerParams;
+
+typedef struct {
+    Config c;
+    int n;                 // tensors
+    ParamSpec *spec;       // [n]
+    size_t numel;          // floats in params
+    float *params;         // the flat buffer
+    float *tok_emb;        // [V, d]
+    float *skip_weights;   // [num_skip, d]
+    float *lm_head;        // [V, d] (tok_emb when tied)
+    LayerParams *layer;    // [L]
+} GolfModel;
+
+static int num_skips(const Config *c) { int e = c->num_layers / 2, dd = c->num_layers - e; return e < dd ? e : dd; }
+
+// config_check: NULL when the shape is usable, else what is wrong.
+static GOLF_UNUSED const char *config_check(const Config *c) {
+    if (c->vocab_size < 2 || c->vocab_size > (1 << 20)) return "vocab_size out of range";
+    if (c->num_layers < 1 || c->num_layers > 1024) return "num_layers out of range";
+    if (c->model_dim < 2 || c->model_dim > (1 << 16)) return "model_dim out of range";
+    if (c->num_heads < 1 || c->model_dim % c->num_heads) return "num_heads must divide model_dim";
+    if (c->num_kv_heads < 1 || c->num_heads % c->num_kv_heads) return "num_kv_heads must divide num_heads";
+    if ((c->model_dim / c->num_heads) % 2) return "head_dim must be even (RoPE)";
+    if (c->mlp_hidden < 1 || c->mlp_hidden > (1 << 20)) return "mlp_hidden out of range";
+    if (c->tie_embeddings != 0 && c->tie_embeddings != 1) return "tie_embeddings must be 0 or 1";
+    if (!(c->rope_base > 0) || !(c->logit_softcap > 0)) return "rope_base and logit_softcap must be positive";
+    if (c->train_seq_len < 1) return "train_seq_len must be positive";
+    return NULL;
+}
+
+static void spec_add(GolfModel *m, const char *name, int ndim, int d0, int d1, int cls) {
+    ParamSpec *s = &m->spec[m->n++];
+    snprintf(s->name, sizeof(s->name), "%s", name);
+    s->ndim = ndim; s->dims[0] = d0; s->dims[1] = ndim == 2 ? d1 : 0;
+    s->rows = ndim == 2 ? d0 : 1;
+    s->cols = ndim == 2 ? d1 : d0;
+    s->cls = cls;
+    s->offset = m->numel;
+    m->numel += (size_t)s->rows * (size_t)s->cols;
+}
+
+// model_layout: build the parameter table of config c and allocate the flat buffer.
+static GOLF_UNUSED void model_layout(GolfModel *m, const Config *c) {
+    int d = c->model_dim, hd = d / c->num_heads, kv = c->num_kv_heads * hd, L = c->num_layers;
+    char nm[64];
+    memset(m, 0, sizeof(*m));
+    m->c = *c;
+    m->spec = galloc((size_t)(10 * L + 4) * sizeof(ParamSpec));
+    spec_add(m, "tok_emb.weight", 2, c->vocab_size, d, CLS_EMBED);
+    for (int l = 0; l < L; l++) {
+#define LAYER(suffix, nd, a, b, cls) snprintf(nm, sizeof(nm), "blocks.%d.%s", l, suffix), spec_add(m, nm, nd, a, b, cls)
+        LAYER("attn.c_q.weight", 2, d, d, CLS_ATTN);
+        LAYER("attn.c_k.weight", 2, kv, d, CLS_ATTN);
+        LAYER("attn.c_v.weight", 2, kv, d, CLS_ATTN);
+        LAYER("attn.proj.weight", 2, d, d, CLS_ATTN);
+        LAYER("mlp.fc.weight", 2, c->mlp_hidden, d, CLS_MLP);
+        LAYER("mlp.proj.weight", 2, d, c->mlp_hidden, CLS_MLP);
+        LAYER("attn.q_gain", 1, c->num_heads, 0, CLS_CONTROL);
+        LAYER("attn_scale", 1, d, 0, CLS_CONTROL);
+        LAYER("mlp_scale", 1, d, 0, CLS_CONTROL);
+        LAYER("resid_mix", 2, 2, d, CLS_CONTROL);
+#undef LAYER
+    }
+    spec_add(m, "skip_weights", 2, num_skips(c), d, CLS_CONTROL);
+    if (!c->tie_embeddings) spec_add(m, "lm_head.weight", 2, c->vocab_size, d, CLS_HEAD);
+    m->params = galloc(m->numel * sizeof(float));
+    m->layer = galloc((size_t)L * sizeof(LayerParams));
+    int i = 0;
+    m->tok_emb = m->params + m->spec[i++].offset;
+    for (int l = 0; l < L; l++) {
+        LayerParams *p = &m->layer[l];
+        float **views[10] = {&p->c_q, &p->c_k, &p->c_v, &p->proj, &p->fc, &p->mlp_proj, &p->q_gain, &p->attn_scale, &p->mlp_scale, &p->resid_mix};
+        for (int k = 0; k < 10; k++) *views[k] = m->params + m->spec[i++].offset;
+    }
+    m->skip_weights = m->params + m->spec[i++].offset;
+    m->lm_head = c->tie_embeddings ? m->tok_emb : m->params + m->spec[i++].offset;
+}
+
+static GOLF_UNUSED void model_free(GolfModel *m) { free(m->spec); free(m->params); free(m->layer); memset(m, 0, sizeof(*m)); }
+
+// config_from_header: fields [3..12] of both file headers.
+static void config_from_header(Config *c, const uint32_t *h) {
+    c->vocab_size = (int)h[3]; c->num_layers = (int)h[4]; c->model_dim = (int)h[5]; c->num_heads = (int)h[6];
+    c->num_kv_heads = (int)h[7]; c->mlp_hidden = (int)h[8]; c->tie_embeddings = (int)h[9];
+    c->rope_base = bits_f32(h[10]); c->logit_softcap = bits_f32(h[11]); c->train_seq_len = (int)h[12];
+}
+
+// ----------------------------------------------------------------------------------------------------
+// 3. tokenizer pieces (from a SentencePiece .model protobuf) and the val_bpb byte tables
+
+enum { PIECE_NORMAL = 1, PIECE_UNKNOWN = 2, PIECE_CONTROL = 3, PIECE_USER_DEFINED = 4, PIECE_UNUSED = 5, PIECE_BYTE = 6 };
+
+typedef struct { const uint8_t *p, *end; } Pb;
+typedef struct { uint32_t field, wtype; uint64_t v; const uint8_t *data; size_t len; } PbField;
+
+static int pb_varint(Pb *r, uint64_t *v) {
+    uint64_t x = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (r->p >= r->end) return 0;
+        uint8_t c = *r->p++;
+        x |= (uint64_t)(c & 0x7F) << shift;
+        if (c < 0x80) { *v = x; return 1; }
+    }
+    return 0;
+}
+
+// pb_next: the next field of a protobuf message; 1 = got one, 0 = end, -1 = malformed.
+static GOLF_UNUSED int pb_next(Pb *r, PbField *f) {
+    uint64_t key;
+    if (r->p >= r->end) return 0;
+    if (!pb_varint(r, &key)) return -1;
+    f->field = (uint32_t)(key >> 3); f->wtype = (uint32_t)(key & 7);
+    f->data = NULL; f->len = 0; f->v = 0;
+    switch (f->wtype) {
+    case 0: return pb_varint(r, &f->v) ? 1 : -1;
+    case 1: if (r->end - r->p < 8) return -1; f->data = r->p; f->len = 8; r->p += 8; return 1;
+    case 5: if (r->end - r->p < 4) return -1; f->data = r->p; f->len = 4; r->p += 4; return 1;
+    case 2:
+        if (!pb_varint(r, &f->v) || f->v > (uint64_t)(r->end - r->p)) return -1;
+        f->data = r->p; f->len = (size_t)f->v; r->p += f->len; return 1;
+    default: return -1;
+    }
+}
+
+// Pieces: the vocabulary of a tokenizer, enough for the byte tables and for decoding.
+typedef struct {
+    int n;
+    char **piece; int *plen; float *score; uint8_t *type;  // [n]
+} Pieces;
+
+// pieces_parse: pieces (field 1 of ModelProto: piece 1, score 2, type 3) of a .model file's bytes;
+// returns NULL or the problem.
+static GOLF_UNUSED const char *pieces_parse(Pieces *v, const uint8_t *data, size_t n) {
+    Pb r = {data, data + n};
+    PbField f;
+    int rc, count = 0;
+    memset(v, 0, sizeof(*v));
+    while ((rc = pb_next(&r, &f)) > 0) if (f.field == 1 && f.wtype == 2) count++;
+    if (rc < 0) return "truncated or not a protobuf file";
+    if (count == 0) return "no pieces found";
+    v->piece = galloc((size_t)count * sizeof(char *));
+    v->plen = galloc((size_t)count * sizeof(int));
+    v->score = galloc((size_t)count * sizeof(float));
+    v->type = galloc((size_t)count);
+    r.p = data;
+    while (pb_next(&r, &f) > 0) {
+        if (f.field != 1 || f.wtype != 2) continue;
+        int id = v->n++;
+        Pb q = {f.data, f.data + f.len};
+        PbField g;
+        v->type[id] = PIECE_NORMAL;
+        while ((rc = pb_next(&q, &g)) > 0) {
+            if (g.field == 1 && g.wtype == 2) {
+                free(v->piece[id]);
+                v->piece[id] = galloc(g.len + 1);
+                memcpy(v->piece[id], g.data, g.len);
+                v->plen[id] = (int)g.len;
+            } else if (g.field == 2 && g.wtype == 5) v->score[id] = bits_f32(rd32(g.data));
+            else if (g.field == 3 && g.wtype == 0) {
+                if (g.v < 1 || g.v > 6) return "a piece has an unknown type";
+                v->type[id] = (uint8_t)g.v;
+            }
+        }
+        if (rc < 0) return "a piece is malformed protobuf";
+        if (!v->piece[id] || !v->plen[id]) return "a piece is empty";
+    }
+    return NULL;
+}
+
+static GOLF_UNUSED void pieces_free(Pieces *v) {
+    for (int i = 0; i < v->n; i++) free(v->piece[i]);
+    free(v->piece); free(v->plen); free(v->score); free(v->type);
+    memset(v, 0, sizeof(*v));
+}
+
+// byte260: the official pure-byte tokenizer (0 pad, 1 BOS, 2 EOS, 3 unk, 4..259 the bytes) as Pieces.
+static GOLF_UNUSED void pieces_byte260(Pieces *v) {
+    static const char *const special[4] = {"<pad>", "<s>", "</s>", "<unk>"};
+    static const uint8_t stype[4] = {PIECE_CONTROL, PIECE_CONTROL, PIECE_CONTROL, PIECE_UNKNOWN};
+    memset(v, 0, sizeof(*v));
+    v->n = 260;
+    v->piece = galloc(260 * sizeof(char *)); v->plen = galloc(260 * sizeof(int));
+    v->score = galloc(260 * sizeof(float)); v->type = galloc(260);
+    for (int i = 0; i < 260; i++) {
+        v->piece[i] = galloc(8);
+        if (i < 4) { strcpy(v->piece[i], special[i]); v->type[i] = stype[i]; }
+        else { snprintf(v->piece[i], 8, "<0x%02X>", i - 4); v->type[i] = PIECE_BYTE; }
+        v->plen[i] = (int)strlen(v->piece[i]);
+    }
+}
+
+// byte_piece_value: NN of a "<0xNN>" piece, or -1.
+static GOLF_UNUSED int byte_piece_value(const char *s, int n) {
+    static const char hex[] = "0123456789ABCDEF";
+    if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>' || !s[3] || !s[4]) return -1;
+    const char *a = strchr(hex, s[3]), *b = strchr(hex, s[4]);
+    return a && b ? (int)((a - hex) * 16 + (b - hex)) : -1;
+}
+
+static const char SPACE_SYMBOL[] = "\xe2\x96\x81";  // U+2581, sentencepiece's visible space
+
+// The val_bpb tables: per token, the UTF-8 bytes it stands for. A leading U+2581 is counted apart: it is a
+// real space only when the previous token is not a boundary (control, unknown or unused) token.
+typedef struct { int n; int16_t *base_bytes; uint8_t *has_leading_space, *is_boundary; } ByteLut;
+
+// byte_lut_build: tables of size max(vocab, min_size); ids past the vocabulary count as boundary tokens.
+static GOLF_UNUSED void byte_lut_build(ByteLut *t, const Pieces *v, int min_size) {
+    t->n = v->n > min_size ? v->n : min_size;
+    t->base_bytes = galloc((size_t)t->n * sizeof(int16_t));
+    t->has_leading_space = galloc((size_t)t->n);
+    t->is_boundary = galloc((size_t)t->n);
+    memset(t->is_boundary, 1, (size_t)t->n);
+    for (int id = 0; id < v->n; id++) {
+        int type = v->type[id];
+        if (type == PIECE_CONTROL || type == PIECE_UNKNOWN || type == PIECE_UNUSED) continue;
+        t->is_boundary[id] = 0;
+        if (type == PIECE_BYTE) { t->base_bytes[id] = 1; continue; }
+        int len = v->plen[id];
+        if (len >= 3 && memcmp(v->piece[id], SPACE_SYMBOL, 3) == 0) { t->has_leading_space[id] = 1; len -= 3; }
+        t->base_bytes[id] = (int16_t)len;
+    }
+}
+
+static GOLF_UNUSED void byte_lut_free(ByteLut *t) { free(t->base_bytes); free(t->has_leading_space); free(t->is_boundary); memset(t, 0, sizeof(*t)); }
+
+// ----------------------------------------------------------------------------------------------------
+// 4. checkpoint reader (float32)
+
+enum { CKPT_MAGIC = 20261125, CKPT_VERSION = 1, CKPT_HEADER_INTS = 256, BLOB_MAGIC = 20261124, BLOB_VERSION = 1, BLOB_HEADER_INTS = 16 };
+
+// checkpoint_load: fill m (laid out by its header) from a checkpoint file's bytes; NULL or the problem.
+static GOLF_UNUSED const char *checkpoint_load(GolfModel *m, const uint8_t *p, size_t n, char *why, size_t why_n) {
+    uint32_t h[CKPT_HEADER_INTS];
+    if (n < CKPT_HEADER_INTS * 4) return "shorter than the checkpoint header";
+    for (int i = 0; i < CKPT_HEADER_INTS; i++) h[i] = rd32(p + 4 * i);
+    if (h[0] != CKPT_MAGIC) return "bad magic (not a golf checkpoint)";
+    if (h[1] != CKPT_VERSION) return "unsupported checkpoint version";
+    Config c;
+    config_from_header(&c, h);
+    const char *bad = config_check(&c);
+    if (bad) return bad;
+    model_layout(m, &c);
+    uint8_t *found = galloc((size_t)m->n);
+    size_t off = CKPT_HEADER_INTS * 4;
+    for (uint32_t r = 0; r < h[2]; r++) {
+        if (n - off < 4) return "truncated tensor record";
+        uint32_t nl = rd32(p + off); off += 4;
+        if (nl > 4096 || n - off < nl + 8) return "truncated tensor name";
+        const char *name = (const char *)p + off; off += nl;
+        uint32_t dtype = rd32(p + off), ndim = rd32(p + off + 4); off += 8;
+        if (ndim > 8 || n - off < 4 * ndim) return "truncated tensor shape";
+        uint64_t numel = 1;
+        uint32_t dims[8];
+        for (uint32_t k = 0; k < ndim; k++) { dims[k] = rd32(p + off + 4 * k); numel *= dims[k]; if (numel > ((uint64_t)1 << 40)) return "tensor too large"; }
+        off += 4 * ndim;
+        if (dtype > 1) return "unknown tensor dtype";
+        if ((uint64_t)(n - off) < 4 * numel) return "truncated tensor data";
+        for (int i = 0; i < m->n; i++) {
+            ParamSpec *s = &m->spec[i];
+            if (strlen(s->name) != nl || memcmp(s->name, name, nl) != 0) continue;
+            int shape_ok = dtype == 0 && ndim == (uint32_t)s->ndim && dims[0] == (uint32_t)s->dims[0] && (ndim == 1 || dims[1] == (uint32_t)s->dims[1]);
+            if (!shape_ok) { snprintf(why, why_n, "tensor '%s' has the wrong shape or dtype for the header's config", s->name); free(found); return why; }
+            for (uint64_t k = 0; k < numel; k++) m->params[s->offset + k] = bits_f32(rd32(p + off + 4 * k));
+            found[i] = 1;
+        }
+        off += 4 * numel;
+    }
+    for (int i = 0; i < m->n; i++)
+        if (!found[i]) { snprintf(why, why_n, "tensor '%s' is missing", m->spec[i].name); free(found); return why; }
+    free(found);
+    return NULL;
+}
+
+// ----------------------------------------------------------------------------------------------------
+// 5. range decoder: adaptive binary probabilities, symbols through a binary tree (see the format above)
+
+enum { RC_PROB_BITS = 11, RC_PROB_ONE = 1 << RC_PROB_BITS, RC_MOVE_BITS = 5, RC_TOP = 1 << 24 };
+
+typedef struct { const uint8_t *p, *end; uint32_t range, code; int overrun; } RangeDecoder;
+
+static void rc_dec_init(RangeDecoder *d, const uint8_t *p, size_t n) {
+    d->p = p; d->end = p + n; d->range = 0xFFFFFFFFu; d->code = 0; d->overrun = 0;
+    for (int i = 0; i < 5; i++) d->code = (d->code << 8) | (d->p < d->end ? *d->p++ : (d->overrun = 1, 0));
+}
+
+static int rc_dec_bit(RangeDecoder *d, uint16_t *prob) {
+    uint32_t bound = (d->range >> RC_PROB_BITS) * *prob;
+    int bit;
+    if (d->code < bound) { d->range = bound; *prob += (RC_PROB_ONE - *prob) >> RC_MOVE_BITS; bit = 0; }
+    else { d->code -= bound; d->range -= bound; *prob -= *prob >> RC_MOVE_BITS; bit = 1; }
+    while (d->range < RC_TOP) {
+        d->range <<= 8;
+        d->code = (d->code << 8) | (d->p < d->end ? *d->p++ : (d->overrun = 1, 0));
+    }
+    return bit;
+}
+
+// rc_dec_symbol: one symbol of `bits` bits through the tree of probabilities probs[1 .. 2^bits).
+static int rc_dec_symbol(RangeDecoder *d, uint16_t *probs, int bits) {
+    int m = 1;
+    for (int i = 0; i < bits; i++) m = (m << 1) | rc_dec_bit(d, &probs[m]);
+    return m - (1 << bits);
+}
+
+static void rc_probs_init(uint16_t *probs, int bits) { for (int i = 0; i < (1 << bits); i++) probs[i] = RC_PROB_ONE / 2; }
+
+// ----------------------------------------------------------------------------------------------------
+// 6. blob reader
+
+// scheme_levels: the symbol offset (2^(b-1), ternary 1) and the largest |code| of a quantized scheme.
+static GOLF_UNUSED void scheme_levels(int scheme, int *offset, int *qmax) {
+    int b = SCHEME_BITS[scheme];
+    *offset = scheme == SCHEME_TERNARY ? 1 : 1 << (b - 1);
+    *qmax = scheme == SCHEME_TERNARY ? 1 : (1 << (b - 1)) - 1;
+}
+
+// scales_per_row: how many fp16 scales a row of `cols` has under a scheme with this group.
+static GOLF_UNUSED int scales_per_row(int scheme, int group, int cols) {
+    if (scheme != SCHEME_TERNARY || group <= 0 || group >= cols) return 1;
+    return (cols + group - 1) / group;
+}
+
+// blob_decode_tensor: dequantize one payload into out (rows x cols); codes (optional) receives the integer
+// codes and scales (optional) the fp16 scales, for tests. NULL or the problem.
+static GOLF_UNUSED const char *blob_decode_tensor(const uint8_t *p, size_t n, int scheme, int group, int rows, int cols,
+                                                  float *out, int8_t *codes, uint16_t *scales) {
+    size_t count = (size_t)rows * (size_t)cols;
+    if (scheme == SCHEME_FP32 || scheme == SCHEME_FP16) {
+        size_t w = scheme == SCHEME_FP32 ? 4 : 2;
+        if (n != count * w) return "payload size does not match the tensor shape";
+        for (size_t i = 0; i < count; i++) out[i] = w == 4 ? bits_f32(rd32(p + 4 * i)) : f16_to_f32(rd16(p + 2 * i));
+        return NULL;
+    }
+    if (scheme >= NUM_SCHEMES) return "unknown quantization scheme";
+    int spr = scales_per_row(scheme, group, cols), gcols = spr == 1 ? cols : group, offset, qmax;
+    size_t nscales = (size_t)rows * (size_t)spr;
+    if (n < 2 * nscales) return "payload shorter than its scales";
+    scheme_levels(scheme, &offset, &qmax);
+    int bits = SCHEME_BITS[scheme];
+    uint16_t probs[256];
+    rc_probs_init(probs, bits);
+    RangeDecoder d;
+    rc_dec_init(&d, p + 2 * nscales, n - 2 * nscales);
+    for (int r = 0; r < rows; r++) {
+        for (int s = 0; s < spr; s++) {
+            uint16_t sh = rd16(p + 2 * ((size_t)r * spr + s));
+            if (scales) scales[(size_t)r * spr + s] = sh;
+            float scale = f16_to_f32(sh);
+            if (!isfinite(scale)) return "a scale is not finite";
+            int c1 = (s + 1) * gcols < cols ? (s + 1) * gcols : cols;
+            for (int c = s * gcols; c < c1; c++) {
+                int q = rc_dec_symbol(&d, probs, bits) - offset;
+                if (q < -qmax || q > qmax) return "a code is out of range (corrupted payload)";
+                if (codes) codes[(size_t)r * cols + c] = (int8_t)q;
+                out[(size_t)r * cols + c] = (float)q * scale;
+            }
+        }
+        if (d.overrun) return "the coded payload is truncated";
+    }
+    if (d.p != d.end) return "the coded payload has trailing bytes";
+    return NULL;
+}
+
+typedef struct { int scheme, group; uint32_t bytes; } BlobEntry;
+
+// blob_load: verify and decode a whole blob into m; entries (optional, [m->n]) receives the tensor table.
+// NULL or the problem; never reads outside p[0..n).
+static GOLF_UNUSED const char *blob_load(GolfModel *m, const uint8_t *p, size_t n, BlobEntry *entries_out, char *why, size_t why_n) {
+    uint32_t h[BLOB_HEADER_INTS];
+    memset(m, 0, sizeof(*m));
+    if (n < BLOB_HEADER_INTS * 4 + 4) return "shorter than the blob header";
+    for (int i = 0; i < BLOB_HEADER_INTS; i++) h[i] = rd32(p + 4 * i);
+    if (h[0] != BLOB_MAGIC) return "bad magic (not a golf blob)";
+    if (h[1] != BLOB_VERSION) return "unsupported blob version";
+    if (h[2] != n) { snprintf(why, why_n, "blob is %zu bytes but its header says %u (truncated or padded)", n, h[2]); return why; }
+    if (crc32(p, n - 4) != rd32(p + n - 4)) return "checksum mismatch: the blob is corrupted";
+    Config c;
+    config_from_header(&c, h);
+    const char *bad = config_check(&c);
+    if (bad) return bad;
+    model_layout(m, &c);
+    if (h[13] != (uint32_t)m->n) { snprintf(why, why_n, "blob holds %u tensors but its config needs %d", h[13], m->n); return why; }
+    size_t off = BLOB_HEADER_INTS * 4, table = off;
+    if ((n - 4 - off) / 8 < (size_t)m->n) return "truncated tensor table";
+    off += 8 * (size_t)m->n;
+    for (int i = 0; i < m->n; i++) {
+        const uint8_t *e = p + table + 8 * (size_t)i;
+        int scheme = e[0], group = rd16(e + 2);
+        uint32_t bytes = rd32(e + 4);
+        if (scheme >= NUM_SCHEMES || e[1]) { snprintf(why, why_n, "tensor '%s' has an unknown scheme", m->spec[i].name); return why; }
+        if (bytes > n - 4 - off) { snprintf(why, why_n, "tensor '%s' payload runs past the end of the blob", m->spec[i].name); return why; }
+        if (entries_out) { entries_out[i].scheme = scheme; entries_out[i].group = group; entries_out[i].bytes = bytes; }
+        const ParamSpec *s = &m->spec[i];
+        const char *err = blob_decode_tensor(p + off, bytes, scheme, group, s->rows, s->cols, m->params + s->offset, NULL, NULL);
+        if (err) { snprintf(why, why_n, "tensor '%s' (%s): %s", s->name, SCHEME_NAME[scheme], err); return why; }
+        off += bytes;
+    }
+    if (off != n - 4) return "bytes left between the last payload and the checksum";
+    return NULL;
+}
+
+// model_load_file: a blob or a checkpoint, told apart by the magic; dies naming the file on any problem.
+static GOLF_UNUSED void model_load_file(GolfModel *m, const char *path, size_t *file_bytes) {
+    size_t n;
+    uint8_t *p = read_file(path, &n);
+    char why[512];
+    const char *err = n >= 4 && rd32(p) == CKPT_MAGIC ? checkpoint_load(m, p, n, why, sizeof(why)) : blob_load(m, p, n, NULL, why, sizeof(why));
+    if (err) golf_die("model '%s': %s\n  hint: pass a .golf blob (dev/golf_export) or a golf float32 checkpoint", path, err);
+    free(p);
+    if (file_bytes) *file_bytes = n;
+}
+
+// artifact_line: print the challenge's size check for this code file plus a model of model_bytes.
+static GOLF_UNUSED void artifact_line(const char *code_path, size_t model_bytes) {
+    struct stat st;
+    if (stat(code_path, &st) != 0) { printf("artifact: cannot find %s to count it; model %zu bytes\n", code_path, model_bytes); return; }
+    long long total = (long long)st.st_size + (long long)model_bytes;
+    printf("artifact: golf_infer.c %lld + model %zu = %lld bytes (limit 16000000) %s\n", (long long)st.st_size, model_bytes, total,
+           total <= 16000000 ? "OK" : "OVER");
+}
+
+// code_path: golf_infer.c next to the binary (the artifact's code), else in the current folder.
+static GOLF_UNUSED const char *code_path(const char *argv0) {
+    static char path[4096];
+    const char *slash = strrchr(argv0, '/');
+    if (!slash) return "golf_infer.c";
+    snprintf(path, sizeof(path), "%.*s/golf_infer.c", (int)(slash - argv0), argv0);
+    return path;
+}
+
+// ----------------------------------------------------------------------------------------------------
+// 7. CPU forward pass in float32 (the math of test/reference.py and train_gpt.py)
+
+static const float RMS_EPS = 1.1920929e-07f;  // torch's rms_norm default for float32: finfo(float32).eps
+
+// dot: sum of a[i]*b[i] in eight lanes (vectorizes without reassociation flags).
+static float dot(const float *a, const float *b, int n) {
+    float s[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) s[k] += a[i + k] * b[i + k];
+    float t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; i < n; i++) t += a[i] * b[i];
+    return t;
+}
+
+// matmul: out[T, N] = in[T, K] @ W[N, K]^T.
+static void matmul(float *out, const float *in, const float *W, int T, int K, int N) {
+OMP(omp parallel for collapse(2) schedule(static))
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < N; j++) out[(size_t)t * N + j] = dot(in + (size_t)t * K, W + (size_t)j * K, K);
+}
+
+// rmsnorm: out = x / sqrt(mean(x^2) + eps), n values.
+static void rmsnorm(float *out, const float *x, int n) {
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float r = 1.0f / sqrtf((float)(ss / n) + RMS_EPS);
+    for (int i = 0; i < n; i++) out[i] = x[i] * r;
+}
+
+// rope: rotate halves (x1, x2) of a head vector at position pos: (x1 cos + x2 sin, -x1 sin + x2 cos).
+static void rope(float *x, int hd, int pos, float base) {
+    int half = hd / 2;
+    for (int i = 0; i < half; i++) {
+        float inv_freq = 1.0f / powf(base, (float)(2 * i) / (float)hd);
+        float ang = (float)pos * inv_freq, c = cosf(ang), s = sinf(ang);
+        float a = x[i], b = x[i + half];
+        x[i] = a * c + b * s;
+        x[i + half] = -a * s + b * c;
+    }
+}
+
+// Activations of one window of T tokens.
+typedef struct {
+    int T;
+    float *x, *x0, *h;   // [T, d]
+    float *q;            // [T, d]
+    float *k, *v;        // [T, kv_dim]
+    float *y;            // [T, d]
+    float *u;            // [T, hidden]
+    float *skips;        // [num_skips, T, d]
+    float *att;          // [threads, T] attention scores
+} Acts;
+
+static GOLF_UNUSED void acts_alloc(Acts *a, const Config *c, int T) {
+    int d = c->model_dim, kv = c->num_kv_heads * (d / c->num_heads), nth = 1;
+#ifdef _OPENMP
+    nth = omp_get_max_threads();
+#endif
+    a->T = T;
+    a->x = galloc((size_t)T * d * 4); a->x0 = galloc((size_t)T * d * 4); a->h = galloc((size_t)T * d * 4);
+    a->q = galloc((size_t)T * d * 4); a->y = galloc((size_t)T * d * 4);
+    a->k = galloc((size_t)T * kv * 4); a->v = galloc((size_t)T * kv * 4);
+    a->u = galloc((size_t)T * c->mlp_hidden * 4);
+    a->skips = galloc((size_t)(num_skips(c) + 1) * T * d * 4);
+    a->att = galloc((size_t)nth * T * 4);
+}
+
+static GOLF_UNUSED void acts_free(Acts *a) {
+    free(a->x); free(a->x0); free(a->h); free(a->q); free(a->y); free(a->k); free(a->v); free(a->u); free(a->skips); free(a->att);
+    memset(a, 0, sizeof(*a));
+}
+
+// attention: causal GQA attention of q/k/v (after norms, RoPE and gain) into a->y.
+static void attention(Acts *a, const Config *c) {
+    int T = a->T, H = c->num_heads, hd = c->model_dim / H, kvd = c->num_kv_heads * hd, group = H / c->num_kv_heads;
+    float scale = 1.0f / sqrtf((float)hd);
+OMP(omp parallel for collapse(2) schedule(dynamic, 4))
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < H; h++) {
+            int tid = 0;
+#ifdef _OPENMP
+            tid = omp_get_thread_num();
+#endif
+            float *sc = a->att + (size_t)tid * T;
+            const float *q = a->q + (size_t)t * c->model_dim + h * hd;
+            int kh = h / group;
+            float mx = -INFINITY;
+            for (int s = 0; s <= t; s++) {
+                sc[s] = dot(q, a->k + (size_t)s * kvd + kh * hd, hd) * scale;
+                if (sc[s] > mx) mx = sc[s];
+            }
+            double sum = 0;
+            for (int s = 0; s <= t; s++) { sc[s] = expf(sc[s] - mx); sum += sc[s]; }
+            float *y = a->y + (size_t)t * c->model_dim + h * hd;
+            for (int i = 0; i < hd; i++) y[i] = 0;
+            for (int s = 0; s <= t; s++) {
+                float w = (float)(sc[s] / sum);
+                const float *v = a->v + (size_t)s * kvd + kh * hd;
+                for (int i = 0; i < hd; i++) y[i] += w * v[i];
+            }
+        }
+}
+
+// block: one transformer block on a->x (with x0 the normalized embeddings).
+static void block(const GolfModel *m, const LayerParams *p, Acts *a) {
+    const Config *c = &m->c;
+    int T = a->T, d = c->model_dim, H = c->num_heads, hd = d / H, kvd = c->num_kv_heads * hd, F = c->mlp_hidden;
+    for (size_t i = 0; i < (size_t)T * d; i++) a->x[i] = p->resid_mix[i % d] * a->x[i] + p->resid_mix[d + i % d] * a->x0[i];
+    for (int t = 0; t < T; t++) rmsnorm(a->h + (size_t)t * d, a->x + (size_t)t * d, d);
+    matmul(a->q, a->h, p->c_q, T, d, d);
+    matmul(a->k, a->h, p->c_k, T, d, kvd);
+    matmul(a->v, a->h, p->c_v, T, d, kvd);
+    for (int t = 0; t < T; t++) {
+        for (int h = 0; h < H; h++) {
+            float *q = a->q + (size_t)t * d + h * hd;
+            rmsnorm(q, q, hd);
+            rope(q, hd, t, c->rope_base);
+            for (int i = 0; i < hd; i++) q[i] *= p->q_gain[h];
+        }
+        for (int h = 0; h < c->num_kv_heads; h++) {
+            float *k = a->k + (size_t)t * kvd + h * hd;
+            rmsnorm(k, k, hd);
+            rope(k, hd, t, c->rope_base);
+        }
+    }
+    attention(a, c);
+    matmul(a->h, a->y, p->proj, T, d, d);
+    for (size_t i = 0; i < (size_t)T * d; i++) a->x[i] += p->attn_scale[i % d] * a->h[i];
+    for (int t = 0; t < T; t++) rmsnorm(a->h + (size_t)t * d, a->x + (size_t)t * d, d);
+    matmul(a->u, a->h, p->fc, T, d, F);
+    for (size_t i = 0; i < (size_t)T * F; i++) { float r = a->u[i] > 0 ? a->u[i] : 0; a->u[i] = r * r; }
+    matmul(a->h, a->u, p->mlp_proj, T, F, d);
+    for (size_t i = 0; i < (size_t)T * d; i++) a->x[i] += p->mlp_scale[i % d] * a->h[i];
+}
+
+// forward: the final normalized hidden states of tokens[0..T) into a->h ([T, d]).
+static GOLF_UNUSED void forward(const GolfModel *m, const int32_t *tokens, int T, Acts *a) {
+    const Config *c = &m->c;
+    int d = c->model_dim, enc = c->num_layers / 2, ns = num_skips(c);
+    a->T = T;
+    for (int t = 0; t < T; t++) rmsnorm(a->x + (size_t)t * d, m->tok_emb + (size_t)tokens[t] * d, d);
+    memcpy(a->x0, a->x, (size_t)T * d * 4);
+    for (int l = 0; l < enc; l++) {
+        block(m, &m->layer[l], a);
+        if (l >= enc - ns) memcpy(a->skips + (size_t)(l - (enc - ns)) * T * d, a->x, (size_t)T * d * 4);
+    }
+    for (int i = 0; i < c->num_layers - enc; i++) {
+        if (i < ns) {   // skips come back in reverse order
+            const float *s = a->skips + (size_t)(ns - 1 - i) * T * d, *w = m->skip_weights + (size_t)i * d;
+            for (size_t k = 0; k < (size_t)T * d; k++) a->x[k] += w[k % d] * s[k];
+        }
+        block(m, &m->layer[enc + i], a);
+    }
+    for (int t = 0; t < T; t++) rmsnorm(a->h + (size_t)t * d, a->x + (size_t)t * d, d);
+}
+
+// logits_at: softcapped logits [V] of the hidden state h [d].
+static GOLF_UNUSED void logits_at(const GolfModel *m, const float *h, float *logits) {
+    const Config *c = &m->c;
+    for (int v = 0; v < c->vocab_size; v++) {
+        float z = dot(h, m->lm_head + (size_t)v * c->model_dim, c->model_dim);
+        logits[v] = c->logit_softcap * tanhf(z / c->logit_softcap);
+    }
+}
+
+// nll_at: -log softmax(logits)[target] of the hidden state h, in double.
+static GOLF_UNUSED double nll_at(const GolfModel *m, const float *h, int target, float *logits) {
+    logits_at(m, h, logits);
+    float mx = logits[0];
+    for (int v = 1; v < m->c.vocab_size; v++) if (logits[v] > mx) mx = logits[v];
+    double sum = 0;
+    for (int v = 0; v < m->c.vocab_size; v++) sum += exp((double)logits[v] - mx);
+    return log(sum) + mx - logits[target];
+}
+
+// ----------------------------------------------------------------------------------------------------
+// 8. shards and evaluation
+
+enum { SHARD_MAGIC = 20240520, SHARD_VERSION = 1, SHARD_HEADER_INTS = 256 };
+
+// load_shards: all tokens of the files matching pattern, in sorted order; dies on any bad file.
+static GOLF_UNUSED int32_t *load_shards(const char *pattern, size_t *ntok, int vocab) {
+    glob_t g;
+    if (glob(pattern, 0, NULL, &g) != 0 || g.gl_pathc == 0) golf_die("no files match '%s'\n  hint: --val 'DIR/fineweb_val_*.bin'", pattern);
+    size_t total = 0, cap = 0;
+    int32_t *tok = NULL;
+    for (size_t f = 0; f < g.gl_pathc; f++) {
+        const char *path = g.gl_pathv[f];
+        size_t n;
+        uint8_t *p = read_file(path, &n);
+        if (n < SHARD_HEADER_INTS * 4 || rd32(p) != SHARD_MAGIC || rd32(p + 4) != SHARD_VERSION)
+            golf_die("shard '%s': bad header (expected magic %d, version %d)", path, SHARD_MAGIC, SHARD_VERSION);
+        size_t count = rd32(p + 8);
+        if (n != SHARD_HEADER_INTS * 4 + 2 * count)
+            golf_die("shard '%s': %zu bytes, but its header's %zu tokens need %zu", path, n, count, SHARD_HEADER_INTS * 4 + 2 * count);
+        if (total + count > cap) { cap = 2 * (total + count); tok = realloc(tok, cap * sizeof(int32_t)); if (!tok) golf_die("out of memory for tokens"); }
+        for (size_t i = 0; i < count; i++) {
+            int t = rd16(p + SHARD_HEADER_INTS * 4 + 2 * i);
+            if (t >= vocab) golf_die("shard '%s': token %d at position %zu is outside the model's vocabulary (%d)", path, t, i, vocab);
+            tok[total + i] = t;
+        }
+        total += count;
+        free(p);
+    }
+    globfree(&g);
+    *ntok = total;
+    return tok;
+}
+
+typedef struct { double loss_sum, tokens, bytes; } EvalSums;
+
+// score_window: add the NLL and bytes of the targets at window positions [from, T) (window = tokens[0..T],
+// position t predicts tokens[t+1]).
+static GOLF_UNUSED void score_window(const GolfModel *m, const ByteLut *lut, const int32_t *tokens, int T, int from, Acts *a, float *logits, EvalSums *s) {
+    forward(m, tokens, T, a);
+    for (int t = from; t < T; t++) {
+        int x = tokens[t], y = tokens[t + 1];
+        s->loss_sum += nll_at(m, a->h + (size_t)t * m->c.model_dim, y, logits);
+        s->tokens += 1;
+        s->bytes += lut->base_bytes[y] + (lut->has_leading_space[y] && !lut->is_boundary[x]);
+    }
+}
+
+// evaluate: val_loss and val_bpb over tokens[0..n).
+//   stride 0: train_gpt.py's rule — the first ((n-1)/T)*T + 1 tokens cut into non-overlapping windows of T.
+//   stride S: windows of T tokens start at 0, S, 2S, ... while they fit; the first scores all T targets,
+//   each later one its last S; a final window ending at the last token scores whatever is left. Every
+//   target is scored once.
+static GOLF_UNUSED EvalSums evaluate(const GolfModel *m, const ByteLut *lut, const int32_t *tokens, size_t n, int T, int stride) {
+    EvalSums s = {0, 0, 0};
+    Acts a;
+    acts_alloc(&a, &m->c, T);
+    float *logits = galloc((size_t)m->c.vocab_size * 4);
+    if (n < 2) golf_die("need at least 2 tokens to evaluate");
+    size_t targets = n - 1;
+    if (!stride) {
+        size_t windows = targets / (size_t)T;
+        if (!windows) golf_die("the val tokens (%zu) are fewer than one sequence of %d", n, T);
+        for (size_t w = 0; w < windows; w++) score_window(m, lut, tokens + w * T, T, 0, &a, logits, &s);
+    } else {
+        int W = (size_t)T < targets ? T : (int)targets;
+        size_t start = 0, scored = 0;   // targets [0, scored) are done
+        for (;;) {
+            size_t end = start + (size_t)W;          // window tokens [start, end], targets [start, end)
+            score_window(m, lut, tokens + start, W, (int)(scored - start), &a, logits, &s);
+            scored = end;
+            if (scored == targets) break;
+            start = start + (size_t)stride + (size_t)W <= targets ? start + (size_t)stride : targets - (size_t)W;
+        }
+    }
+    free(logits);
+    acts_free(&a);
+    return s;
+}
+
+// ----------------------------------------------------------------------------------------------------
+// 9. generation: sample a continuation and print it as text
+
+// piece_text: append the text of token id to out (U+2581 -> ' '; byte pieces -> their byte); returns length.
+static GOLF_UNUSED size_t piece_text(const Pieces *v, int id, char *out) {
+    if (v->type[id] == PIECE_BYTE) { out[0] = (char)byte_piece_value(v->piece[id], v->plen[id]); return 1; }
+    if (v->type[id] == PIECE_CONTROL || v->type[id] == PIECE_UNUSED) return 0;
+    if (v->type[id] == PIECE_UNKNOWN) { memcpy(out, " \xe2\x81\x87 ", 5); return 5; }
+    size_t n = 0;
+    for (int k = 0; k < v->plen[id];) {
+        if (k + 3 <= v->plen[id] && memcmp(v->piece[id] + k, SPACE_SYMBOL, 3) == 0) { out[n++] = ' '; k += 3; }
+        else out[n++] = v->piece[id][k++];
+    }
+    return n;
+}
+
+static GOLF_UNUSED uint64_t rng_next(uint64_t *s) {   // splitmix64
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+// sample: an id from logits with temperature and top-k (temp 0: the argmax).
+static GOLF_UNUSED int sample(float *logits, int V, float temp, int top_k, uint64_t *rng) {
+    int best = 0;
+    for (int v = 1; v < V; v++) if (logits[v] > logits[best]) best = v;
+    if (temp <= 0) return best;
+    float kth = -INFINITY;
+    if (top_k > 0 && top_k < V) {   // the k-th largest logit by repeated selection of the maximum below
+        float prev = INFINITY;
+        int taken = 0;
+        while (taken < top_k) {
+            float mx = -INFINITY;
+            int cnt = 0;
+            for (int v = 0; v < V; v++) if (logits[v] < prev && logits[v] > mx) mx = logits[v];
+            for (int v = 0; v < V; v++) if (logits[v] == mx) cnt++;
+            taken += cnt; kth = mx; prev = mx;
+            if (mx == -INFINITY) break;
+        }
+    }
+    double sum = 0;
+    for (int v = 0; v < V; v++) sum += logits[v] >= kth ? exp((logits[v] - logits[best]) / temp) : 0;
+    double r = (double)(rng_next(rng) >> 11) / 9007199254740992.0 * sum;
+    for (int v = 0; v < V; v++) {
+        if (logits[v] < kth) continue;
+        r -= exp((logits[v] - logits[best]) / temp);
+        if (r <= 0) return v;
+    }
+    return best;
+}
+
+// ----------------------------------------------------------------------------------------------------
+// 10. main
+
+#ifndef GOLF_INFER_NO_MAIN
+static int parse_ids(const char *s, int32_t **out, int vocab) {
+    int n = 0, cap = 16;
+    int32_t *ids = galloc((size_t)cap * 4);
+    char *end;
+    for (;;) {
+        while (*s == ' ' || *s == ',' || *s == '\n') s++;
+        if (!*s) break;
+        long v = strtol(s, &end, 10);
+        if (end == s) golf_die("not a token id list: '%.30s'", s);
+        if (v < 0 || v >= vocab) golf_die("token id %ld is outside the model's vocabulary (%d)", v, vocab);
+        if (n == cap) { cap *= 2; ids = realloc(ids, (size_t)cap * 4); if (!ids) golf_die("out of memory"); }
+        ids[n++] = (int32_t)v;
+        s = end;
+    }
+    *out = ids;
+    return n;
+}
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage: golf_infer MODEL --val 'DIR/fineweb_val_*.bin' (--tokenizer M.model | --byte260) [--seq-len T] [--stride S]\n"
+            "                  [--max-tokens N] [--threads K]\n"
+            "       golf_infer MODEL (--tokenizer M.model | --byte260) --generate-ids \"ID ...\" [-n 200] [--temp 0.8] [--top-k 40] [--seed S]\n"
+            "       golf_infer MODEL --logits-ids \"ID ...\"\n"
+            "MODEL: a .golf blob or a golf float32 checkpoint.\n");
+    exit(2);
+}
+
+int main(int argc, char **argv) {
+    const char *model_path = NULL, *val = NULL, *tok_path = NULL, *gen = NULL, *logit_ids = NULL;
+    int byte260 = 0, seq_len = 0, stride = 0, threads = 0, top_k = 40, ngen = 200;
+    long long max_tokens = 0;
+    float temp = 0.8f;
+    uint64_t seed = 1337;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int more = i + 1 < argc;
+#define ARG(flag) (strcmp(a, flag) == 0 && (more || (fprintf(stderr, "golf_infer: %s needs a value\n", flag), usage(), 0)))
+        if (ARG("--val")) val = argv[++i];
+        else if (ARG("--tokenizer")) tok_path = argv[++i];
+        else if (strcmp(a, "--byte260") == 0) byte260 = 1;
+        else if (ARG("--seq-len")) seq_len = atoi(argv[++i]);
+        else if (ARG("--stride")) stride = atoi(argv[++i]);
+        else if (ARG("--max-tokens")) max_tokens = atoll(argv[++i]);
+        else if (ARG("--threads")) threads = atoi(argv[++i]);
+        else if (ARG("--generate-ids")) gen = argv[++i];
+        else if (ARG("--logits-ids")) logit_ids = argv[++i];
+        else if (ARG("-n")) ngen = atoi(argv[++i]);
+        else if (ARG("--temp")) temp = (float)atof(argv[++i]);
+        else if (ARG("--top-k")) top_k = atoi(argv[++i]);
+        else if (ARG("--seed")) seed = (uint64_t)atoll(argv[++i]);
+        else if (a[0] == '-') { fprintf(stderr, "golf_infer: unknown flag '%s'\n", a); usage(); }
+        else if (!model_path) model_path = a;
+        else { fprintf(stderr, "golf_infer: unexpected argument '%s'\n", a); usage(); }
+#undef ARG
+    }
+    if (!model_path || (!val && !gen && !logit_ids)) usage();
+#ifdef _OPENMP
+    if (threads > 0) omp_set_num_threads(threads);
+#else
+    (void)threads;
+#endif
+    GolfModel m;
+    size_t model_bytes;
+    model_load_file(&m, model_path, &model_bytes);
+    const Config *c = &m.c;
+
+    if (logit_ids) {   // one sequence's logits, full precision
+        int32_t *ids;
+        int T = parse_ids(logit_ids, &ids, c->vocab_size);
+        if (!T) golf_die("--logits-ids needs at least one id");
+        Acts a;
+        acts_alloc(&a, c, T);
+        float *logits = galloc((size_t)c->vocab_size * 4);
+        forward(&m, ids, T, &a);
+        for (int t = 0; t < T; t++) {
+            logits_at(&m, a.h + (size_t)t * c->model_dim, logits);
+            for (int v = 0; v < c->vocab_size; v++) printf("%.9g%c", logits[v], v + 1 < c->vocab_size ? ' ' : '\n');
+        }
+        return 0;
+    }
+    if (!tok_path == !byte260) golf_die("pass exactly one of --tokenizer M.model or --byte260");
+    Pieces pieces;
+    if (byte260) pieces_byte260(&pieces);
+    else {
+        size_t n;
+        uint8_t *p = read_file(tok_path, &n);
+        const char *err = pieces_parse(&pieces, p, n);
+        if (err) golf_die("tokenizer '%s': %s", tok_path, err);
+        free(p);
+    }
+    if (pieces.n != c->vocab_size)
+        golf_die("vocab mismatch: the model has %d tokens but tokenizer '%s' has %d", c->vocab_size, byte260 ? "byte260" : tok_path, pieces.n);
+
+    if (gen) {
+        int32_t *prompt;
+        int np = parse_ids(gen, &prompt, c->vocab_size), T = np + ngen;
+        if (!np) golf_die("--generate-ids needs at least one prompt id (e.g. the BOS id 1)");
+        int32_t *ids = galloc((size_t)T * 4);
+        memcpy(ids, prompt, (size_t)np * 4);
+        Acts a;
+        acts_alloc(&a, c, T);
+        float *logits = galloc((size_t)c->vocab_size * 4);
+        char text[64];
+        for (int t = np; t < T; t++) {   // recompute the whole prefix each step: simple, fine for short texts
+            forward(&m, ids, t, &a);
+            logits_at(&m, a.h + (size_t)(t - 1) * c->model_dim, logits);
+            ids[t] = sample(logits, c->vocab_size, temp, top_k, &seed);
+            fwrite(text, 1, piece_text(&pieces, ids[t], text), stdout);
+            fflush(stdout);
+        }
+        putchar('\n');
+        return 0;
+    }
+
+    ByteLut lut;
+    byte_lut_build(&lut, &pieces, c->vocab_size);
+    size_t ntok;
+    int32_t *tokens = load_shards(val, &ntok, c->vocab_size);
+    if (max_tokens > 0 && (size_t)max_tokens + 1 < ntok) ntok = (size_t)max_tokens + 1;
+    int T = seq_len > 0 ? seq_len : c->train_seq_len;
+    EvalSums s = evaluate(&m, &lut, tokens, ntok, T, stride);
+    double loss = s.loss_sum / s.tokens, bpb = loss / log(2.0) * s.tokens / s.bytes;
+    printf("val_loss:%.8f val_bpb:%.8f tokens:%.0f bytes:%.0f seq_len:%d stride:%d\n", loss, bpb, s.tokens, s.bytes, T, stride);
+    artifact_line(code_path(argv[0]), model_bytes);
+    free(tokens);
+    byte_lut_free(&lut);
+    pieces_free(&pieces);
+    model_free(&m);
+    return 0;
+}
+#endif

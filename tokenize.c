@@ -812,6 +812,7 @@ static void encode(Encoder *e, const char *s, size_t n, Ids *out) {
 // 7. decoder: ids -> text, as sentencepiece's Decode (byte pieces joined into UTF-8, U+2581 -> ' ')
 
 static void decode(const Model *m, const int32_t *ids, size_t n, Buf *out) {
+    int bos_ws_seen = 0;   // a leading U+2581 was already dropped (only when extra whitespace is kept)
     out->n = 0;
     for (size_t i = 0; i < n;) {
         int id = ids[i];
@@ -834,8 +835,12 @@ static void decode(const Model *m, const int32_t *ids, size_t n, Buf *out) {
         if (m->type[id] == PIECE_UNKNOWN) { buf_put(out, m->unk_surface, strlen(m->unk_surface)); continue; }
         const char *p = m->piece[id];
         size_t pl = (size_t)m->plen[id];
-        // at the start of the text, the dummy-prefix space is not part of the text
-        if (out->n == 0 && (m->add_dummy_prefix || m->remove_extra_ws) && pl >= 3 && memcmp(p, SPACE_SYMBOL, 3) == 0) { p += 3; pl -= 3; }
+        // at the start of the text, the dummy-prefix space is not part of the text: sentencepiece drops the
+        // U+2581 of leading pieces until text appears, or of the first one only when extra whitespace is kept
+        if (out->n == 0 && !bos_ws_seen && (m->add_dummy_prefix || m->remove_extra_ws) && pl >= 3 && memcmp(p, SPACE_SYMBOL, 3) == 0) {
+            p += 3; pl -= 3;
+            bos_ws_seen = !m->remove_extra_ws;
+        }
         for (size_t k = 0; k < pl;) {
             if (k + 3 <= pl && memcmp(p + k, SPACE_SYMBOL, 3) == 0) { buf_putc(out, ' '); k += 3; }
             else buf_putc(out, p[k++]);
@@ -885,6 +890,7 @@ typedef struct {
     long doc_line;         // first line of the current document
     char *lbuf; size_t lcap;
     Buf doc;               // the current document's text
+    Buf key;               // scratch for JSON keys
 } DocReader;
 
 static int ends_with(const char *s, const char *suffix) {
@@ -902,7 +908,7 @@ static void reader_open(DocReader *r, const char *path, int format) {
 
 static void reader_close(DocReader *r) {
     if (r->f && r->f != stdin) fclose(r->f);
-    free(r->lbuf); free(r->doc.p);
+    free(r->lbuf); free(r->doc.p); free(r->key.p);
     memset(r, 0, sizeof(*r));
 }
 
@@ -920,7 +926,7 @@ static long read_line(DocReader *r) {
 }
 
 // JSON: find the top-level "text" string of one object (strict RFC 8259 syntax, the last "text" wins).
-typedef struct { const char *p, *end; DocReader *r; int depth, found_text; } Json;
+typedef struct { const char *p, *end; DocReader *r; int depth, found_text; Buf key; } Json;
 
 #define json_bad(j, ...) do { \
     fprintf(stderr, "tokenize: error: %s:%ld: invalid JSON at column %ld: ", (j)->r->path, (j)->r->line, (long)((j)->p - (j)->r->lbuf) + 1); \
@@ -1009,9 +1015,9 @@ static void json_value(Json *j, Buf *text_out) {
         for (;;) {
             json_ws(j);
             if (j->p >= j->end || *j->p != '"') json_bad(j, "expected a string key\n");
-            const char *k = j->p + 1;
-            json_string(j, NULL);
-            int is_text = text_out && j->depth == 1 && j->p - k - 1 == 4 && memcmp(k, "text", 4) == 0;
+            j->key.n = 0;
+            json_string(j, &j->key);
+            int is_text = text_out && j->depth == 1 && j->key.n == 4 && memcmp(j->key.p, "text", 4) == 0;
             json_ws(j);
             if (j->p >= j->end || *j->p != ':') json_bad(j, "expected ':'\n");
             j->p++;
@@ -1063,11 +1069,12 @@ static int reader_next(DocReader *r) {
         buf_put(&r->doc, r->lbuf, (size_t)n);
     } else if (r->format == FMT_JSONL) {
         do { if ((n = read_line(r)) < 0) return 0; } while (is_blank(r->lbuf, n));
-        Json j = {r->lbuf, r->lbuf + n, r, 0, 0};
+        Json j = {r->lbuf, r->lbuf + n, r, 0, 0, {r->key.p, 0, r->key.cap}};
         json_ws(&j);
         if (j.p >= j.end || *j.p != '{') json_bad(&j, "expected '{'\n");
         json_value(&j, &r->doc);
         json_ws(&j);
+        r->key = j.key;   // keep the key buffer for the next line
         if (j.p != j.end) json_bad(&j, "trailing characters after the object\n");
         if (!j.found_text) die("%s:%ld: no \"text\" field in this JSON object\n  hint: each jsonl line needs {\"text\": \"...\"}", r->path, r->line);
         r->doc_line = r->line;
@@ -1448,6 +1455,18 @@ static int cmd_decode(void) {
     return 0;
 }
 
+// byte260_encode: the official pure-byte tokenizer: each UTF-8 byte + 4; a malformed byte (left in only
+// under --invalid-utf8 replace) becomes the bytes of U+FFFD.
+static void byte260_encode(const char *s, size_t n, Ids *out) {
+    const uint8_t *u = (const uint8_t *)s;
+    for (size_t i = 0; i < n;) {
+        int l = utf8_valid_len(u + i, n - i);
+        if (!l) { for (int k = 0; k < 3; k++) ids_push(out, 4 + (uint8_t)REPLACEMENT_CHAR[k]); i++; continue; }
+        for (int k = 0; k < l; k++) ids_push(out, 4 + u[i + k]);
+        i += (size_t)l;
+    }
+}
+
 static int cmd_shards(void) {
     Model m;
     int have_model = g_args.model != NULL;
@@ -1493,7 +1512,7 @@ static int cmd_shards(void) {
             ids.n = 0;
             ids_push(&ids, bos);
             if (have_model) encode(&e, r.doc.p, r.doc.n, &ids);
-            else for (size_t i = 0; i < r.doc.n; i++) ids_push(&ids, 4 + (uint8_t)r.doc.p[i]);
+            else byte260_encode(r.doc.p, r.doc.n, &ids);
             if (ids.n == 1) {
                 if (empty == EMPTY_ERROR)
                     die("%s:%ld: empty document (no tokens)\n  hint: pass --empty skip to drop such documents or --empty keep to write a lone BOS", r.path, r.doc_line);

@@ -63,8 +63,10 @@ train_golf: train_golf.cu golf_infer.c tokenize.c
 	$(NVCC) $(NVCCFLAGS) -o $@ $< $(NVCC_LIBS) $(NVCC_MPI) $(NVCC_NCCL)
 
 # --- tests and benchmarks -----------------------------------------------------------------------------
-test: tokenize
+test: tokenize golf_infer golf_export
 	$(PYTHON) test/test_tokenize.py --tokenize ./tokenize
+	$(PYTHON) test/test_reference.py
+	$(PYTHON) test/test_infer.py
 
 test-gpu:
 	@if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L 2>/dev/null | grep -q GPU; then \

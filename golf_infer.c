@@ -404,6 +404,7 @@ enum { CKPT_MAGIC = 20261125, CKPT_VERSION = 1, CKPT_HEADER_INTS = 256, BLOB_MAG
 // checkpoint_load: fill m (laid out by its header) from a checkpoint file's bytes; NULL or the problem.
 static GOLF_UNUSED const char *checkpoint_load(GolfModel *m, const uint8_t *p, size_t n, char *why, size_t why_n) {
     uint32_t h[CKPT_HEADER_INTS];
+    memset(m, 0, sizeof(*m));
     if (n < CKPT_HEADER_INTS * 4) return "shorter than the checkpoint header";
     for (int i = 0; i < CKPT_HEADER_INTS; i++) h[i] = rd32(p + 4 * i);
     if (h[0] != CKPT_MAGIC) return "bad magic (not a golf checkpoint)";
@@ -413,35 +414,36 @@ static GOLF_UNUSED const char *checkpoint_load(GolfModel *m, const uint8_t *p, s
     const char *bad = config_check(&c);
     if (bad) return bad;
     model_layout(m, &c);
+    const char *err = NULL;
     uint8_t *found = galloc((size_t)m->n);
     size_t off = CKPT_HEADER_INTS * 4;
-    for (uint32_t r = 0; r < h[2]; r++) {
-        if (n - off < 4) return "truncated tensor record";
+    for (uint32_t r = 0; r < h[2] && !err; r++) {
+        if (n - off < 4) { err = "truncated tensor record"; break; }
         uint32_t nl = rd32(p + off); off += 4;
-        if (nl > 4096 || n - off < nl + 8) return "truncated tensor name";
+        if (nl > 4096 || n - off < nl + 8) { err = "truncated tensor name"; break; }
         const char *name = (const char *)p + off; off += nl;
         uint32_t dtype = rd32(p + off), ndim = rd32(p + off + 4); off += 8;
-        if (ndim > 8 || n - off < 4 * ndim) return "truncated tensor shape";
+        if (ndim > 8 || n - off < 4 * ndim) { err = "truncated tensor shape"; break; }
         uint64_t numel = 1;
         uint32_t dims[8];
-        for (uint32_t k = 0; k < ndim; k++) { dims[k] = rd32(p + off + 4 * k); numel *= dims[k]; if (numel > ((uint64_t)1 << 40)) return "tensor too large"; }
+        for (uint32_t k = 0; k < ndim && !err; k++) { dims[k] = rd32(p + off + 4 * k); numel *= dims[k]; if (numel > ((uint64_t)1 << 40)) err = "tensor too large"; }
         off += 4 * ndim;
-        if (dtype > 1) return "unknown tensor dtype";
-        if ((uint64_t)(n - off) < 4 * numel) return "truncated tensor data";
-        for (int i = 0; i < m->n; i++) {
+        if (!err && dtype > 1) err = "unknown tensor dtype";
+        if (!err && (uint64_t)(n - off) < 4 * numel) err = "truncated tensor data";
+        for (int i = 0; i < m->n && !err; i++) {
             ParamSpec *s = &m->spec[i];
             if (strlen(s->name) != nl || memcmp(s->name, name, nl) != 0) continue;
             int shape_ok = dtype == 0 && ndim == (uint32_t)s->ndim && dims[0] == (uint32_t)s->dims[0] && (ndim == 1 || dims[1] == (uint32_t)s->dims[1]);
-            if (!shape_ok) { snprintf(why, why_n, "tensor '%s' has the wrong shape or dtype for the header's config", s->name); free(found); return why; }
+            if (!shape_ok) { snprintf(why, why_n, "tensor '%s' has the wrong shape or dtype for the header's config", s->name); err = why; break; }
             for (uint64_t k = 0; k < numel; k++) m->params[s->offset + k] = bits_f32(rd32(p + off + 4 * k));
             found[i] = 1;
         }
         off += 4 * numel;
     }
-    for (int i = 0; i < m->n; i++)
-        if (!found[i]) { snprintf(why, why_n, "tensor '%s' is missing", m->spec[i].name); free(found); return why; }
+    for (int i = 0; i < m->n && !err; i++)
+        if (!found[i]) { snprintf(why, why_n, "tensor '%s' is missing", m->spec[i].name); err = why; }
     free(found);
-    return NULL;
+    return err;
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -827,10 +829,10 @@ static GOLF_UNUSED void score_window(const GolfModel *m, const ByteLut *lut, con
 }
 
 // evaluate: val_loss and val_bpb over tokens[0..n).
-//   stride 0: train_gpt.py's rule — the first ((n-1)/T)*T + 1 tokens cut into non-overlapping windows of T.
+//   stride 0: non-overlapping windows of T (train_gpt.py's rule; the caller cuts n to a multiple of T, + 1).
 //   stride S: windows of T tokens start at 0, S, 2S, ... while they fit; the first scores all T targets,
 //   each later one its last S; a final window ending at the last token scores whatever is left. Every
-//   target is scored once.
+//   target is scored once (test/reference.py's eval_windows is the same rule).
 static GOLF_UNUSED EvalSums evaluate(const GolfModel *m, const ByteLut *lut, const int32_t *tokens, size_t n, int T, int stride) {
     EvalSums s = {0, 0, 0};
     Acts a;
@@ -1035,6 +1037,9 @@ int main(int argc, char **argv) {
     int32_t *tokens = load_shards(val, &ntok, c->vocab_size);
     if (max_tokens > 0 && (size_t)max_tokens + 1 < ntok) ntok = (size_t)max_tokens + 1;
     int T = seq_len > 0 ? seq_len : c->train_seq_len;
+    if (stride < 0 || stride > T) golf_die("--stride must be in 1..%d (the sequence length)", T);
+    if (ntok < (size_t)T + 1) golf_die("only %zu val tokens: fewer than one sequence of %d", ntok, T);
+    ntok = (ntok - 1) / (size_t)T * (size_t)T + 1;   // train_gpt.py's cut, for every stride
     EvalSums s = evaluate(&m, &lut, tokens, ntok, T, stride);
     double loss = s.loss_sum / s.tokens, bpb = loss / log(2.0) * s.tokens / s.bytes;
     printf("val_loss:%.8f val_bpb:%.8f tokens:%.0f bytes:%.0f seq_len:%d stride:%d\n", loss, bpb, s.tokens, s.bytes, T, stride);

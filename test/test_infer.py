@@ -1,0 +1,356 @@
+#!/usr/bin/python3
+"""Tests of golf_infer (the artifact's CPU scorer), the blob format and dev/golf_export, against
+test/reference.py (PyTorch) and a float64 numpy quantizer written here.
+
+  logits      golf_infer --logits-ids vs reference.py logits --dtype float64 (random-init models:
+              tied + GQA, untied, one layer, no GQA)
+  eval        val_loss / val_bpb of golf_infer vs reference.py eval --dtype float64 (a model trained 30
+              steps by reference.py) on val shards that ./tokenize wrote from ../shared/text, stride =
+              seq_len and stride 16
+  quantize    golf_export --dump codes and scales vs the numpy quantizer, every scheme, ternary groups
+  roundtrip   a model trained a few steps with reference.py, exported at int8 / int6 / ternary:
+              golf_infer on the blob vs reference.py on the dequantized weights; the artifact line
+  corruption  dev/fuzz_blob (AddressSanitizer + UBSan build): 10,000 flips and truncations rejected, and
+              CRC-fixed damage never read out of bounds
+  errors      bad blobs, checkpoints, shards, tokenizers and flags: exit 1 (2 for usage) with a message
+
+Usage: /usr/bin/python3 test/test_infer.py [--bin DIR] [--shared DIR] [--keep]
+The last line printed is "N passed, M failed, K skipped"; exit status 1 if anything failed.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "test"))
+import reference  # noqa: E402  (the oracle's checkpoint reader/writer)
+
+PY = sys.executable
+SCHEMES = ["fp32", "fp16", "int8", "int6", "int5", "int4", "ternary"]
+QMAX = {"int8": 127, "int6": 31, "int5": 15, "int4": 7, "ternary": 1}
+TINY = ["--num-layers", "3", "--model-dim", "64", "--num-heads", "4", "--num-kv-heads", "2", "--mlp-mult", "2",
+        "--train-seq-len", "64"]
+
+# Tolerances.
+# logits: golf_infer computes in float32; its error against the float64 reference comes from float32
+# rounding (eps 6e-8) accumulated over dot products of length <= 128 and 3-4 layers of residual updates;
+# measured about 4e-7 of the largest |logit|. 1e-5 of max|logit| is the bound the design promises.
+LOGIT_RTOL_OF_MAX = 1e-5
+# val_loss / val_bpb: averages of ~4,000 float32 NLLs; per-token errors are ~1e-7 relative and do not add
+# up coherently, so 1e-6 relative is the promised bound.
+EVAL_RTOL = 1e-6
+
+
+class Results:
+    def __init__(self):
+        self.passed = self.failed = self.skipped = 0
+        self.failures = []
+
+    def check(self, name, ok, detail=""):
+        print(f"{'PASS' if ok else 'FAIL'} {name}" + (f"  [{detail}]" if detail else ""), flush=True)
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+            self.failures.append(name)
+        return ok
+
+    def skip(self, name, why):
+        print(f"SKIP {name}: {why}", flush=True)
+        self.skipped += 1
+
+
+def run(cmd, expect=0, cwd=None):
+    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, cwd=cwd)
+    if expect is not None and p.returncode != expect:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} exited {p.returncode}:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+    return p
+
+
+def ref(*args):
+    return run([PY, ROOT / "test" / "reference.py", *args])
+
+
+def parse_eval(text):
+    m = re.search(r"val_loss:([-\d.e+]+) val_bpb:([-\d.e+]+) tokens:(\d+) bytes:(\d+)", text)
+    if not m:
+        raise RuntimeError(f"no val_loss line in: {text[-500:]}")
+    return float(m[1]), float(m[2]), int(m[3]), int(m[4])
+
+
+def rel(a, b):
+    return abs(a - b) / max(abs(b), 1e-300)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the float64 quantizer (the rule in dev/golf_export.c's header comment)
+
+def quantize_np(w, scheme, group):
+    """codes int8 [rows, cols], scales uint16 (fp16 bits) [rows, groups] of a float32 matrix."""
+    rows, cols = w.shape
+    qmax = QMAX[scheme]
+    g = cols if scheme != "ternary" or group <= 0 or group >= cols else group
+    ngroups = (cols + g - 1) // g
+    codes = np.zeros((rows, cols), np.int8)
+    scales = np.zeros((rows, ngroups), np.uint16)
+    for r in range(rows):
+        for s in range(ngroups):
+            seg = w[r, s * g:(s + 1) * g]
+            if scheme == "ternary":
+                total = np.cumsum(np.abs(seg.astype(np.float64)))[-1]   # left to right, as the C loop
+                sf = np.float32(total / seg.size)
+            else:
+                sf = np.float32(np.abs(seg).max()) / np.float32(qmax)
+            h = np.float16(sf)
+            scales[r, s] = h.view(np.uint16)
+            scale = float(h)
+            q = np.rint(seg.astype(np.float64) / scale) if scale > 0 else np.zeros(seg.size)
+            codes[r, s * g:(s + 1) * g] = np.clip(q, -qmax, qmax).astype(np.int8)
+    return codes, scales
+
+
+def dequantized_checkpoint(src, dump, dst):
+    """A copy of checkpoint src whose quantized tensors are replaced by codes * scale from golf_export's dump."""
+    c = reference.read_container(src)
+    records = []
+    for name, arr in c.tensors.items():
+        cf, sf = dump / f"{name}.codes", dump / f"{name}.scales"
+        if cf.exists():
+            rows = arr.shape[0] if arr.ndim == 2 else 1
+            codes = np.fromfile(cf, np.int8).reshape(rows, -1).astype(np.float32)
+            scales = np.fromfile(sf, "<u2").view(np.float16).astype(np.float32).reshape(rows, -1)
+            g = -(-codes.shape[1] // scales.shape[1])
+            arr = (codes * np.repeat(scales, g, axis=1)[:, :codes.shape[1]]).reshape(arr.shape)
+        records.append((name, arr))
+    reference.write_container(dst, c.config, c.steps, records)
+
+
+# ----------------------------------------------------------------------------------------------------
+# checks
+
+def check_logits(R, b, tmp):
+    rng = np.random.default_rng(7)
+    variants = {
+        "tied, GQA 4/2": TINY,
+        "untied": TINY + ["--tie-embeddings", "0"],
+        "one layer": ["--num-layers", "1", "--model-dim", "32", "--num-heads", "2", "--num-kv-heads", "1", "--train-seq-len", "32"],
+        "no GQA, 4 layers": ["--num-layers", "4", "--model-dim", "48", "--num-heads", "3", "--num-kv-heads", "3", "--train-seq-len", "32"],
+    }
+    for label, flags in variants.items():
+        ck = tmp / f"logits_{len(flags)}_{label[:4]}.bin"
+        ref("init", "--random-init", "--seed", str(rng.integers(1000)), *flags, "--out", ck)
+        ids = " ".join(map(str, rng.integers(0, 1024, 40)))
+        ref("logits", "--ckpt", ck, "--dtype", "float64", "--tokens", ids, "--out", tmp / "ref_logits.npy")
+        expect = np.load(tmp / "ref_logits.npy")
+        got = np.loadtxt(run([b / "golf_infer", ck, "--logits-ids", ids]).stdout.splitlines(), ndmin=2)
+        err = np.abs(got - expect).max() / np.abs(expect).max()
+        R.check(f"logits {label}", got.shape == expect.shape and err < LOGIT_RTOL_OF_MAX,
+                f"max |C - ref| / max|ref| = {err:.2e} (bound {LOGIT_RTOL_OF_MAX:g}), shape {got.shape}")
+
+
+def make_val_shards(b, shared, tmp):
+    """val shards tokenized by ./tokenize from the shared FineWeb val documents."""
+    out = tmp / "val"
+    run([b / "tokenize", "shards", "--model", shared / "tokenizers" / "fineweb_1024_bpe.model", "--out", out,
+         "--val-docs", "12", "--quiet", shared / "text" / "fineweb_val_docs.jsonl"])
+    for f in out.glob("fineweb_train_*"):
+        f.unlink()
+    return out
+
+
+def eval_pair(b, shared, ck, model, val, stride, max_tokens=4096, infer_flags=()):
+    tok = shared / "tokenizers" / "fineweb_1024_bpe.model"
+    flags = ["--data-path", val, "--tokenizer-path", tok, "--max-tokens", str(max_tokens)]
+    if stride:
+        flags += ["--stride", str(stride)]
+    r = parse_eval(ref("eval", "--ckpt", ck, "--dtype", "float64", *flags).stdout)
+    p = run([b / "golf_infer", model, "--val", f"{val}/fineweb_val_*.bin", "--tokenizer", tok, "--max-tokens", str(max_tokens),
+             *(["--stride", str(stride)] if stride else []), *infer_flags])
+    return r, parse_eval(p.stdout), p.stdout
+
+
+def train_tiny(shared, tmp):
+    """a tiny model trained 30 steps by reference.py on the shared train shard (confident, non-uniform logits)"""
+    ck = tmp / "trained.bin"
+    ref("train", *TINY, "--iterations", "30", "--train-batch-tokens", "4096", "--warmdown-iters", "10",
+        "--max-wallclock-seconds", "0", "--no-val", "--data-path", shared / "data" / "sample_sp1024",
+        "--tokenizer-path", shared / "tokenizers" / "fineweb_1024_bpe.model", "--out", ck)
+    return ck
+
+
+def check_eval(R, b, shared, tmp, val, ck):
+    for stride in (None, 16):
+        r, c, _ = eval_pair(b, shared, ck, ck, val, stride)
+        ok = rel(c[0], r[0]) < EVAL_RTOL and rel(c[1], r[1]) < EVAL_RTOL and c[2:] == r[2:]
+        R.check(f"eval stride {stride or 'seq_len'}", ok,
+                f"val_loss {c[0]:.9f} vs {r[0]:.9f}, val_bpb {c[1]:.9f} vs {r[1]:.9f} (rel {rel(c[1], r[1]):.1e}), tokens/bytes {c[2:]} vs {r[2:]}")
+
+
+def check_quantize(R, b, tmp):
+    ck = tmp / "quant_model.bin"
+    ref("init", "--random-init", *TINY, "--out", ck)
+    weights = reference.read_container(ck).tensors
+    cases = [(s, 128) for s in ("int8", "int6", "int5", "int4")] + [("ternary", 128), ("ternary", 0), ("ternary", 48)]
+    for scheme, group in cases:
+        dump = tmp / f"dump_{scheme}_{group}"
+        dump.mkdir()
+        run([b / "golf_export", ck, tmp / "q.golf", "--quant", scheme, "--group", group, "--dump", dump, "--quiet"])
+        bad = []
+        n = 0
+        for name, w in weights.items():
+            if not (dump / f"{name}.codes").exists():
+                continue
+            n += 1
+            w2 = w.reshape(w.shape[0], -1) if w.ndim == 2 else w.reshape(1, -1)
+            codes, scales = quantize_np(w2.astype(np.float32), scheme, group)
+            got_c = np.fromfile(dump / f"{name}.codes", np.int8).reshape(codes.shape)
+            got_s = np.fromfile(dump / f"{name}.scales", "<u2").reshape(scales.shape)
+            if not np.array_equal(got_c, codes) or not np.array_equal(got_s, scales):
+                bad.append(f"{name}: {(got_c != codes).sum()} codes, {(got_s != scales).sum()} scales differ")
+        R.check(f"quantize {scheme} group {group}: codes and scales equal the float64 quantizer", n > 0 and not bad,
+                f"{n} tensors" + ("; " + "; ".join(bad[:3]) if bad else ""))
+    # passthrough schemes decode exactly (fp32) / to numpy's float16 rounding (fp16)
+    for scheme in ("fp32", "fp16"):
+        blob = tmp / f"pass_{scheme}.golf"
+        run([b / "golf_export", ck, blob, "--quant", scheme, "--quant-control", scheme, "--quiet"])
+        ids = "1 2 3 4 5 6 7 8"
+        got = np.loadtxt(run([b / "golf_infer", blob, "--logits-ids", ids]).stdout.splitlines(), ndmin=2)
+        src = ck
+        if scheme == "fp16":   # the same model with every weight rounded through float16
+            c = reference.read_container(ck)
+            src = tmp / "f16.bin"
+            reference.write_container(src, c.config, c.steps, [(k, v.astype(np.float16).astype(np.float32)) for k, v in c.tensors.items()])
+        want = np.loadtxt(run([b / "golf_infer", src, "--logits-ids", ids]).stdout.splitlines(), ndmin=2)
+        R.check(f"blob {scheme} decodes to exactly the (rounded) weights", np.array_equal(got, want))
+
+
+def check_roundtrip(R, b, shared, tmp, val, ck):
+    code_bytes = (ROOT / "golf_infer.c").stat().st_size
+    for scheme in ("int8", "int6", "ternary"):
+        dump = tmp / f"rt_{scheme}"
+        dump.mkdir()
+        blob = tmp / f"trained_{scheme}.golf"
+        run([b / "golf_export", ck, blob, "--quant", scheme, "--dump", dump, "--quiet"])
+        deq = tmp / f"deq_{scheme}.bin"
+        dequantized_checkpoint(ck, dump, deq)
+        r, c, out = eval_pair(b, shared, deq, blob, val, None)
+        R.check(f"roundtrip {scheme}: golf_infer on the blob == reference on the dequantized weights",
+                rel(c[1], r[1]) < EVAL_RTOL and c[2:] == r[2:], f"val_bpb {c[1]:.9f} vs {r[1]:.9f} ({blob.stat().st_size} bytes)")
+        line = f"artifact: golf_infer.c {code_bytes} + model {blob.stat().st_size} = {code_bytes + blob.stat().st_size} bytes (limit 16000000) OK"
+        R.check(f"artifact line {scheme}", line in out, line)
+
+
+def check_corruption(R, b, tmp):
+    exe = tmp / "fuzz_blob"
+    cc = os.environ.get("CC", "cc")
+    p = subprocess.run([cc, "-std=c99", "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", f"-I{ROOT}",
+                        "-o", exe, ROOT / "dev" / "fuzz_blob.c", "-lm"], capture_output=True, text=True)
+    sanitized = p.returncode == 0
+    if not sanitized:
+        run([cc, "-std=c99", "-O2", f"-I{ROOT}", "-o", exe, ROOT / "dev" / "fuzz_blob.c", "-lm"])
+    ck = tmp / "fuzz_model.bin"
+    ref("init", "--random-init", "--num-layers", "2", "--model-dim", "32", "--num-heads", "2", "--num-kv-heads", "1",
+        "--vocab-size", "256", "--train-seq-len", "32", "--out", ck)
+    for scheme in ("int6", "ternary", "fp16"):
+        blob = tmp / f"fuzz_{scheme}.golf"
+        run([b / "golf_export", ck, blob, "--quant", scheme, "--quiet"])
+        p = subprocess.run([exe, blob, "10000", "12345"], capture_output=True, text=True)
+        R.check(f"corruption {scheme}: 10,000 flips/truncations rejected, no out-of-bounds access"
+                + ("" if sanitized else " (no sanitizer available)"), p.returncode == 0, (p.stdout + p.stderr).strip()[-300:])
+
+
+def expect_error(R, name, cmd, mention, rc=1):
+    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    ok = p.returncode == rc and all(m in p.stderr for m in mention)
+    R.check(name, ok, f"exit {p.returncode}: {p.stderr.strip()[:160]}")
+
+
+def check_errors(R, b, shared, tmp, val):
+    ck = tmp / "err_model.bin"
+    ref("init", "--random-init", *TINY, "--out", ck)
+    blob = tmp / "err.golf"
+    run([b / "golf_export", ck, blob, "--quant", "int6", "--quiet"])
+    data = blob.read_bytes()
+    tok = shared / "tokenizers" / "fineweb_1024_bpe.model"
+    vals = ["--val", f"{val}/fineweb_val_*.bin", "--tokenizer", tok, "--max-tokens", "128"]
+
+    def variant(name, content):
+        p = tmp / name
+        p.write_bytes(content)
+        return p
+
+    bad_magic = b"GOLF" + data[4:]
+    bad_version = bytearray(data); bad_version[4] = 9
+    flipped = bytearray(data); flipped[len(data) // 2] ^= 0x40
+    for name, content, mention in [("wrong magic", bad_magic, ["bad magic"]), ("wrong version", bytes(bad_version), ["version"]),
+                                   ("truncated", data[:-100], ["truncated"]), ("one flipped byte", bytes(flipped), ["checksum"]),
+                                   ("empty file", b"", ["shorter"])]:
+        p = variant(f"bad_{name.replace(' ', '_')}.golf", content)
+        expect_error(R, f"golf_infer rejects a blob: {name}", [b / "golf_infer", p, *vals], [str(p), *mention])
+    c = reference.read_container(ck)
+    missing = variant("missing.bin", b"")
+    reference.write_container(missing, c.config, 0, list(c.tensors.items())[1:])
+    expect_error(R, "golf_infer rejects a checkpoint missing a tensor", [b / "golf_infer", missing, *vals], [str(missing), "missing"])
+    good = sorted(val.glob("fineweb_val_*.bin"))[0].read_bytes()
+    for name, content, mention in [("bad header", b"\0" * 4 + good[4:], ["bad header"]), ("wrong size", good[:-2], ["bytes"]),
+                                   ("token outside the vocab", good[:1024] + (5000).to_bytes(2, "little") + good[1026:], ["outside"])]:
+        d = tmp / f"shard_{name.replace(' ', '_')}"
+        d.mkdir()
+        (d / "fineweb_val_000000.bin").write_bytes(content)
+        expect_error(R, f"golf_infer rejects a shard: {name}",
+                     [b / "golf_infer", blob, "--val", f"{d}/fineweb_val_*.bin", "--tokenizer", tok], ["fineweb_val_000000.bin", *mention])
+    expect_error(R, "golf_infer rejects a tokenizer of another vocab size",
+                 [b / "golf_infer", blob, "--val", f"{val}/fineweb_val_*.bin", "--tokenizer", shared / "tokenizers" / "fineweb_4096_bpe.model"],
+                 ["vocab mismatch"])
+    expect_error(R, "golf_infer rejects a glob matching nothing", [b / "golf_infer", blob, "--val", f"{tmp}/nothing_*.bin", "--tokenizer", tok],
+                 ["no files match"])
+    expect_error(R, "golf_infer rejects an unknown flag", [b / "golf_infer", blob, "--bogus"], ["unknown flag"], rc=2)
+    expect_error(R, "golf_export rejects an unknown scheme", [b / "golf_export", ck, tmp / "x.golf", "--quant", "int3"], ["unknown scheme"], rc=2)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bin", default=str(ROOT), help="folder holding golf_infer, golf_export and tokenize (default: the repository)")
+    ap.add_argument("--shared", default=None, help="shared data folder (default: ../shared beside the repository)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = ap.parse_args()
+    b = Path(args.bin).resolve()
+    shared = Path(args.shared).resolve() if args.shared else (ROOT.parent / "shared")
+    R = Results()
+    tmp = Path(tempfile.mkdtemp(prefix="test_infer_"))
+    try:
+        for exe in ("golf_infer", "golf_export", "tokenize"):
+            if not (b / exe).exists():
+                raise SystemExit(f"test_infer: {b / exe} is missing: run make first")
+        if not (shared / "tokenizers" / "fineweb_1024_bpe.model").exists() or not (shared / "text").exists():
+            R.skip("everything", f"no shared data in {shared} (pass --shared DIR)")
+        else:
+            val = make_val_shards(b, shared, tmp)
+            trained = train_tiny(shared, tmp)
+            for fn, fargs in [(check_logits, (R, b, tmp)), (check_eval, (R, b, shared, tmp, val, trained)), (check_quantize, (R, b, tmp)),
+                              (check_roundtrip, (R, b, shared, tmp, val, trained)), (check_corruption, (R, b, tmp)), (check_errors, (R, b, shared, tmp, val))]:
+                try:
+                    fn(*fargs)
+                except Exception as e:  # a crash of one group is a failure, the others still run
+                    R.check(f"{fn.__name__} ran", False, str(e)[-800:])
+    finally:
+        if args.keep or R.failed:
+            print(f"temporary files kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if R.failures:
+        print("failed: " + "; ".join(R.failures))
+    print(f"{R.passed} passed, {R.failed} failed, {R.skipped} skipped")
+    sys.exit(1 if R.failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -11,8 +11,9 @@
  *                [--stride S] [--max-tokens N] [--threads K]
  *       prints val_loss, val_bpb, the tokens and bytes scored, and the artifact line
  *       `artifact: golf_infer.c N + model M = T bytes (limit 16000000) OK|OVER`.
- *   ./golf_infer MODEL (--tokenizer M.model | --byte260) --generate-ids "ID ..." [-n 200] [--temp 0.8]
- *                [--top-k 40] [--seed S]      prints the continuation of the prompt ids as text
+ *   ./golf_infer MODEL (--tokenizer M.model | --byte260) (--generate "TEXT" | --generate-ids "ID ...") [-n 200]
+ *                [--temp 0.8] [--top-k 40] [--seed S]
+ *       prints the prompt and a sampled continuation (the text prompt is encoded after a BOS; ids go to stderr)
  *   ./golf_infer MODEL --logits-ids "ID ..."  prints the logits of every position (for tests)
  *   MODEL is a blob (.golf) or a float32 checkpoint; the magic tells which.
  *
@@ -299,6 +300,7 @@ static GOLF_UNUSED int pb_next(Pb *r, PbField *f) {
 typedef struct {
     int n;
     char **piece; int *plen; float *score; uint8_t *type;  // [n]
+    int add_dummy_prefix, remove_extra_ws;                 // normalizer spec fields used by prompt_encode
 } Pieces;
 
 // pieces_parse: pieces (field 1 of ModelProto: piece 1, score 2, type 3) of a .model file's bytes;
@@ -308,7 +310,16 @@ static GOLF_UNUSED const char *pieces_parse(Pieces *v, const uint8_t *data, size
     PbField f;
     int rc, count = 0;
     memset(v, 0, sizeof(*v));
-    while ((rc = pb_next(&r, &f)) > 0) if (f.field == 1 && f.wtype == 2) count++;
+    v->add_dummy_prefix = v->remove_extra_ws = 1;   // protobuf defaults
+    while ((rc = pb_next(&r, &f)) > 0) {
+        if (f.field == 1 && f.wtype == 2) count++;
+        if (f.field == 3 && f.wtype == 2) {          // NormalizerSpec: 3 add_dummy_prefix, 4 remove_extra_whitespaces
+            Pb q = {f.data, f.data + f.len};
+            PbField g;
+            while (pb_next(&q, &g) > 0)
+                if (g.wtype == 0 && (g.field == 3 || g.field == 4)) *(g.field == 3 ? &v->add_dummy_prefix : &v->remove_extra_ws) = g.v != 0;
+        }
+    }
     if (rc < 0) return "truncated or not a protobuf file";
     if (count == 0) return "no pieces found";
     v->piece = galloc((size_t)count * sizeof(char *));
@@ -876,6 +887,59 @@ static GOLF_UNUSED size_t piece_text(const Pieces *v, int id, char *out) {
     return n;
 }
 
+// piece_id: the id of a normal or user-defined piece equal to s[0..n), or -1 (a linear scan: prompts are short).
+static int piece_id(const Pieces *v, const char *s, int n) {
+    for (int i = 0; i < v->n; i++)
+        if (v->plen[i] == n && v->piece[i][0] == s[0] && (v->type[i] == PIECE_NORMAL || v->type[i] == PIECE_USER_DEFINED) && memcmp(v->piece[i], s, (size_t)n) == 0) return i;
+    return -1;
+}
+
+// prompt_encode: ids of a short text: whitespace rules and ' ' -> U+2581 as the model's normalizer says, then
+// BPE (merge the best-scoring neighbour pair, leftmost on ties, until none is a piece), byte fallback or unk.
+// The NFKC rewriting of `nmt_nfkc` is not applied (ASCII text needs none): `tokenize encode` is exact for all text.
+static GOLF_UNUSED int prompt_encode(const Pieces *v, const char *text, int32_t *ids, int cap) {
+    size_t n = strlen(text), k = 0;
+    char *s = galloc(4 * n + 4);
+    int *len = galloc((4 * n + 4) * sizeof(int)), ns = 0, nid = 0, prev_space = v->remove_extra_ws;
+    if (v->add_dummy_prefix) { memcpy(s, SPACE_SYMBOL, 3); k = 3; }
+    for (size_t i = 0; i < n; i++) {
+        int space = text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r';
+        if (space && prev_space) continue;
+        if (space) { memcpy(s + k, SPACE_SYMBOL, 3); k += 3; } else s[k++] = text[i];
+        prev_space = space && v->remove_extra_ws;
+    }
+    while (v->remove_extra_ws && k >= 3 && memcmp(s + k - 3, SPACE_SYMBOL, 3) == 0) k -= 3;
+    for (size_t i = 0; i < k; ns++) {   // one symbol per UTF-8 character
+        int l = (uint8_t)s[i] < 0xC0 ? 1 : (uint8_t)s[i] < 0xE0 ? 2 : (uint8_t)s[i] < 0xF0 ? 3 : 4;
+        len[ns] = i + (size_t)l <= k ? l : (int)(k - i);
+        i += (size_t)len[ns];
+    }
+    for (;;) {
+        int best = -1;
+        float best_score = 0;
+        for (int i = 0, off = 0; i + 1 < ns; off += len[i++]) {
+            int id = piece_id(v, s + off, len[i] + len[i + 1]);
+            if (id >= 0 && (best < 0 || v->score[id] > best_score)) { best = i; best_score = v->score[id]; }
+        }
+        if (best < 0) break;
+        len[best] += len[best + 1];
+        memmove(len + best + 1, len + best + 2, (size_t)(ns - best - 2) * sizeof(int));
+        ns--;
+    }
+    int unk = -1, bytes = 0;
+    for (int j = 0; j < v->n; j++) { if (v->type[j] == PIECE_UNKNOWN) unk = j; if (v->type[j] == PIECE_BYTE) bytes = 1; }
+    for (int i = 0, off = 0; i < ns; off += len[i++]) {
+        int id = piece_id(v, s + off, len[i]);
+        if (id < 0 && !bytes && nid && ids[nid - 1] == unk) continue;   // a run of unknown characters is one <unk>
+        if (id >= 0 || !bytes) { if (nid < cap) ids[nid++] = id >= 0 ? id : unk; continue; }
+        for (int b = 0; b < len[i]; b++)
+            for (int j = 0; j < v->n; j++)
+                if (v->type[j] == PIECE_BYTE && byte_piece_value(v->piece[j], v->plen[j]) == (uint8_t)s[off + b]) { if (nid < cap) ids[nid++] = j; break; }
+    }
+    free(s); free(len);
+    return nid;
+}
+
 static GOLF_UNUSED uint64_t rng_next(uint64_t *s) {   // splitmix64
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -938,14 +1002,15 @@ static void usage(void) {
     fprintf(stderr,
             "usage: golf_infer MODEL --val 'DIR/fineweb_val_*.bin' (--tokenizer M.model | --byte260) [--seq-len T] [--stride S]\n"
             "                  [--max-tokens N] [--threads K]\n"
-            "       golf_infer MODEL (--tokenizer M.model | --byte260) --generate-ids \"ID ...\" [-n 200] [--temp 0.8] [--top-k 40] [--seed S]\n"
+            "       golf_infer MODEL (--tokenizer M.model | --byte260) (--generate \"TEXT\" | --generate-ids \"ID ...\") [-n 200] [--temp 0.8]\n"
+            "                  [--top-k 40] [--seed S]\n"
             "       golf_infer MODEL --logits-ids \"ID ...\"\n"
             "MODEL: a .golf blob or a golf float32 checkpoint.\n");
     exit(2);
 }
 
 int main(int argc, char **argv) {
-    const char *model_path = NULL, *val = NULL, *tok_path = NULL, *gen = NULL, *logit_ids = NULL;
+    const char *model_path = NULL, *val = NULL, *tok_path = NULL, *gen = NULL, *gen_text = NULL, *logit_ids = NULL;
     int byte260 = 0, seq_len = 0, stride = 0, threads = 0, top_k = 40, ngen = 200;
     long long max_tokens = 0;
     float temp = 0.8f;
@@ -962,6 +1027,7 @@ int main(int argc, char **argv) {
         else if (ARG("--max-tokens")) max_tokens = atoll(argv[++i]);
         else if (ARG("--threads")) threads = atoi(argv[++i]);
         else if (ARG("--generate-ids")) gen = argv[++i];
+        else if (ARG("--generate")) gen_text = argv[++i];
         else if (ARG("--logits-ids")) logit_ids = argv[++i];
         else if (ARG("-n")) ngen = atoi(argv[++i]);
         else if (ARG("--temp")) temp = (float)atof(argv[++i]);
@@ -972,7 +1038,7 @@ int main(int argc, char **argv) {
         else { fprintf(stderr, "golf_infer: unexpected argument '%s'\n", a); usage(); }
 #undef ARG
     }
-    if (!model_path || (!val && !gen && !logit_ids)) usage();
+    if (!model_path || (!val && !gen && !gen_text && !logit_ids)) usage();
 #ifdef _OPENMP
     if (threads > 0) omp_set_num_threads(threads);
 #else
@@ -995,6 +1061,7 @@ int main(int argc, char **argv) {
             logits_at(&m, a.h + (size_t)t * c->model_dim, logits);
             for (int v = 0; v < c->vocab_size; v++) printf("%.9g%c", logits[v], v + 1 < c->vocab_size ? ' ' : '\n');
         }
+        free(ids); free(logits); acts_free(&a); model_free(&m);
         return 0;
     }
     if (!tok_path == !byte260) golf_die("pass exactly one of --tokenizer M.model or --byte260");
@@ -1010,10 +1077,24 @@ int main(int argc, char **argv) {
     if (pieces.n != c->vocab_size)
         golf_die("vocab mismatch: the model has %d tokens but tokenizer '%s' has %d", c->vocab_size, byte260 ? "byte260" : tok_path, pieces.n);
 
-    if (gen) {
+    if (gen || gen_text) {
         int32_t *prompt;
-        int np = parse_ids(gen, &prompt, c->vocab_size), T = np + ngen;
+        int np;
+        if (gen) np = parse_ids(gen, &prompt, c->vocab_size);
+        else {   // BOS, then the text's ids
+            size_t n = strlen(gen_text);
+            prompt = galloc((4 * n + 8) * sizeof(int32_t));
+            prompt[0] = 1;
+            for (int i = 0; i < pieces.n; i++) if (pieces.type[i] == PIECE_CONTROL && strcmp(pieces.piece[i], "<s>") == 0) prompt[0] = i;
+            if (byte260) { for (size_t i = 0; i < n; i++) prompt[1 + i] = 4 + (uint8_t)gen_text[i]; np = (int)n + 1; }
+            else np = 1 + prompt_encode(&pieces, gen_text, prompt + 1, (int)(4 * n + 6));
+            fprintf(stderr, "prompt ids:");
+            for (int i = 0; i < np; i++) fprintf(stderr, " %d", prompt[i]);
+            fputc('\n', stderr);
+            fputs(gen_text, stdout);
+        }
         if (!np) golf_die("--generate-ids needs at least one prompt id (e.g. the BOS id 1)");
+        int T = np + ngen;
         int32_t *ids = galloc((size_t)T * 4);
         memcpy(ids, prompt, (size_t)np * 4);
         Acts a;
@@ -1028,6 +1109,7 @@ int main(int argc, char **argv) {
             fflush(stdout);
         }
         putchar('\n');
+        free(prompt); free(ids); free(logits); acts_free(&a); pieces_free(&pieces); model_free(&m);
         return 0;
     }
 

@@ -10,6 +10,9 @@ test/reference.py (PyTorch) and a float64 numpy quantizer written here.
   quantize    golf_export --dump codes and scales vs the numpy quantizer, every scheme, ternary groups
   roundtrip   a model trained a few steps with reference.py, exported at int8 / int6 / ternary:
               golf_infer on the blob vs reference.py on the dequantized weights; the artifact line
+  generate    prompt ids of ASCII text equal sentencepiece's (four models); seeded sampling is repeatable;
+              --temp 0 follows the reference's argmax
+  sanitizers  golf_infer built with -fsanitize=address,undefined: eval, generate, logits run clean
   corruption  dev/fuzz_blob (AddressSanitizer + UBSan build): 10,000 flips and truncations rejected, and
               CRC-fixed damage never read out of bounds
   errors      bad blobs, checkpoints, shards, tokenizers and flags: exit 1 (2 for usage) with a message
@@ -267,6 +270,61 @@ def check_corruption(R, b, tmp):
                 + ("" if sanitized else " (no sanitizer available)"), p.returncode == 0, (p.stdout + p.stderr).strip()[-300:])
 
 
+def check_generate(R, b, shared, tmp, ck):
+    import sentencepiece as spm
+    prompts = ["Hello world, this is a   test of 12345 tokens.", "  The quick brown fox jumps over the lazy dog  ",
+               "Tabs\tand\nnewlines; symbols ~!@#$%^&*()_+{}|:\"<>? and numbers 3.14159", "x"]
+    for model in ("fineweb_1024_bpe", "fineweb_4096_bpe", "fineweb_8192_bpe", "variant_1024_nobytefallback_bpe"):
+        path = shared / "tokenizers" / f"{model}.model"
+        sp = spm.SentencePieceProcessor(model_file=str(path))
+        c = reference.read_container(ck)
+        cfg = c.config
+        vck = tmp / f"gen_{model}.bin"
+        if cfg.vocab_size != sp.vocab_size():   # the same tiny model with this tokenizer's vocabulary
+            ref("init", *TINY, "--vocab-size", str(sp.vocab_size()), "--out", vck)
+        else:
+            vck = ck
+        bad = []
+        for text in prompts:
+            p = run([b / "golf_infer", vck, "--tokenizer", path, "--generate", text, "-n", "3", "--seed", "5"])
+            got = [int(t) for t in p.stderr.split("prompt ids:")[1].split()]
+            want = [sp.bos_id()] + sp.encode(text)
+            if got != want:
+                bad.append(f"{text!r}: {got} vs {want}")
+        R.check(f"generate: ASCII prompt ids equal sentencepiece's ({model})", not bad, "; ".join(bad)[:300])
+    tok = shared / "tokenizers" / "fineweb_1024_bpe.model"
+    outs = [run([b / "golf_infer", ck, "--tokenizer", tok, "--generate", "Once upon a time", "-n", "30", "--seed", str(s)]).stdout for s in (1, 1, 2)]
+    R.check("generate: the same seed gives the same text, another seed another", outs[0] == outs[1] and outs[0] != outs[2]
+            and outs[0].startswith("Once upon a time"), repr(outs[0][:80]))
+    greedy = run([b / "golf_infer", ck, "--tokenizer", tok, "--generate-ids", "1 300 400", "-n", "5", "--temp", "0"])
+    ids = [1, 300, 400]
+    for _ in range(5):   # greedy continuation from the reference's logits
+        ref("logits", "--ckpt", ck, "--dtype", "float64", "--tokens", " ".join(map(str, ids)), "--out", tmp / "g.npy")
+        ids.append(int(np.load(tmp / "g.npy")[-1].argmax()))
+    sp = spm.SentencePieceProcessor(model_file=str(tok))
+    want = "".join(sp.id_to_piece(i).replace("\u2581", " ") if not sp.is_byte(i) else "" for i in ids[3:])
+    R.check("generate --temp 0 follows the reference's argmax", greedy.stdout.rstrip("\n") == want, f"{greedy.stdout.strip()!r} vs {want!r}")
+
+
+def check_sanitizers(R, b, shared, tmp, val, ck):
+    exe = tmp / "golf_infer_asan"
+    cc = os.environ.get("CC", "cc")
+    p = subprocess.run([cc, "-std=c99", "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-o", exe,
+                        ROOT / "golf_infer.c", "-lm"], capture_output=True, text=True)
+    if p.returncode != 0:
+        R.skip("golf_infer under ASan/UBSan", f"the compiler cannot build with sanitizers: {p.stderr.strip()[:200]}")
+        return
+    blob = tmp / "asan.golf"
+    run([b / "golf_export", ck, blob, "--quant", "int6", "--quiet"])
+    tok = shared / "tokenizers" / "fineweb_1024_bpe.model"
+    runs = {"eval --stride 16 (blob)": [blob, "--val", f"{val}/fineweb_val_*.bin", "--tokenizer", tok, "--max-tokens", "256", "--stride", "16"],
+            "generate (checkpoint)": [ck, "--tokenizer", tok, "--generate", "Sanitized text", "-n", "8"],
+            "logits (blob)": [blob, "--logits-ids", "1 2 3"]}
+    for label, cmd in runs.items():
+        p = subprocess.run([str(c) for c in [exe, *cmd]], capture_output=True, text=True)
+        R.check(f"golf_infer under ASan/UBSan: {label}", p.returncode == 0 and "runtime error" not in p.stderr, p.stderr.strip()[-300:])
+
+
 def expect_error(R, name, cmd, mention, rc=1):
     p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
     ok = p.returncode == rc and all(m in p.stderr for m in mention)
@@ -336,7 +394,8 @@ def main():
             val = make_val_shards(b, shared, tmp)
             trained = train_tiny(shared, tmp)
             for fn, fargs in [(check_logits, (R, b, tmp)), (check_eval, (R, b, shared, tmp, val, trained)), (check_quantize, (R, b, tmp)),
-                              (check_roundtrip, (R, b, shared, tmp, val, trained)), (check_corruption, (R, b, tmp)), (check_errors, (R, b, shared, tmp, val))]:
+                              (check_roundtrip, (R, b, shared, tmp, val, trained)),
+                              (check_generate, (R, b, shared, tmp, trained)), (check_sanitizers, (R, b, shared, tmp, val, trained)), (check_corruption, (R, b, tmp)), (check_errors, (R, b, shared, tmp, val))]:
                 try:
                     fn(*fargs)
                 except Exception as e:  # a crash of one group is a failure, the others still run

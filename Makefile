@@ -75,8 +75,9 @@ test-gpu:
 	  echo "test-gpu: train_golf is not built (no train_golf.cu or no nvcc): GPU tests skipped"; \
 	else $(MAKE) --no-print-directory train_golf && $(PYTHON) test/test_gpu.py; fi
 
-bench: tokenize
+bench: tokenize golf_infer golf_export
 	bash dev/bench_tokenize.sh
+	bash dev/bench_compress.sh
 
 clean:
 	rm -f tokenize golf_infer golf_export train_golf

@@ -49,7 +49,7 @@ buildinfo:
 	@echo "  MPI         $(if $(filter 1,$(USE_MPI)),found (mpicc),not found: single-process build)"
 	@echo "  NCCL        $(if $(filter 1,$(USE_NCCL)),found,not found: single-GPU build)"
 
-tokenize: tokenize.c
+tokenize: tokenize.c golf_infer.c
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
 golf_infer: golf_infer.c

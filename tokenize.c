@@ -20,8 +20,9 @@
  *
  * Contents
  *   1. checks and utilities     2. UTF-8                 3. protobuf reader     4. the model
- *   5. normalizer               6. BPE encoder           7. decoder             8. val_bpb byte tables
- *   9. document reader          10. shard writer          11. command line
+ *   5. normalizer               6. BPE encoder           7. decoder             8. document reader
+ *   9. shard writer             10. command line
+ *   (the piece table, the protobuf reader and the val_bpb byte tables come from golf_infer.c)
  */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
@@ -35,6 +36,10 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+// golf_infer.c is the single source of the protobuf reader, the piece table (Pieces), byte pieces and the
+// val_bpb byte tables; its CPU model code is not used here.
+#define GOLF_INFER_NO_MAIN
+#include "golf_infer.c"
 
 // ----------------------------------------------------------------------------------------------------
 // 1. checks and utilities
@@ -177,51 +182,10 @@ static void utf8_put(Buf *b, uint32_t c) {
     buf_put(b, t, (size_t)n);
 }
 
-static const char SPACE_SYMBOL[] = "\xe2\x96\x81";       // U+2581, sentencepiece's visible space
 static const char REPLACEMENT_CHAR[] = "\xef\xbf\xbd";   // U+FFFD
 
 // ----------------------------------------------------------------------------------------------------
-// 3. protobuf reader (wire format: varint keys, types 0 varint, 1 fixed64, 2 bytes, 5 fixed32)
-
-typedef struct { const uint8_t *p, *end; } Pb;
-typedef struct { uint32_t field, wtype; uint64_t v; const uint8_t *data; size_t len; } PbField;
-
-static int pb_varint(Pb *r, uint64_t *v) {
-    uint64_t x = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-        if (r->p >= r->end) return 0;
-        uint8_t c = *r->p++;
-        x |= (uint64_t)(c & 0x7F) << shift;
-        if (c < 0x80) { *v = x; return 1; }
-    }
-    return 0;
-}
-
-// pb_next: read the next field of a message; 1 = got one, 0 = end of message, -1 = malformed.
-static int pb_next(Pb *r, PbField *f) {
-    uint64_t key;
-    if (r->p >= r->end) return 0;
-    if (!pb_varint(r, &key)) return -1;
-    f->field = (uint32_t)(key >> 3);
-    f->wtype = (uint32_t)(key & 7);
-    f->data = NULL; f->len = 0; f->v = 0;
-    switch (f->wtype) {
-    case 0: return pb_varint(r, &f->v) ? 1 : -1;
-    case 1: if (r->end - r->p < 8) return -1; f->data = r->p; f->len = 8; r->p += 8; return 1;
-    case 5: if (r->end - r->p < 4) return -1; f->data = r->p; f->len = 4; r->p += 4; return 1;
-    case 2:
-        if (!pb_varint(r, &f->v) || f->v > (uint64_t)(r->end - r->p)) return -1;
-        f->data = r->p; f->len = (size_t)f->v; r->p += f->len; return 1;
-    default: return -1;
-    }
-}
-
-static float pb_float(const PbField *f) {
-    uint32_t u = (uint32_t)f->data[0] | (uint32_t)f->data[1] << 8 | (uint32_t)f->data[2] << 16 | (uint32_t)f->data[3] << 24;
-    float x;
-    memcpy(&x, &u, 4);
-    return x;
-}
+// 3. protobuf strings (the reader itself, pb_next, is golf_infer.c's)
 
 static char *pb_strdup(const PbField *f) {
     char *s = xmalloc(f->len + 1);
@@ -233,7 +197,6 @@ static char *pb_strdup(const PbField *f) {
 // ----------------------------------------------------------------------------------------------------
 // 4. the model: pieces, trainer spec and normalizer spec of a SentencePiece ModelProto
 
-enum { PIECE_NORMAL = 1, PIECE_UNKNOWN = 2, PIECE_CONTROL = 3, PIECE_USER_DEFINED = 4, PIECE_UNUSED = 5, PIECE_BYTE = 6 };
 enum { MODEL_UNIGRAM = 1, MODEL_BPE = 2, MODEL_WORD = 3, MODEL_CHAR = 4 };
 static const char *const PIECE_TYPE_NAME[] = {"?", "normal", "unknown", "control", "user-defined", "unused", "byte"};
 
@@ -242,6 +205,7 @@ typedef struct { int32_t *slot; uint32_t mask; } IdTable;
 
 typedef struct {
     const char *path;
+    Pieces v;              // the vocabulary (golf_infer.c); the five fields below alias its arrays
     int n;                 // number of pieces (the vocabulary size)
     char **piece;          // [n] piece text (NUL-terminated, may also contain NUL: use plen)
     int *plen;             // [n] piece length in bytes
@@ -303,38 +267,12 @@ static int piece_to_id(const Model *m, const char *s, size_t n) {
     return id < 0 ? m->unk_id : id;
 }
 
-// byte_piece_value: NN of a "<0xNN>" piece, or -1.
-static int byte_piece_value(const char *s, int n) {
-    static const char hex[] = "0123456789ABCDEF";
-    if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return -1;
-    const char *a = strchr(hex, s[3]), *b = strchr(hex, s[4]);
-    if (!a || !b || !s[3] || !s[4]) return -1;
-    return (int)((a - hex) * 16 + (b - hex));
-}
-
 // model_bad: die with a message that names the model file and the problem.
 #define model_bad(m, ...) do { \
     char why_[512]; \
     snprintf(why_, sizeof(why_), __VA_ARGS__); \
     die("model '%s' is not a usable SentencePiece BPE model: %s\n  hint: pass a sentencepiece BPE .model file, e.g. the official fineweb_1024_bpe.model", (m)->path, why_); \
 } while (0)
-
-static void parse_piece(Model *m, const uint8_t *p, size_t len, int id) {
-    Pb r = {p, p + len};
-    PbField f;
-    int rc;
-    m->piece[id] = NULL; m->plen[id] = 0; m->score[id] = 0.0f; m->type[id] = PIECE_NORMAL;
-    while ((rc = pb_next(&r, &f)) > 0) {
-        if (f.field == 1 && f.wtype == 2) { free(m->piece[id]); m->piece[id] = pb_strdup(&f); m->plen[id] = (int)f.len; }
-        else if (f.field == 2 && f.wtype == 5) m->score[id] = pb_float(&f);
-        else if (f.field == 3 && f.wtype == 0) {
-            if (f.v < 1 || f.v > 6) model_bad(m, "piece %d has unknown type %llu", id, (unsigned long long)f.v);
-            m->type[id] = (uint8_t)f.v;
-        }
-    }
-    if (rc < 0) model_bad(m, "piece %d is truncated or malformed protobuf", id);
-    if (!m->piece[id] || m->plen[id] == 0) model_bad(m, "piece %d is empty", id);
-}
 
 static void parse_trainer_spec(Model *m, const uint8_t *p, size_t len) {
     Pb r = {p, p + len};
@@ -400,9 +338,8 @@ static void setup_charsmap(Model *m) {
     if (m->norm_str[m->norm_len - 1] != 0) model_bad(m, "precompiled charsmap strings are not NUL-terminated");
 }
 
-static void model_free(Model *m) {
-    for (int i = 0; i < m->n; i++) free(m->piece[i]);
-    free(m->piece); free(m->plen); free(m->score); free(m->type);
+static void sp_model_free(Model *m) {
+    pieces_free(&m->v);
     free(m->unk_surface); free(m->bos_piece); free(m->eos_piece); free(m->unk_piece); free(m->pad_piece);
     free(m->norm_name); free(m->charsmap); free((void *)m->trie);
     free(m->pieces.slot); free(m->reserved.slot); free(m->user.slot);
@@ -431,24 +368,15 @@ static void model_load(Model *m, const char *path) {
     fclose(fp);
     if (data.n == 0) model_bad(m, "the file is empty");
 
-    // pass 1: count pieces; pass 2: parse them
+    const char *bad = pieces_parse(&m->v, (const uint8_t *)data.p, data.n);
+    if (bad) model_bad(m, "%s", bad);
+    m->n = m->v.n; m->piece = m->v.piece; m->plen = m->v.plen; m->score = m->v.score; m->type = m->v.type;
     Pb r = {(const uint8_t *)data.p, (const uint8_t *)data.p + data.n};
     PbField f;
-    int rc, npieces = 0, have_trainer = 0;
-    while ((rc = pb_next(&r, &f)) > 0) if (f.field == 1 && f.wtype == 2) npieces++;
-    if (rc < 0) model_bad(m, "truncated or not a protobuf file (%zu bytes)", data.n);
-    if (npieces == 0) model_bad(m, "no pieces found");
-    m->n = npieces;
-    m->piece = xmalloc((size_t)npieces * sizeof(char *));
-    m->plen = xmalloc((size_t)npieces * sizeof(int));
-    m->score = xmalloc((size_t)npieces * sizeof(float));
-    m->type = xmalloc((size_t)npieces);
-    r.p = (const uint8_t *)data.p;
-    int id = 0;
+    int rc, have_trainer = 0;
     while ((rc = pb_next(&r, &f)) > 0) {
         if (f.wtype != 2) continue;
-        if (f.field == 1) parse_piece(m, f.data, f.len, id++);
-        else if (f.field == 2) { parse_trainer_spec(m, f.data, f.len); have_trainer = 1; }
+        if (f.field == 2) { parse_trainer_spec(m, f.data, f.len); have_trainer = 1; }
         else if (f.field == 3) parse_normalizer_spec(m, f.data, f.len);
         else if (f.field == 5) {
             // a denormalizer with rules changes decoding; record whether it has any
@@ -458,6 +386,7 @@ static void model_load(Model *m, const char *path) {
         }
     }
     free(data.p);
+    if (rc < 0) model_bad(m, "truncated or not a protobuf file");
     if (!have_trainer) model_bad(m, "no trainer spec (model type unknown)");
     if (m->model_type != MODEL_BPE) {
         static const char *names[] = {"?", "unigram", "bpe", "word", "char"};
@@ -849,36 +778,7 @@ static void decode(const Model *m, const int32_t *ids, size_t n, Buf *out) {
 }
 
 // ----------------------------------------------------------------------------------------------------
-// 8. val_bpb byte tables: per token, the UTF-8 bytes it stands for (the leading U+2581 counted apart, as it
-//    is a real space only when the previous token is not a boundary token)
-
-typedef struct { int n; int16_t *base_bytes; uint8_t *has_leading_space, *is_boundary; } ByteLut;
-
-// byte_lut_build: tables of size max(vocab, min_size); ids past the vocabulary count as boundary tokens.
-// model == NULL gives the byte260 tokenizer's tables (ids 0..3 special, 4..259 one byte each).
-static void byte_lut_build(ByteLut *t, const Model *m, int min_size) {
-    int vocab = m ? m->n : 260;
-    t->n = vocab > min_size ? vocab : min_size;
-    t->base_bytes = calloc((size_t)t->n, sizeof(int16_t));
-    t->has_leading_space = calloc((size_t)t->n, 1);
-    t->is_boundary = malloc((size_t)t->n);
-    if (!t->base_bytes || !t->has_leading_space || !t->is_boundary) die("out of memory for byte tables");
-    memset(t->is_boundary, 1, (size_t)t->n);
-    for (int id = 0; id < vocab; id++) {
-        int type = m ? m->type[id] : (id < 4 ? PIECE_CONTROL : PIECE_BYTE);
-        if (type == PIECE_CONTROL || type == PIECE_UNKNOWN || type == PIECE_UNUSED) continue;
-        t->is_boundary[id] = 0;
-        if (type == PIECE_BYTE) { t->base_bytes[id] = 1; continue; }
-        int len = m->plen[id];
-        if (len >= 3 && memcmp(m->piece[id], SPACE_SYMBOL, 3) == 0) { t->has_leading_space[id] = 1; len -= 3; }
-        t->base_bytes[id] = (int16_t)len;
-    }
-}
-
-static void byte_lut_free(ByteLut *t) { free(t->base_bytes); free(t->has_leading_space); free(t->is_boundary); memset(t, 0, sizeof(*t)); }
-
-// ----------------------------------------------------------------------------------------------------
-// 9. document reader: lines, jsonl ({"text": ...} per line) or paragraphs (blank-line separated)
+// 8. document reader: lines, jsonl ({"text": ...} per line) or paragraphs (blank-line separated)
 
 enum { FMT_AUTO, FMT_LINES, FMT_JSONL, FMT_PARAGRAPHS };
 
@@ -1102,9 +1002,7 @@ static void check_utf8(const DocReader *r, int replace) {
 }
 
 // ----------------------------------------------------------------------------------------------------
-// 10. shard writer: fineweb_{val,train}_NNNNNN.bin = 256 x int32 header (magic, version, count) + uint16 tokens
-
-enum { SHARD_MAGIC = 20240520, SHARD_VERSION = 1, SHARD_HEADER_INTS = 256 };
+// 9. shard writer: fineweb_{val,train}_NNNNNN.bin = 256 x int32 header (magic, version, count) + uint16 tokens
 
 typedef struct {
     const char *dir, *split;   // output folder, "val" or "train"
@@ -1243,7 +1141,7 @@ static void prepare_out_dir(const char *dir, int force) {
 }
 
 // ----------------------------------------------------------------------------------------------------
-// 11. command line: one table of flags per subcommand drives parsing and help
+// 10. command line: one table of flags per subcommand drives parsing and help
 
 typedef struct {
     const char *model, *out, *format, *invalid_utf8, *empty, *val_docs, *shard_tokens, *vocab_size;
@@ -1398,7 +1296,7 @@ static int cmd_encode(void) {
     reader_close(&r);
     free(ids.p); free(out.p);
     encoder_free(&e);
-    model_free(&m);
+    sp_model_free(&m);
     return 0;
 }
 
@@ -1451,7 +1349,7 @@ static int cmd_decode(void) {
     if (fflush(stdout) != 0) die("cannot write standard output: %s", strerror(errno));
     reader_close(&r);
     free(ids.p); free(text.p); free(out.p);
-    model_free(&m);
+    sp_model_free(&m);
     return 0;
 }
 
@@ -1543,7 +1441,7 @@ static int cmd_shards(void) {
                 docs, docs < val_docs ? docs : val_docs, docs < val_docs ? 0 : docs - val_docs, (unsigned long long)val.total,
                 (unsigned long long)train.total, val.index, train.index, now_s() - t0);
     free(ids.p);
-    if (have_model) { encoder_free(&e); model_free(&m); }
+    if (have_model) { encoder_free(&e); sp_model_free(&m); }
     return 0;
 }
 
@@ -1553,9 +1451,11 @@ static int cmd_lut(void) {
     if (have_model == g_args.byte260) usage_error("lut", "%s", "lut needs exactly one of --model M or --byte260");
     if (g_args.nfiles) usage_error("lut", "unexpected argument '%s'", g_args.files[0]);
     int min_size = (int)parse_count("lut", "--vocab-size", g_args.vocab_size, 0, 0);
+    Pieces b260;
     if (have_model) model_load(&m, g_args.model);
+    else pieces_byte260(&b260);
     ByteLut t;
-    byte_lut_build(&t, have_model ? &m : NULL, min_size);
+    byte_lut_build(&t, have_model ? &m.v : &b260, min_size);
     Buf out = {0};
     char head[512];
     snprintf(head, sizeof(head), "# val_bpb byte tables of %s: %d ids\n# id base_bytes has_leading_space is_boundary\n", have_model ? m.path : "byte260", t.n);
@@ -1569,7 +1469,8 @@ static int cmd_lut(void) {
     flush_out(&out);
     free(out.p);
     byte_lut_free(&t);
-    if (have_model) model_free(&m);
+    if (have_model) sp_model_free(&m);
+    else pieces_free(&b260);
     return 0;
 }
 
@@ -1592,7 +1493,7 @@ static int cmd_info(void) {
     printf("encoder      longest piece %d bytes, %s\n", m.max_piece_len,
            m.word_split ? "words encoded independently (cached)" : "whole-text merges (no word cache)");
     printf("shards       %s\n", m.n <= 65536 ? "ok (ids fit uint16)" : "vocabulary too large for uint16 shards");
-    model_free(&m);
+    sp_model_free(&m);
     return 0;
 }
 

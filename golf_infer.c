@@ -32,16 +32,18 @@
  *       [9] tie_embeddings [10] rope_base (float32 bits) [11] logit_softcap (float32 bits)
  *       [12] train_seq_len [13] number of tensors [14] 0 [15] 0.
  *     Tensor table, one 8-byte entry per tensor of the parameter table, in its order:
- *       uint8 scheme, uint8 0, uint16 group (ternary: columns per scale, 0 = whole row), uint32 payload bytes.
+ *       uint8 scheme, uint8 code model, uint16 group (ternary: columns per scale, 0 = whole row), uint32 payload bytes.
  *     Payloads in the same order. A tensor is rows x cols (rows = first dim, 1 for vectors):
  *       FP32 / FP16: the values.
  *       INT8 / INT6 / INT5 / INT4 (b bits): fp16 scale per row, then the codes q in [-(2^(b-1)-1), 2^(b-1)-1]
  *         range-coded; value = q * scale.
  *       TERNARY: fp16 scale per group of `group` columns of each row, then codes in {-1, 0, 1} range-coded.
- *     Codes are coded as symbols q + 2^(b-1) (ternary: q + 1) with an adaptive binary range coder: each
- *     symbol is b bits (ternary 2) most significant first through a binary tree of 11-bit probabilities
- *     (start 1/2, moved 1/32 of the way to each outcome), fresh per tensor; LZMA-style carry-less coder,
- *     32-bit range, 5-byte flush.
+ *     Codes are range-coded in row-major order as binary decisions, each with an adaptive probability
+ *     (16 bits, start 1/2, moved 1/2^k of the way to each outcome, k = 1 rising to 7 with the count), fresh per
+ *     tensor, under one of two code models (section 5): the symbol q + 2^(b-1) (ternary q + 1) as b bits
+ *     through a binary tree, or zero / sign / exponent / mantissa decisions conditioned on the magnitudes of
+ *     the column above and the row to the left. LZMA-style carry-less coder: 32-bit range, bound =
+ *     (range >> 16) * p, renormalized bytewise below 2^24, 5-byte flush.
  *     Last 4 bytes: CRC-32 (IEEE) of every byte before them.
  *
  * Contents
@@ -458,10 +460,81 @@ static GOLF_UNUSED const char *checkpoint_load(GolfModel *m, const uint8_t *p, s
 }
 
 // ----------------------------------------------------------------------------------------------------
-// 5. range decoder: adaptive binary probabilities, symbols through a binary tree (see the format above)
+// 5. entropy coding of the integer codes: adaptive bit models, the two code models, the range decoder
 
-enum { RC_PROB_BITS = 11, RC_PROB_ONE = 1 << RC_PROB_BITS, RC_MOVE_BITS = 5, RC_TOP = 1 << 24 };
+// BitModel: P(bit = 0) in 1/65536, moved towards each outcome by 1/2^shift, shift growing with the count
+// (1 for the first bit, up to 7): fast to learn, precise once it has seen enough.
+typedef struct { uint16_t p; uint8_t n; } BitModel;
+enum { BM_MAX_SHIFT = 7, RC_TOP = 1 << 24 };
 
+static void bm_update(BitModel *m, int bit) {
+    int shift = 1;
+    while (shift < BM_MAX_SHIFT && (2u << shift) <= (unsigned)m->n + 2) shift++;
+    int p = m->p;
+    p = bit ? p - (p >> shift) : p + ((65536 - p) >> shift);
+    m->p = (uint16_t)(p < 32 ? 32 : p > 65504 ? 65504 : p);
+    if (m->n < 255) m->n++;
+}
+
+static void bm_init(BitModel *m, size_t n) { for (size_t i = 0; i < n; i++) { m[i].p = 32768; m[i].n = 0; } }
+
+// CodeBitFn: the one primitive both directions share: the encoder codes `bit` and returns it, the decoder
+// ignores `bit` and returns the bit it decodes. The code models below are written once on top of it.
+typedef int (*CodeBitFn)(void *coder, BitModel *m, int bit);
+
+// Code models (the table entry's second byte):
+//   CODER_TREE: the symbol q + offset as `bits` binary decisions, most significant first, one BitModel per
+//     tree node.
+//   CODER_CONTEXT: q = 0?, then sign, then e = floor(log2|q|) in unary, then the e bits below the leading one;
+//     the zero, sign and exponent decisions are conditioned on two magnitude buckets: a running average of
+//     |q| in the same column over the rows above, and one along the row to the left.
+enum { CODER_TREE, CODER_CONTEXT, NUM_CODERS };
+enum { CTX_BUCKETS = 10, CTX_N = CTX_BUCKETS * CTX_BUCKETS, MAX_EXP = 8 };
+
+typedef struct {
+    int coder, bits, offset, qmax, emax, cols, col;
+    BitModel tree[256];
+    BitModel zero[CTX_N], sign[CTX_N], expo[CTX_N][MAX_EXP], mant[MAX_EXP][MAX_EXP];
+    uint16_t *colmag;   // [cols] running |q| * 16 of each column
+    uint16_t rowmag;    // running |q| * 16 along the current row
+} CodeState;
+
+static void code_state_init(CodeState *s, int coder, int bits, int offset, int qmax, int cols) {
+    memset(s, 0, sizeof(*s));
+    s->coder = coder; s->bits = bits; s->offset = offset; s->qmax = qmax; s->cols = cols;
+    while ((2 << s->emax) <= qmax) s->emax++;
+    bm_init(s->tree, 256); bm_init(s->zero, CTX_N); bm_init(s->sign, CTX_N);
+    bm_init(&s->expo[0][0], (size_t)CTX_N * MAX_EXP); bm_init(&s->mant[0][0], (size_t)MAX_EXP * MAX_EXP);
+    if (coder == CODER_CONTEXT) s->colmag = galloc((size_t)(cols > 0 ? cols : 1) * sizeof(uint16_t));
+}
+
+static void code_state_free(CodeState *s) { free(s->colmag); s->colmag = NULL; }
+
+static int mag_bucket(unsigned v) { int b = 0; while (b < CTX_BUCKETS - 1 && (2u << b) <= v + 1) b++; return b; }
+
+// code_symbol: code one q (encoder) or decode one (decoder; q ignored); returns the q coded.
+static int code_symbol(CodeState *s, CodeBitFn bit, void *coder, int q) {
+    if (s->coder == CODER_TREE) {
+        int sym = q + s->offset, m = 1;
+        for (int i = s->bits - 1; i >= 0; i--) m = (m << 1) | bit(coder, &s->tree[m], (sym >> i) & 1);
+        return m - (1 << s->bits) - s->offset;
+    }
+    int ctx = mag_bucket(s->colmag[s->col]) * CTX_BUCKETS + mag_bucket(s->rowmag), mag = 0;
+    if (!bit(coder, &s->zero[ctx], q == 0)) {
+        int neg = bit(coder, &s->sign[ctx], q < 0), m = q < 0 ? -q : q, e = 0, k = 0;
+        while ((2 << e) <= m) e++;
+        while (k < s->emax && bit(coder, &s->expo[ctx][k], e > k)) k++;
+        mag = 1;
+        for (int i = k - 1; i >= 0; i--) mag = 2 * mag + bit(coder, &s->mant[k][i], (m >> i) & 1);
+        q = neg ? -mag : mag;
+    } else q = 0;
+    s->colmag[s->col] = (uint16_t)(s->colmag[s->col] + (((mag << 4) - s->colmag[s->col]) >> 2));
+    s->rowmag = (uint16_t)(s->rowmag + (((mag << 4) - s->rowmag) >> 3));
+    if (++s->col == s->cols) { s->col = 0; s->rowmag = 0; }
+    return q;
+}
+
+// Range decoder (LZMA-style, carry-less; the encoder is in dev/golf_export.c).
 typedef struct { const uint8_t *p, *end; uint32_t range, code; int overrun; } RangeDecoder;
 
 static void rc_dec_init(RangeDecoder *d, const uint8_t *p, size_t n) {
@@ -469,26 +542,20 @@ static void rc_dec_init(RangeDecoder *d, const uint8_t *p, size_t n) {
     for (int i = 0; i < 5; i++) d->code = (d->code << 8) | (d->p < d->end ? *d->p++ : (d->overrun = 1, 0));
 }
 
-static int rc_dec_bit(RangeDecoder *d, uint16_t *prob) {
-    uint32_t bound = (d->range >> RC_PROB_BITS) * *prob;
+static int rc_dec_bit(void *coder, BitModel *m, int unused) {
+    RangeDecoder *d = coder;
+    uint32_t bound = (d->range >> 16) * m->p;
     int bit;
-    if (d->code < bound) { d->range = bound; *prob += (RC_PROB_ONE - *prob) >> RC_MOVE_BITS; bit = 0; }
-    else { d->code -= bound; d->range -= bound; *prob -= *prob >> RC_MOVE_BITS; bit = 1; }
+    (void)unused;
+    if (d->code < bound) { d->range = bound; bit = 0; }
+    else { d->code -= bound; d->range -= bound; bit = 1; }
+    bm_update(m, bit);
     while (d->range < RC_TOP) {
         d->range <<= 8;
         d->code = (d->code << 8) | (d->p < d->end ? *d->p++ : (d->overrun = 1, 0));
     }
     return bit;
 }
-
-// rc_dec_symbol: one symbol of `bits` bits through the tree of probabilities probs[1 .. 2^bits).
-static int rc_dec_symbol(RangeDecoder *d, uint16_t *probs, int bits) {
-    int m = 1;
-    for (int i = 0; i < bits; i++) m = (m << 1) | rc_dec_bit(d, &probs[m]);
-    return m - (1 << bits);
-}
-
-static void rc_probs_init(uint16_t *probs, int bits) { for (int i = 0; i < (1 << bits); i++) probs[i] = RC_PROB_ONE / 2; }
 
 // ----------------------------------------------------------------------------------------------------
 // 6. blob reader
@@ -508,7 +575,7 @@ static GOLF_UNUSED int scales_per_row(int scheme, int group, int cols) {
 
 // blob_decode_tensor: dequantize one payload into out (rows x cols); codes (optional) receives the integer
 // codes and scales (optional) the fp16 scales, for tests. NULL or the problem.
-static GOLF_UNUSED const char *blob_decode_tensor(const uint8_t *p, size_t n, int scheme, int group, int rows, int cols,
+static GOLF_UNUSED const char *blob_decode_tensor(const uint8_t *p, size_t n, int scheme, int coder, int group, int rows, int cols,
                                                   float *out, int8_t *codes, uint16_t *scales) {
     size_t count = (size_t)rows * (size_t)cols;
     if (scheme == SCHEME_FP32 || scheme == SCHEME_FP16) {
@@ -522,32 +589,35 @@ static GOLF_UNUSED const char *blob_decode_tensor(const uint8_t *p, size_t n, in
     size_t nscales = (size_t)rows * (size_t)spr;
     if (n < 2 * nscales) return "payload shorter than its scales";
     scheme_levels(scheme, &offset, &qmax);
-    int bits = SCHEME_BITS[scheme];
-    uint16_t probs[256];
-    rc_probs_init(probs, bits);
+    if (coder < 0 || coder >= NUM_CODERS) return "unknown code model";
+    CodeState cs;
+    code_state_init(&cs, coder, SCHEME_BITS[scheme], offset, qmax, cols);
     RangeDecoder d;
     rc_dec_init(&d, p + 2 * nscales, n - 2 * nscales);
+    const char *err = NULL;
     for (int r = 0; r < rows; r++) {
         for (int s = 0; s < spr; s++) {
             uint16_t sh = rd16(p + 2 * ((size_t)r * spr + s));
             if (scales) scales[(size_t)r * spr + s] = sh;
             float scale = f16_to_f32(sh);
-            if (!isfinite(scale)) return "a scale is not finite";
+            if (!isfinite(scale)) { err = "a scale is not finite"; goto done; }
             int c1 = (s + 1) * gcols < cols ? (s + 1) * gcols : cols;
             for (int c = s * gcols; c < c1; c++) {
-                int q = rc_dec_symbol(&d, probs, bits) - offset;
-                if (q < -qmax || q > qmax) return "a code is out of range (corrupted payload)";
+                int q = code_symbol(&cs, rc_dec_bit, &d, 0);
+                if (q < -qmax || q > qmax) { err = "a code is out of range (corrupted payload)"; goto done; }
                 if (codes) codes[(size_t)r * cols + c] = (int8_t)q;
                 out[(size_t)r * cols + c] = (float)q * scale;
             }
         }
-        if (d.overrun) return "the coded payload is truncated";
+        if (d.overrun) { err = "the coded payload is truncated"; goto done; }
     }
-    if (d.p != d.end) return "the coded payload has trailing bytes";
-    return NULL;
+    if (d.p != d.end) err = "the coded payload has trailing bytes";
+done:
+    code_state_free(&cs);
+    return err;
 }
 
-typedef struct { int scheme, group; uint32_t bytes; } BlobEntry;
+typedef struct { int scheme, coder, group; uint32_t bytes; } BlobEntry;
 
 // blob_load: verify and decode a whole blob into m; entries (optional, [m->n]) receives the tensor table.
 // NULL or the problem; never reads outside p[0..n).
@@ -571,13 +641,13 @@ static GOLF_UNUSED const char *blob_load(GolfModel *m, const uint8_t *p, size_t 
     off += 8 * (size_t)m->n;
     for (int i = 0; i < m->n; i++) {
         const uint8_t *e = p + table + 8 * (size_t)i;
-        int scheme = e[0], group = rd16(e + 2);
+        int scheme = e[0], coder = e[1], group = rd16(e + 2);
         uint32_t bytes = rd32(e + 4);
-        if (scheme >= NUM_SCHEMES || e[1]) { snprintf(why, why_n, "tensor '%s' has an unknown scheme", m->spec[i].name); return why; }
+        if (scheme >= NUM_SCHEMES || coder >= NUM_CODERS) { snprintf(why, why_n, "tensor '%s' has an unknown scheme or code model", m->spec[i].name); return why; }
         if (bytes > n - 4 - off) { snprintf(why, why_n, "tensor '%s' payload runs past the end of the blob", m->spec[i].name); return why; }
-        if (entries_out) { entries_out[i].scheme = scheme; entries_out[i].group = group; entries_out[i].bytes = bytes; }
+        if (entries_out) { entries_out[i].scheme = scheme; entries_out[i].coder = coder; entries_out[i].group = group; entries_out[i].bytes = bytes; }
         const ParamSpec *s = &m->spec[i];
-        const char *err = blob_decode_tensor(p + off, bytes, scheme, group, s->rows, s->cols, m->params + s->offset, NULL, NULL);
+        const char *err = blob_decode_tensor(p + off, bytes, scheme, coder, group, s->rows, s->cols, m->params + s->offset, NULL, NULL);
         if (err) { snprintf(why, why_n, "tensor '%s' (%s): %s", s->name, SCHEME_NAME[scheme], err); return why; }
         off += bytes;
     }

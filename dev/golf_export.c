@@ -77,16 +77,14 @@ static void rc_shift_low(RangeEncoder *e) {
     e->low = (e->low & 0x00FFFFFFu) << 8;
 }
 
-static void rc_enc_bit(RangeEncoder *e, uint16_t *prob, int bit) {
-    uint32_t bound = (e->range >> RC_PROB_BITS) * *prob;
-    if (!bit) { e->range = bound; *prob += (RC_PROB_ONE - *prob) >> RC_MOVE_BITS; }
-    else { e->low += bound; e->range -= bound; *prob -= *prob >> RC_MOVE_BITS; }
+static int rc_enc_bit(void *coder, BitModel *m, int bit) {
+    RangeEncoder *e = coder;
+    uint32_t bound = (e->range >> 16) * m->p;
+    if (!bit) e->range = bound;
+    else { e->low += bound; e->range -= bound; }
+    bm_update(m, bit);
     while (e->range < RC_TOP) { e->range <<= 8; rc_shift_low(e); }
-}
-
-static void rc_enc_symbol(RangeEncoder *e, uint16_t *probs, int bits, int sym) {
-    int m = 1;
-    for (int i = bits - 1; i >= 0; i--) { int bit = (sym >> i) & 1; rc_enc_bit(e, &probs[m], bit); m = (m << 1) | bit; }
+    return bit;
 }
 
 static void rc_enc_flush(RangeEncoder *e) { for (int i = 0; i < 5; i++) rc_shift_low(e); }
@@ -126,21 +124,33 @@ static void quantize(int scheme, int group, int rows, int cols, const float *w, 
 // 4. blob writer
 
 // encode_payload: the payload of one tensor under a scheme (see golf_infer.c); codes/scales are filled for
-// quantized schemes.
-static void encode_payload(Bytes *out, int scheme, int group, int rows, int cols, const float *w, int8_t *codes, uint16_t *scales) {
+// quantized schemes and *coder_out says which code model won.
+static void encode_payload(Bytes *out, int scheme, int group, int rows, int cols, const float *w, int8_t *codes, uint16_t *scales,
+                           int *coder_out) {
     size_t count = (size_t)rows * cols;
+    *coder_out = CODER_TREE;
     if (scheme == SCHEME_FP32) { for (size_t i = 0; i < count; i++) bytes_u32(out, f32_bits(w[i])); return; }
     if (scheme == SCHEME_FP16) { for (size_t i = 0; i < count; i++) bytes_u16(out, f32_to_f16(w[i])); return; }
     int spr = scales_per_row(scheme, group, cols), offset, qmax, bits = SCHEME_BITS[scheme];
     scheme_levels(scheme, &offset, &qmax);
     quantize(scheme, group, rows, cols, w, codes, scales);
     for (size_t i = 0; i < (size_t)rows * spr; i++) bytes_u16(out, scales[i]);
-    uint16_t probs[256];
-    rc_probs_init(probs, bits);
-    RangeEncoder e;
-    rc_enc_init(&e, out);
-    for (size_t i = 0; i < count; i++) rc_enc_symbol(&e, probs, bits, codes[i] + offset);
-    rc_enc_flush(&e);
+    // code the codes under every code model and keep the smallest
+    Bytes best = {0};
+    for (int coder = 0; coder < NUM_CODERS; coder++) {
+        Bytes trial = {0};
+        CodeState cs;
+        code_state_init(&cs, coder, bits, offset, qmax, cols);
+        RangeEncoder e;
+        rc_enc_init(&e, &trial);
+        for (size_t i = 0; i < count; i++) code_symbol(&cs, rc_enc_bit, &e, codes[i]);
+        rc_enc_flush(&e);
+        code_state_free(&cs);
+        if (!best.p || trial.n < best.n) { free(best.p); best = trial; *coder_out = coder; }
+        else free(trial.p);
+    }
+    bytes_put(out, best.p, best.n);
+    free(best.p);
 }
 
 typedef struct { int scheme[NUM_CLASSES]; int group; const char *dump_dir; int quiet; } ExportOptions;
@@ -151,6 +161,7 @@ static void blob_encode(const GolfModel *m, const ExportOptions *o, Bytes *out) 
     const Config *c = &m->c;
     Bytes payloads = {0};
     size_t *sizes = galloc((size_t)m->n * sizeof(size_t));
+    int *coders = galloc((size_t)m->n * sizeof(int));
     memset(out, 0, sizeof(*out));
     uint32_t h[BLOB_HEADER_INTS] = {BLOB_MAGIC, BLOB_VERSION, 0, (uint32_t)c->vocab_size, (uint32_t)c->num_layers, (uint32_t)c->model_dim,
                                    (uint32_t)c->num_heads, (uint32_t)c->num_kv_heads, (uint32_t)c->mlp_hidden, (uint32_t)c->tie_embeddings,
@@ -162,10 +173,10 @@ static void blob_encode(const GolfModel *m, const ExportOptions *o, Bytes *out) 
         int8_t *codes = galloc(count), *back_codes = galloc(count);
         uint16_t *scales = galloc((size_t)s->rows * spr * 2), *back_scales = galloc((size_t)s->rows * spr * 2);
         float *back = galloc(count * sizeof(float));
-        encode_payload(&payloads, scheme, o->group, s->rows, s->cols, m->params + s->offset, codes, scales);
+        encode_payload(&payloads, scheme, o->group, s->rows, s->cols, m->params + s->offset, codes, scales, &coders[i]);
         sizes[i] = payloads.n - before;
         if (sizes[i] > 0xFFFFFFFFu) golf_die("tensor '%s' payload exceeds 4 GB", s->name);
-        const char *err = blob_decode_tensor(payloads.p + before, sizes[i], scheme, o->group, s->rows, s->cols, back, back_codes, back_scales);
+        const char *err = blob_decode_tensor(payloads.p + before, sizes[i], scheme, coders[i], o->group, s->rows, s->cols, back, back_codes, back_scales);
         if (err) golf_die("internal: tensor '%s' does not decode: %s", s->name, err);
         if (scheme >= SCHEME_INT8 && (memcmp(codes, back_codes, count) || memcmp(scales, back_scales, (size_t)s->rows * spr * 2)))
             golf_die("internal: tensor '%s' decodes to different codes or scales", s->name);
@@ -181,8 +192,8 @@ static void blob_encode(const GolfModel *m, const ExportOptions *o, Bytes *out) 
             }
         }
         if (!o->quiet)
-            printf("  %-28s %-7s %-8s %9zu values -> %9zu bytes (%.3f bits/value)\n", s->name, CLASS_NAME[s->cls], SCHEME_NAME[scheme], count,
-                   sizes[i], 8.0 * sizes[i] / (double)(count ? count : 1));
+            printf("  %-28s %-7s %-8s %9zu values -> %9zu bytes (%.3f bits/value%s)\n", s->name, CLASS_NAME[s->cls], SCHEME_NAME[scheme], count,
+                   sizes[i], 8.0 * sizes[i] / (double)(count ? count : 1), scheme >= SCHEME_INT8 ? (coders[i] == CODER_CONTEXT ? ", context model" : ", tree model") : "");
         free(codes); free(back_codes); free(scales); free(back_scales); free(back);
     }
     size_t total = BLOB_HEADER_INTS * 4 + 8 * (size_t)m->n + payloads.n + 4;
@@ -191,7 +202,7 @@ static void blob_encode(const GolfModel *m, const ExportOptions *o, Bytes *out) 
     for (int i = 0; i < BLOB_HEADER_INTS; i++) bytes_u32(out, h[i]);
     for (int i = 0; i < m->n; i++) {
         bytes_u8(out, (uint8_t)o->scheme[m->spec[i].cls]);
-        bytes_u8(out, 0);
+        bytes_u8(out, (uint8_t)coders[i]);
         bytes_u16(out, (uint16_t)(o->scheme[m->spec[i].cls] == SCHEME_TERNARY ? o->group : 0));
         bytes_u32(out, (uint32_t)sizes[i]);
     }
@@ -199,6 +210,7 @@ static void blob_encode(const GolfModel *m, const ExportOptions *o, Bytes *out) 
     bytes_u32(out, crc32(out->p, out->n));
     free(payloads.p);
     free(sizes);
+    free(coders);
     // the whole blob through the reader once more: header, table, checksum and every payload
     GolfModel back;
     char why[512];

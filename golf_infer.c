@@ -95,7 +95,12 @@ static GOLF_UNUSED void *golf_alloc(size_t n, const char *file, int line) {
     if (!p) golf_die("out of memory allocating %zu bytes (%s:%d)", n, file, line);
     return p;
 }
+#ifdef __cplusplus   // train_golf.cu includes this file as C++: let galloc's result convert to any pointer
+struct GolfAlloc { void *p; template <typename T> operator T *() const { return (T *)p; } };
+#define galloc(n) (GolfAlloc{golf_alloc((n), __FILE__, __LINE__)})
+#else
 #define galloc(n) golf_alloc((n), __FILE__, __LINE__)
+#endif
 
 // read_file: the whole file into memory; dies naming the file on failure.
 static GOLF_UNUSED uint8_t *read_file(const char *path, size_t *n) {
@@ -543,7 +548,7 @@ static void rc_dec_init(RangeDecoder *d, const uint8_t *p, size_t n) {
 }
 
 static int rc_dec_bit(void *coder, BitModel *m, int unused) {
-    RangeDecoder *d = coder;
+    RangeDecoder *d = (RangeDecoder *)coder;
     uint32_t bound = (d->range >> 16) * m->p;
     int bit;
     (void)unused;
@@ -881,7 +886,7 @@ static GOLF_UNUSED int32_t *load_shards(const char *pattern, size_t *ntok, int v
         size_t count = rd32(p + 8);
         if (n != SHARD_HEADER_INTS * 4 + 2 * count)
             golf_die("shard '%s': %zu bytes, but its header's %zu tokens need %zu", path, n, count, SHARD_HEADER_INTS * 4 + 2 * count);
-        if (total + count > cap) { cap = 2 * (total + count); tok = realloc(tok, cap * sizeof(int32_t)); if (!tok) golf_die("out of memory for tokens"); }
+        if (total + count > cap) { cap = 2 * (total + count); tok = (int32_t *)realloc(tok, cap * sizeof(int32_t)); if (!tok) golf_die("out of memory for tokens"); }
         for (size_t i = 0; i < count; i++) {
             int t = rd16(p + SHARD_HEADER_INTS * 4 + 2 * i);
             if (t >= vocab) golf_die("shard '%s': token %d at position %zu is outside the model's vocabulary (%d)", path, t, i, vocab);
@@ -1060,7 +1065,7 @@ static int parse_ids(const char *s, int32_t **out, int vocab) {
         long v = strtol(s, &end, 10);
         if (end == s) golf_die("not a token id list: '%.30s'", s);
         if (v < 0 || v >= vocab) golf_die("token id %ld is outside the model's vocabulary (%d)", v, vocab);
-        if (n == cap) { cap *= 2; ids = realloc(ids, (size_t)cap * 4); if (!ids) golf_die("out of memory"); }
+        if (n == cap) { cap *= 2; ids = (int32_t *)realloc(ids, (size_t)cap * 4); if (!ids) golf_die("out of memory"); }
         ids[n++] = (int32_t)v;
         s = end;
     }

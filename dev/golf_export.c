@@ -53,7 +53,7 @@ typedef struct { uint8_t *p; size_t n, cap; } Bytes;
 static void bytes_put(Bytes *b, const void *s, size_t n) {
     if (b->n + n > b->cap) {
         b->cap = 2 * (b->n + n) + 1024;
-        b->p = realloc(b->p, b->cap);
+        b->p = (uint8_t *)realloc(b->p, b->cap);
         if (!b->p) golf_die("out of memory writing the blob");
     }
     memcpy(b->p + b->n, s, n);
@@ -78,7 +78,7 @@ static void rc_shift_low(RangeEncoder *e) {
 }
 
 static int rc_enc_bit(void *coder, BitModel *m, int bit) {
-    RangeEncoder *e = coder;
+    RangeEncoder *e = (RangeEncoder *)coder;
     uint32_t bound = (e->range >> 16) * m->p;
     if (!bit) e->range = bound;
     else { e->low += bound; e->range -= bound; }
@@ -136,9 +136,9 @@ static void encode_payload(Bytes *out, int scheme, int group, int rows, int cols
     quantize(scheme, group, rows, cols, w, codes, scales);
     for (size_t i = 0; i < (size_t)rows * spr; i++) bytes_u16(out, scales[i]);
     // code the codes under every code model and keep the smallest
-    Bytes best = {0};
+    Bytes best = {NULL, 0, 0};
     for (int coder = 0; coder < NUM_CODERS; coder++) {
-        Bytes trial = {0};
+        Bytes trial = {NULL, 0, 0};
         CodeState cs;
         code_state_init(&cs, coder, bits, offset, qmax, cols);
         RangeEncoder e;
@@ -159,7 +159,7 @@ typedef struct { int scheme[NUM_CLASSES]; int group; const char *dump_dir; int q
 // must give back the same codes and scales, bit for bit). Returns the blob bytes (caller frees out->p).
 static void blob_encode(const GolfModel *m, const ExportOptions *o, Bytes *out) {
     const Config *c = &m->c;
-    Bytes payloads = {0};
+    Bytes payloads = {NULL, 0, 0};
     size_t *sizes = galloc((size_t)m->n * sizeof(size_t));
     int *coders = galloc((size_t)m->n * sizeof(int));
     memset(out, 0, sizeof(*out));

@@ -18,7 +18,7 @@ PYTHON  ?= /usr/bin/python3
 CUDA_HOME ?= $(firstword $(wildcard /usr/local/cuda /opt/cuda))
 NVCC      ?= $(firstword $(shell command -v nvcc 2>/dev/null) $(wildcard $(CUDA_HOME)/bin/nvcc))
 CUDA_ARCH ?= 90
-NVCCFLAGS ?= -O3 -std=c++17 -arch=sm_$(CUDA_ARCH) --use_fast_math -lineinfo
+NVCCFLAGS ?= -O3 -std=c++17 -arch=sm_$(CUDA_ARCH) -lineinfo -Xcompiler -Wall,-Wextra
 NVCC_LIBS := -lcublas -lcublasLt
 
 comma := ,
@@ -59,8 +59,8 @@ golf_infer: golf_infer.c
 golf_export: dev/golf_export.c golf_infer.c
 	$(CC) $(CFLAGS) -I. -o $@ $< $(LDLIBS)
 
-train_golf: train_golf.cu golf_infer.c tokenize.c
-	$(NVCC) $(NVCCFLAGS) -o $@ $< $(NVCC_LIBS) $(NVCC_MPI) $(NVCC_NCCL)
+train_golf: train_golf.cu golf_infer.c dev/golf_export.c
+	$(NVCC) $(NVCCFLAGS) -I. -o $@ $< $(NVCC_LIBS) $(NVCC_MPI) $(NVCC_NCCL)
 
 # --- tests and benchmarks -----------------------------------------------------------------------------
 test: tokenize golf_infer golf_export

@@ -79,10 +79,12 @@
 // ----------------------------------------------------------------------------------------------------
 // 1. checks and utilities
 
+static const char *g_golf_prog = "golf_infer";   // the program named in messages (train_golf and golf_export set it)
+
 static GOLF_UNUSED void golf_die(const char *fmt, ...) {
     va_list ap;
     fflush(stdout);
-    fputs("golf_infer: error: ", stderr);
+    fprintf(stderr, "%s: error: ", g_golf_prog);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
@@ -871,29 +873,46 @@ static GOLF_UNUSED double nll_at(const GolfModel *m, const float *h, int target,
 
 enum { SHARD_MAGIC = 20240520, SHARD_VERSION = 1, SHARD_HEADER_INTS = 256 };
 
-// load_shards: all tokens of the files matching pattern, in sorted order; dies on any bad file.
-static GOLF_UNUSED int32_t *load_shards(const char *pattern, size_t *ntok, int vocab) {
+// load_shard_file: the tokens of one shard, checked (magic, version, exact size, ids < vocab); dies naming it.
+static GOLF_UNUSED int32_t *load_shard_file(const char *path, size_t *count_out, int vocab) {
+    size_t n;
+    uint8_t *p = read_file(path, &n);
+    if (n < SHARD_HEADER_INTS * 4 || rd32(p) != SHARD_MAGIC || rd32(p + 4) != SHARD_VERSION)
+        golf_die("shard '%s': bad header (expected magic %d, version %d)", path, SHARD_MAGIC, SHARD_VERSION);
+    size_t count = rd32(p + 8);
+    if (n != SHARD_HEADER_INTS * 4 + 2 * count)
+        golf_die("shard '%s': %zu bytes, but its header's %zu tokens need %zu", path, n, count, SHARD_HEADER_INTS * 4 + 2 * count);
+    int32_t *tok = galloc((count ? count : 1) * sizeof(int32_t));
+    for (size_t i = 0; i < count; i++) {
+        int t = rd16(p + SHARD_HEADER_INTS * 4 + 2 * i);
+        if (t >= vocab) golf_die("shard '%s': token %d at position %zu is outside the model's vocabulary (%d)", path, t, i, vocab);
+        tok[i] = t;
+    }
+    free(p);
+    *count_out = count;
+    return tok;
+}
+
+// shard_glob: the files matching pattern, sorted; dies when none match.
+static GOLF_UNUSED glob_t shard_glob(const char *pattern) {
     glob_t g;
-    if (glob(pattern, 0, NULL, &g) != 0 || g.gl_pathc == 0) golf_die("no files match '%s'\n  hint: --val 'DIR/fineweb_val_*.bin'", pattern);
-    size_t total = 0, cap = 0;
+    if (glob(pattern, 0, NULL, &g) != 0 || g.gl_pathc == 0) golf_die("no files match '%s'\n  hint: check DATA_PATH / --val", pattern);
+    return g;
+}
+
+// load_shards: all tokens of the files matching pattern, in sorted order.
+static GOLF_UNUSED int32_t *load_shards(const char *pattern, size_t *ntok, int vocab) {
+    glob_t g = shard_glob(pattern);
+    size_t total = 0;
     int32_t *tok = NULL;
     for (size_t f = 0; f < g.gl_pathc; f++) {
-        const char *path = g.gl_pathv[f];
-        size_t n;
-        uint8_t *p = read_file(path, &n);
-        if (n < SHARD_HEADER_INTS * 4 || rd32(p) != SHARD_MAGIC || rd32(p + 4) != SHARD_VERSION)
-            golf_die("shard '%s': bad header (expected magic %d, version %d)", path, SHARD_MAGIC, SHARD_VERSION);
-        size_t count = rd32(p + 8);
-        if (n != SHARD_HEADER_INTS * 4 + 2 * count)
-            golf_die("shard '%s': %zu bytes, but its header's %zu tokens need %zu", path, n, count, SHARD_HEADER_INTS * 4 + 2 * count);
-        if (total + count > cap) { cap = 2 * (total + count); tok = (int32_t *)realloc(tok, cap * sizeof(int32_t)); if (!tok) golf_die("out of memory for tokens"); }
-        for (size_t i = 0; i < count; i++) {
-            int t = rd16(p + SHARD_HEADER_INTS * 4 + 2 * i);
-            if (t >= vocab) golf_die("shard '%s': token %d at position %zu is outside the model's vocabulary (%d)", path, t, i, vocab);
-            tok[total + i] = t;
-        }
+        size_t count;
+        int32_t *part = load_shard_file(g.gl_pathv[f], &count, vocab);
+        tok = (int32_t *)realloc(tok, (total + count + 1) * sizeof(int32_t));
+        if (!tok) golf_die("out of memory for tokens");
+        memcpy(tok + total, part, count * sizeof(int32_t));
         total += count;
-        free(p);
+        free(part);
     }
     globfree(&g);
     *ntok = total;

@@ -222,14 +222,16 @@ static void blob_encode(const GolfModel *m, const ExportOptions *o, Bytes *out) 
 // ----------------------------------------------------------------------------------------------------
 // 5. main
 
-#ifndef GOLF_EXPORT_NO_MAIN
-static int scheme_from_name(const char *s) {
+// scheme_from_name: a scheme by name (fp32 ... ternary); exits 2 on an unknown one.
+static GOLF_UNUSED int scheme_from_name(const char *s) {
     for (int i = 0; i < NUM_SCHEMES; i++) if (strcmp(s, SCHEME_NAME[i]) == 0) return i;
     fprintf(stderr, "golf_export: unknown scheme '%s' (fp32 fp16 int8 int6 int5 int4 ternary)\n", s);
     exit(2);
 }
 
+#ifndef GOLF_EXPORT_NO_MAIN
 int main(int argc, char **argv) {
+    g_golf_prog = "golf_export";
     const char *in = NULL, *outp = NULL;
     ExportOptions o = {{SCHEME_INT8, SCHEME_INT8, SCHEME_INT8, SCHEME_INT8, SCHEME_FP32}, 128, NULL, 0};
     int per_class[NUM_CLASSES] = {-1, -1, -1, -1, -1}, all = -1;

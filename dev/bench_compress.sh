@@ -6,7 +6,8 @@
 # For each scheme (int8 int6 int5 ternary) the checkpoint goes through golf_export --dump; the codes of all
 # quantized tensors are then laid out several ways and each layout is compressed with zstd -22 --ultra,
 # xz -9e and brotli -q 11 -w 24 (the largest standard window); every compressor is credited with its best
-# layout. Layouts (all tensors in model order, one stream):
+# layout; their container headers (zstd ~10, xz ~60, brotli a few bytes) count against them. Layouts (all
+# tensors in model order, one stream):
 #   bytes     one code per byte, two's complement (as dumped)
 #   symbols   one code per byte, code + offset (the unsigned symbols golf codes)
 #   colmajor  one code per byte, each tensor's codes column by column
@@ -114,7 +115,7 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------------------
-# helpers: layouts and bounds (Python), golf's estimator cost (C, with golf_infer.c's coder constants)
+# helpers: layouts and bounds (Python), the ideal lengths of golf's code models (C, through golf_infer.c)
 
 cat > "$work/cost.c" <<'EOF'
 // Ideal code lengths, in bits, of golf's code models on dumped codes: golf_infer.c's code_symbol with a
@@ -199,14 +200,14 @@ def prep(scheme, export_txt, dump, shape_dir, outdir):
     for l in open(export_txt):
         m = line.match(l)
         if m and m.group(3) == scheme:
-            tensors.append((m.group(1), int(m.group(4)), int(m.group(5)), "context model" in l))
+            tensors.append((m.group(1), int(m.group(4)), int(m.group(5))))
     dumped = sorted(f[:-6] for f in os.listdir(dump) if f.endswith(".codes"))
     if sorted(t[0] for t in tensors) != dumped:
         sys.exit("bench_compress: golf_export's listing and its dump do not name the same tensors")
     golf = scales = values = 0
     order0 = kt = 0.0
     raw, col = [], []
-    for name, count, payload, _ in tensors:
+    for name, count, payload in tensors:
         codes = np.fromfile(os.path.join(dump, name + ".codes"), dtype=np.int8)
         nsc = os.path.getsize(os.path.join(dump, name + ".scales")) // 2
         if codes.size != count:
@@ -243,7 +244,6 @@ def prep(scheme, export_txt, dump, shape_dir, outdir):
         v.tofile(os.path.join(outdir, k))
     print(json.dumps({"scheme": scheme, "tensors": len(tensors), "values": values, "golf": golf, "scales": scales,
                       "order0_bits": order0, "kt_bits": kt, "bits": bits, "offset": offset, "qmax": qmax,
-                      "context": [t[3] for t in tensors],
                       "cost_args": [x for t in tensors for x in (os.path.join(dump, t[0] + ".codes"), str(shp[t[0]][1]))]}))
 
 def report(results_dir, schemes, tools):
@@ -277,7 +277,7 @@ def report(results_dir, schemes, tools):
         for t in tools:
             b, k = r["best"][t]
             line += f" {b:>9} {'[' + k + ']':<10}"
-        line += f" {math.ceil(r['order0_bits'] / 8):>9}"
+        line += f" {r['order0_bits'] / 8:>9.0f}"
         if tools:
             other = min(r["best"][t][0] for t in tools)
             ratio = r["golf"] / other
@@ -296,24 +296,27 @@ def report(results_dir, schemes, tools):
     if any(r["model_bits"] is None for r in rows):
         return
     print("Where golf's bytes above the order-0 bound go (bytes; bits/value in parentheses)")
-    hdr = (f"{'scheme':<8} {'order0':>16} {'+start-up':>16} {'+steady model':>16} {'+coder flush':>16} {'= golf':>16}"
-           f"   {'KT flat':>9} {'tree only':>9} {'ctx only':>9} {'ctx used':>8}")
+    nmodels = len(rows[0]["model_bits"][0]) // 2
+    names = (["tree only", "ctx only"] + [f"model {k}" for k in range(2, nmodels)])[:nmodels]
+    hdr = (f"{'scheme':<8} {'order0':>16} {'+start-up':>16} {'+steady model':>16} {'+coder flush':>16} {'= golf':>16}   {'KT flat':>9}"
+           + "".join(f" {x:>9}" for x in names) + "  tensors per model")
     print(hdr)
     print("-" * len(hdr))
     flush_total = 0
     for r in rows:
         n, mb = r["values"], r["model_bits"]
         o0 = r["order0_bits"] / 8
-        # per tensor: [cold, warm] of each code model, in the order of golf_infer.c's code models (tree first)
-        pick = [1 if ctx else 0 for ctx in r["context"]]
+        # per tensor: [cold, warm] of each code model, in golf_infer.c's order (tree first); golf_export keeps
+        # the model whose payload is smallest, which is the one with the smallest ideal length up to a byte or two
+        pick = [min(range(nmodels), key=lambda k: t[2 * k]) for t in mb]
         cold = sum(t[2 * k] for t, k in zip(mb, pick)) / 8
         warm = sum(t[2 * k + 1] for t, k in zip(mb, pick)) / 8
-        tree = sum(t[0] for t in mb) / 8
-        ctxm = sum(t[2] for t in mb) / 8 if len(mb[0]) >= 4 else float("nan")
         flush_total += r["golf"] - cold
         cell = lambda b: f"{b:>9.0f} ({8 * b / n:+.3f})"
         print(f"{r['scheme']:<8} {o0:>9.0f} ({8 * o0 / n:.3f}) {cell(cold - warm)} {cell(warm - o0)} {cell(r['golf'] - cold)}"
-              f" {r['golf']:>9} ({8 * r['golf'] / n:.3f})   {r['kt_bits'] / 8:>9.0f} {tree:>9.0f} {ctxm:>9.0f} {sum(pick):>3}/{len(pick):<4}")
+              f" {r['golf']:>9} ({8 * r['golf'] / n:.3f})   {r['kt_bits'] / 8:>9.0f}"
+              + "".join(f" {sum(t[2 * k] for t in mb) / 8:>9.0f}" for k in range(nmodels))
+              + "  " + " / ".join(str(pick.count(k)) for k in range(nmodels)))
     t = rows[0]["tensors"]
     print("  order0:         static order-0 entropy per tensor, its symbol table not counted")
     print("  +start-up:      golf's model learning each tensor from flat probabilities (its first pass over the codes")
@@ -324,7 +327,7 @@ def report(results_dir, schemes, tools):
     print(f"                  {t} tensors each coded on its own ({flush_total / len(rows) / t:.1f} bytes per tensor on average)")
     print("  KT flat:        for comparison, a count-based adaptive order-0 coder over all 2*qmax+1 levels (KT estimator)")
     print("  tree only, ctx only: golf's ideal length with every tensor under its tree / its context code model")
-    print("  ctx used:       tensors for which golf_export chose the context model")
+    print("  tensors per model: how many tensors each code model codes best (golf_export keeps the smallest)")
 
 if __name__ == "__main__":
     if sys.argv[1] == "prep":
@@ -364,7 +367,8 @@ for s in $SCHEMES; do
     done
   done
   for p in "${pids[@]}"; do wait "$p" || fail "a compressor failed on the $s codes"; done
-  say "$s: $(ls "$d/in" | wc -l) layouts x ${#TOOLS[@]} compressors in $((SECONDS - t0)) s"
+  layouts=("$d"/in/*)
+  say "$s: ${#layouts[@]} layouts x ${#TOOLS[@]} compressors in $((SECONDS - t0)) s"
   rm -rf "$d" "$work/$s.golf"
 done
 

@@ -13,6 +13,8 @@ LDLIBS  ?= -lm
 OPENMP  ?= $(shell $(CC) -fopenmp -E -x c /dev/null >/dev/null 2>&1 && echo -fopenmp)
 # Debian's python3 (with python3-torch, python3-sentencepiece, python3-numpy) is the test oracle.
 PYTHON  ?= /usr/bin/python3
+# the GPU tests need a PyTorch with CUDA (on a GPU machine, usually the python3 on PATH)
+GPU_PYTHON ?= python3
 
 # --- CUDA, MPI and NCCL detection ------------------------------------------------------------------
 CUDA_HOME ?= $(firstword $(wildcard /usr/local/cuda /opt/cuda))
@@ -74,7 +76,7 @@ test-gpu:
 	  echo "test-gpu: no CUDA device visible (nvidia-smi lists none): GPU tests skipped"; \
 	elif [ -z "$(CUDA_TARGETS)" ]; then \
 	  echo "test-gpu: train_golf is not built (no train_golf.cu or no nvcc): GPU tests skipped"; \
-	else $(MAKE) --no-print-directory train_golf && $(PYTHON) test/test_gpu.py; fi
+	else $(MAKE) --no-print-directory train_golf golf_infer && $(GPU_PYTHON) test/test_gpu.py; fi
 
 bench: tokenize golf_infer golf_export
 	bash dev/bench_tokenize.sh

@@ -62,7 +62,7 @@ static double wall_ms(void) { struct timeval tv; gettimeofday(&tv, NULL); return
 // 2. config: ONE table drives parsing, --help and the printed resolved config
 
 typedef struct {
-    char data_path[1024], tokenizer_path[1024], run_id[256], out_dir[1024], init_ckpt[1024], quant[16];
+    char data_path[1024], tokenizer_path[1024], run_id[256], out_dir[1024], init_ckpt[1024], quant[16], dump_grads[1024];
     int seed, val_batch_size, val_loss_every, train_log_every, iterations, warmdown_iters, warmup_steps;
     int train_batch_tokens, train_seq_len, vocab_size, num_layers, num_kv_heads, model_dim, num_heads, mlp_mult;
     int tie_embeddings, muon_backend_steps, muon_momentum_warmup_steps, math_tf32;
@@ -119,6 +119,7 @@ static const ConfigEntry CONFIG[] = {
     CS(init_ckpt, "INIT_CKPT", "", "start from this golf checkpoint instead of the seeded init"),
     CS(quant, "QUANT", "int8", "export scheme of the matrices: int8 int6 int5 int4 ternary fp16"),
     CI(math_tf32, "MATH_TF32", "0", "1: TF32 tensor cores in the fp32 GEMMs"),
+    CS(dump_grads, "DUMP_GRADS", "", "write step 0's loss and gradients here (checkpoint format, grad.<name>), for tests"),
 };
 static const int NCONFIG = (int)(sizeof(CONFIG) / sizeof(CONFIG[0]));
 
@@ -991,32 +992,40 @@ static void dist_finish(const Dist *dd) {
 // ----------------------------------------------------------------------------------------------------
 // 10. checkpoint (golf_infer.c's float32 format) and export
 
-// checkpoint_write: header + one float32 record per tensor of the parameter table; written to PATH.tmp, renamed.
-static void checkpoint_write(const char *path, const GolfModel *m, int steps) {
+// container_write: the checkpoint format with one float32 record per tensor of the parameter table, named
+// prefix + name, holding values (laid out like the parameters), and a record "debug.loss" when loss != NULL;
+// written to PATH.tmp, then renamed.
+static void container_write(const char *path, const GolfModel *m, const float *values, const char *prefix, int steps, const float *loss) {
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     FILE *f = fopen(tmp, "wb");
     if (!f) golf_die("cannot create '%s': %s", tmp, strerror(errno));
     Bytes b = {NULL, 0, 0};
     const Config *c = &m->c;
-    uint32_t h[CKPT_HEADER_INTS] = {CKPT_MAGIC, CKPT_VERSION, (uint32_t)m->n, (uint32_t)c->vocab_size, (uint32_t)c->num_layers,
+    uint32_t h[CKPT_HEADER_INTS] = {CKPT_MAGIC, CKPT_VERSION, (uint32_t)m->n + (loss ? 1 : 0), (uint32_t)c->vocab_size, (uint32_t)c->num_layers,
                                     (uint32_t)c->model_dim, (uint32_t)c->num_heads, (uint32_t)c->num_kv_heads, (uint32_t)c->mlp_hidden,
                                     (uint32_t)c->tie_embeddings, f32_bits(c->rope_base), f32_bits(c->logit_softcap), (uint32_t)c->train_seq_len,
                                     (uint32_t)steps};
     for (int i = 0; i < CKPT_HEADER_INTS; i++) bytes_u32(&b, h[i]);
     for (int i = 0; i < m->n; i++) {
         const ParamSpec *s = &m->spec[i];
-        bytes_u32(&b, (uint32_t)strlen(s->name));
+        bytes_u32(&b, (uint32_t)(strlen(prefix) + strlen(s->name)));
+        bytes_put(&b, prefix, strlen(prefix));
         bytes_put(&b, s->name, strlen(s->name));
         bytes_u32(&b, 0);
         bytes_u32(&b, (uint32_t)s->ndim);
         for (int k = 0; k < s->ndim; k++) bytes_u32(&b, (uint32_t)s->dims[k]);
-        for (size_t k = 0; k < (size_t)s->rows * s->cols; k++) bytes_u32(&b, f32_bits(m->params[s->offset + k]));
+        for (size_t k = 0; k < (size_t)s->rows * s->cols; k++) bytes_u32(&b, f32_bits(values[s->offset + k]));
+    }
+    if (loss) {
+        bytes_u32(&b, 10); bytes_put(&b, "debug.loss", 10); bytes_u32(&b, 0); bytes_u32(&b, 1); bytes_u32(&b, 1); bytes_u32(&b, f32_bits(*loss));
     }
     if (fwrite(b.p, 1, b.n, f) != b.n || fclose(f) != 0) { remove(tmp); golf_die("cannot write '%s': %s", tmp, strerror(errno)); }
     if (rename(tmp, path) != 0) golf_die("cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
     free(b.p);
 }
+
+static void checkpoint_write(const char *path, const GolfModel *m, int steps) { container_write(path, m, m->params, "", steps, NULL); }
 
 static void params_download(Trainer *tr) { cudaCheck(cudaMemcpy(tr->host.params, tr->params, tr->host.numel * 4, cudaMemcpyDeviceToHost)); }
 static void params_upload(Trainer *tr) { cudaCheck(cudaMemcpy(tr->params, tr->host.params, tr->host.numel * 4, cudaMemcpyHostToDevice)); }
@@ -1142,6 +1151,12 @@ int main(int argc, char **argv) {
             train_loss += s / local / accum;
         }
         all_reduce_grads(&tr, &dd);
+        if (step == 0 && tc->dump_grads[0] && g_master) {
+            float *g = (float *)galloc(tr.host.numel * sizeof(float)), l = (float)train_loss;
+            cudaCheck(cudaMemcpy(g, tr.grads, tr.host.numel * 4, cudaMemcpyDeviceToHost));
+            container_write(tc->dump_grads, &tr.host, g, "grad.", 0, &l);
+            free(g);
+        }
         optimizer_step(&tr, scale, muon_momentum_at(tc, step), ++adam_t);
         step++;
         cudaCheck(cudaDeviceSynchronize());

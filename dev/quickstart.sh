@@ -4,8 +4,9 @@
 #   2. build everything that can be built here (make)
 #   3. find the data: $DATA_PATH, the official layout data/datasets/fineweb10B_sp1024/ (fetched with
 #      openai/parameter-golf's data/cached_challenge_fineweb.py), or ../shared's sample shards
-#   4. train on every visible GPU: ./train_golf (one GPU) or mpirun -np N ./train_golf
-# Environment: DATA_PATH, TOKENIZER_PATH, NGPU, SKIP_APT=1, and any train_golf hyperparameter.
+#   4. train on every visible GPU for QUICKSTART_SECONDS (default 120): ./train_golf or mpirun -np N ./train_golf
+#   5. score the exported artifact with golf_infer and print a generated sample
+# Environment: DATA_PATH, TOKENIZER_PATH, NGPU, QUICKSTART_SECONDS, OUT_DIR, SKIP_APT=1, any train_golf hyperparameter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,14 +42,21 @@ fi
 [ -n "${TOKENIZER_PATH:-}" ] || fail "no tokenizer found: set TOKENIZER_PATH to fineweb_1024_bpe.model"
 say "data: $DATA_PATH   tokenizer: $TOKENIZER_PATH"
 
-[ -x ./train_golf ] || fail "train_golf is not built (train_golf.cu is not in this checkout yet, or nvcc was not found: see 'make' output)"
+[ -x ./train_golf ] || fail "train_golf is not built (nvcc not found: see the 'make' output above)"
 NGPU=${NGPU:-$(nvidia-smi -L 2>/dev/null | grep -c GPU || true)}
-[ "${NGPU:-0}" -ge 1 ] || fail "no CUDA device visible (nvidia-smi lists none)"
+[ "${NGPU:-0}" -ge 1 ] || fail "no CUDA device visible (nvidia-smi lists none): everything up to training is done"
 export DATA_PATH TOKENIZER_PATH
+export MAX_WALLCLOCK_SECONDS=${MAX_WALLCLOCK_SECONDS:-${QUICKSTART_SECONDS:-120}} OUT_DIR=${OUT_DIR:-runs/quickstart}
+mkdir -p "$OUT_DIR"
 if [ "$NGPU" -gt 1 ]; then
   command -v mpirun >/dev/null || fail "$NGPU GPUs but no mpirun: install openmpi-bin, or set NGPU=1"
-  say "training on $NGPU GPUs: mpirun -np $NGPU ./train_golf"
-  exec mpirun --allow-run-as-root -np "$NGPU" ./train_golf
+  say "training on $NGPU GPUs for ${MAX_WALLCLOCK_SECONDS}s: mpirun -np $NGPU ./train_golf"
+  mpirun --allow-run-as-root -np "$NGPU" ./train_golf
+else
+  say "training on 1 GPU for ${MAX_WALLCLOCK_SECONDS}s: ./train_golf"
+  ./train_golf
 fi
-say "training on 1 GPU: ./train_golf"
-exec ./train_golf
+say "scoring the artifact with golf_infer (first 1M val tokens)"
+./golf_infer "$OUT_DIR/final_model.golf" --val "$DATA_PATH/fineweb_val_*.bin" --tokenizer "$TOKENIZER_PATH" --max-tokens 1000000
+say "a sample"
+./golf_infer "$OUT_DIR/final_model.golf" --tokenizer "$TOKENIZER_PATH" --generate "The history of" -n 60 --seed 1

@@ -26,6 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "test"))
 import reference  # noqa: E402
+from harness import Results  # noqa: E402
 
 # A small model: the kernels see GQA, U-Net skips, head_dim 64; fast enough to run K steps twice.
 SHAPE = {"NUM_LAYERS": "4", "MODEL_DIM": "128", "NUM_HEADS": "2", "NUM_KV_HEADS": "1", "MLP_MULT": "2", "TRAIN_SEQ_LEN": "128",
@@ -39,24 +40,6 @@ SHAPE = {"NUM_LAYERS": "4", "MODEL_DIM": "128", "NUM_HEADS": "2", "NUM_KV_HEADS"
 GRAD_RTOL_OF_MAX = 1e-3
 LOSS0_ATOL = 1e-4
 LOSS_CURVE_ATOL = 2e-3
-
-
-class Results:
-    def __init__(self):
-        self.passed = self.failed = self.skipped = 0
-        self.failures = []
-
-    def check(self, name, ok, detail=""):
-        print(f"{'PASS' if ok else 'FAIL'} {name}" + (f"  [{detail}]" if detail else ""), flush=True)
-        if ok:
-            self.passed += 1
-        else:
-            self.failed += 1
-            self.failures.append(name)
-
-    def skip(self, name, why):
-        print(f"SKIP {name}: {why}", flush=True)
-        self.skipped += 1
 
 
 def run(cmd, env=None, cwd=None):
@@ -79,8 +62,7 @@ def main():
     smi = shutil.which("nvidia-smi")
     if not smi or "GPU" not in run([smi, "-L"]).stdout:
         R.skip("everything", "no CUDA device visible (nvidia-smi lists none)")
-        print(f"{R.passed} passed, {R.failed} failed, {R.skipped} skipped")
-        return 0
+        R.finish()
     shared = Path(args.shared).resolve() if args.shared else ROOT.parent / "shared"
     data, tok = shared / "data" / "sample_sp1024", shared / "tokenizers" / "fineweb_1024_bpe.model"
     tmp = Path(tempfile.mkdtemp(prefix="test_gpu_"))
@@ -129,14 +111,8 @@ def main():
             else:
                 R.skip("mpirun -np 1", "no mpirun on this machine")
     finally:
-        if args.keep or R.failed:
-            print(f"temporary files kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    if R.failures:
-        print("failed: " + "; ".join(R.failures))
-    print(f"{R.passed} passed, {R.failed} failed, {R.skipped} skipped")
-    return 1 if R.failed else 0
+        R.cleanup(tmp, args.keep)
+    R.finish()
 
 
 if __name__ == "__main__":

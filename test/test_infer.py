@@ -24,7 +24,6 @@ The last line printed is "N passed, M failed, K skipped"; exit status 1 if anyth
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "test"))
-import reference  # noqa: E402  (the oracle's checkpoint reader/writer)
+import reference  # noqa: E402
+from harness import Results  # noqa: E402  (the oracle's checkpoint reader/writer)
 
 PY = sys.executable
 SCHEMES = ["fp32", "fp16", "int8", "int6", "int5", "int4", "ternary"]
@@ -50,25 +50,6 @@ LOGIT_RTOL_OF_MAX = 1e-5
 # val_loss / val_bpb: averages of ~4,000 float32 NLLs; per-token errors are ~1e-7 relative and do not add
 # up coherently, so 1e-6 relative is the promised bound.
 EVAL_RTOL = 1e-6
-
-
-class Results:
-    def __init__(self):
-        self.passed = self.failed = self.skipped = 0
-        self.failures = []
-
-    def check(self, name, ok, detail=""):
-        print(f"{'PASS' if ok else 'FAIL'} {name}" + (f"  [{detail}]" if detail else ""), flush=True)
-        if ok:
-            self.passed += 1
-        else:
-            self.failed += 1
-            self.failures.append(name)
-        return ok
-
-    def skip(self, name, why):
-        print(f"SKIP {name}: {why}", flush=True)
-        self.skipped += 1
 
 
 def run(cmd, expect=0, cwd=None):
@@ -401,14 +382,8 @@ def main():
                 except Exception as e:  # a crash of one group is a failure, the others still run
                     R.check(f"{fn.__name__} ran", False, str(e)[-800:])
     finally:
-        if args.keep or R.failed:
-            print(f"temporary files kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    if R.failures:
-        print("failed: " + "; ".join(R.failures))
-    print(f"{R.passed} passed, {R.failed} failed, {R.skipped} skipped")
-    sys.exit(1 if R.failed else 0)
+        R.cleanup(tmp, args.keep)
+    R.finish()
 
 
 if __name__ == "__main__":

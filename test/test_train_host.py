@@ -28,26 +28,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "test"))
 import reference  # noqa: E402
+from harness import Results  # noqa: E402
 
 TINY = ["--num-layers", "2", "--model-dim", "64", "--num-heads", "2", "--num-kv-heads", "1", "--train-seq-len", "32"]
-
-
-class Results:
-    def __init__(self):
-        self.passed = self.failed = self.skipped = 0
-        self.failures = []
-
-    def check(self, name, ok, detail=""):
-        print(f"{'PASS' if ok else 'FAIL'} {name}" + (f"  [{detail}]" if detail else ""), flush=True)
-        if ok:
-            self.passed += 1
-        else:
-            self.failed += 1
-            self.failures.append(name)
-
-    def skip(self, name, why):
-        print(f"SKIP {name}: {why}", flush=True)
-        self.skipped += 1
 
 
 def run(cmd, env=None):
@@ -185,10 +168,7 @@ def main():
                         R.check(f"{fn.__name__} ran", False, str(e)[-500:])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if R.failures:
-        print("failed: " + "; ".join(R.failures))
-    print(f"{R.passed} passed, {R.failed} failed, {R.skipped} skipped")
-    sys.exit(1 if R.failed else 0)
+    R.finish()
 
 
 if __name__ == "__main__":

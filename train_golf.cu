@@ -62,7 +62,7 @@ static double wall_ms(void) { struct timeval tv; gettimeofday(&tv, NULL); return
 // 2. config: ONE table drives parsing, --help and the printed resolved config
 
 typedef struct {
-    char data_path[1024], tokenizer_path[1024], run_id[256], out_dir[1024], init_ckpt[1024], quant[16], dump_grads[1024];
+    char data_path[1024], tokenizer_path[1024], run_id[256], out_dir[1024], init_ckpt[1024], quant[16], quant_clip[16], dump_grads[1024];
     int seed, val_batch_size, val_loss_every, train_log_every, iterations, warmdown_iters, warmup_steps;
     int train_batch_tokens, train_seq_len, vocab_size, num_layers, num_kv_heads, model_dim, num_heads, mlp_mult;
     int tie_embeddings, muon_backend_steps, muon_momentum_warmup_steps, math_tf32;
@@ -82,12 +82,12 @@ static const ConfigEntry CONFIG[] = {
     CS(tokenizer_path, "TOKENIZER_PATH", "./data/tokenizers/fineweb_1024_bpe.model", "SentencePiece model for the val_bpb byte tables"),
     CS(run_id, "RUN_ID", "", "log name (logs/RUN_ID.txt); default: a time stamp"),
     CI(seed, "SEED", "1337", "init and data seed"),
-    CI(val_batch_size, "VAL_BATCH_SIZE", "524288", "tokens per validation batch (all ranks)"),
+    CI(val_batch_size, "VAL_BATCH_SIZE", "524288", "validated as train_gpt.py does; evaluation runs in training-sized batches"),
     CI(val_loss_every, "VAL_LOSS_EVERY", "1000", "validate every N steps (0: only at the end)"),
     CI(train_log_every, "TRAIN_LOG_EVERY", "200", "log the train loss every N steps (and the first 10)"),
     CI(iterations, "ITERATIONS", "20000", "training steps"),
     CI(warmdown_iters, "WARMDOWN_ITERS", "150", "linear LR warmdown length (steps, or their time under the wallclock cap)"),
-    CI(warmup_steps, "WARMUP_STEPS", "10", "warmup steps run and then undone (primes kernels)"),
+    CI(warmup_steps, "WARMUP_STEPS", "10", "train_gpt.py primes torch.compile with these and undoes them; no effect here"),
     CI(train_batch_tokens, "TRAIN_BATCH_TOKENS", "524288", "tokens per optimizer step (all ranks and micro-steps)"),
     CI(train_seq_len, "TRAIN_SEQ_LEN", "1024", "sequence length"),
     CF(max_wallclock_seconds, "MAX_WALLCLOCK_SECONDS", "600", "stop training after this much training time (0: no cap)"),
@@ -118,6 +118,7 @@ static const ConfigEntry CONFIG[] = {
     CS(out_dir, "OUT_DIR", ".", "where final_model.ckpt and final_model.golf go"),
     CS(init_ckpt, "INIT_CKPT", "", "start from this golf checkpoint instead of the seeded init"),
     CS(quant, "QUANT", "int8", "export scheme of the matrices: int8 int6 int5 int4 ternary fp16"),
+    CS(quant_clip, "QUANT_CLIP", "search", "per-row clip of the integer schemes: search (GPTQ-lite) or none (row maximum)"),
     CI(math_tf32, "MATH_TF32", "0", "1: TF32 tensor cores in the fp32 GEMMs"),
     CS(dump_grads, "DUMP_GRADS", "", "write step 0's loss and gradients here (checkpoint format, grad.<name>), for tests"),
 };
@@ -181,6 +182,7 @@ static const char *config_validate(const TrainConfig *c, int world) {
     int known = 0;
     for (int s = SCHEME_FP16; s < NUM_SCHEMES; s++) known |= strcmp(c->quant, SCHEME_NAME[s]) == 0;
     if (!known) return "QUANT must be one of fp16 int8 int6 int5 int4 ternary";
+    if (strcmp(c->quant_clip, "search") && strcmp(c->quant_clip, "none")) return "QUANT_CLIP must be search or none";
     return NULL;
 }
 
@@ -1037,6 +1039,7 @@ static ExportOptions export_options(const TrainConfig *c) {
     int s = scheme_from_name(c->quant);
     for (int k = 0; k < NUM_CLASSES; k++) o.scheme[k] = k == CLS_CONTROL ? SCHEME_FP32 : s;
     o.group = 128;
+    o.clip = strcmp(c->quant_clip, "none") == 0 ? CLIP_NONE : CLIP_SEARCH;
     o.quiet = 1;
     return o;
 }

@@ -8,13 +8,15 @@
  *     S is one of fp32 fp16 int8 int6 int5 int4 ternary. --quant sets the embedding, attention, MLP and head
  *     matrices (default int8); the per-class flags override it; control tensors default to fp32.
  *     --group: columns per scale for ternary (default 128; 0 = one scale per row).
+ *     --clip search|none: per-row clip search for the integer schemes (default search), or the row maximum.
  *     --dump DIR: also write DIR/<tensor>.codes (int8) and DIR/<tensor>.scales (uint16 fp16) per quantized
  *     tensor, for tests.
  *   The blob format is specified at the top of golf_infer.c, which this file includes. train_golf.cu includes
  *   this file (with GOLF_EXPORT_NO_MAIN) to export at the end of training.
  *   Quantization (per row; scales stored in fp16):
- *     intB: qmax = 2^(B-1) - 1, scale = fp16(fp32(max|w_row|) / qmax), q = clamp(rint(w / scale), -qmax, qmax)
- *           (division in double, ties to even; scale 0 gives q = 0).
+ *     intB: qmax = 2^(B-1) - 1, scale = fp16(fp32(r * max|w_row|) / qmax), q = clamp(rint(w / scale), -qmax, qmax)
+ *           (division in double, ties to even; scale 0 gives q = 0); r = 1, or with the clip search (GPTQ-lite)
+ *           the r of CLIP_RATIOS with the smallest sum of (w - q * scale)^2 over the row (first on ties).
  *     ternary: per group of G columns, scale = fp16(fp32(mean|w|)) (sum in double, left to right),
  *           q = clamp(rint(w / scale), -1, 1).
  *
@@ -92,32 +94,57 @@ static void rc_enc_flush(RangeEncoder *e) { for (int i = 0; i < 5; i++) rc_shift
 // ----------------------------------------------------------------------------------------------------
 // 3. quantizers: codes [rows*cols] and fp16 scales [rows*scales_per_row] of one tensor
 
-static void quantize(int scheme, int group, int rows, int cols, const float *w, int8_t *codes, uint16_t *scales) {
+// CLIP_RATIOS: fractions of a row's largest |w| tried as its clip by the search (GPTQ-lite); 1 = no clipping.
+static const float CLIP_RATIOS[] = {1.0f, 0.995f, 0.99f, 0.985f, 0.98f, 0.975f, 0.97f, 0.96f, 0.95f, 0.94f, 0.93f, 0.92f, 0.9f, 0.88f, 0.86f, 0.84f, 0.82f, 0.8f};
+enum { CLIP_NONE, CLIP_SEARCH };
+
+// quantize_span: codes of w[c0..c1) under the fp16 scale nearest to sf; returns the squared error (sum in
+// double, left to right) and the scale's bits.
+static double quantize_span(const float *w, int c0, int c1, int qmax, float sf, int8_t *codes, uint16_t *scale_bits) {
+    uint16_t sh = f32_to_f16(sf);
+    double scale = f16_to_f32(sh), err = 0;
+    for (int c = c0; c < c1; c++) {
+        double q = scale > 0 ? rint((double)w[c] / scale) : 0;
+        q = q < -qmax ? -qmax : q > qmax ? qmax : q;
+        codes[c] = (int8_t)q;
+        double d = (double)w[c] - q * scale;
+        err += d * d;
+    }
+    *scale_bits = sh;
+    return err;
+}
+
+// quantize: codes [rows*cols] and fp16 scales [rows*scales_per_row] of one tensor (rules in the header comment;
+// with CLIP_SEARCH an integer scheme tries every CLIP_RATIOS clip per row and keeps the smallest squared error,
+// the first on ties).
+static void quantize(int scheme, int group, int clip, int rows, int cols, const float *w, int8_t *codes, uint16_t *scales) {
     int spr = scales_per_row(scheme, group, cols), gcols = spr == 1 ? cols : group, offset, qmax;
     scheme_levels(scheme, &offset, &qmax);
+    int8_t *trial = galloc((size_t)cols);
     for (int r = 0; r < rows; r++) {
         const float *row = w + (size_t)r * cols;
+        int8_t *out = codes + (size_t)r * cols;
         for (int s = 0; s < spr; s++) {
             int c0 = s * gcols, c1 = c0 + gcols < cols ? c0 + gcols : cols;
-            float sf;
+            uint16_t *sc = &scales[(size_t)r * spr + s];
             if (scheme == SCHEME_TERNARY) {
                 double sum = 0;
                 for (int c = c0; c < c1; c++) sum += fabs((double)row[c]);
-                sf = (float)(sum / (c1 - c0));
-            } else {
-                float amax = 0;
-                for (int c = c0; c < c1; c++) if (fabsf(row[c]) > amax) amax = fabsf(row[c]);
-                sf = amax / (float)qmax;
+                quantize_span(row, c0, c1, qmax, (float)(sum / (c1 - c0)), out, sc);
+                continue;
             }
-            uint16_t sh = f32_to_f16(sf);
-            scales[(size_t)r * spr + s] = sh;
-            double scale = f16_to_f32(sh);
-            for (int c = c0; c < c1; c++) {
-                double q = scale > 0 ? rint((double)row[c] / scale) : 0;
-                codes[(size_t)r * cols + c] = (int8_t)(q < -qmax ? -qmax : q > qmax ? qmax : q);
+            float amax = 0;
+            for (int c = c0; c < c1; c++) if (fabsf(row[c]) > amax) amax = fabsf(row[c]);
+            double best = quantize_span(row, c0, c1, qmax, amax / (float)qmax, out, sc);
+            int n = clip == CLIP_SEARCH ? (int)(sizeof(CLIP_RATIOS) / sizeof(CLIP_RATIOS[0])) : 1;
+            for (int k = 1; k < n; k++) {
+                uint16_t sh;
+                double err = quantize_span(row, c0, c1, qmax, amax * CLIP_RATIOS[k] / (float)qmax, trial, &sh);
+                if (err < best) { best = err; *sc = sh; memcpy(out + c0, trial + c0, (size_t)(c1 - c0)); }
             }
         }
     }
+    free(trial);
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -125,7 +152,7 @@ static void quantize(int scheme, int group, int rows, int cols, const float *w, 
 
 // encode_payload: the payload of one tensor under a scheme (see golf_infer.c); codes/scales are filled for
 // quantized schemes and *coder_out says which code model won.
-static void encode_payload(Bytes *out, int scheme, int group, int rows, int cols, const float *w, int8_t *codes, uint16_t *scales,
+static void encode_payload(Bytes *out, int scheme, int group, int clip, int rows, int cols, const float *w, int8_t *codes, uint16_t *scales,
                            int *coder_out) {
     size_t count = (size_t)rows * cols;
     *coder_out = CODER_TREE;
@@ -133,7 +160,7 @@ static void encode_payload(Bytes *out, int scheme, int group, int rows, int cols
     if (scheme == SCHEME_FP16) { for (size_t i = 0; i < count; i++) bytes_u16(out, f32_to_f16(w[i])); return; }
     int spr = scales_per_row(scheme, group, cols), offset, qmax, bits = SCHEME_BITS[scheme];
     scheme_levels(scheme, &offset, &qmax);
-    quantize(scheme, group, rows, cols, w, codes, scales);
+    quantize(scheme, group, clip, rows, cols, w, codes, scales);
     for (size_t i = 0; i < (size_t)rows * spr; i++) bytes_u16(out, scales[i]);
     // code the codes under every code model and keep the smallest
     Bytes best = {NULL, 0, 0};
@@ -153,7 +180,7 @@ static void encode_payload(Bytes *out, int scheme, int group, int rows, int cols
     free(best.p);
 }
 
-typedef struct { int scheme[NUM_CLASSES]; int group; const char *dump_dir; int quiet; } ExportOptions;
+typedef struct { int scheme[NUM_CLASSES]; int group, clip; const char *dump_dir; int quiet; } ExportOptions;
 
 // blob_encode: the blob of model m under the options, checked by decoding it again (golf_infer.c's decoder
 // must give back the same codes and scales, bit for bit). Returns the blob bytes (caller frees out->p).
@@ -173,7 +200,7 @@ static void blob_encode(const GolfModel *m, const ExportOptions *o, Bytes *out) 
         int8_t *codes = galloc(count), *back_codes = galloc(count);
         uint16_t *scales = galloc((size_t)s->rows * spr * 2), *back_scales = galloc((size_t)s->rows * spr * 2);
         float *back = galloc(count * sizeof(float));
-        encode_payload(&payloads, scheme, o->group, s->rows, s->cols, m->params + s->offset, codes, scales, &coders[i]);
+        encode_payload(&payloads, scheme, o->group, o->clip, s->rows, s->cols, m->params + s->offset, codes, scales, &coders[i]);
         sizes[i] = payloads.n - before;
         if (sizes[i] > 0xFFFFFFFFu) golf_die("tensor '%s' payload exceeds 4 GB", s->name);
         const char *err = blob_decode_tensor(payloads.p + before, sizes[i], scheme, coders[i], o->group, s->rows, s->cols, back, back_codes, back_scales);
@@ -233,7 +260,7 @@ static GOLF_UNUSED int scheme_from_name(const char *s) {
 int main(int argc, char **argv) {
     g_golf_prog = "golf_export";
     const char *in = NULL, *outp = NULL;
-    ExportOptions o = {{SCHEME_INT8, SCHEME_INT8, SCHEME_INT8, SCHEME_INT8, SCHEME_FP32}, 128, NULL, 0};
+    ExportOptions o = {{SCHEME_INT8, SCHEME_INT8, SCHEME_INT8, SCHEME_INT8, SCHEME_FP32}, 128, CLIP_SEARCH, NULL, 0};
     int per_class[NUM_CLASSES] = {-1, -1, -1, -1, -1}, all = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -246,6 +273,11 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--quant-head") == 0) per_class[CLS_HEAD] = scheme_from_name(argv[++i]);
         else if (strcmp(a, "--quant-control") == 0) per_class[CLS_CONTROL] = scheme_from_name(argv[++i]);
         else if (strcmp(a, "--group") == 0) o.group = atoi(argv[++i]);
+        else if (strcmp(a, "--clip") == 0) {
+            const char *v = argv[++i];
+            if (strcmp(v, "none") && strcmp(v, "search")) { fprintf(stderr, "golf_export: --clip is none or search, not '%s'\n", v); return 2; }
+            o.clip = strcmp(v, "search") == 0 ? CLIP_SEARCH : CLIP_NONE;
+        }
         else if (strcmp(a, "--dump") == 0) o.dump_dir = argv[++i];
         else if (strcmp(a, "--quiet") == 0) o.quiet = 1;
         else if (a[0] == '-') { fprintf(stderr, "golf_export: unknown flag '%s'\n", a); return 2; }
@@ -254,7 +286,8 @@ int main(int argc, char **argv) {
         else { fprintf(stderr, "golf_export: unexpected argument '%s'\n", a); return 2; }
     }
     if (!in || !outp) {
-        fprintf(stderr, "usage: golf_export CKPT OUT.golf [--quant S] [--quant-embed|attn|mlp|head|control S] [--group G] [--dump DIR] [--quiet]\n"
+        fprintf(stderr, "usage: golf_export CKPT OUT.golf [--quant S] [--quant-embed|attn|mlp|head|control S] [--group G] [--clip search|none]\n"
+                        "                   [--dump DIR] [--quiet]\n"
                         "       S: fp32 fp16 int8 int6 int5 int4 ternary\n");
         return 2;
     }

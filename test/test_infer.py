@@ -77,28 +77,44 @@ def rel(a, b):
 # ----------------------------------------------------------------------------------------------------
 # the float64 quantizer (the rule in dev/golf_export.c's header comment)
 
-def quantize_np(w, scheme, group):
-    """codes int8 [rows, cols], scales uint16 (fp16 bits) [rows, groups] of a float32 matrix."""
+CLIP_RATIOS = [1.0, 0.995, 0.99, 0.985, 0.98, 0.975, 0.97, 0.96, 0.95, 0.94, 0.93, 0.92, 0.9, 0.88, 0.86, 0.84, 0.82, 0.8]
+
+
+def quantize_span(seg, qmax, sf):
+    """codes, fp16 scale bits and squared error (summed left to right in float64) of one span under scale ~sf."""
+    h = np.float16(sf)
+    scale = float(h)
+    q = np.clip(np.rint(seg.astype(np.float64) / scale), -qmax, qmax) if scale > 0 else np.zeros(seg.size)
+    err = np.cumsum((seg.astype(np.float64) - q * scale) ** 2)[-1] if seg.size else 0.0
+    return q.astype(np.int8), h.view(np.uint16), float(err)
+
+
+def quantize_np(w, scheme, group, clip="search"):
+    """codes int8 [rows, cols], scales uint16 (fp16 bits) [rows, groups] and the squared error per row of a
+    float32 matrix, by the rule in dev/golf_export.c's header comment."""
     rows, cols = w.shape
     qmax = QMAX[scheme]
     g = cols if scheme != "ternary" or group <= 0 or group >= cols else group
     ngroups = (cols + g - 1) // g
     codes = np.zeros((rows, cols), np.int8)
     scales = np.zeros((rows, ngroups), np.uint16)
+    errors = np.zeros(rows)
     for r in range(rows):
         for s in range(ngroups):
             seg = w[r, s * g:(s + 1) * g]
             if scheme == "ternary":
                 total = np.cumsum(np.abs(seg.astype(np.float64)))[-1]   # left to right, as the C loop
-                sf = np.float32(total / seg.size)
+                best = quantize_span(seg, qmax, np.float32(total / seg.size))
             else:
-                sf = np.float32(np.abs(seg).max()) / np.float32(qmax)
-            h = np.float16(sf)
-            scales[r, s] = h.view(np.uint16)
-            scale = float(h)
-            q = np.rint(seg.astype(np.float64) / scale) if scale > 0 else np.zeros(seg.size)
-            codes[r, s * g:(s + 1) * g] = np.clip(q, -qmax, qmax).astype(np.int8)
-    return codes, scales
+                amax = np.float32(np.abs(seg).max())
+                best = quantize_span(seg, qmax, amax / np.float32(qmax))
+                for ratio in (CLIP_RATIOS[1:] if clip == "search" else []):
+                    trial = quantize_span(seg, qmax, amax * np.float32(ratio) / np.float32(qmax))
+                    if trial[2] < best[2]:
+                        best = trial
+            codes[r, s * g:(s + 1) * g], scales[r, s], e = best
+            errors[r] += e
+    return codes, scales, errors
 
 
 def dequantized_checkpoint(src, dump, dst):
@@ -182,25 +198,30 @@ def check_quantize(R, b, tmp):
     ck = tmp / "quant_model.bin"
     ref("init", "--random-init", *TINY, "--out", ck)
     weights = reference.read_container(ck).tensors
-    cases = [(s, 128) for s in ("int8", "int6", "int5", "int4")] + [("ternary", 128), ("ternary", 0), ("ternary", 48)]
-    for scheme, group in cases:
-        dump = tmp / f"dump_{scheme}_{group}"
+    cases = [(s, 128, c) for s in ("int8", "int6", "int5", "int4") for c in ("search", "none")] + \
+            [("ternary", 128, "search"), ("ternary", 0, "search"), ("ternary", 48, "search")]
+    for scheme, group, clip in cases:
+        dump = tmp / f"dump_{scheme}_{group}_{clip}"
         dump.mkdir()
-        run([b / "golf_export", ck, tmp / "q.golf", "--quant", scheme, "--group", group, "--dump", dump, "--quiet"])
-        bad = []
+        run([b / "golf_export", ck, tmp / "q.golf", "--quant", scheme, "--group", group, "--clip", clip, "--dump", dump, "--quiet"])
+        bad, worse = [], []
         n = 0
         for name, w in weights.items():
             if not (dump / f"{name}.codes").exists():
                 continue
             n += 1
-            w2 = w.reshape(w.shape[0], -1) if w.ndim == 2 else w.reshape(1, -1)
-            codes, scales = quantize_np(w2.astype(np.float32), scheme, group)
+            w2 = (w.reshape(w.shape[0], -1) if w.ndim == 2 else w.reshape(1, -1)).astype(np.float32)
+            codes, scales, err = quantize_np(w2, scheme, group, clip)
             got_c = np.fromfile(dump / f"{name}.codes", np.int8).reshape(codes.shape)
             got_s = np.fromfile(dump / f"{name}.scales", "<u2").reshape(scales.shape)
             if not np.array_equal(got_c, codes) or not np.array_equal(got_s, scales):
                 bad.append(f"{name}: {(got_c != codes).sum()} codes, {(got_s != scales).sum()} scales differ")
-        R.check(f"quantize {scheme} group {group}: codes and scales equal the float64 quantizer", n > 0 and not bad,
+            if clip == "search":
+                worse += [f"{name} row {r}" for r in np.nonzero(err > quantize_np(w2, scheme, group, "none")[2])[0]]
+        R.check(f"quantize {scheme} group {group} clip {clip}: codes and scales equal the float64 quantizer", n > 0 and not bad,
                 f"{n} tensors" + ("; " + "; ".join(bad[:3]) if bad else ""))
+        if clip == "search" and scheme != "ternary":
+            R.check(f"quantize {scheme}: the clip search never has a larger row error than no clipping", not worse, "; ".join(worse[:3]))
     # passthrough schemes decode exactly (fp32) / to numpy's float16 rounding (fp16)
     for scheme in ("fp32", "fp16"):
         blob = tmp / f"pass_{scheme}.golf"

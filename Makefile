@@ -70,6 +70,7 @@ test: tokenize golf_infer golf_export
 	$(PYTHON) test/test_reference.py
 	$(PYTHON) test/test_infer.py
 	$(PYTHON) test/test_train_host.py $(if $(NVCC),--nvcc $(NVCC))
+	$(PYTHON) test/test_tools.py
 
 test-gpu:
 	@if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L 2>/dev/null | grep -q GPU; then \

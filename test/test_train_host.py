@@ -10,6 +10,8 @@ needed), against test/reference.py:
   schedule   lr_mul (iteration and wallclock warmdown) and the Muon momentum warmup equal the reference's
   checkpoint the seeded init written by train_golf loads strictly into the reference and has its shapes
   export     train_golf's export path writes the same blob bytes as golf_export for the same scheme
+  mpi        with `mpirun -np 4` over MPI alone: local ranks on one host, each rank's data span, the stop
+             step agreed by all ranks
 
 Usage: /usr/bin/python3 test/test_train_host.py [--nvcc PATH] [--shared DIR]
 The last line printed is "N passed, M failed, K skipped"; exit status 1 if anything failed.
@@ -140,6 +142,33 @@ def check_checkpoint_export(R, exe, tmp):
                 and a.read_bytes() == b.read_bytes(), (p1.stderr + p2.stderr).strip()[:200])
 
 
+def check_mpi(R, nvcc, tmp, shared):
+    """the host side of multi-GPU runs over MPI alone: local ranks, data spans, the agreed stop"""
+    mpicc, mpirun = shutil.which("mpicc"), shutil.which("mpirun")
+    if not mpicc or not mpirun:
+        R.skip("mpi", "no mpicc/mpirun (install libopenmpi-dev openmpi-bin)")
+        return
+    cflags = run([mpicc, "--showme:compile"]).stdout.split()
+    lflags = run([mpicc, "--showme:link"]).stdout.split()
+    exe = tmp / "train_host_mpi"
+    keep = [f for f in cflags + lflags if f.startswith(("-I", "-L", "-l"))]
+    p = run([nvcc, "-O1", "-std=c++17", "-DUSE_MPI", f"-I{ROOT}", "-o", exe, ROOT / "test" / "train_host.cu", "-lcublas", *keep])
+    if not R.check("mpi: train_golf.cu's host code builds with MPI", p.returncode == 0, p.stderr.strip()[-400:]):
+        return
+    pattern = str(shared / "data" / "sample_sp1024" / "fineweb_train_*.bin")
+    tokens = reference.TokenStream(pattern).take(4 * 65)
+    for reached in (-1, 2):
+        p = run([mpirun, "--allow-run-as-root", "--oversubscribe", "-np", "4", exe, "mpi", pattern, "64", reached],
+                env=dict(os.environ, OMPI_MCA_btl="self,vader", OMPI_MCA_rmaps_base_oversubscribe="1"))
+        rows = sorted(line.split() for line in p.stdout.splitlines() if line.startswith("rank "))
+        ok = p.returncode == 0 and len(rows) == 4
+        for r in rows if ok else []:
+            rank, world, local, x0, stop = int(r[1]), int(r[3]), int(r[5]), int(r[7]), int(r[9])
+            ok &= world == 4 and local == rank and x0 == int(tokens[rank * 65]) and stop == (1 if reached >= 0 else 0)
+        R.check(f"mpi: 4 ranks on one host: local ranks 0..3, each its own span, stop agreed ({'rank 2 reached the cap' if reached >= 0 else 'none reached'})",
+                ok, (p.stdout + p.stderr).strip()[-300:])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--nvcc", default=None, help="nvcc to build with (default: PATH, then /usr/local/cuda/bin/nvcc)")
@@ -158,8 +187,8 @@ def main():
             R.check("build: train_golf.cu's host code compiles with nvcc (-DTESTING)", p.returncode == 0, p.stderr.strip()[-600:])
             if p.returncode == 0:
                 for fn, fargs in [(check_config, (R, exe)), (check_batches, (R, exe, shared)), (check_schedule, (R, exe)),
-                                  (check_checkpoint_export, (R, exe, tmp))]:
-                    if fn is check_batches and not (shared / "data" / "sample_sp1024").exists():
+                                  (check_checkpoint_export, (R, exe, tmp)), (check_mpi, (R, nvcc, tmp, shared))]:
+                    if fn in (check_batches, check_mpi) and not (shared / "data" / "sample_sp1024").exists():
                         R.skip("batches", f"no shards in {shared}")
                         continue
                     try:

@@ -6,6 +6,9 @@
 //   train_host schedule [--flag value ...]                lines "lr STEP ELAPSED_MS VALUE" and "mu STEP VALUE" on a grid
 //   train_host checkpoint OUT [--flag value ...]          the seeded init written as a golf checkpoint
 //   train_host export CKPT OUT.golf [--flag value ...]    the blob train_golf's export writes for QUANT
+//   mpirun -np N train_host mpi PATTERN LOCAL REACHED_RANK  (built with USE_MPI) every rank prints
+//       "rank R world W local L x0 X stop S": its local rank, the first input token of its step-0 span of LOCAL
+//       tokens, and the stop flag all ranks agree on when only rank REACHED_RANK reached the cap (-1: none)
 #define TESTING
 #include "../train_golf.cu"
 
@@ -97,6 +100,20 @@ int main(int argc, char **argv) {
         if (!f || fwrite(blob.p, 1, blob.n, f) != blob.n || fclose(f) != 0) golf_die("cannot write '%s'", argv[3]);
         free(blob.p);
         model_free(&m);
+        return 0;
+    }
+    if (strcmp(cmd, "mpi") == 0 && argc == 5) {
+        Dist dd = dist_init(&argc, &argv);
+        size_t local = (size_t)atol(argv[3]);
+        TokenStream s;
+        stream_open(&s, argv[2], 65536);
+        int32_t *chunk = (int32_t *)galloc((local + 1) * dd.world * 4), *x = (int32_t *)galloc(local * 4), *y = (int32_t *)galloc(local * 4);
+        next_batch(&s, chunk, x, y, local, dd.rank, dd.world);
+        int stop = agree_stop(&dd, dd.rank == atoi(argv[4]));
+        printf("rank %d world %d local %d x0 %d stop %d\n", dd.rank, dd.world, local_rank(&dd), x[0], stop);
+        fflush(stdout);
+        stream_close(&s);
+        dist_finish(&dd);
         return 0;
     }
     fprintf(stderr, "train_host: unknown or incomplete command '%s'\n", cmd);

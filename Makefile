@@ -65,7 +65,7 @@ train_golf: train_golf.cu golf_infer.c dev/golf_export.c
 	$(NVCC) $(NVCCFLAGS) -I. -o $@ $< $(NVCC_LIBS) $(NVCC_MPI) $(NVCC_NCCL)
 
 # --- tests and benchmarks -----------------------------------------------------------------------------
-test: tokenize golf_infer golf_export
+test: tokenize golf_infer golf_export $(CUDA_TARGETS)
 	$(PYTHON) test/test_tokenize.py --tokenize ./tokenize
 	$(PYTHON) test/test_reference.py
 	$(PYTHON) test/test_infer.py

@@ -68,7 +68,7 @@ typedef struct {
     int tie_embeddings, muon_backend_steps, muon_momentum_warmup_steps, math_tf32;
     double max_wallclock_seconds, qk_gain_init, rope_base, logit_softcap, embed_lr, head_lr, tied_embed_lr;
     double tied_embed_init_std, matrix_lr, scalar_lr, muon_momentum, muon_momentum_warmup_start, beta1, beta2;
-    double adam_eps, grad_clip_norm;
+    double adam_eps, grad_clip_norm, sdclip_k;
 } TrainConfig;
 
 enum { OPT_INT, OPT_FLOAT, OPT_STR };
@@ -118,7 +118,8 @@ static const ConfigEntry CONFIG[] = {
     CS(out_dir, "OUT_DIR", ".", "where final_model.ckpt and final_model.golf go"),
     CS(init_ckpt, "INIT_CKPT", "", "start from this golf checkpoint instead of the seeded init"),
     CS(quant, "QUANT", "int8", "export scheme of the matrices: int8 int6 int5 int4 ternary fp16"),
-    CS(quant_clip, "QUANT_CLIP", "search", "per-row clip of the integer schemes: search (GPTQ-lite) or none (row maximum)"),
+    CS(quant_clip, "QUANT_CLIP", "search", "per-row clip of the integer schemes: search (GPTQ-lite), none (row maximum), sdclip"),
+    CF(sdclip_k, "SDCLIP_K", "12.5", "SDClip: row scale = SDCLIP_K * std(row) / qmax"),
     CI(math_tf32, "MATH_TF32", "0", "1: TF32 tensor cores in the fp32 GEMMs"),
     CS(dump_grads, "DUMP_GRADS", "", "write step 0's loss and gradients here (checkpoint format, grad.<name>), for tests"),
 };
@@ -182,7 +183,7 @@ static const char *config_validate(const TrainConfig *c, int world) {
     int known = 0;
     for (int s = SCHEME_FP16; s < NUM_SCHEMES; s++) known |= strcmp(c->quant, SCHEME_NAME[s]) == 0;
     if (!known) return "QUANT must be one of fp16 int8 int6 int5 int4 ternary";
-    if (strcmp(c->quant_clip, "search") && strcmp(c->quant_clip, "none")) return "QUANT_CLIP must be search or none";
+    if (clip_from_name(c->quant_clip) < 0) return "QUANT_CLIP must be search, none or sdclip";
     return NULL;
 }
 
@@ -1039,7 +1040,8 @@ static ExportOptions export_options(const TrainConfig *c) {
     int s = scheme_from_name(c->quant);
     for (int k = 0; k < NUM_CLASSES; k++) o.scheme[k] = k == CLS_CONTROL ? SCHEME_FP32 : s;
     o.group = 128;
-    o.clip = strcmp(c->quant_clip, "none") == 0 ? CLIP_NONE : CLIP_SEARCH;
+    o.clip = clip_from_name(c->quant_clip);
+    o.sd_k = (float)c->sdclip_k;
     o.quiet = 1;
     return o;
 }

@@ -8,7 +8,8 @@
  *     S is one of fp32 fp16 int8 int6 int5 int4 ternary. --quant sets the embedding, attention, MLP and head
  *     matrices (default int8); the per-class flags override it; control tensors default to fp32.
  *     --group: columns per scale for ternary (default 128; 0 = one scale per row).
- *     --clip search|none: per-row clip search for the integer schemes (default search), or the row maximum.
+ *     --clip search|none|sdclip: per-row clip search for the integer schemes (default search), the row maximum,
+ *     or SDClip (--sdclip-k K, default 12.5).
  *     --dump DIR: also write DIR/<tensor>.codes (int8) and DIR/<tensor>.scales (uint16 fp16) per quantized
  *     tensor, for tests.
  *   The blob format is specified at the top of golf_infer.c, which this file includes. train_golf.cu includes
@@ -16,7 +17,8 @@
  *   Quantization (per row; scales stored in fp16):
  *     intB: qmax = 2^(B-1) - 1, scale = fp16(fp32(r * max|w_row|) / qmax), q = clamp(rint(w / scale), -qmax, qmax)
  *           (division in double, ties to even; scale 0 gives q = 0); r = 1, or with the clip search (GPTQ-lite)
- *           the r of CLIP_RATIOS with the smallest sum of (w - q * scale)^2 over the row (first on ties).
+ *           the r of CLIP_RATIOS with the smallest sum of (w - q * scale)^2 over the row (first on ties);
+ *           SDClip: scale = fp16(fp32(k * std(row)) / qmax), std with divisor n (sums in double, left to right).
  *     ternary: per group of G columns, scale = fp16(fp32(mean|w|)) (sum in double, left to right),
  *           q = clamp(rint(w / scale), -1, 1).
  *
@@ -96,7 +98,7 @@ static void rc_enc_flush(RangeEncoder *e) { for (int i = 0; i < 5; i++) rc_shift
 
 // CLIP_RATIOS: fractions of a row's largest |w| tried as its clip by the search (GPTQ-lite); 1 = no clipping.
 static const float CLIP_RATIOS[] = {1.0f, 0.995f, 0.99f, 0.985f, 0.98f, 0.975f, 0.97f, 0.96f, 0.95f, 0.94f, 0.93f, 0.92f, 0.9f, 0.88f, 0.86f, 0.84f, 0.82f, 0.8f};
-enum { CLIP_NONE, CLIP_SEARCH };
+enum { CLIP_NONE, CLIP_SEARCH, CLIP_SDCLIP };
 
 // quantize_span: codes of w[c0..c1) under the fp16 scale nearest to sf; returns the squared error (sum in
 // double, left to right) and the scale's bits.
@@ -117,7 +119,7 @@ static double quantize_span(const float *w, int c0, int c1, int qmax, float sf, 
 // quantize: codes [rows*cols] and fp16 scales [rows*scales_per_row] of one tensor (rules in the header comment;
 // with CLIP_SEARCH an integer scheme tries every CLIP_RATIOS clip per row and keeps the smallest squared error,
 // the first on ties).
-static void quantize(int scheme, int group, int clip, int rows, int cols, const float *w, int8_t *codes, uint16_t *scales) {
+static void quantize(int scheme, int group, int clip, float sd_k, int rows, int cols, const float *w, int8_t *codes, uint16_t *scales) {
     int spr = scales_per_row(scheme, group, cols), gcols = spr == 1 ? cols : group, offset, qmax;
     scheme_levels(scheme, &offset, &qmax);
     int8_t *trial = galloc((size_t)cols);
@@ -131,6 +133,14 @@ static void quantize(int scheme, int group, int clip, int rows, int cols, const 
                 double sum = 0;
                 for (int c = c0; c < c1; c++) sum += fabs((double)row[c]);
                 quantize_span(row, c0, c1, qmax, (float)(sum / (c1 - c0)), out, sc);
+                continue;
+            }
+            if (clip == CLIP_SDCLIP) {   // scale = k * std(row) / qmax (mean and variance summed left to right)
+                double mean = 0, var = 0;
+                for (int c = c0; c < c1; c++) mean += row[c];
+                mean /= (c1 - c0);
+                for (int c = c0; c < c1; c++) var += ((double)row[c] - mean) * ((double)row[c] - mean);
+                quantize_span(row, c0, c1, qmax, (float)(sd_k * sqrt(var / (c1 - c0))) / (float)qmax, out, sc);
                 continue;
             }
             float amax = 0;
@@ -152,7 +162,7 @@ static void quantize(int scheme, int group, int clip, int rows, int cols, const 
 
 // encode_payload: the payload of one tensor under a scheme (see golf_infer.c); codes/scales are filled for
 // quantized schemes and *coder_out says which code model won.
-static void encode_payload(Bytes *out, int scheme, int group, int clip, int rows, int cols, const float *w, int8_t *codes, uint16_t *scales,
+static void encode_payload(Bytes *out, int scheme, int group, int clip, float sd_k, int rows, int cols, const float *w, int8_t *codes, uint16_t *scales,
                            int *coder_out) {
     size_t count = (size_t)rows * cols;
     *coder_out = CODER_TREE;
@@ -160,7 +170,7 @@ static void encode_payload(Bytes *out, int scheme, int group, int clip, int rows
     if (scheme == SCHEME_FP16) { for (size_t i = 0; i < count; i++) bytes_u16(out, f32_to_f16(w[i])); return; }
     int spr = scales_per_row(scheme, group, cols), offset, qmax, bits = SCHEME_BITS[scheme];
     scheme_levels(scheme, &offset, &qmax);
-    quantize(scheme, group, clip, rows, cols, w, codes, scales);
+    quantize(scheme, group, clip, sd_k, rows, cols, w, codes, scales);
     for (size_t i = 0; i < (size_t)rows * spr; i++) bytes_u16(out, scales[i]);
     // code the codes under every code model and keep the smallest
     Bytes best = {NULL, 0, 0};
@@ -180,7 +190,7 @@ static void encode_payload(Bytes *out, int scheme, int group, int clip, int rows
     free(best.p);
 }
 
-typedef struct { int scheme[NUM_CLASSES]; int group, clip; const char *dump_dir; int quiet; } ExportOptions;
+typedef struct { int scheme[NUM_CLASSES]; int group, clip; float sd_k; const char *dump_dir; int quiet; } ExportOptions;
 
 // blob_encode: the blob of model m under the options, checked by decoding it again (golf_infer.c's decoder
 // must give back the same codes and scales, bit for bit). Returns the blob bytes (caller frees out->p).
@@ -200,7 +210,7 @@ static void blob_encode(const GolfModel *m, const ExportOptions *o, Bytes *out) 
         int8_t *codes = galloc(count), *back_codes = galloc(count);
         uint16_t *scales = galloc((size_t)s->rows * spr * 2), *back_scales = galloc((size_t)s->rows * spr * 2);
         float *back = galloc(count * sizeof(float));
-        encode_payload(&payloads, scheme, o->group, o->clip, s->rows, s->cols, m->params + s->offset, codes, scales, &coders[i]);
+        encode_payload(&payloads, scheme, o->group, o->clip, o->sd_k, s->rows, s->cols, m->params + s->offset, codes, scales, &coders[i]);
         sizes[i] = payloads.n - before;
         if (sizes[i] > 0xFFFFFFFFu) golf_die("tensor '%s' payload exceeds 4 GB", s->name);
         const char *err = blob_decode_tensor(payloads.p + before, sizes[i], scheme, coders[i], o->group, s->rows, s->cols, back, back_codes, back_scales);
@@ -249,6 +259,11 @@ static void blob_encode(const GolfModel *m, const ExportOptions *o, Bytes *out) 
 // ----------------------------------------------------------------------------------------------------
 // 5. main
 
+// clip_from_name: CLIP_* by name (search, none, sdclip), or -1.
+static GOLF_UNUSED int clip_from_name(const char *s) {
+    return strcmp(s, "search") == 0 ? CLIP_SEARCH : strcmp(s, "none") == 0 ? CLIP_NONE : strcmp(s, "sdclip") == 0 ? CLIP_SDCLIP : -1;
+}
+
 // scheme_from_name: a scheme by name (fp32 ... ternary); exits 2 on an unknown one.
 static GOLF_UNUSED int scheme_from_name(const char *s) {
     for (int i = 0; i < NUM_SCHEMES; i++) if (strcmp(s, SCHEME_NAME[i]) == 0) return i;
@@ -260,7 +275,7 @@ static GOLF_UNUSED int scheme_from_name(const char *s) {
 int main(int argc, char **argv) {
     g_golf_prog = "golf_export";
     const char *in = NULL, *outp = NULL;
-    ExportOptions o = {{SCHEME_INT8, SCHEME_INT8, SCHEME_INT8, SCHEME_INT8, SCHEME_FP32}, 128, CLIP_SEARCH, NULL, 0};
+    ExportOptions o = {{SCHEME_INT8, SCHEME_INT8, SCHEME_INT8, SCHEME_INT8, SCHEME_FP32}, 128, CLIP_SEARCH, 12.5f, NULL, 0};
     int per_class[NUM_CLASSES] = {-1, -1, -1, -1, -1}, all = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -275,9 +290,10 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--group") == 0) o.group = atoi(argv[++i]);
         else if (strcmp(a, "--clip") == 0) {
             const char *v = argv[++i];
-            if (strcmp(v, "none") && strcmp(v, "search")) { fprintf(stderr, "golf_export: --clip is none or search, not '%s'\n", v); return 2; }
-            o.clip = strcmp(v, "search") == 0 ? CLIP_SEARCH : CLIP_NONE;
+            o.clip = clip_from_name(v);
+            if (o.clip < 0) { fprintf(stderr, "golf_export: --clip is search, none or sdclip, not '%s'\n", v); return 2; }
         }
+        else if (strcmp(a, "--sdclip-k") == 0) o.sd_k = (float)atof(argv[++i]);
         else if (strcmp(a, "--dump") == 0) o.dump_dir = argv[++i];
         else if (strcmp(a, "--quiet") == 0) o.quiet = 1;
         else if (a[0] == '-') { fprintf(stderr, "golf_export: unknown flag '%s'\n", a); return 2; }
@@ -286,8 +302,8 @@ int main(int argc, char **argv) {
         else { fprintf(stderr, "golf_export: unexpected argument '%s'\n", a); return 2; }
     }
     if (!in || !outp) {
-        fprintf(stderr, "usage: golf_export CKPT OUT.golf [--quant S] [--quant-embed|attn|mlp|head|control S] [--group G] [--clip search|none]\n"
-                        "                   [--dump DIR] [--quiet]\n"
+        fprintf(stderr, "usage: golf_export CKPT OUT.golf [--quant S] [--quant-embed|attn|mlp|head|control S] [--group G] [--clip search|none|sdclip]\n"
+                        "                   [--sdclip-k K] [--dump DIR] [--quiet]\n"
                         "       S: fp32 fp16 int8 int6 int5 int4 ternary\n");
         return 2;
     }

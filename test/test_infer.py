@@ -89,7 +89,7 @@ def quantize_span(seg, qmax, sf):
     return q.astype(np.int8), h.view(np.uint16), float(err)
 
 
-def quantize_np(w, scheme, group, clip="search"):
+def quantize_np(w, scheme, group, clip="search", sd_k=12.5):
     """codes int8 [rows, cols], scales uint16 (fp16 bits) [rows, groups] and the squared error per row of a
     float32 matrix, by the rule in dev/golf_export.c's header comment."""
     rows, cols = w.shape
@@ -105,6 +105,10 @@ def quantize_np(w, scheme, group, clip="search"):
             if scheme == "ternary":
                 total = np.cumsum(np.abs(seg.astype(np.float64)))[-1]   # left to right, as the C loop
                 best = quantize_span(seg, qmax, np.float32(total / seg.size))
+            elif clip == "sdclip":
+                mean = np.cumsum(seg.astype(np.float64))[-1] / seg.size
+                var = np.cumsum((seg.astype(np.float64) - mean) ** 2)[-1] / seg.size
+                best = quantize_span(seg, qmax, np.float32(float(np.float32(sd_k)) * np.sqrt(var)) / np.float32(qmax))  # k is a float32 in C
             else:
                 amax = np.float32(np.abs(seg).max())
                 best = quantize_span(seg, qmax, amax / np.float32(qmax))
@@ -198,7 +202,7 @@ def check_quantize(R, b, tmp):
     ck = tmp / "quant_model.bin"
     ref("init", "--random-init", *TINY, "--out", ck)
     weights = reference.read_container(ck).tensors
-    cases = [(s, 128, c) for s in ("int8", "int6", "int5", "int4") for c in ("search", "none")] + \
+    cases = [(s, 128, c) for s in ("int8", "int6", "int5", "int4") for c in ("search", "none", "sdclip")] + \
             [("ternary", 128, "search"), ("ternary", 0, "search"), ("ternary", 48, "search")]
     for scheme, group, clip in cases:
         dump = tmp / f"dump_{scheme}_{group}_{clip}"

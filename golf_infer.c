@@ -624,11 +624,9 @@ done:
     return err;
 }
 
-typedef struct { int scheme, coder, group; uint32_t bytes; } BlobEntry;
-
-// blob_load: verify and decode a whole blob into m; entries (optional, [m->n]) receives the tensor table.
+// blob_load: verify and decode a whole blob into m.
 // NULL or the problem; never reads outside p[0..n).
-static GOLF_UNUSED const char *blob_load(GolfModel *m, const uint8_t *p, size_t n, BlobEntry *entries_out, char *why, size_t why_n) {
+static GOLF_UNUSED const char *blob_load(GolfModel *m, const uint8_t *p, size_t n, char *why, size_t why_n) {
     uint32_t h[BLOB_HEADER_INTS];
     memset(m, 0, sizeof(*m));
     if (n < BLOB_HEADER_INTS * 4 + 4) return "shorter than the blob header";
@@ -652,7 +650,6 @@ static GOLF_UNUSED const char *blob_load(GolfModel *m, const uint8_t *p, size_t 
         uint32_t bytes = rd32(e + 4);
         if (scheme >= NUM_SCHEMES || coder >= NUM_CODERS) { snprintf(why, why_n, "tensor '%s' has an unknown scheme or code model", m->spec[i].name); return why; }
         if (bytes > n - 4 - off) { snprintf(why, why_n, "tensor '%s' payload runs past the end of the blob", m->spec[i].name); return why; }
-        if (entries_out) { entries_out[i].scheme = scheme; entries_out[i].coder = coder; entries_out[i].group = group; entries_out[i].bytes = bytes; }
         const ParamSpec *s = &m->spec[i];
         const char *err = blob_decode_tensor(p + off, bytes, scheme, coder, group, s->rows, s->cols, m->params + s->offset, NULL, NULL);
         if (err) { snprintf(why, why_n, "tensor '%s' (%s): %s", s->name, SCHEME_NAME[scheme], err); return why; }
@@ -667,19 +664,20 @@ static GOLF_UNUSED void model_load_file(GolfModel *m, const char *path, size_t *
     size_t n;
     uint8_t *p = read_file(path, &n);
     char why[512];
-    const char *err = n >= 4 && rd32(p) == CKPT_MAGIC ? checkpoint_load(m, p, n, why, sizeof(why)) : blob_load(m, p, n, NULL, why, sizeof(why));
+    const char *err = n >= 4 && rd32(p) == CKPT_MAGIC ? checkpoint_load(m, p, n, why, sizeof(why)) : blob_load(m, p, n, why, sizeof(why));
     if (err) golf_die("model '%s': %s\n  hint: pass a .golf blob (dev/golf_export) or a golf float32 checkpoint", path, err);
     free(p);
     if (file_bytes) *file_bytes = n;
 }
 
-// artifact_line: print the challenge's size check for this code file plus a model of model_bytes.
-static GOLF_UNUSED void artifact_line(const char *code_path, size_t model_bytes) {
+// artifact_line: the challenge's size check for this code file plus a model of model_bytes, into out.
+static GOLF_UNUSED const char *artifact_line(const char *code_path, size_t model_bytes, char *out, size_t n) {
     struct stat st;
-    if (stat(code_path, &st) != 0) { printf("artifact: cannot find %s to count it; model %zu bytes\n", code_path, model_bytes); return; }
+    if (stat(code_path, &st) != 0) { snprintf(out, n, "artifact: cannot find %.300s to count it; model %zu bytes", code_path, model_bytes); return out; }
     long long total = (long long)st.st_size + (long long)model_bytes;
-    printf("artifact: golf_infer.c %lld + model %zu = %lld bytes (limit 16000000) %s\n", (long long)st.st_size, model_bytes, total,
-           total <= 16000000 ? "OK" : "OVER");
+    snprintf(out, n, "artifact: golf_infer.c %lld + model %zu = %lld bytes (limit 16000000) %s", (long long)st.st_size, model_bytes, total,
+             total <= 16000000 ? "OK" : "OVER");
+    return out;
 }
 
 // code_path: golf_infer.c next to the binary (the artifact's code), else in the current folder.
@@ -1219,7 +1217,8 @@ int main(int argc, char **argv) {
     EvalSums s = evaluate(&m, &lut, tokens, ntok, T, stride);
     double loss = s.loss_sum / s.tokens, bpb = loss / log(2.0) * s.tokens / s.bytes;
     printf("val_loss:%.8f val_bpb:%.8f tokens:%.0f bytes:%.0f seq_len:%d stride:%d\n", loss, bpb, s.tokens, s.bytes, T, stride);
-    artifact_line(code_path(argv[0]), model_bytes);
+    char line[512];
+    puts(artifact_line(code_path(argv[0]), model_bytes, line, sizeof(line)));
     free(tokens);
     byte_lut_free(&lut);
     pieces_free(&pieces);

@@ -205,12 +205,7 @@ typedef struct { int32_t *slot; uint32_t mask; } IdTable;
 
 typedef struct {
     const char *path;
-    Pieces v;              // the vocabulary (golf_infer.c); the five fields below alias its arrays
-    int n;                 // number of pieces (the vocabulary size)
-    char **piece;          // [n] piece text (NUL-terminated, may also contain NUL: use plen)
-    int *plen;             // [n] piece length in bytes
-    float *score;          // [n] merge priority: higher merges first
-    uint8_t *type;         // [n] PIECE_*
+    Pieces v;              // the vocabulary (golf_infer.c): v.n pieces, v.piece/plen/score/type[v.n]
     // trainer spec fields that matter for encoding, decoding and the shard format
     int model_type, byte_fallback, split_digits, treat_ws_suffix, split_by_whitespace;
     char *unk_surface, *bos_piece, *eos_piece, *unk_piece, *pad_piece;
@@ -247,16 +242,16 @@ static int idtab_find(const IdTable *t, const Model *m, const char *s, size_t n)
     for (uint32_t i = (uint32_t)hash_bytes(s, n) & t->mask;; i = (i + 1) & t->mask) {
         int32_t id = t->slot[i];
         if (id < 0) return -1;
-        if ((size_t)m->plen[id] == n && memcmp(m->piece[id], s, n) == 0) return id;
+        if ((size_t)m->v.plen[id] == n && memcmp(m->v.piece[id], s, n) == 0) return id;
     }
 }
 
 // idtab_insert: add piece `id`; returns 0 when an equal piece is already present.
 static int idtab_insert(IdTable *t, const Model *m, int id) {
-    for (uint32_t i = (uint32_t)hash_bytes(m->piece[id], (size_t)m->plen[id]) & t->mask;; i = (i + 1) & t->mask) {
+    for (uint32_t i = (uint32_t)hash_bytes(m->v.piece[id], (size_t)m->v.plen[id]) & t->mask;; i = (i + 1) & t->mask) {
         int32_t o = t->slot[i];
         if (o < 0) { t->slot[i] = id; return 1; }
-        if (m->plen[o] == m->plen[id] && memcmp(m->piece[o], m->piece[id], (size_t)m->plen[id]) == 0) return 0;
+        if (m->v.plen[o] == m->v.plen[id] && memcmp(m->v.piece[o], m->v.piece[id], (size_t)m->v.plen[id]) == 0) return 0;
     }
 }
 
@@ -359,18 +354,12 @@ static void model_load(Model *m, const char *path) {
     m->unk_surface = str_dup(" \xe2\x81\x87 ");
     m->unk_piece = str_dup("<unk>"); m->bos_piece = str_dup("<s>"); m->eos_piece = str_dup("</s>"); m->pad_piece = str_dup("<pad>");
 
-    FILE *fp = fopenCheck(path, "rb");
     Buf data = {0};
-    char chunk[65536];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof(chunk), fp)) > 0) buf_put(&data, chunk, got);
-    if (ferror(fp)) die("cannot read model '%s': %s", path, strerror(errno));
-    fclose(fp);
+    data.p = (char *)read_file(path, &data.n);
     if (data.n == 0) model_bad(m, "the file is empty");
 
     const char *bad = pieces_parse(&m->v, (const uint8_t *)data.p, data.n);
     if (bad) model_bad(m, "%s", bad);
-    m->n = m->v.n; m->piece = m->v.piece; m->plen = m->v.plen; m->score = m->v.score; m->type = m->v.type;
     Pb r = {(const uint8_t *)data.p, (const uint8_t *)data.p + data.n};
     PbField f;
     int rc, have_trainer = 0;
@@ -395,15 +384,15 @@ static void model_load(Model *m, const char *path) {
     setup_charsmap(m);
 
     // lookups, in sentencepiece's InitializePieces order and with its checks
-    idtab_init(&m->pieces, m->n);
-    idtab_init(&m->reserved, m->n);
+    idtab_init(&m->pieces, m->v.n);
+    idtab_init(&m->reserved, m->v.n);
     m->unk_id = -1;
     for (int b = 0; b < 256; b++) m->byte_id[b] = -1;
     int n_user = 0;
-    for (int i = 0; i < m->n; i++) {
-        int t = m->type[i];
+    for (int i = 0; i < m->v.n; i++) {
+        int t = m->v.type[i];
         int normal = t == PIECE_NORMAL || t == PIECE_USER_DEFINED || t == PIECE_UNUSED;
-        if (!idtab_insert(normal ? &m->pieces : &m->reserved, m, i)) model_bad(m, "piece %d '%s' is defined twice", i, m->piece[i]);
+        if (!idtab_insert(normal ? &m->pieces : &m->reserved, m, i)) model_bad(m, "piece %d '%s' is defined twice", i, m->v.piece[i]);
         if (t == PIECE_USER_DEFINED) n_user++;
         if (t == PIECE_UNUSED) m->n_unused++;
         if (t == PIECE_UNKNOWN) {
@@ -411,38 +400,38 @@ static void model_load(Model *m, const char *path) {
             m->unk_id = i;
         }
         if (t == PIECE_BYTE) {
-            if (!m->byte_fallback) model_bad(m, "byte piece '%s' present although byte_fallback is off", m->piece[i]);
-            int v = byte_piece_value(m->piece[i], m->plen[i]);
-            if (v < 0) model_bad(m, "byte piece %d '%s' is not of the form <0xNN>", i, m->piece[i]);
+            if (!m->byte_fallback) model_bad(m, "byte piece '%s' present although byte_fallback is off", m->v.piece[i]);
+            int v = byte_piece_value(m->v.piece[i], m->v.plen[i]);
+            if (v < 0) model_bad(m, "byte piece %d '%s' is not of the form <0xNN>", i, m->v.piece[i]);
             m->byte_id[v] = i;
         }
-        if (normal && m->plen[i] > m->max_piece_len) m->max_piece_len = m->plen[i];
+        if (normal && m->v.plen[i] > m->max_piece_len) m->max_piece_len = m->v.plen[i];
     }
     if (m->unk_id < 0) model_bad(m, "no unknown piece (<unk>) defined");
     for (int b = 0; b < 256; b++) if (m->byte_id[b] < 0) m->byte_id[b] = m->unk_id;
     if (n_user) {
         idtab_init(&m->user, n_user);
-        for (int i = 0; i < m->n; i++)
-            if (m->type[i] == PIECE_USER_DEFINED) {
+        for (int i = 0; i < m->v.n; i++)
+            if (m->v.type[i] == PIECE_USER_DEFINED) {
                 idtab_insert(&m->user, m, i);
-                if (m->plen[i] > m->max_user_len) m->max_user_len = m->plen[i];
+                if (m->v.plen[i] > m->max_user_len) m->max_user_len = m->v.plen[i];
             }
     }
     int id_bos = idtab_find(&m->reserved, m, m->bos_piece, strlen(m->bos_piece));
     int id_eos = idtab_find(&m->reserved, m, m->eos_piece, strlen(m->eos_piece));
     int id_pad = idtab_find(&m->reserved, m, m->pad_piece, strlen(m->pad_piece));
-    m->bos_id = id_bos >= 0 && m->type[id_bos] == PIECE_CONTROL ? id_bos : -1;
-    m->eos_id = id_eos >= 0 && m->type[id_eos] == PIECE_CONTROL ? id_eos : -1;
-    m->pad_id = id_pad >= 0 && m->type[id_pad] == PIECE_CONTROL ? id_pad : -1;
+    m->bos_id = id_bos >= 0 && m->v.type[id_bos] == PIECE_CONTROL ? id_bos : -1;
+    m->eos_id = id_eos >= 0 && m->v.type[id_eos] == PIECE_CONTROL ? id_eos : -1;
+    m->pad_id = id_pad >= 0 && m->v.type[id_pad] == PIECE_CONTROL ? id_pad : -1;
 
     // Word splitting is exact when no mergeable piece holds U+2581 anywhere but at its word edge, and no
     // unused piece exists (their re-segmentation table is shared across a whole sentence in sentencepiece).
     m->word_split = m->escape_ws && m->n_unused == 0;
-    for (int i = 0; i < m->n && m->word_split; i++) {
-        int t = m->type[i];
+    for (int i = 0; i < m->v.n && m->word_split; i++) {
+        int t = m->v.type[i];
         if (t != PIECE_NORMAL && t != PIECE_USER_DEFINED) continue;
-        const char *s = m->piece[i];
-        int n = m->plen[i];
+        const char *s = m->v.piece[i];
+        int n = m->v.plen[i];
         for (int k = 0; k + 3 <= n; k++)
             if (memcmp(s + k, SPACE_SYMBOL, 3) == 0 && (m->treat_ws_suffix ? k + 3 != n : k != 0)) { m->word_split = 0; break; }
     }
@@ -618,9 +607,9 @@ static void maybe_add_pair(Encoder *e, int left, int right) {
     if (size > m->max_piece_len) return;
     int id = idtab_find(&m->pieces, m, e->sym[left].p, (size_t)size);
     if (id < 0) return;
-    Pair p = {m->score[id], left, right, size};
+    Pair p = {m->v.score[id], left, right, size};
     heap_push(e, p);
-    if (m->type[id] == PIECE_UNUSED) {   // remember how to split it again (the latest pair wins)
+    if (m->v.type[id] == PIECE_UNUSED) {   // remember how to split it again (the latest pair wins)
         RevMerge rm = {e->sym[left].p, e->sym[left].p, e->sym[right].p, size, e->sym[left].len, e->sym[right].len};
         for (size_t k = 0; k < e->rev_n; k++)
             if (e->rev[k].wn == size && memcmp(e->rev[k].w, rm.w, (size_t)size) == 0) { e->rev[k] = rm; return; }
@@ -634,7 +623,7 @@ static void maybe_add_pair(Encoder *e, int left, int right) {
 static void emit_piece(Encoder *e, const char *w, int n, Ids *out) {
     const Model *m = e->m;
     int id = piece_to_id(m, w, (size_t)n);
-    if (m->type[id] == PIECE_UNUSED) {
+    if (m->v.type[id] == PIECE_UNUSED) {
         for (size_t k = 0; k < e->rev_n; k++)
             if (e->rev[k].wn == n && memcmp(e->rev[k].w, w, (size_t)n) == 0) {
                 RevMerge rm = e->rev[k];
@@ -643,7 +632,7 @@ static void emit_piece(Encoder *e, const char *w, int n, Ids *out) {
                 return;
             }
     }
-    if (m->type[id] == PIECE_UNKNOWN && m->byte_fallback) {
+    if (m->v.type[id] == PIECE_UNKNOWN && m->byte_fallback) {
         for (int i = 0; i < n; i++) ids_push(out, m->byte_id[(uint8_t)w[i]]);
         return;
     }
@@ -745,11 +734,11 @@ static void decode(const Model *m, const int32_t *ids, size_t n, Buf *out) {
     out->n = 0;
     for (size_t i = 0; i < n;) {
         int id = ids[i];
-        if (m->type[id] == PIECE_BYTE) {          // a run of byte pieces: valid UTF-8 kept, bad bytes -> U+FFFD
+        if (m->v.type[id] == PIECE_BYTE) {          // a run of byte pieces: valid UTF-8 kept, bad bytes -> U+FFFD
             uint8_t bytes[4];
             size_t nb = 0;
             for (;;) {                            // decode the run in windows of up to 4 bytes (one character)
-                while (nb < 4 && i < n && m->type[ids[i]] == PIECE_BYTE) bytes[nb++] = (uint8_t)byte_piece_value(m->piece[ids[i]], m->plen[ids[i]]), i++;
+                while (nb < 4 && i < n && m->v.type[ids[i]] == PIECE_BYTE) bytes[nb++] = (uint8_t)byte_piece_value(m->v.piece[ids[i]], m->v.plen[ids[i]]), i++;
                 if (!nb) break;
                 int l = utf8_valid_len(bytes, nb);
                 if (l) buf_put(out, bytes, (size_t)l);
@@ -760,10 +749,10 @@ static void decode(const Model *m, const int32_t *ids, size_t n, Buf *out) {
             continue;
         }
         i++;
-        if (m->type[id] == PIECE_CONTROL) continue;
-        if (m->type[id] == PIECE_UNKNOWN) { buf_put(out, m->unk_surface, strlen(m->unk_surface)); continue; }
-        const char *p = m->piece[id];
-        size_t pl = (size_t)m->plen[id];
+        if (m->v.type[id] == PIECE_CONTROL) continue;
+        if (m->v.type[id] == PIECE_UNKNOWN) { buf_put(out, m->unk_surface, strlen(m->unk_surface)); continue; }
+        const char *p = m->v.piece[id];
+        size_t pl = (size_t)m->v.plen[id];
         // at the start of the text, the dummy-prefix space is not part of the text: sentencepiece drops the
         // U+2581 of leading pieces until text appears, or of the first one only when extra whitespace is kept
         if (out->n == 0 && !bos_ws_seen && (m->add_dummy_prefix || m->remove_extra_ws) && pl >= 3 && memcmp(p, SPACE_SYMBOL, 3) == 0) {
@@ -1335,7 +1324,7 @@ static int cmd_decode(void) {
             long v = strtol(p, &end, 10);
             if (end == p || errno || (*end && *end != ' ' && *end != '\t' && *end != '\r'))
                 die("%s:%ld: not a token id: '%.20s'\n  hint: decode reads lines of space-separated integer ids", r.path, r.line, p);
-            if (v < 0 || v >= m.n) die("%s:%ld: token id %ld is outside the vocabulary of '%s' (0..%d)", r.path, r.line, v, m.path, m.n - 1);
+            if (v < 0 || v >= m.v.n) die("%s:%ld: token id %ld is outside the vocabulary of '%s' (0..%d)", r.path, r.line, v, m.path, m.v.n - 1);
             ids_push(&ids, (int32_t)v);
             p = end;
         }
@@ -1381,7 +1370,7 @@ static int cmd_shards(void) {
     Encoder e;
     if (have_model) {
         model_load(&m, g_args.model);
-        if (m.n > 65536) die("model '%s' has %d pieces: shard tokens are uint16, so the vocabulary must be at most 65536", m.path, m.n);
+        if (m.v.n > 65536) die("model '%s' has %d pieces: shard tokens are uint16, so the vocabulary must be at most 65536", m.path, m.v.n);
         if (m.bos_id < 0) die("model '%s' has no BOS piece ('%s' as a control piece); shards put a BOS before every document", m.path, m.bos_piece);
         bos = m.bos_id;
         encoder_init(&e, &m);
@@ -1479,9 +1468,9 @@ static int cmd_info(void) {
     need_model("info", &m);
     if (g_args.nfiles) usage_error("info", "unexpected argument '%s'", g_args.files[0]);
     int count[7] = {0};
-    for (int i = 0; i < m.n; i++) count[m.type[i]]++;
+    for (int i = 0; i < m.v.n; i++) count[m.v.type[i]]++;
     printf("model        %s\n", m.path);
-    printf("vocab_size   %d (", m.n);
+    printf("vocab_size   %d (", m.v.n);
     for (int t = 1; t <= 6; t++) printf("%s%d %s", t > 1 ? ", " : "", count[t], PIECE_TYPE_NAME[t]);
     printf(")\n");
     printf("model_type   bpe\n");
@@ -1492,13 +1481,14 @@ static int cmd_info(void) {
            m.norm_name ? m.norm_name : "(unnamed)", m.add_dummy_prefix, m.remove_extra_ws, m.escape_ws, m.charsmap_len, m.trie_n);
     printf("encoder      longest piece %d bytes, %s\n", m.max_piece_len,
            m.word_split ? "words encoded independently (cached)" : "whole-text merges (no word cache)");
-    printf("shards       %s\n", m.n <= 65536 ? "ok (ids fit uint16)" : "vocabulary too large for uint16 shards");
+    printf("shards       %s\n", m.v.n <= 65536 ? "ok (ids fit uint16)" : "vocabulary too large for uint16 shards");
     sp_model_free(&m);
     return 0;
 }
 
 #ifndef TOKENIZE_NO_MAIN
 int main(int argc, char **argv) {
+    g_golf_prog = "tokenize";
     if (argc < 2) { usage(stderr, NULL); return 2; }
     const char *cmd = argv[1];
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0) { usage(stdout, NULL); return 0; }

@@ -1191,18 +1191,15 @@ int main(int argc, char **argv) {
     }
     GolfModel back;
     char why[512];
-    if ((err = blob_load(&back, blob.p, blob.n, NULL, why, sizeof(why)))) golf_die("the exported blob does not decode: %s", err);
+    if ((err = blob_load(&back, blob.p, blob.n, why, sizeof(why)))) golf_die("the exported blob does not decode: %s", err);
     memcpy(tr.host.params, back.params, back.numel * 4);
     params_upload(&tr);
     double qt = wall_ms(), ql, qb;
     evaluate_val(&tr, &dd, val, nval, &lut, &ql, &qb);
     log0("final_%s_roundtrip val_loss:%.4f val_bpb:%.4f eval_time:%.0fms", tc->quant, ql, qb, wall_ms() - qt);
     log0("final_%s_roundtrip_exact val_loss:%.8f val_bpb:%.8f", tc->quant, ql, qb);
-    struct stat st;
-    const char *code = code_path(argv[0]);
-    if (stat(code, &st) == 0)
-        log0("artifact: golf_infer.c %lld + model %zu = %lld bytes (limit 16000000) %s", (long long)st.st_size, blob.n, (long long)st.st_size + (long long)blob.n,
-             (long long)st.st_size + (long long)blob.n <= 16000000 ? "OK" : "OVER");
+    char line[512];
+    log0("%s", artifact_line(code_path(argv[0]), blob.n, line, sizeof(line)));
     free(blob.p);
     model_free(&back);
     stream_close(&stream);

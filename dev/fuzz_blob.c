@@ -18,7 +18,7 @@
 static int load_or_reject(const uint8_t *p, size_t n) {
     GolfModel m;
     char why[512];
-    const char *err = blob_load(&m, p, n, NULL, why, sizeof(why));
+    const char *err = blob_load(&m, p, n, why, sizeof(why));
     model_free(&m);
     return err == NULL;
 }

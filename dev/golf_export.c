@@ -251,7 +251,7 @@ static void blob_encode(const GolfModel *m, const ExportOptions *o, Bytes *out) 
     // the whole blob through the reader once more: header, table, checksum and every payload
     GolfModel back;
     char why[512];
-    const char *err = blob_load(&back, out->p, out->n, NULL, why, sizeof(why));
+    const char *err = blob_load(&back, out->p, out->n, why, sizeof(why));
     if (err) golf_die("internal: the written blob does not load: %s", err);
     model_free(&back);
 }
@@ -324,7 +324,8 @@ int main(int argc, char **argv) {
     if (fwrite(blob.p, 1, blob.n, f) != blob.n || fclose(f) != 0) { remove(tmp); golf_die("cannot write '%s': %s", tmp, strerror(errno)); }
     if (rename(tmp, outp) != 0) { remove(tmp); golf_die("cannot rename '%s' to '%s': %s", tmp, outp, strerror(errno)); }
     printf("model: %zu bytes (%zu parameters, %.3f bits/parameter)\n", blob.n, m.numel, 8.0 * blob.n / (double)m.numel);
-    artifact_line(code_path(argv[0]), blob.n);
+    char line[512];
+    puts(artifact_line(code_path(argv[0]), blob.n, line, sizeof(line)));
     free(blob.p);
     model_free(&m);
     return 0;

@@ -732,8 +732,11 @@ static void rope(float *x, int hd, int pos, float base) {
     }
 }
 
-// Activations of one window of T tokens.
-typedef struct {
+// Activations of one window of T tokens. `observe`, when set, sees the input of every linear layer
+// (GPTQ's calibration statistics): W identifies the weight, X is [T, K].
+typedef struct Acts Acts;
+typedef void (*ObserveFn)(void *ctx, const float *W, const float *X, int T, int K);
+struct Acts {
     int T;
     float *x, *x0, *h;   // [T, d]
     float *q;            // [T, d]
@@ -742,13 +745,16 @@ typedef struct {
     float *u;            // [T, hidden]
     float *skips;        // [num_skips, T, d]
     float *att;          // [threads, T] attention scores
-} Acts;
+    ObserveFn observe;   // NULL unless calibrating
+    void *observe_ctx;
+};
 
 static GOLF_UNUSED void acts_alloc(Acts *a, const Config *c, int T) {
     int d = c->model_dim, kv = c->num_kv_heads * (d / c->num_heads), nth = 1;
 #ifdef _OPENMP
     nth = omp_get_max_threads();
 #endif
+    memset(a, 0, sizeof(*a));
     a->T = T;
     a->x = galloc((size_t)T * d * 4); a->x0 = galloc((size_t)T * d * 4); a->h = galloc((size_t)T * d * 4);
     a->q = galloc((size_t)T * d * 4); a->y = galloc((size_t)T * d * 4);
@@ -761,6 +767,12 @@ static GOLF_UNUSED void acts_alloc(Acts *a, const Config *c, int T) {
 static GOLF_UNUSED void acts_free(Acts *a) {
     free(a->x); free(a->x0); free(a->h); free(a->q); free(a->y); free(a->k); free(a->v); free(a->u); free(a->skips); free(a->att);
     memset(a, 0, sizeof(*a));
+}
+
+// linear: out[T, N] = in[T, K] @ W[N, K]^T, shown to the observer first.
+static void linear(Acts *a, float *out, const float *in, const float *W, int K, int N) {
+    if (a->observe) a->observe(a->observe_ctx, W, in, a->T, K);
+    matmul(out, in, W, a->T, K, N);
 }
 
 // attention: causal GQA attention of q/k/v (after norms, RoPE and gain) into a->y.
@@ -800,9 +812,9 @@ static void block(const GolfModel *m, const LayerParams *p, Acts *a) {
     int T = a->T, d = c->model_dim, H = c->num_heads, hd = d / H, kvd = c->num_kv_heads * hd, F = c->mlp_hidden;
     for (size_t i = 0; i < (size_t)T * d; i++) a->x[i] = p->resid_mix[i % d] * a->x[i] + p->resid_mix[d + i % d] * a->x0[i];
     for (int t = 0; t < T; t++) rmsnorm(a->h + (size_t)t * d, a->x + (size_t)t * d, d);
-    matmul(a->q, a->h, p->c_q, T, d, d);
-    matmul(a->k, a->h, p->c_k, T, d, kvd);
-    matmul(a->v, a->h, p->c_v, T, d, kvd);
+    linear(a, a->q, a->h, p->c_q, d, d);
+    linear(a, a->k, a->h, p->c_k, d, kvd);
+    linear(a, a->v, a->h, p->c_v, d, kvd);
     for (int t = 0; t < T; t++) {
         for (int h = 0; h < H; h++) {
             float *q = a->q + (size_t)t * d + h * hd;
@@ -817,12 +829,12 @@ static void block(const GolfModel *m, const LayerParams *p, Acts *a) {
         }
     }
     attention(a, c);
-    matmul(a->h, a->y, p->proj, T, d, d);
+    linear(a, a->h, a->y, p->proj, d, d);
     for (size_t i = 0; i < (size_t)T * d; i++) a->x[i] += p->attn_scale[i % d] * a->h[i];
     for (int t = 0; t < T; t++) rmsnorm(a->h + (size_t)t * d, a->x + (size_t)t * d, d);
-    matmul(a->u, a->h, p->fc, T, d, F);
+    linear(a, a->u, a->h, p->fc, d, F);
     for (size_t i = 0; i < (size_t)T * F; i++) { float r = a->u[i] > 0 ? a->u[i] : 0; a->u[i] = r * r; }
-    matmul(a->h, a->u, p->mlp_proj, T, F, d);
+    linear(a, a->h, a->u, p->mlp_proj, F, d);
     for (size_t i = 0; i < (size_t)T * d; i++) a->x[i] += p->mlp_scale[i % d] * a->h[i];
 }
 

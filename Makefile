@@ -82,6 +82,7 @@ test-gpu:
 bench: tokenize golf_infer golf_export
 	bash dev/bench_tokenize.sh
 	bash dev/bench_compress.sh
+	bash dev/bench_train.sh
 
 clean:
 	rm -f tokenize golf_infer golf_export train_golf

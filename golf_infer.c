@@ -149,9 +149,22 @@ static GOLF_UNUSED uint32_t crc32(const uint8_t *p, size_t n) {
 // ----------------------------------------------------------------------------------------------------
 // 2. config and parameter table: ONE table of every tensor, its shape, class and export scheme
 
+enum { MAX_LAYERS = 1024, MAX_SCHEDULE = 32, SMEAR_DIMS = 12, GATE_DIMS = 12 };   // loop schedule entries; inputs of the sigmoid gates
 typedef struct {
     int vocab_size, num_layers, model_dim, num_heads, num_kv_heads, mlp_hidden, tie_embeddings, train_seq_len;
     float rope_base, logit_softcap;
+    // the record-stack options (README "Architecture options"); all 0 = the baseline
+    float mlp_leaky_slope;           // MLP activation (x > 0 ? x : slope x)^2
+    int bigram_vocab, bigram_dim;    // BigramHash table V_b x d_b (V_b 0 = off)
+    int smear_gate;                  // SmearGate on the normalized embeddings
+    int xsa_last_n;                  // XSA on layers >= L - n
+    int rope_dims;                   // RoPE on the first R dims of a head (0 = all)
+    int ln_scale;                    // block norms times 1/sqrt(layer + 1)
+    int parallel_from;               // layers >= P run two residual lanes (0 = off)
+    int skip_gates;                  // sigmoid-gated U-Net skips
+    int attn_out_gate;               // per-head sigmoid gate on the attention output
+    int loop_enc, loop_dec;          // depth-recurrence schedule lengths (0, 0 = none)
+    int loop[MAX_SCHEDULE];          // encoder then decoder physical layer indices
 } Config;
 
 enum { CLS_EMBED, CLS_ATTN, CLS_MLP, CLS_HEAD, CLS_CONTROL, NUM_CLASSES };
@@ -180,6 +193,9 @@ typedef struct {
     float *q_gain;     // [H]
     float *attn_scale, *mlp_scale;  // [d]
     float *resid_mix;  // [2, d]
+    float *attn_gate;  // [H, GATE_DIMS] (attn_out_gate)
+    float *lane_rho;   // [2] (parallel layers)
+    float *lane_mix;   // [2, 2] (parallel layers)
 } LayerParams;
 
 typedef struct {
@@ -189,17 +205,44 @@ typedef struct {
     size_t numel;          // floats in params
     float *params;         // the flat buffer
     float *tok_emb;        // [V, d]
-    float *skip_weights;   // [num_skip, d]
+    float *bigram_embed;   // [V_b, d_b]
+    float *bigram_proj;    // [d, d_b]
+    float *bigram_scale;   // [1]
+    float *smear_w;        // [SMEAR_DIMS]
+    float *smear_lam;      // [1]
+    float *skip_weights;   // [num_skip_rows, d]
+    float *skip_gates;     // [num_skip_rows, d] (skip_gates)
     float *lm_head;        // [V, d] (tok_emb when tied)
     LayerParams *layer;    // [L]
 } GolfModel;
 
-static int num_skips(const Config *c) { int e = c->num_layers / 2, dd = c->num_layers - e; return e < dd ? e : dd; }
+// schedule: the physical layer of every virtual position, encoder first; *enc, *dec get the two lengths.
+// looped = 0 gives the plain 0..L-1 split at L/2, looped = 1 the loop schedule (when the config has one).
+static int schedule(const Config *c, int looped, int *enc, int *dec, int *idx) {
+    if (looped && c->loop_enc) {
+        *enc = c->loop_enc; *dec = c->loop_dec;
+        memcpy(idx, c->loop, sizeof(int) * (size_t)(*enc + *dec));
+    } else {
+        *enc = c->num_layers / 2; *dec = c->num_layers - *enc;
+        for (int l = 0; l < c->num_layers; l++) idx[l] = l;
+    }
+    return *enc + *dec;
+}
+
+// num_skips: U-Net skips of a schedule; skip_rows: rows of skip_weights (the larger of both schedules).
+static int num_skips(int enc, int dec) { return enc < dec ? enc : dec; }
+static int skip_rows(const Config *c) {
+    int e0, d0, e1, d1, idx[MAX_LAYERS];
+    schedule(c, 0, &e0, &d0, idx); schedule(c, 1, &e1, &d1, idx);
+    return num_skips(e0, d0) > num_skips(e1, d1) ? num_skips(e0, d0) : num_skips(e1, d1);
+}
+static int is_parallel(const Config *c, int l) { return c->parallel_from > 0 && l >= c->parallel_from; }
+static float ln_scale_of(const Config *c, int l) { return c->ln_scale ? (float)(1.0 / sqrt(l + 1.0)) : 1.0f; }   // LN_SCALE's factor
 
 // config_check: NULL when the shape is usable, else what is wrong.
 static GOLF_UNUSED const char *config_check(const Config *c) {
     if (c->vocab_size < 2 || c->vocab_size > (1 << 20)) return "vocab_size out of range";
-    if (c->num_layers < 1 || c->num_layers > 1024) return "num_layers out of range";
+    if (c->num_layers < 1 || c->num_layers > MAX_LAYERS) return "num_layers out of range";
     if (c->model_dim < 2 || c->model_dim > (1 << 16)) return "model_dim out of range";
     if (c->num_heads < 1 || c->model_dim % c->num_heads) return "num_heads must divide model_dim";
     if (c->num_kv_heads < 1 || c->num_heads % c->num_kv_heads) return "num_kv_heads must divide num_heads";
@@ -208,6 +251,25 @@ static GOLF_UNUSED const char *config_check(const Config *c) {
     if (c->tie_embeddings != 0 && c->tie_embeddings != 1) return "tie_embeddings must be 0 or 1";
     if (!(c->rope_base > 0) || !(c->logit_softcap > 0)) return "rope_base and logit_softcap must be positive";
     if (c->train_seq_len < 1) return "train_seq_len must be positive";
+    if (!(c->mlp_leaky_slope >= 0 && c->mlp_leaky_slope <= 1)) return "mlp_leaky_slope must be in [0, 1]";
+    if (c->bigram_vocab == 1 || c->bigram_vocab < 0 || c->bigram_vocab > (1 << 24)) return "bigram_vocab_size must be 0 (off) or 2..2^24";
+    if (c->bigram_vocab && (c->bigram_dim < 1 || c->bigram_dim > (1 << 16))) return "bigram_dim out of range";
+    if ((c->smear_gate && c->model_dim < SMEAR_DIMS) || (c->attn_out_gate && c->model_dim < GATE_DIMS)) return "smear_gate and attn_out_gate need model_dim >= 12";
+    if (c->xsa_last_n < 0 || c->xsa_last_n > c->num_layers) return "xsa_last_n must be in 0..num_layers";
+    int hd = c->model_dim / c->num_heads;
+    if (c->rope_dims < 0 || c->rope_dims % 2 || c->rope_dims > hd) return "rope_dims must be even and at most head_dim (0 = all)";
+    if (c->parallel_from < 0 || c->parallel_from >= c->num_layers) return "parallel_from must be in 0 (off)..num_layers-1";
+    if ((c->smear_gate | c->ln_scale | c->skip_gates | c->attn_out_gate) & ~1) return "smear_gate, ln_scale, skip_gates, attn_out_gate must be 0 or 1";
+    if (!c->loop_enc != !c->loop_dec || c->loop_enc < 0 || c->loop_dec < 0 || c->loop_enc + c->loop_dec > MAX_SCHEDULE)
+        return "the loop schedule needs both an encoder and a decoder list, at most 32 entries in all";
+    if (c->loop_enc) {
+        char seen[MAX_LAYERS] = {0};
+        for (int i = 0; i < c->loop_enc + c->loop_dec; i++) {
+            if (c->loop[i] < 0 || c->loop[i] >= c->num_layers) return "a loop schedule index is not a layer";
+            seen[c->loop[i]] = 1;
+        }
+        for (int l = 0; l < c->num_layers; l++) if (!seen[l]) return "a layer is missing from the loop schedule";
+    }
     return NULL;
 }
 
@@ -228,8 +290,17 @@ static GOLF_UNUSED void model_layout(GolfModel *m, const Config *c) {
     char nm[64];
     memset(m, 0, sizeof(*m));
     m->c = *c;
-    m->spec = galloc((size_t)(10 * L + 4) * sizeof(ParamSpec));
+    m->spec = galloc((size_t)(13 * L + 10) * sizeof(ParamSpec));
     spec_add(m, "tok_emb.weight", 2, c->vocab_size, d, CLS_EMBED);
+    if (c->bigram_vocab) {
+        spec_add(m, "bigram.embed.weight", 2, c->bigram_vocab, c->bigram_dim, CLS_EMBED);
+        spec_add(m, "bigram.proj.weight", 2, d, c->bigram_dim, CLS_MLP);
+        spec_add(m, "bigram.scale", 1, 1, 0, CLS_CONTROL);
+    }
+    if (c->smear_gate) {
+        spec_add(m, "smear.gate_w", 1, SMEAR_DIMS, 0, CLS_CONTROL);
+        spec_add(m, "smear.lam", 1, 1, 0, CLS_CONTROL);
+    }
     for (int l = 0; l < L; l++) {
 #define LAYER(suffix, nd, a, b, cls) snprintf(nm, sizeof(nm), "blocks.%d.%s", l, suffix), spec_add(m, nm, nd, a, b, cls)
         LAYER("attn.c_q.weight", 2, d, d, CLS_ATTN);
@@ -242,30 +313,54 @@ static GOLF_UNUSED void model_layout(GolfModel *m, const Config *c) {
         LAYER("attn_scale", 1, d, 0, CLS_CONTROL);
         LAYER("mlp_scale", 1, d, 0, CLS_CONTROL);
         LAYER("resid_mix", 2, 2, d, CLS_CONTROL);
+        if (c->attn_out_gate) LAYER("attn.gate_w", 2, c->num_heads, GATE_DIMS, CLS_CONTROL);
+        if (is_parallel(c, l)) { LAYER("lane_rho", 1, 2, 0, CLS_CONTROL); LAYER("lane_mix", 2, 2, 2, CLS_CONTROL); }
 #undef LAYER
     }
-    spec_add(m, "skip_weights", 2, num_skips(c), d, CLS_CONTROL);
+    spec_add(m, "skip_weights", 2, skip_rows(c), d, CLS_CONTROL);
+    if (c->skip_gates) spec_add(m, "skip_gates", 2, skip_rows(c), d, CLS_CONTROL);
     if (!c->tie_embeddings) spec_add(m, "lm_head.weight", 2, c->vocab_size, d, CLS_HEAD);
     m->params = galloc(m->numel * sizeof(float));
     m->layer = galloc((size_t)L * sizeof(LayerParams));
     int i = 0;
-    m->tok_emb = m->params + m->spec[i++].offset;
+#define VIEW(ptr, present) ((ptr) = (present) ? m->params + m->spec[i++].offset : NULL)
+    VIEW(m->tok_emb, 1);
+    VIEW(m->bigram_embed, c->bigram_vocab); VIEW(m->bigram_proj, c->bigram_vocab); VIEW(m->bigram_scale, c->bigram_vocab);
+    VIEW(m->smear_w, c->smear_gate); VIEW(m->smear_lam, c->smear_gate);
     for (int l = 0; l < L; l++) {
         LayerParams *p = &m->layer[l];
         float **views[10] = {&p->c_q, &p->c_k, &p->c_v, &p->proj, &p->fc, &p->mlp_proj, &p->q_gain, &p->attn_scale, &p->mlp_scale, &p->resid_mix};
-        for (int k = 0; k < 10; k++) *views[k] = m->params + m->spec[i++].offset;
+        for (int k = 0; k < 10; k++) VIEW(*views[k], 1);
+        VIEW(p->attn_gate, c->attn_out_gate);
+        VIEW(p->lane_rho, is_parallel(c, l)); VIEW(p->lane_mix, is_parallel(c, l));
     }
-    m->skip_weights = m->params + m->spec[i++].offset;
+    VIEW(m->skip_weights, 1);
+    VIEW(m->skip_gates, c->skip_gates);
+#undef VIEW
     m->lm_head = c->tie_embeddings ? m->tok_emb : m->params + m->spec[i++].offset;
 }
 
 static GOLF_UNUSED void model_free(GolfModel *m) { free(m->spec); free(m->params); free(m->layer); memset(m, 0, sizeof(*m)); }
 
-// config_from_header: fields [3..12] of both file headers.
-static void config_from_header(Config *c, const uint32_t *h) {
-    c->vocab_size = (int)h[3]; c->num_layers = (int)h[4]; c->model_dim = (int)h[5]; c->num_heads = (int)h[6];
-    c->num_kv_heads = (int)h[7]; c->mlp_hidden = (int)h[8]; c->tie_embeddings = (int)h[9];
-    c->rope_base = bits_f32(h[10]); c->logit_softcap = bits_f32(h[11]); c->train_seq_len = (int)h[12];
+// config_header: the config words [3..12] and [14..57] shared by both file headers, read (write = 0) or
+// written (write = 1). Word 13 and the rest belong to each format.
+static GOLF_UNUSED void config_header(Config *c, uint32_t *h, int write) {
+    int *ints[] = {&c->vocab_size, &c->num_layers, &c->model_dim, &c->num_heads, &c->num_kv_heads, &c->mlp_hidden, &c->tie_embeddings};
+    float *floats[] = {&c->rope_base, &c->logit_softcap, &c->mlp_leaky_slope};
+    int fw[] = {10, 11, 14};
+    int *opts[] = {&c->bigram_vocab, &c->bigram_dim, &c->smear_gate, &c->xsa_last_n, &c->rope_dims, &c->ln_scale,
+                   &c->parallel_from, &c->skip_gates, &c->attn_out_gate, &c->loop_enc, &c->loop_dec};
+#define WORD(word, var) (write ? (void)((word) = (uint32_t)(var)) : (void)((var) = (int)(word)))
+    for (int i = 0; i < 7; i++) WORD(h[3 + i], *ints[i]);
+    WORD(h[12], c->train_seq_len);
+    for (int i = 0; i < 11; i++) WORD(h[15 + i], *opts[i]);
+    for (int i = 0; i < MAX_SCHEDULE; i++) WORD(h[26 + i], c->loop[i]);
+#undef WORD
+    for (int i = 0; i < 3; i++) {
+        if (write) h[fw[i]] = f32_bits(*floats[i]);
+        else *floats[i] = bits_f32(h[fw[i]]);
+    }
+    if (!write && ((unsigned)c->loop_enc > MAX_SCHEDULE || (unsigned)c->loop_dec > MAX_SCHEDULE)) c->loop_enc = c->loop_dec = -1;  // config_check refuses
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -419,7 +514,7 @@ static GOLF_UNUSED void byte_lut_free(ByteLut *t) { free(t->base_bytes); free(t-
 // ----------------------------------------------------------------------------------------------------
 // 4. checkpoint reader (float32)
 
-enum { CKPT_MAGIC = 20261125, CKPT_VERSION = 1, CKPT_HEADER_INTS = 256, BLOB_MAGIC = 20261124, BLOB_VERSION = 1, BLOB_HEADER_INTS = 16 };
+enum { CKPT_MAGIC = 20261125, CKPT_VERSION = 2, CKPT_HEADER_INTS = 256, BLOB_MAGIC = 20261124, BLOB_VERSION = 2, BLOB_HEADER_INTS = 64 };
 
 // checkpoint_load: fill m (laid out by its header) from a checkpoint file's bytes; NULL or the problem.
 static GOLF_UNUSED const char *checkpoint_load(GolfModel *m, const uint8_t *p, size_t n, char *why, size_t why_n) {
@@ -428,9 +523,9 @@ static GOLF_UNUSED const char *checkpoint_load(GolfModel *m, const uint8_t *p, s
     if (n < CKPT_HEADER_INTS * 4) return "shorter than the checkpoint header";
     for (int i = 0; i < CKPT_HEADER_INTS; i++) h[i] = rd32(p + 4 * i);
     if (h[0] != CKPT_MAGIC) return "bad magic (not a golf checkpoint)";
-    if (h[1] != CKPT_VERSION) return "unsupported checkpoint version";
+    if (h[1] != 1 && h[1] != CKPT_VERSION) return "unsupported checkpoint version (this reads 1 and 2)";
     Config c;
-    config_from_header(&c, h);
+    config_header(&c, h, 0);   // version 1 has zeros in the new words: the baseline
     const char *bad = config_check(&c);
     if (bad) return bad;
     model_layout(m, &c);
@@ -632,11 +727,11 @@ static GOLF_UNUSED const char *blob_load(GolfModel *m, const uint8_t *p, size_t 
     if (n < BLOB_HEADER_INTS * 4 + 4) return "shorter than the blob header";
     for (int i = 0; i < BLOB_HEADER_INTS; i++) h[i] = rd32(p + 4 * i);
     if (h[0] != BLOB_MAGIC) return "bad magic (not a golf blob)";
-    if (h[1] != BLOB_VERSION) return "unsupported blob version";
+    if (h[1] != BLOB_VERSION) return "unsupported blob version (this reads 2; export the checkpoint again)";
     if (h[2] != n) { snprintf(why, why_n, "blob is %zu bytes but its header says %u (truncated or padded)", n, h[2]); return why; }
     if (crc32(p, n - 4) != rd32(p + n - 4)) return "checksum mismatch: the blob is corrupted";
     Config c;
-    config_from_header(&c, h);
+    config_header(&c, h, 0);
     const char *bad = config_check(&c);
     if (bad) return bad;
     model_layout(m, &c);
@@ -720,11 +815,12 @@ static void rmsnorm(float *out, const float *x, int n) {
     for (int i = 0; i < n; i++) out[i] = x[i] * r;
 }
 
-// rope: rotate halves (x1, x2) of a head vector at position pos: (x1 cos + x2 sin, -x1 sin + x2 cos).
-static void rope(float *x, int hd, int pos, float base) {
-    int half = hd / 2;
+// rope: rotate the first R dims of a head vector at position pos as halves (x1, x2) of R/2:
+// (x1 cos + x2 sin, -x1 sin + x2 cos), inv_freq_i = base^(-2i/R); dims R.. pass unchanged.
+static void rope(float *x, int R, int pos, float base) {
+    int half = R / 2;
     for (int i = 0; i < half; i++) {
-        float inv_freq = 1.0f / powf(base, (float)(2 * i) / (float)hd);
+        float inv_freq = 1.0f / powf(base, (float)(2 * i) / (float)R);
         float ang = (float)pos * inv_freq, c = cosf(ang), s = sinf(ang);
         float a = x[i], b = x[i + half];
         x[i] = a * c + b * s;
@@ -732,20 +828,24 @@ static void rope(float *x, int hd, int pos, float base) {
     }
 }
 
+static float sigmoidf(float z) { return 1.0f / (1.0f + expf(-z)); }
+
 // Activations of one window of T tokens. `observe`, when set, sees the input of every linear layer
 // (GPTQ's calibration statistics): W identifies the weight, X is [T, K].
 typedef struct Acts Acts;
 typedef void (*ObserveFn)(void *ctx, const float *W, const float *X, int T, int K);
 struct Acts {
     int T;
-    float *x, *x0, *h;   // [T, d]
-    float *q;            // [T, d]
-    float *k, *v;        // [T, kv_dim]
-    float *y;            // [T, d]
-    float *u;            // [T, hidden]
-    float *skips;        // [num_skips, T, d]
-    float *att;          // [threads, T] attention scores
-    ObserveFn observe;   // NULL unless calibrating
+    float *x, *x1, *x0, *h;  // [T, d]: the stream (lane 0), lane 1, the normalized embeddings, scratch
+    int lanes;              // 1 or 2 live residual lanes
+    float *q;               // [T, d]
+    float *k, *v;           // [T, kv_dim]
+    float *y;               // [T, d]
+    float *u;               // [T, hidden]
+    float *br0, *br1;       // [T, d] attention and MLP branch outputs
+    float *skips;           // [num_skip_rows, T, d]
+    float *att;             // [threads, T] attention scores
+    ObserveFn observe;      // NULL unless calibrating
     void *observe_ctx;
 };
 
@@ -756,16 +856,18 @@ static GOLF_UNUSED void acts_alloc(Acts *a, const Config *c, int T) {
 #endif
     memset(a, 0, sizeof(*a));
     a->T = T;
-    a->x = galloc((size_t)T * d * 4); a->x0 = galloc((size_t)T * d * 4); a->h = galloc((size_t)T * d * 4);
-    a->q = galloc((size_t)T * d * 4); a->y = galloc((size_t)T * d * 4);
+    size_t td = (size_t)T * d * 4;
+    a->x = galloc(td); a->x1 = galloc(td); a->x0 = galloc(td); a->h = galloc(td); a->q = galloc(td); a->y = galloc(td);
+    a->br0 = galloc(td); a->br1 = galloc(td);
     a->k = galloc((size_t)T * kv * 4); a->v = galloc((size_t)T * kv * 4);
     a->u = galloc((size_t)T * c->mlp_hidden * 4);
-    a->skips = galloc((size_t)(num_skips(c) + 1) * T * d * 4);
+    a->skips = galloc((size_t)(skip_rows(c) + 1) * td);
     a->att = galloc((size_t)nth * T * 4);
 }
 
 static GOLF_UNUSED void acts_free(Acts *a) {
-    free(a->x); free(a->x0); free(a->h); free(a->q); free(a->y); free(a->k); free(a->v); free(a->u); free(a->skips); free(a->att);
+    float *bufs[] = {a->x, a->x1, a->x0, a->h, a->q, a->y, a->br0, a->br1, a->k, a->v, a->u, a->skips, a->att};
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
     memset(a, 0, sizeof(*a));
 }
 
@@ -775,8 +877,9 @@ static void linear(Acts *a, float *out, const float *in, const float *W, int K, 
     matmul(out, in, W, a->T, K, N);
 }
 
-// attention: causal GQA attention of q/k/v (after norms, RoPE and gain) into a->y.
-static void attention(Acts *a, const Config *c) {
+// attention: causal GQA attention of q/k/v (after norms, RoPE and gain) into a->y; with XSA, each head's
+// output loses its component along the token's own normalized value vector.
+static void attention(Acts *a, const Config *c, int xsa) {
     int T = a->T, H = c->num_heads, hd = c->model_dim / H, kvd = c->num_kv_heads * hd, group = H / c->num_kv_heads;
     float scale = 1.0f / sqrtf((float)hd);
 OMP(omp parallel for collapse(2) schedule(dynamic, 4))
@@ -803,15 +906,28 @@ OMP(omp parallel for collapse(2) schedule(dynamic, 4))
                 const float *v = a->v + (size_t)s * kvd + kh * hd;
                 for (int i = 0; i < hd; i++) y[i] += w * v[i];
             }
+            if (xsa) {
+                const float *v = a->v + (size_t)t * kvd + kh * hd;
+                float vv = dot(v, v, hd), proj = vv > 0 ? dot(y, v, hd) / vv : 0;   // (y . vhat) vhat = (y . v / |v|^2) v
+                for (int i = 0; i < hd; i++) y[i] -= proj * v[i];
+            }
         }
 }
 
-// block: one transformer block on a->x (with x0 the normalized embeddings).
-static void block(const GolfModel *m, const LayerParams *p, Acts *a) {
+// norm_scaled: out = rms_norm(in) * s per row (s = LN scale of the layer).
+static void norm_scaled(float *out, const float *in, int T, int d, float s) {
+    for (int t = 0; t < T; t++) {
+        rmsnorm(out + (size_t)t * d, in + (size_t)t * d, d);
+        if (s != 1.0f) for (int i = 0; i < d; i++) out[(size_t)t * d + i] *= s;
+    }
+}
+
+// attn_branch: out = attn_scale * proj(attention(rms_norm(in) * s)) for layer l.
+static void attn_branch(const GolfModel *m, int l, Acts *a, const float *in, float *out, float s) {
     const Config *c = &m->c;
-    int T = a->T, d = c->model_dim, H = c->num_heads, hd = d / H, kvd = c->num_kv_heads * hd, F = c->mlp_hidden;
-    for (size_t i = 0; i < (size_t)T * d; i++) a->x[i] = p->resid_mix[i % d] * a->x[i] + p->resid_mix[d + i % d] * a->x0[i];
-    for (int t = 0; t < T; t++) rmsnorm(a->h + (size_t)t * d, a->x + (size_t)t * d, d);
+    const LayerParams *p = &m->layer[l];
+    int T = a->T, d = c->model_dim, H = c->num_heads, hd = d / H, kvd = c->num_kv_heads * hd, R = c->rope_dims ? c->rope_dims : hd;
+    norm_scaled(a->h, in, T, d, s);
     linear(a, a->q, a->h, p->c_q, d, d);
     linear(a, a->k, a->h, p->c_k, d, kvd);
     linear(a, a->v, a->h, p->c_v, d, kvd);
@@ -819,43 +935,123 @@ static void block(const GolfModel *m, const LayerParams *p, Acts *a) {
         for (int h = 0; h < H; h++) {
             float *q = a->q + (size_t)t * d + h * hd;
             rmsnorm(q, q, hd);
-            rope(q, hd, t, c->rope_base);
+            rope(q, R, t, c->rope_base);
             for (int i = 0; i < hd; i++) q[i] *= p->q_gain[h];
         }
         for (int h = 0; h < c->num_kv_heads; h++) {
             float *k = a->k + (size_t)t * kvd + h * hd;
             rmsnorm(k, k, hd);
-            rope(k, hd, t, c->rope_base);
+            rope(k, R, t, c->rope_base);
         }
     }
-    attention(a, c);
-    linear(a, a->h, a->y, p->proj, d, d);
-    for (size_t i = 0; i < (size_t)T * d; i++) a->x[i] += p->attn_scale[i % d] * a->h[i];
-    for (int t = 0; t < T; t++) rmsnorm(a->h + (size_t)t * d, a->x + (size_t)t * d, d);
-    linear(a, a->u, a->h, p->fc, d, F);
-    for (size_t i = 0; i < (size_t)T * F; i++) { float r = a->u[i] > 0 ? a->u[i] : 0; a->u[i] = r * r; }
-    linear(a, a->h, a->u, p->mlp_proj, F, d);
-    for (size_t i = 0; i < (size_t)T * d; i++) a->x[i] += p->mlp_scale[i % d] * a->h[i];
+    attention(a, c, c->xsa_last_n && l >= c->num_layers - c->xsa_last_n);
+    if (p->attn_gate)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < H; h++) {
+                float g = sigmoidf(dot(p->attn_gate + h * GATE_DIMS, a->h + (size_t)t * d, GATE_DIMS));
+                for (int i = 0; i < hd; i++) a->y[(size_t)t * d + h * hd + i] *= g;
+            }
+    linear(a, out, a->y, p->proj, d, d);
+    for (size_t i = 0; i < (size_t)T * d; i++) out[i] *= p->attn_scale[i % d];
 }
 
-// forward: the final normalized hidden states of tokens[0..T) into a->h ([T, d]).
+// mlp_branch: out = mlp_scale * mlp_proj(act(fc(rms_norm(in) * s))), act(x) = (x > 0 ? x : slope x)^2.
+static void mlp_branch(const GolfModel *m, int l, Acts *a, const float *in, float *out, float s) {
+    const Config *c = &m->c;
+    const LayerParams *p = &m->layer[l];
+    int T = a->T, d = c->model_dim, F = c->mlp_hidden;
+    norm_scaled(a->h, in, T, d, s);
+    linear(a, a->u, a->h, p->fc, d, F);
+    for (size_t i = 0; i < (size_t)T * F; i++) { float r = a->u[i] > 0 ? a->u[i] : c->mlp_leaky_slope * a->u[i]; a->u[i] = r * r; }
+    linear(a, out, a->u, p->mlp_proj, F, d);
+    for (size_t i = 0; i < (size_t)T * d; i++) out[i] *= p->mlp_scale[i % d];
+}
+
+// merge_lanes: make the stream single again: x = (lane0 + lane1) / 2.
+static void merge_lanes(Acts *a, int d) {
+    if (a->lanes == 2)
+        for (size_t i = 0; i < (size_t)a->T * d; i++) a->x[i] = 0.5f * (a->x[i] + a->x1[i]);
+    a->lanes = 1;
+}
+
+// block: physical layer l on the stream (one lane), or on two lanes when the layer is parallel.
+static void block(const GolfModel *m, int l, Acts *a) {
+    const Config *c = &m->c;
+    const LayerParams *p = &m->layer[l];
+    int T = a->T, d = c->model_dim;
+    size_t n = (size_t)T * d;
+    float s = ln_scale_of(c, l);
+    if (!is_parallel(c, l)) merge_lanes(a, d);
+    else if (a->lanes == 1) { memcpy(a->x1, a->x, n * 4); a->lanes = 2; }
+    for (size_t i = 0; i < n; i++) a->x[i] = p->resid_mix[i % d] * a->x[i] + p->resid_mix[d + i % d] * a->x0[i];
+    if (a->lanes == 1) {
+        attn_branch(m, l, a, a->x, a->br0, s);
+        for (size_t i = 0; i < n; i++) a->x[i] += a->br0[i];
+        mlp_branch(m, l, a, a->x, a->br0, s);
+        for (size_t i = 0; i < n; i++) a->x[i] += a->br0[i];
+    } else {   // attention reads lane 0, the MLP lane 1; both lanes take both branches
+        mlp_branch(m, l, a, a->x1, a->br1, s);
+        attn_branch(m, l, a, a->x, a->br0, s);
+        for (size_t i = 0; i < n; i++) {
+            a->x[i] = p->lane_rho[0] * a->x[i] + p->lane_mix[0] * a->br0[i] + p->lane_mix[1] * a->br1[i];
+            a->x1[i] = p->lane_rho[1] * a->x1[i] + p->lane_mix[2] * a->br0[i] + p->lane_mix[3] * a->br1[i];
+        }
+    }
+}
+
+// embed: x0 = the normalized token (+ BigramHash) embeddings of tokens[0..T), then SmearGate.
+static void embed(const GolfModel *m, const int32_t *tokens, Acts *a) {
+    const Config *c = &m->c;
+    int T = a->T, d = c->model_dim, db = c->bigram_dim;
+    for (int t = 0; t < T; t++) {
+        float *e = a->h + (size_t)t * d;
+        memcpy(e, m->tok_emb + (size_t)tokens[t] * d, (size_t)d * 4);
+        if (c->bigram_vocab) {   // idx_0 = V_b - 1, idx_t = (36313 t_i xor 27191 t_{i-1}) mod (V_b - 1)
+            int64_t idx = t ? ((36313 * (int64_t)tokens[t]) ^ (27191 * (int64_t)tokens[t - 1])) % (c->bigram_vocab - 1) : c->bigram_vocab - 1;
+            const float *row = m->bigram_embed + (size_t)idx * db;
+            for (int j = 0; j < d; j++) e[j] += m->bigram_scale[0] * dot(m->bigram_proj + (size_t)j * db, row, db);
+        }
+        rmsnorm(a->x + (size_t)t * d, e, d);
+    }
+    if (c->smear_gate)   // x_t += lam * sigmoid(w . x_t[:12]) * x_{t-1}, except at t = 0 and BOS; from the end so x_{t-1} is unsmeared
+        for (int t = T - 1; t >= 1; t--) {
+            if (tokens[t] == 1) continue;
+            float *x = a->x + (size_t)t * d, g = m->smear_lam[0] * sigmoidf(dot(m->smear_w, x, SMEAR_DIMS));
+            for (int i = 0; i < d; i++) x[i] += g * x[i - d];
+        }
+    memcpy(a->x0, a->x, (size_t)T * d * 4);
+}
+
+// forward: the final normalized hidden states of tokens[0..T) into a->h ([T, d]), along the loop schedule
+// when the model has one (U-Net skips: the last ns encoder outputs come back in reverse order).
 static GOLF_UNUSED void forward(const GolfModel *m, const int32_t *tokens, int T, Acts *a) {
     const Config *c = &m->c;
-    int d = c->model_dim, enc = c->num_layers / 2, ns = num_skips(c);
-    a->T = T;
-    for (int t = 0; t < T; t++) rmsnorm(a->x + (size_t)t * d, m->tok_emb + (size_t)tokens[t] * d, d);
-    memcpy(a->x0, a->x, (size_t)T * d * 4);
-    for (int l = 0; l < enc; l++) {
-        block(m, &m->layer[l], a);
-        if (l >= enc - ns) memcpy(a->skips + (size_t)(l - (enc - ns)) * T * d, a->x, (size_t)T * d * 4);
-    }
-    for (int i = 0; i < c->num_layers - enc; i++) {
-        if (i < ns) {   // skips come back in reverse order
-            const float *s = a->skips + (size_t)(ns - 1 - i) * T * d, *w = m->skip_weights + (size_t)i * d;
-            for (size_t k = 0; k < (size_t)T * d; k++) a->x[k] += w[k % d] * s[k];
+    int d = c->model_dim, enc, dec, idx[MAX_LAYERS];
+    schedule(c, 1, &enc, &dec, idx);
+    int ns = num_skips(enc, dec);
+    size_t n = (size_t)T * d;
+    a->T = T; a->lanes = 1;
+    embed(m, tokens, a);
+    for (int e = 0; e < enc; e++) {
+        block(m, idx[e], a);
+        if (e >= enc - ns) {
+            float *sk = a->skips + (size_t)(e - (enc - ns)) * n;
+            for (size_t k = 0; k < n; k++) sk[k] = a->lanes == 2 ? 0.5f * (a->x[k] + a->x1[k]) : a->x[k];
         }
-        block(m, &m->layer[enc + i], a);
     }
+    for (int i = 0; i < dec; i++) {
+        if (i < ns) {   // x += [sigmoid(gate) *] skip_weight * skip, on every live lane
+            const float *sk = a->skips + (size_t)(ns - 1 - i) * n, *w = m->skip_weights + (size_t)i * d;
+            const float *g = m->skip_gates ? m->skip_gates + (size_t)i * d : NULL;
+            for (size_t k = 0; k < n; k++) {
+                float add = (g ? sigmoidf(g[k % d]) * w[k % d] : w[k % d]) * sk[k];
+                a->x[k] += add;
+                if (a->lanes == 2) a->x1[k] += add;
+            }
+        }
+        block(m, idx[enc + i], a);
+    }
+    merge_lanes(a, d);
     for (int t = 0; t < T; t++) rmsnorm(a->h + (size_t)t * d, a->x + (size_t)t * d, d);
 }
 
@@ -943,33 +1139,43 @@ static GOLF_UNUSED void score_window(const GolfModel *m, const ByteLut *lut, con
     }
 }
 
-// evaluate: val_loss and val_bpb over tokens[0..n).
-//   stride 0: non-overlapping windows of T (train_gpt.py's rule; the caller cuts n to a multiple of T, + 1).
-//   stride S: windows of T tokens start at 0, S, 2S, ... while they fit; the first scores all T targets,
-//   each later one its last S; a final window ending at the last token scores whatever is left. Every
-//   target is scored once (test/reference.py's eval_windows is the same rule).
+// eval_windows: the scoring windows over tokens[0..targets] (target t is tokens[t+1]); window k holds tokens
+// [start[k], start[k] + W] with W = min(T, targets) and scores its positions [from[k], W). Returns the count and
+// fills start/from when they are not NULL.
+//   stride 0: non-overlapping windows of T (train_gpt.py's rule; the caller cuts to a multiple of T, + 1).
+//   stride S: windows start at 0, S, 2S, ... while they fit; the first scores all W targets, each later one its
+//   last S; a final window ending at the last token scores whatever is left. Every target is scored once
+//   (test/reference.py's eval_windows is the same rule).
+static GOLF_UNUSED size_t eval_windows(size_t targets, int T, int stride, size_t *start, int *from) {
+    size_t k = 0;
+    if (!stride) {
+        for (; k < targets / (size_t)T; k++) if (start) { start[k] = k * (size_t)T; from[k] = 0; }
+        return k;
+    }
+    size_t W = (size_t)T < targets ? (size_t)T : targets, s = 0, scored = 0;   // targets [0, scored) are done
+    for (;;) {
+        if (start) { start[k] = s; from[k] = (int)(scored - s); }
+        k++;
+        scored = s + W;
+        if (scored == targets) return k;
+        s = s + (size_t)stride + W <= targets ? s + (size_t)stride : targets - W;
+    }
+}
+
+// evaluate: val_loss and val_bpb over tokens[0..n), windows as eval_windows says.
 static GOLF_UNUSED EvalSums evaluate(const GolfModel *m, const ByteLut *lut, const int32_t *tokens, size_t n, int T, int stride) {
     EvalSums s = {0, 0, 0};
+    if (n < 2) golf_die("need at least 2 tokens to evaluate");
+    size_t targets = n - 1, nw = eval_windows(targets, T, stride, NULL, NULL);
+    if (!nw) golf_die("the val tokens (%zu) are fewer than one sequence of %d", n, T);
+    size_t *start = galloc(nw * sizeof(size_t));
+    int *from = galloc(nw * sizeof(int)), W = stride && targets < (size_t)T ? (int)targets : T;
+    eval_windows(targets, T, stride, start, from);
     Acts a;
     acts_alloc(&a, &m->c, T);
     float *logits = galloc((size_t)m->c.vocab_size * 4);
-    if (n < 2) golf_die("need at least 2 tokens to evaluate");
-    size_t targets = n - 1;
-    if (!stride) {
-        size_t windows = targets / (size_t)T;
-        if (!windows) golf_die("the val tokens (%zu) are fewer than one sequence of %d", n, T);
-        for (size_t w = 0; w < windows; w++) score_window(m, lut, tokens + w * T, T, 0, &a, logits, &s);
-    } else {
-        int W = (size_t)T < targets ? T : (int)targets;
-        size_t start = 0, scored = 0;   // targets [0, scored) are done
-        for (;;) {
-            size_t end = start + (size_t)W;          // window tokens [start, end], targets [start, end)
-            score_window(m, lut, tokens + start, W, (int)(scored - start), &a, logits, &s);
-            scored = end;
-            if (scored == targets) break;
-            start = start + (size_t)stride + (size_t)W <= targets ? start + (size_t)stride : targets - (size_t)W;
-        }
-    }
+    for (size_t w = 0; w < nw; w++) score_window(m, lut, tokens + start[w], W, from[w], &a, logits, &s);
+    free(start); free(from);
     free(logits);
     acts_free(&a);
     return s;

@@ -65,10 +65,15 @@ typedef struct {
     char data_path[1024], tokenizer_path[1024], run_id[256], out_dir[1024], init_ckpt[1024], quant[16], quant_clip[16], dump_grads[1024];
     int seed, val_batch_size, val_loss_every, train_log_every, iterations, warmdown_iters, warmup_steps;
     int train_batch_tokens, train_seq_len, vocab_size, num_layers, num_kv_heads, model_dim, num_heads, mlp_mult;
-    int tie_embeddings, muon_backend_steps, muon_momentum_warmup_steps, math_tf32;
+    int tie_embeddings, muon_backend_steps, muon_momentum_warmup_steps, math_tf32, eval_stride;
     double max_wallclock_seconds, qk_gain_init, rope_base, logit_softcap, embed_lr, head_lr, tied_embed_lr;
     double tied_embed_init_std, matrix_lr, scalar_lr, muon_momentum, muon_momentum_warmup_start, beta1, beta2;
-    double adam_eps, grad_clip_norm, sdclip_k;
+    double adam_eps, grad_clip_norm, sdclip_k, muon_wd, adam_wd;
+    int muon_eq_r, muon_polar_express;
+    // architecture options (golf_infer.c's Config; README "Architecture options")
+    int mlp_hidden, bigram_vocab_size, bigram_dim, smear_gate, xsa_last_n, rope_dims, ln_scale, parallel_from, skip_gates, attn_out_gate;
+    double mlp_leaky_slope, loop_start_frac;
+    char loop_encoder[256], loop_decoder[256], preset[32];
 } TrainConfig;
 
 enum { OPT_INT, OPT_FLOAT, OPT_STR };
@@ -83,6 +88,7 @@ static const ConfigEntry CONFIG[] = {
     CS(run_id, "RUN_ID", "", "log name (logs/RUN_ID.txt); default: a time stamp"),
     CI(seed, "SEED", "1337", "init and data seed"),
     CI(val_batch_size, "VAL_BATCH_SIZE", "524288", "validated as train_gpt.py does; evaluation runs in training-sized batches"),
+    CI(eval_stride, "EVAL_STRIDE", "0", "sliding-window eval: windows of TRAIN_SEQ_LEN every N tokens, each scoring its last N (0: non-overlapping)"),
     CI(val_loss_every, "VAL_LOSS_EVERY", "1000", "validate every N steps (0: only at the end)"),
     CI(train_log_every, "TRAIN_LOG_EVERY", "200", "log the train loss every N steps (and the first 10)"),
     CI(iterations, "ITERATIONS", "20000", "training steps"),
@@ -98,6 +104,20 @@ static const ConfigEntry CONFIG[] = {
     CI(model_dim, "MODEL_DIM", "512", "model width"),
     CI(num_heads, "NUM_HEADS", "8", "attention heads"),
     CI(mlp_mult, "MLP_MULT", "2", "MLP hidden = MLP_MULT * MODEL_DIM"),
+    CI(mlp_hidden, "MLP_HIDDEN", "0", "MLP hidden size; overrides MLP_MULT when > 0"),
+    CF(mlp_leaky_slope, "MLP_LEAKY_SLOPE", "0", "MLP activation (x > 0 ? x : slope x)^2; 0 = relu^2, 0.5 = LeakyReLU(0.5)^2"),
+    CI(bigram_vocab_size, "BIGRAM_VOCAB_SIZE", "0", "BigramHash buckets (0: off)"),
+    CI(bigram_dim, "BIGRAM_DIM", "128", "BigramHash embedding width"),
+    CI(smear_gate, "SMEAR_GATE", "0", "1: SmearGate on the embeddings"),
+    CI(xsa_last_n, "XSA_LAST_N", "0", "XSA on the last N layers"),
+    CI(rope_dims, "ROPE_DIMS", "0", "RoPE on the first R dims of each head (0: all)"),
+    CI(ln_scale, "LN_SCALE", "0", "1: block norms times 1/sqrt(layer + 1)"),
+    CI(parallel_from, "PARALLEL_FROM", "0", "layers >= P run two residual lanes (0: off)"),
+    CI(skip_gates, "SKIP_GATES", "0", "1: sigmoid-gated U-Net skips"),
+    CI(attn_out_gate, "ATTN_OUT_GATE", "0", "1: per-head sigmoid gate on the attention output"),
+    CS(loop_encoder, "LOOP_ENCODER", "", "depth recurrence: encoder layer indices, e.g. 0,1,2,3,4,5,3,4"),
+    CS(loop_decoder, "LOOP_DECODER", "", "depth recurrence: decoder layer indices, e.g. 5,3,4,5,6,7,8,9,10"),
+    CF(loop_start_frac, "LOOP_START_FRAC", "0", "use the loop schedule from this fraction of training on"),
     CI(tie_embeddings, "TIE_EMBEDDINGS", "1", "lm_head shares the token embedding"),
     CF(rope_base, "ROPE_BASE", "10000", "RoPE base"),
     CF(logit_softcap, "LOGIT_SOFTCAP", "30", "logits = cap * tanh(logits / cap)"),
@@ -111,10 +131,15 @@ static const ConfigEntry CONFIG[] = {
     CI(muon_backend_steps, "MUON_BACKEND_STEPS", "5", "Newton-Schulz iterations"),
     CF(muon_momentum_warmup_start, "MUON_MOMENTUM_WARMUP_START", "0.85", "Muon momentum at step 0"),
     CI(muon_momentum_warmup_steps, "MUON_MOMENTUM_WARMUP_STEPS", "500", "steps to reach MUON_MOMENTUM"),
+    CF(muon_wd, "MUON_WD", "0", "Muon decoupled weight decay: p *= 1 - lr * MUON_WD before each update"),
+    CI(muon_eq_r, "MUON_EQ_R", "0", "1: MuonEq-R, each row of the update divided by its L2 norm before Newton-Schulz"),
+    CI(muon_polar_express, "MUON_POLAR_EXPRESS", "0", "1: Polar Express per-iteration Newton-Schulz coefficients"),
+    CF(adam_wd, "ADAM_WD", "0", "Adam decoupled weight decay: p *= 1 - lr * ADAM_WD before each update"),
     CF(beta1, "BETA1", "0.9", "Adam beta1"),
     CF(beta2, "BETA2", "0.95", "Adam beta2"),
     CF(adam_eps, "ADAM_EPS", "1e-8", "Adam epsilon"),
     CF(grad_clip_norm, "GRAD_CLIP_NORM", "0", "clip the global gradient norm (0: off)"),
+    CS(preset, "PRESET", "baseline", "a record's recipe (README \"Presets\"): baseline r0322 r0405; env and flags override it"),
     CS(out_dir, "OUT_DIR", ".", "where final_model.ckpt and final_model.golf go"),
     CS(init_ckpt, "INIT_CKPT", "", "start from this golf checkpoint instead of the seeded init"),
     CS(quant, "QUANT", "int8", "export scheme of the matrices: int8 int6 int5 int4 ternary fp16"),
@@ -124,6 +149,20 @@ static const ConfigEntry CONFIG[] = {
     CS(dump_grads, "DUMP_GRADS", "", "write step 0's loss and gradients here (checkpoint format, grad.<name>), for tests"),
 };
 static const int NCONFIG = (int)(sizeof(CONFIG) / sizeof(CONFIG[0]));
+
+// Presets: a record's settings as NAME=value words, applied over the defaults and under the environment
+// and flags. Keys a preset sets that this build lacks are errors (the table is checked at start).
+typedef struct { const char *name, *settings, *record; } Preset;
+static const Preset PRESETS[] = {
+    {"baseline", "", "train_gpt.py's baseline (03-17, 1.2244)"},
+    {"r0322", "NUM_LAYERS=11 MLP_MULT=3 TRAIN_SEQ_LEN=2048 TRAIN_BATCH_TOKENS=786432 XSA_LAST_N=4 ROPE_DIMS=16 LN_SCALE=1 "
+              "BIGRAM_VOCAB_SIZE=2048 BIGRAM_DIM=128 SMEAR_GATE=1 MUON_WD=0.04 WARMDOWN_ITERS=3500 EVAL_STRIDE=64 QUANT=int6 QUANT_CLIP=search",
+     "03-22 11L EMA + GPTQ-lite (1.1228)"},
+    {"r0405", "VOCAB_SIZE=8192 TIE_EMBEDDINGS=1 NUM_LAYERS=11 MLP_MULT=4 TRAIN_SEQ_LEN=2048 TRAIN_BATCH_TOKENS=786432 QK_GAIN_INIT=5 MUON_EQ_R=1 MUON_WD=0.085 "
+              "LOOP_ENCODER=0,1,2,3,4,5,4,5 LOOP_DECODER=4,5,6,7,8,9,10 LOOP_START_FRAC=0.5 PARALLEL_FROM=7 MLP_LEAKY_SLOPE=0.5 "
+              "EVAL_STRIDE=64 QUANT=int6 QUANT_CLIP=sdclip",
+     "04-05 SP8192 + loops + parallel residuals (1.0856)"},
+};
 
 // config_flag: "--num-layers" for "NUM_LAYERS".
 static void config_flag(const char *name, char *out, size_t n) {
@@ -164,6 +203,36 @@ static void config_help(void) {
     }
 }
 
+// parse_layer_list: "0,1,2" into idx (at most cap); the count, or -1 when it is not such a list.
+static int parse_layer_list(const char *s, int *idx, int cap) {
+    int n = 0;
+    while (*s) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 0 || v >= MAX_LAYERS || n == cap) return -1;
+        idx[n++] = (int)v;
+        s = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',') return -1;
+    }
+    return n;
+}
+
+// model_config: golf_infer.c's Config of a resolved TrainConfig; NULL or the problem (a bad loop list).
+static const char *model_config(const TrainConfig *c, Config *m) {
+    memset(m, 0, sizeof(*m));
+    m->vocab_size = c->vocab_size; m->num_layers = c->num_layers; m->model_dim = c->model_dim; m->num_heads = c->num_heads;
+    m->num_kv_heads = c->num_kv_heads; m->mlp_hidden = c->mlp_hidden > 0 ? c->mlp_hidden : c->mlp_mult * c->model_dim;
+    m->tie_embeddings = c->tie_embeddings; m->train_seq_len = c->train_seq_len;
+    m->rope_base = (float)c->rope_base; m->logit_softcap = (float)c->logit_softcap; m->mlp_leaky_slope = (float)c->mlp_leaky_slope;
+    m->bigram_vocab = c->bigram_vocab_size; m->bigram_dim = c->bigram_dim; m->smear_gate = c->smear_gate; m->xsa_last_n = c->xsa_last_n;
+    m->rope_dims = c->rope_dims; m->ln_scale = c->ln_scale; m->parallel_from = c->parallel_from; m->skip_gates = c->skip_gates;
+    m->attn_out_gate = c->attn_out_gate;
+    m->loop_enc = parse_layer_list(c->loop_encoder, m->loop, MAX_SCHEDULE);
+    m->loop_dec = m->loop_enc < 0 ? -1 : parse_layer_list(c->loop_decoder, m->loop + m->loop_enc, MAX_SCHEDULE - m->loop_enc);
+    if (m->loop_enc < 0 || m->loop_dec < 0) return "LOOP_ENCODER/LOOP_DECODER must be comma lists of layer indices, 32 entries at most in all";
+    return config_check(m);
+}
+
 // config_validate: NULL or what is wrong with a resolved config.
 static const char *config_validate(const TrainConfig *c, int world) {
     static char why[256];
@@ -172,11 +241,20 @@ static const char *config_validate(const TrainConfig *c, int world) {
     if (c->train_batch_tokens % (world * accum * c->train_seq_len))
         return "TRAIN_BATCH_TOKENS must be a multiple of 8 * TRAIN_SEQ_LEN";
     if (c->val_batch_size / (world * accum) < c->train_seq_len) return "VAL_BATCH_SIZE must give every rank at least one sequence";
-    if (c->mlp_mult < 1) return "MLP_MULT must be positive";
-    Config m = {c->vocab_size, c->num_layers, c->model_dim, c->num_heads, c->num_kv_heads, c->mlp_mult * c->model_dim, c->tie_embeddings,
-                c->train_seq_len, (float)c->rope_base, (float)c->logit_softcap};
-    const char *bad = config_check(&m);
+    if (c->mlp_mult < 1 || c->mlp_hidden < 0) return "MLP_MULT must be positive and MLP_HIDDEN >= 0";
+    Config m;
+    const char *bad = model_config(c, &m);
     if (bad) { snprintf(why, sizeof(why), "model shape: %s", bad); return why; }
+    if (c->eval_stride < 0 || c->eval_stride > c->train_seq_len) return "EVAL_STRIDE must be in 0..TRAIN_SEQ_LEN";
+    if (!(c->loop_start_frac >= 0 && c->loop_start_frac < 1)) return "LOOP_START_FRAC must be in [0, 1)";
+    // the options golf_infer.c and test/reference.py run, that this version's GPU kernels do not yet
+    const char *missing = m.bigram_vocab ? "BIGRAM_VOCAB_SIZE" : m.smear_gate ? "SMEAR_GATE" : m.xsa_last_n ? "XSA_LAST_N"
+                        : m.parallel_from ? "PARALLEL_FROM" : m.skip_gates ? "SKIP_GATES" : m.attn_out_gate ? "ATTN_OUT_GATE"
+                        : m.loop_enc ? "LOOP_ENCODER/LOOP_DECODER" : NULL;
+    if (missing) {
+        snprintf(why, sizeof(why), "%s is not yet implemented in train_golf's GPU kernels (golf_infer.c and test/reference.py run it)", missing);
+        return why;
+    }
     if ((c->model_dim / c->num_heads) % 32 || c->model_dim / c->num_heads > 256) return "head_dim (MODEL_DIM / NUM_HEADS) must be a multiple of 32, at most 256";
     if (c->vocab_size > 65536) return "VOCAB_SIZE must be at most 65536 (uint16 shards)";
     if (c->iterations < 0 || c->warmup_steps < 0 || c->muon_backend_steps < 1) return "ITERATIONS/WARMUP_STEPS >= 0 and MUON_BACKEND_STEPS >= 1";
@@ -187,12 +265,50 @@ static const char *config_validate(const TrainConfig *c, int world) {
     return NULL;
 }
 
-// config_parse: defaults, then the environment, then --flags; dies (usage: exit 2) on unknown flags or bad values.
+static int config_find(const char *name, size_t len) {
+    for (int k = 0; k < NCONFIG; k++) if (strlen(CONFIG[k].name) == len && strncmp(CONFIG[k].name, name, len) == 0) return k;
+    return -1;
+}
+
+// preset_apply: the settings of preset `name` into c; NULL or the problem.
+static const char *preset_apply(TrainConfig *c, const char *name) {
+    static char why[256];
+    for (size_t p = 0; p < sizeof(PRESETS) / sizeof(PRESETS[0]); p++) {
+        if (strcmp(PRESETS[p].name, name) != 0) continue;
+        for (const char *w = PRESETS[p].settings; *w;) {
+            const char *eq = strchr(w, '='), *end = strchr(w, ' ');
+            if (!end) end = w + strlen(w);
+            int k = eq && eq < end ? config_find(w, (size_t)(eq - w)) : -1;
+            char v[256];
+            snprintf(v, sizeof(v), "%.*s", k >= 0 ? (int)(end - eq - 1) : 0, k >= 0 ? eq + 1 : "");
+            if (k < 0 || config_set(c, &CONFIG[k], v)) { snprintf(why, sizeof(why), "internal: preset %s: bad setting '%.*s'", name, (int)(end - w), w); return why; }
+            w = *end ? end + 1 : end;
+        }
+        return NULL;
+    }
+    snprintf(why, sizeof(why), "unknown preset '%s' (baseline r0322 r0405)", name);
+    return why;
+}
+
+// config_parse: defaults, then the preset, then the environment, then --flags; dies (usage: exit 2) on unknown
+// flags or bad values.
 static void config_parse(TrainConfig *c, int argc, char **argv) {
     memset(c, 0, sizeof(*c));
+    const char *preset = getenv("PRESET");
+    for (int a = 1; a < argc; a++) {   // the preset goes first, so look for it before the rest
+        if (strncmp(argv[a], "--preset=", 9) == 0) preset = argv[a] + 9;
+        else if (strcmp(argv[a], "--preset") == 0 && a + 1 < argc) preset = argv[a + 1];
+    }
     for (int i = 0; i < NCONFIG; i++) {
-        const char *v = getenv(CONFIG[i].name), *err = config_set(c, &CONFIG[i], CONFIG[i].dflt);
+        const char *err = config_set(c, &CONFIG[i], CONFIG[i].dflt);
         if (err) golf_die("internal: default of %s: %s", CONFIG[i].name, err);
+    }
+    if (preset) {
+        const char *err = preset_apply(c, preset);
+        if (err) { fprintf(stderr, "train_golf: %s\n", err); exit(2); }
+    }
+    for (int i = 0; i < NCONFIG; i++) {
+        const char *v = getenv(CONFIG[i].name), *err;
         if (v && (err = config_set(c, &CONFIG[i], v))) golf_die("environment %s='%s': %s", CONFIG[i].name, v, err);
     }
     for (int a = 1; a < argc; a++) {
@@ -221,11 +337,6 @@ static void config_print(const TrainConfig *c, void (*log)(const char *, ...)) {
     }
 }
 
-static Config model_config(const TrainConfig *c) {
-    Config m = {c->vocab_size, c->num_layers, c->model_dim, c->num_heads, c->num_kv_heads, c->mlp_mult * c->model_dim, c->tie_embeddings,
-                c->train_seq_len, (float)c->rope_base, (float)c->logit_softcap};
-    return m;
-}
 
 // ----------------------------------------------------------------------------------------------------
 // 3. parameters and optimizer classes: golf_infer.c's parameter table gives every tensor a class; each class
@@ -342,22 +453,23 @@ __global__ void column_dot(float *dcol, const float *a, const float *b, int N, i
     atomicAdd(&dcol[c], s);
 }
 
-// relu^2 forward: u = relu(x)^2;  backward: dx = 2 relu(x) du
-__global__ void relu2_forward(float *u, const float *x, size_t n) {
+// (leaky) relu^2 forward: u = r^2 with r = x > 0 ? x : slope x;  backward: dx = 2 r (x > 0 ? 1 : slope) du
+__global__ void relu2_forward(float *u, const float *x, float slope, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) { float r = fmaxf(x[i], 0.f); u[i] = r * r; }
+    if (i < n) { float r = x[i] > 0.f ? x[i] : slope * x[i]; u[i] = r * r; }
 }
-__global__ void relu2_backward(float *dx, const float *du, const float *x, size_t n) {
+__global__ void relu2_backward(float *dx, const float *du, const float *x, float slope, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) dx[i] = 2.f * fmaxf(x[i], 0.f) * du[i];
+    if (i < n) dx[i] = x[i] > 0.f ? 2.f * x[i] * du[i] : 2.f * slope * slope * x[i] * du[i];
 }
 
-// q/k preparation forward (warp per token and head): out = gain[h] * rope(rmsnorm(raw)) over head_dim
+// q/k preparation forward (warp per token and head): out = gain[h] * rope(rmsnorm(raw)) over head_dim, RoPE on
+// the first R dims (pairs i, i + R/2), the rest only normalized and scaled
 __global__ void qk_prep_forward(float *out, float *rstd, const float *raw, const float *gain, const float *cosv, const float *sinv,
-                                int N, int T, int heads, int hd) {
+                                int N, int T, int heads, int hd, int R) {
     int w = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (w >= N * heads) return;
-    int n = w / heads, h = w % heads, t = n % T, half = hd / 2;
+    int n = w / heads, h = w % heads, t = n % T, half = R / 2;
     const float *x = raw + (size_t)w * hd;
     float ss = 0;
     for (int i = lane; i < hd; i += 32) ss += x[i] * x[i];
@@ -367,17 +479,18 @@ __global__ void qk_prep_forward(float *out, float *rstd, const float *raw, const
         out[(size_t)w * hd + i] = g * (a * c + b * s);
         out[(size_t)w * hd + i + half] = g * (-a * s + b * c);
     }
+    for (int i = R + lane; i < hd; i += 32) out[(size_t)w * hd + i] = g * (x[i] * r);
     if (lane == 0) rstd[w] = r;
 }
 // q/k preparation backward: draw from dout through gain (dgain[h] += sum dout * rope), rope^T and rmsnorm
 __global__ void qk_prep_backward(float *draw, float *dgain, const float *dout, const float *raw, const float *rstd, const float *gain,
-                                 const float *cosv, const float *sinv, int N, int T, int heads, int hd) {
+                                 const float *cosv, const float *sinv, int N, int T, int heads, int hd, int R) {
     int w = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (w >= N * heads) return;
-    int n = w / heads, h = w % heads, t = n % T, half = hd / 2;
+    int n = w / heads, h = w % heads, t = n % T, half = R / 2;
     const float *x = raw + (size_t)w * hd, *dy = dout + (size_t)w * hd;
     float r = rstd[w], g = gain ? gain[h] : 1.f, dg = 0, dot = 0;
-    float dxn[4][2];   // head_dim <= 256: up to 4 pairs per lane
+    float dxn[4][2], dxp[8];   // head_dim <= 256: up to 4 rotated pairs and 8 plain dims per lane
     for (int i = lane, k = 0; i < half; i += 32, k++) {
         float c = cosv[t * half + i], s = sinv[t * half + i], a = x[i] * r, b = x[i + half] * r;
         dg += dy[i] * (a * c + b * s) + dy[i + half] * (-a * s + b * c);
@@ -386,12 +499,19 @@ __global__ void qk_prep_backward(float *draw, float *dgain, const float *dout, c
         dxn[k][1] = d1 * s + d2 * c;
         dot += dxn[k][0] * a + dxn[k][1] * b;
     }
+    for (int i = R + lane, k = 0; i < hd; i += 32, k++) {   // dims past R: no rotation
+        float a = x[i] * r;
+        dg += dy[i] * a;
+        dxp[k] = g * dy[i];
+        dot += dxp[k] * a;
+    }
     dot = warp_sum(dot) / hd;
     dg = warp_sum(dg);
     for (int i = lane, k = 0; i < half; i += 32, k++) {
         draw[(size_t)w * hd + i] = r * (dxn[k][0] - x[i] * r * dot);
         draw[(size_t)w * hd + i + half] = r * (dxn[k][1] - x[i + half] * r * dot);
     }
+    for (int i = R + lane, k = 0; i < hd; i += 32, k++) draw[(size_t)w * hd + i] = r * (dxp[k] - x[i] * r * dot);
     if (gain && lane == 0) atomicAdd(&dgain[h], dg);
 }
 
@@ -522,6 +642,20 @@ __global__ void transpose(float *out, const float *in, int rows, int cols) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < (size_t)rows * cols) { int r = (int)(i / cols), c = (int)(i % cols); out[(size_t)c * rows + r] = in[i]; }
 }
+// MuonEq-R (warp per row): each row of x (rows x cols) divided by its L2 norm; zero rows stay zero
+__global__ void row_normalize(float *x, int rows, int cols) {
+    int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (r >= rows) return;
+    float *row = x + (size_t)r * cols, ss = 0;
+    for (int i = lane; i < cols; i += 32) ss += row[i] * row[i];
+    ss = warp_sum(ss);
+    if (ss > 0.f) { float inv = rsqrtf(ss); for (int i = lane; i < cols; i += 32) row[i] *= inv; }
+}
+// x *= a (decoupled weight decay: a = 1 - lr * wd)
+__global__ void scale_inplace(float *x, float a, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] *= a;
+}
 // y = a * x + y
 __global__ void axpy(float *y, const float *x, float a, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -618,12 +752,12 @@ static void trainer_alloc(Trainer *tr, int B) {
     tr->norm = dmalloc(1);
     cudaCheck(cudaMalloc(&tr->tok, N * sizeof(int)));
     cudaCheck(cudaMalloc(&tr->tgt, N * sizeof(int)));
-    // RoPE tables, computed like torch in float32 (inv_freq = 1 / base^(2i/hd), angle = t * inv_freq), cos/sin rounded once
-    int half = hd / 2;
+    // RoPE tables, computed like torch in float32 (inv_freq = 1 / base^(2i/R), angle = t * inv_freq), cos/sin rounded once
+    int R = c->rope_dims ? c->rope_dims : hd, half = R / 2;
     float *hc = (float *)galloc((size_t)T * half * 4), *hs = (float *)galloc((size_t)T * half * 4);
     for (int t = 0; t < T; t++)
         for (int i = 0; i < half; i++) {
-            float inv = 1.0f / powf(c->rope_base, (float)(2 * i) / (float)hd), ang = (float)t * inv;
+            float inv = 1.0f / powf(c->rope_base, (float)(2 * i) / (float)R), ang = (float)t * inv;
             hc[t * half + i] = (float)cos((double)ang); hs[t * half + i] = (float)sin((double)ang);
         }
     tr->cosv = dmalloc((size_t)T * half); tr->sinv = dmalloc((size_t)T * half);
@@ -634,45 +768,45 @@ static void trainer_alloc(Trainer *tr, int B) {
     cublasCheck(cublasSetMathMode(tr->blas, tr->tc.math_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
 }
 
-// tensor index helpers into the parameter table (golf_infer.c's model_layout order)
-static int P_EMB(void) { return 0; }
-static int P_LAYER(int l, int k) { return 1 + 10 * l + k; }   // k: c_q c_k c_v proj fc mlp_proj q_gain attn_scale mlp_scale resid_mix
-enum { K_CQ, K_CK, K_CV, K_PROJ, K_FC, K_MPROJ, K_QGAIN, K_ASCALE, K_MSCALE, K_MIX };
-static int P_SKIP(const Config *c) { return 1 + 10 * c->num_layers; }
-static int P_HEAD(const Config *c) { return c->tie_embeddings ? P_EMB() : P_SKIP(c) + 1; }
+// PARAM / GRAD: the device parameter and gradient behind one of golf_infer.c's named host views (GolfModel's
+// tok_emb, layer[l].c_q, ...): the same offset into the flat buffers.
+#define PARAM(view) (tr->params + ((view) - tr->host.params))
+#define GRAD(view) (tr->grads + ((view) - tr->host.params))
 
 // forward: loss per token into tr->loss; with grad_scale != 0 also leaves dloss/dlogits in tr->logits.
 static void forward(Trainer *tr, float grad_scale) {
     const Config *c = &tr->c;
     int N = tr->N, d = c->model_dim, H = c->num_heads, KV = c->num_kv_heads, hd = d / H, kv = KV * hd, F = c->mlp_hidden, L = c->num_layers;
-    int enc = L / 2, ns = num_skips(c);
-    float **P = tr->dparam;
-    LAUNCH1D(embedding_forward, (size_t)N * d, tr->scratch[0], P[P_EMB()], tr->tok, N, d);
+    int enc = L / 2, ns = num_skips(enc, L - enc);
+    LAUNCH1D(embedding_forward, (size_t)N * d, tr->scratch[0], PARAM(tr->host.tok_emb), tr->tok, N, d);
     LAUNCH_WARPS(rmsnorm_forward, N, tr->x0, tr->r0, tr->scratch[0], N, d);
+    int R = c->rope_dims ? c->rope_dims : hd;
     for (int l = 0; l < L; l++) {
         BlockActs *a = &tr->acts[l];
+        const LayerParams *lp = &tr->host.layer[l];
+        float ls = ln_scale_of(c, l);
         const float *prev = l == 0 ? tr->x0 : tr->acts[l - 1].xout;
         int i = l - enc;   // decoder index
-        if (i >= 0 && i < ns) LAUNCH1D(scale_add_forward, (size_t)N * d, a->xin, prev, P[P_SKIP(c)] + (size_t)i * d, tr->acts[enc - 1 - i].xout, N, d);
+        if (i >= 0 && i < ns) LAUNCH1D(scale_add_forward, (size_t)N * d, a->xin, prev, PARAM(tr->host.skip_weights) + (size_t)i * d, tr->acts[enc - 1 - i].xout, N, d);
         else cudaCheck(cudaMemcpyAsync(a->xin, prev, (size_t)N * d * 4, cudaMemcpyDeviceToDevice));
-        LAUNCH1D(mix_forward, (size_t)N * d, a->xm, a->xin, tr->x0, P[P_LAYER(l, K_MIX)], N, d);
+        LAUNCH1D(mix_forward, (size_t)N * d, a->xm, a->xin, tr->x0, PARAM(lp->resid_mix), N, d);
         LAUNCH_WARPS(rmsnorm_forward, N, a->h1, a->r1, a->xm, N, d);
-        gemm(tr, 0, 1, N, d, d, 1, a->h1, P[P_LAYER(l, K_CQ)], 0, a->qr);
-        gemm(tr, 0, 1, N, kv, d, 1, a->h1, P[P_LAYER(l, K_CK)], 0, a->kr);
-        gemm(tr, 0, 1, N, kv, d, 1, a->h1, P[P_LAYER(l, K_CV)], 0, a->v);
-        LAUNCH_WARPS(qk_prep_forward, (size_t)N * H, a->q, a->rq, a->qr, P[P_LAYER(l, K_QGAIN)], tr->cosv, tr->sinv, N, tr->T, H, hd);
-        LAUNCH_WARPS(qk_prep_forward, (size_t)N * KV, a->k, a->rk, a->kr, (const float *)NULL, tr->cosv, tr->sinv, N, tr->T, KV, hd);
+        gemm(tr, 0, 1, N, d, d, ls, a->h1, PARAM(lp->c_q), 0, a->qr);   // ls: LN_SCALE's 1/sqrt(l+1) on the norm output
+        gemm(tr, 0, 1, N, kv, d, ls, a->h1, PARAM(lp->c_k), 0, a->kr);
+        gemm(tr, 0, 1, N, kv, d, ls, a->h1, PARAM(lp->c_v), 0, a->v);
+        LAUNCH_WARPS(qk_prep_forward, (size_t)N * H, a->q, a->rq, a->qr, PARAM(lp->q_gain), tr->cosv, tr->sinv, N, tr->T, H, hd, R);
+        LAUNCH_WARPS(qk_prep_forward, (size_t)N * KV, a->k, a->rk, a->kr, (const float *)NULL, tr->cosv, tr->sinv, N, tr->T, KV, hd, R);
         LAUNCH_WARPS(attention_forward, (size_t)N * H, a->y, a->lse, a->q, a->k, a->v, tr->B, tr->T, H, KV, hd);
-        gemm(tr, 0, 1, N, d, d, 1, a->y, P[P_LAYER(l, K_PROJ)], 0, a->ao);
-        LAUNCH1D(scale_add_forward, (size_t)N * d, a->xa, a->xm, P[P_LAYER(l, K_ASCALE)], a->ao, N, d);
+        gemm(tr, 0, 1, N, d, d, 1, a->y, PARAM(lp->proj), 0, a->ao);
+        LAUNCH1D(scale_add_forward, (size_t)N * d, a->xa, a->xm, PARAM(lp->attn_scale), a->ao, N, d);
         LAUNCH_WARPS(rmsnorm_forward, N, a->h2, a->r2, a->xa, N, d);
-        gemm(tr, 0, 1, N, F, d, 1, a->h2, P[P_LAYER(l, K_FC)], 0, a->up);
-        LAUNCH1D(relu2_forward, (size_t)N * F, a->u, a->up, (size_t)N * F);
-        gemm(tr, 0, 1, N, d, F, 1, a->u, P[P_LAYER(l, K_MPROJ)], 0, a->mo);
-        LAUNCH1D(scale_add_forward, (size_t)N * d, a->xout, a->xa, P[P_LAYER(l, K_MSCALE)], a->mo, N, d);
+        gemm(tr, 0, 1, N, F, d, ls, a->h2, PARAM(lp->fc), 0, a->up);
+        LAUNCH1D(relu2_forward, (size_t)N * F, a->u, a->up, c->mlp_leaky_slope, (size_t)N * F);
+        gemm(tr, 0, 1, N, d, F, 1, a->u, PARAM(lp->mlp_proj), 0, a->mo);
+        LAUNCH1D(scale_add_forward, (size_t)N * d, a->xout, a->xa, PARAM(lp->mlp_scale), a->mo, N, d);
     }
     LAUNCH_WARPS(rmsnorm_forward, N, tr->hf, tr->rf, tr->acts[L - 1].xout, N, d);
-    gemm(tr, 0, 1, N, c->vocab_size, d, 1, tr->hf, P[P_HEAD(c)], 0, tr->logits);
+    gemm(tr, 0, 1, N, c->vocab_size, d, 1, tr->hf, PARAM(tr->host.lm_head), 0, tr->logits);
     softcap_cross_entropy<<<N, 256>>>(tr->logits, tr->loss, tr->tgt, c->vocab_size, c->logit_softcap, grad_scale);
     cudaCheck(cudaGetLastError());
 }
@@ -688,84 +822,94 @@ static void column_grad(float *dcol, const float *a, const float *b, int N, int 
 static void backward(Trainer *tr) {
     const Config *c = &tr->c;
     int N = tr->N, d = c->model_dim, H = c->num_heads, KV = c->num_kv_heads, hd = d / H, kv = KV * hd, F = c->mlp_hidden, L = c->num_layers;
-    int enc = L / 2, ns = num_skips(c);
-    float **P = tr->dparam, **G = tr->dgrad;
+    int enc = L / 2, ns = num_skips(enc, L - enc);
     float *dx = tr->scratch[0], *dx0 = tr->scratch[1], *t1 = tr->scratch[2], *t2 = tr->scratch[3], *t3 = tr->scratch[4], *t4 = tr->scratch[5];
     cudaCheck(cudaMemsetAsync(dx0, 0, (size_t)N * d * 4));
     // head: logits = hf @ W^T, tr->logits holds dL/dlogits
-    gemm(tr, 1, 0, c->vocab_size, d, N, 1, tr->logits, tr->hf, 1, G[P_HEAD(c)]);
-    gemm(tr, 0, 0, N, d, c->vocab_size, 1, tr->logits, P[P_HEAD(c)], 0, t1);
+    gemm(tr, 1, 0, c->vocab_size, d, N, 1, tr->logits, tr->hf, 1, GRAD(tr->host.lm_head));
+    gemm(tr, 0, 0, N, d, c->vocab_size, 1, tr->logits, PARAM(tr->host.lm_head), 0, t1);
     LAUNCH_WARPS(rmsnorm_backward, N, dx, t1, tr->acts[L - 1].xout, tr->rf, N, d, 0);
+    int R = c->rope_dims ? c->rope_dims : hd;
     for (int l = L - 1; l >= 0; l--) {
         BlockActs *a = &tr->acts[l];
+        const LayerParams *lp = &tr->host.layer[l];
+        float ls = ln_scale_of(c, l);
         if (l < enc && l >= enc - ns) LAUNCH1D(axpy, (size_t)N * d, dx, tr->skip_grad[l], 1.0f, (size_t)N * d);   // its skip's gradient
         // dx = dL/dxout[l]
-        column_grad(G[P_LAYER(l, K_MSCALE)], dx, a->mo, N, d);
-        LAUNCH1D(scale_backward, (size_t)N * d, t1, dx, P[P_LAYER(l, K_MSCALE)], N, d, 0);                   // dmo
-        gemm(tr, 1, 0, d, F, N, 1, t1, a->u, 1, G[P_LAYER(l, K_MPROJ)]);                                      // dW mlp.proj
-        gemm(tr, 0, 0, N, F, d, 1, t1, P[P_LAYER(l, K_MPROJ)], 0, t2);                                        // du
-        LAUNCH1D(relu2_backward, (size_t)N * F, t2, t2, a->up, (size_t)N * F);                                // dup
-        gemm(tr, 1, 0, F, d, N, 1, t2, a->h2, 1, G[P_LAYER(l, K_FC)]);                                        // dW fc
-        gemm(tr, 0, 0, N, d, F, 1, t2, P[P_LAYER(l, K_FC)], 0, t1);                                           // dh2
+        column_grad(GRAD(lp->mlp_scale), dx, a->mo, N, d);
+        LAUNCH1D(scale_backward, (size_t)N * d, t1, dx, PARAM(lp->mlp_scale), N, d, 0);                   // dmo
+        gemm(tr, 1, 0, d, F, N, 1, t1, a->u, 1, GRAD(lp->mlp_proj));                                      // dW mlp.proj
+        gemm(tr, 0, 0, N, F, d, 1, t1, PARAM(lp->mlp_proj), 0, t2);                                        // du
+        LAUNCH1D(relu2_backward, (size_t)N * F, t2, t2, a->up, c->mlp_leaky_slope, (size_t)N * F);                               // dup
+        gemm(tr, 1, 0, F, d, N, ls, t2, a->h2, 1, GRAD(lp->fc));                                       // dW fc
+        gemm(tr, 0, 0, N, d, F, ls, t2, PARAM(lp->fc), 0, t1);                                          // dh2
         LAUNCH_WARPS(rmsnorm_backward, N, dx, t1, a->xa, a->r2, N, d, 1);                                     // dxa
-        column_grad(G[P_LAYER(l, K_ASCALE)], dx, a->ao, N, d);
-        LAUNCH1D(scale_backward, (size_t)N * d, t1, dx, P[P_LAYER(l, K_ASCALE)], N, d, 0);                   // dao
-        gemm(tr, 1, 0, d, d, N, 1, t1, a->y, 1, G[P_LAYER(l, K_PROJ)]);                                       // dW proj
-        gemm(tr, 0, 0, N, d, d, 1, t1, P[P_LAYER(l, K_PROJ)], 0, t2);                                         // dy
+        column_grad(GRAD(lp->attn_scale), dx, a->ao, N, d);
+        LAUNCH1D(scale_backward, (size_t)N * d, t1, dx, PARAM(lp->attn_scale), N, d, 0);                   // dao
+        gemm(tr, 1, 0, d, d, N, 1, t1, a->y, 1, GRAD(lp->proj));                                       // dW proj
+        gemm(tr, 0, 0, N, d, d, 1, t1, PARAM(lp->proj), 0, t2);                                         // dy
         LAUNCH_WARPS(attention_backward_dq, (size_t)N * H, t3, tr->Dbuf, t2, a->y, a->q, a->k, a->v, a->lse, tr->B, tr->T, H, KV, hd);
         LAUNCH_WARPS(attention_backward_dkv, (size_t)N * KV, t4, t1, t2, a->q, a->k, a->v, a->lse, tr->Dbuf, tr->B, tr->T, H, KV, hd);
         // t3 = dq, t4 = dk, t1 = dv (all after the q/k preparation)
-        gemm(tr, 1, 0, kv, d, N, 1, t1, a->h1, 1, G[P_LAYER(l, K_CV)]);
-        gemm(tr, 0, 0, N, d, kv, 1, t1, P[P_LAYER(l, K_CV)], 0, t2);                                          // dh1, from v
-        LAUNCH_WARPS(qk_prep_backward, (size_t)N * KV, t1, (float *)NULL, t4, a->kr, a->rk, (const float *)NULL, tr->cosv, tr->sinv, N, tr->T, KV, hd);
-        gemm(tr, 1, 0, kv, d, N, 1, t1, a->h1, 1, G[P_LAYER(l, K_CK)]);
-        gemm(tr, 0, 0, N, d, kv, 1, t1, P[P_LAYER(l, K_CK)], 1, t2);                                          // + from k
-        LAUNCH_WARPS(qk_prep_backward, (size_t)N * H, t1, G[P_LAYER(l, K_QGAIN)], t3, a->qr, a->rq, P[P_LAYER(l, K_QGAIN)], tr->cosv, tr->sinv, N, tr->T, H, hd);
-        gemm(tr, 1, 0, d, d, N, 1, t1, a->h1, 1, G[P_LAYER(l, K_CQ)]);
-        gemm(tr, 0, 0, N, d, d, 1, t1, P[P_LAYER(l, K_CQ)], 1, t2);                                           // + from q
+        gemm(tr, 1, 0, kv, d, N, ls, t1, a->h1, 1, GRAD(lp->c_v));
+        gemm(tr, 0, 0, N, d, kv, ls, t1, PARAM(lp->c_v), 0, t2);                                         // dh1, from v
+        LAUNCH_WARPS(qk_prep_backward, (size_t)N * KV, t1, (float *)NULL, t4, a->kr, a->rk, (const float *)NULL, tr->cosv, tr->sinv, N, tr->T, KV, hd, R);
+        gemm(tr, 1, 0, kv, d, N, ls, t1, a->h1, 1, GRAD(lp->c_k));
+        gemm(tr, 0, 0, N, d, kv, ls, t1, PARAM(lp->c_k), 1, t2);                                         // + from k
+        LAUNCH_WARPS(qk_prep_backward, (size_t)N * H, t1, GRAD(lp->q_gain), t3, a->qr, a->rq, PARAM(lp->q_gain), tr->cosv, tr->sinv, N, tr->T, H, hd, R);
+        gemm(tr, 1, 0, d, d, N, ls, t1, a->h1, 1, GRAD(lp->c_q));
+        gemm(tr, 0, 0, N, d, d, ls, t1, PARAM(lp->c_q), 1, t2);                                          // + from q
         LAUNCH_WARPS(rmsnorm_backward, N, dx, t2, a->xm, a->r1, N, d, 1);                                     // dxm
-        column_grad(G[P_LAYER(l, K_MIX)], dx, a->xin, N, d);
-        column_grad(G[P_LAYER(l, K_MIX)] + d, dx, tr->x0, N, d);
-        LAUNCH1D(mix_backward, (size_t)N * d, dx, dx0, dx, P[P_LAYER(l, K_MIX)], N, d);                       // dxin
+        column_grad(GRAD(lp->resid_mix), dx, a->xin, N, d);
+        column_grad(GRAD(lp->resid_mix) + d, dx, tr->x0, N, d);
+        LAUNCH1D(mix_backward, (size_t)N * d, dx, dx0, dx, PARAM(lp->resid_mix), N, d);                       // dxin
         int i = l - enc;
         if (i >= 0 && i < ns) {   // xin = xout[l-1] + w_i * xout[enc-1-i]
-            column_grad(G[P_SKIP(c)] + (size_t)i * d, dx, tr->acts[enc - 1 - i].xout, N, d);
-            LAUNCH1D(scale_backward, (size_t)N * d, tr->skip_grad[enc - 1 - i], dx, P[P_SKIP(c)] + (size_t)i * d, N, d, 0);
+            column_grad(GRAD(tr->host.skip_weights) + (size_t)i * d, dx, tr->acts[enc - 1 - i].xout, N, d);
+            LAUNCH1D(scale_backward, (size_t)N * d, tr->skip_grad[enc - 1 - i], dx, PARAM(tr->host.skip_weights) + (size_t)i * d, N, d, 0);
         }
         // dx is now dL/dxin[l] = dL/dxout[l-1] (or, for l = 0, part of dL/dx0)
     }
     LAUNCH1D(axpy, (size_t)N * d, dx, dx0, 1.0f, (size_t)N * d);                                               // dL/dx0 in total
-    LAUNCH1D(embedding_forward, (size_t)N * d, t1, P[P_EMB()], tr->tok, N, d);                                 // the raw embeddings again
+    LAUNCH1D(embedding_forward, (size_t)N * d, t1, PARAM(tr->host.tok_emb), tr->tok, N, d);                                 // the raw embeddings again
     LAUNCH_WARPS(rmsnorm_backward, N, t2, dx, t1, tr->r0, N, d, 0);
-    LAUNCH1D(embedding_backward, (size_t)N * d, G[P_EMB()], t2, tr->tok, N, d);
+    LAUNCH1D(embedding_backward, (size_t)N * d, GRAD(tr->host.tok_emb), t2, tr->tok, N, d);
 }
 
 // ----------------------------------------------------------------------------------------------------
 // 6. optimizers: Adam (embeddings, head, control tensors) and Muon (block matrices), stepped per tensor
 
+// Newton-Schulz coefficients (a, b, c): the baseline's fixed triple, and Polar Express's per-iteration ones
+// (MUON_POLAR_EXPRESS; iterations past the fifth reuse the last).
+static const float NS_FIXED[3] = {3.4445f, -4.7750f, 2.0315f};
+static const float NS_POLAR[5][3] = {{8.1566f, -22.4833f, 15.8788f}, {4.0429f, -2.8089f, 0.5000f}, {3.8917f, -2.7725f, 0.5061f},
+                                     {3.2858f, -2.3681f, 0.4645f}, {2.3465f, -1.7098f, 0.4232f}};
+
 // newton_schulz: X (rows x cols, rows <= cols, in ns[0]) <- the quintic Newton-Schulz iteration, `steps` times:
-// A = X X^T, B = b A + c A A, X = a X + B X with (a, b, c) = (3.4445, -4.7750, 2.0315).
+// A = X X^T, B = b A + c A A, X = a X + B X.
 static float *newton_schulz(Trainer *tr, int rows, int cols, int steps) {
     float *X = tr->ns[0], *A = tr->ns[1], *Bm = tr->ns[2], *Xn = tr->ns[3];
     for (int s = 0; s < steps; s++) {
+        const float *k = tr->tc.muon_polar_express ? NS_POLAR[s < 4 ? s : 4] : NS_FIXED;
         gemm(tr, 0, 1, rows, rows, cols, 1, X, X, 0, A);
         cudaCheck(cudaMemcpyAsync(Bm, A, (size_t)rows * rows * 4, cudaMemcpyDeviceToDevice));
-        gemm(tr, 0, 0, rows, rows, rows, 2.0315f, A, A, -4.7750f, Bm);
+        gemm(tr, 0, 0, rows, rows, rows, k[2], A, A, k[1], Bm);
         cudaCheck(cudaMemcpyAsync(Xn, X, (size_t)rows * cols * 4, cudaMemcpyDeviceToDevice));
-        gemm(tr, 0, 0, rows, cols, rows, 1, Bm, X, 3.4445f, Xn);
+        gemm(tr, 0, 0, rows, cols, rows, 1, Bm, X, k[0], Xn);
         float *t = X; X = Xn; Xn = t;
     }
     tr->ns[0] = X; tr->ns[3] = Xn;
     return X;
 }
 
-// muon_step: one tensor: momentum, normalize, orthogonalize (on the transpose when rows > cols), and
-// p -= lr * sqrt(max(1, rows/cols)) * X.
+// muon_step: one tensor: momentum, [MuonEq-R row normalization,] normalize, orthogonalize (on the transpose when
+// rows > cols), [decoupled weight decay p *= 1 - lr wd,] and p -= lr * sqrt(max(1, rows/cols)) * X.
 static void muon_step(Trainer *tr, int i, float lr, float mu) {
     const ParamSpec *s = &tr->host.spec[i];
     size_t n = (size_t)s->rows * s->cols;
     float *u = tr->ns[4];
     LAUNCH1D(muon_momentum, n, u, tr->muon_buf + s->offset, tr->dgrad[i], n, mu);
+    if (tr->tc.muon_eq_r) LAUNCH_WARPS(row_normalize, s->rows, u, s->rows, s->cols);
     cudaCheck(cudaMemsetAsync(tr->norm, 0, 4));
     sum_squares<<<256, 256>>>(tr->norm, u, n);
     cudaCheck(cudaGetLastError());
@@ -776,6 +920,7 @@ static void muon_step(Trainer *tr, int i, float lr, float mu) {
     float *X = newton_schulz(tr, r, cc, tr->tc.muon_backend_steps);
     if (transposed) { LAUNCH1D(transpose, n, u, X, r, cc); X = u; }
     float scale = sqrtf(fmaxf(1.0f, (float)s->rows / (float)s->cols));
+    if (tr->tc.muon_wd > 0) LAUNCH1D(scale_inplace, n, tr->dparam[i], (float)(1.0 - lr * tr->tc.muon_wd), n);
     LAUNCH1D(axpy, n, tr->dparam[i], X, -lr * scale, n);
 }
 
@@ -813,8 +958,9 @@ static void optimizer_step(Trainer *tr, double lr_scale, double mu, int adam_t) 
         const ParamSpec *s = &tr->host.spec[i];
         size_t n = (size_t)s->rows * s->cols;
         float lr = (float)(class_lr(c, s->cls) * lr_scale);
-        if (class_optimizer(s->cls) == OPTIM_MUON) muon_step(tr, i, lr, (float)mu);
-        else LAUNCH1D(adam_update, n, tr->dparam[i], tr->dgrad[i], tr->adam_m + s->offset, tr->adam_v + s->offset, n, lr, (float)c->beta1,
+        if (class_optimizer(s->cls) == OPTIM_MUON) { muon_step(tr, i, lr, (float)mu); continue; }
+        if (c->adam_wd > 0) LAUNCH1D(scale_inplace, n, tr->dparam[i], (float)(1.0 - lr * c->adam_wd), n);
+        LAUNCH1D(adam_update, n, tr->dparam[i], tr->dgrad[i], tr->adam_m + s->offset, tr->adam_v + s->offset, n, lr, (float)c->beta1,
                       (float)c->beta2, (float)c->adam_eps, bc1, bc2);
     }
 }
@@ -875,28 +1021,35 @@ static void upload_tokens(Trainer *tr, const int32_t *x, const int32_t *y) {
     cudaCheck(cudaMemcpy(tr->tgt, y, (size_t)tr->N * sizeof(int), cudaMemcpyHostToDevice));
 }
 
-// evaluate_val: the rank's share of sequences in batches of tr->B (short last batches padded and not counted).
+// evaluate_val: golf_infer.c's eval_windows (EVAL_STRIDE; 0 = train_gpt.py's non-overlapping sequences), the
+// rank's share of windows in batches of tr->B (short last batches padded and not counted).
 static void evaluate_val(Trainer *tr, const Dist *dd, const int32_t *val, size_t nval, const ByteLut *lut, double *loss_out, double *bpb_out) {
     int T = tr->T;
-    size_t total = (nval - 1) / T, s0 = total * dd->rank / dd->world, s1 = total * (dd->rank + 1) / dd->world;
+    size_t targets = nval - 1, nw = eval_windows(targets, T, tr->tc.eval_stride, NULL, NULL);
+    size_t *start = (size_t *)galloc(nw * sizeof(size_t));
+    int *from = (int *)galloc(nw * sizeof(int));
+    eval_windows(targets, T, tr->tc.eval_stride, start, from);
+    size_t w0 = nw * dd->rank / dd->world, w1 = nw * (dd->rank + 1) / dd->world;
     double sums[3] = {0, 0, 0};   // nll, tokens, bytes
     float *loss = (float *)galloc((size_t)tr->N * sizeof(float));
     int32_t *x = (int32_t *)galloc((size_t)tr->N * 4), *y = (int32_t *)galloc((size_t)tr->N * 4);
-    for (size_t s = s0; s < s1; s += tr->B) {
-        size_t nseq = s1 - s < (size_t)tr->B ? s1 - s : (size_t)tr->B;
+    for (size_t w = w0; w < w1; w += tr->B) {
+        size_t nb = w1 - w < (size_t)tr->B ? w1 - w : (size_t)tr->B;
         for (size_t k = 0; k < (size_t)tr->N; k++) {
-            size_t src = s * T + (k < nseq * T ? k : 0);
+            size_t b = k / T, src = b < nb ? start[w + b] + k % T : 0;
             x[k] = val[src]; y[k] = val[src + 1];
         }
         upload_tokens(tr, x, y);
         forward(tr, 0.0f);
         cudaCheck(cudaMemcpy(loss, tr->loss, (size_t)tr->N * sizeof(float), cudaMemcpyDeviceToHost));
-        for (size_t k = 0; k < nseq * T; k++) {
+        for (size_t k = 0; k < nb * T; k++) {
+            if ((int)(k % T) < from[w + k / T]) continue;   // scored by an earlier window
             sums[0] += loss[k];
             sums[1] += 1;
             sums[2] += lut->base_bytes[y[k]] + (lut->has_leading_space[y[k]] && !lut->is_boundary[x[k]]);
         }
     }
+    free(start); free(from);
     all_reduce_doubles(dd, sums, 3);
     *loss_out = sums[0] / sums[1];
     *bpb_out = *loss_out / log(2.0) * sums[1] / sums[2];
@@ -1005,10 +1158,10 @@ static void container_write(const char *path, const GolfModel *m, const float *v
     if (!f) golf_die("cannot create '%s': %s", tmp, strerror(errno));
     Bytes b = {NULL, 0, 0};
     const Config *c = &m->c;
-    uint32_t h[CKPT_HEADER_INTS] = {CKPT_MAGIC, CKPT_VERSION, (uint32_t)m->n + (loss ? 1 : 0), (uint32_t)c->vocab_size, (uint32_t)c->num_layers,
-                                    (uint32_t)c->model_dim, (uint32_t)c->num_heads, (uint32_t)c->num_kv_heads, (uint32_t)c->mlp_hidden,
-                                    (uint32_t)c->tie_embeddings, f32_bits(c->rope_base), f32_bits(c->logit_softcap), (uint32_t)c->train_seq_len,
-                                    (uint32_t)steps};
+    uint32_t h[CKPT_HEADER_INTS] = {CKPT_MAGIC, CKPT_VERSION, (uint32_t)m->n + (loss ? 1 : 0)};
+    Config cc = *c;
+    config_header(&cc, h, 1);
+    h[13] = (uint32_t)steps;
     for (int i = 0; i < CKPT_HEADER_INTS; i++) bytes_u32(&b, h[i]);
     for (int i = 0; i < m->n; i++) {
         const ParamSpec *s = &m->spec[i];
@@ -1083,7 +1236,7 @@ int main(int argc, char **argv) {
     dist_init_gpu(&dd);
     int accum = 8 / dd.world;
     size_t local = (size_t)tc->train_batch_tokens / (dd.world * accum);
-    tr.c = model_config(tc);
+    model_config(tc, &tr.c);   // validated above
     model_layout(&tr.host, &tr.c);
     trainer_alloc(&tr, (int)(local / tc->train_seq_len));
     if (tc->init_ckpt[0]) {

@@ -200,9 +200,10 @@ static void blob_encode(const GolfModel *m, const ExportOptions *o, Bytes *out) 
     size_t *sizes = galloc((size_t)m->n * sizeof(size_t));
     int *coders = galloc((size_t)m->n * sizeof(int));
     memset(out, 0, sizeof(*out));
-    uint32_t h[BLOB_HEADER_INTS] = {BLOB_MAGIC, BLOB_VERSION, 0, (uint32_t)c->vocab_size, (uint32_t)c->num_layers, (uint32_t)c->model_dim,
-                                   (uint32_t)c->num_heads, (uint32_t)c->num_kv_heads, (uint32_t)c->mlp_hidden, (uint32_t)c->tie_embeddings,
-                                   f32_bits(c->rope_base), f32_bits(c->logit_softcap), (uint32_t)c->train_seq_len, (uint32_t)m->n, 0, 0};
+    uint32_t h[BLOB_HEADER_INTS] = {BLOB_MAGIC, BLOB_VERSION};
+    Config cc = *c;
+    config_header(&cc, h, 1);
+    h[13] = (uint32_t)m->n;
     for (int i = 0; i < m->n; i++) {
         const ParamSpec *s = &m->spec[i];
         int scheme = o->scheme[s->cls], spr = scales_per_row(scheme, o->group, s->cols);

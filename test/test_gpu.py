@@ -7,6 +7,8 @@
              reference's debug.losses
   roundtrip  train_golf's final_<scheme>_roundtrip val_bpb equals golf_infer's on the blob it wrote
   mpirun     the same short run under `mpirun -np 1` (when the build has MPI) gives the same losses
+  options    the architecture options train_golf's kernels implement (OPTIONS below): step-0 loss and gradients
+             again; and EVAL_STRIDE's sliding-window roundtrip val_bpb equals golf_infer --stride's
 
 Usage: python3 test/test_gpu.py [--python PY] [--shared DIR] [--k K] [--keep]
 The last line printed is "N passed, M failed, K skipped"; exit status 1 if anything failed.
@@ -40,6 +42,8 @@ SHAPE = {"NUM_LAYERS": "4", "MODEL_DIM": "128", "NUM_HEADS": "2", "NUM_KV_HEADS"
 GRAD_RTOL_OF_MAX = 1e-3
 LOSS0_ATOL = 1e-4
 LOSS_CURVE_ATOL = 2e-3
+# The options with GPU kernels (head_dim 64 here: RoPE on 32 of 64 dims), checked together.
+OPTIONS = {"MLP_LEAKY_SLOPE": "0.5", "LN_SCALE": "1", "ROPE_DIMS": "32", "MLP_HIDDEN": "200"}
 
 
 def run(cmd, env=None, cwd=None):
@@ -49,6 +53,47 @@ def run(cmd, env=None, cwd=None):
 
 def train_losses(text):
     return {int(m[1]): float(m[2]) for m in re.finditer(r"step:(\d+)/\d+ train_loss:([-\d.]+)", text)}
+
+
+def check_grads(R, label, want, got):
+    """step-0 loss and every gradient of train_golf (DUMP_GRADS) against the reference's debug-state"""
+    l0, w0 = float(got["debug.loss"][0]), float(want["debug.loss"][0])
+    R.check(f"{label}step-0 loss equals the reference's", abs(l0 - w0) < LOSS0_ATOL, f"{l0:.6f} vs {w0:.6f}")
+    worst, bad = 0.0, []
+    for name, g in want.items():
+        if not name.startswith("grad."):
+            continue
+        err = float(np.abs(got[name] - g).max() / max(np.abs(g).max(), 1e-30))
+        worst = max(worst, err)
+        if err > GRAD_RTOL_OF_MAX:
+            bad.append(f"{name}: {err:.1e}")
+    R.check(f"{label}every gradient within 1e-3 of its largest entry", not bad, f"worst {worst:.1e}; " + "; ".join(bad[:5]))
+
+
+def roundtrip_bpb(stdout, blob, data, tok, seq_len, stride=None):
+    """train_golf's final roundtrip val_bpb and golf_infer's on the same blob"""
+    m = re.search(r"final_(\w+)_roundtrip_exact val_loss:([\d.]+) val_bpb:([\d.]+)", stdout)
+    q = run([ROOT / "golf_infer", blob, "--val", f"{data}/fineweb_val_*.bin", "--tokenizer", tok, "--seq-len", seq_len,
+             *(["--stride", str(stride)] if stride else [])])
+    g = re.search(r"val_bpb:([\d.]+)", q.stdout)
+    return (float(m[3]) if m else None), (float(g[1]) if g else None)
+
+
+def check_options(R, args, env, tmp, data, tok):
+    env = dict(env, **OPTIONS, EVAL_STRIDE="32", ITERATIONS="3")
+    label = "options " + " ".join(f"{k}={v}" for k, v in OPTIONS.items()) + ": "
+    ck, dbg, grads = tmp / "opt_init.ckpt", tmp / "opt_debug.bin", tmp / "opt_grads.bin"
+    p = run([args.python, ROOT / "test" / "reference.py", "init", "--random-init", "--out", ck], env=env)
+    R.check(f"{label}reference init", p.returncode == 0, p.stderr.strip()[-300:])
+    p = run([args.python, ROOT / "test" / "reference.py", "debug-state", "--ckpt", ck, "--k", "3", "--out", dbg, "--device", "cuda", "--no-amp"], env=env)
+    R.check(f"{label}reference debug-state", p.returncode == 0, p.stderr.strip()[-300:])
+    p = run([ROOT / "train_golf"], env=dict(env, INIT_CKPT=str(ck), DUMP_GRADS=str(grads)), cwd=tmp)
+    if not R.check(f"{label}train_golf runs", p.returncode == 0, (p.stdout[-500:] + p.stderr[-500:]).strip()):
+        return
+    check_grads(R, label, reference.read_container(dbg).tensors, reference.read_container(grads).tensors)
+    a, b = roundtrip_bpb(p.stdout, tmp / "final_model.golf", data, tok, SHAPE["TRAIN_SEQ_LEN"], stride=32)
+    R.check("EVAL_STRIDE=32 roundtrip val_bpb: train_golf equals golf_infer --stride 32", a is not None and b is not None and abs(a - b) < 1e-4,
+            f"{a} vs {b}")
 
 
 def main():
@@ -79,29 +124,15 @@ def main():
         R.check("train_golf runs", p.returncode == 0, (p.stdout[-500:] + p.stderr[-500:]).strip())
         if p.returncode == 0:
             want = reference.read_container(dbg).tensors
-            got = reference.read_container(grads).tensors
-            l0, w0 = float(got["debug.loss"][0]), float(want["debug.loss"][0])
-            R.check("step-0 loss equals the reference's", abs(l0 - w0) < LOSS0_ATOL, f"{l0:.6f} vs {w0:.6f}")
-            worst, bad = 0.0, []
-            for name, g in want.items():
-                if not name.startswith("grad."):
-                    continue
-                err = float(np.abs(got[name] - g).max() / max(np.abs(g).max(), 1e-30))
-                worst = max(worst, err)
-                if err > GRAD_RTOL_OF_MAX:
-                    bad.append(f"{name}: {err:.1e}")
-            R.check("every gradient within 1e-3 of its largest entry", not bad, f"worst {worst:.1e}; " + "; ".join(bad[:5]))
+            check_grads(R, "", want, reference.read_container(grads).tensors)
             losses = train_losses(p.stdout)
             ref_losses = [float(v) for v in want["debug.losses"]]
             diffs = [abs(losses.get(i + 1, float("nan")) - v) for i, v in enumerate(ref_losses)]
             R.check(f"{len(ref_losses)} training losses within {LOSS_CURVE_ATOL} of the reference's", all(d < LOSS_CURVE_ATOL for d in diffs),
                     f"max diff {max(diffs):.2e}; golf {[round(losses.get(i + 1, -1), 4) for i in range(min(5, len(ref_losses)))]} ref {[round(v, 4) for v in ref_losses[:5]]}")
-            m = re.search(r"final_(\w+)_roundtrip_exact val_loss:([\d.]+) val_bpb:([\d.]+)", p.stdout)
-            q = run([ROOT / "golf_infer", tmp / "final_model.golf", "--val", f"{data}/fineweb_val_*.bin", "--tokenizer", tok,
-                     "--seq-len", SHAPE["TRAIN_SEQ_LEN"]])
-            g = re.search(r"val_bpb:([\d.]+)", q.stdout)
-            R.check("roundtrip val_bpb: train_golf equals golf_infer on the same blob", bool(m and g) and abs(float(m[3]) - float(g[1])) < 1e-4,
-                    f"{m[3] if m else '?'} vs {g[1] if g else '?'}")
+            a, b = roundtrip_bpb(p.stdout, tmp / "final_model.golf", data, tok, SHAPE["TRAIN_SEQ_LEN"])
+            R.check("roundtrip val_bpb: train_golf equals golf_infer on the same blob", a is not None and b is not None and abs(a - b) < 1e-4,
+                    f"{a} vs {b}")
             mpirun = shutil.which("mpirun")
             if mpirun:
                 p2 = run([mpirun, "--allow-run-as-root", "-np", "1", ROOT / "train_golf"], env=dict(env, INIT_CKPT=str(ck), ITERATIONS="5"), cwd=tmp)
@@ -110,6 +141,7 @@ def main():
                         (p2.stderr[-300:]).strip())
             else:
                 R.skip("mpirun -np 1", "no mpirun on this machine")
+        check_options(R, args, env, tmp, data, tok)
     finally:
         R.cleanup(tmp, args.keep)
     R.finish()

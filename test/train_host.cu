@@ -82,7 +82,9 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "checkpoint") == 0 && argc >= 3) {
         flags_from(argc, argv, 3, &c);
         GolfModel m;
-        Config mc = model_config(&c);
+        Config mc;
+        const char *bad = model_config(&c, &mc);
+        if (bad) golf_die("config: %s", bad);
         model_layout(&m, &mc);
         init_params(&m, &c);
         checkpoint_write(argv[2], &m, 0);

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# dev/bench_train.sh — training speed of train_golf against test/reference.py --compile, same model, batch and GPU,
+# measured in one run.
+#   For each shape (the baseline 9x512 MLP 2x and the 11-layer MLP 3x, seq 1024, 524,288 tokens per step = 8
+#   micro-steps of 65,536 on one GPU): STEPS steps of each; ms/step over the steps after WARM (the first steps
+#   include compilation and cuBLAS heuristics), tokens/s, MFU, and the ratio golf tokens/s / reference tokens/s.
+#   MFU = model FLOPs per second / the card's bf16 dense peak measured here (a torch bf16 matmul of 8192^3).
+#   Model FLOPs per token (training = 3x forward): 6 * P_matmul + 6 * L * T * d, P_matmul the weights of every
+#   linear layer (blocks and lm_head; the tied embedding counts once, as the head), and 6 L T d the causal
+#   attention (QK^T and AV: 2 T d forward per token and layer with the causal half).
+#   Then a per-kernel breakdown of train_golf's steps (nsys, when installed) so the next optimisation is chosen by data.
+# Usage: bash dev/bench_train.sh [--steps N] [--warm W] [--python PY] [--out DIR]
+# Needs a GPU; prints why and exits 0 when none is visible.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+STEPS=40 WARM=10 PY=${GPU_PYTHON:-python3} OUT=logs/bench_train
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --steps) STEPS=$2; shift 2 ;;
+    --warm) WARM=$2; shift 2 ;;
+    --python) PY=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    *) echo "bench_train: unknown argument '$1' (--steps N --warm W --python PY --out DIR)" >&2; exit 2 ;;
+  esac
+done
+if ! nvidia-smi -L 2>/dev/null | grep -q GPU; then echo "bench_train: no CUDA device visible (nvidia-smi lists none): skipped"; exit 0; fi
+[ "$STEPS" -gt "$WARM" ] || { echo "bench_train: --steps must exceed --warm" >&2; exit 2; }
+mkdir -p "$OUT"
+make >/dev/null 2>&1 || { echo "bench_train: make failed"; exit 1; }
+[ -x ./train_golf ] || { echo "bench_train: train_golf did not build"; exit 1; }
+SHARED=${SHARED:-../shared}
+export DATA_PATH=${DATA_PATH:-$SHARED/data/sample_sp1024} TOKENIZER_PATH=${TOKENIZER_PATH:-$SHARED/tokenizers/fineweb_1024_bpe.model}
+export TRAIN_SEQ_LEN=1024 TRAIN_BATCH_TOKENS=524288 VAL_BATCH_SIZE=524288 ITERATIONS=$STEPS WARMDOWN_ITERS=0
+export MAX_WALLCLOCK_SECONDS=0 VAL_LOSS_EVERY=0 TRAIN_LOG_EVERY=1
+
+peak=$($PY - <<'EOF'
+import torch
+a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16); b = torch.randn_like(a)
+for _ in range(3): a @ b
+torch.cuda.synchronize(); s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+s.record()
+for _ in range(20): a @ b
+e.record(); torch.cuda.synchronize()
+print(f"{20 * 2 * 8192**3 / (s.elapsed_time(e) / 1e3) / 1e12:.1f}")
+EOF
+)
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+echo "bench_train $(date -u +%Y-%m-%dT%H:%MZ) on $gpu; measured bf16 matmul peak ${peak} TFLOP/s; $STEPS steps, timed after $WARM" | tee "$OUT/summary.txt"
+
+# ms per step between steps WARM and STEPS from a train_gpt.py-style log's train_time
+ms_per_step() {
+  sed -nE 's/^step:([0-9]+)\/[0-9]+ train_loss:[^ ]+ train_time:([0-9.]+)ms.*/\1 \2/p' "$1" |
+    awk -v w="$WARM" -v n="$STEPS" '$1 == w { a = $2 } $1 == n { b = $2 } END { if (a != "" && b != "") printf "%.2f", (b - a) / (n - w) }'
+}
+# model FLOPs per token of the shape in the environment
+flops_per_token() {
+  awk -v L="$NUM_LAYERS" -v d="$MODEL_DIM" -v H="$NUM_HEADS" -v KV="$NUM_KV_HEADS" -v m="$MLP_MULT" -v V=1024 -v T="$TRAIN_SEQ_LEN" \
+    'BEGIN { kv = KV * d / H; p = L * (2 * d * d + 2 * kv * d + 2 * m * d * d) + V * d; printf "%.0f", 6 * p + 6 * L * T * d }'
+}
+
+echo "| shape | implementation | ms/step | tokens/s | MFU | golf / reference |" | tee -a "$OUT/summary.txt"
+echo "|---|---|---|---|---|---|" | tee -a "$OUT/summary.txt"
+for shape in "9 512 8 4 2" "11 512 8 4 3"; do
+  read -r NUM_LAYERS MODEL_DIM NUM_HEADS NUM_KV_HEADS MLP_MULT <<<"$shape"
+  export NUM_LAYERS MODEL_DIM NUM_HEADS NUM_KV_HEADS MLP_MULT
+  tag="${NUM_LAYERS}x${MODEL_DIM}_mlp${MLP_MULT}"
+  OUT_DIR=$OUT RUN_ID=bench_golf_$tag ./train_golf > "$OUT/golf_$tag.log" 2>&1 || echo "bench_train: train_golf failed, see $OUT/golf_$tag.log"
+  $PY test/reference.py train --device cuda --compile --out "$OUT/ref_$tag.ckpt" > "$OUT/ref_$tag.log" 2>&1 || echo "bench_train: reference failed, see $OUT/ref_$tag.log"
+  fpt=$(flops_per_token)
+  g=$(ms_per_step "$OUT/golf_$tag.log"); r=$(ms_per_step "$OUT/ref_$tag.log")
+  row() {  # name ms
+    [ -n "$2" ] || { echo "| $tag | $1 | (no timing) | | | |"; return; }
+    awk -v name="$1" -v tag="$tag" -v ms="$2" -v f="$fpt" -v pk="$peak" -v B="$TRAIN_BATCH_TOKENS" \
+      'BEGIN { tps = B / (ms / 1e3); printf "| %s | %s | %.1f | %.0f | %.1f%% |", tag, name, ms, tps, 100 * tps * f / (pk * 1e12) }'
+  }
+  echo "$(row train_golf "$g") $( [ -n "$g" ] && [ -n "$r" ] && awk -v a="$r" -v b="$g" 'BEGIN{printf "%.2fx", a/b}') |" | tee -a "$OUT/summary.txt"
+  echo "$(row 'reference.py --compile' "$r") |" | tee -a "$OUT/summary.txt"
+done
+
+if command -v nsys >/dev/null; then
+  echo "== per-kernel time of train_golf (nsys, 5 steps of the baseline shape)" | tee -a "$OUT/summary.txt"
+  export NUM_LAYERS=9 MODEL_DIM=512 NUM_HEADS=8 NUM_KV_HEADS=4 MLP_MULT=2 ITERATIONS=5
+  nsys profile -f true -o "$OUT/golf_profile" ./train_golf > "$OUT/nsys_run.log" 2>&1 &&
+    nsys stats --report cuda_gpu_kern_sum --format csv "$OUT/golf_profile.nsys-rep" 2>/dev/null |
+    awk -F, 'NR > 1 && NF > 8 { gsub(/"/, ""); printf "%6.1f%%  %10.0f ns  %6d calls  %s\n", $1, $2, $3, $9 }' | head -20 | tee -a "$OUT/summary.txt"
+else
+  echo "(nsys not installed: no per-kernel breakdown)" | tee -a "$OUT/summary.txt"
+fi
+echo "logs: $OUT"

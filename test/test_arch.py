@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""golf_infer's forward pass with the architecture options (README "Architecture options") against
+test/reference.py (PyTorch, float64):
+
+  logits    every option alone, then all together, on random-init models whose zero-init parameters are
+            randomized too (so each option changes the output): golf_infer --logits-ids on the float32
+            checkpoint vs reference.py logits --dtype float64.
+  blob      a model with every option exported at int6 by golf_export: golf_infer on the blob vs the
+            reference on the dequantized weights (val_loss/val_bpb, stride 16).
+  header    golf_infer refuses checkpoints whose option words are invalid, naming the problem.
+
+Usage: test/test_arch.py [--bin DIR] [--shared DIR] [--keep]
+"""
+import argparse
+import struct
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "test"))
+from harness import Results  # noqa: E402
+from test_infer import (LOGIT_RTOL_OF_MAX, EVAL_RTOL, TINY, dequantized_checkpoint, eval_pair, make_val_shards, ref, rel,  # noqa: E402
+                        run)
+
+# Each option alone on the tiny model (3 layers x 64, 4 heads of 16, 2 kv heads), then combinations.
+OPTIONS = {
+    "mlp hidden 96": ["--mlp-hidden", "96"],
+    "leaky relu^2 0.5": ["--mlp-leaky-slope", "0.5"],
+    "bigram hash 97x16": ["--bigram-vocab-size", "97", "--bigram-dim", "16"],
+    "smear gate": ["--smear-gate", "1"],
+    "xsa last 2": ["--xsa-last-n", "2"],
+    "partial rope 8/16": ["--rope-dims", "8"],
+    "ln scale": ["--ln-scale", "1"],
+    "parallel from 1": ["--parallel-from", "1"],
+    "skip gates": ["--skip-gates", "1"],
+    "attn out gate": ["--attn-out-gate", "1"],
+    "loop 0,1,2,1 | 1,2": ["--loop-encoder", "0,1,2,1", "--loop-decoder", "1,2"],
+}
+ALL = [f for flags in OPTIONS.values() for f in flags]
+COMBOS = {
+    "all options": ALL,
+    "all options, untied, 4 layers, loop + parallel": [
+        f for k, flags in OPTIONS.items() if not k.startswith("loop") for f in flags] + [
+        "--num-layers", "4", "--tie-embeddings", "0", "--loop-encoder", "0,1,2,1,2", "--loop-decoder", "3,2,3"],
+}
+
+# Header words of the options (golf_infer.c's config_header) and a bad value for each, with the message.
+BAD_WORDS = [(19, 3, "rope_dims"), (21, 99, "parallel_from"), (18, 99, "xsa_last_n"), (15, 1, "bigram_vocab_size"),
+             (24, 2, "loop schedule")]
+
+
+def logits_pair(b, tmp, flags, seed, ids):
+    ck = tmp / "arch.bin"
+    ref("init", "--random-init", "--seed", str(seed), *TINY, *flags, "--out", ck)
+    ref("logits", "--ckpt", ck, "--dtype", "float64", "--tokens", ids, "--out", tmp / "ref_logits.npy")
+    expect = np.load(tmp / "ref_logits.npy")
+    got = np.loadtxt(run([b / "golf_infer", ck, "--logits-ids", ids]).stdout.splitlines(), ndmin=2)
+    return got, expect, ck
+
+
+def check_logits(R, b, tmp):
+    rng = np.random.default_rng(11)
+    # token ids with BOS (1) inside, so SmearGate's mask is exercised
+    ids = " ".join(map(str, [1, *rng.integers(2, 1024, 15), 1, *rng.integers(2, 1024, 20)]))
+    base, _, _ = logits_pair(b, tmp, [], 5, ids)
+    for label, flags in {**OPTIONS, **COMBOS}.items():
+        got, expect, _ = logits_pair(b, tmp, flags, 5, ids)
+        err = np.abs(got - expect).max() / np.abs(expect).max()
+        changed = got.shape != base.shape or np.abs(got - base).max() > 1e-3 * np.abs(base).max()
+        R.check(f"logits {label}", got.shape == expect.shape and err < LOGIT_RTOL_OF_MAX and changed,
+                f"max |C - ref| / max|ref| = {err:.2e} (bound {LOGIT_RTOL_OF_MAX:g}); differs from the baseline: {changed}")
+
+
+def check_blob(R, b, shared, tmp, val):
+    ck = tmp / "all.bin"
+    ref("init", "--random-init", "--seed", "3", *TINY, *ALL, "--out", ck)
+    blob, dump, deq = tmp / "all.golf", tmp / "dump", tmp / "all_deq.bin"
+    dump.mkdir()
+    run([b / "golf_export", ck, blob, "--quant", "int6", "--dump", dump, "--quiet"])
+    dequantized_checkpoint(ck, dump, deq)
+    r, c, _ = eval_pair(b, shared, deq, blob, val, 16, max_tokens=1024)
+    ok = rel(c[0], r[0]) < EVAL_RTOL and rel(c[1], r[1]) < EVAL_RTOL and c[2:] == r[2:]
+    R.check("blob: every option at int6, golf_infer on the blob = reference on the dequantized weights", ok,
+            f"val_bpb {c[1]:.9f} vs {r[1]:.9f} (rel {rel(c[1], r[1]):.1e}, bound {EVAL_RTOL:g})")
+
+
+def check_header(R, b, tmp):
+    ck = tmp / "hdr.bin"
+    ref("init", "--random-init", "--seed", "1", *TINY, "--out", ck)
+    data = bytearray(ck.read_bytes())
+    for word, value, mention in BAD_WORDS:
+        bad = bytearray(data)
+        struct.pack_into("<i", bad, 4 * word, value)
+        path = tmp / f"bad_{word}.bin"
+        path.write_bytes(bad)
+        p = run([b / "golf_infer", path, "--logits-ids", "1 2"], expect=None)
+        R.check(f"header: word {word} = {value} is refused naming {mention}", p.returncode == 1 and mention in p.stderr
+                and str(path) in p.stderr, p.stderr.strip()[-200:])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bin", default=str(ROOT), help="folder holding golf_infer, golf_export and tokenize (default: the repository)")
+    ap.add_argument("--shared", default=None, help="shared data folder (default: ../shared beside the repository)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = ap.parse_args()
+    b = Path(args.bin).resolve()
+    shared = Path(args.shared).resolve() if args.shared else (ROOT.parent / "shared")
+    R = Results()
+    tmp = Path(tempfile.mkdtemp(prefix="test_arch_"))
+    try:
+        for exe in ("golf_infer", "golf_export", "tokenize"):
+            if not (b / exe).exists():
+                raise SystemExit(f"test_arch: {b / exe} is missing: run make first")
+        if not (shared / "tokenizers" / "fineweb_1024_bpe.model").exists():
+            R.skip("everything", f"no shared data in {shared} (pass --shared DIR)")
+        else:
+            val = make_val_shards(b, shared, tmp)
+            for fn, fargs in [(check_logits, (R, b, tmp)), (check_blob, (R, b, shared, tmp, val)), (check_header, (R, b, tmp))]:
+                try:
+                    fn(*fargs)
+                except Exception as e:  # a crash of one group is a failure, the others still run
+                    R.check(f"{fn.__name__} ran", False, str(e)[-800:])
+    finally:
+        R.cleanup(tmp, args.keep)
+    R.finish()
+
+
+if __name__ == "__main__":
+    main()

@@ -9,7 +9,8 @@ The model shape is read from the tensors: vocab_size and model_dim from tok_emb.
 the blocks.N keys, num_heads from blocks.0.attn.q_gain (one gain per head; --num-heads, default 8, must
 agree with it and divide model_dim), num_kv_heads from blocks.0.attn.c_k.weight, the MLP width from
 blocks.0.mlp.fc.weight (MLP_MULT when a multiple of model_dim, else MLP_HIDDEN), tie_embeddings from
-whether lm_head.weight exists. The key set must be exactly train_gpt.py's for that shape, every shape must match, and every tensor must be floating point.
+whether lm_head.weight exists. The key set must be exactly train_gpt.py's for that shape, every shape
+must match, and every tensor must be floating point.
 ROPE_BASE, LOGIT_SOFTCAP, TRAIN_SEQ_LEN and the step count are not in a state_dict: they come from the
 flags (defaults: the baseline's 10000, 30, 1024, and 0 steps) and go into the header.
 Exit status 0 on success, 1 with a message naming the file and the problem otherwise, 2 on usage errors.

@@ -9,14 +9,20 @@ Contract
   and PyTorch version the weights equal train_gpt.py's step-0 weights bit for bit (same construction
   order on the CPU generator, then the bf16 round trip that train_gpt.py's `.bfloat16()` applies).
 * Hyperparameters: every baseline environment variable (NUM_LAYERS, MODEL_DIM, ...) with the baseline's
-  default, or the flag of the same name lowercased (`--num-layers 2`); a flag beats the environment.
+  default, or the flag of the same name lowercased (`--num-layers 2`); a flag beats the environment,
+  which beats a `--preset` recipe (baseline, r0322, r0405), which beats the defaults.
+* Record-stack features (section 1's table; all off by default, so the default model and training are
+  the baseline's bit for bit): MLP_HIDDEN, MLP_LEAKY_SLOPE, BIGRAM_VOCAB_SIZE/BIGRAM_DIM, SMEAR_GATE,
+  XSA_LAST_N, ROPE_DIMS, LN_SCALE, PARALLEL_FROM, SKIP_GATES, ATTN_OUT_GATE, LOOP_ENCODER/LOOP_DECODER
+  (model, stored in the checkpoint header); LOOP_START_FRAC, MUON_WD, ADAM_WD, MUON_EQ_R,
+  MUON_POLAR_EXPRESS, WARMDOWN_FRAC, MIN_LR_FRAC (training); EVAL_STRIDE, TTT_* (evaluation).
 * Numerics: by default float32 on the CPU with RMSNorm and causal attention written out, so PyTorch 1.13
   and 2.x compute the same thing; `--dtype float64` for oracle comparisons. `--device cuda` applies the
   baseline's mixed precision by default (`--amp`: bf16 autocast, bf16 token embedding, bf16
   Newton-Schulz, bf16 RoPE tables; `--no-amp` for float32 on the GPU). `--compile` and `--fast`
   (F.rms_norm / F.scaled_dot_product_attention where they exist) need PyTorch 2.x.
 * Checkpoints: the golf container (section 5), float32 little-endian, records named by state_dict key.
-* Subcommands: init, train, eval, logits, debug-state (section 11; `reference.py CMD --help`).
+* Subcommands: init, train, eval, logits, config, debug-state (section 11; `reference.py CMD --help`).
 
 Facts a C/CUDA implementation must reproduce exactly
 ----------------------------------------------------
@@ -47,15 +53,16 @@ Facts a C/CUDA implementation must reproduce exactly
 
 Contents
 ========
- 1. Hyperparameters          environment variables, flags, defaults
- 2. Numerics                 RMSNorm, rotary tables, causal attention (written out)
- 3. Model                    CastedLinear, Rotary, CausalSelfAttention, MLP, Block, GPT
+ 1. Hyperparameters          environment variables, flags, presets, defaults, validation
+ 2. Numerics                 RMSNorm, rotary tables (partial RoPE), causal attention (written out), XSA
+ 3. Model                    CastedLinear, Rotary, CausalSelfAttention, MLP, Block (lanes), BigramHash,
+                             SmearGate, GPT (schedules, skips), parameter_table
  4. Initialisation           seeded baseline init, --random-init, --amp dtypes
- 5. Checkpoint container     write / read, save / load of models
+ 5. Checkpoint container     header words (versions 1 and 2), write / read, save / load of models
  6. Data                     shards, TokenStream, training batches
- 7. Evaluation               byte tables, val_loss / val_bpb, sliding windows
- 8. Optimizers               Newton-Schulz, Muon, the baseline's split, lr schedule
- 9. Training                 one step, the loop
+ 7. Evaluation               byte tables, val_loss / val_bpb, sliding windows, score-first TTT
+ 8. Optimizers               Newton-Schulz (Polar Express), Muon (WD, MuonEq-R), the split, lr schedule
+ 9. Training                 one step, the loop (layer schedule switch)
 10. Debug state              a training batch, logits, gradients and K losses in one file
 11. Command line             subcommands
 """
@@ -90,7 +97,7 @@ def fail(msg: str) -> None:
 # ====================================================================================================
 # One row per train_gpt.py environment variable: (NAME, type, default, groups). The flag is the name
 # lowercased with '-' for '_'. Groups say which subcommands take it: "model" (shape and init), "train"
-# (optimizer, schedule, loader), "data" (paths), "eval" (validation batching).
+# (optimizer, schedule, loader), "data" (paths), "eval" (validation batching, stride), "ttt" (eval only).
 
 HYPERPARAMETERS = [
     # model shape and init
@@ -478,8 +485,6 @@ def train_config_problem(cfg: Config) -> str | None:
         (0.0 <= cfg.ema_decay < 1.0, f"EMA_DECAY must be in [0, 1), got {cfg.ema_decay}"),
         (cfg.eval_stride >= 0, f"EVAL_STRIDE must be >= 0 (0: non-overlapping windows), got {cfg.eval_stride}"),
         (cfg.ttt_chunk_tokens >= 0, f"TTT_CHUNK_TOKENS must be >= 0 (0: off), got {cfg.ttt_chunk_tokens}"),
-        (cfg.ttt_chunk_tokens % cfg.train_seq_len == 0,
-         f"TTT_CHUNK_TOKENS={cfg.ttt_chunk_tokens} must be a multiple of TRAIN_SEQ_LEN={cfg.train_seq_len}"),
         (cfg.ttt_steps >= 0 and cfg.ttt_lr >= 0, f"TTT_STEPS and TTT_LR must be >= 0, got {cfg.ttt_steps}, {cfg.ttt_lr}"),
     ]
     for ok, msg in checks:
@@ -831,8 +836,10 @@ class GPT(nn.Module):
         self.lm_head = None if self.tie_embeddings else CastedLinear(cfg.model_dim, cfg.vocab_size, bias=False)  # [V, dim]
         if self.lm_head is not None:
             self.lm_head._zero_init = True
-        # the features' tensors are made after the baseline's, which thus get the baseline's random draws
-        self.bigram = BigramHash(cfg.bigram_vocab_size, cfg.bigram_dim, cfg.model_dim) if cfg.bigram_vocab_size else None
+        # the features' modules are made after the baseline's and on a forked generator, so the baseline's
+        # tensors get the baseline's random draws (their constructors' draws are all replaced by the init)
+        with torch.random.fork_rng(devices=[]):
+            self.bigram = BigramHash(cfg.bigram_vocab_size, cfg.bigram_dim, cfg.model_dim) if cfg.bigram_vocab_size else None
         self.smear = SmearGate() if cfg.smear_gate else None
         self.skip_gates = nn.Parameter(torch.zeros_like(self.skip_weights)) if cfg.skip_gates else None  # [S, dim]
         self._init_weights()
@@ -1457,6 +1464,8 @@ def evaluate_ttt(model: GPT, tokens: np.ndarray, cfg: Config, luts: ByteLuts, ba
     after it was scored. The result is the sum of the chunks' scores; chunk_scores, if given, receives
     (nll_sum, targets, bytes) per chunk. The model's weights are changed."""
     n, seq_len, chunk = tokens.size - 1, cfg.train_seq_len, cfg.ttt_chunk_tokens
+    if chunk <= 0 or chunk % seq_len != 0:
+        fail(f"TTT_CHUNK_TOKENS={chunk} must be a positive multiple of TRAIN_SEQ_LEN={seq_len}")
     windows = eval_windows(n, seq_len, cfg.eval_stride or seq_len)
     num_chunks = -(-n // chunk)
     toks = torch.from_numpy(tokens.astype(np.int64))
@@ -1907,8 +1916,12 @@ USAGE_EXAMPLES = """examples:
   reference.py logits --ckpt ck.bin --dtype float64 --tokens '1 400 29' --out logits.npy
   reference.py debug-state --num-layers 2 --model-dim 64 --train-seq-len 64 --train-batch-tokens 4096 \\
       --data-path ../shared/data/sample_sp1024 --k 5 --out dbg.bin
+  reference.py config --preset r0322 --num-layers 9       # every hyperparameter and where it came from
+  reference.py init --out f.bin --num-layers 4 --model-dim 64 --bigram-vocab-size 64 --smear-gate 1 \\
+      --xsa-last-n 2 --rope-dims 8 --ln-scale 1 --parallel-from 2 --skip-gates 1 --attn-out-gate 1 \\
+      --loop-encoder 0,1,2,1 --loop-decoder 2,3,0 --mlp-leaky-slope 0.5 --random-init
 Every hyperparameter flag defaults to the train_gpt.py environment variable of the same name, then to
-the baseline's default."""
+the --preset's value, then to the baseline's default."""
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

@@ -50,6 +50,13 @@ Facts a C/CUDA implementation must reproduce exactly
   float32 for the loss; Newton-Schulz and the Muon update are bf16.
 * Optimizers (section 8): Muon for the 2-D block matrices, Adam for the rest; data order (section 6);
   val_bpb (section 7).
+* Features (the spec golf_infer.c and train_golf.cu share; classes GPT, Block, BigramHash, SmearGate,
+  exclusive_self_attention, apply_partial_rotary): e = tok_emb[t] (+ bigram.scale * bigram.proj(
+  bigram.embed[hash])); x0 = rms_norm(e), then SmearGate; a_in = rms_norm(x) / sqrt(l + 1) with LN_SCALE;
+  XSA then the output gate on each head's attention output; lanes for l >= PARALLEL_FROM; schedules
+  and skips in GPT's docstring. Init: bigram.embed N(0, 0.02), bigram.proj 0, bigram.scale 0.05;
+  smear.gate_w, smear.lam, attn.gate_w, skip_gates 0; lane_rho 1.1, lane_mix 1; rounded to bf16 like
+  every value (0.05 -> 0.0500488, 1.1 -> 1.1015625).
 
 Contents
 ========
@@ -227,7 +234,7 @@ CONTROL_TENSOR_NAME_PATTERNS = ("attn_scale", "attn_scales", "mlp_scale", "mlp_s
                                 "resid_mixes", "q_gain", "skip_weight", "skip_weights",
                                 "skip_gates", "bigram.scale", "smear.", "gate_w", "lane_rho", "lane_mix")
 
-# The byte-level BOS id of every official tokenizer (SmearGate does not smear into it).
+# The BOS id of the official tokenizers and shards (SmearGate does not smear into it).
 BOS_ID = 1
 # Maximum total length of the two loop schedules (checkpoint header words 26..57).
 MAX_LOOP_POSITIONS = 32

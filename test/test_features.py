@@ -522,6 +522,9 @@ def run(cmd, env=None, timeout=600):
 
 
 def check_presets(res):
+    names = [name for name, *_ in R.HYPERPARAMETERS]
+    res.check("presets: the hyperparameter table names each variable once", len(names) == len(set(names)),
+              str(sorted({n for n in names if names.count(n) > 1})))
     bad = []
     types = {name: typ for name, typ, _, _ in R.HYPERPARAMETERS}
     for preset, values in R.PRESETS.items():

@@ -68,6 +68,7 @@ train_golf: train_golf.cu golf_infer.c dev/golf_export.c
 test: tokenize golf_infer golf_export $(CUDA_TARGETS)
 	$(PYTHON) test/test_tokenize.py --tokenize ./tokenize
 	$(PYTHON) test/test_reference.py
+	$(PYTHON) test/test_features.py
 	$(PYTHON) test/test_infer.py
 	$(PYTHON) test/test_train_host.py $(if $(NVCC),--nvcc $(NVCC))
 	$(PYTHON) test/test_tools.py

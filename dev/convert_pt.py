@@ -8,8 +8,9 @@ Usage: dev/convert_pt.py [--num-heads N] [--rope-base F] [--logit-softcap F] [--
 The model shape is read from the tensors: vocab_size and model_dim from tok_emb.weight, num_layers from
 the blocks.N keys, num_heads from blocks.0.attn.q_gain (one gain per head; --num-heads, default 8, must
 agree with it and divide model_dim), num_kv_heads from blocks.0.attn.c_k.weight, the MLP width from
-blocks.0.mlp.fc.weight, tie_embeddings from whether lm_head.weight exists. The key set must be exactly
-train_gpt.py's for that shape, every shape must match, and every tensor must be floating point.
+blocks.0.mlp.fc.weight (MLP_MULT when a multiple of model_dim, else MLP_HIDDEN), tie_embeddings from
+whether lm_head.weight exists. The key set must be exactly train_gpt.py's for that shape, every shape
+must match, and every tensor must be floating point.
 ROPE_BASE, LOGIT_SOFTCAP, TRAIN_SEQ_LEN and the step count are not in a state_dict: they come from the
 flags (defaults: the baseline's 10000, 30, 1024, and 0 steps) and go into the header.
 Exit status 0 on success, 1 with a message naming the file and the problem otherwise, 2 on usage errors.
@@ -76,12 +77,11 @@ def infer_config(path: Path, sd: dict, args) -> ref.Config:
     kv_dim = need("blocks.0.attn.c_k.weight", 2).shape[0]
     if kv_dim == 0 or kv_dim % head_dim != 0 or num_heads % (kv_dim // head_dim) != 0:
         die(path, f"blocks.0.attn.c_k.weight has {kv_dim} rows, not a number of heads of {head_dim} that divides {num_heads}")
-    hidden = need("blocks.0.mlp.fc.weight", 2).shape[0]
-    if hidden % model_dim != 0:
-        die(path, f"blocks.0.mlp.fc.weight has {hidden} rows, not a multiple of model_dim={model_dim} (MLP_MULT * MODEL_DIM)")
+    hidden = int(need("blocks.0.mlp.fc.weight", 2).shape[0])
     return ref.default_config(vocab_size=int(vocab_size), num_layers=num_layers, model_dim=int(model_dim),
                               num_heads=int(num_heads), num_kv_heads=int(kv_dim // head_dim),
-                              mlp_mult=int(hidden // model_dim), tie_embeddings=int("lm_head.weight" not in sd),
+                              mlp_mult=hidden // int(model_dim) if hidden % model_dim == 0 else 2,
+                              mlp_hidden=0 if hidden % model_dim == 0 else hidden, tie_embeddings=int("lm_head.weight" not in sd),
                               rope_base=args.rope_base, logit_softcap=args.logit_softcap,
                               train_seq_len=args.train_seq_len)
 
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     ref.write_container(args.output, cfg, args.steps, records)
     dtypes = sorted({str(sd[k].dtype).replace("torch.", "") for k in expected})
     print(f"wrote {args.output}: vocab {cfg.vocab_size}, {cfg.num_layers} layers x {cfg.model_dim}, heads "
-          f"{cfg.num_heads}/{cfg.num_kv_heads}, mlp {cfg.mlp_hidden}, tied {bool(cfg.tie_embeddings)}, "
+          f"{cfg.num_heads}/{cfg.num_kv_heads}, mlp {cfg.mlp_width}, tied {bool(cfg.tie_embeddings)}, "
           f"{sum(t.numel() for t in expected.values())} parameters (from {', '.join(dtypes)})")
     return 0
 

@@ -9,14 +9,20 @@ Contract
   and PyTorch version the weights equal train_gpt.py's step-0 weights bit for bit (same construction
   order on the CPU generator, then the bf16 round trip that train_gpt.py's `.bfloat16()` applies).
 * Hyperparameters: every baseline environment variable (NUM_LAYERS, MODEL_DIM, ...) with the baseline's
-  default, or the flag of the same name lowercased (`--num-layers 2`); a flag beats the environment.
+  default, or the flag of the same name lowercased (`--num-layers 2`); a flag beats the environment,
+  which beats a `--preset` recipe (baseline, r0322, r0405), which beats the defaults.
+* Record-stack features (section 1's table; all off by default, so the default model and training are
+  the baseline's bit for bit): MLP_HIDDEN, MLP_LEAKY_SLOPE, BIGRAM_VOCAB_SIZE/BIGRAM_DIM, SMEAR_GATE,
+  XSA_LAST_N, ROPE_DIMS, LN_SCALE, PARALLEL_FROM, SKIP_GATES, ATTN_OUT_GATE, LOOP_ENCODER/LOOP_DECODER
+  (model, stored in the checkpoint header); LOOP_START_FRAC, MUON_WD, ADAM_WD, MUON_EQ_R,
+  MUON_POLAR_EXPRESS, WARMDOWN_FRAC, MIN_LR_FRAC (training); EVAL_STRIDE, TTT_* (evaluation).
 * Numerics: by default float32 on the CPU with RMSNorm and causal attention written out, so PyTorch 1.13
   and 2.x compute the same thing; `--dtype float64` for oracle comparisons. `--device cuda` applies the
   baseline's mixed precision by default (`--amp`: bf16 autocast, bf16 token embedding, bf16
   Newton-Schulz, bf16 RoPE tables; `--no-amp` for float32 on the GPU). `--compile` and `--fast`
   (F.rms_norm / F.scaled_dot_product_attention where they exist) need PyTorch 2.x.
 * Checkpoints: the golf container (section 5), float32 little-endian, records named by state_dict key.
-* Subcommands: init, train, eval, logits, debug-state (section 11; `reference.py CMD --help`).
+* Subcommands: init, train, eval, logits, config, debug-state (section 11; `reference.py CMD --help`).
 
 Facts a C/CUDA implementation must reproduce exactly
 ----------------------------------------------------
@@ -44,18 +50,26 @@ Facts a C/CUDA implementation must reproduce exactly
   float32 for the loss; Newton-Schulz and the Muon update are bf16.
 * Optimizers (section 8): Muon for the 2-D block matrices, Adam for the rest; data order (section 6);
   val_bpb (section 7).
+* Features (the spec golf_infer.c and train_golf.cu share; classes GPT, Block, BigramHash, SmearGate,
+  exclusive_self_attention, apply_partial_rotary): e = tok_emb[t] (+ bigram.scale * bigram.proj(
+  bigram.embed[hash])); x0 = rms_norm(e), then SmearGate; a_in = rms_norm(x) / sqrt(l + 1) with LN_SCALE;
+  XSA then the output gate on each head's attention output; lanes for l >= PARALLEL_FROM; schedules
+  and skips in GPT's docstring. Init: bigram.embed N(0, 0.02), bigram.proj 0, bigram.scale 0.05;
+  smear.gate_w, smear.lam, attn.gate_w, skip_gates 0; lane_rho 1.1, lane_mix 1; rounded to bf16 like
+  every value (0.05 -> 0.0500488, 1.1 -> 1.1015625).
 
 Contents
 ========
- 1. Hyperparameters          environment variables, flags, defaults
- 2. Numerics                 RMSNorm, rotary tables, causal attention (written out)
- 3. Model                    CastedLinear, Rotary, CausalSelfAttention, MLP, Block, GPT
+ 1. Hyperparameters          environment variables, flags, presets, defaults, validation
+ 2. Numerics                 RMSNorm, rotary tables (partial RoPE), causal attention (written out), XSA
+ 3. Model                    CastedLinear, Rotary, CausalSelfAttention, MLP, Block (lanes), BigramHash,
+                             SmearGate, GPT (schedules, skips), parameter_table
  4. Initialisation           seeded baseline init, --random-init, --amp dtypes
- 5. Checkpoint container     write / read, save / load of models
+ 5. Checkpoint container     header words (versions 1 and 2), write / read, save / load of models
  6. Data                     shards, TokenStream, training batches
- 7. Evaluation               byte tables, val_loss / val_bpb, sliding windows
- 8. Optimizers               Newton-Schulz, Muon, the baseline's split, lr schedule
- 9. Training                 one step, the loop
+ 7. Evaluation               byte tables, val_loss / val_bpb, sliding windows, score-first TTT
+ 8. Optimizers               Newton-Schulz (Polar Express), Muon (WD, MuonEq-R), the split, lr schedule
+ 9. Training                 one step, the loop (layer schedule switch)
 10. Debug state              a training batch, logits, gradients and K losses in one file
 11. Command line             subcommands
 """
@@ -90,7 +104,7 @@ def fail(msg: str) -> None:
 # ====================================================================================================
 # One row per train_gpt.py environment variable: (NAME, type, default, groups). The flag is the name
 # lowercased with '-' for '_'. Groups say which subcommands take it: "model" (shape and init), "train"
-# (optimizer, schedule, loader), "data" (paths), "eval" (validation batching).
+# (optimizer, schedule, loader), "data" (paths), "eval" (validation batching, stride), "ttt" (eval only).
 
 HYPERPARAMETERS = [
     # model shape and init
@@ -133,18 +147,97 @@ HYPERPARAMETERS = [
     ("BETA2", float, 0.95, "train"),
     ("ADAM_EPS", float, 1e-8, "train"),
     ("GRAD_CLIP_NORM", float, 0.0, "train"),
+    # architecture features (section 3; all off by default, stored in the checkpoint header)
+    ("MLP_HIDDEN", int, 0, "model"),            # MLP hidden size overriding MLP_MULT * MODEL_DIM (0: MLP_MULT)
+    ("MLP_LEAKY_SLOPE", float, 0.0, "model"),   # activation (x > 0 ? x : slope x)^2; 0 = relu^2
+    ("BIGRAM_VOCAB_SIZE", int, 0, "model"),     # BigramHash table rows V_b (0: off; >= 2 when on)
+    ("BIGRAM_DIM", int, 128, "model"),          # BigramHash table width d_b
+    ("SMEAR_GATE", int, 0, "model"),            # SmearGate on the embedding (needs MODEL_DIM >= 12)
+    ("XSA_LAST_N", int, 0, "model"),            # XSA on layers >= NUM_LAYERS - XSA_LAST_N
+    ("ROPE_DIMS", int, 0, "model"),             # RoPE on the first R dims of each head (0: all)
+    ("LN_SCALE", int, 0, "model"),              # block norm outputs times 1/sqrt(layer + 1)
+    ("PARALLEL_FROM", int, 0, "model"),         # two-lane parallel residual blocks from this layer (0: off)
+    ("SKIP_GATES", int, 0, "model"),            # sigmoid-gated U-Net skips
+    ("ATTN_OUT_GATE", int, 0, "model"),         # per-head sigmoid gate on the attention output
+    ("LOOP_ENCODER", str, "", "model"),         # depth recurrence: encoder layer schedule, e.g. "0,1,2,3,4,5,3,4"
+    ("LOOP_DECODER", str, "", "model"),         # and decoder schedule, e.g. "5,3,4,5,6,7,8,9,10"
+    # evaluation extras
+    ("EVAL_STRIDE", int, 0, "eval"),            # sliding-window stride (0: non-overlapping windows); flag also --stride
+    # training extras (section 8)
+    ("LOOP_START_FRAC", float, 0.0, "train"),   # the loop schedule is used from this fraction of training on
+    ("WARMDOWN_FRAC", float, 0.0, "train"),     # > 0: warmdown over this last fraction of training (else WARMDOWN_ITERS)
+    ("MIN_LR_FRAC", float, 0.0, "train"),       # floor of the lr multiplier
+    ("MUON_WD", float, 0.0, "train"),           # decoupled weight decay of the Muon matrices
+    ("ADAM_WD", float, 0.0, "train"),           # decoupled weight decay of every Adam parameter (AdamW)
+    ("MUON_EQ_R", int, 0, "train"),             # MuonEq-R: rows of the update normalised before Newton-Schulz
+    ("MUON_POLAR_EXPRESS", int, 0, "train"),    # Polar Express per-iteration Newton-Schulz coefficients
+    ("EMA_DECAY", float, 0.0, "train"),         # used by the EMA code (0: no EMA)
+    # legal score-first test-time training in `eval` (section 7)
+    ("TTT_CHUNK_TOKENS", int, 0, "ttt"),        # chunk length in tokens (0: off; a multiple of TRAIN_SEQ_LEN)
+    ("TTT_LR", float, 0.002, "ttt"),            # SGD learning rate
+    ("TTT_STEPS", int, 1, "ttt"),               # SGD steps per chunk, each on the whole chunk
 ]
 
-# Model fields that a checkpoint header fixes (the others only matter at init).
+# Extra flag spellings of a hyperparameter (besides the derived --name).
+FLAG_ALIASES = {"EVAL_STRIDE": ("--stride",)}
+
+# Recipes: hyperparameter overrides by name (`--preset NAME`). Precedence: defaults < preset < environment
+# < flags. Values marked "from RECORDS.md / the issue" are the records' documented settings; values marked
+# "guess" are what the record's lineage is believed to have used (not checked against its code).
+PRESETS = {
+    "baseline": {},  # train_gpt.py's baseline (the defaults)
+    # 2026-03-22 record, 1.1228 bpb: 11L EMA GPTQ-lite warmdown 3500 (on 03-21's partial RoPE + LN scale,
+    # 03-20's XSA4 + EMA, 03-19's BigramHash + SmearGate + Muon WD).
+    "r0322": {
+        # from RECORDS.md / the issue
+        "NUM_LAYERS": 11, "MLP_MULT": 3, "TRAIN_SEQ_LEN": 2048, "TRAIN_BATCH_TOKENS": 786_432, "XSA_LAST_N": 4,
+        "ROPE_DIMS": 16, "LN_SCALE": 1, "EMA_DECAY": 0.997, "BIGRAM_VOCAB_SIZE": 2048, "BIGRAM_DIM": 128,
+        "SMEAR_GATE": 1, "MUON_WD": 0.04, "WARMDOWN_ITERS": 3500, "EVAL_STRIDE": 64,
+        # guess: optimizer settings of the record's lineage
+        "ADAM_WD": 0.04, "MATRIX_LR": 0.025, "SCALAR_LR": 0.025, "TIED_EMBED_LR": 0.035, "MUON_MOMENTUM": 0.99,
+        "MUON_MOMENTUM_WARMUP_START": 0.92, "MUON_MOMENTUM_WARMUP_STEPS": 1500, "GRAD_CLIP_NORM": 0.3,
+    },
+    # 2026-04-05 record, 1.0856 bpb: SP8192, MLP 4x, MuonEq-R, layers 4-5 looped from 50% of training,
+    # parallel residuals (on 04-03's MuonEq-R and 03-31's parallel residuals).
+    "r0405": {
+        # from RECORDS.md / the issue
+        "VOCAB_SIZE": 8192, "DATA_PATH": "./data/datasets/fineweb10B_sp8192",
+        "TOKENIZER_PATH": "./data/tokenizers/fineweb_8192_bpe.model", "TIE_EMBEDDINGS": 1, "NUM_LAYERS": 11,
+        "MLP_MULT": 4, "TRAIN_SEQ_LEN": 2048, "TRAIN_BATCH_TOKENS": 786_432, "MUON_EQ_R": 1, "MUON_WD": 0.085,
+        "LOOP_START_FRAC": 0.5, "QK_GAIN_INIT": 5.0, "PARALLEL_FROM": 7, "MLP_LEAKY_SLOPE": 0.5, "EVAL_STRIDE": 64,
+        # layers 4-5 run three times: the flat order 0,1,2,3,4,5,4,5,4,5,6,7,8,9,10 cut after its first half
+        # (15 // 2 = 7 positions), the rule behind RECORDS.md's example for layers 3-5
+        "LOOP_ENCODER": "0,1,2,3,4,5,4", "LOOP_DECODER": "5,4,5,6,7,8,9,10",
+        # guess: carried over from the lineage (03-25 XSA on all layers, 03-21 partial RoPE + LN scale, EMA)
+        "XSA_LAST_N": 11, "ROPE_DIMS": 16, "LN_SCALE": 1, "SKIP_GATES": 1, "EMA_DECAY": 0.9965,
+        "GRAD_CLIP_NORM": 0.3, "MUON_MOMENTUM": 0.99, "MUON_MOMENTUM_WARMUP_START": 0.92,
+        "MUON_MOMENTUM_WARMUP_STEPS": 1500, "MATRIX_LR": 0.022, "SCALAR_LR": 0.02, "TIED_EMBED_LR": 0.03,
+        "WARMDOWN_FRAC": 0.667,
+    },
+}
+# Export settings of the records (int6 GPTQ-lite, SDClip int6 + int8 embeddings) belong to golf_export /
+# train_golf's QUANT* options, which this reference does not have.
+
+# Model fields that a checkpoint header fixes (the others only matter at init or in training).
 SHAPE_FIELDS = ("vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_mult",
                 "tie_embeddings", "rope_base", "logit_softcap")
+FEATURE_FIELDS = ("mlp_hidden", "mlp_leaky_slope", "bigram_vocab_size", "bigram_dim", "smear_gate", "xsa_last_n",
+                  "rope_dims", "ln_scale", "parallel_from", "skip_gates", "attn_out_gate", "loop_encoder", "loop_decoder")
 
 # train_gpt.py splits every step into world_size * grad_accum_steps = 8 equal spans of the stream.
 SPANS_PER_STEP = 8
 
-# Names that train_gpt.py treats as control tensors: Adam with SCALAR_LR even when 2-D.
+# Names that train_gpt.py treats as control tensors: Adam with SCALAR_LR even when 2-D. The last six are
+# the architecture features' control tensors (skip_gates, bigram.scale, smear.gate_w / smear.lam,
+# attn.gate_w, lane_rho, lane_mix).
 CONTROL_TENSOR_NAME_PATTERNS = ("attn_scale", "attn_scales", "mlp_scale", "mlp_scales", "resid_mix",
-                                "resid_mixes", "q_gain", "skip_weight", "skip_weights")
+                                "resid_mixes", "q_gain", "skip_weight", "skip_weights",
+                                "skip_gates", "bigram.scale", "smear.", "gate_w", "lane_rho", "lane_mix")
+
+# The BOS id of the official tokenizers and shards (SmearGate does not smear into it).
+BOS_ID = 1
+# Maximum total length of the two loop schedules (checkpoint header words 26..57).
+MAX_LOOP_POSITIONS = 32
 
 
 def flag_name(env_name: str) -> str:
@@ -189,14 +282,79 @@ class Config:
     beta2: float
     adam_eps: float
     grad_clip_norm: float
+    mlp_hidden: int = 0
+    mlp_leaky_slope: float = 0.0
+    bigram_vocab_size: int = 0
+    bigram_dim: int = 128
+    smear_gate: int = 0
+    xsa_last_n: int = 0
+    rope_dims: int = 0
+    ln_scale: int = 0
+    parallel_from: int = 0
+    skip_gates: int = 0
+    attn_out_gate: int = 0
+    loop_encoder: str = ""
+    loop_decoder: str = ""
+    eval_stride: int = 0
+    loop_start_frac: float = 0.0
+    warmdown_frac: float = 0.0
+    min_lr_frac: float = 0.0
+    muon_wd: float = 0.0
+    adam_wd: float = 0.0
+    muon_eq_r: int = 0
+    muon_polar_express: int = 0
+    ema_decay: float = 0.0
+    ttt_chunk_tokens: int = 0
+    ttt_lr: float = 0.002
+    ttt_steps: int = 1
 
     @property
-    def mlp_hidden(self) -> int:
-        return self.mlp_mult * self.model_dim
+    def mlp_width(self) -> int:
+        """The MLP hidden size: MLP_HIDDEN when set, else MLP_MULT * MODEL_DIM."""
+        return self.mlp_hidden if self.mlp_hidden > 0 else self.mlp_mult * self.model_dim
 
     @property
     def head_dim(self) -> int:
         return self.model_dim // self.num_heads
+
+    @property
+    def rope_width(self) -> int:
+        """R, the rotated dims of each head: ROPE_DIMS, or all head_dim when 0."""
+        return self.rope_dims if self.rope_dims > 0 else self.head_dim
+
+    @property
+    def default_schedule(self) -> tuple[list[int], list[int]]:
+        """(encoder, decoder) physical layer indices of the baseline: the first NUM_LAYERS // 2, the rest."""
+        return list(range(self.num_layers // 2)), list(range(self.num_layers // 2, self.num_layers))
+
+    @property
+    def loop_schedule(self) -> tuple[list[int], list[int]] | None:
+        """(encoder, decoder) from LOOP_ENCODER / LOOP_DECODER, or None when they are not set."""
+        if not self.loop_encoder and not self.loop_decoder:
+            return None
+        return parse_layer_list(self.loop_encoder, "LOOP_ENCODER"), parse_layer_list(self.loop_decoder, "LOOP_DECODER")
+
+    @property
+    def num_skip_rows(self) -> int:
+        """S, the rows of skip_weights: the most skips any of the model's schedules uses."""
+        return max(num_skips(*s) for s in (self.default_schedule, self.loop_schedule) if s is not None)
+
+
+def parse_layer_list(text: str, name: str) -> list[int]:
+    """ "0,1,2" -> [0, 1, 2]; fails with a message naming the variable on anything else."""
+    try:
+        return [int(v) for v in text.split(",")] if text.strip() else []
+    except ValueError:
+        fail(f"{name}={text!r} must be a comma-separated list of layer indices, e.g. 0,1,2,3")
+
+
+def format_layer_list(layers) -> str:
+    return ",".join(str(int(v)) for v in layers)
+
+
+def num_skips(encoder: list[int], decoder: list[int]) -> int:
+    """U-Net skips of a schedule: min(len(encoder), len(decoder))."""
+    return min(len(encoder), len(decoder))
 
 
 def default_config(**overrides) -> Config:
@@ -207,33 +365,43 @@ def default_config(**overrides) -> Config:
 
 
 def add_hyperparameter_flags(parser: argparse.ArgumentParser, groups: tuple[str, ...]) -> None:
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="hyperparameter recipe applied before the environment and the flags (default baseline)")
     for name, typ, default, group in HYPERPARAMETERS:
         if group in groups:
-            parser.add_argument(flag_name(name), dest=name.lower(), type=typ, default=None, metavar=name,
-                                help=f"default ${name} or {default}")
+            parser.add_argument(flag_name(name), *FLAG_ALIASES.get(name, ()), dest=name.lower(), type=typ, default=None,
+                                metavar=name, help=f"default ${name} or {default!r}")
 
 
-def resolve_config(args: argparse.Namespace, environ=os.environ) -> tuple[Config, set[str]]:
-    """Config from flags, then environment variables, then defaults. Also returns the fields that were
-    set explicitly (flag or environment), to check them against a checkpoint's header."""
-    values, explicit = {}, set()
+def resolve_sources(args: argparse.Namespace, environ=os.environ) -> dict[str, tuple[object, str]]:
+    """Every hyperparameter's value and where it came from ("flag", "env", "preset NAME" or "default"):
+    flags beat the environment, which beats the preset (--preset), which beats the defaults."""
+    preset = getattr(args, "preset", None) or "baseline"
+    out = {}
     for name, typ, default, _ in HYPERPARAMETERS:
         key = name.lower()
         flag = getattr(args, key, None)
         if flag is not None:
-            values[key] = flag
-            explicit.add(key)
+            out[key] = (flag, "flag")
         elif name in environ:
             try:
-                values[key] = typ(environ[name])
+                out[key] = (typ(environ[name]), "env")
             except ValueError:
                 fail(f"environment variable {name}={environ[name]!r} is not a valid {typ.__name__}")
-            explicit.add(key)
+        elif name in PRESETS[preset]:
+            out[key] = (PRESETS[preset][name], f"preset {preset}")
         else:
-            values[key] = default
-    cfg = Config(**values)
-    validate_model_config(cfg)
-    return cfg, explicit
+            out[key] = (default, "default")
+    return out
+
+
+def resolve_config(args: argparse.Namespace, environ=os.environ) -> tuple[Config, set[str]]:
+    """Config from flags, then environment variables, then the preset, then defaults. Also returns the
+    fields that were set explicitly (flag or environment), to check them against a checkpoint's header."""
+    sources = resolve_sources(args, environ)
+    cfg = Config(**{key: value for key, (value, _) in sources.items()})
+    validate_config(cfg)
+    return cfg, {key for key, (_, src) in sources.items() if src in ("flag", "env")}
 
 
 def model_config_problem(cfg: Config) -> str | None:
@@ -254,11 +422,86 @@ def model_config_problem(cfg: Config) -> str | None:
     for ok, msg in checks:
         if not ok:
             return msg
+    return feature_config_problem(cfg)
+
+
+def loop_schedule_problem(cfg: Config) -> str | None:
+    """What is wrong with LOOP_ENCODER / LOOP_DECODER, or None (also None when neither is set)."""
+    enc_text, dec_text = cfg.loop_encoder.strip(), cfg.loop_decoder.strip()
+    if not enc_text and not dec_text:
+        return None
+    if not enc_text or not dec_text:
+        return (f"LOOP_ENCODER={cfg.loop_encoder!r} and LOOP_DECODER={cfg.loop_decoder!r}: set both schedules or "
+                f"neither")
+    lists = []
+    for name, text in (("LOOP_ENCODER", enc_text), ("LOOP_DECODER", dec_text)):
+        try:
+            lists.append([int(v) for v in text.split(",")])
+        except ValueError:
+            return f"{name}={text!r} must be a comma-separated list of layer indices, e.g. 0,1,2,3"
+        bad = [v for v in lists[-1] if not 0 <= v < cfg.num_layers]
+        if bad:
+            return f"{name}={text!r}: layer {bad[0]} is outside 0..NUM_LAYERS-1={cfg.num_layers - 1}"
+    total = len(lists[0]) + len(lists[1])
+    if total > MAX_LOOP_POSITIONS:
+        return f"LOOP_ENCODER + LOOP_DECODER hold {total} layers, more than the {MAX_LOOP_POSITIONS} a header can store"
+    missing = sorted(set(range(cfg.num_layers)) - set(lists[0]) - set(lists[1]))
+    if missing:
+        return f"layer {missing[0]} appears in neither LOOP_ENCODER nor LOOP_DECODER (every layer must run)"
     return None
 
 
-def validate_model_config(cfg: Config) -> None:
-    problem = model_config_problem(cfg)
+def feature_config_problem(cfg: Config) -> str | None:
+    """The first reason the architecture features (MLP_HIDDEN .. LOOP_DECODER) are invalid, or None."""
+    hd = cfg.head_dim
+    checks = [
+        (cfg.mlp_hidden >= 0, f"MLP_HIDDEN must be >= 0 (0: MLP_MULT * MODEL_DIM), got {cfg.mlp_hidden}"),
+        (math.isfinite(cfg.mlp_leaky_slope), f"MLP_LEAKY_SLOPE must be finite, got {cfg.mlp_leaky_slope}"),
+        (cfg.bigram_vocab_size >= 0 and cfg.bigram_vocab_size != 1,
+         f"BIGRAM_VOCAB_SIZE must be 0 (off) or >= 2 (ids are hashed mod BIGRAM_VOCAB_SIZE - 1), got {cfg.bigram_vocab_size}"),
+        (cfg.bigram_vocab_size == 0 or cfg.bigram_dim > 0, f"BIGRAM_DIM must be positive, got {cfg.bigram_dim}"),
+        (cfg.smear_gate in (0, 1), f"SMEAR_GATE must be 0 or 1, got {cfg.smear_gate}"),
+        (not cfg.smear_gate or cfg.model_dim >= 12, f"SMEAR_GATE needs MODEL_DIM >= 12 (its gate reads x[0:12]), got {cfg.model_dim}"),
+        (cfg.attn_out_gate in (0, 1), f"ATTN_OUT_GATE must be 0 or 1, got {cfg.attn_out_gate}"),
+        (not cfg.attn_out_gate or cfg.model_dim >= 12,
+         f"ATTN_OUT_GATE needs MODEL_DIM >= 12 (its gates read the block input's first 12 dims), got {cfg.model_dim}"),
+        (cfg.xsa_last_n >= 0, f"XSA_LAST_N must be >= 0, got {cfg.xsa_last_n}"),
+        (cfg.rope_dims >= 0, f"ROPE_DIMS must be >= 0 (0: all of head_dim), got {cfg.rope_dims}"),
+        (cfg.rope_dims % 2 == 0, f"ROPE_DIMS={cfg.rope_dims} must be even (dims rotate in pairs)"),
+        (cfg.rope_dims <= hd, f"ROPE_DIMS={cfg.rope_dims} exceeds head_dim={hd} (MODEL_DIM / NUM_HEADS)"),
+        (cfg.ln_scale in (0, 1), f"LN_SCALE must be 0 or 1, got {cfg.ln_scale}"),
+        (cfg.parallel_from >= 0, f"PARALLEL_FROM must be >= 0 (0: off), got {cfg.parallel_from}"),
+        (cfg.skip_gates in (0, 1), f"SKIP_GATES must be 0 or 1, got {cfg.skip_gates}"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            return msg
+    return loop_schedule_problem(cfg)
+
+
+def train_config_problem(cfg: Config) -> str | None:
+    """The first reason the training / evaluation options are invalid, or None."""
+    checks = [
+        (0.0 <= cfg.loop_start_frac <= 1.0, f"LOOP_START_FRAC must be in [0, 1], got {cfg.loop_start_frac}"),
+        (0.0 <= cfg.warmdown_frac <= 1.0, f"WARMDOWN_FRAC must be in [0, 1] (0: WARMDOWN_ITERS), got {cfg.warmdown_frac}"),
+        (0.0 <= cfg.min_lr_frac <= 1.0, f"MIN_LR_FRAC must be in [0, 1], got {cfg.min_lr_frac}"),
+        (cfg.muon_wd >= 0 and cfg.adam_wd >= 0, f"MUON_WD and ADAM_WD must be >= 0, got {cfg.muon_wd}, {cfg.adam_wd}"),
+        (cfg.muon_eq_r in (0, 1), f"MUON_EQ_R must be 0 or 1, got {cfg.muon_eq_r}"),
+        (cfg.muon_polar_express in (0, 1), f"MUON_POLAR_EXPRESS must be 0 or 1, got {cfg.muon_polar_express}"),
+        (cfg.muon_backend_steps >= 0, f"MUON_BACKEND_STEPS must be >= 0, got {cfg.muon_backend_steps}"),
+        (0.0 <= cfg.ema_decay < 1.0, f"EMA_DECAY must be in [0, 1), got {cfg.ema_decay}"),
+        (cfg.eval_stride >= 0, f"EVAL_STRIDE must be >= 0 (0: non-overlapping windows), got {cfg.eval_stride}"),
+        (cfg.ttt_chunk_tokens >= 0, f"TTT_CHUNK_TOKENS must be >= 0 (0: off), got {cfg.ttt_chunk_tokens}"),
+        (cfg.ttt_steps >= 0 and cfg.ttt_lr >= 0, f"TTT_STEPS and TTT_LR must be >= 0, got {cfg.ttt_steps}, {cfg.ttt_lr}"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            return msg
+    return None
+
+
+def validate_config(cfg: Config) -> None:
+    problem = model_config_problem(cfg) or train_config_problem(cfg)
     if problem:
         fail(problem)
 
@@ -325,6 +568,16 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1)
 
 
+def apply_partial_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Partial RoPE (ROPE_DIMS): x [B, H, T, D], tables of R/2 frequencies; the first R dims rotate as in
+    apply_rotary (pairs (i, i + R/2), inv_freq[i] = base^(-2i/R)), dims R..D-1 pass unchanged. R = D is
+    apply_rotary itself."""
+    rotated = 2 * cos.size(-1)
+    if rotated == x.size(-1):
+        return apply_rotary(x, cos, sin)
+    return torch.cat((apply_rotary(x[..., :rotated], cos, sin), x[..., rotated:]), dim=-1)
+
+
 def causal_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """q [B, H, T, D], k and v [B, Hkv, T, D] -> [B, H, T, D]. Query head h uses kv head h // (H/Hkv)
     (repeat_interleave, as scaled_dot_product_attention's enable_gqa). Scale 1/sqrt(D)."""
@@ -341,6 +594,15 @@ def causal_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     return torch.matmul(probs.to(v.dtype), v)
 
 
+def exclusive_self_attention(y: Tensor, v: Tensor) -> Tensor:
+    """XSA: y [B, H, T, D] minus its component along the token's own value vector: y_h - (y_h . vhat) vhat,
+    vhat = v_g / ||v_g|| (v [B, Hkv, T, D] after c_v, no norm, no RoPE; g = h // (H/Hkv); no eps)."""
+    if v.size(1) != y.size(1):
+        v = v.repeat_interleave(y.size(1) // v.size(1), dim=1)  # [B, H, T, D]
+    vhat = v / v.norm(dim=-1, keepdim=True)
+    return y - (y * vhat).sum(dim=-1, keepdim=True) * vhat
+
+
 # ====================================================================================================
 # 3. Model
 # ====================================================================================================
@@ -348,6 +610,11 @@ def causal_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
 # interchangeable. state_dict order (own parameters before children's): skip_weights, tok_emb.weight,
 # then per block i: attn_scale, mlp_scale, resid_mix, attn.q_gain, attn.c_q.weight, attn.c_k.weight,
 # attn.c_v.weight, attn.proj.weight, mlp.fc.weight, mlp.proj.weight; then lm_head.weight when untied.
+# The architecture features add (names as in the records): skip_gates [S, dim] after skip_weights;
+# blocks.i.lane_rho [2], blocks.i.lane_mix [2, 2] after resid_mix (i >= PARALLEL_FROM >= 1);
+# blocks.i.attn.gate_w [H, 12] after q_gain; then bigram.scale [1], bigram.embed.weight [V_b, d_b],
+# bigram.proj.weight [dim, d_b], smear.gate_w [12], smear.lam [1] at the end. Checkpoints are read by name;
+# parameter_table() lists the same tensors in the order of golf_infer.c's parameter table.
 
 
 class RMSNorm(nn.Module):
@@ -402,7 +669,12 @@ def set_rope_table_mode(model: nn.Module, mode: str) -> None:
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, dim: int, num_heads: int, num_kv_heads: int, rope_base: float, qk_gain_init: float):
+    """Causal GQA attention. rope_dims: R rotated dims per head (R = head_dim: the baseline). xsa: subtract
+    from each head's output its component along the token's own normalised value vector. out_gate: the
+    attention output gate, y_h *= sigmoid(gate_w[h] . x[0:12]) (parameter attn.gate_w [H, 12])."""
+
+    def __init__(self, dim: int, num_heads: int, num_kv_heads: int, rope_base: float, qk_gain_init: float,
+                 rope_dims: int = 0, xsa: bool = False, out_gate: bool = False):
         super().__init__()
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads
@@ -414,7 +686,9 @@ class CausalSelfAttention(nn.Module):
         self.proj = CastedLinear(dim, dim, bias=False)     # weight [dim, dim], zero at init
         self.proj._zero_init = True
         self.q_gain = nn.Parameter(torch.full((num_heads,), qk_gain_init, dtype=torch.float32))  # [H]
-        self.rotary = Rotary(self.head_dim, base=rope_base)
+        self.rotary = Rotary(rope_dims or self.head_dim, base=rope_base)
+        self.xsa = xsa
+        self.gate_w = nn.Parameter(torch.zeros(num_heads, 12, dtype=torch.float32)) if out_gate else None  # [H, 12]
 
     def forward(self, x: Tensor) -> Tensor:
         bsz, seqlen, dim = x.shape  # x [B, T, dim]
@@ -424,96 +698,230 @@ class CausalSelfAttention(nn.Module):
         q = rms_norm(q)
         k = rms_norm(k)
         cos, sin = self.rotary(seqlen, x.device, q.dtype)
-        q = apply_rotary(q, cos, sin)
-        k = apply_rotary(k, cos, sin)
+        q = apply_partial_rotary(q, cos, sin)
+        k = apply_partial_rotary(k, cos, sin)
         q = q * self.q_gain.to(dtype=q.dtype)[None, :, None, None]
         y = causal_attention(q, k, v)                                   # [B, H, T, D]
+        if self.xsa:
+            y = exclusive_self_attention(y, v)
+        if self.gate_w is not None:
+            gate = torch.sigmoid(F.linear(x[..., :12], self.gate_w.to(x.dtype)))  # [B, T, H]
+            y = y * gate.transpose(1, 2)[..., None]
         y = y.transpose(1, 2).contiguous().reshape(bsz, seqlen, dim)    # [B, T, dim], heads concatenated
         return self.proj(y)
 
 
 class MLP(nn.Module):
-    """proj(relu(fc(x))^2); hidden = mlp_mult * dim."""
+    """proj(act(fc(x))) with act(u) = relu(u)^2, or (u > 0 ? u : slope u)^2 when leaky_slope != 0."""
 
-    def __init__(self, dim: int, mlp_mult: int):
+    def __init__(self, dim: int, hidden: int, leaky_slope: float = 0.0):
         super().__init__()
-        hidden = mlp_mult * dim
         self.fc = CastedLinear(dim, hidden, bias=False)    # weight [hidden, dim]
         self.proj = CastedLinear(hidden, dim, bias=False)  # weight [dim, hidden], zero at init
         self.proj._zero_init = True
+        self.leaky_slope = leaky_slope
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.proj(torch.relu(self.fc(x)).square())
+        h = self.fc(x)
+        h = torch.relu(h) if self.leaky_slope == 0 else F.leaky_relu(h, negative_slope=self.leaky_slope)
+        return self.proj(h.square())
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, num_heads: int, num_kv_heads: int, mlp_mult: int, rope_base: float,
-                 qk_gain_init: float):
+    """Physical layer `layer` of cfg. Sequential blocks run `forward` on one stream; blocks with
+    layer >= PARALLEL_FROM >= 1 run `forward_lanes` on two lanes (parameters lane_rho [2], lane_mix [2, 2])."""
+
+    def __init__(self, cfg: Config, layer: int):
         super().__init__()
+        dim = cfg.model_dim
         self.attn_norm = RMSNorm()
         self.mlp_norm = RMSNorm()
-        self.attn = CausalSelfAttention(dim, num_heads, num_kv_heads, rope_base, qk_gain_init)
-        self.mlp = MLP(dim, mlp_mult)
+        self.attn = CausalSelfAttention(dim, cfg.num_heads, cfg.num_kv_heads, cfg.rope_base, cfg.qk_gain_init,
+                                        rope_dims=cfg.rope_width, xsa=layer >= cfg.num_layers - cfg.xsa_last_n,
+                                        out_gate=bool(cfg.attn_out_gate))
+        self.mlp = MLP(dim, cfg.mlp_width, cfg.mlp_leaky_slope)
         self.attn_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))                     # [dim]
         self.mlp_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))                      # [dim]
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))).float())  # [2, dim]
+        self.ln_scale = 1.0 / math.sqrt(layer + 1) if cfg.ln_scale else None  # LN_SCALE: s_l
+        self.parallel = 1 <= cfg.parallel_from <= layer
+        if self.parallel:
+            self.lane_rho = nn.Parameter(torch.full((2,), 1.1, dtype=torch.float32))  # [2]
+            self.lane_mix = nn.Parameter(torch.ones(2, 2, dtype=torch.float32))       # [2, 2]
+
+    def normed(self, norm: RMSNorm, x: Tensor) -> Tensor:
+        """norm(x), times s_l = 1/sqrt(layer + 1) with LN_SCALE."""
+        y = norm(x)
+        return y if self.ln_scale is None else y * self.ln_scale
 
     def forward(self, x: Tensor, x0: Tensor) -> Tensor:
         mix = self.resid_mix.to(dtype=x.dtype)
         x = mix[0][None, None, :] * x + mix[1][None, None, :] * x0
-        attn_out = self.attn(self.attn_norm(x))
+        attn_out = self.attn(self.normed(self.attn_norm, x))
         x = x + self.attn_scale.to(dtype=x.dtype)[None, None, :] * attn_out
-        x = x + self.mlp_scale.to(dtype=x.dtype)[None, None, :] * self.mlp(self.mlp_norm(x))
+        x = x + self.mlp_scale.to(dtype=x.dtype)[None, None, :] * self.mlp(self.normed(self.mlp_norm, x))
         return x
+
+    def forward_lanes(self, lane0: Tensor, lane1: Tensor, x0: Tensor) -> tuple[Tensor, Tensor]:
+        """Parallel residuals: attention reads lane0 (mixed with x0), the MLP reads lane1 as it came in;
+        lane_k <- lane_rho[k] lane_k + lane_mix[k, 0] attn + lane_mix[k, 1] mlp."""
+        mix = self.resid_mix.to(dtype=lane0.dtype)
+        lane0 = mix[0][None, None, :] * lane0 + mix[1][None, None, :] * x0
+        attn = self.attn_scale.to(dtype=lane0.dtype)[None, None, :] * self.attn(self.normed(self.attn_norm, lane0))
+        mlp = self.mlp_scale.to(dtype=lane0.dtype)[None, None, :] * self.mlp(self.normed(self.mlp_norm, lane1))
+        rho, pm = self.lane_rho.to(dtype=lane0.dtype), self.lane_mix.to(dtype=lane0.dtype)
+        return (rho[0] * lane0 + pm[0, 0] * attn + pm[0, 1] * mlp,
+                rho[1] * lane1 + pm[1, 0] * attn + pm[1, 1] * mlp)
+
+
+class BigramHash(nn.Module):
+    """e += scale * proj(embed[hash(t_{i-1}, t_i)]): parameters bigram.embed.weight [V_b, d_b] (N(0, 0.02)),
+    bigram.proj.weight [d, d_b] (zero at init), bigram.scale [1] (0.05)."""
+
+    def __init__(self, vocab: int, bigram_dim: int, dim: int):
+        super().__init__()
+        self.vocab = vocab
+        self.scale = nn.Parameter(torch.full((1,), 0.05, dtype=torch.float32))  # [1]
+        self.embed = nn.Embedding(vocab, bigram_dim)                             # weight [V_b, d_b]
+        self.proj = CastedLinear(bigram_dim, dim, bias=False)                    # weight [dim, d_b], zero at init
+        self.proj._zero_init = True
+
+    def forward(self, input_ids: Tensor) -> Tensor:
+        """input_ids [B, T] -> [B, T, dim]"""
+        h = self.proj(self.embed(bigram_hash(input_ids, self.vocab)))
+        return self.scale.to(dtype=h.dtype) * h
+
+
+def bigram_hash(input_ids: Tensor, vocab: int) -> Tensor:
+    """input_ids [..., T] int64 -> BigramHash rows [..., T]: V_b - 1 at position 0, else
+    ((36313 t_i) XOR (27191 t_{i-1})) mod (V_b - 1), in int64 on the raw ids."""
+    ids = input_ids.long()
+    out = torch.full_like(ids, vocab - 1)
+    out[..., 1:] = torch.bitwise_xor(36313 * ids[..., 1:], 27191 * ids[..., :-1]) % (vocab - 1)
+    return out
+
+
+class SmearGate(nn.Module):
+    """x_t += lam * sigmoid(gate_w . x_t[0:12]) * x_{t-1} for t >= 1 and tokens other than BOS (x_{t-1}
+    taken before smearing). Parameters smear.gate_w [12], smear.lam [1], zero at init."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate_w = nn.Parameter(torch.zeros(12, dtype=torch.float32))  # [12]
+        self.lam = nn.Parameter(torch.zeros(1, dtype=torch.float32))      # [1]
+
+    def forward(self, x: Tensor, input_ids: Tensor) -> Tensor:
+        """x [B, T, dim], input_ids [B, T] -> [B, T, dim]"""
+        gate = torch.sigmoid(F.linear(x[..., :12], self.gate_w.to(x.dtype)[None, :]))  # [B, T, 1]
+        on = input_ids != BOS_ID
+        on[:, 0] = False
+        prev = torch.cat((torch.zeros_like(x[:, :1]), x[:, :-1]), dim=1)                # x_{t-1}
+        return x + (self.lam.to(dtype=x.dtype) * gate * on[..., None].to(x.dtype)) * prev
 
 
 class GPT(nn.Module):
-    def __init__(self, vocab_size: int, num_layers: int, model_dim: int, num_heads: int, num_kv_heads: int,
-                 mlp_mult: int, tie_embeddings: bool, tied_embed_init_std: float, logit_softcap: float,
-                 rope_base: float, qk_gain_init: float):
+    """The model of a Config. Layers run in a schedule (encoder, decoder) of physical layer indices: the
+    default one (first NUM_LAYERS // 2, the rest) or, when LOOP_ENCODER / LOOP_DECODER are set, the loop
+    one (set_schedule). A schedule with ns = min(len(enc), len(dec)) skips pushes the outputs of its last ns
+    encoder positions; decoder position i < ns adds skip_weights[i] (times sigmoid(skip_gates[i]) with
+    SKIP_GATES) * the skip pushed (ns - 1 - i)-th, before its block."""
+
+    def __init__(self, cfg: Config):
         super().__init__()
-        self.tie_embeddings = bool(tie_embeddings)
-        self.tied_embed_init_std = tied_embed_init_std
-        self.logit_softcap = logit_softcap
-        self.tok_emb = nn.Embedding(vocab_size, model_dim)  # weight [V, dim]
-        self.num_encoder_layers = num_layers // 2
-        self.num_decoder_layers = num_layers - self.num_encoder_layers
-        self.num_skip_weights = min(self.num_encoder_layers, self.num_decoder_layers)
-        self.skip_weights = nn.Parameter(torch.ones(self.num_skip_weights, model_dim, dtype=torch.float32))  # [L//2, dim]
-        self.blocks = nn.ModuleList(
-            [Block(model_dim, num_heads, num_kv_heads, mlp_mult, rope_base, qk_gain_init) for _ in range(num_layers)]
-        )
+        problem = model_config_problem(cfg)
+        if problem:
+            fail(problem)
+        self.tie_embeddings = bool(cfg.tie_embeddings)
+        self.tied_embed_init_std = cfg.tied_embed_init_std
+        self.logit_softcap = cfg.logit_softcap
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.model_dim)  # weight [V, dim]
+        self.default_schedule, self.loop_schedule = cfg.default_schedule, cfg.loop_schedule
+        self.looped = self.loop_schedule is not None
+        self.skip_weights = nn.Parameter(torch.ones(cfg.num_skip_rows, cfg.model_dim, dtype=torch.float32))  # [S, dim]
+        self.blocks = nn.ModuleList([Block(cfg, layer) for layer in range(cfg.num_layers)])
         self.final_norm = RMSNorm()
-        self.lm_head = None if self.tie_embeddings else CastedLinear(model_dim, vocab_size, bias=False)  # [V, dim]
+        self.lm_head = None if self.tie_embeddings else CastedLinear(cfg.model_dim, cfg.vocab_size, bias=False)  # [V, dim]
         if self.lm_head is not None:
             self.lm_head._zero_init = True
+        # the features' modules are made after the baseline's and on a forked generator, so the baseline's
+        # tensors get the baseline's random draws (their constructors' draws are all replaced by the init)
+        with torch.random.fork_rng(devices=[]):
+            self.bigram = BigramHash(cfg.bigram_vocab_size, cfg.bigram_dim, cfg.model_dim) if cfg.bigram_vocab_size else None
+        self.smear = SmearGate() if cfg.smear_gate else None
+        self.skip_gates = nn.Parameter(torch.zeros_like(self.skip_weights)) if cfg.skip_gates else None  # [S, dim]
         self._init_weights()
 
     @classmethod
     def from_config(cls, cfg: Config) -> "GPT":
-        return cls(cfg.vocab_size, cfg.num_layers, cfg.model_dim, cfg.num_heads, cfg.num_kv_heads, cfg.mlp_mult,
-                   bool(cfg.tie_embeddings), cfg.tied_embed_init_std, cfg.logit_softcap, cfg.rope_base,
-                   cfg.qk_gain_init)
+        return cls(cfg)
 
     def _init_weights(self) -> None:
         if self.tie_embeddings:
             nn.init.normal_(self.tok_emb.weight, mean=0.0, std=self.tied_embed_init_std)
+        if self.bigram is not None:
+            nn.init.normal_(self.bigram.embed.weight, mean=0.0, std=0.02)
         for module in self.modules():
             if isinstance(module, nn.Linear) and getattr(module, "_zero_init", False):
                 nn.init.zeros_(module.weight)
 
+    def set_schedule(self, looped: bool) -> None:
+        """Run the loop schedule (looped=True, the default when one is set: eval and export) or the default one."""
+        if looped and self.loop_schedule is None:
+            fail("set_schedule(looped=True): this model has no LOOP_ENCODER / LOOP_DECODER schedule")
+        self.looped = looped
+
+    def schedule(self) -> tuple[list[int], list[int]]:
+        return self.loop_schedule if self.looped else self.default_schedule
+
+    def embed(self, input_ids: Tensor) -> Tensor:
+        """x0 [B, T, dim]: rms_norm(tok_emb[t] (+ BigramHash)), then SmearGate."""
+        e = self.tok_emb(input_ids)
+        if self.bigram is not None:
+            e = e + self.bigram(input_ids).to(dtype=e.dtype)
+        x = rms_norm(e)
+        if self.smear is not None:
+            x = self.smear(x, input_ids)
+        return x
+
+    def skip_term(self, i: int, skip: Tensor) -> Tensor:
+        """What decoder position i adds: skip_weights[i] * skip, gated by sigmoid(skip_gates[i]) with SKIP_GATES."""
+        w = self.skip_weights[i].to(dtype=skip.dtype)
+        if self.skip_gates is not None:
+            w = torch.sigmoid(self.skip_gates[i].to(dtype=skip.dtype)) * w
+        return w[None, None, :] * skip
+
+    def run_block(self, layer: int, x: Tensor | None, lanes: tuple | None, x0: Tensor) -> tuple:
+        """One block on the stream: returns (x, None) after a sequential block, (None, lanes) after a
+        parallel one. A parallel block starting on a single stream copies it into both lanes; a sequential
+        block after parallel ones first merges them, x = (lane0 + lane1) / 2."""
+        block = self.blocks[layer]
+        if block.parallel:
+            return None, block.forward_lanes(*(lanes if lanes is not None else (x, x)), x0)
+        if lanes is not None:
+            x = (lanes[0] + lanes[1]) / 2
+        return block(x, x0), None
+
     def forward_logits(self, input_ids: Tensor) -> Tensor:
         """input_ids [B, T] int64 -> logits after the softcap [B, T, V]."""
-        x = rms_norm(self.tok_emb(input_ids))  # [B, T, dim]
-        x0 = x
+        x0 = self.embed(input_ids)  # [B, T, dim]
+        x, lanes = x0, None
+        encoder, decoder = self.schedule()
+        ns = num_skips(encoder, decoder)
         skips: list[Tensor] = []
-        for i in range(self.num_encoder_layers):
-            x = self.blocks[i](x, x0)
-            skips.append(x)
-        for i in range(self.num_decoder_layers):
-            if skips:
-                x = x + self.skip_weights[i].to(dtype=x.dtype)[None, None, :] * skips.pop()
-            x = self.blocks[self.num_encoder_layers + i](x, x0)
+        for e, layer in enumerate(encoder):
+            x, lanes = self.run_block(layer, x, lanes, x0)
+            if e >= len(encoder) - ns:
+                skips.append(x if lanes is None else (lanes[0] + lanes[1]) / 2)
+        for i, layer in enumerate(decoder):
+            if i < ns:
+                if lanes is None:
+                    x = x + self.skip_term(i, skips[ns - 1 - i])
+                else:
+                    add = self.skip_term(i, skips[ns - 1 - i])
+                    lanes = (lanes[0] + add, lanes[1] + add)
+            x, lanes = self.run_block(layer, x, lanes, x0)
+        if lanes is not None:
+            x = (lanes[0] + lanes[1]) / 2
         x = self.final_norm(x)
         if self.tie_embeddings:
             logits_proj = F.linear(x, self.tok_emb.weight.to(x.dtype))
@@ -531,6 +939,38 @@ class GPT(nn.Module):
             logits = logits.float()
         loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), target_ids.reshape(-1), reduction=reduction)
         return loss if reduction != "none" else loss.view(target_ids.shape)
+
+
+def parameter_table(cfg: Config) -> list[tuple[str, tuple[int, ...], str]]:
+    """(name, shape, class) of every tensor in the order of golf_infer.c's parameter table (classes embed,
+    attn, mlp, head, control): tok_emb.weight, [bigram.embed.weight, bigram.proj.weight, bigram.scale],
+    [smear.gate_w, smear.lam], per layer attn.c_q/c_k/c_v/proj, mlp.fc/proj, attn.q_gain, attn_scale,
+    mlp_scale, resid_mix, [attn.gate_w], [lane_rho, lane_mix]; skip_weights, [skip_gates], [lm_head.weight].
+    The same names and shapes as GPT(cfg).state_dict(), whose order is train_gpt.py's."""
+    d, kv, hidden, V = cfg.model_dim, cfg.num_kv_heads * cfg.head_dim, cfg.mlp_width, cfg.vocab_size
+    table = [("tok_emb.weight", (V, d), "embed")]
+    if cfg.bigram_vocab_size:
+        table += [("bigram.embed.weight", (cfg.bigram_vocab_size, cfg.bigram_dim), "embed"),
+                  ("bigram.proj.weight", (d, cfg.bigram_dim), "mlp"), ("bigram.scale", (1,), "control")]
+    if cfg.smear_gate:
+        table += [("smear.gate_w", (12,), "control"), ("smear.lam", (1,), "control")]
+    for layer in range(cfg.num_layers):
+        rows = [("attn.c_q.weight", (d, d), "attn"), ("attn.c_k.weight", (kv, d), "attn"),
+                ("attn.c_v.weight", (kv, d), "attn"), ("attn.proj.weight", (d, d), "attn"),
+                ("mlp.fc.weight", (hidden, d), "mlp"), ("mlp.proj.weight", (d, hidden), "mlp"),
+                ("attn.q_gain", (cfg.num_heads,), "control"), ("attn_scale", (d,), "control"),
+                ("mlp_scale", (d,), "control"), ("resid_mix", (2, d), "control")]
+        if cfg.attn_out_gate:
+            rows.append(("attn.gate_w", (cfg.num_heads, 12), "control"))
+        if 1 <= cfg.parallel_from <= layer:
+            rows += [("lane_rho", (2,), "control"), ("lane_mix", (2, 2), "control")]
+        table += [(f"blocks.{layer}.{name}", shape, cls) for name, shape, cls in rows]
+    table.append(("skip_weights", (cfg.num_skip_rows, d), "control"))
+    if cfg.skip_gates:
+        table.append(("skip_gates", (cfg.num_skip_rows, d), "control"))
+    if not cfg.tie_embeddings:
+        table.append(("lm_head.weight", (V, d), "head"))
+    return table
 
 
 # ====================================================================================================
@@ -582,18 +1022,27 @@ def apply_baseline_dtypes(model: GPT) -> None:
 # 5. Checkpoint container
 # ====================================================================================================
 # Little-endian. Header: 256 int32:
-#   h[0] = 20261125 (magic)   h[1] = 1 (version)   h[2] = number of tensor records
+#   h[0] = 20261125 (magic)   h[1] = version (1 or 2)   h[2] = number of tensor records
 #   h[3] vocab_size  h[4] num_layers  h[5] model_dim  h[6] num_heads  h[7] num_kv_heads
-#   h[8] mlp_hidden (= MLP_MULT * MODEL_DIM)  h[9] tie_embeddings (0/1)
+#   h[8] mlp_hidden (the actual MLP width: MLP_HIDDEN, else MLP_MULT * MODEL_DIM)  h[9] tie_embeddings (0/1)
 #   h[10] rope_base as float32 bits  h[11] logit_softcap as float32 bits  h[12] train_seq_len
-#   h[13] steps trained  h[14..255] = 0
+#   h[13] steps trained
+#   architecture features (version 2; 0 = off):
+#   h[14] mlp_leaky_slope as float32 bits  h[15] bigram_vocab_size  h[16] bigram_dim (0 when bigram is off)
+#   h[17] smear_gate  h[18] xsa_last_n  h[19] rope_dims (0 = all)  h[20] ln_scale  h[21] parallel_from
+#   h[22] skip_gates  h[23] attn_out_gate  h[24] len(LOOP_ENCODER)  h[25] len(LOOP_DECODER) (0, 0: no loop)
+#   h[26 .. 26 + h[24] + h[25]) the encoder then decoder layer indices (at most 32); h[..255] = 0
+# A file whose words 14..255 are all 0 (every baseline model) is written as version 1, byte for byte the
+# pre-feature format; any feature makes it version 2. Version 1 files are read with every feature off.
 # Then h[2] records: int32 name_len, name (UTF-8), int32 dtype (0 float32, 1 int32), int32 ndim,
 # int32 dims[ndim], prod(dims) elements row-major. Model weights come first, under their state_dict
 # keys in state_dict order; other records (debug.*, grad.*) may follow.
 
 CKPT_MAGIC = 20261125
-CKPT_VERSION = 1
+CKPT_VERSION = 2
+CKPT_VERSIONS_READ = (1, 2)
 CKPT_HEADER_INTS = 256
+CKPT_LOOP_WORD = 26   # first word of the loop schedules
 DTYPE_CODES = {0: np.dtype("<f4"), 1: np.dtype("<i4")}
 
 
@@ -620,13 +1069,64 @@ def to_numpy_record(value) -> np.ndarray:
     fail(f"cannot store a tensor of dtype {arr.dtype}")
 
 
+def header_words(cfg: Config, steps: int, num_records: int) -> np.ndarray:
+    """The 256 int32 header of cfg (layout above); version 1 when no feature word is set, else 2."""
+    h = np.zeros(CKPT_HEADER_INTS, dtype="<i4")
+    h[:14] = [CKPT_MAGIC, 1, num_records, cfg.vocab_size, cfg.num_layers, cfg.model_dim, cfg.num_heads,
+              cfg.num_kv_heads, cfg.mlp_width, int(bool(cfg.tie_embeddings)), f32_bits(cfg.rope_base),
+              f32_bits(cfg.logit_softcap), cfg.train_seq_len, steps]
+    h[14:24] = [f32_bits(cfg.mlp_leaky_slope), cfg.bigram_vocab_size, cfg.bigram_dim if cfg.bigram_vocab_size else 0,
+                cfg.smear_gate, cfg.xsa_last_n, cfg.rope_dims, cfg.ln_scale, cfg.parallel_from, cfg.skip_gates,
+                cfg.attn_out_gate]
+    if cfg.loop_schedule is not None:
+        encoder, decoder = cfg.loop_schedule
+        h[24:26] = [len(encoder), len(decoder)]
+        h[CKPT_LOOP_WORD:CKPT_LOOP_WORD + len(encoder) + len(decoder)] = encoder + decoder
+    if h[14:].any():
+        h[1] = CKPT_VERSION
+    return h
+
+
+def config_from_header(h: np.ndarray) -> Config:
+    """The model fields of a header (the others at their defaults; validity is model_config_problem's
+    business). The MLP width comes back as MLP_MULT when it is a multiple of model_dim, else as MLP_HIDDEN."""
+    h = [int(v) for v in h]
+    if h[1] == 1:
+        h[14:] = [0] * (CKPT_HEADER_INTS - 14)
+    d, hidden = h[5], h[8]
+    divisible = d > 0 and hidden % d == 0
+    n_enc, n_dec = h[24], h[25]
+    loops = h[CKPT_LOOP_WORD:CKPT_LOOP_WORD + max(n_enc, 0) + max(n_dec, 0)] if 0 <= n_enc + n_dec <= MAX_LOOP_POSITIONS else []
+    return default_config(vocab_size=h[3], num_layers=h[4], model_dim=d, num_heads=h[6], num_kv_heads=h[7],
+                          mlp_mult=hidden // d if divisible else default_config().mlp_mult,
+                          mlp_hidden=0 if divisible else hidden, tie_embeddings=h[9], rope_base=bits_f32(h[10]),
+                          logit_softcap=bits_f32(h[11]), train_seq_len=h[12], mlp_leaky_slope=bits_f32(h[14]),
+                          bigram_vocab_size=h[15], bigram_dim=h[16] if h[15] else default_config().bigram_dim,
+                          smear_gate=h[17], xsa_last_n=h[18], rope_dims=h[19], ln_scale=h[20], parallel_from=h[21],
+                          skip_gates=h[22], attn_out_gate=h[23], loop_encoder=format_layer_list(loops[:max(n_enc, 0)]),
+                          loop_decoder=format_layer_list(loops[max(n_enc, 0):]))
+
+
+def header_problem(h: np.ndarray) -> str | None:
+    """What is wrong with a header's model words beyond model_config_problem, or None."""
+    if int(h[1]) not in CKPT_VERSIONS_READ:
+        return f"unsupported checkpoint version {int(h[1])} (this reads versions {', '.join(map(str, CKPT_VERSIONS_READ))})"
+    if min(int(v) for v in h[3:9]) <= 0:
+        return (f"invalid model shape in header (vocab, layers, dim, heads, kv_heads, mlp_hidden): "
+                f"{[int(v) for v in h[3:9]]}; all must be positive")
+    if int(h[1]) >= 2:
+        n_enc, n_dec = int(h[24]), int(h[25])
+        if n_enc < 0 or n_dec < 0 or n_enc + n_dec > MAX_LOOP_POSITIONS or (n_enc == 0) != (n_dec == 0):
+            return f"invalid loop schedule lengths in header words 24, 25: {n_enc}, {n_dec}"
+        if h[CKPT_LOOP_WORD + n_enc + n_dec:].any():
+            return f"header words past the loop schedule (from {CKPT_LOOP_WORD + n_enc + n_dec}) must be 0"
+    return None
+
+
 def write_container(path, cfg: Config, steps: int, records) -> None:
     """records: iterable of (name, tensor or array). Written to PATH.tmp, then renamed."""
     records = [(name, to_numpy_record(value)) for name, value in records]
-    header = np.zeros(CKPT_HEADER_INTS, dtype="<i4")
-    header[:14] = [CKPT_MAGIC, CKPT_VERSION, len(records), cfg.vocab_size, cfg.num_layers, cfg.model_dim,
-                   cfg.num_heads, cfg.num_kv_heads, cfg.mlp_hidden, int(bool(cfg.tie_embeddings)),
-                   f32_bits(cfg.rope_base), f32_bits(cfg.logit_softcap), cfg.train_seq_len, steps]
+    header = header_words(cfg, steps, len(records))
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
@@ -644,7 +1144,7 @@ def write_container(path, cfg: Config, steps: int, records) -> None:
 
 @dataclass
 class Container:
-    config: Config                       # shape fields and train_seq_len from the header, rest defaults
+    config: Config                       # model fields and train_seq_len from the header, rest defaults
     steps: int
     header: np.ndarray                   # the 256 raw int32
     tensors: "OrderedDict[str, np.ndarray]"
@@ -662,14 +1162,10 @@ def read_container(path) -> Container:
     h = np.frombuffer(data, dtype="<i4", count=CKPT_HEADER_INTS)
     if int(h[0]) != CKPT_MAGIC:
         fail(f"{path}: not a golf checkpoint (magic {int(h[0])}, expected {CKPT_MAGIC})")
-    if int(h[1]) != CKPT_VERSION:
-        fail(f"{path}: unsupported checkpoint version {int(h[1])} (this reads version {CKPT_VERSION})")
-    if min(int(v) for v in h[3:9]) <= 0 or int(h[8]) % int(h[5]) != 0:
-        fail(f"{path}: invalid model shape in header (vocab, layers, dim, heads, kv_heads, mlp_hidden): "
-             f"{[int(v) for v in h[3:9]]}; mlp_hidden must be a positive multiple of model_dim")
-    cfg = default_config(vocab_size=int(h[3]), num_layers=int(h[4]), model_dim=int(h[5]), num_heads=int(h[6]),
-                         num_kv_heads=int(h[7]), mlp_mult=int(h[8]) // int(h[5]), tie_embeddings=int(h[9]),
-                         rope_base=bits_f32(h[10]), logit_softcap=bits_f32(h[11]), train_seq_len=int(h[12]))
+    problem = header_problem(h)
+    if problem:
+        fail(f"{path}: {problem}")
+    cfg = config_from_header(h)
     problem = model_config_problem(cfg)
     if problem:
         fail(f"{path}: invalid header: {problem}")
@@ -721,7 +1217,7 @@ def load(path, dtype: torch.dtype = torch.float32, device="cpu", base_cfg: Confi
     c = read_container(path)
     cfg = c.config
     if base_cfg is not None:
-        cfg = replace(base_cfg, **{f: getattr(cfg, f) for f in SHAPE_FIELDS + ("train_seq_len",)})
+        cfg = replace(base_cfg, **{f: getattr(cfg, f) for f in SHAPE_FIELDS + FEATURE_FIELDS + ("train_seq_len",)})
     model = GPT.from_config(cfg)
     expected = model.state_dict()
     missing = [k for k in expected if k not in c.tensors]
@@ -917,13 +1413,11 @@ class EvalResult:
     nll_sum: float
 
 
-def evaluate(model: nn.Module, tokens: np.ndarray, seq_len: int, luts: ByteLuts, stride: int | None = None,
-             batch_seqs: int = 8, device="cpu", amp: bool = False) -> EvalResult:
-    """val_loss = sum NLL / tokens (nats); val_bpb = val_loss / ln 2 * tokens / bytes, where a target y
-    after input x counts base_bytes[y] + (has_leading_space[y] and not is_boundary[x]) bytes.
-    The NLL of each scored target is summed in float64."""
-    n = tokens.size - 1
-    windows = eval_windows(n, seq_len, stride or seq_len)
+def score_windows(model: nn.Module, tokens: np.ndarray, windows: list[tuple[int, int]], seq_len: int, luts: ByteLuts,
+                  batch_seqs: int = 8, device="cpu", amp: bool = False) -> tuple[float, int, int]:
+    """(sum NLL in nats, targets, bytes) of the scored positions of `windows` (eval_windows' (start,
+    first_scored)), batch_seqs windows per forward pass. A target y after input x counts base_bytes[y] +
+    (has_leading_space[y] and not is_boundary[x]) bytes; the NLLs are summed in float64."""
     toks = torch.from_numpy(tokens.astype(np.int64))
     base = torch.from_numpy(luts.base_bytes.astype(np.int64))
     space = torch.from_numpy(luts.has_leading_space)
@@ -945,12 +1439,63 @@ def evaluate(model: nn.Module, tokens: np.ndarray, seq_len: int, luts: ByteLuts,
             per_token = base[y] + (space[y] & ~boundary[x]).long()
             nbytes += int(per_token[scored].sum())
     model.train(was_training)
-    if count != n:
-        raise AssertionError(f"scored {count} targets, expected {n}")
+    return nll_sum, count, nbytes
+
+
+def eval_result(nll_sum: float, count: int, nbytes: int, expected: int) -> EvalResult:
+    """val_loss = sum NLL / tokens (nats); val_bpb = val_loss / ln 2 * tokens / bytes."""
+    if count != expected:
+        raise AssertionError(f"scored {count} targets, expected {expected}")
     val_loss = nll_sum / count
     bits_per_token = val_loss / math.log(2.0)
     tokens_per_byte = count / nbytes
     return EvalResult(val_loss, bits_per_token * tokens_per_byte, count, nbytes, nll_sum)
+
+
+def evaluate(model: nn.Module, tokens: np.ndarray, seq_len: int, luts: ByteLuts, stride: int | None = None,
+             batch_seqs: int = 8, device="cpu", amp: bool = False) -> EvalResult:
+    """val_loss / val_bpb of every target of tokens (score_windows over eval_windows)."""
+    n = tokens.size - 1
+    windows = eval_windows(n, seq_len, stride or seq_len)
+    return eval_result(*score_windows(model, tokens, windows, seq_len, luts, batch_seqs, device, amp), n)
+
+
+def evaluate_ttt(model: GPT, tokens: np.ndarray, cfg: Config, luts: ByteLuts, batch_seqs: int = 8, device="cpu",
+                 amp: bool = False, chunk_scores: list | None = None) -> EvalResult:
+    """Legal score-first test-time training (TTT_CHUNK_TOKENS = C > 0). Targets 1..N are cut into chunks
+    of C (the last may be shorter). For chunk k in order: every window (EVAL_STRIDE's, or non-overlapping)
+    whose first scored target lies in the chunk is scored as in `evaluate` with the current weights; then,
+    unless it is the last chunk, TTT_STEPS plain SGD steps (lr TTT_LR, every parameter) each on the mean
+    loss of the chunk's C / TRAIN_SEQ_LEN sequences (inputs t[kC + jT : kC + (j+1)T], targets one later).
+    So chunk k is scored by weights that trained on chunks < k only, and every target is trained on only
+    after it was scored. The result is the sum of the chunks' scores; chunk_scores, if given, receives
+    (nll_sum, targets, bytes) per chunk. The model's weights are changed."""
+    n, seq_len, chunk = tokens.size - 1, cfg.train_seq_len, cfg.ttt_chunk_tokens
+    if chunk <= 0 or chunk % seq_len != 0:
+        fail(f"TTT_CHUNK_TOKENS={chunk} must be a positive multiple of TRAIN_SEQ_LEN={seq_len}")
+    windows = eval_windows(n, seq_len, cfg.eval_stride or seq_len)
+    num_chunks = -(-n // chunk)
+    toks = torch.from_numpy(tokens.astype(np.int64))
+    sgd = torch.optim.SGD(model.parameters(), lr=cfg.ttt_lr)
+    nll_sum, count, nbytes = 0.0, 0, 0
+    for k in range(num_chunks):
+        mine = [w for w in windows if (w[0] + w[1]) // chunk == k]   # first scored target w[0] + w[1] + 1
+        scores = score_windows(model, tokens, mine, seq_len, luts, batch_seqs, device, amp)
+        if chunk_scores is not None:
+            chunk_scores.append(scores)
+        nll_sum, count, nbytes = nll_sum + scores[0], count + scores[1], nbytes + scores[2]
+        if k == num_chunks - 1:
+            break
+        span = toks[k * chunk:(k + 1) * chunk + 1]
+        x, y = span[:-1].reshape(-1, seq_len).to(device), span[1:].reshape(-1, seq_len).to(device)
+        for _ in range(cfg.ttt_steps):
+            sgd.zero_grad(set_to_none=True)
+            with autocast_context(device, amp):
+                loss = model(x, y)
+            loss.backward()
+            sgd.step()
+    sgd.zero_grad(set_to_none=True)
+    return eval_result(nll_sum, count, nbytes, n)
 
 
 def eval_batch_seqs(cfg: Config, opts) -> int:
@@ -977,39 +1522,68 @@ def eval_batch_seqs(cfg: Config, opts) -> int:
 #         q_gain) and skip_weights; lr SCALAR_LR (0.04)
 # Adam: betas (BETA1, BETA2) = (0.9, 0.95), eps ADAM_EPS = 1e-8, no weight decay (torch.optim.Adam; the
 # baseline's fused=True kernel computes the same update). Every step sets lr = base_lr * lr_mul.
+# Architecture features: bigram.embed.weight joins tok_emb.weight's Adam (same lr); bigram.proj.weight is a
+# Muon matrix; skip_gates, bigram.scale, smear.*, attn.gate_w, lane_rho, lane_mix are control tensors
+# (scalar Adam, SCALAR_LR).
+# Options: MUON_WD: p <- p (1 - lr wd) before each Muon update (decoupled); ADAM_WD: the same for every Adam
+# parameter (torch.optim.AdamW); MUON_EQ_R: each row of the Nesterov update divided by its L2 norm (zero
+# rows stay zero) before Newton-Schulz; MUON_POLAR_EXPRESS: Newton-Schulz iteration k uses the k-th of
+# POLAR_EXPRESS_COEFFS (the last one again past 5), after the same Frobenius normalisation.
 
 NS_COEFFS = (3.4445, -4.7750, 2.0315)
+POLAR_EXPRESS_COEFFS = ((8.1566, -22.4833, 15.8788), (4.0429, -2.8089, 0.5000), (3.8917, -2.7725, 0.5061),
+                        (3.2858, -2.3681, 0.4645), (2.3465, -1.7098, 0.4232))
 NS_EPS = 1e-7
 
 
-def zeropower_via_newtonschulz5(g: Tensor, steps: int = 5, dtype: torch.dtype = torch.bfloat16) -> Tensor:
+def newton_schulz_coefficients(steps: int, polar_express: bool = False) -> list[tuple[float, float, float]]:
+    """(a, b, c) of each of `steps` iterations: NS_COEFFS every time, or POLAR_EXPRESS_COEFFS in order
+    (the last one repeated past the fifth)."""
+    if not polar_express:
+        return [NS_COEFFS] * steps
+    return [POLAR_EXPRESS_COEFFS[min(k, len(POLAR_EXPRESS_COEFFS) - 1)] for k in range(steps)]
+
+
+def zeropower_via_newtonschulz5(g: Tensor, steps: int = 5, dtype: torch.dtype = torch.bfloat16,
+                                polar_express: bool = False) -> Tensor:
     """Approximate orthogonalisation of a 2-D g [rows, cols], computed in `dtype` (bf16 in the
     baseline): X = g / (||g||_F + 1e-7); work on X^T when rows > cols; `steps` times
-    A = X X^T, X = a X + (b A + c A A) X with (a, b, c) = (3.4445, -4.7750, 2.0315)."""
-    a, b, c = NS_COEFFS
+    A = X X^T, X = a X + (b A + c A A) X with (a, b, c) = (3.4445, -4.7750, 2.0315), or the Polar
+    Express coefficients of each iteration."""
     x = g.to(dtype)
     x = x / (x.norm() + NS_EPS)
     transposed = g.size(0) > g.size(1)
     if transposed:
         x = x.T
-    for _ in range(steps):
+    for a, b, c in newton_schulz_coefficients(steps, polar_express):
         A = x @ x.T
         B = b * A + c * A @ A
         x = a * x + B @ x
     return x.T if transposed else x
 
 
+def normalize_rows(u: Tensor) -> Tensor:
+    """MuonEq-R: each row of u [rows, cols] divided by its L2 norm; rows of norm 0 stay 0."""
+    norms = u.norm(dim=1, keepdim=True)
+    return torch.where(norms > 0, u / torch.where(norms > 0, norms, torch.ones_like(norms)), torch.zeros_like(u))
+
+
 class Muon(torch.optim.Optimizer):
     """Per matrix p with gradient g: buf = momentum * buf + g; u = g + momentum * buf (Nesterov);
+    with row_normalize (MUON_EQ_R) u = normalize_rows(u); with weight_decay (MUON_WD) p *= 1 - lr * wd;
     p -= lr * sqrt(max(1, rows/cols)) * NS5(u). ns_dtype: bf16 as in the baseline (--amp); float32 or
     float64 (the working dtype) otherwise. update_dtype: the dtype the scaled update is held in before it
     is added (bf16 in the baseline, whose update buffer is bf16)."""
 
     def __init__(self, params, lr: float, momentum: float, backend_steps: int, nesterov: bool = True,
-                 ns_dtype: torch.dtype = torch.float32, update_dtype: torch.dtype | None = None):
-        super().__init__(params, dict(lr=lr, momentum=momentum, backend_steps=backend_steps, nesterov=nesterov))
+                 ns_dtype: torch.dtype = torch.float32, update_dtype: torch.dtype | None = None,
+                 weight_decay: float = 0.0, row_normalize: bool = False, polar_express: bool = False):
+        super().__init__(params, dict(lr=lr, momentum=momentum, backend_steps=backend_steps, nesterov=nesterov,
+                                      weight_decay=weight_decay))
         self.ns_dtype = ns_dtype
         self.update_dtype = update_dtype
+        self.row_normalize = row_normalize
+        self.polar_express = polar_express
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -1025,46 +1599,84 @@ class Muon(torch.optim.Optimizer):
                 buf.mul_(group["momentum"]).add_(g)
                 if group["nesterov"]:
                     g = g.add(buf, alpha=group["momentum"])
-                u = zeropower_via_newtonschulz5(g, steps=group["backend_steps"], dtype=self.ns_dtype)
+                if self.row_normalize:
+                    g = normalize_rows(g)
+                u = zeropower_via_newtonschulz5(g, steps=group["backend_steps"], dtype=self.ns_dtype,
+                                                polar_express=self.polar_express)
                 u = u * max(1, u.size(0) / u.size(1)) ** 0.5
                 if self.update_dtype is not None:
                     u = u.to(self.update_dtype)
+                if group["weight_decay"] > 0:
+                    p.mul_(1 - group["lr"] * group["weight_decay"])
                 p.add_(u.to(dtype=p.dtype), alpha=-group["lr"])
         return None
 
 
 def build_optimizers(model: GPT, cfg: Config, amp: bool = False, ns_dtype: torch.dtype | None = None) -> tuple[list, Muon]:
-    """The baseline's split; returns (optimizers in the baseline's order, the Muon one)."""
+    """The baseline's split (plus the features' tensors, see above); returns (optimizers in the baseline's
+    order, the Muon one)."""
     block_named = list(model.blocks.named_parameters())
     is_control = lambda name: any(pattern in name for pattern in CONTROL_TENSOR_NAME_PATTERNS)  # noqa: E731
     matrix_params = [p for name, p in block_named if p.ndim == 2 and not is_control(name)]
     scalar_params = [p for name, p in block_named if p.ndim < 2 or is_control(name)]
     if model.skip_weights.numel() > 0:
         scalar_params.append(model.skip_weights)
+    token_params = [model.tok_emb.weight]
+    if model.skip_gates is not None:
+        scalar_params.append(model.skip_gates)
+    if model.bigram is not None:
+        token_params.append(model.bigram.embed.weight)
+        matrix_params.append(model.bigram.proj.weight)
+        scalar_params.append(model.bigram.scale)
+    if model.smear is not None:
+        scalar_params += [model.smear.gate_w, model.smear.lam]
     work_dtype = model.skip_weights.dtype
     adam_kwargs = dict(betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps)
     if amp:
         adam_kwargs["fused"] = True
+    adam = torch.optim.Adam
+    if cfg.adam_wd > 0:
+        adam, adam_kwargs["weight_decay"] = torch.optim.AdamW, cfg.adam_wd
     token_lr = cfg.tied_embed_lr if cfg.tie_embeddings else cfg.embed_lr
-    opt_tok = torch.optim.Adam([{"params": [model.tok_emb.weight], "lr": token_lr, "base_lr": token_lr}], **adam_kwargs)
+    opt_tok = adam([{"params": token_params, "lr": token_lr, "base_lr": token_lr}], **adam_kwargs)
     muon = Muon(matrix_params, lr=cfg.matrix_lr, momentum=cfg.muon_momentum, backend_steps=cfg.muon_backend_steps,
                 ns_dtype=ns_dtype or (torch.bfloat16 if amp else work_dtype),
-                update_dtype=torch.bfloat16 if amp else None)
+                update_dtype=torch.bfloat16 if amp else None, weight_decay=cfg.muon_wd,
+                row_normalize=bool(cfg.muon_eq_r), polar_express=bool(cfg.muon_polar_express))
     for group in muon.param_groups:
         group["base_lr"] = cfg.matrix_lr
-    opt_scalar = torch.optim.Adam([{"params": scalar_params, "lr": cfg.scalar_lr, "base_lr": cfg.scalar_lr}], **adam_kwargs)
+    opt_scalar = adam([{"params": scalar_params, "lr": cfg.scalar_lr, "base_lr": cfg.scalar_lr}], **adam_kwargs)
     optimizers = [opt_tok, muon, opt_scalar]
     if model.lm_head is not None:
-        opt_head = torch.optim.Adam([{"params": [model.lm_head.weight], "lr": cfg.head_lr, "base_lr": cfg.head_lr}], **adam_kwargs)
+        opt_head = adam([{"params": [model.lm_head.weight], "lr": cfg.head_lr, "base_lr": cfg.head_lr}], **adam_kwargs)
         optimizers.insert(1, opt_head)
     return optimizers, muon
 
 
+def training_fraction(cfg: Config, step: int, elapsed_ms: float) -> float:
+    """How far training is, the time base of WARMDOWN_FRAC and LOOP_START_FRAC: elapsed_ms over the
+    wallclock cap when MAX_WALLCLOCK_SECONDS > 0, else step / ITERATIONS (clamped to [0, 1])."""
+    if cfg.max_wallclock_seconds > 0:
+        frac = elapsed_ms / (1000.0 * cfg.max_wallclock_seconds)
+    else:
+        frac = step / max(cfg.iterations, 1)
+    return min(max(frac, 0.0), 1.0)
+
+
 def lr_mul(cfg: Config, step: int, elapsed_ms: float) -> float:
-    """Learning-rate multiplier (warmdown only, no warmup). WARMDOWN_ITERS <= 0: 1. With a wallclock cap
-    (MAX_WALLCLOCK_SECONDS > 0): remaining_ms / (WARMDOWN_ITERS * elapsed_ms / max(step, 1)) once that
-    is <= 1, where remaining_ms = max(cap - elapsed_ms, 0). Without: (ITERATIONS - step) / WARMDOWN_ITERS
-    for ITERATIONS - WARMDOWN_ITERS <= step < ITERATIONS, else 1."""
+    """Learning-rate multiplier (warmdown only, no warmup), never below MIN_LR_FRAC.
+    WARMDOWN_FRAC > 0: min(1, (1 - f) / WARMDOWN_FRAC) with f = training_fraction.
+    Else WARMDOWN_ITERS <= 0: 1. With a wallclock cap (MAX_WALLCLOCK_SECONDS > 0):
+    remaining_ms / (WARMDOWN_ITERS * elapsed_ms / max(step, 1)) once that is <= 1, where
+    remaining_ms = max(cap - elapsed_ms, 0). Without: (ITERATIONS - step) / WARMDOWN_ITERS for
+    ITERATIONS - WARMDOWN_ITERS <= step < ITERATIONS, else 1."""
+    return max(warmdown_mul(cfg, step, elapsed_ms), cfg.min_lr_frac)
+
+
+def warmdown_mul(cfg: Config, step: int, elapsed_ms: float) -> float:
+    """lr_mul before the MIN_LR_FRAC floor."""
+    if cfg.warmdown_frac > 0:
+        return min(1.0, (1.0 - training_fraction(cfg, step, elapsed_ms)) / cfg.warmdown_frac)
     if cfg.warmdown_iters <= 0:
         return 1.0
     if cfg.max_wallclock_seconds <= 0:
@@ -1107,6 +1719,14 @@ class Trainer:
     def zero_grad(self) -> None:
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
+
+    def use_schedule_at(self, frac: float) -> bool:
+        """Depth recurrence: the loop schedule from LOOP_START_FRAC of training on (frac: training_fraction),
+        the default schedule before. Returns whether the loop schedule runs (False when the model has none)."""
+        if self.model.loop_schedule is None:
+            return False
+        self.model.set_schedule(frac >= self.cfg.loop_start_frac)
+        return self.model.looped
 
     def loss_and_grad(self, x: Tensor, y: Tensor) -> float:
         """Sets .grad of every parameter to d(mean loss)/dθ; returns the mean loss."""
@@ -1153,6 +1773,18 @@ def copy_state(state):
     return state
 
 
+@contextlib.contextmanager
+def eval_schedule(model: GPT):
+    """Evaluation runs the loop schedule when the model has one (whatever training uses at the moment)."""
+    looped = model.looped
+    if model.loop_schedule is not None:
+        model.set_schedule(True)
+    try:
+        yield model
+    finally:
+        model.looped = looped
+
+
 def synchronize(device) -> None:
     if str(device).startswith("cuda"):
         torch.cuda.synchronize()
@@ -1197,7 +1829,7 @@ def train(model: GPT, cfg: Config, opts, log=print) -> int:
         loader = TrainLoader(train_pattern, cfg.train_batch_tokens, cfg.train_seq_len)
 
     max_wallclock_ms = 1000.0 * cfg.max_wallclock_seconds if cfg.max_wallclock_seconds > 0 else None
-    training_time_ms, stop_after_step, step = 0.0, None, 0
+    training_time_ms, stop_after_step, step, loop_logged = 0.0, None, 0, False
     synchronize(device)
     t0 = time.perf_counter()
     while True:
@@ -1205,8 +1837,9 @@ def train(model: GPT, cfg: Config, opts, log=print) -> int:
         if val_tokens is not None and (last_step or (cfg.val_loss_every > 0 and step % cfg.val_loss_every == 0)):
             synchronize(device)
             training_time_ms += 1000.0 * (time.perf_counter() - t0)
-            r = evaluate(model, val_tokens, cfg.train_seq_len, luts, batch_seqs=eval_batch_seqs(cfg, opts),
-                         device=device, amp=amp)
+            with eval_schedule(model):
+                r = evaluate(model, val_tokens, cfg.train_seq_len, luts, stride=cfg.eval_stride if last_step else None,
+                             batch_seqs=eval_batch_seqs(cfg, opts), device=device, amp=amp)
             log(f"step:{step}/{cfg.iterations} val_loss:{r.val_loss:.4f} val_bpb:{r.val_bpb:.4f} "
                 f"train_time:{training_time_ms:.0f}ms step_avg:{training_time_ms / max(step, 1):.2f}ms")
             synchronize(device)
@@ -1217,6 +1850,9 @@ def train(model: GPT, cfg: Config, opts, log=print) -> int:
             break
         elapsed_ms = training_time_ms + 1000.0 * (time.perf_counter() - t0)
         scale = lr_mul(cfg, step, elapsed_ms)
+        if trainer.use_schedule_at(training_fraction(cfg, step, elapsed_ms)) and not loop_logged:
+            log(f"layer_loop:enabled step:{step} frac:{training_fraction(cfg, step, elapsed_ms):.3f}")
+            loop_logged = True
         x, y = loader.next_batch()
         train_loss = trainer.step(x, y, step, scale)
         step += 1
@@ -1244,10 +1880,13 @@ def debug_state(model: GPT, cfg: Config, opts, k_steps: int) -> tuple[list, list
       debug.losses       float32 [K]     losses of optimizer steps 0..K-1 (step k's batch is the loader's
                                          k-th, loss taken before step k's update; debug.losses[0] is
                                          debug.loss), lr multiplier by iterations (lr_mul with no
-                                         wallclock cap) and Muon momentum warmup at step k
+                                         wallclock cap), Muon momentum warmup and layer schedule
+                                         (LOOP_START_FRAC of ITERATIONS) at step k
     The weights themselves are the records before these (as they were before step 0)."""
     device, amp = opts.device, opts.amp
     trainer = Trainer(model, cfg, device=device, amp=amp, grad_accum=opts.grad_accum)
+    no_cap = replace(cfg, max_wallclock_seconds=0.0)
+    trainer.use_schedule_at(training_fraction(no_cap, 0, 0.0))
     loader = TrainLoader(os.path.join(cfg.data_path, "fineweb_train_*.bin"), cfg.train_batch_tokens, cfg.train_seq_len)
     x, y = loader.next_batch()
     weights = [(k, v.detach().float().cpu().clone()) for k, v in model.state_dict().items()]
@@ -1256,13 +1895,13 @@ def debug_state(model: GPT, cfg: Config, opts, k_steps: int) -> tuple[list, list
     loss = trainer.loss_and_grad(x, y)
     params = dict(model.named_parameters())
     grads = [(f"grad.{k}", params[k].grad.detach().float().cpu().clone()) for k, _ in weights]
-    no_cap = replace(cfg, max_wallclock_seconds=0.0)
     losses = []
     for step in range(k_steps):
         if step > 0:
             x_step, y_step = loader.next_batch()
         else:
             x_step, y_step = x, y
+        trainer.use_schedule_at(training_fraction(no_cap, step, 0.0))
         losses.append(trainer.step(x_step, y_step, step, lr_mul(no_cap, step, 0.0)))
     records = [("debug.x", x.to(torch.int32)), ("debug.y", y.to(torch.int32)), ("debug.logits", logits),
                ("debug.loss", torch.tensor([loss], dtype=torch.float32))]
@@ -1284,8 +1923,12 @@ USAGE_EXAMPLES = """examples:
   reference.py logits --ckpt ck.bin --dtype float64 --tokens '1 400 29' --out logits.npy
   reference.py debug-state --num-layers 2 --model-dim 64 --train-seq-len 64 --train-batch-tokens 4096 \\
       --data-path ../shared/data/sample_sp1024 --k 5 --out dbg.bin
+  reference.py config --preset r0322 --num-layers 9       # every hyperparameter and where it came from
+  reference.py init --out f.bin --num-layers 4 --model-dim 64 --bigram-vocab-size 64 --smear-gate 1 \\
+      --xsa-last-n 2 --rope-dims 8 --ln-scale 1 --parallel-from 2 --skip-gates 1 --attn-out-gate 1 \\
+      --loop-encoder 0,1,2,1 --loop-decoder 2,3,0 --mlp-leaky-slope 0.5 --random-init
 Every hyperparameter flag defaults to the train_gpt.py environment variable of the same name, then to
-the baseline's default."""
+the --preset's value, then to the baseline's default."""
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -1304,12 +1947,9 @@ def add_runtime_flags(p: argparse.ArgumentParser, init: bool = True) -> None:
         p.add_argument("--random-init", action="store_true", help="random values for the zero-init tensors too (tests)")
 
 
-def add_eval_flags(p: argparse.ArgumentParser, stride: bool = True) -> None:
+def add_eval_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-tokens", type=int, default=None, help="evaluate only the first N targets of the val split "
                    "(then cut to a multiple of TRAIN_SEQ_LEN)")
-    if stride:
-        p.add_argument("--stride", type=int, default=None, help="sliding-window stride S (1..TRAIN_SEQ_LEN; "
-                       "default: non-overlapping windows)")
     p.add_argument("--byte260", action="store_true", help="byte tables of the pure-byte tokenizer instead of TOKENIZER_PATH's")
     p.add_argument("--batch-seqs", type=int, default=None, help="windows per forward pass (memory only)")
 
@@ -1317,7 +1957,7 @@ def add_eval_flags(p: argparse.ArgumentParser, stride: bool = True) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reference.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=USAGE_EXAMPLES)
-    sub = parser.add_subparsers(dest="cmd", metavar="{init,train,eval,logits,debug-state}")
+    sub = parser.add_subparsers(dest="cmd", metavar="{init,train,eval,logits,config,debug-state}")
     sub.required = True
 
     p = sub.add_parser("init", help="write the SEED init as a checkpoint")
@@ -1328,14 +1968,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train like train_gpt.py (one process) and write a checkpoint")
     add_hyperparameter_flags(p, ("model", "data", "eval", "train"))
     add_runtime_flags(p)
-    add_eval_flags(p, stride=False)
+    add_eval_flags(p)
     p.add_argument("--compile", action="store_true", help="torch.compile the model (PyTorch 2.x); runs WARMUP_STEPS")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step (memory only; default 1)")
     p.add_argument("--no-val", action="store_true", help="skip the validation passes")
     p.add_argument("--out", help="checkpoint to write at the end")
 
-    p = sub.add_parser("eval", help="val_loss / val_bpb on the val shards")
-    add_hyperparameter_flags(p, ("model", "data", "eval"))
+    p = sub.add_parser("eval", help="val_loss / val_bpb on the val shards (EVAL_STRIDE / --stride: sliding windows; "
+                       "TTT_CHUNK_TOKENS: score-first test-time training)")
+    add_hyperparameter_flags(p, ("model", "data", "eval", "ttt"))
     add_runtime_flags(p)
     add_eval_flags(p)
 
@@ -1346,6 +1987,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--tokens", help="space-separated token ids")
     src.add_argument("--tokens-file", help="file of whitespace-separated token ids")
     p.add_argument("--out", help="write a .npy [T, V] (in --dtype) instead of printing one row per position")
+
+    p = sub.add_parser("config", help="print every hyperparameter's resolved value and where it came from")
+    add_hyperparameter_flags(p, ("model", "data", "eval", "train", "ttt"))
 
     p = sub.add_parser("debug-state", help="weights, one batch, its logits, loss, gradients and K step losses")
     add_hyperparameter_flags(p, ("model", "data", "train"))
@@ -1381,10 +2025,12 @@ def model_for(args, cfg: Config, explicit: set[str], dtype: torch.dtype) -> tupl
     """--ckpt (whose header fixes the shape; explicit shape settings must agree) or the SEED init."""
     if getattr(args, "ckpt", None):
         header_cfg = read_container(args.ckpt).config
-        for f in SHAPE_FIELDS:
-            mine, theirs = getattr(cfg, f), getattr(header_cfg, f)
-            if f in explicit and (float(mine) != float(theirs) if isinstance(mine, float) else mine != theirs):
-                fail(f"{args.ckpt}: checkpoint has {f}={theirs} but {flag_name(f.upper())}/${f.upper()} says {mine}")
+        for f in SHAPE_FIELDS + FEATURE_FIELDS:
+            # an explicit setting disagrees when it would change the header (MLP_MULT under MLP_HIDDEN does not)
+            if f in explicit and not np.array_equal(header_words(replace(header_cfg, **{f: getattr(cfg, f)}), 0, 0),
+                                                    header_words(header_cfg, 0, 0)):
+                fail(f"{args.ckpt}: checkpoint has {f}={getattr(header_cfg, f)!r} but {flag_name(f.upper())}/${f.upper()} "
+                     f"says {getattr(cfg, f)!r}")
         seq_len = cfg.train_seq_len if "train_seq_len" in explicit else header_cfg.train_seq_len
         model, cfg, steps = load(args.ckpt, dtype=dtype, device=args.device, base_cfg=cfg)
         cfg = replace(cfg, train_seq_len=seq_len)
@@ -1417,8 +2063,19 @@ def read_token_ids(args, vocab_size: int) -> list[int]:
     return ids
 
 
+def config_lines(args, changed_only: bool = False) -> list[str]:
+    """`config NAME=value (source)` per hyperparameter (only those not at their default with changed_only)."""
+    sources = resolve_sources(args)
+    return [f"config {name}={sources[name.lower()][0]!s} ({sources[name.lower()][1]})" for name, *_ in HYPERPARAMETERS
+            if not changed_only or sources[name.lower()][1] != "default"]
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.cmd == "config":
+        resolve_config(args)
+        print("\n".join([f"preset {args.preset or 'baseline'}"] + config_lines(args)))
+        return 0
     if args.cmd == "init":
         cfg, _ = resolve_config(args)
         model = init_model(cfg, random_init=args.random_init)
@@ -1431,6 +2088,7 @@ def main(argv=None) -> int:
     model, cfg, steps = model_for(args, cfg, explicit, dtype)
 
     if args.cmd == "train":
+        print("\n".join([f"preset {args.preset or 'baseline'}"] + config_lines(args, changed_only=True)))
         done = train(model, cfg, args)
         if args.out:
             save(args.out, model, cfg, steps=steps + done)
@@ -1438,8 +2096,12 @@ def main(argv=None) -> int:
     elif args.cmd == "eval":
         tokens = load_validation_tokens(os.path.join(cfg.data_path, "fineweb_val_*.bin"), cfg.train_seq_len, args.max_tokens)
         luts = load_luts(cfg, args.byte260)
-        r = evaluate(model, tokens, cfg.train_seq_len, luts, stride=args.stride,
-                     batch_seqs=eval_batch_seqs(cfg, args), device=args.device, amp=args.amp)
+        if cfg.ttt_chunk_tokens > 0:
+            r = evaluate_ttt(model, tokens, cfg, luts, batch_seqs=eval_batch_seqs(cfg, args), device=args.device,
+                             amp=args.amp)
+        else:
+            r = evaluate(model, tokens, cfg.train_seq_len, luts, stride=cfg.eval_stride or None,
+                         batch_seqs=eval_batch_seqs(cfg, args), device=args.device, amp=args.amp)
         print(f"val_loss:{r.val_loss!r} val_bpb:{r.val_bpb!r} tokens:{r.tokens} bytes:{r.bytes}")
     elif args.cmd == "logits":
         ids = read_token_ids(args, cfg.vocab_size)

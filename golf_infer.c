@@ -255,10 +255,9 @@ static GOLF_UNUSED const char *config_check(const Config *c) {
     if (c->bigram_vocab == 1 || c->bigram_vocab < 0 || c->bigram_vocab > (1 << 24)) return "bigram_vocab_size must be 0 (off) or 2..2^24";
     if (c->bigram_vocab && (c->bigram_dim < 1 || c->bigram_dim > (1 << 16))) return "bigram_dim out of range";
     if ((c->smear_gate && c->model_dim < SMEAR_DIMS) || (c->attn_out_gate && c->model_dim < GATE_DIMS)) return "smear_gate and attn_out_gate need model_dim >= 12";
-    if (c->xsa_last_n < 0 || c->xsa_last_n > c->num_layers) return "xsa_last_n must be in 0..num_layers";
+    if (c->xsa_last_n < 0 || c->parallel_from < 0) return "xsa_last_n and parallel_from must be >= 0";
     int hd = c->model_dim / c->num_heads;
     if (c->rope_dims < 0 || c->rope_dims % 2 || c->rope_dims > hd) return "rope_dims must be even and at most head_dim (0 = all)";
-    if (c->parallel_from < 0 || c->parallel_from >= c->num_layers) return "parallel_from must be in 0 (off)..num_layers-1";
     if ((c->smear_gate | c->ln_scale | c->skip_gates | c->attn_out_gate) & ~1) return "smear_gate, ln_scale, skip_gates, attn_out_gate must be 0 or 1";
     if (!c->loop_enc != !c->loop_dec || c->loop_enc < 0 || c->loop_dec < 0 || c->loop_enc + c->loop_dec > MAX_SCHEDULE)
         return "the loop schedule needs both an encoder and a decoder list, at most 32 entries in all";

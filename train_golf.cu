@@ -62,13 +62,13 @@ static double wall_ms(void) { struct timeval tv; gettimeofday(&tv, NULL); return
 // 2. config: ONE table drives parsing, --help and the printed resolved config
 
 typedef struct {
-    char data_path[1024], tokenizer_path[1024], run_id[256], out_dir[1024], init_ckpt[1024], quant[16], quant_clip[16], dump_grads[1024];
+    char data_path[1024], tokenizer_path[1024], run_id[256], out_dir[1024], init_ckpt[1024], quant[16], quant_embed[16], quant_clip[16], dump_grads[1024];
     int seed, val_batch_size, val_loss_every, train_log_every, iterations, warmdown_iters, warmup_steps;
     int train_batch_tokens, train_seq_len, vocab_size, num_layers, num_kv_heads, model_dim, num_heads, mlp_mult;
     int tie_embeddings, muon_backend_steps, muon_momentum_warmup_steps, math_tf32, eval_stride;
     double max_wallclock_seconds, qk_gain_init, rope_base, logit_softcap, embed_lr, head_lr, tied_embed_lr;
     double tied_embed_init_std, matrix_lr, scalar_lr, muon_momentum, muon_momentum_warmup_start, beta1, beta2;
-    double adam_eps, grad_clip_norm, sdclip_k, muon_wd, adam_wd;
+    double adam_eps, grad_clip_norm, sdclip_k, muon_wd, adam_wd, warmdown_frac, min_lr_frac;
     int muon_eq_r, muon_polar_express;
     // architecture options (golf_infer.c's Config; README "Architecture options")
     int mlp_hidden, bigram_vocab_size, bigram_dim, smear_gate, xsa_last_n, rope_dims, ln_scale, parallel_from, skip_gates, attn_out_gate;
@@ -93,6 +93,8 @@ static const ConfigEntry CONFIG[] = {
     CI(train_log_every, "TRAIN_LOG_EVERY", "200", "log the train loss every N steps (and the first 10)"),
     CI(iterations, "ITERATIONS", "20000", "training steps"),
     CI(warmdown_iters, "WARMDOWN_ITERS", "150", "linear LR warmdown length (steps, or their time under the wallclock cap)"),
+    CF(warmdown_frac, "WARMDOWN_FRAC", "0", "> 0: warmdown over this last fraction of training (wallclock under a cap), instead of WARMDOWN_ITERS"),
+    CF(min_lr_frac, "MIN_LR_FRAC", "0", "floor of the LR multiplier"),
     CI(warmup_steps, "WARMUP_STEPS", "10", "train_gpt.py primes torch.compile with these and undoes them; no effect here"),
     CI(train_batch_tokens, "TRAIN_BATCH_TOKENS", "524288", "tokens per optimizer step (all ranks and micro-steps)"),
     CI(train_seq_len, "TRAIN_SEQ_LEN", "1024", "sequence length"),
@@ -143,6 +145,7 @@ static const ConfigEntry CONFIG[] = {
     CS(out_dir, "OUT_DIR", ".", "where final_model.ckpt and final_model.golf go"),
     CS(init_ckpt, "INIT_CKPT", "", "start from this golf checkpoint instead of the seeded init"),
     CS(quant, "QUANT", "int8", "export scheme of the matrices: int8 int6 int5 int4 ternary fp16"),
+    CS(quant_embed, "QUANT_EMBED", "", "export scheme of the embeddings (default: QUANT)"),
     CS(quant_clip, "QUANT_CLIP", "search", "per-row clip of the integer schemes: search (GPTQ-lite), none (row maximum), sdclip"),
     CF(sdclip_k, "SDCLIP_K", "12.5", "SDClip: row scale = SDCLIP_K * std(row) / qmax"),
     CI(math_tf32, "MATH_TF32", "0", "1: TF32 tensor cores in the fp32 GEMMs"),
@@ -155,12 +158,20 @@ static const int NCONFIG = (int)(sizeof(CONFIG) / sizeof(CONFIG[0]));
 typedef struct { const char *name, *settings, *record; } Preset;
 static const Preset PRESETS[] = {
     {"baseline", "", "train_gpt.py's baseline (03-17, 1.2244)"},
-    {"r0322", "NUM_LAYERS=11 MLP_MULT=3 TRAIN_SEQ_LEN=2048 TRAIN_BATCH_TOKENS=786432 XSA_LAST_N=4 ROPE_DIMS=16 LN_SCALE=1 "
-              "BIGRAM_VOCAB_SIZE=2048 BIGRAM_DIM=128 SMEAR_GATE=1 MUON_WD=0.04 WARMDOWN_ITERS=3500 EVAL_STRIDE=64 QUANT=int6 QUANT_CLIP=search",
+    // from RECORDS.md, then (guesses) the optimizer settings of the record's lineage
+    {"r0322", "NUM_LAYERS=11 MLP_MULT=3 TRAIN_SEQ_LEN=2048 TRAIN_BATCH_TOKENS=786432 XSA_LAST_N=4 ROPE_DIMS=16 LN_SCALE=1 EMA_DECAY=0.997 "
+              "BIGRAM_VOCAB_SIZE=2048 BIGRAM_DIM=128 SMEAR_GATE=1 MUON_WD=0.04 WARMDOWN_ITERS=3500 EVAL_STRIDE=64 QUANT=int6 QUANT_CLIP=search "
+              "ADAM_WD=0.04 MATRIX_LR=0.025 SCALAR_LR=0.025 TIED_EMBED_LR=0.035 MUON_MOMENTUM=0.99 MUON_MOMENTUM_WARMUP_START=0.92 "
+              "MUON_MOMENTUM_WARMUP_STEPS=1500 GRAD_CLIP_NORM=0.3",
      "03-22 11L EMA + GPTQ-lite (1.1228)"},
-    {"r0405", "VOCAB_SIZE=8192 TIE_EMBEDDINGS=1 NUM_LAYERS=11 MLP_MULT=4 TRAIN_SEQ_LEN=2048 TRAIN_BATCH_TOKENS=786432 QK_GAIN_INIT=5 MUON_EQ_R=1 MUON_WD=0.085 "
-              "LOOP_ENCODER=0,1,2,3,4,5,4,5 LOOP_DECODER=4,5,6,7,8,9,10 LOOP_START_FRAC=0.5 PARALLEL_FROM=7 MLP_LEAKY_SLOPE=0.5 "
-              "EVAL_STRIDE=64 QUANT=int6 QUANT_CLIP=sdclip",
+    // layers 4-5 run three times: 0,1,2,3,4,5,4,5,4,5,6,7,8,9,10 cut after its first 7 positions; then guesses
+    // carried over from the lineage (XSA on all layers, partial RoPE, LN scale, gated skips, EMA, LRs)
+    {"r0405", "VOCAB_SIZE=8192 DATA_PATH=./data/datasets/fineweb10B_sp8192 TOKENIZER_PATH=./data/tokenizers/fineweb_8192_bpe.model "
+              "TIE_EMBEDDINGS=1 NUM_LAYERS=11 MLP_MULT=4 TRAIN_SEQ_LEN=2048 TRAIN_BATCH_TOKENS=786432 MUON_EQ_R=1 MUON_WD=0.085 "
+              "LOOP_START_FRAC=0.5 QK_GAIN_INIT=5 PARALLEL_FROM=7 MLP_LEAKY_SLOPE=0.5 EVAL_STRIDE=64 "
+              "LOOP_ENCODER=0,1,2,3,4,5,4 LOOP_DECODER=5,4,5,6,7,8,9,10 XSA_LAST_N=11 ROPE_DIMS=16 LN_SCALE=1 SKIP_GATES=1 "
+              "EMA_DECAY=0.9965 GRAD_CLIP_NORM=0.3 MUON_MOMENTUM=0.99 MUON_MOMENTUM_WARMUP_START=0.92 MUON_MOMENTUM_WARMUP_STEPS=1500 "
+              "MATRIX_LR=0.022 SCALAR_LR=0.02 TIED_EMBED_LR=0.03 WARMDOWN_FRAC=0.667 QUANT=int6 QUANT_EMBED=int8 QUANT_CLIP=sdclip",
      "04-05 SP8192 + loops + parallel residuals (1.0856)"},
 };
 
@@ -233,6 +244,12 @@ static const char *model_config(const TrainConfig *c, Config *m) {
     return config_check(m);
 }
 
+// export_scheme: the blob scheme QUANT / QUANT_EMBED name (fp16 .. ternary), or -1.
+static int export_scheme(const char *name) {
+    for (int s = SCHEME_FP16; s < NUM_SCHEMES; s++) if (strcmp(name, SCHEME_NAME[s]) == 0) return s;
+    return -1;
+}
+
 // config_validate: NULL or what is wrong with a resolved config.
 static const char *config_validate(const TrainConfig *c, int world) {
     static char why[256];
@@ -246,7 +263,9 @@ static const char *config_validate(const TrainConfig *c, int world) {
     const char *bad = model_config(c, &m);
     if (bad) { snprintf(why, sizeof(why), "model shape: %s", bad); return why; }
     if (c->eval_stride < 0 || c->eval_stride > c->train_seq_len) return "EVAL_STRIDE must be in 0..TRAIN_SEQ_LEN";
-    if (!(c->loop_start_frac >= 0 && c->loop_start_frac < 1)) return "LOOP_START_FRAC must be in [0, 1)";
+    if (!(c->loop_start_frac >= 0 && c->loop_start_frac <= 1)) return "LOOP_START_FRAC must be in [0, 1]";
+    if (!(c->warmdown_frac >= 0 && c->warmdown_frac <= 1) || !(c->min_lr_frac >= 0 && c->min_lr_frac <= 1)) return "WARMDOWN_FRAC and MIN_LR_FRAC must be in [0, 1]";
+    if (c->muon_wd < 0 || c->adam_wd < 0) return "MUON_WD and ADAM_WD must be >= 0";
     // the options golf_infer.c and test/reference.py run, that this version's GPU kernels do not yet
     const char *missing = m.bigram_vocab ? "BIGRAM_VOCAB_SIZE" : m.smear_gate ? "SMEAR_GATE" : m.xsa_last_n ? "XSA_LAST_N"
                         : m.parallel_from ? "PARALLEL_FROM" : m.skip_gates ? "SKIP_GATES" : m.attn_out_gate ? "ATTN_OUT_GATE"
@@ -258,9 +277,8 @@ static const char *config_validate(const TrainConfig *c, int world) {
     if ((c->model_dim / c->num_heads) % 32 || c->model_dim / c->num_heads > 256) return "head_dim (MODEL_DIM / NUM_HEADS) must be a multiple of 32, at most 256";
     if (c->vocab_size > 65536) return "VOCAB_SIZE must be at most 65536 (uint16 shards)";
     if (c->iterations < 0 || c->warmup_steps < 0 || c->muon_backend_steps < 1) return "ITERATIONS/WARMUP_STEPS >= 0 and MUON_BACKEND_STEPS >= 1";
-    int known = 0;
-    for (int s = SCHEME_FP16; s < NUM_SCHEMES; s++) known |= strcmp(c->quant, SCHEME_NAME[s]) == 0;
-    if (!known) return "QUANT must be one of fp16 int8 int6 int5 int4 ternary";
+    if (export_scheme(c->quant) < 0) return "QUANT must be one of fp16 int8 int6 int5 int4 ternary";
+    if (c->quant_embed[0] && export_scheme(c->quant_embed) < 0) return "QUANT_EMBED must be one of fp16 int8 int6 int5 int4 ternary (or empty: QUANT)";
     if (clip_from_name(c->quant_clip) < 0) return "QUANT_CLIP must be search, none or sdclip";
     return NULL;
 }
@@ -924,8 +942,17 @@ static void muon_step(Trainer *tr, int i, float lr, float mu) {
     LAUNCH1D(axpy, n, tr->dparam[i], X, -lr * scale, n);
 }
 
-// lr_mul: train_gpt.py's warmdown: by iterations without a wallclock cap, else by the time left
-static double lr_mul(const TrainConfig *c, int step, double elapsed_ms) {
+// training_fraction: how far training is (the time base of WARMDOWN_FRAC and LOOP_START_FRAC): elapsed time over
+// the wallclock cap when there is one, else step / ITERATIONS; in [0, 1].
+static double training_fraction(const TrainConfig *c, int step, double elapsed_ms) {
+    double f = c->max_wallclock_seconds > 0 ? elapsed_ms / (1000.0 * c->max_wallclock_seconds) : (double)step / (c->iterations > 1 ? c->iterations : 1);
+    return f < 0 ? 0 : f > 1 ? 1 : f;
+}
+
+// warmdown_mul: train_gpt.py's warmdown (by iterations without a wallclock cap, else by the time left), or with
+// WARMDOWN_FRAC > 0 over that last fraction of training.
+static double warmdown_mul(const TrainConfig *c, int step, double elapsed_ms) {
+    if (c->warmdown_frac > 0) { double v = (1.0 - training_fraction(c, step, elapsed_ms)) / c->warmdown_frac; return v < 1 ? v : 1; }
     if (c->warmdown_iters <= 0) return 1.0;
     if (c->max_wallclock_seconds <= 0) {
         int start = c->iterations - c->warmdown_iters > 0 ? c->iterations - c->warmdown_iters : 0;
@@ -936,6 +963,12 @@ static double lr_mul(const TrainConfig *c, int step, double elapsed_ms) {
     double remaining = 1000.0 * c->max_wallclock_seconds - elapsed_ms;
     if (remaining < 0) remaining = 0;
     return remaining <= warmdown_ms ? remaining / (warmdown_ms > 1e-9 ? warmdown_ms : 1e-9) : 1.0;
+}
+
+// lr_mul: the LR multiplier of every class: the warmdown, never below MIN_LR_FRAC.
+static double lr_mul(const TrainConfig *c, int step, double elapsed_ms) {
+    double v = warmdown_mul(c, step, elapsed_ms);
+    return v > c->min_lr_frac ? v : c->min_lr_frac;
 }
 
 // muon_momentum_at: linear warmup from MUON_MOMENTUM_WARMUP_START to MUON_MOMENTUM
@@ -1190,8 +1223,9 @@ static void params_upload(Trainer *tr) { cudaCheck(cudaMemcpy(tr->params, tr->ho
 static ExportOptions export_options(const TrainConfig *c) {
     ExportOptions o;
     memset(&o, 0, sizeof(o));
-    int s = scheme_from_name(c->quant);
+    int s = export_scheme(c->quant);
     for (int k = 0; k < NUM_CLASSES; k++) o.scheme[k] = k == CLS_CONTROL ? SCHEME_FP32 : s;
+    if (c->quant_embed[0]) o.scheme[CLS_EMBED] = export_scheme(c->quant_embed);
     o.group = 128;
     o.clip = clip_from_name(c->quant_clip);
     o.sd_k = (float)c->sdclip_k;

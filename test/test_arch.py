@@ -48,7 +48,7 @@ COMBOS = {
 }
 
 # Header words of the options (golf_infer.c's config_header) and a bad value for each, with the message.
-BAD_WORDS = [(19, 3, "rope_dims"), (21, 99, "parallel_from"), (18, 99, "xsa_last_n"), (15, 1, "bigram_vocab_size"),
+BAD_WORDS = [(19, 3, "rope_dims"), (21, -1, "parallel_from"), (18, -2, "xsa_last_n"), (15, 1, "bigram_vocab_size"),
              (24, 2, "loop schedule")]
 
 

@@ -48,6 +48,16 @@ def parse_config(text):
     return out
 
 
+def same_value(text, want):
+    """a printed config value against the reference's: numbers compared as floats, the rest as text"""
+    if isinstance(want, (int, float)):
+        try:
+            return float(text) == float(want)
+        except ValueError:
+            return False
+    return text == str(want)
+
+
 def check_config(R, exe):
     p = run([exe, "config"], env={k: v for k, v in os.environ.items() if not k.isupper() or k in ("PATH", "HOME")})
     got = parse_config(p.stdout)
@@ -63,6 +73,15 @@ def check_config(R, exe):
     shared = [n for n in got if hasattr(ref, n.lower())]
     R.check("config defaults equal the reference's (train_gpt.py's)", p.returncode == 0 and len(shared) >= 35 and not bad,
             f"{len(shared)} shared names; " + "; ".join(bad))
+    clean = {k: v for k, v in os.environ.items() if not k.isupper() or k in ("PATH", "HOME")}
+    for preset in reference.PRESETS:   # train_golf's preset table and the reference's say the same
+        p = run([exe, "config", "--preset", preset], env=clean)
+        got = parse_config(p.stdout)
+        want = {k: v for k, (v, _) in reference.resolve_sources(argparse.Namespace(preset=preset), environ={}).items()}
+        bad = [f"{n}={v} vs {want[n.lower()]}" for n, v in got.items() if n.lower() in want and not same_value(v, want[n.lower()])]
+        shared = [n for n in got if n.lower() in want]
+        R.check(f"preset {preset}: train_golf's resolved config equals the reference's", p.returncode == 0 and len(shared) >= 50 and not bad,
+                f"{len(shared)} shared names; " + "; ".join(bad)[:600] + p.stderr.strip()[-200:])
     env = dict(os.environ, NUM_LAYERS="5", MATRIX_LR="0.02")
     got = parse_config(run([exe, "config", "--num-layers", "7"], env=env).stdout)
     R.check("config: a flag beats the environment, the environment beats the default",
@@ -98,9 +117,11 @@ def check_batches(R, exe, shared):
 def check_schedule(R, exe):
     for args in (["--iterations", "100", "--warmdown-iters", "30", "--max-wallclock-seconds", "0"],
                  ["--iterations", "1000", "--warmdown-iters", "150", "--max-wallclock-seconds", "10"],
-                 ["--iterations", "20", "--warmdown-iters", "0"], ["--muon-momentum-warmup-steps", "7", "--iterations", "10"]):
+                 ["--iterations", "20", "--warmdown-iters", "0"], ["--muon-momentum-warmup-steps", "7", "--iterations", "10"],
+                 ["--iterations", "100", "--warmdown-frac", "0.3", "--min-lr-frac", "0.1", "--max-wallclock-seconds", "0"],
+                 ["--iterations", "1000", "--warmdown-frac", "0.5", "--min-lr-frac", "0.05", "--max-wallclock-seconds", "10"]):
         p = run([exe, "schedule", *args])
-        cfg = reference.default_config(**{a[2:].replace("-", "_"): (float(b) if "." in b or "seconds" in a else int(b)) for a, b in zip(args[::2], args[1::2])})
+        cfg = reference.default_config(**{a[2:].replace("-", "_"): (float(b) if "." in b or "seconds" in a or "frac" in a else int(b)) for a, b in zip(args[::2], args[1::2])})
         bad, n = [], 0
         for line in p.stdout.splitlines():
             f = line.split()

@@ -967,6 +967,8 @@ static void evaluate_val(Trainer *tr, const Dist *dd, const int32_t *val, size_t
 //      rank r > 0 sending its n doubles (host byte order: all ranks run the same binary on the same
 //      architecture), rank 0 combining them in rank order and sending the result back (so every rank gets the
 //      same bits). Both sides give up after DIST_TIMEOUT seconds at the start, naming what is missing.
+//      Under torchrun, TORCHELASTIC_USE_AGENT_STORE=True says torchrun's agent already serves its own store on
+//      MASTER_PORT: the star then uses MASTER_PORT + 1 (dist_port).
 //    Otherwise one process.
 
 #ifdef USE_NCCL
@@ -987,6 +989,19 @@ static int env_int(const char *name, int *out, long lo, long hi) {
                  "MASTER_ADDR and MASTER_PORT for every process", name, v, lo, hi);
     *out = (int)x;
     return 1;
+}
+
+// torchrun_holds_port: 1 when torchrun's agent serves its store on MASTER_PORT (TORCHELASTIC_USE_AGENT_STORE=True).
+static int torchrun_holds_port(void) {
+    const char *v = getenv("TORCHELASTIC_USE_AGENT_STORE");
+    return v && strcmp(v, "True") == 0;
+}
+
+// dist_port: the star's TCP port: MASTER_PORT, + 1 when torchrun's agent holds MASTER_PORT; 0 when unset; dies on bad values.
+static int dist_port(void) {
+    int port = 0, agent = torchrun_holds_port();
+    if (!env_int("MASTER_PORT", &port, 1, agent ? 65534 : 65535)) return 0;
+    return port + agent;
 }
 
 // dist_init: this process's rank, world size and local rank (the one place that decides them; no network yet):
@@ -1012,6 +1027,7 @@ static Dist dist_init(int *argc, char ***argv) {
 #endif
     }
     (void)argc; (void)argv;
+    if (!by_env) return dd;
     const char *need[3] = {"RANK", "WORLD_SIZE", "LOCAL_RANK"};
     int have = 0;
     char missing[64] = "";
@@ -1019,7 +1035,6 @@ static Dist dist_init(int *argc, char ***argv) {
         if (getenv(need[i])) have++;
         else snprintf(missing + strlen(missing), sizeof(missing) - strlen(missing), " %s", need[i]);
     }
-    if (!by_env) return dd;
     if (have < 3) golf_die("environment: RANK, WORLD_SIZE and LOCAL_RANK go together, but%s %s not set\n  hint: a torchrun-style launch "
                            "sets all three (and MASTER_ADDR, MASTER_PORT) for every process", missing, have == 2 ? "is" : "are");
     env_int("WORLD_SIZE", &dd.world, 1, 65536);
@@ -1030,11 +1045,10 @@ static Dist dist_init(int *argc, char ***argv) {
     if (env_int("LOCAL_WORLD_SIZE", &lw, 1, 65536) && dd.local_rank >= lw)
         golf_die("environment LOCAL_RANK=%d: must be below LOCAL_WORLD_SIZE=%d", dd.local_rank, lw);
     if (dd.world > 1) {
-        int port;
         if (!getenv("MASTER_ADDR") || !getenv("MASTER_ADDR")[0])
             golf_die("environment: WORLD_SIZE=%d but MASTER_ADDR is not set\n  hint: MASTER_ADDR is rank 0's host (IPv4 address or name), "
                      "MASTER_PORT a free TCP port on it", dd.world);
-        if (!env_int("MASTER_PORT", &port, 1, 65535))
+        if (!dist_port())
             golf_die("environment: WORLD_SIZE=%d but MASTER_PORT is not set\n  hint: a free TCP port on rank 0's host, e.g. 29500", dd.world);
     }
     dd.mode = DIST_ENV;
@@ -1111,7 +1125,9 @@ static void dist_accept(Dist *dd, int port, double deadline, double timeout_s) {
     sa.sin_addr.s_addr = htonl(INADDR_ANY);
     sa.sin_port = htons((uint16_t)port);
     if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(lfd, 256) != 0)
-        golf_die("rank 0: cannot listen on MASTER_PORT=%d: %s\n  hint: %s", port, strerror(errno),
+        golf_die("rank 0: cannot listen on port %d (MASTER_PORT%s): %s\n  hint: %s", port,
+                 torchrun_holds_port() ? " + 1: torchrun's agent holds MASTER_PORT" : "",
+                 strerror(errno),
                  errno == EADDRINUSE ? "another program or run uses that port: pick another MASTER_PORT" : "check MASTER_PORT");
     for (int got = 0; got < dd->world - 1;) {
         struct pollfd pf = {lfd, POLLIN, 0};
@@ -1133,7 +1149,7 @@ static void dist_accept(Dist *dd, int port, double deadline, double timeout_s) {
         const char *err = sock_io(fd, h, sizeof(h), 0, deadline);
         if (err) golf_die("rank 0: reading a hello on port %d: %s", port, err);
         uint32_t magic = rd32(h), rank = rd32(h + 4), world = rd32(h + 8);
-        if (magic != DIST_MAGIC) golf_die("rank 0: a connection to MASTER_PORT=%d that is not a train_golf rank (another program?)", port);
+        if (magic != DIST_MAGIC) golf_die("rank 0: a connection to port %d that is not a train_golf rank (another program?)", port);
         if ((int)world != dd->world) golf_die("rank 0: rank %u says WORLD_SIZE=%u but rank 0 has WORLD_SIZE=%d", rank, world, dd->world);
         if (rank < 1 || (int)rank >= dd->world) golf_die("rank 0: a process says RANK=%u: must be in 1..%d", rank, dd->world - 1);
         if (dd->peer[rank] >= 0) golf_die("rank 0: two processes say RANK=%u\n  hint: give every process its own RANK", rank);
@@ -1152,8 +1168,7 @@ static GOLF_UNUSED void dist_bootstrap(Dist *dd, uint8_t *id, size_t n, double t
 #endif
     if (dd->mode != DIST_ENV) golf_die("internal: %d ranks without a launch that connects them", dd->world);
     const char *addr = getenv("MASTER_ADDR");
-    int port = 0;
-    env_int("MASTER_PORT", &port, 1, 65535);
+    int port = dist_port();
     double deadline = wall_ms() + 1000.0 * timeout_s;
     dd->peer = (int *)galloc((size_t)dd->world * sizeof(int));
     for (int k = 0; k < dd->world; k++) dd->peer[k] = -1;
@@ -1168,7 +1183,7 @@ static GOLF_UNUSED void dist_bootstrap(Dist *dd, uint8_t *id, size_t n, double t
     char why[256];
     int fd = sock_connect(addr, port, deadline, why, sizeof(why));
     if (fd < 0)
-        golf_die("rank %d: cannot reach rank 0 at MASTER_ADDR=%s MASTER_PORT=%d within DIST_TIMEOUT=%gs: %s\n  hint: start rank 0 too; "
+        golf_die("rank %d: cannot reach rank 0 at MASTER_ADDR=%s port %d within DIST_TIMEOUT=%gs: %s\n  hint: start rank 0 too; "
                  "check MASTER_ADDR/MASTER_PORT and that this host can reach it", dd->rank, addr, port, timeout_s, why);
     uint8_t h[16];
     uint32_t v[4] = {DIST_MAGIC, (uint32_t)dd->rank, (uint32_t)dd->world, (uint32_t)dd->local_rank};

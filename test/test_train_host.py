@@ -15,7 +15,8 @@ needed), against test/reference.py:
   env        4 processes started torchrun-style (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR=127.0.0.1,
              MASTER_PORT) as two simulated hosts of two: the TCP bootstrap gives all the same id bytes, local ranks,
              data spans, stop and sum as above; wrong or missing variables, a missing rank, a duplicate RANK and another
-             WORLD_SIZE are errors that name the problem; a build without MPI refuses to run under mpirun
+             WORLD_SIZE are errors that name the problem; a build without MPI refuses to run under mpirun; with
+             TORCHELASTIC_USE_AGENT_STORE=True (torchrun's agent holds MASTER_PORT) the ranks meet on MASTER_PORT + 1
 
 Usage: /usr/bin/python3 test/test_train_host.py [--nvcc PATH] [--shared DIR]
 The last line printed is "N passed, M failed, K skipped"; exit status 1 if anything failed.
@@ -153,7 +154,7 @@ LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_A
 
 def clean_env(**extra):
     """os.environ without launcher variables (torchrun's and mpirun's), plus extra."""
-    env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS and not k.startswith(("OMPI_", "PMI", "PMIX_"))}
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS and not k.startswith(("OMPI_", "PMI", "PMIX_", "TORCHELASTIC_"))}
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -240,6 +241,35 @@ def check_env(R, exe, shared, tokens):
         R.check(f"env: 4 ranks as 2 hosts x 2 over TCP ({'rank 1 reached the cap' if reached >= 0 else 'none reached'}): the same id "
                 "bytes, local ranks 0 1 0 1, each its own span, stop and sum agreed", ok and rcs == [0] * 4,
                 f"exit codes {rcs}; {detail}; " + " | ".join(e.strip()[-150:] for _, _, _, e in res if e.strip()))
+    # torchrun's agent serves its own store on MASTER_PORT (TORCHELASTIC_USE_AGENT_STORE=True): held here by a
+    # listening socket, the ranks must meet on MASTER_PORT + 1
+    for _ in range(20):
+        agent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        agent.bind(("0.0.0.0", 0))
+        agent.listen(8)
+        port = agent.getsockname()[1]
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.bind(("0.0.0.0", port + 1))
+            break
+        except OSError:
+            agent.close()
+    try:
+        ranks = [(r, clean_env(RANK=r, WORLD_SIZE=2, LOCAL_RANK=r, MASTER_ADDR="127.0.0.1", MASTER_PORT=port, TORCHELASTIC_USE_AGENT_STORE="True"))
+                 for r in range(2)]
+        res = launch_env(exe, pattern, ranks)
+    finally:
+        agent.close()
+    ok, detail = check_dist_rows("".join(o for _, _, o, _ in res), 2, "env", -1, tokens, lambda r: r)
+    R.check("env: under torchrun's agent store (TORCHELASTIC_USE_AGENT_STORE=True, MASTER_PORT taken) the ranks meet on MASTER_PORT + 1",
+            ok and [rc for _, rc, _, _ in res] == [0, 0], detail + " | ".join(e.strip()[-150:] for _, _, _, e in res))
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other:
+        other.bind(("0.0.0.0", 0))
+        other.listen(8)
+        p = run([exe, "dist", pattern, "64", "-1", "5"], env=clean_env(RANK=0, WORLD_SIZE=2, LOCAL_RANK=0, MASTER_ADDR="127.0.0.1",
+                                                                        MASTER_PORT=other.getsockname()[1]))
+    R.check("env error: MASTER_PORT held by another program -> rank 0 says the port is in use", p.returncode != 0
+            and "cannot listen on port" in p.stderr and "pick another MASTER_PORT" in p.stderr, p.stderr.strip()[-200:])
     p = run([exe, "dist", pattern, "64", "-1", "5"], env=clean_env())
     ok, detail = check_dist_rows(p.stdout, 1, "single", -1, tokens, lambda r: 0)
     R.check("env: no launcher variables: one rank, no network", p.returncode == 0 and ok, detail + p.stderr.strip()[-200:])

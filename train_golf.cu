@@ -5,14 +5,20 @@
  * Contract
  *   ./train_golf [--name value ...]          one GPU
  *   mpirun -np N ./train_golf                N GPUs (built with MPI + NCCL); N must divide 8
+ *   RANK=r WORLD_SIZE=N LOCAL_RANK=l MASTER_ADDR=host MASTER_PORT=p ./train_golf
+ *                                            torchrun-style: one process per GPU started by any launcher (built with
+ *                                            NCCL; no MPI needed): rank 0 hands out the NCCL id over TCP (section 9)
  *   Every hyperparameter has train_gpt.py's environment-variable name and default (NUM_LAYERS, MATRIX_LR, ...);
  *   a flag `--num-layers 9` (the name lowercased, '_' -> '-') beats the environment. `--help` lists them all.
  *   The model and its math are test/reference.py's (and train_gpt.py's); the parameter table, the checkpoint
  *   and blob formats and the val_bpb byte tables come from golf_infer.c, the blob encoder from
  *   dev/golf_export.c, both included here. Logs follow train_gpt.py:
  *     step:N/M train_loss:x train_time:ms step_avg:ms, step:N/M val_loss:x val_bpb:y ...,
- *     final_<scheme>_roundtrip val_loss:x val_bpb:y, and the artifact byte count.
- *   Outputs (rank 0): logs/RUN_ID.txt, OUT_DIR/final_model.ckpt (float32), OUT_DIR/final_model.golf.
+ *     final_<scheme>_roundtrip val_loss:x val_bpb:y eval_time:ms, and the artifact byte count; at the start the
+ *     resolved config (config NAME=value), "command:" (the environment settings and argv that reproduce it),
+ *     "code:" (bytes and CRC-32 of golf_infer.c and train_golf.cu beside the binary) and "hardware:".
+ *   Outputs (rank 0): logs/RUN_ID.txt, and in OUT_DIR (created if missing): train.log (the same log),
+ *   final_model.ckpt (float32), final_model.golf: the run folder that dev/submit.sh packages.
  *
  *   Numerics of this version: fp32 master weights, activations and gradients; GEMMs in cuBLAS fp32 (TF32
  *   tensor cores with MATH_TF32=1); attention is a fused online-softmax kernel per query (no T x T buffer).
@@ -27,8 +33,16 @@
  */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <float.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/time.h>
+#include <unistd.h>
 #ifdef USE_MPI
 #define OMPI_SKIP_MPICXX 1   // the C API only
 #define MPICH_SKIP_MPICXX 1
@@ -68,7 +82,7 @@ typedef struct {
     int tie_embeddings, muon_backend_steps, muon_momentum_warmup_steps, math_tf32, eval_stride;
     double max_wallclock_seconds, qk_gain_init, rope_base, logit_softcap, embed_lr, head_lr, tied_embed_lr;
     double tied_embed_init_std, matrix_lr, scalar_lr, muon_momentum, muon_momentum_warmup_start, beta1, beta2;
-    double adam_eps, grad_clip_norm, sdclip_k, muon_wd, adam_wd, warmdown_frac, min_lr_frac;
+    double adam_eps, grad_clip_norm, sdclip_k, muon_wd, adam_wd, warmdown_frac, min_lr_frac, dist_timeout;
     int muon_eq_r, muon_polar_express;
     // architecture options (golf_infer.c's Config; README "Architecture options")
     int mlp_hidden, bigram_vocab_size, bigram_dim, smear_gate, xsa_last_n, rope_dims, ln_scale, parallel_from, skip_gates, attn_out_gate;
@@ -150,6 +164,7 @@ static const ConfigEntry CONFIG[] = {
     CF(sdclip_k, "SDCLIP_K", "12.5", "SDClip: row scale = SDCLIP_K * std(row) / qmax"),
     CI(math_tf32, "MATH_TF32", "0", "1: TF32 tensor cores in the fp32 GEMMs"),
     CS(dump_grads, "DUMP_GRADS", "", "write step 0's loss and gradients here (checkpoint format, grad.<name>), for tests"),
+    CF(dist_timeout, "DIST_TIMEOUT", "300", "seconds the ranks of a RANK/WORLD_SIZE launch wait for each other at the start"),
 };
 static const int NCONFIG = (int)(sizeof(CONFIG) / sizeof(CONFIG[0]));
 
@@ -280,6 +295,7 @@ static const char *config_validate(const TrainConfig *c, int world) {
     if (export_scheme(c->quant) < 0) return "QUANT must be one of fp16 int8 int6 int5 int4 ternary";
     if (c->quant_embed[0] && export_scheme(c->quant_embed) < 0) return "QUANT_EMBED must be one of fp16 int8 int6 int5 int4 ternary (or empty: QUANT)";
     if (clip_from_name(c->quant_clip) < 0) return "QUANT_CLIP must be search, none or sdclip";
+    if (!(c->dist_timeout > 0)) return "DIST_TIMEOUT must be positive";
     return NULL;
 }
 
@@ -352,6 +368,39 @@ static void config_print(const TrainConfig *c, void (*log)(const char *, ...)) {
         if (CONFIG[i].type == OPT_INT) log("config %s=%d", CONFIG[i].name, *(const int *)p);
         else if (CONFIG[i].type == OPT_FLOAT) log("config %s=%g", CONFIG[i].name, *(const double *)p);
         else log("config %s=%s", CONFIG[i].name, (const char *)p);
+    }
+}
+
+// shell_quote: s appended to out (capacity n) as one shell word (single quotes when it needs them).
+static void shell_quote(const char *s, char *out, size_t n) {
+    size_t k = strlen(out);
+    int plain = *s != 0;
+    for (const char *p = s; *p; p++) plain &= isalnum((unsigned char)*p) || strchr("_./=:,+-@%", *p) != NULL;
+    if (plain) { snprintf(out + k, n - k, "%s", s); return; }
+    if (k + 1 < n) out[k++] = '\'';
+    for (const char *p = s; *p && k + 5 < n; p++) {
+        if (*p == '\'') { memcpy(out + k, "'\\''", 4); k += 4; }
+        else out[k++] = *p;
+    }
+    if (k + 1 < n) out[k++] = '\'';
+    out[k] = 0;
+}
+
+// config_command: the command line that reproduces this run's config: NAME=value for every table variable set in the
+// environment, then argv, shell-quoted, into out (capacity n).
+static void config_command(int argc, char **argv, char *out, size_t n) {
+    out[0] = 0;
+    char word[2048];
+    for (int i = 0; i < NCONFIG; i++) {
+        const char *v = getenv(CONFIG[i].name);
+        if (!v) continue;
+        snprintf(word, sizeof(word), "%s=%s", CONFIG[i].name, v);
+        shell_quote(word, out, n);
+        strncat(out, " ", n - strlen(out) - 1);
+    }
+    for (int a = 0; a < argc; a++) {
+        shell_quote(argv[a], out, n);
+        if (a + 1 < argc) strncat(out, " ", n - strlen(out) - 1);
     }
 }
 
@@ -1046,7 +1095,9 @@ static void next_batch(TokenStream *s, int32_t *chunk, int32_t *x, int32_t *y, s
 // ----------------------------------------------------------------------------------------------------
 // 8. evaluation: train_gpt.py's val_loss / val_bpb over the val split cut to a multiple of TRAIN_SEQ_LEN
 
-typedef struct { int rank, world; } Dist;
+enum { DIST_SINGLE, DIST_MPI, DIST_ENV };   // how the ranks were started (section 9)
+enum { RED_SUM, RED_MAX };
+typedef struct { int rank, world, local_rank, mode, *peer; } Dist;   // peer: an env launch's sockets (section 9)
 static void all_reduce_doubles(const Dist *dd, double *v, int n);
 
 static void upload_tokens(Trainer *tr, const int32_t *x, const int32_t *y) {
@@ -1090,51 +1141,293 @@ static void evaluate_val(Trainer *tr, const Dist *dd, const int32_t *val, size_t
 }
 
 // ----------------------------------------------------------------------------------------------------
-// 9. multi-GPU: MPI starts the ranks, NCCL sums the gradients
+// 9. multi-GPU: who the ranks are, one NCCL communicator for the gradients, host-side reductions
+//
+//    The launch is decided once, in dist_init: started by mpirun (Open MPI, MPICH, PMIx set their variables):
+//    MPI's rank and size, the local rank from MPI's shared-memory split, the NCCL id broadcast over MPI and host
+//    reductions with MPI_Allreduce. Started torchrun-style (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
+//    MASTER_PORT in the environment, no mpirun): those values, and a TCP star through rank 0:
+//      rank 0 listens on MASTER_PORT (all IPv4 addresses); every other rank connects to MASTER_ADDR:MASTER_PORT
+//      and sends a hello of four little-endian uint32 {DIST_MAGIC, rank, world, local_rank}; once all world - 1
+//      hellos are in and valid, rank 0 sends each the id bytes. The connections stay open: a reduction is every
+//      rank r > 0 sending its n doubles (host byte order: all ranks run the same binary on the same
+//      architecture), rank 0 combining them in rank order and sending the result back (so every rank gets the
+//      same bits). Both sides give up after DIST_TIMEOUT seconds at the start, naming what is missing.
+//      Under torchrun, TORCHELASTIC_USE_AGENT_STORE=True says torchrun's agent already serves its own store on
+//      MASTER_PORT: the star then uses MASTER_PORT + 1 (dist_port).
+//    Otherwise one process.
 
 #ifdef USE_NCCL
 static ncclComm_t g_nccl;
 #endif
+static const char *DIST_MODE_NAME[] = {"single", "mpirun", "env"};
+static const uint32_t DIST_MAGIC = 0x676f6c66u;   // "golf"
 
+// env_int: the integer in environment variable name (must be in lo..hi) into *out; 0 when unset; dies on bad values.
+static int env_int(const char *name, int *out, long lo, long hi) {
+    const char *v = getenv(name);
+    if (!v) return 0;
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi)
+        golf_die("environment %s='%s': not an integer in %ld..%ld\n  hint: torchrun-style launches set RANK, WORLD_SIZE, LOCAL_RANK, "
+                 "MASTER_ADDR and MASTER_PORT for every process", name, v, lo, hi);
+    *out = (int)x;
+    return 1;
+}
+
+// torchrun_holds_port: 1 when torchrun's agent serves its store on MASTER_PORT (TORCHELASTIC_USE_AGENT_STORE=True).
+static int torchrun_holds_port(void) {
+    const char *v = getenv("TORCHELASTIC_USE_AGENT_STORE");
+    return v && strcmp(v, "True") == 0;
+}
+
+// dist_port: the star's TCP port: MASTER_PORT, + 1 when torchrun's agent holds MASTER_PORT; 0 when unset; dies on bad values.
+static int dist_port(void) {
+    int port = 0, agent = torchrun_holds_port();
+    if (!env_int("MASTER_PORT", &port, 1, agent ? 65534 : 65535)) return 0;
+    return port + agent;
+}
+
+// dist_init: this process's rank, world size and local rank (the one place that decides them; no network yet):
+// mpirun's (when built with MPI), else torchrun-style variables', else one process.
 static Dist dist_init(int *argc, char ***argv) {
-    Dist dd = {0, 1};
+    Dist dd = {0, 1, 0, DIST_SINGLE, NULL};
+    int by_env = getenv("RANK") || getenv("WORLD_SIZE") || getenv("LOCAL_RANK");
+    if (getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK")) {
 #ifdef USE_MPI
-    mpiCheck(MPI_Init(argc, argv));
-    mpiCheck(MPI_Comm_rank(MPI_COMM_WORLD, &dd.rank));
-    mpiCheck(MPI_Comm_size(MPI_COMM_WORLD, &dd.world));
+        mpiCheck(MPI_Init(argc, argv));
+        mpiCheck(MPI_Comm_rank(MPI_COMM_WORLD, &dd.rank));
+        mpiCheck(MPI_Comm_size(MPI_COMM_WORLD, &dd.world));
+        MPI_Comm local;   // the ranks on this host share its GPUs
+        mpiCheck(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, dd.rank, MPI_INFO_NULL, &local));
+        mpiCheck(MPI_Comm_rank(local, &dd.local_rank));
+        mpiCheck(MPI_Comm_free(&local));
+        dd.mode = DIST_MPI;
+        return dd;
 #else
-    (void)argc; (void)argv;
+        if (!by_env)
+            golf_die("started by mpirun, but this build has no MPI\n  hint: install libopenmpi-dev and rebuild (make prints what it found), "
+                     "or launch torchrun-style with RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT");
 #endif
+    }
+    (void)argc; (void)argv;
+    if (!by_env) return dd;
+    const char *need[3] = {"RANK", "WORLD_SIZE", "LOCAL_RANK"};
+    int have = 0;
+    char missing[64] = "";
+    for (int i = 0; i < 3; i++) {
+        if (getenv(need[i])) have++;
+        else snprintf(missing + strlen(missing), sizeof(missing) - strlen(missing), " %s", need[i]);
+    }
+    if (have < 3) golf_die("environment: RANK, WORLD_SIZE and LOCAL_RANK go together, but%s %s not set\n  hint: a torchrun-style launch "
+                           "sets all three (and MASTER_ADDR, MASTER_PORT) for every process", missing, have == 2 ? "is" : "are");
+    env_int("WORLD_SIZE", &dd.world, 1, 65536);
+    env_int("RANK", &dd.rank, 0, 65535);
+    env_int("LOCAL_RANK", &dd.local_rank, 0, 65535);
+    if (dd.rank >= dd.world) golf_die("environment RANK=%d: must be below WORLD_SIZE=%d", dd.rank, dd.world);
+    int lw;
+    if (env_int("LOCAL_WORLD_SIZE", &lw, 1, 65536) && dd.local_rank >= lw)
+        golf_die("environment LOCAL_RANK=%d: must be below LOCAL_WORLD_SIZE=%d", dd.local_rank, lw);
+    if (dd.world > 1) {
+        if (!getenv("MASTER_ADDR") || !getenv("MASTER_ADDR")[0])
+            golf_die("environment: WORLD_SIZE=%d but MASTER_ADDR is not set\n  hint: MASTER_ADDR is rank 0's host (IPv4 address or name), "
+                     "MASTER_PORT a free TCP port on it", dd.world);
+        if (!dist_port())
+            golf_die("environment: WORLD_SIZE=%d but MASTER_PORT is not set\n  hint: a free TCP port on rank 0's host, e.g. 29500", dd.world);
+    }
+    dd.mode = DIST_ENV;
     return dd;
 }
 
-// local_rank: the rank among the processes on this host (they share its GPUs).
-static int local_rank(const Dist *dd) {
-#ifdef USE_MPI
-    MPI_Comm local;
-    int r;
-    mpiCheck(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, dd->rank, MPI_INFO_NULL, &local));
-    mpiCheck(MPI_Comm_rank(local, &r));
-    mpiCheck(MPI_Comm_free(&local));
-    return r;
-#else
-    return dd->rank;
-#endif
+// sock_io: send (out = 1) or receive exactly n bytes before wall_ms() reaches deadline (< 0: none); NULL or the problem.
+static const char *sock_io(int fd, void *buf, size_t n, int out, double deadline) {
+    uint8_t *p = (uint8_t *)buf;
+    while (n) {
+        if (deadline >= 0) {
+            double left = deadline - wall_ms();
+            struct pollfd pf = {fd, (short)(out ? POLLOUT : POLLIN), 0};
+            int r = left > 0 ? poll(&pf, 1, (int)left + 1) : 0;
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0) return strerror(errno);
+            if (r == 0) return "timed out";
+        }
+        ssize_t k = out ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) return strerror(errno);
+        if (k == 0) return "the connection was closed";
+        p += k;
+        n -= (size_t)k;
+    }
+    return NULL;
 }
 
-static void dist_init_gpu(const Dist *dd) {
+// sock_connect: a TCP connection to addr:port, retried until deadline (rank 0 may start later); -1 and *why on failure.
+static int sock_connect(const char *addr, int port, double deadline, char *why, size_t nwhy) {
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    char ps[16];
+    snprintf(ps, sizeof(ps), "%d", port);
+    int g = getaddrinfo(addr, ps, &hints, &res);
+    if (g != 0) { snprintf(why, nwhy, "MASTER_ADDR '%s' does not resolve: %s", addr, gai_strerror(g)); return -1; }
+    snprintf(why, nwhy, "timed out");
+    int fd = -1;
+    for (;;) {
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0) { snprintf(why, nwhy, "socket: %s", strerror(errno)); break; }
+        fcntl(fd, F_SETFL, O_NONBLOCK);
+        int r = connect(fd, res->ai_addr, res->ai_addrlen), err = r == 0 ? 0 : errno;
+        if (err == EINPROGRESS) {   // wait for the handshake, at most 1 s per try
+            struct pollfd pf = {fd, POLLOUT, 0};
+            double left = deadline - wall_ms();
+            if (poll(&pf, 1, left < 1000 ? (left > 0 ? (int)left : 0) : 1000) == 1) {
+                socklen_t len = sizeof(err);
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+            } else err = ETIMEDOUT;
+        }
+        if (err == 0) { fcntl(fd, F_SETFL, 0); break; }
+        snprintf(why, nwhy, "%s", strerror(err));
+        close(fd);
+        fd = -1;
+        if (wall_ms() + 100 > deadline) break;
+        usleep(100 * 1000);
+    }
+    freeaddrinfo(res);
+    if (fd >= 0) { int one = 1; setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); }
+    return fd;
+}
+
+// dist_accept: rank 0's side of an env launch: every other rank's checked hello, in peer[rank]; dies naming what is wrong.
+static void dist_accept(Dist *dd, int port, double deadline, double timeout_s) {
+    int lfd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    if (lfd < 0) golf_die("rank 0: socket: %s", strerror(errno));
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_ANY);
+    sa.sin_port = htons((uint16_t)port);
+    if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(lfd, 256) != 0)
+        golf_die("rank 0: cannot listen on port %d (MASTER_PORT%s): %s\n  hint: %s", port,
+                 torchrun_holds_port() ? " + 1: torchrun's agent holds MASTER_PORT" : "",
+                 strerror(errno),
+                 errno == EADDRINUSE ? "another program or run uses that port: pick another MASTER_PORT" : "check MASTER_PORT");
+    for (int got = 0; got < dd->world - 1;) {
+        struct pollfd pf = {lfd, POLLIN, 0};
+        double left = deadline - wall_ms();
+        int r = left > 0 ? poll(&pf, 1, (int)left + 1) : 0;
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            char list[256] = "";
+            for (int k = 1, shown = 0; k < dd->world && shown < 16; k++)
+                if (dd->peer[k] < 0) { snprintf(list + strlen(list), sizeof(list) - strlen(list), " %d", k); shown++; }
+            golf_die("rank 0: only %d of %d other ranks connected to port %d within DIST_TIMEOUT=%gs (missing:%s%s)\n  hint: start every "
+                     "rank with the same MASTER_ADDR/MASTER_PORT/WORLD_SIZE; check that they can reach this host",
+                     got, dd->world - 1, port, timeout_s, list, dd->world - 1 - got > 16 ? " ..." : "");
+        }
+        int fd = accept(lfd, NULL, NULL);
+        if (fd < 0) continue;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        uint8_t h[16];
+        const char *err = sock_io(fd, h, sizeof(h), 0, deadline);
+        if (err) golf_die("rank 0: reading a hello on port %d: %s", port, err);
+        uint32_t magic = rd32(h), rank = rd32(h + 4), world = rd32(h + 8);
+        if (magic != DIST_MAGIC) golf_die("rank 0: a connection to port %d that is not a train_golf rank (another program?)", port);
+        if ((int)world != dd->world) golf_die("rank 0: rank %u says WORLD_SIZE=%u but rank 0 has WORLD_SIZE=%d", rank, world, dd->world);
+        if (rank < 1 || (int)rank >= dd->world) golf_die("rank 0: a process says RANK=%u: must be in 1..%d", rank, dd->world - 1);
+        if (dd->peer[rank] >= 0) golf_die("rank 0: two processes say RANK=%u\n  hint: give every process its own RANK", rank);
+        dd->peer[rank] = fd;
+        got++;
+    }
+    close(lfd);
+}
+
+// dist_bootstrap: connect the ranks and give every rank rank 0's n bytes of id (the NCCL unique id): MPI_Bcast under
+// mpirun; the TCP star of an env launch (waiting at most timeout_s seconds); nothing for one rank.
+static GOLF_UNUSED void dist_bootstrap(Dist *dd, uint8_t *id, size_t n, double timeout_s) {
+    if (dd->world == 1) return;
+#ifdef USE_MPI
+    if (dd->mode == DIST_MPI) { mpiCheck(MPI_Bcast(id, (int)n, MPI_BYTE, 0, MPI_COMM_WORLD)); return; }
+#endif
+    if (dd->mode != DIST_ENV) golf_die("internal: %d ranks without a launch that connects them", dd->world);
+    const char *addr = getenv("MASTER_ADDR");
+    int port = dist_port();
+    double deadline = wall_ms() + 1000.0 * timeout_s;
+    dd->peer = (int *)galloc((size_t)dd->world * sizeof(int));
+    for (int k = 0; k < dd->world; k++) dd->peer[k] = -1;
+    if (dd->rank == 0) {
+        dist_accept(dd, port, deadline, timeout_s);
+        for (int k = 1; k < dd->world; k++) {
+            const char *err = sock_io(dd->peer[k], id, n, 1, deadline);
+            if (err) golf_die("rank 0: sending the id to rank %d: %s", k, err);
+        }
+        return;
+    }
+    char why[256];
+    int fd = sock_connect(addr, port, deadline, why, sizeof(why));
+    if (fd < 0)
+        golf_die("rank %d: cannot reach rank 0 at MASTER_ADDR=%s port %d within DIST_TIMEOUT=%gs: %s\n  hint: start rank 0 too; "
+                 "check MASTER_ADDR/MASTER_PORT and that this host can reach it", dd->rank, addr, port, timeout_s, why);
+    uint8_t h[16];
+    uint32_t v[4] = {DIST_MAGIC, (uint32_t)dd->rank, (uint32_t)dd->world, (uint32_t)dd->local_rank};
+    for (int k = 0; k < 16; k++) h[k] = (uint8_t)(v[k / 4] >> (8 * (k % 4)));
+    const char *err = sock_io(fd, h, sizeof(h), 1, deadline);
+    if (!err) err = sock_io(fd, id, n, 0, deadline);
+    if (err) golf_die("rank %d: no id from rank 0 at %s:%d: %s\n  hint: rank 0's output says why (a missing rank, a duplicate RANK, "
+                      "another WORLD_SIZE)", dd->rank, addr, port, err);
+    dd->peer[0] = fd;
+}
+
+// dist_reduce: v[0..n) summed (RED_SUM) or maximized (RED_MAX) over all ranks, the same result on every rank.
+static void dist_reduce(const Dist *dd, double *v, int n, int op) {
+    if (dd->world == 1) return;
+#ifdef USE_MPI
+    if (dd->mode == DIST_MPI) { mpiCheck(MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, op == RED_SUM ? MPI_SUM : MPI_MAX, MPI_COMM_WORLD)); return; }
+#endif
+    if (dd->mode != DIST_ENV || !dd->peer) golf_die("internal: a reduction over %d ranks before they were connected", dd->world);
+    double in[16];
+    if (n > 16) golf_die("internal: dist_reduce of %d values (at most 16)", n);
+    size_t bytes = (size_t)n * sizeof(double);
+    const char *err;
+    if (dd->rank == 0) {
+        for (int r = 1; r < dd->world; r++) {
+            if ((err = sock_io(dd->peer[r], in, bytes, 0, -1))) golf_die("rank 0: lost rank %d during a reduction: %s\n  hint: see rank %d's output", r, err, r);
+            for (int k = 0; k < n; k++) v[k] = op == RED_SUM ? v[k] + in[k] : (in[k] > v[k] ? in[k] : v[k]);
+        }
+        for (int r = 1; r < dd->world; r++)
+            if ((err = sock_io(dd->peer[r], v, bytes, 1, -1))) golf_die("rank 0: lost rank %d during a reduction: %s", r, err);
+        return;
+    }
+    if ((err = sock_io(dd->peer[0], v, bytes, 1, -1)) || (err = sock_io(dd->peer[0], v, bytes, 0, -1)))
+        golf_die("rank %d: lost rank 0 during a reduction: %s\n  hint: see rank 0's output", dd->rank, err);
+}
+
+static void all_reduce_doubles(const Dist *dd, double *v, int n) { dist_reduce(dd, v, n, RED_SUM); }
+
+// agree_stop: every rank stops when any rank reached the wallclock cap.
+static int agree_stop(const Dist *dd, int reached) {
+    double v = reached;
+    dist_reduce(dd, &v, 1, RED_MAX);
+    return v != 0;
+}
+
+// dist_init_gpu: this rank's GPU (its local rank) and, for several ranks, the NCCL communicator.
+static void dist_init_gpu(Dist *dd, double timeout_s) {
     int ndev = 0;
     cudaCheck(cudaGetDeviceCount(&ndev));
-    int lr = local_rank(dd);
-    if (lr >= ndev) golf_die("rank %d is local rank %d but this host has %d GPUs", dd->rank, lr, ndev);
-    cudaCheck(cudaSetDevice(lr));
+    if (dd->local_rank >= ndev) golf_die("rank %d is local rank %d but this host has %d GPUs", dd->rank, dd->local_rank, ndev);
+    cudaCheck(cudaSetDevice(dd->local_rank));
     if (dd->world == 1) return;
-#if defined(USE_MPI) && defined(USE_NCCL)
+#ifdef USE_NCCL
     ncclUniqueId id;
     if (dd->rank == 0) ncclCheck(ncclGetUniqueId(&id));
-    mpiCheck(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, MPI_COMM_WORLD));
+    dist_bootstrap(dd, (uint8_t *)&id, sizeof(id), timeout_s);
     ncclCheck(ncclCommInitRank(&g_nccl, dd->world, id, dd->rank));
 #else
+    (void)timeout_s;
     golf_die("%d ranks but this build has no NCCL: rebuild with NCCL (make prints what it found)", dd->world);
 #endif
 }
@@ -1149,33 +1442,19 @@ static void all_reduce_grads(Trainer *tr, const Dist *dd) {
 #endif
 }
 
-static void all_reduce_doubles(const Dist *dd, double *v, int n) {
-    if (dd->world == 1) return;
-#ifdef USE_MPI
-    mpiCheck(MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
-#else
-    (void)v; (void)n;
-#endif
-}
-
-// agree_stop: every rank stops when any rank reached the wallclock cap.
-static int agree_stop(const Dist *dd, int reached) {
-#ifdef USE_MPI
-    if (dd->world > 1) mpiCheck(MPI_Allreduce(MPI_IN_PLACE, &reached, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
-#else
-    (void)dd;
-#endif
-    return reached;
-}
-
-static void dist_finish(const Dist *dd) {
+static void dist_finish(Dist *dd) {
 #ifdef USE_NCCL
     if (dd->world > 1) ncclCommDestroy(g_nccl);
 #endif
 #ifdef USE_MPI
-    MPI_Finalize();
+    if (dd->mode == DIST_MPI) MPI_Finalize();
 #endif
-    (void)dd;
+    if (dd->peer) {
+        for (int k = 0; k < dd->world; k++)
+            if (dd->peer[k] >= 0) close(dd->peer[k]);
+        free(dd->peer);
+        dd->peer = NULL;
+    }
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -1237,7 +1516,7 @@ static ExportOptions export_options(const TrainConfig *c) {
 // 11. main
 
 #ifndef TESTING
-static FILE *g_log;
+static FILE *g_log[2];   // logs/RUN_ID.txt and OUT_DIR/train.log (the run folder's copy, for dev/submit.sh)
 static int g_master = 1;
 static void log0(const char *fmt, ...) {
     if (!g_master) return;
@@ -1245,7 +1524,25 @@ static void log0(const char *fmt, ...) {
     va_start(ap, fmt); vprintf(fmt, ap); va_end(ap);
     putchar('\n');
     fflush(stdout);
-    if (g_log) { va_start(ap, fmt); vfprintf(g_log, fmt, ap); va_end(ap); fputc('\n', g_log); fflush(g_log); }
+    for (int k = 0; k < 2; k++)
+        if (g_log[k]) { va_start(ap, fmt); vfprintf(g_log[k], fmt, ap); va_end(ap); fputc('\n', g_log[k]); fflush(g_log[k]); }
+}
+
+// log_code: the log's "code:" line, size and CRC-32 of golf_infer.c (the artifact's code) and train_golf.cu beside the binary.
+static void log_code(const char *argv0) {
+    const char *gi = code_path(argv0), *names[2] = {"golf_infer.c", "train_golf.cu"};
+    int dir = (int)(strlen(gi) - strlen("golf_infer.c"));
+    char line[1024] = "code:", path[4096];
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof(path), "%.*s%s", dir, gi, names[k]);
+        struct stat st;
+        size_t n, len = strlen(line);
+        if (stat(path, &st) != 0) { snprintf(line + len, sizeof(line) - len, " %s missing (%.300s)", names[k], path); continue; }
+        uint8_t *p = read_file(path, &n);
+        snprintf(line + len, sizeof(line) - len, " %s bytes:%zu crc32:%08x", names[k], n, (unsigned)crc32(p, n));
+        free(p);
+    }
+    log0("%s", line);
 }
 
 int main(int argc, char **argv) {
@@ -1260,14 +1557,31 @@ int main(int argc, char **argv) {
     if (bad) golf_die("config: %s", bad);
     if (g_master) {
         mkdir("logs", 0777);
-        char path[512];
+        if (mkdir(tc->out_dir, 0777) != 0 && errno != EEXIST) golf_die("OUT_DIR '%s': cannot create it: %s", tc->out_dir, strerror(errno));
+        char path[2048];
         snprintf(path, sizeof(path), "logs/%s.txt", tc->run_id);
-        g_log = fopen(path, "w");
-        if (!g_log) golf_die("cannot create '%s': %s", path, strerror(errno));
+        g_log[0] = fopen(path, "w");
+        if (!g_log[0]) golf_die("cannot create '%s': %s", path, strerror(errno));
         printf("%s\n", path);
+        snprintf(path, sizeof(path), "%s/train.log", tc->out_dir);
+        g_log[1] = fopen(path, "w");
+        if (!g_log[1]) golf_die("cannot create '%s': %s", path, strerror(errno));
     }
     config_print(tc, log0);
-    dist_init_gpu(&dd);
+    char *cmd = (char *)galloc(65536);
+    config_command(argc, argv, cmd, 65536);
+    log0("command: %s", cmd);
+    free(cmd);
+    log_code(argv[0]);
+    dist_init_gpu(&dd, tc->dist_timeout);
+    {
+        cudaDeviceProp prop;
+        char host[256] = "?";
+        cudaCheck(cudaGetDeviceProperties(&prop, dd.local_rank));
+        gethostname(host, sizeof(host) - 1);
+        log0("hardware: %d x %s (%zu MiB; rank 0 on host %s; launch %s)", dd.world, prop.name, (size_t)(prop.totalGlobalMem >> 20), host,
+             DIST_MODE_NAME[dd.mode]);
+    }
     int accum = 8 / dd.world;
     size_t local = (size_t)tc->train_batch_tokens / (dd.world * accum);
     model_config(tc, &tr.c);   // validated above
@@ -1374,7 +1688,7 @@ int main(int argc, char **argv) {
         checkpoint_write(ck_path, &tr.host, step);
         FILE *f = fopen(blob_path, "wb");
         if (!f || fwrite(blob.p, 1, blob.n, f) != blob.n || fclose(f) != 0) golf_die("cannot write '%s': %s", blob_path, strerror(errno));
-        log0("Serialized model %s: %zu bytes", tc->quant, blob.n);
+        log0("Serialized model %s: %zu bytes crc32:%08x", tc->quant, blob.n, (unsigned)crc32(blob.p, blob.n));
     }
     GolfModel back;
     char why[512];

@@ -12,9 +12,11 @@ Prints a table (n, mean, standard error, improvement, t, p) and exits 0. Needs o
 
 import argparse
 import math
-import re
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import golf_log  # noqa: E402  (the log reader shared with dev/plot.py and dev/submit.sh)
 
 DELTA = 0.005
 
@@ -55,12 +57,11 @@ def t_sf(t, nu):
 
 
 def final_loss(path):
-    text = Path(path).read_text(encoding="utf-8", errors="replace")
-    for pattern in (r"final_\w*roundtrip_exact val_loss:([0-9.]+)", r"final_\w*roundtrip val_loss:([0-9.]+)"):
-        found = re.findall(pattern, text)
-        if found:
-            return float(found[-1])
-    raise SystemExit(f"significance: {path}: no final_..._roundtrip val_loss line (did the run finish?)")
+    """The final roundtrip val_loss of one log (its exact line when there is one)."""
+    try:
+        return golf_log.read_log(path).final_result()[0]
+    except golf_log.LogError as e:
+        raise SystemExit(f"significance: {e}") from None
 
 
 def analyse(values, baseline, delta=DELTA):

@@ -1,5 +1,7 @@
 #!/usr/bin/python3
-"""Tests of the dev/ tools that need no GPU: dev/significance.py against hand-computed values.
+"""Tests of the dev/ tools that need no GPU: dev/significance.py against hand-computed values; dev/golf_log.py's
+reading of step lines against the numbers a synthetic log was written with; dev/plot.py writes a valid PNG of the
+expected size for several runs and refuses malformed logs (clear message, nothing written). (dev/submit.sh: test_submit.py.)
 
 Usage: /usr/bin/python3 test/test_tools.py
 The last line printed is "N passed, M failed, K skipped"; exit status 1 if anything failed.
@@ -7,6 +9,7 @@ The last line printed is "N passed, M failed, K skipped"; exit status 1 if anyth
 
 import argparse
 import math
+import struct
 import subprocess
 import sys
 import tempfile
@@ -17,6 +20,64 @@ sys.path.insert(0, str(ROOT / "test"))
 sys.path.insert(0, str(ROOT / "dev"))
 from harness import Results  # noqa: E402
 import significance  # noqa: E402
+import golf_log  # noqa: E402
+
+
+def synthetic_log(path, steps, lr, val_every=50, ms_per_step=40.0):
+    """A train log with train_golf's step lines: loss 6 / (1 + lr * step), val_bpb 3.5 / (1 + lr * step); returns the
+    (step, loss, time_ms) and (step, bpb, time_ms) values written."""
+    train, val, lines = [], [], []
+    for s in range(0, steps + 1):
+        t = s * ms_per_step
+        if s % val_every == 0 or s == steps:
+            v = 3.5 / (1 + lr * s)
+            val.append((s, round(v, 4), round(t)))
+            lines.append(f"step:{s}/{steps} val_loss:{v * 1.7:.4f} val_bpb:{v:.4f} train_time:{t:.0f}ms step_avg:{t / max(s, 1):.2f}ms")
+        if s > 0 and (s <= 10 or s % 10 == 0):
+            loss = 6 / (1 + lr * s)
+            train.append((s, round(loss, 4), round(t)))
+            lines.append(f"step:{s}/{steps} train_loss:{loss:.4f} train_time:{t:.0f}ms step_avg:{t / s:.2f}ms")
+    Path(path).write_text("config SEED=1\nwarmup_step:1/20\n" + "\n".join(lines) + "\n")
+    return train, val
+
+
+def check_plot(R, tmp):
+    tmp = Path(tmp)
+    a, b = tmp / "run_a.txt", tmp / "run_b.txt"
+    train_a, val_a = synthetic_log(a, 300, 0.02)
+    synthetic_log(b, 200, 0.05, ms_per_step=55.0)
+    log = golf_log.read_log(a)
+    got_train = [(s, l, round(t)) for s, l, t in log.train]
+    got_val = [(s, bpb, round(t)) for s, _, bpb, t in log.val]
+    R.check("golf_log: step, loss, val_bpb and train_time of every step line as written", got_train == train_a and got_val == val_a
+            and log.iterations == 300, f"{len(got_train)}/{len(train_a)} train, {len(got_val)}/{len(val_a)} val lines")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        R.skip("plot", "no matplotlib (apt-get install python3-matplotlib)")
+        return
+    plot = [sys.executable, ROOT / "dev" / "plot.py"]
+    out = tmp / "curves.png"
+    p = subprocess.run([*plot, "-o", out, "--label", "lr 0.02", "--label", "lr 0.05", a, b], capture_output=True, text=True)
+    data = out.read_bytes() if out.exists() else b""
+    # a PNG: 8-byte signature, then the IHDR chunk with width and height (figsize 12 x 8 inches at 110 dpi)
+    size = struct.unpack(">II", data[16:24]) if len(data) > 24 and data[12:16] == b"IHDR" else None
+    R.check("plot: two runs -> a PNG (signature, IHDR 1320 x 880)", p.returncode == 0 and data[:8] == b"\x89PNG\r\n\x1a\n"
+            and size == (1320, 880) and len(data) > 10000, f"{p.stderr.strip()[-200:]} size {size}, {len(data)} bytes")
+    R.check("plot: no temporary file left", sorted(f.name for f in tmp.iterdir() if "png" in f.name) == ["curves.png"])
+    bad = tmp / "bad.txt"
+    bad.write_text("step:1/10 train_loss:6.0 train_time:10ms step_avg:10.00ms\nstep:2/10 train_loss:oops train_time:20ms\n")
+    empty = tmp / "empty.txt"
+    empty.write_text("config SEED=1\nhello\n")
+    before = out.read_bytes()
+    for log_path, want in ((bad, f"{bad}:2: malformed step line"), (empty, f"{empty}: no 'step:N/M train_loss"), (tmp / "missing.txt", "cannot read")):
+        p = subprocess.run([*plot, "-o", out, a, log_path], capture_output=True, text=True)
+        R.check(f"plot: {log_path.name} -> exit 1, '{want[-40:]}', the PNG untouched", p.returncode == 1 and want in p.stderr
+                and out.read_bytes() == before, p.stderr.strip()[-200:])
+    p = subprocess.run([*plot, "-o", out, "--label", "x", a, b], capture_output=True, text=True)
+    R.check("plot: one --label for two logs is a usage error", p.returncode == 2 and "one per log" in p.stderr, p.stderr.strip()[-200:])
+    p = subprocess.run([*plot, "--bogus", a], capture_output=True, text=True)
+    R.check("plot: an unknown flag is a usage error", p.returncode == 2, p.stderr.strip()[-200:])
 
 
 def main():
@@ -50,6 +111,7 @@ def main():
         empty.write_text("step:1/10 train_loss:5.0\n")
         out = subprocess.run([sys.executable, ROOT / "dev" / "significance.py", "--baseline", "1.2", logs[0], empty], capture_output=True, text=True)
         R.check("significance: a log without a final line is an error naming it", out.returncode != 0 and "unfinished.txt" in out.stderr, out.stderr.strip())
+        check_plot(R, tmp)
     R.finish()
 
 

@@ -11,7 +11,12 @@ needed), against test/reference.py:
   checkpoint the seeded init written by train_golf loads strictly into the reference and has its shapes
   export     train_golf's export path writes the same blob bytes as golf_export for the same scheme
   mpi        with `mpirun -np 4` over MPI alone: local ranks on one host, each rank's data span, the stop
-             step agreed by all ranks
+             step agreed by all ranks, a sum over ranks, the id rank 0 broadcasts
+  env        4 processes started torchrun-style (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR=127.0.0.1,
+             MASTER_PORT) as two simulated hosts of two: the TCP bootstrap gives all the same id bytes, local ranks,
+             data spans, stop and sum as above; wrong or missing variables, a missing rank, a duplicate RANK and another
+             WORLD_SIZE are errors that name the problem; a build without MPI refuses to run under mpirun; with
+             TORCHELASTIC_USE_AGENT_STORE=True (torchrun's agent holds MASTER_PORT) the ranks meet on MASTER_PORT + 1
 
 Usage: /usr/bin/python3 test/test_train_host.py [--nvcc PATH] [--shared DIR]
 The last line printed is "N passed, M failed, K skipped"; exit status 1 if anything failed.
@@ -20,9 +25,11 @@ The last line printed is "N passed, M failed, K skipped"; exit status 1 if anyth
 import argparse
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -163,8 +170,43 @@ def check_checkpoint_export(R, exe, tmp):
                 and a.read_bytes() == b.read_bytes(), (p1.stderr + p2.stderr).strip()[:200])
 
 
-def check_mpi(R, nvcc, tmp, shared):
-    """the host side of multi-GPU runs over MPI alone: local ranks, data spans, the agreed stop"""
+LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def clean_env(**extra):
+    """os.environ without launcher variables (torchrun's and mpirun's), plus extra."""
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS and not k.startswith(("OMPI_", "PMI", "PMIX_", "TORCHELASTIC_"))}
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_dist_rows(stdout, world, launch, reached, tokens, local_of):
+    """the `train_host dist` lines of all ranks: (ok, detail). Every rank: its world, local rank and launch, x0 =
+    the first token of its span (rank * 65 in the stream), the agreed stop, the sum of rank + 1, rank 0's id."""
+    rows = sorted((line.split() for line in stdout.splitlines() if line.startswith("rank ")), key=lambda r: int(r[1]))
+    if [int(r[1]) for r in rows] != list(range(world)):
+        return False, f"ranks reporting: {[r[1] for r in rows]}"
+    ids = {r[15] for r in rows}
+    bad = []
+    for r in rows:
+        rank = int(r[1])
+        got = (int(r[3]), int(r[5]), r[7], int(r[9]), int(r[11]), float(r[13]))
+        want = (world, local_of(rank), launch, int(tokens[rank * 65]), 1 if reached >= 0 else 0, world * (world + 1) / 2)
+        if got != want:
+            bad.append(f"rank {rank}: {got} != {want}")
+    if len(ids) != 1 or len(next(iter(ids))) != 256 or set(next(iter(ids))) == {"0"}:
+        bad.append(f"{len(ids)} distinct ids")
+    return not bad, "; ".join(bad)
+
+
+def check_mpi(R, nvcc, tmp, shared, tokens):
+    """the host side of multi-GPU runs over MPI alone: local ranks, data spans, the agreed stop, the id broadcast"""
     mpicc, mpirun = shutil.which("mpicc"), shutil.which("mpirun")
     if not mpicc or not mpirun:
         R.skip("mpi", "no mpicc/mpirun (install libopenmpi-dev openmpi-bin)")
@@ -177,17 +219,125 @@ def check_mpi(R, nvcc, tmp, shared):
     if not R.check("mpi: train_golf.cu's host code builds with MPI", p.returncode == 0, p.stderr.strip()[-400:]):
         return
     pattern = str(shared / "data" / "sample_sp1024" / "fineweb_train_*.bin")
-    tokens = reference.TokenStream(pattern).take(4 * 65)
+    mpi_env = clean_env(OMPI_MCA_btl="self,vader", OMPI_MCA_rmaps_base_oversubscribe="1")
     for reached in (-1, 2):
-        p = run([mpirun, "--allow-run-as-root", "--oversubscribe", "-np", "4", exe, "mpi", pattern, "64", reached],
-                env=dict(os.environ, OMPI_MCA_btl="self,vader", OMPI_MCA_rmaps_base_oversubscribe="1"))
-        rows = sorted(line.split() for line in p.stdout.splitlines() if line.startswith("rank "))
-        ok = p.returncode == 0 and len(rows) == 4
-        for r in rows if ok else []:
-            rank, world, local, x0, stop = int(r[1]), int(r[3]), int(r[5]), int(r[7]), int(r[9])
-            ok &= world == 4 and local == rank and x0 == int(tokens[rank * 65]) and stop == (1 if reached >= 0 else 0)
-        R.check(f"mpi: 4 ranks on one host: local ranks 0..3, each its own span, stop agreed ({'rank 2 reached the cap' if reached >= 0 else 'none reached'})",
-                ok, (p.stdout + p.stderr).strip()[-300:])
+        p = run([mpirun, "--allow-run-as-root", "--oversubscribe", "-np", "4", exe, "dist", pattern, "64", reached, 30], env=mpi_env)
+        ok, detail = check_dist_rows(p.stdout, 4, "mpirun", reached, tokens, lambda r: r)
+        ok &= p.returncode == 0
+        R.check(f"mpi: 4 ranks on one host: local ranks 0..3, each its own span, stop agreed ({'rank 2 reached the cap' if reached >= 0 else 'none reached'}), "
+                "sum and id alike", ok, "" if ok else detail + " " + (p.stdout + p.stderr).strip()[-300:])
+
+
+def launch_env(exe, pattern, ranks, timeout=20, reached=-1, delay_rank0=0.3):
+    """start one `train_host dist` per (rank, env) in ranks, rank 0 last (the others retry until it listens);
+    returns [(rank, returncode, stdout, stderr)]"""
+    procs = []
+    for rank, env in sorted(ranks, key=lambda re: -re[0]):
+        if rank == 0:
+            time.sleep(delay_rank0)
+        procs.append((rank, subprocess.Popen([str(exe), "dist", pattern, "64", str(reached), str(timeout)], env=env,
+                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+    out = []
+    for rank, p in procs:
+        try:
+            o, e = p.communicate(timeout=timeout + 30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            o, e = p.communicate()
+            e += "\n(killed: the test's own timeout)"
+        out.append((rank, p.returncode, o, e))
+    return out
+
+
+def check_env(R, exe, shared, tokens):
+    """torchrun-style launches: the TCP bootstrap and reductions without MPI, and the errors of wrong environments"""
+    pattern = str(shared / "data" / "sample_sp1024" / "fineweb_train_*.bin")
+    for reached in (-1, 1):
+        port = free_port()
+        ranks = [(r, clean_env(RANK=r, WORLD_SIZE=4, LOCAL_RANK=r % 2, LOCAL_WORLD_SIZE=2, MASTER_ADDR="127.0.0.1", MASTER_PORT=port))
+                 for r in range(4)]
+        res = launch_env(exe, pattern, ranks, reached=reached)
+        ok, detail = check_dist_rows("".join(o for _, _, o, _ in res), 4, "env", reached, tokens, lambda r: r % 2)
+        rcs = [rc for _, rc, _, _ in res]
+        R.check(f"env: 4 ranks as 2 hosts x 2 over TCP ({'rank 1 reached the cap' if reached >= 0 else 'none reached'}): the same id "
+                "bytes, local ranks 0 1 0 1, each its own span, stop and sum agreed", ok and rcs == [0] * 4,
+                f"exit codes {rcs}; {detail}; " + " | ".join(e.strip()[-150:] for _, _, _, e in res if e.strip()))
+    # torchrun's agent serves its own store on MASTER_PORT (TORCHELASTIC_USE_AGENT_STORE=True): held here by a
+    # listening socket, the ranks must meet on MASTER_PORT + 1
+    for _ in range(20):
+        agent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        agent.bind(("0.0.0.0", 0))
+        agent.listen(8)
+        port = agent.getsockname()[1]
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.bind(("0.0.0.0", port + 1))
+            break
+        except OSError:
+            agent.close()
+    try:
+        ranks = [(r, clean_env(RANK=r, WORLD_SIZE=2, LOCAL_RANK=r, MASTER_ADDR="127.0.0.1", MASTER_PORT=port, TORCHELASTIC_USE_AGENT_STORE="True"))
+                 for r in range(2)]
+        res = launch_env(exe, pattern, ranks)
+    finally:
+        agent.close()
+    ok, detail = check_dist_rows("".join(o for _, _, o, _ in res), 2, "env", -1, tokens, lambda r: r)
+    R.check("env: under torchrun's agent store (TORCHELASTIC_USE_AGENT_STORE=True, MASTER_PORT taken) the ranks meet on MASTER_PORT + 1",
+            ok and [rc for _, rc, _, _ in res] == [0, 0], detail + " | ".join(e.strip()[-150:] for _, _, _, e in res))
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other:
+        other.bind(("0.0.0.0", 0))
+        other.listen(8)
+        p = run([exe, "dist", pattern, "64", "-1", "5"], env=clean_env(RANK=0, WORLD_SIZE=2, LOCAL_RANK=0, MASTER_ADDR="127.0.0.1",
+                                                                        MASTER_PORT=other.getsockname()[1]))
+    R.check("env error: MASTER_PORT held by another program -> rank 0 says the port is in use", p.returncode != 0
+            and "cannot listen on port" in p.stderr and "pick another MASTER_PORT" in p.stderr, p.stderr.strip()[-200:])
+    p = run([exe, "dist", pattern, "64", "-1", "5"], env=clean_env())
+    ok, detail = check_dist_rows(p.stdout, 1, "single", -1, tokens, lambda r: 0)
+    R.check("env: no launcher variables: one rank, no network", p.returncode == 0 and ok, detail + p.stderr.strip()[-200:])
+
+    # one process with a wrong environment: a clear error naming the variable
+    base = dict(RANK=0, WORLD_SIZE=2, LOCAL_RANK=0, MASTER_ADDR="127.0.0.1", MASTER_PORT=free_port())
+    cases = [({"LOCAL_RANK": None}, "LOCAL_RANK is not set"), ({"RANK": None, "LOCAL_RANK": None}, "RANK LOCAL_RANK are not set"),
+             ({"RANK": "2"}, "RANK=2: must be below WORLD_SIZE=2"), ({"RANK": "x"}, "RANK='x': not an integer"),
+             ({"WORLD_SIZE": "0"}, "WORLD_SIZE='0': not an integer in 1..65536"), ({"MASTER_ADDR": None}, "MASTER_ADDR is not set"),
+             ({"MASTER_PORT": None}, "MASTER_PORT is not set"), ({"MASTER_PORT": "70000"}, "MASTER_PORT='70000': not an integer in 1..65535"),
+             ({"LOCAL_RANK": "2", "LOCAL_WORLD_SIZE": "2"}, "LOCAL_RANK=2: must be below LOCAL_WORLD_SIZE=2")]
+    for change, want in cases:
+        env = dict(base, **{k: v for k, v in change.items() if v is not None})
+        for k, v in change.items():
+            if v is None:
+                env.pop(k)
+        p = run([exe, "dist", pattern, "64", "-1", "5"], env=clean_env(**env))
+        R.check(f"env error: {' '.join(f'{k}={v}' if v is not None else f'no {k}' for k, v in change.items())} -> '{want}'",
+                p.returncode != 0 and want in p.stderr and "rank " not in p.stdout, p.stderr.strip()[-200:])
+
+    # the bootstrap's own failures, each within a short DIST timeout
+    port = free_port()
+    env = lambda r, w=2: clean_env(RANK=r, WORLD_SIZE=w, LOCAL_RANK=r, MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+    res = launch_env(exe, pattern, [(1, env(1))], timeout=1)
+    R.check("env error: rank 1 alone -> 'cannot reach rank 0' after the timeout", res[0][1] != 0 and "cannot reach rank 0" in res[0][3],
+            res[0][3].strip()[-200:])
+    res = launch_env(exe, pattern, [(0, env(0, 3)), (1, env(1, 3))], timeout=2)
+    r0 = [e for r, _, _, e in res if r == 0][0]
+    R.check("env error: rank 2 of 3 missing -> rank 0 says which rank did not connect", all(rc != 0 for _, rc, _, _ in res)
+            and "only 1 of 2 other ranks connected" in r0 and "missing: 2" in r0, " | ".join(e.strip()[-200:] for _, _, _, e in res))
+    port = free_port()
+    res = launch_env(exe, pattern, [(0, env(0, 3)), (1, env(1, 3)), (1, env(1, 3))], timeout=5)
+    r0 = [e for r, _, _, e in res if r == 0][0]
+    others = [e for r, _, _, e in res if r == 1]
+    R.check("env error: two processes with RANK=1 -> rank 0 names the duplicate, the others stop", all(rc != 0 for _, rc, _, _ in res)
+            and "two processes say RANK=1" in r0 and all("no id from rank 0" in e for e in others), " | ".join(e.strip()[-200:] for _, _, _, e in res))
+    port = free_port()
+    res = launch_env(exe, pattern, [(0, env(0, 2)), (1, env(1, 4))], timeout=5)
+    r0 = [e for r, _, _, e in res if r == 0][0]
+    R.check("env error: ranks with different WORLD_SIZE -> rank 0 says so", all(rc != 0 for _, rc, _, _ in res)
+            and "says WORLD_SIZE=4 but rank 0 has WORLD_SIZE=2" in r0, " | ".join(e.strip()[-200:] for _, _, _, e in res))
+    mpirun = shutil.which("mpirun")
+    if mpirun:
+        p = run([mpirun, "--allow-run-as-root", "-np", "1", exe, "dist", pattern, "64", "-1", "5"],
+                env=clean_env(OMPI_MCA_btl="self,vader"))
+        R.check("env error: a build without MPI under mpirun -> 'this build has no MPI'", p.returncode != 0 and "this build has no MPI" in p.stderr,
+                p.stderr.strip()[-200:])
 
 
 def main():
@@ -207,10 +357,13 @@ def main():
             p = run([nvcc, "-O1", "-std=c++17", f"-I{ROOT}", "-o", exe, ROOT / "test" / "train_host.cu", "-lcublas"])
             R.check("build: train_golf.cu's host code compiles with nvcc (-DTESTING)", p.returncode == 0, p.stderr.strip()[-600:])
             if p.returncode == 0:
+                have_shards = (shared / "data" / "sample_sp1024").exists()
+                tokens = reference.TokenStream(str(shared / "data" / "sample_sp1024" / "fineweb_train_*.bin")).take(8 * 65) if have_shards else None
                 for fn, fargs in [(check_config, (R, exe)), (check_batches, (R, exe, shared)), (check_schedule, (R, exe)),
-                                  (check_checkpoint_export, (R, exe, tmp)), (check_mpi, (R, nvcc, tmp, shared))]:
-                    if fn in (check_batches, check_mpi) and not (shared / "data" / "sample_sp1024").exists():
-                        R.skip("batches", f"no shards in {shared}")
+                                  (check_checkpoint_export, (R, exe, tmp)), (check_mpi, (R, nvcc, tmp, shared, tokens)),
+                                  (check_env, (R, exe, shared, tokens))]:
+                    if fn in (check_batches, check_mpi, check_env) and not have_shards:
+                        R.skip(fn.__name__[6:], f"no shards in {shared}")
                         continue
                     try:
                         fn(*fargs)

@@ -6,9 +6,12 @@
 //   train_host schedule [--flag value ...]                lines "lr STEP ELAPSED_MS VALUE" and "mu STEP VALUE" on a grid
 //   train_host checkpoint OUT [--flag value ...]          the seeded init written as a golf checkpoint
 //   train_host export CKPT OUT.golf [--flag value ...]    the blob train_golf's export writes for QUANT
-//   mpirun -np N train_host mpi PATTERN LOCAL REACHED_RANK  (built with USE_MPI) every rank prints
-//       "rank R world W local L x0 X stop S": its local rank, the first input token of its step-0 span of LOCAL
-//       tokens, and the stop flag all ranks agree on when only rank REACHED_RANK reached the cap (-1: none)
+//   train_host dist PATTERN LOCAL REACHED_RANK TIMEOUT_S   started N times by `mpirun -np N` (built with USE_MPI) or
+//       torchrun-style (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT in each process's environment): every
+//       rank prints "rank R world W local L launch M x0 X stop S sum U id HEX": its local rank, how it was started,
+//       the first input token of its step-0 span of LOCAL tokens, the stop flag all ranks agree on when only rank
+//       REACHED_RANK reached the cap (-1: none), the sum over ranks of rank + 1, and the 128 id bytes (NCCL's id
+//       size) that rank 0 drew, as this rank received them; the bootstrap waits at most TIMEOUT_S seconds
 #define TESTING
 #include "../train_golf.cu"
 
@@ -33,7 +36,7 @@ static void print_line(const char *msg, ...) {
 
 int main(int argc, char **argv) {
     g_golf_prog = "train_host";
-    if (argc < 2) { fprintf(stderr, "usage: train_host config|validate|batches|schedule|checkpoint|export ...\n"); return 2; }
+    if (argc < 2) { fprintf(stderr, "usage: train_host config|validate|batches|schedule|checkpoint|export|dist ...\n"); return 2; }
     const char *cmd = argv[1];
     TrainConfig c;
     if (strcmp(cmd, "config") == 0) {
@@ -104,15 +107,24 @@ int main(int argc, char **argv) {
         model_free(&m);
         return 0;
     }
-    if (strcmp(cmd, "mpi") == 0 && argc == 5) {
+    if (strcmp(cmd, "dist") == 0 && argc == 6) {
         Dist dd = dist_init(&argc, &argv);
         size_t local = (size_t)atol(argv[3]);
+        uint8_t id[128];
+        uint64_t seed = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull ^ (uint64_t)wall_ms();
+        for (int k = 0; k < 128; k++) id[k] = dd.rank == 0 ? (uint8_t)(rng_next(&seed) >> 56) : 0;
+        dist_bootstrap(&dd, id, sizeof(id), atof(argv[5]));
         TokenStream s;
         stream_open(&s, argv[2], 65536);
         int32_t *chunk = (int32_t *)galloc((local + 1) * dd.world * 4), *x = (int32_t *)galloc(local * 4), *y = (int32_t *)galloc(local * 4);
         next_batch(&s, chunk, x, y, local, dd.rank, dd.world);
         int stop = agree_stop(&dd, dd.rank == atoi(argv[4]));
-        printf("rank %d world %d local %d x0 %d stop %d\n", dd.rank, dd.world, local_rank(&dd), x[0], stop);
+        double sum = dd.rank + 1;
+        all_reduce_doubles(&dd, &sum, 1);
+        char hex[257];
+        for (int k = 0; k < 128; k++) snprintf(hex + 2 * k, 3, "%02x", id[k]);
+        printf("rank %d world %d local %d launch %s x0 %d stop %d sum %.17g id %s\n", dd.rank, dd.world, dd.local_rank, DIST_MODE_NAME[dd.mode],
+               x[0], stop, sum, hex);
         fflush(stdout);
         stream_close(&s);
         dist_finish(&dd);

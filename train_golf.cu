@@ -282,9 +282,7 @@ static const char *config_validate(const TrainConfig *c, int world) {
     if (!(c->warmdown_frac >= 0 && c->warmdown_frac <= 1) || !(c->min_lr_frac >= 0 && c->min_lr_frac <= 1)) return "WARMDOWN_FRAC and MIN_LR_FRAC must be in [0, 1]";
     if (c->muon_wd < 0 || c->adam_wd < 0) return "MUON_WD and ADAM_WD must be >= 0";
     // the options golf_infer.c and test/reference.py run, that this version's GPU kernels do not yet
-    const char *missing = m.bigram_vocab ? "BIGRAM_VOCAB_SIZE" : m.smear_gate ? "SMEAR_GATE" : m.xsa_last_n ? "XSA_LAST_N"
-                        : m.parallel_from ? "PARALLEL_FROM" : m.skip_gates ? "SKIP_GATES" : m.attn_out_gate ? "ATTN_OUT_GATE"
-                        : m.loop_enc ? "LOOP_ENCODER/LOOP_DECODER" : NULL;
+    const char *missing = m.parallel_from ? "PARALLEL_FROM" : NULL;
     if (missing) {
         snprintf(why, sizeof(why), "%s is not yet implemented in train_golf's GPU kernels (golf_infer.c and test/reference.py run it)", missing);
         return why;
@@ -426,7 +424,8 @@ static double rng_normal(uint64_t *s) { double u = rng_uniform(s), v = rng_unifo
 
 // init_params: train_gpt.py's init rules with golf's generator: embedding N(0, std) (N(0,1) untied), linear
 // weights U(+-1/sqrt(fan_in)), output projections and lm_head zero, q_gain QK_GAIN_INIT, scales and skip
-// weights 1, resid_mix [1; 0].
+// weights 1, resid_mix [1; 0]; the options' tensors as README "Architecture options" says: BigramHash table
+// N(0, 0.02), projection 0, scale 0.05; SmearGate, output gates and skip gates 0; lane_rho 1.1, lane_mix 1.
 static void init_params(GolfModel *m, const TrainConfig *c) {
     uint64_t s = (uint64_t)c->seed * 0x9E3779B97F4A7C15ull + 1;
     for (int i = 0; i < m->n; i++) {
@@ -434,10 +433,14 @@ static void init_params(GolfModel *m, const TrainConfig *c) {
         float *w = m->params + p->offset;
         size_t n = (size_t)p->rows * p->cols;
         const char *nm = p->name;
-        int zero = strstr(nm, "attn.proj") || strstr(nm, "mlp.proj") || strcmp(nm, "lm_head.weight") == 0;
+        int zero = strstr(nm, "attn.proj") || strstr(nm, "mlp.proj") || strcmp(nm, "lm_head.weight") == 0 || strcmp(nm, "bigram.proj.weight") == 0 ||
+                   strncmp(nm, "smear.", 6) == 0 || strstr(nm, "gate_w") || strcmp(nm, "skip_gates") == 0;
         for (size_t k = 0; k < n; k++) {
-            if (p->cls == CLS_EMBED) w[k] = (float)(rng_normal(&s) * (c->tie_embeddings ? c->tied_embed_init_std : 1.0));
+            if (strcmp(nm, "bigram.embed.weight") == 0) w[k] = (float)(rng_normal(&s) * 0.02);
+            else if (p->cls == CLS_EMBED) w[k] = (float)(rng_normal(&s) * (c->tie_embeddings ? c->tied_embed_init_std : 1.0));
             else if (zero) w[k] = 0;
+            else if (strcmp(nm, "bigram.scale") == 0) w[k] = 0.05f;
+            else if (strstr(nm, "lane_rho")) w[k] = 1.1f;
             else if (p->cls == CLS_ATTN || p->cls == CLS_MLP) w[k] = (float)((2 * rng_uniform(&s) - 1) / sqrt((double)p->cols));
             else if (strstr(nm, "q_gain")) w[k] = (float)c->qk_gain_init;
             else if (strstr(nm, "resid_mix")) w[k] = k < (size_t)p->cols ? 1.0f : 0.0f;
@@ -463,6 +466,124 @@ __global__ void embedding_forward(float *out, const float *emb, const int *tok, 
 __global__ void embedding_backward(float *demb, const float *dout, const int *tok, int N, int d) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < (size_t)N * d) atomicAdd(&demb[(size_t)tok[i / d] * d + i % d], dout[i]);
+}
+
+// BigramHash index: idx[n] = V_b - 1 at a sequence start, else (36313 t_n xor 27191 t_{n-1}) mod (V_b - 1)
+__global__ void bigram_index(int *idx, const int *tok, int N, int T, int Vb) {
+    int n = blockIdx.x * blockDim.x + threadIdx.x;
+    if (n < N) idx[n] = n % T == 0 ? Vb - 1 : (int)(((36313LL * tok[n]) ^ (27191LL * tok[n - 1])) % (Vb - 1));
+}
+// scaled add forward: y += s[0] * x;  backward of s: out[0] += sum of a * b (both use it)
+__global__ void add_scaled(float *y, const float *x, const float *s, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] += s[0] * x[i];
+}
+__global__ void dot_accumulate(float *out, const float *a, const float *b, size_t n) {
+    float s = 0;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) s += a[i] * b[i];
+    s = warp_sum(s);
+    if (threadIdx.x % 32 == 0) atomicAdd(out, s);
+}
+
+// SmearGate forward (warp per token): g = sigmoid(w . x[n, :12]); out[n] = x[n] + lam g x[n-1], except at a sequence
+// start or a BOS (id 1), where out = x and g = 0
+__device__ bool smeared(const int *tok, int n, int T) { return n % T != 0 && tok[n] != 1; }
+__global__ void smear_forward(float *out, float *g, const float *x, const float *w, const float *lam, const int *tok, int N, int T, int d) {
+    int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (n >= N) return;
+    const float *xn = x + (size_t)n * d;
+    float z = lane < 12 ? w[lane] * xn[lane] : 0.f;
+    z = warp_sum(z);
+    float gn = smeared(tok, n, T) ? 1.f / (1.f + expf(-z)) : 0.f, c = lam[0] * gn;
+    for (int i = lane; i < d; i += 32) out[(size_t)n * d + i] = gn != 0.f ? xn[i] + c * xn[i - d] : xn[i];
+    if (lane == 0) g[n] = gn;
+}
+// SmearGate backward: dx[n] = dout[n] + [dz w on the first 12] + lam g[n+1] dout[n+1]; dw += dz x[n, :12],
+// dlam += g (dout[n] . x[n-1]), dz = lam (dout[n] . x[n-1]) g (1 - g)
+__global__ void smear_backward(float *dx, float *dw, float *dlam, const float *dout, const float *x, const float *g, const float *w,
+                               const float *lam, const int *tok, int N, int T, int d) {
+    int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (n >= N) return;
+    const float *dn = dout + (size_t)n * d;
+    float dz = 0.f;
+    if (smeared(tok, n, T)) {
+        float c = 0.f;
+        for (int i = lane; i < d; i += 32) c += dn[i] * x[(size_t)(n - 1) * d + i];
+        c = warp_sum(c);
+        dz = lam[0] * c * g[n] * (1.f - g[n]);
+        if (lane < 12) atomicAdd(&dw[lane], dz * x[(size_t)n * d + lane]);
+        if (lane == 0) atomicAdd(dlam, g[n] * c);
+    }
+    float next = n + 1 < N && smeared(tok, n + 1, T) ? lam[0] * g[n + 1] : 0.f;
+    for (int i = lane; i < d; i += 32)
+        dx[(size_t)n * d + i] = dn[i] + (i < 12 ? dz * w[i] : 0.f) + (next != 0.f ? next * dout[(size_t)(n + 1) * d + i] : 0.f);
+}
+
+// XSA forward (warp per token and head): out = y - (y . v / |v|^2) v, v the token's own value head of the group
+__global__ void xsa_forward(float *out, const float *y, const float *v, int N, int H, int KV, int hd) {
+    int w = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (w >= N * H) return;
+    int n = w / H, h = w % H;
+    const float *yh = y + (size_t)w * hd, *vh = v + ((size_t)n * KV + h / (H / KV)) * hd;
+    float yv = 0.f, vv = 0.f;
+    for (int i = lane; i < hd; i += 32) { yv += yh[i] * vh[i]; vv += vh[i] * vh[i]; }
+    yv = warp_sum(yv); vv = warp_sum(vv);
+    float cf = vv > 0.f ? yv / vv : 0.f;
+    for (int i = lane; i < hd; i += 32) out[(size_t)w * hd + i] = yh[i] - cf * vh[i];
+}
+// XSA backward: dy = dout - (dout . v / |v|^2) v;  dv += -c dout - (dout . v) (y - 2 c v) / |v|^2, c = y . v / |v|^2
+__global__ void xsa_backward(float *dy, float *dv, const float *dout, const float *y, const float *v, int N, int H, int KV, int hd) {
+    int w = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (w >= N * H) return;
+    int n = w / H, h = w % H;
+    size_t vo = ((size_t)n * KV + h / (H / KV)) * hd;
+    const float *yh = y + (size_t)w * hd, *vh = v + vo, *gh = dout + (size_t)w * hd;
+    float yv = 0.f, vv = 0.f, gv = 0.f;
+    for (int i = lane; i < hd; i += 32) { yv += yh[i] * vh[i]; vv += vh[i] * vh[i]; gv += gh[i] * vh[i]; }
+    yv = warp_sum(yv); vv = warp_sum(vv); gv = warp_sum(gv);
+    if (vv <= 0.f) { for (int i = lane; i < hd; i += 32) dy[(size_t)w * hd + i] = gh[i]; return; }
+    float cf = yv / vv;
+    for (int i = lane; i < hd; i += 32) {
+        dy[(size_t)w * hd + i] = gh[i] - gv / vv * vh[i];
+        atomicAdd(&dv[vo + i], -cf * gh[i] - gv * (yh[i] - 2.f * cf * vh[i]) / vv);
+    }
+}
+
+// attention output gate forward (warp per token and head): out = sg y, sg = sigmoid(ls * gw[h] . h1[n, :12])
+__global__ void attn_gate_forward(float *out, float *sg, const float *y, const float *h1, const float *gw, float ls, int N, int H, int hd, int d) {
+    int w = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (w >= N * H) return;
+    int n = w / H, h = w % H;
+    float z = lane < 12 ? gw[h * 12 + lane] * h1[(size_t)n * d + lane] : 0.f;
+    z = warp_sum(z) * ls;
+    float s = 1.f / (1.f + expf(-z));
+    for (int i = lane; i < hd; i += 32) out[(size_t)w * hd + i] = s * y[(size_t)w * hd + i];
+    if (lane == 0) sg[w] = s;
+}
+// attention output gate backward: dy = sg dout; dz = (dout . y) sg (1 - sg); dgw[h] += dz ls h1[n, :12]; dh1[n, :12] += dz ls gw[h]
+__global__ void attn_gate_backward(float *dy, float *dgw, float *dh1, const float *dout, const float *y, const float *h1, const float *gw,
+                                   const float *sg, float ls, int N, int H, int hd, int d) {
+    int w = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (w >= N * H) return;
+    int n = w / H, h = w % H;
+    float s = sg[w], gy = 0.f;
+    for (int i = lane; i < hd; i += 32) { gy += dout[(size_t)w * hd + i] * y[(size_t)w * hd + i]; dy[(size_t)w * hd + i] = s * dout[(size_t)w * hd + i]; }
+    float dz = warp_sum(gy) * s * (1.f - s) * ls;
+    if (lane < 12) { atomicAdd(&dgw[h * 12 + lane], dz * h1[(size_t)n * d + lane]); atomicAdd(&dh1[(size_t)n * d + lane], dz * gw[h * 12 + lane]); }
+}
+
+// gated U-Net skip weights: weff = (gated ? sigmoid(g) : 1) * w;  backward from S = sum over tokens of skip * dx:
+// dw += (gated ? sigmoid(g) : 1) S, dg += w sigmoid'(g) S
+__global__ void skip_weight_eff(float *weff, const float *w, const float *g, int d) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < d) weff[i] = g ? w[i] / (1.f + expf(-g[i])) : w[i];
+}
+__global__ void skip_weight_grads(float *dw, float *dg, const float *S, const float *w, const float *g, int d) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= d) return;
+    float s = g ? 1.f / (1.f + expf(-g[i])) : 1.f;
+    dw[i] += s * S[i];
+    if (g) dg[i] += w[i] * s * (1.f - s) * S[i];
 }
 
 // rmsnorm forward (warp per row): out = x * rstd, rstd = 1/sqrt(mean(x^2) + eps)
@@ -750,6 +871,9 @@ typedef struct {   // activations of one block for a batch of N tokens
     float *q, *k;   // [N, d], [N, kv]: after norm, RoPE, gain
     float *rq, *rk; // [N*H], [N*KV]: rstd of the q/k heads
     float *y, *lse; // [N, d], [B*H*T]: attention output and log-sum-exp
+    float *yx;      // [N, d]: after XSA and the output gate (= y when both are off)
+    float *ya;      // [N, d]: after XSA, before the gate (= y without XSA)
+    float *sg;      // [N*H]: output gate values (ATTN_OUT_GATE)
     float *ao;      // [N, d]: attention projection
     float *xa;      // [N, d]: xm + attn_scale * ao
     float *h2, *r2; // [N, d], [N]: rmsnorm(xa)
@@ -766,13 +890,21 @@ typedef struct {
     float *params, *grads, *adam_m, *adam_v, *muon_buf;   // [numel] each, carved by the parameter table
     float **dparam;          // [n] device pointer of every tensor (params)
     float **dgrad;           // [n] device pointer of every gradient
-    BlockActs *acts;         // [L]
+    BlockActs *acts;         // [positions]: one per virtual layer of the longer schedule
+    int looped;              // 1: the loop schedule (LOOP_ENCODER/LOOP_DECODER) runs, 0: the plain one
+    float *e;                // [N, d] token (+ BigramHash) embeddings
+    float *xn, *smear_g;     // [N, d], [N]: rmsnorm(e) and the SmearGate values (SMEAR_GATE)
+    int *bidx;               // [N] BigramHash indices
+    float *be, *bp;          // [N, d_b], [N, d]: BigramHash rows and their projection
+    float *dvx;              // [N, kv]: XSA's part of dv
+    float *gate_dh;          // [N, d]: the attention output gate's part of dh1
+    float *vec[2];           // [d] skip weights in use, column sums
     float *x0, *r0, *hf, *rf, *logits, *loss;   // [N,d], [N], [N,d], [N], [N,V], [N]
     float *cosv, *sinv;      // [T, hd/2] RoPE tables
     int *tok, *tgt;          // [N] device tokens
     float *scratch[6];       // [N, max(d, F, kv)] backward temporaries
     float *Dbuf;             // [B*H*T]
-    float **skip_grad;       // [num_skips][N, d]: gradient reaching an encoder output through its skip
+    float **skip_grad;       // [encoder positions][N, d]: gradient reaching an encoder output through its skip
     float *ns[5];            // Newton-Schulz scratch (largest matrix)
     float *norm;             // [1] reduction target
     cublasHandle_t blas;
@@ -789,29 +921,42 @@ static float *dmalloc(size_t n) { float *p; cudaCheck(cudaMalloc(&p, (n ? n : 1)
 
 static void trainer_alloc(Trainer *tr, int B) {
     const Config *c = &tr->c;
-    int d = c->model_dim, hd = d / c->num_heads, kv = c->num_kv_heads * hd, F = c->mlp_hidden, T = c->train_seq_len, L = c->num_layers;
+    int d = c->model_dim, hd = d / c->num_heads, kv = c->num_kv_heads * hd, F = c->mlp_hidden, T = c->train_seq_len;
     tr->B = B; tr->T = T; tr->N = B * T;
     size_t N = (size_t)tr->N, numel = tr->host.numel;
     tr->params = dmalloc(numel); tr->grads = dmalloc(numel); tr->adam_m = dmalloc(numel); tr->adam_v = dmalloc(numel); tr->muon_buf = dmalloc(numel);
     tr->dparam = (float **)galloc((size_t)tr->host.n * sizeof(float *));
     tr->dgrad = (float **)galloc((size_t)tr->host.n * sizeof(float *));
     for (int i = 0; i < tr->host.n; i++) { tr->dparam[i] = tr->params + tr->host.spec[i].offset; tr->dgrad[i] = tr->grads + tr->host.spec[i].offset; }
-    tr->acts = (BlockActs *)galloc((size_t)L * sizeof(BlockActs));
-    for (int l = 0; l < L; l++) {
+    int e0, d0, e1, d1, idx[MAX_LAYERS];
+    int npos = schedule(c, 0, &e0, &d0, idx), nloop = schedule(c, 1, &e1, &d1, idx), P = npos > nloop ? npos : nloop;
+    tr->acts = (BlockActs *)galloc((size_t)P * sizeof(BlockActs));
+    for (int l = 0; l < P; l++) {
         BlockActs *a = &tr->acts[l];
         a->xin = dmalloc(N * d); a->xm = dmalloc(N * d); a->h1 = dmalloc(N * d); a->r1 = dmalloc(N);
         a->qr = dmalloc(N * d); a->kr = dmalloc(N * kv); a->v = dmalloc(N * kv); a->q = dmalloc(N * d); a->k = dmalloc(N * kv);
         a->rq = dmalloc(N * c->num_heads); a->rk = dmalloc(N * c->num_kv_heads);
         a->y = dmalloc(N * d); a->lse = dmalloc(N * c->num_heads); a->ao = dmalloc(N * d); a->xa = dmalloc(N * d);
         a->h2 = dmalloc(N * d); a->r2 = dmalloc(N); a->up = dmalloc(N * F); a->u = dmalloc(N * F); a->mo = dmalloc(N * d); a->xout = dmalloc(N * d);
+        a->ya = c->xsa_last_n ? dmalloc(N * d) : a->y;
+        a->yx = c->attn_out_gate ? dmalloc(N * d) : a->ya;
+        a->sg = c->attn_out_gate ? dmalloc(N * c->num_heads) : NULL;
     }
+    tr->e = dmalloc(N * d); tr->xn = dmalloc(N * d); tr->smear_g = dmalloc(N);
+    cudaCheck(cudaMalloc(&tr->bidx, N * sizeof(int)));
+    tr->be = dmalloc(N * (c->bigram_vocab ? c->bigram_dim : 1)); tr->bp = dmalloc(c->bigram_vocab ? N * d : 1);
+    tr->dvx = dmalloc(c->xsa_last_n ? N * kv : 1);
+    tr->gate_dh = dmalloc(c->attn_out_gate ? N * d : 1);
+    tr->vec[0] = dmalloc(d); tr->vec[1] = dmalloc(d);
     tr->x0 = dmalloc(N * d); tr->r0 = dmalloc(N); tr->hf = dmalloc(N * d); tr->rf = dmalloc(N);
     tr->logits = dmalloc(N * c->vocab_size); tr->loss = dmalloc(N);
     int wmax = d > F ? d : F;
     for (int i = 0; i < 6; i++) tr->scratch[i] = dmalloc(N * wmax);
     tr->Dbuf = dmalloc(N * c->num_heads);
-    tr->skip_grad = (float **)galloc((size_t)(L + 1) * sizeof(float *));
-    for (int l = 0; l < L / 2; l++) tr->skip_grad[l] = dmalloc(N * d);
+    int emax = e0 > e1 ? e0 : e1;
+    tr->skip_grad = (float **)galloc((size_t)(emax + 1) * sizeof(float *));
+    for (int l = 0; l < emax; l++) tr->skip_grad[l] = dmalloc(N * d);
+    tr->looped = c->loop_enc > 0;
     size_t big = 0;
     for (int i = 0; i < tr->host.n; i++) { size_t s = (size_t)tr->host.spec[i].rows * tr->host.spec[i].cols; if (s > big) big = s; }
     int side = d > F ? d : F;
@@ -840,21 +985,46 @@ static void trainer_alloc(Trainer *tr, int B) {
 #define PARAM(view) (tr->params + ((view) - tr->host.params))
 #define GRAD(view) (tr->grads + ((view) - tr->host.params))
 
+// embed_forward: x0 = SmearGate(rmsnorm(tok_emb[tok] + BigramHash)), keeping what the backward needs.
+static void embed_forward(Trainer *tr) {
+    const Config *c = &tr->c;
+    const GolfModel *m = &tr->host;
+    int N = tr->N, d = c->model_dim;
+    LAUNCH1D(embedding_forward, (size_t)N * d, tr->e, PARAM(m->tok_emb), tr->tok, N, d);
+    if (c->bigram_vocab) {
+        LAUNCH1D(bigram_index, (size_t)N, tr->bidx, tr->tok, N, tr->T, c->bigram_vocab);
+        LAUNCH1D(embedding_forward, (size_t)N * c->bigram_dim, tr->be, PARAM(m->bigram_embed), tr->bidx, N, c->bigram_dim);
+        gemm(tr, 0, 1, N, d, c->bigram_dim, 1, tr->be, PARAM(m->bigram_proj), 0, tr->bp);
+        LAUNCH1D(add_scaled, (size_t)N * d, tr->e, tr->bp, PARAM(m->bigram_scale), (size_t)N * d);
+    }
+    LAUNCH_WARPS(rmsnorm_forward, N, c->smear_gate ? tr->xn : tr->x0, tr->r0, tr->e, N, d);
+    if (c->smear_gate) LAUNCH_WARPS(smear_forward, N, tr->x0, tr->smear_g, tr->xn, PARAM(m->smear_w), PARAM(m->smear_lam), tr->tok, N, tr->T, d);
+}
+
+// skip_weights_in_use: tr->vec[0] = decoder skip i's weights (times sigmoid of its gate with SKIP_GATES).
+static const float *skip_weights_in_use(Trainer *tr, int i) {
+    int d = tr->c.model_dim;
+    const GolfModel *m = &tr->host;
+    LAUNCH1D(skip_weight_eff, (size_t)d, tr->vec[0], PARAM(m->skip_weights) + (size_t)i * d, m->skip_gates ? PARAM(m->skip_gates) + (size_t)i * d : (const float *)NULL, d);
+    return tr->vec[0];
+}
+
 // forward: loss per token into tr->loss; with grad_scale != 0 also leaves dloss/dlogits in tr->logits.
+// Runs the schedule of tr->looped; acts[pos] holds virtual position pos (physical layer idx[pos]).
 static void forward(Trainer *tr, float grad_scale) {
     const Config *c = &tr->c;
-    int N = tr->N, d = c->model_dim, H = c->num_heads, KV = c->num_kv_heads, hd = d / H, kv = KV * hd, F = c->mlp_hidden, L = c->num_layers;
-    int enc = L / 2, ns = num_skips(enc, L - enc);
-    LAUNCH1D(embedding_forward, (size_t)N * d, tr->scratch[0], PARAM(tr->host.tok_emb), tr->tok, N, d);
-    LAUNCH_WARPS(rmsnorm_forward, N, tr->x0, tr->r0, tr->scratch[0], N, d);
+    int N = tr->N, d = c->model_dim, H = c->num_heads, KV = c->num_kv_heads, hd = d / H, kv = KV * hd, F = c->mlp_hidden;
+    int enc, dec, idx[MAX_LAYERS], P = schedule(c, tr->looped, &enc, &dec, idx), ns = num_skips(enc, dec);
     int R = c->rope_dims ? c->rope_dims : hd;
-    for (int l = 0; l < L; l++) {
-        BlockActs *a = &tr->acts[l];
+    embed_forward(tr);
+    for (int pos = 0; pos < P; pos++) {
+        BlockActs *a = &tr->acts[pos];
+        int l = idx[pos];
         const LayerParams *lp = &tr->host.layer[l];
         float ls = ln_scale_of(c, l);
-        const float *prev = l == 0 ? tr->x0 : tr->acts[l - 1].xout;
-        int i = l - enc;   // decoder index
-        if (i >= 0 && i < ns) LAUNCH1D(scale_add_forward, (size_t)N * d, a->xin, prev, PARAM(tr->host.skip_weights) + (size_t)i * d, tr->acts[enc - 1 - i].xout, N, d);
+        const float *prev = pos == 0 ? tr->x0 : tr->acts[pos - 1].xout;
+        int i = pos - enc;   // decoder index
+        if (i >= 0 && i < ns) LAUNCH1D(scale_add_forward, (size_t)N * d, a->xin, prev, skip_weights_in_use(tr, i), tr->acts[enc - 1 - i].xout, N, d);
         else cudaCheck(cudaMemcpyAsync(a->xin, prev, (size_t)N * d * 4, cudaMemcpyDeviceToDevice));
         LAUNCH1D(mix_forward, (size_t)N * d, a->xm, a->xin, tr->x0, PARAM(lp->resid_mix), N, d);
         LAUNCH_WARPS(rmsnorm_forward, N, a->h1, a->r1, a->xm, N, d);
@@ -864,7 +1034,13 @@ static void forward(Trainer *tr, float grad_scale) {
         LAUNCH_WARPS(qk_prep_forward, (size_t)N * H, a->q, a->rq, a->qr, PARAM(lp->q_gain), tr->cosv, tr->sinv, N, tr->T, H, hd, R);
         LAUNCH_WARPS(qk_prep_forward, (size_t)N * KV, a->k, a->rk, a->kr, (const float *)NULL, tr->cosv, tr->sinv, N, tr->T, KV, hd, R);
         LAUNCH_WARPS(attention_forward, (size_t)N * H, a->y, a->lse, a->q, a->k, a->v, tr->B, tr->T, H, KV, hd);
-        gemm(tr, 0, 1, N, d, d, 1, a->y, PARAM(lp->proj), 0, a->ao);
+        int xsa = c->xsa_last_n && l >= c->num_layers - c->xsa_last_n;
+        if (a->ya != a->y) {   // XSA buffer exists: apply it on the XSA layers, copy elsewhere
+            if (xsa) LAUNCH_WARPS(xsa_forward, (size_t)N * H, a->ya, a->y, a->v, N, H, KV, hd);
+            else cudaCheck(cudaMemcpyAsync(a->ya, a->y, (size_t)N * d * 4, cudaMemcpyDeviceToDevice));
+        }
+        if (a->sg) LAUNCH_WARPS(attn_gate_forward, (size_t)N * H, a->yx, a->sg, a->ya, a->h1, PARAM(lp->attn_gate), ls, N, H, hd, d);
+        gemm(tr, 0, 1, N, d, d, 1, a->yx, PARAM(lp->proj), 0, a->ao);
         LAUNCH1D(scale_add_forward, (size_t)N * d, a->xa, a->xm, PARAM(lp->attn_scale), a->ao, N, d);
         LAUNCH_WARPS(rmsnorm_forward, N, a->h2, a->r2, a->xa, N, d);
         gemm(tr, 0, 1, N, F, d, ls, a->h2, PARAM(lp->fc), 0, a->up);
@@ -872,7 +1048,7 @@ static void forward(Trainer *tr, float grad_scale) {
         gemm(tr, 0, 1, N, d, F, 1, a->u, PARAM(lp->mlp_proj), 0, a->mo);
         LAUNCH1D(scale_add_forward, (size_t)N * d, a->xout, a->xa, PARAM(lp->mlp_scale), a->mo, N, d);
     }
-    LAUNCH_WARPS(rmsnorm_forward, N, tr->hf, tr->rf, tr->acts[L - 1].xout, N, d);
+    LAUNCH_WARPS(rmsnorm_forward, N, tr->hf, tr->rf, tr->acts[P - 1].xout, N, d);
     gemm(tr, 0, 1, N, c->vocab_size, d, 1, tr->hf, PARAM(tr->host.lm_head), 0, tr->logits);
     softcap_cross_entropy<<<N, 256>>>(tr->logits, tr->loss, tr->tgt, c->vocab_size, c->logit_softcap, grad_scale);
     cudaCheck(cudaGetLastError());
@@ -885,62 +1061,105 @@ static void column_grad(float *dcol, const float *a, const float *b, int N, int 
     cudaCheck(cudaGetLastError());
 }
 
-// backward: gradients of every parameter ADDED into tr->grads (forward must have run with grad_scale != 0).
+// embed_backward: from dL/dx0 (in dx) to the embedding tables, SmearGate and BigramHash parameters; t1, t2 scratch.
+static void embed_backward(Trainer *tr, float *dx, float *t1, float *t2) {
+    const Config *c = &tr->c;
+    const GolfModel *m = &tr->host;
+    int N = tr->N, d = c->model_dim;
+    if (c->smear_gate) {   // dx: dL/dx0 -> dL/dxn
+        LAUNCH_WARPS(smear_backward, N, t1, GRAD(m->smear_w), GRAD(m->smear_lam), dx, tr->xn, tr->smear_g, PARAM(m->smear_w), PARAM(m->smear_lam),
+                     tr->tok, N, tr->T, d);
+        cudaCheck(cudaMemcpyAsync(dx, t1, (size_t)N * d * 4, cudaMemcpyDeviceToDevice));
+    }
+    LAUNCH_WARPS(rmsnorm_backward, N, t2, dx, tr->e, tr->r0, N, d, 0);   // t2 = dL/de
+    LAUNCH1D(embedding_backward, (size_t)N * d, GRAD(m->tok_emb), t2, tr->tok, N, d);
+    if (c->bigram_vocab) {   // e += scale * bp, bp = be @ proj^T, be = bigram.embed[idx]
+        int db = c->bigram_dim;
+        dot_accumulate<<<256, 256>>>(GRAD(m->bigram_scale), t2, tr->bp, (size_t)N * d);
+        cudaCheck(cudaGetLastError());
+        cudaCheck(cudaMemsetAsync(t1, 0, (size_t)N * d * 4));
+        LAUNCH1D(add_scaled, (size_t)N * d, t1, t2, PARAM(m->bigram_scale), (size_t)N * d);   // t1 = dbp
+        gemm(tr, 1, 0, d, db, N, 1, t1, tr->be, 1, GRAD(m->bigram_proj));
+        gemm(tr, 0, 0, N, db, d, 1, t1, PARAM(m->bigram_proj), 0, t2);                        // t2 = dbe [N, db]
+        LAUNCH1D(embedding_backward, (size_t)N * db, GRAD(m->bigram_embed), t2, tr->bidx, N, db);
+    }
+}
+
+// backward: gradients of every parameter ADDED into tr->grads (forward must have run with grad_scale != 0), along
+// the same schedule; a physical layer used at several positions gathers the gradients of all of them.
 static void backward(Trainer *tr) {
     const Config *c = &tr->c;
-    int N = tr->N, d = c->model_dim, H = c->num_heads, KV = c->num_kv_heads, hd = d / H, kv = KV * hd, F = c->mlp_hidden, L = c->num_layers;
-    int enc = L / 2, ns = num_skips(enc, L - enc);
+    const GolfModel *m = &tr->host;
+    int N = tr->N, d = c->model_dim, H = c->num_heads, KV = c->num_kv_heads, hd = d / H, kv = KV * hd, F = c->mlp_hidden;
+    int enc, dec, idx[MAX_LAYERS], P = schedule(c, tr->looped, &enc, &dec, idx), ns = num_skips(enc, dec);
     float *dx = tr->scratch[0], *dx0 = tr->scratch[1], *t1 = tr->scratch[2], *t2 = tr->scratch[3], *t3 = tr->scratch[4], *t4 = tr->scratch[5];
     cudaCheck(cudaMemsetAsync(dx0, 0, (size_t)N * d * 4));
     // head: logits = hf @ W^T, tr->logits holds dL/dlogits
-    gemm(tr, 1, 0, c->vocab_size, d, N, 1, tr->logits, tr->hf, 1, GRAD(tr->host.lm_head));
-    gemm(tr, 0, 0, N, d, c->vocab_size, 1, tr->logits, PARAM(tr->host.lm_head), 0, t1);
-    LAUNCH_WARPS(rmsnorm_backward, N, dx, t1, tr->acts[L - 1].xout, tr->rf, N, d, 0);
+    gemm(tr, 1, 0, c->vocab_size, d, N, 1, tr->logits, tr->hf, 1, GRAD(m->lm_head));
+    gemm(tr, 0, 0, N, d, c->vocab_size, 1, tr->logits, PARAM(m->lm_head), 0, t1);
+    LAUNCH_WARPS(rmsnorm_backward, N, dx, t1, tr->acts[P - 1].xout, tr->rf, N, d, 0);
     int R = c->rope_dims ? c->rope_dims : hd;
-    for (int l = L - 1; l >= 0; l--) {
-        BlockActs *a = &tr->acts[l];
-        const LayerParams *lp = &tr->host.layer[l];
+    for (int pos = P - 1; pos >= 0; pos--) {
+        BlockActs *a = &tr->acts[pos];
+        int l = idx[pos];
+        const LayerParams *lp = &m->layer[l];
         float ls = ln_scale_of(c, l);
-        if (l < enc && l >= enc - ns) LAUNCH1D(axpy, (size_t)N * d, dx, tr->skip_grad[l], 1.0f, (size_t)N * d);   // its skip's gradient
-        // dx = dL/dxout[l]
+        if (pos < enc && pos >= enc - ns) LAUNCH1D(axpy, (size_t)N * d, dx, tr->skip_grad[pos], 1.0f, (size_t)N * d);   // its skip's gradient
+        // dx = dL/dxout[pos]
         column_grad(GRAD(lp->mlp_scale), dx, a->mo, N, d);
         LAUNCH1D(scale_backward, (size_t)N * d, t1, dx, PARAM(lp->mlp_scale), N, d, 0);                   // dmo
         gemm(tr, 1, 0, d, F, N, 1, t1, a->u, 1, GRAD(lp->mlp_proj));                                      // dW mlp.proj
         gemm(tr, 0, 0, N, F, d, 1, t1, PARAM(lp->mlp_proj), 0, t2);                                        // du
-        LAUNCH1D(relu2_backward, (size_t)N * F, t2, t2, a->up, c->mlp_leaky_slope, (size_t)N * F);                               // dup
-        gemm(tr, 1, 0, F, d, N, ls, t2, a->h2, 1, GRAD(lp->fc));                                       // dW fc
-        gemm(tr, 0, 0, N, d, F, ls, t2, PARAM(lp->fc), 0, t1);                                          // dh2
+        LAUNCH1D(relu2_backward, (size_t)N * F, t2, t2, a->up, c->mlp_leaky_slope, (size_t)N * F);          // dup
+        gemm(tr, 1, 0, F, d, N, ls, t2, a->h2, 1, GRAD(lp->fc));                                           // dW fc
+        gemm(tr, 0, 0, N, d, F, ls, t2, PARAM(lp->fc), 0, t1);                                             // dh2
         LAUNCH_WARPS(rmsnorm_backward, N, dx, t1, a->xa, a->r2, N, d, 1);                                     // dxa
         column_grad(GRAD(lp->attn_scale), dx, a->ao, N, d);
         LAUNCH1D(scale_backward, (size_t)N * d, t1, dx, PARAM(lp->attn_scale), N, d, 0);                   // dao
-        gemm(tr, 1, 0, d, d, N, 1, t1, a->y, 1, GRAD(lp->proj));                                       // dW proj
-        gemm(tr, 0, 0, N, d, d, 1, t1, PARAM(lp->proj), 0, t2);                                         // dy
-        LAUNCH_WARPS(attention_backward_dq, (size_t)N * H, t3, tr->Dbuf, t2, a->y, a->q, a->k, a->v, a->lse, tr->B, tr->T, H, KV, hd);
-        LAUNCH_WARPS(attention_backward_dkv, (size_t)N * KV, t4, t1, t2, a->q, a->k, a->v, a->lse, tr->Dbuf, tr->B, tr->T, H, KV, hd);
-        // t3 = dq, t4 = dk, t1 = dv (all after the q/k preparation)
+        gemm(tr, 1, 0, d, d, N, 1, t1, a->yx, 1, GRAD(lp->proj));                                          // dW proj
+        gemm(tr, 0, 0, N, d, d, 1, t1, PARAM(lp->proj), 0, t2);                                            // dyx
+        float *dy = t2, *other = t3, *swap;   // dy walks back through the gate and XSA, ping-ponging with t3
+        if (a->sg) {   // dyx -> dya; the gate's part of dh1 into gate_dh
+            cudaCheck(cudaMemsetAsync(tr->gate_dh, 0, (size_t)N * d * 4));
+            LAUNCH_WARPS(attn_gate_backward, (size_t)N * H, other, GRAD(lp->attn_gate), tr->gate_dh, dy, a->ya, a->h1, PARAM(lp->attn_gate), a->sg, ls, N, H, hd, d);
+            swap = dy; dy = other; other = swap;
+        }
+        int xsa = c->xsa_last_n && l >= c->num_layers - c->xsa_last_n;
+        if (xsa) {   // dya -> dy; XSA's part of dv into dvx
+            cudaCheck(cudaMemsetAsync(tr->dvx, 0, (size_t)N * kv * 4));
+            LAUNCH_WARPS(xsa_backward, (size_t)N * H, other, tr->dvx, dy, a->y, a->v, N, H, KV, hd);
+            swap = dy; dy = other; other = swap;
+        }
+        LAUNCH_WARPS(attention_backward_dq, (size_t)N * H, t4, tr->Dbuf, dy, a->y, a->q, a->k, a->v, a->lse, tr->B, tr->T, H, KV, hd);
+        LAUNCH_WARPS(attention_backward_dkv, (size_t)N * KV, other, t1, dy, a->q, a->k, a->v, a->lse, tr->Dbuf, tr->B, tr->T, H, KV, hd);
+        // t4 = dq, other = dk, t1 = dv (all after the q/k preparation); dy's buffer collects dh1 from here on
+        float *dh1 = dy;
+        if (xsa) LAUNCH1D(axpy, (size_t)N * kv, t1, tr->dvx, 1.0f, (size_t)N * kv);
         gemm(tr, 1, 0, kv, d, N, ls, t1, a->h1, 1, GRAD(lp->c_v));
-        gemm(tr, 0, 0, N, d, kv, ls, t1, PARAM(lp->c_v), 0, t2);                                         // dh1, from v
-        LAUNCH_WARPS(qk_prep_backward, (size_t)N * KV, t1, (float *)NULL, t4, a->kr, a->rk, (const float *)NULL, tr->cosv, tr->sinv, N, tr->T, KV, hd, R);
+        gemm(tr, 0, 0, N, d, kv, ls, t1, PARAM(lp->c_v), 0, dh1);                                          // dh1, from v
+        LAUNCH_WARPS(qk_prep_backward, (size_t)N * KV, t1, (float *)NULL, other, a->kr, a->rk, (const float *)NULL, tr->cosv, tr->sinv, N, tr->T, KV, hd, R);
         gemm(tr, 1, 0, kv, d, N, ls, t1, a->h1, 1, GRAD(lp->c_k));
-        gemm(tr, 0, 0, N, d, kv, ls, t1, PARAM(lp->c_k), 1, t2);                                         // + from k
-        LAUNCH_WARPS(qk_prep_backward, (size_t)N * H, t1, GRAD(lp->q_gain), t3, a->qr, a->rq, PARAM(lp->q_gain), tr->cosv, tr->sinv, N, tr->T, H, hd, R);
+        gemm(tr, 0, 0, N, d, kv, ls, t1, PARAM(lp->c_k), 1, dh1);                                          // + from k
+        LAUNCH_WARPS(qk_prep_backward, (size_t)N * H, t1, GRAD(lp->q_gain), t4, a->qr, a->rq, PARAM(lp->q_gain), tr->cosv, tr->sinv, N, tr->T, H, hd, R);
         gemm(tr, 1, 0, d, d, N, ls, t1, a->h1, 1, GRAD(lp->c_q));
-        gemm(tr, 0, 0, N, d, d, ls, t1, PARAM(lp->c_q), 1, t2);                                          // + from q
-        LAUNCH_WARPS(rmsnorm_backward, N, dx, t2, a->xm, a->r1, N, d, 1);                                     // dxm
+        gemm(tr, 0, 0, N, d, d, ls, t1, PARAM(lp->c_q), 1, dh1);                                           // + from q
+        if (a->sg) LAUNCH1D(axpy, (size_t)N * d, dh1, tr->gate_dh, 1.0f, (size_t)N * d);                       // + from the gate
+        LAUNCH_WARPS(rmsnorm_backward, N, dx, dh1, a->xm, a->r1, N, d, 1);                                    // dxm
         column_grad(GRAD(lp->resid_mix), dx, a->xin, N, d);
         column_grad(GRAD(lp->resid_mix) + d, dx, tr->x0, N, d);
         LAUNCH1D(mix_backward, (size_t)N * d, dx, dx0, dx, PARAM(lp->resid_mix), N, d);                       // dxin
-        int i = l - enc;
-        if (i >= 0 && i < ns) {   // xin = xout[l-1] + w_i * xout[enc-1-i]
-            column_grad(GRAD(tr->host.skip_weights) + (size_t)i * d, dx, tr->acts[enc - 1 - i].xout, N, d);
-            LAUNCH1D(scale_backward, (size_t)N * d, tr->skip_grad[enc - 1 - i], dx, PARAM(tr->host.skip_weights) + (size_t)i * d, N, d, 0);
+        int i = pos - enc;
+        if (i >= 0 && i < ns) {   // xin = xout[pos-1] + weff_i * xout[enc-1-i], weff = [sigmoid(gate) *] skip_weights[i]
+            cudaCheck(cudaMemsetAsync(tr->vec[1], 0, (size_t)d * 4));
+            column_grad(tr->vec[1], dx, tr->acts[enc - 1 - i].xout, N, d);
+            LAUNCH1D(skip_weight_grads, (size_t)d, GRAD(m->skip_weights) + (size_t)i * d, m->skip_gates ? GRAD(m->skip_gates) + (size_t)i * d : (float *)NULL,
+                     tr->vec[1], PARAM(m->skip_weights) + (size_t)i * d, m->skip_gates ? PARAM(m->skip_gates) + (size_t)i * d : (const float *)NULL, d);
+            LAUNCH1D(scale_backward, (size_t)N * d, tr->skip_grad[enc - 1 - i], dx, skip_weights_in_use(tr, i), N, d, 0);
         }
-        // dx is now dL/dxin[l] = dL/dxout[l-1] (or, for l = 0, part of dL/dx0)
+        // dx is now dL/dxin[pos] = dL/dxout[pos-1] (or, for pos = 0, part of dL/dx0)
     }
     LAUNCH1D(axpy, (size_t)N * d, dx, dx0, 1.0f, (size_t)N * d);                                               // dL/dx0 in total
-    LAUNCH1D(embedding_forward, (size_t)N * d, t1, PARAM(tr->host.tok_emb), tr->tok, N, d);                                 // the raw embeddings again
-    LAUNCH_WARPS(rmsnorm_backward, N, t2, dx, t1, tr->r0, N, d, 0);
-    LAUNCH1D(embedding_backward, (size_t)N * d, GRAD(tr->host.tok_emb), t2, tr->tok, N, d);
+    embed_backward(tr, dx, t1, t2);
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -1110,6 +1329,8 @@ static void upload_tokens(Trainer *tr, const int32_t *x, const int32_t *y) {
 static void evaluate_val(Trainer *tr, const Dist *dd, const int32_t *val, size_t nval, const ByteLut *lut, double *loss_out, double *bpb_out) {
     int T = tr->T;
     size_t targets = nval - 1, nw = eval_windows(targets, T, tr->tc.eval_stride, NULL, NULL);
+    int was_looped = tr->looped;
+    tr->looped = tr->c.loop_enc > 0;   // eval always runs the loop schedule when there is one
     size_t *start = (size_t *)galloc(nw * sizeof(size_t));
     int *from = (int *)galloc(nw * sizeof(int));
     eval_windows(targets, T, tr->tc.eval_stride, start, from);
@@ -1134,6 +1355,7 @@ static void evaluate_val(Trainer *tr, const Dist *dd, const int32_t *val, size_t
         }
     }
     free(start); free(from);
+    tr->looped = was_looped;
     all_reduce_doubles(dd, sums, 3);
     *loss_out = sums[0] / sums[1];
     *bpb_out = *loss_out / log(2.0) * sums[1] / sums[2];
@@ -1644,7 +1866,8 @@ int main(int argc, char **argv) {
             if (stop_after >= 0 && step < tc->iterations) log0("stopping_early: wallclock_cap train_time:%.0fms step:%d/%d", train_ms, step, tc->iterations);
             break;
         }
-        double scale = lr_mul(tc, step, train_ms + wall_ms() - t0), train_loss = 0;
+        double elapsed = train_ms + wall_ms() - t0, scale = lr_mul(tc, step, elapsed), train_loss = 0;
+        tr.looped = tr.c.loop_enc > 0 && training_fraction(tc, step, elapsed) >= tc->loop_start_frac;   // depth recurrence from LOOP_START_FRAC
         cudaCheck(cudaMemsetAsync(tr.grads, 0, tr.host.numel * 4));
         for (int micro = 0; micro < accum; micro++) {
             next_batch(&stream, chunk, x, y, local, dd.rank, dd.world);

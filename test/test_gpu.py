@@ -8,13 +8,10 @@
   roundtrip  train_golf's final_<scheme>_roundtrip val_bpb equals golf_infer's on the blob it wrote
   submit     dev/submit.sh accepts that run's folder (train.log + final_model.golf) as a records folder
   mpirun     the same short run under `mpirun -np 1` (when the build has MPI) gives the same losses
-<<<<<<< HEAD
-  options    the architecture options train_golf's kernels implement (OPTIONS below): step-0 loss and gradients
-             again; and EVAL_STRIDE's sliding-window roundtrip val_bpb equals golf_infer --stride's
-=======
   env        the same run started torchrun-style (RANK=0 WORLD_SIZE=1 LOCAL_RANK=0) gives the same losses; with 2+ GPUs,
              two ranks started torchrun-style (TCP bootstrap of NCCL, no MPI) end with the same roundtrip val_loss
->>>>>>> wt-a
+  options    the architecture options train_golf's kernels implement (OPTION_SETS below): step-0 loss and gradients
+             again; and EVAL_STRIDE's sliding-window roundtrip val_bpb equals golf_infer --stride's
 
 Usage: python3 test/test_gpu.py [--python PY] [--shared DIR] [--k K] [--keep]
 The last line printed is "N passed, M failed, K skipped"; exit status 1 if anything failed.
@@ -48,8 +45,10 @@ SHAPE = {"NUM_LAYERS": "4", "MODEL_DIM": "128", "NUM_HEADS": "2", "NUM_KV_HEADS"
 GRAD_RTOL_OF_MAX = 1e-3
 LOSS0_ATOL = 1e-4
 LOSS_CURVE_ATOL = 2e-3
-# The options with GPU kernels (head_dim 64 here: RoPE on 32 of 64 dims), checked together.
-OPTIONS = {"MLP_LEAKY_SLOPE": "0.5", "LN_SCALE": "1", "ROPE_DIMS": "32", "MLP_HIDDEN": "200"}
+# The options with GPU kernels, in two groups (head_dim 64 here: RoPE on 32 of 64 dims).
+OPTION_SETS = [{"MLP_LEAKY_SLOPE": "0.5", "LN_SCALE": "1", "ROPE_DIMS": "32", "MLP_HIDDEN": "200"},
+               {"BIGRAM_VOCAB_SIZE": "97", "BIGRAM_DIM": "32", "SMEAR_GATE": "1", "XSA_LAST_N": "2", "SKIP_GATES": "1",
+                "ATTN_OUT_GATE": "1", "LOOP_ENCODER": "0,1,2,1", "LOOP_DECODER": "2,3"}]
 
 
 def run(cmd, env=None, cwd=None):
@@ -85,9 +84,9 @@ def roundtrip_bpb(stdout, blob, data, tok, seq_len, stride=None):
     return (float(m[3]) if m else None), (float(g[1]) if g else None)
 
 
-def check_options(R, args, env, tmp, data, tok):
-    env = dict(env, **OPTIONS, EVAL_STRIDE="32", ITERATIONS="3")
-    label = "options " + " ".join(f"{k}={v}" for k, v in OPTIONS.items()) + ": "
+def check_options(R, args, env, tmp, data, tok, options):
+    env = dict(env, **options, EVAL_STRIDE="32", ITERATIONS="3")
+    label = "options " + " ".join(f"{k}={v}" for k, v in options.items()) + ": "
     ck, dbg, grads = tmp / "opt_init.ckpt", tmp / "opt_debug.bin", tmp / "opt_grads.bin"
     p = run([args.python, ROOT / "test" / "reference.py", "init", "--random-init", "--out", ck], env=env)
     R.check(f"{label}reference init", p.returncode == 0, p.stderr.strip()[-300:])
@@ -98,7 +97,7 @@ def check_options(R, args, env, tmp, data, tok):
         return
     check_grads(R, label, reference.read_container(dbg).tensors, reference.read_container(grads).tensors)
     a, b = roundtrip_bpb(p.stdout, tmp / "final_model.golf", data, tok, SHAPE["TRAIN_SEQ_LEN"], stride=32)
-    R.check("EVAL_STRIDE=32 roundtrip val_bpb: train_golf equals golf_infer --stride 32", a is not None and b is not None and abs(a - b) < 1e-4,
+    R.check(f"{label}EVAL_STRIDE=32 roundtrip val_bpb: train_golf equals golf_infer --stride 32", a is not None and b is not None and abs(a - b) < 1e-4,
             f"{a} vs {b}")
 
 
@@ -136,17 +135,9 @@ def main():
             diffs = [abs(losses.get(i + 1, float("nan")) - v) for i, v in enumerate(ref_losses)]
             R.check(f"{len(ref_losses)} training losses within {LOSS_CURVE_ATOL} of the reference's", all(d < LOSS_CURVE_ATOL for d in diffs),
                     f"max diff {max(diffs):.2e}; golf {[round(losses.get(i + 1, -1), 4) for i in range(min(5, len(ref_losses)))]} ref {[round(v, 4) for v in ref_losses[:5]]}")
-<<<<<<< HEAD
             a, b = roundtrip_bpb(p.stdout, tmp / "final_model.golf", data, tok, SHAPE["TRAIN_SEQ_LEN"])
             R.check("roundtrip val_bpb: train_golf equals golf_infer on the same blob", a is not None and b is not None and abs(a - b) < 1e-4,
                     f"{a} vs {b}")
-=======
-            m = re.search(r"final_(\w+)_roundtrip_exact val_loss:([\d.]+) val_bpb:([\d.]+)", p.stdout)
-            q = run([ROOT / "golf_infer", tmp / "final_model.golf", "--val", f"{data}/fineweb_val_*.bin", "--tokenizer", tok,
-                     "--seq-len", SHAPE["TRAIN_SEQ_LEN"]])
-            g = re.search(r"val_bpb:([\d.]+)", q.stdout)
-            R.check("roundtrip val_bpb: train_golf equals golf_infer on the same blob", bool(m and g) and abs(float(m[3]) - float(g[1])) < 1e-4,
-                    f"{m[3] if m else '?'} vs {g[1] if g else '?'}")
             p3 = subprocess.run(["bash", ROOT / "dev" / "submit.sh", "--records", tmp / "records", "--date", "2026-01-01", tmp, "test_gpu"],
                                 capture_output=True, text=True)
             R.check("dev/submit.sh packages the run folder", p3.returncode == 0 and (tmp / "records" / "2026-01-01_test_gpu" / "submission.json").exists(),
@@ -171,7 +162,6 @@ def main():
                         and len(one) == 1 and len(two) == 1 and abs(one[0] - two[0]) < 1e-4, f"{one} vs {two}; " + " | ".join(o[1][-200:] for o in outs).strip())
             else:
                 R.skip("two ranks torchrun-style", f"{ngpu} GPU visible")
->>>>>>> wt-a
             mpirun = shutil.which("mpirun")
             if mpirun:
                 p2 = run([mpirun, "--allow-run-as-root", "-np", "1", ROOT / "train_golf"], env=dict(env, INIT_CKPT=str(ck), ITERATIONS="5"), cwd=tmp)
@@ -180,7 +170,8 @@ def main():
                         (p2.stderr[-300:]).strip())
             else:
                 R.skip("mpirun -np 1", "no mpirun on this machine")
-        check_options(R, args, env, tmp, data, tok)
+        for options in OPTION_SETS:
+            check_options(R, args, env, tmp, data, tok, options)
     finally:
         R.cleanup(tmp, args.keep)
     R.finish()

@@ -282,6 +282,7 @@ static const char *config_validate(const TrainConfig *c, int world) {
     if (!(c->warmdown_frac >= 0 && c->warmdown_frac <= 1) || !(c->min_lr_frac >= 0 && c->min_lr_frac <= 1)) return "WARMDOWN_FRAC and MIN_LR_FRAC must be in [0, 1]";
     if (c->muon_wd < 0 || c->adam_wd < 0) return "MUON_WD and ADAM_WD must be >= 0";
     // the options golf_infer.c and test/reference.py run, that this version's GPU kernels do not yet
+    if (m.bigram_vocab && m.bigram_dim > m.model_dim) return "BIGRAM_DIM must be at most MODEL_DIM (train_golf's scratch buffers)";
     const char *missing = m.parallel_from ? "PARALLEL_FROM" : NULL;
     if (missing) {
         snprintf(why, sizeof(why), "%s is not yet implemented in train_golf's GPU kernels (golf_infer.c and test/reference.py run it)", missing);

@@ -71,6 +71,7 @@ test: tokenize golf_infer golf_export $(CUDA_TARGETS)
 	$(PYTHON) test/test_tokenize.py --tokenize ./tokenize
 	$(PYTHON) test/test_reference.py
 	$(PYTHON) test/test_infer.py
+	$(PYTHON) test/test_quant.py
 	$(PYTHON) test/test_train_host.py $(if $(NVCC),--nvcc $(NVCC))
 	$(PYTHON) test/test_tools.py
 

@@ -13,6 +13,10 @@
  *     step:N/M train_loss:x train_time:ms step_avg:ms, step:N/M val_loss:x val_bpb:y ...,
  *     final_<scheme>_roundtrip val_loss:x val_bpb:y, and the artifact byte count.
  *   Outputs (rank 0): logs/RUN_ID.txt, OUT_DIR/final_model.ckpt (float32), OUT_DIR/final_model.golf.
+ *   Export options (test/reference.py has the same QAT and EMA): QAT=1 trains the matrices on their fake-quantized
+ *   values from QAT_START_FRAC of training on (straight-through gradient); EMA_DECAY > 0 evaluates, saves and exports
+ *   the EMA of the weights; GPTQ_RESERVE_SECONDS > 0 stops training that much before MAX_WALLCLOCK_SECONDS and
+ *   exports with golf_export's GPTQ, calibrated on the CPU of rank 0 on the first GPTQ_TOKENS training tokens.
  *
  *   Numerics of this version: fp32 master weights, activations and gradients; GEMMs in cuBLAS fp32 (TF32
  *   tensor cores with MATH_TF32=1); attention is a fused online-softmax kernel per query (no T x T buffer).

@@ -57,12 +57,14 @@ tokenize: tokenize.c golf_infer.c
 golf_infer: golf_infer.c
 	$(CC) $(CFLAGS) $(OPENMP) -o $@ $< $(LDLIBS)
 
-# the blob encoder (quantize + entropy code + write); it includes golf_infer.c for the format
+# the blob encoder (quantize + entropy code + write); it includes golf_infer.c for the format and, for GPTQ's
+# calibration, the forward pass (OpenMP like golf_infer)
 golf_export: dev/golf_export.c golf_infer.c
-	$(CC) $(CFLAGS) -I. -o $@ $< $(LDLIBS)
+	$(CC) $(CFLAGS) $(OPENMP) -I. -o $@ $< $(LDLIBS)
 
+# OpenMP on the host side: the CPU GPTQ of the export (GPTQ_RESERVE_SECONDS) runs golf_infer.c's forward pass
 train_golf: train_golf.cu golf_infer.c dev/golf_export.c
-	$(NVCC) $(NVCCFLAGS) -I. -o $@ $< $(NVCC_LIBS) $(NVCC_MPI) $(NVCC_NCCL)
+	$(NVCC) $(NVCCFLAGS) $(if $(OPENMP),-Xcompiler $(OPENMP) -lgomp) -I. -o $@ $< $(NVCC_LIBS) $(NVCC_MPI) $(NVCC_NCCL)
 
 # --- tests and benchmarks -----------------------------------------------------------------------------
 test: tokenize golf_infer golf_export $(CUDA_TARGETS)
@@ -71,6 +73,7 @@ test: tokenize golf_infer golf_export $(CUDA_TARGETS)
 	$(PYTHON) test/test_features.py
 	$(PYTHON) test/test_infer.py
 	$(PYTHON) test/test_arch.py
+	$(PYTHON) test/test_quant.py
 	$(PYTHON) test/test_train_host.py $(if $(NVCC),--nvcc $(NVCC))
 	$(PYTHON) test/test_tools.py
 	$(PYTHON) test/test_submit.py

@@ -19,6 +19,10 @@
  *     "code:" (bytes and CRC-32 of golf_infer.c and train_golf.cu beside the binary) and "hardware:".
  *   Outputs (rank 0): logs/RUN_ID.txt, and in OUT_DIR (created if missing): train.log (the same log),
  *   final_model.ckpt (float32), final_model.golf: the run folder that dev/submit.sh packages.
+ *   Export options (test/reference.py has the same QAT and EMA): QAT=1 trains the matrices on their fake-quantized
+ *   values from QAT_START_FRAC of training on (straight-through gradient); EMA_DECAY > 0 evaluates, saves and exports
+ *   the EMA of the weights; GPTQ_RESERVE_SECONDS > 0 stops training that much before MAX_WALLCLOCK_SECONDS and
+ *   exports with golf_export's GPTQ, calibrated on the CPU of rank 0 on the first GPTQ_TOKENS training tokens.
  *
  *   Numerics of this version: fp32 master weights, activations and gradients; GEMMs in cuBLAS fp32 (TF32
  *   tensor cores with MATH_TF32=1); attention is a fused online-softmax kernel per query (no T x T buffer).
@@ -32,6 +36,7 @@
  *   11. main (#ifndef TESTING)
  */
 #include <cublas_v2.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -79,7 +84,8 @@ typedef struct {
     char data_path[1024], tokenizer_path[1024], run_id[256], out_dir[1024], init_ckpt[1024], quant[16], quant_embed[16], quant_clip[16], dump_grads[1024];
     int seed, val_batch_size, val_loss_every, train_log_every, iterations, warmdown_iters, warmup_steps;
     int train_batch_tokens, train_seq_len, vocab_size, num_layers, num_kv_heads, model_dim, num_heads, mlp_mult;
-    int tie_embeddings, muon_backend_steps, muon_momentum_warmup_steps, math_tf32, eval_stride;
+    int tie_embeddings, muon_backend_steps, muon_momentum_warmup_steps, math_tf32, eval_stride, qat, gptq_tokens;
+    double qat_start_frac, ema_decay, gptq_reserve_seconds;
     double max_wallclock_seconds, qk_gain_init, rope_base, logit_softcap, embed_lr, head_lr, tied_embed_lr;
     double tied_embed_init_std, matrix_lr, scalar_lr, muon_momentum, muon_momentum_warmup_start, beta1, beta2;
     double adam_eps, grad_clip_norm, sdclip_k, muon_wd, adam_wd, warmdown_frac, min_lr_frac, dist_timeout;
@@ -162,6 +168,11 @@ static const ConfigEntry CONFIG[] = {
     CS(quant_embed, "QUANT_EMBED", "", "export scheme of the embeddings (default: QUANT)"),
     CS(quant_clip, "QUANT_CLIP", "search", "per-row clip of the integer schemes: search (GPTQ-lite), none (row maximum), sdclip"),
     CF(sdclip_k, "SDCLIP_K", "12.5", "SDClip: row scale = SDCLIP_K * std(row) / qmax"),
+    CI(qat, "QAT", "0", "1: quantization-aware training of the matrices at QUANT (fake-quantized forward, straight-through gradient)"),
+    CF(qat_start_frac, "QAT_START_FRAC", "0", "QAT from this fraction of training on (of ITERATIONS, or of the wallclock cap)"),
+    CF(ema_decay, "EMA_DECAY", "0", "EMA of the weights, ema = d*ema + (1-d)*w per step; evaluated and exported at the end (0: off)"),
+    CF(gptq_reserve_seconds, "GPTQ_RESERVE_SECONDS", "0", "GPTQ export (0: off): seconds of MAX_WALLCLOCK_SECONDS kept for its CPU calibration"),
+    CI(gptq_tokens, "GPTQ_TOKENS", "65536", "GPTQ calibration: the first N tokens of the train shards"),
     CI(math_tf32, "MATH_TF32", "0", "1: TF32 tensor cores in the fp32 GEMMs"),
     CS(dump_grads, "DUMP_GRADS", "", "write step 0's loss and gradients here (checkpoint format, grad.<name>), for tests"),
     CF(dist_timeout, "DIST_TIMEOUT", "300", "seconds the ranks of a RANK/WORLD_SIZE launch wait for each other at the start"),
@@ -295,6 +306,11 @@ static const char *config_validate(const TrainConfig *c, int world) {
     if (c->quant_embed[0] && export_scheme(c->quant_embed) < 0) return "QUANT_EMBED must be one of fp16 int8 int6 int5 int4 ternary (or empty: QUANT)";
     if (clip_from_name(c->quant_clip) < 0) return "QUANT_CLIP must be search, none or sdclip";
     if (!(c->dist_timeout > 0)) return "DIST_TIMEOUT must be positive";
+    if ((c->qat != 0 && c->qat != 1) || !(c->qat_start_frac >= 0 && c->qat_start_frac <= 1)) return "QAT must be 0 or 1 and QAT_START_FRAC in [0, 1]";
+    if (!(c->ema_decay >= 0 && c->ema_decay < 1)) return "EMA_DECAY must be in [0, 1)";
+    if (c->gptq_reserve_seconds < 0 || (c->max_wallclock_seconds > 0 && c->gptq_reserve_seconds >= c->max_wallclock_seconds))
+        return "GPTQ_RESERVE_SECONDS must be >= 0 and below MAX_WALLCLOCK_SECONDS";
+    if (c->gptq_reserve_seconds > 0 && c->gptq_tokens < c->train_seq_len) return "GPTQ_TOKENS must hold at least one sequence of TRAIN_SEQ_LEN";
     return NULL;
 }
 
@@ -857,6 +873,65 @@ __global__ void clip_scale(float *x, const float *sumsq, float max_norm, size_t 
     if (i < n && c < 1.f) x[i] *= c;
 }
 
+// block_max / block_sum: the maximum / double sum of every thread's v over the block (blockDim.x a multiple of 32,
+// at most 1024); every thread gets the result.
+__device__ float block_max(float v) {
+    __shared__ float red[32];
+    v = warp_max(v);
+    __syncthreads();
+    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
+    __syncthreads();
+    v = -INFINITY;
+    for (int i = 0; i < (int)blockDim.x / 32; i++) v = fmaxf(v, red[i]);
+    return v;
+}
+__device__ double block_sum(double v) {
+    __shared__ double red[32];
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    __syncthreads();
+    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
+    __syncthreads();
+    v = 0;
+    for (int i = 0; i < (int)blockDim.x / 32; i++) v += red[i];
+    return v;
+}
+
+// fake quantization for QAT (block per row): out = the values golf_export --clip none writes for the row (the rule
+// in its header): intB (group 0) scale = fp16(fp32(max|w|) / qmax); ternary, per group of `group` columns,
+// scale = fp16(fp32(mean|w|)) (the sum in double, in another order than the exporter's); q = clamp(rint(w / scale)
+// in double, -qmax, qmax), a zero scale gives 0; out = q * scale. The backward pass treats out as the weight and
+// hands its gradient to w unchanged (straight-through).
+__global__ void fake_quant_rows(float *out, const float *w, int cols, int qmax, int group) {
+    const float *wr = w + (size_t)blockIdx.x * cols;
+    float *o = out + (size_t)blockIdx.x * cols;
+    int g = group > 0 && group < cols ? group : cols;
+    for (int c0 = 0; c0 < cols; c0 += g) {
+        int c1 = c0 + g < cols ? c0 + g : cols;
+        float sf;
+        if (group > 0) {
+            double s = 0;
+            for (int c = c0 + threadIdx.x; c < c1; c += blockDim.x) s += fabs((double)wr[c]);
+            sf = (float)(block_sum(s) / (c1 - c0));
+        } else {
+            float m = 0;
+            for (int c = c0 + threadIdx.x; c < c1; c += blockDim.x) m = fmaxf(m, fabsf(wr[c]));
+            sf = block_max(m) / (float)qmax;
+        }
+        float scale = __half2float(__float2half_rn(sf));
+        for (int c = c0 + threadIdx.x; c < c1; c += blockDim.x) {
+            double q = scale > 0 ? rint((double)wr[c] / (double)scale) : 0.0;
+            q = q < -qmax ? -qmax : q > qmax ? qmax : q;
+            o[c] = (float)q * scale;
+        }
+    }
+}
+
+// EMA of the weights: ema = d * ema + (1 - d) * p
+__global__ void ema_update(float *ema, const float *p, size_t n, float d) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) ema[i] = d * ema[i] + (1.f - d) * p[i];
+}
+
 // ----------------------------------------------------------------------------------------------------
 // 5. model: device buffers, forward, backward
 
@@ -889,7 +964,8 @@ typedef struct {
     Config c;
     int B, T, N;             // sequences, length, tokens per micro-batch
     float *params, *grads, *adam_m, *adam_v, *muon_buf;   // [numel] each, carved by the parameter table
-    float **dparam;          // [n] device pointer of every tensor (params)
+    float *qparams, *ema;    // [numel] each when QAT / EMA_DECAY is on (else NULL): fake-quantized weights, the EMA
+    float **dparam;          // [n] device pointer of every tensor (params; qparams for the QAT matrices while QAT runs)
     float **dgrad;           // [n] device pointer of every gradient
     BlockActs *acts;         // [positions]: one per virtual layer of the longer schedule
     int looped;              // 1: the loop schedule (LOOP_ENCODER/LOOP_DECODER) runs, 0: the plain one
@@ -977,13 +1053,23 @@ static void trainer_alloc(Trainer *tr, int B) {
     cudaCheck(cudaMemcpy(tr->cosv, hc, (size_t)T * half * 4, cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpy(tr->sinv, hs, (size_t)T * half * 4, cudaMemcpyHostToDevice));
     free(hc); free(hs);
+    if (tr->tc.qat) tr->qparams = dmalloc(numel);
+    if (tr->tc.ema_decay > 0) tr->ema = dmalloc(numel);
     cublasCheck(cublasCreate(&tr->blas));
     cublasCheck(cublasSetMathMode(tr->blas, tr->tc.math_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
 }
 
-// PARAM / GRAD: the device parameter and gradient behind one of golf_infer.c's named host views (GolfModel's
-// tok_emb, layer[l].c_q, ...): the same offset into the flat buffers.
-#define PARAM(view) (tr->params + ((view) - tr->host.params))
+// PARAM / GRAD: the device weights and gradient behind one of golf_infer.c's named host views (GolfModel's
+// tok_emb, layer[l].c_q, ...), found by its offset in the parameter table: PARAM is the tensor's dparam entry (the
+// fake-quantized copy while QAT runs), GRAD the same offset in the flat gradient buffer.
+static float *param_of(const Trainer *tr, const float *view) {
+    size_t off = (size_t)(view - tr->host.params);
+    int lo = 0, hi = tr->host.n - 1;
+    while (lo < hi) { int mid = (lo + hi + 1) / 2; if (tr->host.spec[mid].offset <= off) lo = mid; else hi = mid - 1; }
+    if (tr->host.spec[lo].offset != off) golf_die("internal: a parameter view that starts no tensor (offset %zu)", off);
+    return tr->dparam[lo];
+}
+#define PARAM(view) param_of(tr, (view))
 #define GRAD(view) (tr->grads + ((view) - tr->host.params))
 
 // embed_forward: x0 = SmearGate(rmsnorm(tok_emb[tok] + BigramHash)), keeping what the backward needs.
@@ -1211,10 +1297,14 @@ static void muon_step(Trainer *tr, int i, float lr, float mu) {
     LAUNCH1D(axpy, n, tr->dparam[i], X, -lr * scale, n);
 }
 
+// train_cap_seconds: the training wallclock cap: MAX_WALLCLOCK_SECONDS less the GPTQ export's reserve (0: no cap).
+static double train_cap_seconds(const TrainConfig *c) { return c->max_wallclock_seconds > 0 ? c->max_wallclock_seconds - c->gptq_reserve_seconds : 0; }
+
 // training_fraction: how far training is (the time base of WARMDOWN_FRAC and LOOP_START_FRAC): elapsed time over
-// the wallclock cap when there is one, else step / ITERATIONS; in [0, 1].
+// the training cap when there is one, else step / ITERATIONS; in [0, 1].
 static double training_fraction(const TrainConfig *c, int step, double elapsed_ms) {
-    double f = c->max_wallclock_seconds > 0 ? elapsed_ms / (1000.0 * c->max_wallclock_seconds) : (double)step / (c->iterations > 1 ? c->iterations : 1);
+    double cap = train_cap_seconds(c);
+    double f = cap > 0 ? elapsed_ms / (1000.0 * cap) : (double)step / (c->iterations > 1 ? c->iterations : 1);
     return f < 0 ? 0 : f > 1 ? 1 : f;
 }
 
@@ -1223,13 +1313,14 @@ static double training_fraction(const TrainConfig *c, int step, double elapsed_m
 static double warmdown_mul(const TrainConfig *c, int step, double elapsed_ms) {
     if (c->warmdown_frac > 0) { double v = (1.0 - training_fraction(c, step, elapsed_ms)) / c->warmdown_frac; return v < 1 ? v : 1; }
     if (c->warmdown_iters <= 0) return 1.0;
-    if (c->max_wallclock_seconds <= 0) {
+    double cap = train_cap_seconds(c);
+    if (cap <= 0) {
         int start = c->iterations - c->warmdown_iters > 0 ? c->iterations - c->warmdown_iters : 0;
         if (step >= start && step < c->iterations) { double v = (double)(c->iterations - step) / (c->warmdown_iters > 1 ? c->warmdown_iters : 1); return v > 0 ? v : 0; }
         return 1.0;
     }
     double step_ms = elapsed_ms / (step > 1 ? step : 1), warmdown_ms = c->warmdown_iters * step_ms;
-    double remaining = 1000.0 * c->max_wallclock_seconds - elapsed_ms;
+    double remaining = 1000.0 * cap - elapsed_ms;
     if (remaining < 0) remaining = 0;
     return remaining <= warmdown_ms ? remaining / (warmdown_ms > 1e-9 ? warmdown_ms : 1e-9) : 1.0;
 }
@@ -1238,6 +1329,14 @@ static double warmdown_mul(const TrainConfig *c, int step, double elapsed_ms) {
 static double lr_mul(const TrainConfig *c, int step, double elapsed_ms) {
     double v = warmdown_mul(c, step, elapsed_ms);
     return v > c->min_lr_frac ? v : c->min_lr_frac;
+}
+
+// qat_active: QAT=1 and training progress >= QAT_START_FRAC: step / ITERATIONS, or elapsed time over the training
+// cap when there is one (test/reference.py's qat_active)
+static int qat_active(const TrainConfig *c, int step, double elapsed_ms) {
+    if (!c->qat) return 0;
+    double cap = train_cap_seconds(c);
+    return cap > 0 ? elapsed_ms >= c->qat_start_frac * 1000.0 * cap : step >= c->qat_start_frac * c->iterations;
 }
 
 // muon_momentum_at: linear warmup from MUON_MOMENTUM_WARMUP_START to MUON_MOMENTUM
@@ -1264,6 +1363,26 @@ static void optimizer_step(Trainer *tr, double lr_scale, double mu, int adam_t) 
         if (c->adam_wd > 0) LAUNCH1D(scale_inplace, n, tr->dparam[i], (float)(1.0 - lr * c->adam_wd), n);
         LAUNCH1D(adam_update, n, tr->dparam[i], tr->dgrad[i], tr->adam_m + s->offset, tr->adam_v + s->offset, n, lr, (float)c->beta1,
                       (float)c->beta2, (float)c->adam_eps, bc1, bc2);
+    }
+}
+
+// qat_weights: on: the QAT matrices (attention, MLP and the untied head, at QUANT when that is an integer or
+// ternary scheme) are fake-quantized into qparams and the forward and backward passes read them there; off: the
+// master weights again (the optimizer steps those).
+static ExportOptions export_options(const TrainConfig *c);
+static void qat_weights(Trainer *tr, int on) {
+    ExportOptions o = export_options(&tr->tc);
+    int scheme = o.scheme[CLS_MLP], offset, qmax;
+    if (scheme < SCHEME_INT8) return;
+    scheme_levels(scheme, &offset, &qmax);
+    for (int i = 0; i < tr->host.n; i++) {
+        const ParamSpec *s = &tr->host.spec[i];
+        if (s->cls != CLS_ATTN && s->cls != CLS_MLP && s->cls != CLS_HEAD) continue;
+        if (on) {
+            fake_quant_rows<<<s->rows, 256>>>(tr->qparams + s->offset, tr->params + s->offset, s->cols, qmax, scheme == SCHEME_TERNARY ? o.group : 0);
+            cudaCheck(cudaGetLastError());
+        }
+        tr->dparam[i] = (on ? tr->qparams : tr->params) + s->offset;
     }
 }
 
@@ -1723,16 +1842,47 @@ static void params_upload(Trainer *tr) { cudaCheck(cudaMemcpy(tr->params, tr->ho
 
 // export_options: QUANT for the matrices and the embedding, fp32 control tensors (train_gpt.py keeps them).
 static ExportOptions export_options(const TrainConfig *c) {
-    ExportOptions o;
-    memset(&o, 0, sizeof(o));
+    ExportOptions o = export_defaults();
     int s = export_scheme(c->quant);
     for (int k = 0; k < NUM_CLASSES; k++) o.scheme[k] = k == CLS_CONTROL ? SCHEME_FP32 : s;
     if (c->quant_embed[0]) o.scheme[CLS_EMBED] = export_scheme(c->quant_embed);
-    o.group = 128;
     o.clip = clip_from_name(c->quant_clip);
     o.sd_k = (float)c->sdclip_k;
     o.quiet = 1;
     return o;
+}
+
+// export_blob: the blob of m under the config's export settings; with GPTQ_RESERVE_SECONDS > 0 by GPTQ, calibrated
+// on the CPU on the first GPTQ_TOKENS tokens of DATA_PATH's train shards in windows of TRAIN_SEQ_LEN. Returns the
+// milliseconds it took.
+static double export_blob(const GolfModel *m, const TrainConfig *c, Bytes *blob) {
+    double t0 = wall_ms();
+    ExportOptions o = export_options(c);
+    Hessians hs;
+    memset(&hs, 0, sizeof(hs));
+    if (c->gptq_reserve_seconds > 0) {
+        char pattern[2048];
+        snprintf(pattern, sizeof(pattern), "%s/fineweb_train_*.bin", c->data_path);
+        hessians_collect(&hs, m, pattern, (size_t)c->gptq_tokens, c->train_seq_len);
+        o.hess = &hs;
+    }
+    blob_encode(m, &o, blob);
+    hessians_free(&hs);
+    return wall_ms() - t0;
+}
+
+// broadcast_bytes: rank 0's bytes to every rank (the blob: only rank 0 encodes it).
+static void broadcast_bytes(const Dist *dd, Bytes *b) {
+#ifdef USE_MPI
+    if (dd->world == 1) return;
+    unsigned long long n = b->n;
+    mpiCheck(MPI_Bcast(&n, 1, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD));
+    if (n > 0x7FFFFFFFull) golf_die("the blob (%llu bytes) is too large to broadcast", n);
+    if (dd->rank != 0) { b->p = (uint8_t *)galloc((size_t)n); b->n = b->cap = (size_t)n; }
+    mpiCheck(MPI_Bcast(b->p, (int)n, MPI_BYTE, 0, MPI_COMM_WORLD));
+#else
+    (void)dd; (void)b;
+#endif
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -1823,6 +1973,7 @@ int main(int argc, char **argv) {
         free(p);
     } else init_params(&tr.host, tc);
     params_upload(&tr);
+    if (tr.ema) cudaCheck(cudaMemcpy(tr.ema, tr.params, tr.host.numel * 4, cudaMemcpyDeviceToDevice));   // the EMA starts at the initial weights
     log0("model_params:%zu", tr.host.numel);
     log0("world_size:%d grad_accum_steps:%d", dd.world, accum);
 
@@ -1850,16 +2001,21 @@ int main(int argc, char **argv) {
     float grad_scale = 1.0f / (float)(local * accum * dd.world);   // mean over the global batch, summed over ranks
 
     // training
-    double train_ms = 0, t0 = wall_ms();
-    int step = 0, stop_after = -1, adam_t = 0;
+    double train_ms = 0, t0 = wall_ms(), pre_loss = 0, pre_bpb = 0;
+    int step = 0, stop_after = -1, adam_t = 0, qat_on = 0;
     float *loss = (float *)galloc(local * sizeof(float));
     for (;;) {
         int last = step == tc->iterations || (stop_after >= 0 && step >= stop_after);
+        if (last && tr.ema) {   // from here on the weights are the EMA: evaluated, saved and exported
+            cudaCheck(cudaMemcpy(tr.params, tr.ema, tr.host.numel * 4, cudaMemcpyDeviceToDevice));
+            log0("ema: the final weights are the EMA (decay %g)", tc->ema_decay);
+        }
         if (last || (tc->val_loss_every > 0 && step % tc->val_loss_every == 0)) {
             cudaCheck(cudaDeviceSynchronize());
             train_ms += wall_ms() - t0;
             double vl, vb;
             evaluate_val(&tr, &dd, val, nval, &lut, &vl, &vb);
+            pre_loss = vl; pre_bpb = vb;
             log0("step:%d/%d val_loss:%.4f val_bpb:%.4f train_time:%.0fms step_avg:%.2fms", step, tc->iterations, vl, vb, train_ms, train_ms / (step > 1 ? step : 1));
             t0 = wall_ms();
         }
@@ -1869,6 +2025,8 @@ int main(int argc, char **argv) {
         }
         double elapsed = train_ms + wall_ms() - t0, scale = lr_mul(tc, step, elapsed), train_loss = 0;
         tr.looped = tr.c.loop_enc > 0 && training_fraction(tc, step, elapsed) >= tc->loop_start_frac;   // depth recurrence from LOOP_START_FRAC
+        if (qat_on != qat_active(tc, step, elapsed)) { qat_on = !qat_on; log0("qat:%s step:%d scheme:%s", qat_on ? "on" : "off", step, tc->quant); }
+        if (qat_on) qat_weights(&tr, 1);
         cudaCheck(cudaMemsetAsync(tr.grads, 0, tr.host.numel * 4));
         for (int micro = 0; micro < accum; micro++) {
             next_batch(&stream, chunk, x, y, local, dd.rank, dd.world);
@@ -1887,13 +2045,15 @@ int main(int argc, char **argv) {
             container_write(tc->dump_grads, &tr.host, g, "grad.", 0, &l);
             free(g);
         }
+        if (qat_on) qat_weights(&tr, 0);
         optimizer_step(&tr, scale, muon_momentum_at(tc, step), ++adam_t);
+        if (tr.ema) LAUNCH1D(ema_update, tr.host.numel, tr.ema, tr.params, tr.host.numel, (float)tc->ema_decay);
         step++;
         cudaCheck(cudaDeviceSynchronize());
         double approx = train_ms + wall_ms() - t0;
         if (tc->train_log_every > 0 && (step <= 10 || step % tc->train_log_every == 0 || stop_after >= 0))
             log0("step:%d/%d train_loss:%.4f train_time:%.0fms step_avg:%.2fms", step, tc->iterations, train_loss, approx, approx / step);
-        int reached = tc->max_wallclock_seconds > 0 && approx >= 1000.0 * tc->max_wallclock_seconds;
+        int reached = train_cap_seconds(tc) > 0 && approx >= 1000.0 * train_cap_seconds(tc);
         if (stop_after < 0 && agree_stop(&dd, reached)) stop_after = step;
     }
     size_t free_b, total_b;
@@ -1905,10 +2065,16 @@ int main(int argc, char **argv) {
     char ck_path[2048], blob_path[2048];
     snprintf(ck_path, sizeof(ck_path), "%s/final_model.ckpt", tc->out_dir);
     snprintf(blob_path, sizeof(blob_path), "%s/final_model.golf", tc->out_dir);
-    ExportOptions eo = export_options(tc);
-    Bytes blob;
-    blob_encode(&tr.host, &eo, &blob);
+    Bytes blob = {NULL, 0, 0};
+    if (g_master) {   // rank 0 encodes
+        double ms = export_blob(&tr.host, tc, &blob);
+        if (tc->gptq_reserve_seconds > 0)
+            log0("gptq: calibration on %d train tokens and export in %.0fms (reserve %.0fms)%s", tc->gptq_tokens, ms, 1000.0 * tc->gptq_reserve_seconds,
+                 ms > 1000.0 * tc->gptq_reserve_seconds ? ": OVER the reserve, raise GPTQ_RESERVE_SECONDS or lower GPTQ_TOKENS" : "");
+    }
+    broadcast_bytes(&dd, &blob);
     if (g_master) {
+        log0("final_prequant_exact val_loss:%.8f val_bpb:%.8f", pre_loss, pre_bpb);
         checkpoint_write(ck_path, &tr.host, step);
         FILE *f = fopen(blob_path, "wb");
         if (!f || fwrite(blob.p, 1, blob.n, f) != blob.n || fclose(f) != 0) golf_die("cannot write '%s': %s", blob_path, strerror(errno));

@@ -69,6 +69,7 @@ Contents
  6. Data                     shards, TokenStream, training batches
  7. Evaluation               byte tables, val_loss / val_bpb, sliding windows, score-first TTT
  8. Optimizers               Newton-Schulz (Polar Express), Muon (WD, MuonEq-R), the split, lr schedule
+ 8b. QAT and EMA             fake quantization as golf_export exports, straight-through gradient, weight EMA
  9. Training                 one step, the loop (layer schedule switch)
 10. Debug state              a training batch, logits, gradients and K losses in one file
 11. Command line             subcommands
@@ -171,11 +172,19 @@ HYPERPARAMETERS = [
     ("ADAM_WD", float, 0.0, "train"),           # decoupled weight decay of every Adam parameter (AdamW)
     ("MUON_EQ_R", int, 0, "train"),             # MuonEq-R: rows of the update normalised before Newton-Schulz
     ("MUON_POLAR_EXPRESS", int, 0, "train"),    # Polar Express per-iteration Newton-Schulz coefficients
-    ("EMA_DECAY", float, 0.0, "train"),         # used by the EMA code (0: no EMA)
     # legal score-first test-time training in `eval` (section 7)
     ("TTT_CHUNK_TOKENS", int, 0, "ttt"),        # chunk length in tokens (0: off; a multiple of TRAIN_SEQ_LEN)
     ("TTT_LR", float, 0.002, "ttt"),            # SGD learning rate
     ("TTT_STEPS", int, 1, "ttt"),               # SGD steps per chunk, each on the whole chunk
+    # export scheme (golf_export's names), quantization-aware training, weight EMA (section 8b)
+    ("QUANT", str, "int8", "train"),
+    ("QUANT_EMBED", str, "", "train"),
+    ("QUANT_ATTN", str, "", "train"),
+    ("QUANT_MLP", str, "", "train"),
+    ("QUANT_HEAD", str, "", "train"),
+    ("QAT", int, 0, "train"),
+    ("QAT_START_FRAC", float, 0.0, "train"),
+    ("EMA_DECAY", float, 0.0, "train"),
 ]
 
 # Extra flag spellings of a hyperparameter (besides the derived --name).
@@ -303,10 +312,17 @@ class Config:
     adam_wd: float = 0.0
     muon_eq_r: int = 0
     muon_polar_express: int = 0
-    ema_decay: float = 0.0
     ttt_chunk_tokens: int = 0
     ttt_lr: float = 0.002
     ttt_steps: int = 1
+    quant: str = "int8"
+    quant_embed: str = ""
+    quant_attn: str = ""
+    quant_mlp: str = ""
+    quant_head: str = ""
+    qat: int = 0
+    qat_start_frac: float = 0.0
+    ema_decay: float = 0.0
 
     @property
     def mlp_width(self) -> int:
@@ -625,11 +641,16 @@ class RMSNorm(nn.Module):
 
 
 class CastedLinear(nn.Linear):
-    """Weight kept in its own dtype, cast to the input's at the matmul (bf16 under autocast)."""
+    """Weight kept in its own dtype, cast to the input's at the matmul (bf16 under autocast). With
+    `fake_quant` = (scheme, group) set (quantization-aware training, section 8b) the matmul uses the weight
+    as golf_export would export it, with a straight-through gradient."""
+
+    fake_quant = None   # (scheme, group) while quantization-aware training is on
 
     def forward(self, x: Tensor) -> Tensor:
         bias = self.bias.to(x.dtype) if self.bias is not None else None
-        return F.linear(x, self.weight.to(x.dtype), bias)
+        w = self.weight if self.fake_quant is None else ste_fake_quant(self.weight, *self.fake_quant)
+        return F.linear(x, w.to(x.dtype), bias)
 
 
 class Rotary(nn.Module):
@@ -1699,6 +1720,133 @@ def muon_momentum_at(cfg: Config, step: int) -> float:
 
 
 # ====================================================================================================
+# 8b. Quantization-aware training and EMA
+# ====================================================================================================
+# QAT (QAT=1): the matrices that run through a CastedLinear (attention and MLP weights, the untied lm_head;
+# classes as in golf_infer.c's parameter table) use, once training progress reaches QAT_START_FRAC, their
+# fake-quantized values in the forward pass: exactly what golf_export --clip none writes for the class's scheme
+# (QUANT_ATTN / QUANT_MLP / QUANT_HEAD, else QUANT; ternary with golf_export's default group of 128), with a
+# straight-through gradient (the float weight receives the gradient of the quantized one unchanged). fp16 and
+# fp32 schemes are not fake-quantized, nor is tok_emb (an nn.Embedding, also the tied head). Progress is
+# step / ITERATIONS, or elapsed training time / MAX_WALLCLOCK_SECONDS when that cap is set (the clock of
+# lr_mul's warmdown); QAT_START_FRAC 0 fake-quantizes from the first step. Validation runs on the float weights.
+# EMA (EMA_DECAY = d > 0): after every optimizer step ema = d * ema + (1 - d) * theta, in float32, for every
+# parameter, starting from the weights training starts with; when training ends the EMA replaces the weights,
+# so the final validation, the saved checkpoint and its export are the EMA's.
+
+QUANT_SCHEMES = ("fp32", "fp16", "int8", "int6", "int5", "int4", "ternary")
+SCHEME_QMAX = {"int8": 127, "int6": 31, "int5": 15, "int4": 7, "ternary": 1}
+TERNARY_GROUP = 128   # golf_export's --group default and train_golf's export: columns per ternary scale
+
+
+def param_class(name: str) -> str:
+    """golf_infer.c's class of a state_dict key: embed, attn, mlp, head or control."""
+    if name == "tok_emb.weight":
+        return "embed"
+    if name == "lm_head.weight":
+        return "head"
+    if name.startswith("blocks.") and name.endswith(("attn.c_q.weight", "attn.c_k.weight", "attn.c_v.weight", "attn.proj.weight")):
+        return "attn"
+    if name.startswith("blocks.") and name.endswith(("mlp.fc.weight", "mlp.proj.weight")):
+        return "mlp"
+    return "control"
+
+
+def class_scheme(cfg: Config, cls: str) -> str:
+    """The export scheme of a class: QUANT_<CLASS> when set, else QUANT; control tensors stay fp32."""
+    if cls == "control":
+        return "fp32"
+    return getattr(cfg, f"quant_{cls}") or cfg.quant
+
+
+def quant_config_problem(cfg: Config) -> str | None:
+    """The first problem with the QUANT*, QAT and EMA settings, or None."""
+    for name in ("quant", "quant_embed", "quant_attn", "quant_mlp", "quant_head"):
+        value = getattr(cfg, name)
+        if value not in QUANT_SCHEMES and not (value == "" and name != "quant"):
+            return f"{name.upper()}={value!r} is not one of {' '.join(QUANT_SCHEMES)}"
+    if cfg.qat not in (0, 1):
+        return f"QAT must be 0 or 1, got {cfg.qat}"
+    if not 0.0 <= cfg.qat_start_frac <= 1.0:
+        return f"QAT_START_FRAC must be in [0, 1], got {cfg.qat_start_frac}"
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        return f"EMA_DECAY must be in [0, 1), got {cfg.ema_decay}"
+    return None
+
+
+def fake_quant(w: Tensor, scheme: str, group: int = TERNARY_GROUP) -> Tensor:
+    """The float32 values codes * fp16 scale that golf_export --clip none writes for w [rows, cols] (a vector is
+    one row; w's values are taken as float32), bit for bit:
+      intB     scale = fp16(fp32(max|row|) / qmax), q = clamp(rint(w / scale), -qmax, qmax)
+      ternary  per group of `group` columns (0 or >= cols: the whole row), scale = fp16(fp32(mean|w|)) with the
+               sum in float64, left to right; q = clamp(rint(w / scale), -1, 1)
+    w / scale in float64, ties to even; a zero scale gives q = 0."""
+    w32 = w.detach().float()
+    w2 = w32.reshape(w32.size(0), -1) if w32.ndim >= 2 else w32.reshape(1, -1)   # [rows, cols]
+    rows, cols = w2.shape
+    qmax = SCHEME_QMAX[scheme]
+    if scheme == "ternary":
+        g = cols if group <= 0 or group >= cols else group
+        ngroups = -(-cols // g)
+        a = F.pad(w2.abs().double(), (0, ngroups * g - cols)).reshape(rows, ngroups, g)
+        counts = torch.tensor([min(g, cols - k * g) for k in range(ngroups)], dtype=torch.float64)
+        mean = (torch.cumsum(a, dim=-1)[..., -1] / counts).float()                 # [rows, ngroups]
+        scale = mean.half().float().repeat_interleave(g, dim=1)[:, :cols]            # [rows, cols]
+    else:
+        amax = w2.abs().amax(dim=1)                                                  # [rows]
+        scale = (amax / torch.tensor(float(qmax))).half().float()[:, None].expand(rows, cols)
+    s64 = scale.double()
+    q = torch.where(s64 > 0, torch.round(w2.double() / torch.where(s64 > 0, s64, torch.ones_like(s64))), torch.zeros_like(s64))
+    q = q.clamp(-qmax, qmax) + 0.0   # (+ 0.0: no negative zeros, as the decoder's q * scale)
+    return (q.float() * scale).reshape(w.shape)
+
+
+def ste_fake_quant(w: Tensor, scheme: str, group: int = TERNARY_GROUP) -> Tensor:
+    """fake_quant(w) in the forward pass, identity gradient to w (straight-through): fq + (w - w.detach()),
+    whose value is fq exactly (w + (fq - w).detach() may round)."""
+    return fake_quant(w, scheme, group).to(w.dtype) + (w - w.detach())
+
+
+def set_fake_quant(model: nn.Module, cfg: Config, on: bool) -> None:
+    """Switch every CastedLinear's fake quantization on (its class's scheme, when that is an integer or ternary
+    scheme) or off."""
+    for name, module in model.named_modules():
+        if isinstance(module, CastedLinear):
+            scheme = class_scheme(cfg, param_class(name + ".weight"))
+            module.fake_quant = (scheme, TERNARY_GROUP) if on and scheme in SCHEME_QMAX else None
+
+
+def qat_active(cfg: Config, step: int, elapsed_ms: float) -> bool:
+    """QAT=1 and progress >= QAT_START_FRAC: step / ITERATIONS, or elapsed_ms over the wallclock cap when set."""
+    if not cfg.qat:
+        return False
+    if cfg.max_wallclock_seconds > 0:
+        return elapsed_ms >= cfg.qat_start_frac * 1000.0 * cfg.max_wallclock_seconds
+    return step >= cfg.qat_start_frac * cfg.iterations
+
+
+class Ema:
+    """ema = decay * ema + (1 - decay) * theta per update, float32, every parameter; starts at the model's weights."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.reset(model)
+
+    def reset(self, model: nn.Module) -> None:
+        self.shadow = OrderedDict((k, p.detach().float().clone()) for k, p in model.named_parameters())
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for k, p in model.named_parameters():
+            self.shadow[k].mul_(self.decay).add_(p.detach().float(), alpha=1.0 - self.decay)
+
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> None:
+        for k, p in model.named_parameters():
+            p.copy_(self.shadow[k].to(p.dtype))
+
+
+# ====================================================================================================
 # 9. Training
 # ====================================================================================================
 
@@ -1715,6 +1863,8 @@ class Trainer:
         self.forward = compiled if compiled is not None else model
         self.grad_accum = grad_accum
         self.optimizers, self.muon = build_optimizers(model, cfg, amp=amp, ns_dtype=ns_dtype)
+        self.qat = False   # fake-quantized forward in the next steps (section 8b; train() sets it)
+        self.ema = Ema(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
 
     def zero_grad(self) -> None:
         for opt in self.optimizers:
@@ -1747,7 +1897,9 @@ class Trainer:
 
     def step(self, x: Tensor, y: Tensor, step: int, scale: float) -> float:
         """Training step number `step` (0-based) with lr multiplier `scale`; returns the loss before it."""
+        set_fake_quant(self.model, self.cfg, self.qat)
         loss = self.loss_and_grad(x, y)
+        set_fake_quant(self.model, self.cfg, False)
         momentum = muon_momentum_at(self.cfg, step)
         for group in self.muon.param_groups:
             group["momentum"] = momentum
@@ -1758,6 +1910,8 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip_norm)
         for opt in self.optimizers:
             opt.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         self.zero_grad()
         return loss
 
@@ -1796,7 +1950,10 @@ def train(model: GPT, cfg: Config, opts, log=print) -> int:
     (validation time excluded), lr schedule and momentum warmup by step. WARMUP_STEPS (steps that are
     run and then undone, weights, optimizer state and loader restored) only primes compiled code, so it
     is run only with --compile. Starting from --ckpt is a new run from those weights: fresh optimizer
-    state, step 0 of the schedule. Returns the number of steps done."""
+    state, step 0 of the schedule. QAT and EMA as in section 8b. Returns the number of steps done."""
+    problem = quant_config_problem(cfg)
+    if problem:
+        fail(problem)
     device, amp = opts.device, opts.amp
     compiled = torch.compile(model, dynamic=False, fullgraph=True) if opts.compile else None
     trainer = Trainer(model, cfg, device=device, amp=amp, compiled=compiled, grad_accum=opts.grad_accum)
@@ -1815,6 +1972,7 @@ def train(model: GPT, cfg: Config, opts, log=print) -> int:
     log(f"train_batch_tokens:{cfg.train_batch_tokens} train_seq_len:{cfg.train_seq_len} iterations:{cfg.iterations} "
         f"warmup_steps:{cfg.warmup_steps if opts.compile else 0} max_wallclock_seconds:{cfg.max_wallclock_seconds:.3f}")
     log(f"seed:{cfg.seed} device:{device} dtype:{opts.dtype} amp:{amp} grad_accum:{opts.grad_accum}")
+    log(f"quant:{cfg.quant} qat:{cfg.qat} qat_start_frac:{cfg.qat_start_frac} ema_decay:{cfg.ema_decay}")
 
     if opts.compile and cfg.warmup_steps > 0:
         initial_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -1826,6 +1984,8 @@ def train(model: GPT, cfg: Config, opts, log=print) -> int:
         model.load_state_dict(initial_model, strict=True)
         for opt, state in zip(trainer.optimizers, initial_opts):
             opt.load_state_dict(state)
+        if trainer.ema is not None:
+            trainer.ema.reset(model)
         loader = TrainLoader(train_pattern, cfg.train_batch_tokens, cfg.train_seq_len)
 
     max_wallclock_ms = 1000.0 * cfg.max_wallclock_seconds if cfg.max_wallclock_seconds > 0 else None
@@ -1834,6 +1994,9 @@ def train(model: GPT, cfg: Config, opts, log=print) -> int:
     t0 = time.perf_counter()
     while True:
         last_step = step == cfg.iterations or (stop_after_step is not None and step >= stop_after_step)
+        if last_step and trainer.ema is not None:
+            trainer.ema.copy_to(model)
+            log(f"ema: the final weights are the EMA (decay {cfg.ema_decay})")
         if val_tokens is not None and (last_step or (cfg.val_loss_every > 0 and step % cfg.val_loss_every == 0)):
             synchronize(device)
             training_time_ms += 1000.0 * (time.perf_counter() - t0)
@@ -1853,6 +2016,9 @@ def train(model: GPT, cfg: Config, opts, log=print) -> int:
         if trainer.use_schedule_at(training_fraction(cfg, step, elapsed_ms)) and not loop_logged:
             log(f"layer_loop:enabled step:{step} frac:{training_fraction(cfg, step, elapsed_ms):.3f}")
             loop_logged = True
+        if trainer.qat != qat_active(cfg, step, elapsed_ms):
+            trainer.qat = not trainer.qat
+            log(f"qat:{'on' if trainer.qat else 'off'} step:{step} scheme:{cfg.quant}")
         x, y = loader.next_batch()
         train_loss = trainer.step(x, y, step, scale)
         step += 1

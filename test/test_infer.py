@@ -8,7 +8,7 @@ test/reference.py (PyTorch) and a float64 numpy quantizer written here.
               steps by reference.py) on val shards that ./tokenize wrote from ../shared/text, stride =
               seq_len and stride 16
   quantize    golf_export --dump codes and scales vs the numpy quantizer, every scheme, ternary groups
-  roundtrip   a model trained a few steps with reference.py, exported at int8 / int6 / ternary:
+  roundtrip   a model trained a few steps with reference.py, exported at int8 / int6 / int5 / int4 / ternary:
               golf_infer on the blob vs reference.py on the dequantized weights; the artifact line
   generate    prompt ids of ASCII text equal sentencepiece's (four models); seeded sampling is repeatable;
               --temp 0 follows the reference's argmax
@@ -243,7 +243,7 @@ def check_quantize(R, b, tmp):
 
 def check_roundtrip(R, b, shared, tmp, val, ck):
     code_bytes = (ROOT / "golf_infer.c").stat().st_size
-    for scheme in ("int8", "int6", "ternary"):
+    for scheme in ("int8", "int6", "int5", "int4", "ternary"):
         dump = tmp / f"rt_{scheme}"
         dump.mkdir()
         blob = tmp / f"trained_{scheme}.golf"

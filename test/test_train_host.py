@@ -7,9 +7,11 @@ needed), against test/reference.py:
              unknown flags and bad values are usage errors; validation of world sizes and shapes
   batches    for world sizes 1, 2, 4, 8 the tokens all ranks read over the micro-steps of a step are the
              reference's global batch, step after step
-  schedule   lr_mul (iteration and wallclock warmdown) and the Muon momentum warmup equal the reference's
+  schedule   lr_mul (iteration and wallclock warmdown, with and without a GPTQ reserve), the QAT start and the Muon
+             momentum warmup equal the reference's
   checkpoint the seeded init written by train_golf loads strictly into the reference and has its shapes
-  export     train_golf's export path writes the same blob bytes as golf_export for the same scheme
+  export     train_golf's export path writes the same blob bytes as golf_export for the same scheme, and with
+             GPTQ_RESERVE_SECONDS the same as golf_export --gptq on the same training tokens
   mpi        with `mpirun -np 4` over MPI alone: local ranks on one host, each rank's data span, the stop
              step agreed by all ranks, a sum over ranks, the id rank 0 broadcasts
   env        4 processes started torchrun-style (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR=127.0.0.1,
@@ -98,7 +100,10 @@ def check_config(R, exe):
         R.check(f"config: {why} is a usage error (exit 2)", p.returncode == 2 and p.stderr.strip() != "", p.stderr.strip()[:100])
     cases = [("1", [], True), ("8", [], True), ("3", [], False), ("1", ["--train-batch-tokens", "1000"], False),
              ("1", ["--model-dim", "100", "--num-heads", "3"], False), ("1", ["--num-heads", "32", "--model-dim", "512"], False),
-             ("1", ["--quant", "int3"], False), ("2", ["--val-batch-size", "1024"], False)]
+             ("1", ["--quant", "int3"], False), ("2", ["--val-batch-size", "1024"], False),
+             ("1", ["--qat", "1", "--qat-start-frac", "0.9", "--ema-decay", "0.997", "--gptq-reserve-seconds", "30"], True),
+             ("1", ["--qat-start-frac", "1.5"], False), ("1", ["--qat", "2"], False), ("1", ["--ema-decay", "1"], False),
+             ("1", ["--gptq-reserve-seconds", "600"], False), ("1", ["--gptq-reserve-seconds", "5", "--gptq-tokens", "100"], False)]
     for world, args, ok in cases:
         p = run([exe, "validate", world, *args])
         R.check(f"validate world {world} {' '.join(args) or '(defaults)'} -> {'ok' if ok else 'rejected'}",
@@ -122,28 +127,36 @@ def check_batches(R, exe, shared):
 
 
 def check_schedule(R, exe):
-    for args in (["--iterations", "100", "--warmdown-iters", "30", "--max-wallclock-seconds", "0"],
-                 ["--iterations", "1000", "--warmdown-iters", "150", "--max-wallclock-seconds", "10"],
+    """lr_mul, qat_active and the momentum warmup against the reference's; GPTQ_RESERVE_SECONDS=R trains under
+    a cap of MAX_WALLCLOCK_SECONDS - R, which is the reference's schedule with that cap"""
+    for args in (["--iterations", "100", "--warmdown-iters", "30", "--max-wallclock-seconds", "0", "--qat", "1", "--qat-start-frac", "0.25"],
+                 ["--iterations", "1000", "--warmdown-iters", "150", "--max-wallclock-seconds", "10", "--qat", "1", "--qat-start-frac", "0.5"],
+                 ["--iterations", "1000", "--warmdown-iters", "150", "--max-wallclock-seconds", "10", "--gptq-reserve-seconds", "3",
+                  "--qat", "1", "--qat-start-frac", "0.8"],
                  ["--iterations", "20", "--warmdown-iters", "0"], ["--muon-momentum-warmup-steps", "7", "--iterations", "10"],
                  ["--iterations", "100", "--warmdown-frac", "0.3", "--min-lr-frac", "0.1", "--max-wallclock-seconds", "0"],
                  ["--iterations", "1000", "--warmdown-frac", "0.5", "--min-lr-frac", "0.05", "--max-wallclock-seconds", "10"]):
         p = run([exe, "schedule", *args])
-        cfg = reference.default_config(**{a[2:].replace("-", "_"): (float(b) if "." in b or "seconds" in a or "frac" in a else int(b)) for a, b in zip(args[::2], args[1::2])})
+        values = {a[2:].replace("-", "_"): (float(b) if "." in b or "seconds" in a or "frac" in a else int(b)) for a, b in zip(args[::2], args[1::2])}
+        values["max_wallclock_seconds"] = values.get("max_wallclock_seconds", 600.0) - values.pop("gptq_reserve_seconds", 0.0)
+        cfg = reference.default_config(**values)
         bad, n = [], 0
         for line in p.stdout.splitlines():
             f = line.split()
             if f[0] == "lr":
                 got, want = float(f[3]), reference.lr_mul(cfg, int(f[1]), float(f[2]))
+            elif f[0] == "qat":
+                got, want = int(f[3]), int(reference.qat_active(cfg, int(f[1]), float(f[2])))
             else:
                 got, want = float(f[2]), reference.muon_momentum_at(cfg, int(f[1]))
             n += 1
             if abs(got - want) > 1e-12 * max(1.0, abs(want)):   # both are double-precision evaluations of one formula
                 bad.append(line + f" (reference {want})")
-        R.check(f"schedule {' '.join(args)}: lr_mul and momentum equal the reference's", p.returncode == 0 and n > 0 and not bad,
+        R.check(f"schedule {' '.join(args)}: lr_mul, QAT start and momentum equal the reference's", p.returncode == 0 and n > 0 and not bad,
                 f"{n} values; " + "; ".join(bad[:3]))
 
 
-def check_checkpoint_export(R, exe, tmp):
+def check_checkpoint_export(R, exe, tmp, shared):
     ck = tmp / "init.ckpt"
     p = run([exe, "checkpoint", ck, *TINY, "--tie-embeddings", "0"])
     ok = p.returncode == 0
@@ -168,6 +181,15 @@ def check_checkpoint_export(R, exe, tmp):
         p2 = run([ROOT / "golf_export", ck, b, "--quant", quant, "--quiet"])
         R.check(f"export {quant}: train_golf's blob is byte-identical to golf_export's", p1.returncode == 0 and p2.returncode == 0
                 and a.read_bytes() == b.read_bytes(), (p1.stderr + p2.stderr).strip()[:200])
+    data = shared / "data" / "sample_sp1024"
+    if not data.exists():
+        R.skip("export GPTQ", f"no shards in {shared}")
+        return
+    a, b = tmp / "train_gptq.golf", tmp / "export_gptq.golf"
+    p1 = run([exe, "export", ck, a, *TINY, "--quant", "int6", "--gptq-reserve-seconds", "1", "--gptq-tokens", "4096", "--data-path", data])
+    p2 = run([ROOT / "golf_export", ck, b, "--quant", "int6", "--gptq", data / "fineweb_train_*.bin", "--gptq-tokens", "4096", "--gptq-seq-len", "32", "--quiet"])
+    R.check("export GPTQ (GPTQ_RESERVE_SECONDS > 0): train_golf's blob is byte-identical to golf_export --gptq's", p1.returncode == 0 and p2.returncode == 0
+            and a.read_bytes() == b.read_bytes(), (p1.stderr + p2.stderr).strip()[:200])
 
 
 LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -360,7 +382,7 @@ def main():
                 have_shards = (shared / "data" / "sample_sp1024").exists()
                 tokens = reference.TokenStream(str(shared / "data" / "sample_sp1024" / "fineweb_train_*.bin")).take(8 * 65) if have_shards else None
                 for fn, fargs in [(check_config, (R, exe)), (check_batches, (R, exe, shared)), (check_schedule, (R, exe)),
-                                  (check_checkpoint_export, (R, exe, tmp)), (check_mpi, (R, nvcc, tmp, shared, tokens)),
+                                  (check_checkpoint_export, (R, exe, tmp, shared)), (check_mpi, (R, nvcc, tmp, shared, tokens)),
                                   (check_env, (R, exe, shared, tokens))]:
                     if fn in (check_batches, check_mpi, check_env) and not have_shards:
                         R.skip(fn.__name__[6:], f"no shards in {shared}")

@@ -3,9 +3,11 @@
 //   train_host validate WORLD [--flag value ...]          "ok" or the problem (exit 1)
 //   train_host batches PATTERN BATCH_TOKENS SEQ_LEN WORLD STEPS VOCAB
 //       per step, the global batch as every rank would read it, micro-step by micro-step: a line "x ..." and "y ..."
-//   train_host schedule [--flag value ...]                lines "lr STEP ELAPSED_MS VALUE" and "mu STEP VALUE" on a grid
+//   train_host schedule [--flag value ...]                lines "lr STEP ELAPSED_MS VALUE", "qat STEP ELAPSED_MS 0|1" and
+//                                                         "mu STEP VALUE" on a grid
 //   train_host checkpoint OUT [--flag value ...]          the seeded init written as a golf checkpoint
-//   train_host export CKPT OUT.golf [--flag value ...]    the blob train_golf's export writes for QUANT
+//   train_host export CKPT OUT.golf [--flag value ...]    the blob train_golf's export writes for QUANT (GPTQ with
+//                                                         GPTQ_RESERVE_SECONDS > 0, on DATA_PATH's train shards)
 //   train_host dist PATTERN LOCAL REACHED_RANK TIMEOUT_S   started N times by `mpirun -np N` (built with USE_MPI) or
 //       torchrun-style (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT in each process's environment): every
 //       rank prints "rank R world W local L launch M x0 X stop S sum U id HEX": its local rank, how it was started,
@@ -78,7 +80,7 @@ int main(int argc, char **argv) {
         flags_from(argc, argv, 2, &c);
         for (int step = 0; step <= c.iterations + 2; step += c.iterations > 50 ? c.iterations / 50 : 1)
             for (double ms = 0; ms <= 1200.0 * c.max_wallclock_seconds + 1; ms += c.max_wallclock_seconds > 0 ? 100.0 * c.max_wallclock_seconds : 1e9)
-                printf("lr %d %.6f %.17g\n", step, ms, lr_mul(&c, step, ms));
+                printf("lr %d %.6f %.17g\nqat %d %.6f %d\n", step, ms, lr_mul(&c, step, ms), step, ms, qat_active(&c, step, ms));
         for (int step = 0; step <= c.muon_momentum_warmup_steps + 5; step++) printf("mu %d %.17g\n", step, muon_momentum_at(&c, step));
         return 0;
     }
@@ -98,9 +100,8 @@ int main(int argc, char **argv) {
         flags_from(argc, argv, 4, &c);
         GolfModel m;
         model_load_file(&m, argv[2], NULL);
-        ExportOptions o = export_options(&c);
         Bytes blob;
-        blob_encode(&m, &o, &blob);
+        export_blob(&m, &c, &blob);
         FILE *f = fopen(argv[3], "wb");
         if (!f || fwrite(blob.p, 1, blob.n, f) != blob.n || fclose(f) != 0) golf_die("cannot write '%s'", argv[3]);
         free(blob.p);

@@ -201,7 +201,7 @@ PRESETS = {
         # from RECORDS.md / the issue
         "NUM_LAYERS": 11, "MLP_MULT": 3, "TRAIN_SEQ_LEN": 2048, "TRAIN_BATCH_TOKENS": 786_432, "XSA_LAST_N": 4,
         "ROPE_DIMS": 16, "LN_SCALE": 1, "EMA_DECAY": 0.997, "BIGRAM_VOCAB_SIZE": 2048, "BIGRAM_DIM": 128,
-        "SMEAR_GATE": 1, "MUON_WD": 0.04, "WARMDOWN_ITERS": 3500, "EVAL_STRIDE": 64,
+        "SMEAR_GATE": 1, "MUON_WD": 0.04, "WARMDOWN_ITERS": 3500, "EVAL_STRIDE": 64, "QUANT": "int6",
         # guess: optimizer settings of the record's lineage
         "ADAM_WD": 0.04, "MATRIX_LR": 0.025, "SCALAR_LR": 0.025, "TIED_EMBED_LR": 0.035, "MUON_MOMENTUM": 0.99,
         "MUON_MOMENTUM_WARMUP_START": 0.92, "MUON_MOMENTUM_WARMUP_STEPS": 1500, "GRAD_CLIP_NORM": 0.3,
@@ -214,6 +214,7 @@ PRESETS = {
         "TOKENIZER_PATH": "./data/tokenizers/fineweb_8192_bpe.model", "TIE_EMBEDDINGS": 1, "NUM_LAYERS": 11,
         "MLP_MULT": 4, "TRAIN_SEQ_LEN": 2048, "TRAIN_BATCH_TOKENS": 786_432, "MUON_EQ_R": 1, "MUON_WD": 0.085,
         "LOOP_START_FRAC": 0.5, "QK_GAIN_INIT": 5.0, "PARALLEL_FROM": 7, "MLP_LEAKY_SLOPE": 0.5, "EVAL_STRIDE": 64,
+        "QUANT": "int6", "QUANT_EMBED": "int8",
         # layers 4-5 run three times: the flat order 0,1,2,3,4,5,4,5,4,5,6,7,8,9,10 cut after its first half
         # (15 // 2 = 7 positions), the rule behind RECORDS.md's example for layers 3-5
         "LOOP_ENCODER": "0,1,2,3,4,5,4", "LOOP_DECODER": "5,4,5,6,7,8,9,10",
@@ -224,8 +225,8 @@ PRESETS = {
         "WARMDOWN_FRAC": 0.667,
     },
 }
-# Export settings of the records (int6 GPTQ-lite, SDClip int6 + int8 embeddings) belong to golf_export /
-# train_golf's QUANT* options, which this reference does not have.
+# The clip rules of the records' exports (GPTQ-lite search, SDClip) are train_golf's QUANT_CLIP, which this
+# reference does not have (its QAT fake-quantizes with golf_export's --clip none rule).
 
 # Model fields that a checkpoint header fixes (the others only matter at init or in training).
 SHAPE_FIELDS = ("vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_mult",

@@ -67,6 +67,8 @@ train_golf: train_golf.cu golf_infer.c dev/golf_export.c
 	$(NVCC) $(NVCCFLAGS) $(if $(OPENMP),-Xcompiler $(OPENMP) -lgomp) -I. -o $@ $< $(NVCC_LIBS) $(NVCC_MPI) $(NVCC_NCCL)
 
 # --- tests and benchmarks -----------------------------------------------------------------------------
+# OpenMP threads that spin while waiting slow everything down when the tests share the cores
+test: export OMP_WAIT_POLICY = passive
 test: tokenize golf_infer golf_export $(CUDA_TARGETS)
 	$(PYTHON) test/test_tokenize.py --tokenize ./tokenize
 	$(PYTHON) test/test_reference.py

@@ -11,7 +11,6 @@ test/reference.py (PyTorch, float64):
 
 Usage: test/test_arch.py [--bin DIR] [--shared DIR] [--keep]
 """
-import argparse
 import struct
 import sys
 import tempfile
@@ -21,7 +20,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "test"))
-from harness import Results  # noqa: E402
+from harness import Results, binary_test_args, require_binaries, run_groups  # noqa: E402
 from test_infer import (LOGIT_RTOL_OF_MAX, EVAL_RTOL, TINY, dequantized_checkpoint, eval_pair, make_val_shards, ref, rel,  # noqa: E402
                         run)
 
@@ -102,32 +101,19 @@ def check_header(R, b, tmp):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--bin", default=str(ROOT), help="folder holding golf_infer, golf_export and tokenize (default: the repository)")
-    ap.add_argument("--shared", default=None, help="shared data folder (default: ../shared beside the repository)")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    args = ap.parse_args()
-    b = Path(args.bin).resolve()
-    shared = Path(args.shared).resolve() if args.shared else (ROOT.parent / "shared")
+    b, shared, keep = binary_test_args(__doc__)
     R = Results()
     tmp = Path(tempfile.mkdtemp(prefix="test_arch_"))
     try:
-        for exe in ("golf_infer", "golf_export", "tokenize"):
-            if not (b / exe).exists():
-                raise SystemExit(f"test_arch: {b / exe} is missing: run make first")
+        require_binaries(b, "test_arch")
         if not (shared / "tokenizers" / "fineweb_1024_bpe.model").exists():
             R.skip("everything", f"no shared data in {shared} (pass --shared DIR)")
         else:
             val = make_val_shards(b, shared, tmp)
-            for fn, fargs in [(check_logits, (R, b, tmp)), (check_blob, (R, b, shared, tmp, val)), (check_header, (R, b, tmp))]:
-                try:
-                    fn(*fargs)
-                except Exception as e:  # a crash of one group is a failure, the others still run
-                    R.check(f"{fn.__name__} ran", False, str(e)[-800:])
+            run_groups(R, [(check_logits, (R, b, tmp)), (check_blob, (R, b, shared, tmp, val)), (check_header, (R, b, tmp))])
     finally:
-        R.cleanup(tmp, args.keep)
+        R.cleanup(tmp, keep)
     R.finish()
-
 
 if __name__ == "__main__":
     main()

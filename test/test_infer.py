@@ -21,7 +21,6 @@ Usage: /usr/bin/python3 test/test_infer.py [--bin DIR] [--shared DIR] [--keep]
 The last line printed is "N passed, M failed, K skipped"; exit status 1 if anything failed.
 """
 
-import argparse
 import os
 import re
 import subprocess
@@ -34,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "test"))
 import reference  # noqa: E402
-from harness import Results  # noqa: E402  (the oracle's checkpoint reader/writer)
+from harness import Results, binary_test_args, require_binaries, run_groups  # noqa: E402
 
 PY = sys.executable
 SCHEMES = ["fp32", "fp16", "int8", "int6", "int5", "int4", "ternary"]
@@ -381,35 +380,22 @@ def check_errors(R, b, shared, tmp, val):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--bin", default=str(ROOT), help="folder holding golf_infer, golf_export and tokenize (default: the repository)")
-    ap.add_argument("--shared", default=None, help="shared data folder (default: ../shared beside the repository)")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    args = ap.parse_args()
-    b = Path(args.bin).resolve()
-    shared = Path(args.shared).resolve() if args.shared else (ROOT.parent / "shared")
+    b, shared, keep = binary_test_args(__doc__)
     R = Results()
     tmp = Path(tempfile.mkdtemp(prefix="test_infer_"))
     try:
-        for exe in ("golf_infer", "golf_export", "tokenize"):
-            if not (b / exe).exists():
-                raise SystemExit(f"test_infer: {b / exe} is missing: run make first")
+        require_binaries(b, "test_infer")
         if not (shared / "tokenizers" / "fineweb_1024_bpe.model").exists() or not (shared / "text").exists():
             R.skip("everything", f"no shared data in {shared} (pass --shared DIR)")
         else:
             val = make_val_shards(b, shared, tmp)
             trained = train_tiny(shared, tmp)
-            for fn, fargs in [(check_logits, (R, b, tmp)), (check_eval, (R, b, shared, tmp, val, trained)), (check_quantize, (R, b, tmp)),
+            run_groups(R, [(check_logits, (R, b, tmp)), (check_eval, (R, b, shared, tmp, val, trained)), (check_quantize, (R, b, tmp)),
                               (check_roundtrip, (R, b, shared, tmp, val, trained)),
-                              (check_generate, (R, b, shared, tmp, trained)), (check_sanitizers, (R, b, shared, tmp, val, trained)), (check_corruption, (R, b, tmp)), (check_errors, (R, b, shared, tmp, val))]:
-                try:
-                    fn(*fargs)
-                except Exception as e:  # a crash of one group is a failure, the others still run
-                    R.check(f"{fn.__name__} ran", False, str(e)[-800:])
+                              (check_generate, (R, b, shared, tmp, trained)), (check_sanitizers, (R, b, shared, tmp, val, trained)), (check_corruption, (R, b, tmp)), (check_errors, (R, b, shared, tmp, val))])
     finally:
-        R.cleanup(tmp, args.keep)
+        R.cleanup(tmp, keep)
     R.finish()
-
 
 if __name__ == "__main__":
     main()

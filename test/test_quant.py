@@ -28,7 +28,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "test"))
 import reference  # noqa: E402
 import test_infer as TI  # noqa: E402  (helpers: run, ref, eval_pair, the float64 row-wise quantizer, val shards)
-from harness import Results  # noqa: E402
+from harness import Results, binary_test_args, require_binaries, run_groups  # noqa: E402
 
 SCHEMES = ["int8", "int6", "int5", "int4", "ternary"]
 TINY = TI.TINY                     # 3 layers, dim 64, 4/2 heads, MLP 2x, seq 64
@@ -408,44 +407,27 @@ def check_fit(R, b, tmp, ck):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--bin", default=str(ROOT), help="folder holding golf_infer, golf_export and tokenize (default: the repository)")
-    ap.add_argument("--shared", default=None, help="shared data folder (default: ../shared beside the repository)")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    args = ap.parse_args()
+    b, shared, keep = binary_test_args(__doc__)
     # OpenMP threads that spin while they wait make golf_infer/golf_export many times slower when the cores are shared
     # with other work; waiting passively costs nothing on an idle machine
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-    b = Path(args.bin).resolve()
-    shared = Path(args.shared).resolve() if args.shared else (ROOT.parent / "shared")
     R = Results()
     tmp = Path(tempfile.mkdtemp(prefix="test_quant_"))
     try:
-        for exe in ("golf_infer", "golf_export", "tokenize"):
-            if not (b / exe).exists():
-                raise SystemExit(f"test_quant: {b / exe} is missing: run make first")
+        require_binaries(b, "test_quant")
         if not (shared / "tokenizers" / "fineweb_1024_bpe.model").exists() or not shards(shared).exists():
             R.skip("everything", f"no shared data in {shared} (pass --shared DIR)")
         else:
             val = TI.make_val_shards(b, shared, tmp)
             ck = tmp / "trained60.bin"   # 60 steps at twice the matrix and embedding LR: far enough from init for quantization to matter
             train_model(shared, ck, 60, "--matrix-lr", "0.08", "--tied-embed-lr", "0.1")
-            timing = []
-            for fn, fargs in [(check_gptq_codes, (R, b, shared, tmp, ck)), (check_gptq_error, (R, b, shared, tmp, ck)),
+            run_groups(R, [(check_gptq_codes, (R, b, shared, tmp, ck)), (check_gptq_error, (R, b, shared, tmp, ck)),
                               (check_gptq_bpb, (R, b, shared, tmp, val, ck)), (check_gptq_refuses_val, (R, b, shared, tmp, ck)),
                               (check_qat_exact, (R, b, tmp, ck)), (check_qat_ste, (R,)), (check_qat_train, (R, b, shared, tmp, val)),
-                              (check_ema, (R, shared)), (check_predict, (R, b, tmp, ck)), (check_fit, (R, b, tmp, ck))]:
-                t0 = time.time()
-                try:
-                    fn(*fargs)
-                except Exception as e:  # a crash of one group is a failure, the others still run
-                    R.check(f"{fn.__name__} ran", False, str(e)[-800:])
-                timing.append(f"{fn.__name__[6:]} {time.time() - t0:.0f}s")
-            print("time: " + ", ".join(timing))
+                              (check_ema, (R, shared)), (check_predict, (R, b, tmp, ck)), (check_fit, (R, b, tmp, ck))], timing=True)
     finally:
-        R.cleanup(tmp, args.keep)
+        R.cleanup(tmp, keep)
     R.finish()
-
 
 if __name__ == "__main__":
     main()

@@ -294,11 +294,6 @@ static const char *config_validate(const TrainConfig *c, int world) {
     if (c->muon_wd < 0 || c->adam_wd < 0) return "MUON_WD and ADAM_WD must be >= 0";
     // the options golf_infer.c and test/reference.py run, that this version's GPU kernels do not yet
     if (m.bigram_vocab && m.bigram_dim > m.model_dim) return "BIGRAM_DIM must be at most MODEL_DIM (train_golf's scratch buffers)";
-    const char *missing = m.parallel_from ? "PARALLEL_FROM" : NULL;
-    if (missing) {
-        snprintf(why, sizeof(why), "%s is not yet implemented in train_golf's GPU kernels (golf_infer.c and test/reference.py run it)", missing);
-        return why;
-    }
     if ((c->model_dim / c->num_heads) % 32 || c->model_dim / c->num_heads > 256) return "head_dim (MODEL_DIM / NUM_HEADS) must be a multiple of 32, at most 256";
     if (c->vocab_size > 65536) return "VOCAB_SIZE must be at most 65536 (uint16 shards)";
     if (c->iterations < 0 || c->warmup_steps < 0 || c->muon_backend_steps < 1) return "ITERATIONS/WARMUP_STEPS >= 0 and MUON_BACKEND_STEPS >= 1";
@@ -587,6 +582,42 @@ __global__ void attn_gate_backward(float *dy, float *dgw, float *dh1, const floa
     for (int i = lane; i < hd; i += 32) { gy += dout[(size_t)w * hd + i] * y[(size_t)w * hd + i]; dy[(size_t)w * hd + i] = s * dout[(size_t)w * hd + i]; }
     float dz = warp_sum(gy) * s * (1.f - s) * ls;
     if (lane < 12) { atomicAdd(&dgw[h * 12 + lane], dz * h1[(size_t)n * d + lane]); atomicAdd(&dh1[(size_t)n * d + lane], dz * gw[h * 12 + lane]); }
+}
+
+// lane mean (parallel residuals merging): out = (a + b) / 2
+__global__ void lane_mean(float *out, const float *a, const float *b, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = 0.5f * (a[i] + b[i]);
+}
+// parallel residual lanes forward: with A = attn_scale ao and M = mlp_scale mo,
+// out0 = rho0 xm + mix00 A + mix01 M, out1 = rho1 x1 + mix10 A + mix11 M
+__global__ void lane_combine_forward(float *out0, float *out1, const float *xm, const float *x1, const float *ao, const float *mo,
+                                     const float *as, const float *ms, const float *rho, const float *mix, int N, int d) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)N * d) return;
+    float A = as[i % d] * ao[i], M = ms[i % d] * mo[i];
+    out0[i] = rho[0] * xm[i] + mix[0] * A + mix[1] * M;
+    out1[i] = rho[1] * x1[i] + mix[2] * A + mix[3] * M;
+}
+// parallel residual lanes backward: from d0, d1 (the lanes' output gradients): gA = mix00 d0 + mix10 d1,
+// gM = mix01 d0 + mix11 d1, d0 <- rho0 d0, d1 <- rho1 d1 (the direct paths); drho and dmix summed over elements
+__global__ void lane_combine_backward(float *gA, float *gM, float *d0, float *d1, float *drho, float *dmix, const float *xm, const float *x1,
+                                      const float *ao, const float *mo, const float *as, const float *ms, const float *rho, const float *mix,
+                                      int N, int d) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    float s[6] = {0, 0, 0, 0, 0, 0};
+    if (i < (size_t)N * d) {
+        float A = as[i % d] * ao[i], M = ms[i % d] * mo[i], g0 = d0[i], g1 = d1[i];
+        gA[i] = mix[0] * g0 + mix[2] * g1;
+        gM[i] = mix[1] * g0 + mix[3] * g1;
+        s[0] = xm[i] * g0; s[1] = x1[i] * g1; s[2] = A * g0; s[3] = M * g0; s[4] = A * g1; s[5] = M * g1;
+        d0[i] = rho[0] * g0;
+        d1[i] = rho[1] * g1;
+    }
+    for (int k = 0; k < 6; k++) {
+        float v = warp_sum(s[k]);
+        if (threadIdx.x % 32 == 0 && v != 0.f) atomicAdd(k < 2 ? &drho[k] : &dmix[k - 2], v);
+    }
 }
 
 // gated U-Net skip weights: weff = (gated ? sigmoid(g) : 1) * w;  backward from S = sum over tokens of skip * dx:
@@ -955,7 +986,10 @@ typedef struct {   // activations of one block for a batch of N tokens
     float *h2, *r2; // [N, d], [N]: rmsnorm(xa)
     float *up, *u;  // [N, F]: fc output, relu^2
     float *mo;      // [N, d]: MLP projection
-    float *xout;    // [N, d]: xa + mlp_scale * mo
+    float *xout;    // [N, d]: xa + mlp_scale * mo (lane 0 of a parallel block)
+    float *xin1, *xout1;  // [N, d]: lane 1 in and out (PARALLEL_FROM; else NULL)
+    float *sk;      // [N, d]: what an encoder position hands to its skip: xout, or the lane mean
+    float *skbuf;   // [N, d]: the lane mean's buffer (PARALLEL_FROM)
 } BlockActs;
 
 typedef struct {
@@ -975,6 +1009,9 @@ typedef struct {
     float *be, *bp;          // [N, d_b], [N, d]: BigramHash rows and their projection
     float *dvx;              // [N, kv]: XSA's part of dv
     float *gate_dh;          // [N, d]: the attention output gate's part of dh1
+    float *lane_g[2], *dlane1;   // [N, d] each (PARALLEL_FROM): branch gradients gA, gM; lane 1's gradient
+    float *xf;               // [N, d]: the lane mean before the final norm (PARALLEL_FROM)
+    const float *final_in;   // the final norm's input of the last forward
     float *vec[2];           // [d] skip weights in use, column sums
     float *x0, *r0, *hf, *rf, *logits, *loss;   // [N,d], [N], [N,d], [N], [N,V], [N]
     float *cosv, *sinv;      // [T, hd/2] RoPE tables
@@ -1018,7 +1055,14 @@ static void trainer_alloc(Trainer *tr, int B) {
         a->ya = c->xsa_last_n ? dmalloc(N * d) : a->y;
         a->yx = c->attn_out_gate ? dmalloc(N * d) : a->ya;
         a->sg = c->attn_out_gate ? dmalloc(N * c->num_heads) : NULL;
+        a->xin1 = c->parallel_from ? dmalloc(N * d) : NULL;
+        a->xout1 = c->parallel_from ? dmalloc(N * d) : NULL;
+        a->skbuf = c->parallel_from ? dmalloc(N * d) : NULL;
+        a->sk = a->xout;
     }
+    for (int k = 0; k < 2; k++) tr->lane_g[k] = c->parallel_from ? dmalloc(N * d) : NULL;
+    tr->dlane1 = c->parallel_from ? dmalloc(N * d) : NULL;
+    tr->xf = c->parallel_from ? dmalloc(N * d) : NULL;
     tr->e = dmalloc(N * d); tr->xn = dmalloc(N * d); tr->smear_g = dmalloc(N);
     cudaCheck(cudaMalloc(&tr->bidx, N * sizeof(int)));
     tr->be = dmalloc(N * (c->bigram_vocab ? c->bigram_dim : 1)); tr->bp = dmalloc(c->bigram_vocab ? N * d : 1);
@@ -1103,16 +1147,26 @@ static void forward(Trainer *tr, float grad_scale) {
     int N = tr->N, d = c->model_dim, H = c->num_heads, KV = c->num_kv_heads, hd = d / H, kv = KV * hd, F = c->mlp_hidden;
     int enc, dec, idx[MAX_LAYERS], P = schedule(c, tr->looped, &enc, &dec, idx), ns = num_skips(enc, dec);
     int R = c->rope_dims ? c->rope_dims : hd;
+    size_t nd = (size_t)N * d;
     embed_forward(tr);
+    int lanes = 1;   // live residual lanes: 2 inside a run of parallel blocks
     for (int pos = 0; pos < P; pos++) {
         BlockActs *a = &tr->acts[pos];
-        int l = idx[pos];
+        int l = idx[pos], par = is_parallel(c, l);
         const LayerParams *lp = &tr->host.layer[l];
         float ls = ln_scale_of(c, l);
-        const float *prev = pos == 0 ? tr->x0 : tr->acts[pos - 1].xout;
+        const float *prev = pos == 0 ? tr->x0 : tr->acts[pos - 1].xout, *prev1 = lanes == 2 ? tr->acts[pos - 1].xout1 : NULL;
         int i = pos - enc;   // decoder index
-        if (i >= 0 && i < ns) LAUNCH1D(scale_add_forward, (size_t)N * d, a->xin, prev, skip_weights_in_use(tr, i), tr->acts[enc - 1 - i].xout, N, d);
-        else cudaCheck(cudaMemcpyAsync(a->xin, prev, (size_t)N * d * 4, cudaMemcpyDeviceToDevice));
+        if (i >= 0 && i < ns) {   // the skip goes to every live lane
+            const float *w = skip_weights_in_use(tr, i), *sk = tr->acts[enc - 1 - i].sk;
+            LAUNCH1D(scale_add_forward, nd, a->xin, prev, w, sk, N, d);
+            if (lanes == 2) LAUNCH1D(scale_add_forward, nd, a->xin1, prev1, w, sk, N, d);
+        } else {
+            cudaCheck(cudaMemcpyAsync(a->xin, prev, nd * 4, cudaMemcpyDeviceToDevice));
+            if (lanes == 2) cudaCheck(cudaMemcpyAsync(a->xin1, prev1, nd * 4, cudaMemcpyDeviceToDevice));
+        }
+        if (!par && lanes == 2) { LAUNCH1D(lane_mean, nd, a->xin, a->xin, a->xin1, nd); lanes = 1; }                   // merge
+        else if (par && lanes == 1) { cudaCheck(cudaMemcpyAsync(a->xin1, a->xin, nd * 4, cudaMemcpyDeviceToDevice)); lanes = 2; }   // split
         LAUNCH1D(mix_forward, (size_t)N * d, a->xm, a->xin, tr->x0, PARAM(lp->resid_mix), N, d);
         LAUNCH_WARPS(rmsnorm_forward, N, a->h1, a->r1, a->xm, N, d);
         gemm(tr, 0, 1, N, d, d, ls, a->h1, PARAM(lp->c_q), 0, a->qr);   // ls: LN_SCALE's 1/sqrt(l+1) on the norm output
@@ -1128,14 +1182,20 @@ static void forward(Trainer *tr, float grad_scale) {
         }
         if (a->sg) LAUNCH_WARPS(attn_gate_forward, (size_t)N * H, a->yx, a->sg, a->ya, a->h1, PARAM(lp->attn_gate), ls, N, H, hd, d);
         gemm(tr, 0, 1, N, d, d, 1, a->yx, PARAM(lp->proj), 0, a->ao);
-        LAUNCH1D(scale_add_forward, (size_t)N * d, a->xa, a->xm, PARAM(lp->attn_scale), a->ao, N, d);
-        LAUNCH_WARPS(rmsnorm_forward, N, a->h2, a->r2, a->xa, N, d);
+        if (!par) LAUNCH1D(scale_add_forward, nd, a->xa, a->xm, PARAM(lp->attn_scale), a->ao, N, d);
+        LAUNCH_WARPS(rmsnorm_forward, N, a->h2, a->r2, par ? a->xin1 : a->xa, N, d);   // a parallel block's MLP reads lane 1
         gemm(tr, 0, 1, N, F, d, ls, a->h2, PARAM(lp->fc), 0, a->up);
         LAUNCH1D(relu2_forward, (size_t)N * F, a->u, a->up, c->mlp_leaky_slope, (size_t)N * F);
         gemm(tr, 0, 1, N, d, F, 1, a->u, PARAM(lp->mlp_proj), 0, a->mo);
-        LAUNCH1D(scale_add_forward, (size_t)N * d, a->xout, a->xa, PARAM(lp->mlp_scale), a->mo, N, d);
+        if (!par) LAUNCH1D(scale_add_forward, nd, a->xout, a->xa, PARAM(lp->mlp_scale), a->mo, N, d);
+        else LAUNCH1D(lane_combine_forward, nd, a->xout, a->xout1, a->xm, a->xin1, a->ao, a->mo, PARAM(lp->attn_scale), PARAM(lp->mlp_scale),
+                      PARAM(lp->lane_rho), PARAM(lp->lane_mix), N, d);
+        a->sk = a->xout;
+        if (lanes == 2 && pos < enc) { LAUNCH1D(lane_mean, nd, a->skbuf, a->xout, a->xout1, nd); a->sk = a->skbuf; }   // a skip takes the lane mean
     }
-    LAUNCH_WARPS(rmsnorm_forward, N, tr->hf, tr->rf, tr->acts[P - 1].xout, N, d);
+    tr->final_in = tr->acts[P - 1].xout;
+    if (lanes == 2) { LAUNCH1D(lane_mean, nd, tr->xf, tr->acts[P - 1].xout, tr->acts[P - 1].xout1, nd); tr->final_in = tr->xf; }
+    LAUNCH_WARPS(rmsnorm_forward, N, tr->hf, tr->rf, tr->final_in, N, d);
     gemm(tr, 0, 1, N, c->vocab_size, d, 1, tr->hf, PARAM(tr->host.lm_head), 0, tr->logits);
     softcap_cross_entropy<<<N, 256>>>(tr->logits, tr->loss, tr->tgt, c->vocab_size, c->logit_softcap, grad_scale);
     cudaCheck(cudaGetLastError());
@@ -1184,25 +1244,42 @@ static void backward(Trainer *tr) {
     // head: logits = hf @ W^T, tr->logits holds dL/dlogits
     gemm(tr, 1, 0, c->vocab_size, d, N, 1, tr->logits, tr->hf, 1, GRAD(m->lm_head));
     gemm(tr, 0, 0, N, d, c->vocab_size, 1, tr->logits, PARAM(m->lm_head), 0, t1);
-    LAUNCH_WARPS(rmsnorm_backward, N, dx, t1, tr->acts[P - 1].xout, tr->rf, N, d, 0);
+    size_t nd = (size_t)N * d;
+    float *dx1 = tr->dlane1;   // lane 1's gradient while two lanes are live
+    LAUNCH_WARPS(rmsnorm_backward, N, dx, t1, tr->final_in, tr->rf, N, d, 0);
+    if (is_parallel(c, idx[P - 1])) {   // the final norm read the lane mean
+        LAUNCH1D(scale_inplace, nd, dx, 0.5f, nd);
+        cudaCheck(cudaMemcpyAsync(dx1, dx, nd * 4, cudaMemcpyDeviceToDevice));
+    }
     int R = c->rope_dims ? c->rope_dims : hd;
     for (int pos = P - 1; pos >= 0; pos--) {
         BlockActs *a = &tr->acts[pos];
-        int l = idx[pos];
+        int l = idx[pos], par = is_parallel(c, l), lanes_in = pos > 0 && is_parallel(c, idx[pos - 1]) ? 2 : 1;
         const LayerParams *lp = &m->layer[l];
         float ls = ln_scale_of(c, l);
-        if (pos < enc && pos >= enc - ns) LAUNCH1D(axpy, (size_t)N * d, dx, tr->skip_grad[pos], 1.0f, (size_t)N * d);   // its skip's gradient
-        // dx = dL/dxout[pos]
-        column_grad(GRAD(lp->mlp_scale), dx, a->mo, N, d);
-        LAUNCH1D(scale_backward, (size_t)N * d, t1, dx, PARAM(lp->mlp_scale), N, d, 0);                   // dmo
+        if (pos < enc && pos >= enc - ns) {   // its skip's gradient (halved onto both lanes when it handed on their mean)
+            LAUNCH1D(axpy, nd, dx, tr->skip_grad[pos], par ? 0.5f : 1.0f, nd);
+            if (par) LAUNCH1D(axpy, nd, dx1, tr->skip_grad[pos], 0.5f, nd);
+        }
+        // dx = dL/dxout[pos] (and dx1 = dL/dxout1[pos] in a parallel block). gM, gA: the gradients of the MLP and
+        // attention branch outputs (mlp_scale mo, attn_scale ao); the MLP's norm input gradient accumulates into mlp_acc.
+        float *gM = dx, *gA = dx, *mlp_acc = dx;
+        const float *mlp_in = a->xa;
+        if (par) {
+            gA = tr->lane_g[0]; gM = tr->lane_g[1]; mlp_acc = dx1; mlp_in = a->xin1;
+            LAUNCH1D(lane_combine_backward, nd, gA, gM, dx, dx1, GRAD(lp->lane_rho), GRAD(lp->lane_mix), a->xm, a->xin1, a->ao, a->mo,
+                     PARAM(lp->attn_scale), PARAM(lp->mlp_scale), PARAM(lp->lane_rho), PARAM(lp->lane_mix), N, d);
+        }
+        column_grad(GRAD(lp->mlp_scale), gM, a->mo, N, d);
+        LAUNCH1D(scale_backward, (size_t)N * d, t1, gM, PARAM(lp->mlp_scale), N, d, 0);                   // dmo
         gemm(tr, 1, 0, d, F, N, 1, t1, a->u, 1, GRAD(lp->mlp_proj));                                      // dW mlp.proj
         gemm(tr, 0, 0, N, F, d, 1, t1, PARAM(lp->mlp_proj), 0, t2);                                        // du
         LAUNCH1D(relu2_backward, (size_t)N * F, t2, t2, a->up, c->mlp_leaky_slope, (size_t)N * F);          // dup
         gemm(tr, 1, 0, F, d, N, ls, t2, a->h2, 1, GRAD(lp->fc));                                           // dW fc
         gemm(tr, 0, 0, N, d, F, ls, t2, PARAM(lp->fc), 0, t1);                                             // dh2
-        LAUNCH_WARPS(rmsnorm_backward, N, dx, t1, a->xa, a->r2, N, d, 1);                                     // dxa
-        column_grad(GRAD(lp->attn_scale), dx, a->ao, N, d);
-        LAUNCH1D(scale_backward, (size_t)N * d, t1, dx, PARAM(lp->attn_scale), N, d, 0);                   // dao
+        LAUNCH_WARPS(rmsnorm_backward, N, mlp_acc, t1, mlp_in, a->r2, N, d, 1);                               // dxa (lane 1)
+        column_grad(GRAD(lp->attn_scale), gA, a->ao, N, d);
+        LAUNCH1D(scale_backward, (size_t)N * d, t1, gA, PARAM(lp->attn_scale), N, d, 0);                   // dao
         gemm(tr, 1, 0, d, d, N, 1, t1, a->yx, 1, GRAD(lp->proj));                                          // dW proj
         gemm(tr, 0, 0, N, d, d, 1, t1, PARAM(lp->proj), 0, t2);                                            // dyx
         float *dy = t2, *other = t3, *swap;   // dy walks back through the gate and XSA, ping-ponging with t3
@@ -1235,13 +1312,21 @@ static void backward(Trainer *tr) {
         column_grad(GRAD(lp->resid_mix), dx, a->xin, N, d);
         column_grad(GRAD(lp->resid_mix) + d, dx, tr->x0, N, d);
         LAUNCH1D(mix_backward, (size_t)N * d, dx, dx0, dx, PARAM(lp->resid_mix), N, d);                       // dxin
+        if (!par && lanes_in == 2) {   // the block merged two lanes: each gets half
+            LAUNCH1D(scale_inplace, nd, dx, 0.5f, nd);
+            cudaCheck(cudaMemcpyAsync(dx1, dx, nd * 4, cudaMemcpyDeviceToDevice));
+        } else if (par && lanes_in == 1) LAUNCH1D(axpy, nd, dx, dx1, 1.0f, nd);   // the block split one stream in two
         int i = pos - enc;
-        if (i >= 0 && i < ns) {   // xin = xout[pos-1] + weff_i * xout[enc-1-i], weff = [sigmoid(gate) *] skip_weights[i]
+        if (i >= 0 && i < ns) {   // xin = xout[pos-1] + weff_i * sk[enc-1-i] on every live lane, weff = [sigmoid(gate) *] skip_weights[i]
+            const float *sk = tr->acts[enc - 1 - i].sk;
             cudaCheck(cudaMemsetAsync(tr->vec[1], 0, (size_t)d * 4));
-            column_grad(tr->vec[1], dx, tr->acts[enc - 1 - i].xout, N, d);
+            column_grad(tr->vec[1], dx, sk, N, d);
+            if (lanes_in == 2) column_grad(tr->vec[1], dx1, sk, N, d);
             LAUNCH1D(skip_weight_grads, (size_t)d, GRAD(m->skip_weights) + (size_t)i * d, m->skip_gates ? GRAD(m->skip_gates) + (size_t)i * d : (float *)NULL,
                      tr->vec[1], PARAM(m->skip_weights) + (size_t)i * d, m->skip_gates ? PARAM(m->skip_gates) + (size_t)i * d : (const float *)NULL, d);
-            LAUNCH1D(scale_backward, (size_t)N * d, tr->skip_grad[enc - 1 - i], dx, skip_weights_in_use(tr, i), N, d, 0);
+            const float *w = skip_weights_in_use(tr, i);
+            LAUNCH1D(scale_backward, nd, tr->skip_grad[enc - 1 - i], dx, w, N, d, 0);
+            if (lanes_in == 2) LAUNCH1D(scale_backward, nd, tr->skip_grad[enc - 1 - i], dx1, w, N, d, 1);
         }
         // dx is now dL/dxin[pos] = dL/dxout[pos-1] (or, for pos = 0, part of dL/dx0)
     }

@@ -18,19 +18,22 @@
  *   MODEL is a blob (.golf) or a float32 checkpoint; the magic tells which.
  *
  * Formats (all little-endian)
- *   Checkpoint (float32, written by train_golf and test/reference.py, read here):
- *     256 x int32 header: [0] 20261125 magic  [1] 1 version  [2] number of tensor records
+ *   Config words, shared by both headers (config_header):
  *       [3] vocab_size [4] num_layers [5] model_dim [6] num_heads [7] num_kv_heads [8] mlp_hidden
- *       [9] tie_embeddings [10] rope_base (float32 bits) [11] logit_softcap (float32 bits)
- *       [12] train_seq_len [13] steps trained, rest 0.
+ *       [9] tie_embeddings [10] rope_base (float32 bits) [11] logit_softcap (float32 bits) [12] train_seq_len
+ *       architecture options (0 = off, the baseline): [14] mlp_leaky_slope (float32 bits) [15] bigram_vocab_size
+ *       [16] bigram_dim [17] smear_gate [18] xsa_last_n [19] rope_dims [20] ln_scale [21] parallel_from
+ *       [22] skip_gates [23] attn_out_gate [24] loop encoder length [25] loop decoder length
+ *       [26..57] the loop schedule's physical layer indices, encoder first.
+ *   Checkpoint (float32, written by train_golf and test/reference.py, read here):
+ *     256 x int32 header: [0] 20261125 magic  [1] version 2 (1, without options, is read too)  [2] number of
+ *       tensor records, the config words, [13] steps trained, rest 0.
  *     Then records: int32 name_len, name (train_gpt.py state_dict key), int32 dtype (0 float32, 1 int32),
  *     int32 ndim, int32 dims[ndim], prod(dims) elements row-major. Records may come in any order; the
  *     model's tensors are found by name and must have the parameter table's shapes. Others are ignored.
  *   Blob (.golf, written by dev/golf_export.c, read here):
- *     16 x uint32 header: [0] 20261124 magic [1] 1 version [2] total blob bytes (with the CRC)
- *       [3] vocab_size [4] num_layers [5] model_dim [6] num_heads [7] num_kv_heads [8] mlp_hidden
- *       [9] tie_embeddings [10] rope_base (float32 bits) [11] logit_softcap (float32 bits)
- *       [12] train_seq_len [13] number of tensors [14] 0 [15] 0.
+ *     64 x uint32 header: [0] 20261124 magic [1] 2 version [2] total blob bytes (with the CRC), the config
+ *       words, [13] number of tensors, [58..63] 0.
  *     Tensor table, one 8-byte entry per tensor of the parameter table, in its order:
  *       uint8 scheme, uint8 code model, uint16 group (ternary: columns per scale, 0 = whole row), uint32 payload bytes.
  *     Payloads in the same order. A tensor is rows x cols (rows = first dim, 1 for vectors):

@@ -85,7 +85,8 @@ typedef struct {
     char data_path[1024], tokenizer_path[1024], run_id[256], out_dir[1024], init_ckpt[1024], quant[16], quant_embed[16], quant_clip[16], dump_grads[1024];
     int seed, val_batch_size, val_loss_every, train_log_every, iterations, warmdown_iters, warmup_steps;
     int train_batch_tokens, train_seq_len, vocab_size, num_layers, num_kv_heads, model_dim, num_heads, mlp_mult;
-    int tie_embeddings, muon_backend_steps, muon_momentum_warmup_steps, math_tf32, eval_stride, qat, gptq_tokens;
+    int tie_embeddings, muon_backend_steps, muon_momentum_warmup_steps, math_tf32, eval_stride, qat, gptq_tokens, ttt_chunk_tokens, ttt_steps;
+    double ttt_lr;
     double qat_start_frac, ema_decay, gptq_reserve_seconds;
     double max_wallclock_seconds, qk_gain_init, rope_base, logit_softcap, embed_lr, head_lr, tied_embed_lr;
     double tied_embed_init_std, matrix_lr, scalar_lr, muon_momentum, muon_momentum_warmup_start, beta1, beta2;
@@ -110,6 +111,9 @@ static const ConfigEntry CONFIG[] = {
     CI(seed, "SEED", "1337", "init and data seed"),
     CI(val_batch_size, "VAL_BATCH_SIZE", "524288", "validated as train_gpt.py does; evaluation runs in training-sized batches"),
     CI(eval_stride, "EVAL_STRIDE", "0", "sliding-window eval: windows of TRAIN_SEQ_LEN every N tokens, each scoring its last N (0: non-overlapping)"),
+    CI(ttt_chunk_tokens, "TTT_CHUNK_TOKENS", "0", "score-first test-time training in the final eval: chunks of N tokens (0: off; a multiple of TRAIN_SEQ_LEN)"),
+    CF(ttt_lr, "TTT_LR", "0.002", "TTT: SGD learning rate"),
+    CI(ttt_steps, "TTT_STEPS", "1", "TTT: SGD steps per chunk, each on the whole chunk"),
     CI(val_loss_every, "VAL_LOSS_EVERY", "1000", "validate every N steps (0: only at the end)"),
     CI(train_log_every, "TRAIN_LOG_EVERY", "200", "log the train loss every N steps (and the first 10)"),
     CI(iterations, "ITERATIONS", "20000", "training steps"),
@@ -290,6 +294,8 @@ static const char *config_validate(const TrainConfig *c, int world) {
     const char *bad = model_config(c, &m);
     if (bad) { snprintf(why, sizeof(why), "model shape: %s", bad); return why; }
     if (c->eval_stride < 0 || c->eval_stride > c->train_seq_len) return "EVAL_STRIDE must be in 0..TRAIN_SEQ_LEN";
+    if (c->ttt_chunk_tokens < 0 || c->ttt_chunk_tokens % c->train_seq_len || c->ttt_steps < 1 || !(c->ttt_lr >= 0))
+        return "TTT_CHUNK_TOKENS must be 0 or a multiple of TRAIN_SEQ_LEN, TTT_STEPS >= 1, TTT_LR >= 0";
     if (!(c->loop_start_frac >= 0 && c->loop_start_frac <= 1)) return "LOOP_START_FRAC must be in [0, 1]";
     if (!(c->warmdown_frac >= 0 && c->warmdown_frac <= 1) || !(c->min_lr_frac >= 0 && c->min_lr_frac <= 1)) return "WARMDOWN_FRAC and MIN_LR_FRAC must be in [0, 1]";
     if (c->muon_wd < 0 || c->adam_wd < 0) return "MUON_WD and ADAM_WD must be >= 0";
@@ -819,8 +825,13 @@ __global__ void attention_backward_dkv(float *dk, float *dv, const float *dy, co
 // softcapped cross-entropy (block per row), logits replaced by dloss/dlogits * grad_scale when grad_scale != 0:
 // z = cap tanh(l / cap); loss[n] = logsumexp(z) - z[y]; dl = (softmax(z) - onehot(y)) (1 - tanh^2) grad_scale
 __global__ void softcap_cross_entropy(float *logits, float *loss, const int *targets, int V, float cap, float grad_scale) {
-    int n = blockIdx.x;
+    int n = blockIdx.x, y = targets[n];
     float *l = logits + (size_t)n * V;
+    if (y < 0) {   // a padding row (target -1): no loss, no gradient
+        if (threadIdx.x == 0) loss[n] = 0.f;
+        if (grad_scale != 0.f) for (int v = threadIdx.x; v < V; v += blockDim.x) l[v] = 0.f;
+        return;
+    }
     __shared__ float red[32];
     float mx = -INFINITY;
     for (int v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, cap * tanhf(l[v] / cap));
@@ -839,7 +850,6 @@ __global__ void softcap_cross_entropy(float *logits, float *loss, const int *tar
     if (threadIdx.x < 32) { float t = threadIdx.x < blockDim.x / 32 ? red[threadIdx.x] : 0.f; t = warp_sum(t); if (threadIdx.x == 0) red[0] = t; }
     __syncthreads();
     float lse = mx + logf(red[0]);
-    int y = targets[n];
     if (threadIdx.x == 0) loss[n] = lse - cap * tanhf(l[y] / cap);
     __syncthreads();
     if (grad_scale != 0.f)
@@ -1530,18 +1540,10 @@ static void upload_tokens(Trainer *tr, const int32_t *x, const int32_t *y) {
     cudaCheck(cudaMemcpy(tr->tgt, y, (size_t)tr->N * sizeof(int), cudaMemcpyHostToDevice));
 }
 
-// evaluate_val: golf_infer.c's eval_windows (EVAL_STRIDE; 0 = train_gpt.py's non-overlapping sequences), the
-// rank's share of windows in batches of tr->B (short last batches padded and not counted).
-static void evaluate_val(Trainer *tr, const Dist *dd, const int32_t *val, size_t nval, const ByteLut *lut, double *loss_out, double *bpb_out) {
+// score_windows: add the NLL, target count and bytes of windows [w0, w1) (tokens val[start, start + T], scoring
+// positions from[w]..T-1) into sums, in batches of tr->B windows (short last batches padded and not counted).
+static void score_windows(Trainer *tr, const int32_t *val, const size_t *start, const int *from, size_t w0, size_t w1, const ByteLut *lut, double *sums) {
     int T = tr->T;
-    size_t targets = nval - 1, nw = eval_windows(targets, T, tr->tc.eval_stride, NULL, NULL);
-    int was_looped = tr->looped;
-    tr->looped = tr->c.loop_enc > 0;   // eval always runs the loop schedule when there is one
-    size_t *start = (size_t *)galloc(nw * sizeof(size_t));
-    int *from = (int *)galloc(nw * sizeof(int));
-    eval_windows(targets, T, tr->tc.eval_stride, start, from);
-    size_t w0 = nw * dd->rank / dd->world, w1 = nw * (dd->rank + 1) / dd->world;
-    double sums[3] = {0, 0, 0};   // nll, tokens, bytes
     float *loss = (float *)galloc((size_t)tr->N * sizeof(float));
     int32_t *x = (int32_t *)galloc((size_t)tr->N * 4), *y = (int32_t *)galloc((size_t)tr->N * 4);
     for (size_t w = w0; w < w1; w += tr->B) {
@@ -1560,12 +1562,65 @@ static void evaluate_val(Trainer *tr, const Dist *dd, const int32_t *val, size_t
             sums[2] += lut->base_bytes[y[k]] + (lut->has_leading_space[y[k]] && !lut->is_boundary[x[k]]);
         }
     }
-    free(start); free(from);
-    tr->looped = was_looped;
+    free(loss); free(x); free(y);
+}
+
+// ttt_train_chunk: TTT_STEPS plain SGD steps (lr TTT_LR, every parameter), each on the mean loss of the chunk's
+// sequences val[c0 + jT, c0 + (j+1)T] (targets one later), the ranks splitting the sequences and summing gradients.
+static void all_reduce_grads(Trainer *tr, const Dist *dd);
+static void ttt_train_chunk(Trainer *tr, const Dist *dd, const int32_t *val, size_t c0, size_t nseq) {
+    int T = tr->T;
+    size_t s0 = nseq * dd->rank / dd->world, s1 = nseq * (dd->rank + 1) / dd->world;
+    int32_t *x = (int32_t *)galloc((size_t)tr->N * 4), *y = (int32_t *)galloc((size_t)tr->N * 4);
+    float grad_scale = 1.0f / (float)(nseq * T);
+    for (int step = 0; step < tr->tc.ttt_steps; step++) {
+        cudaCheck(cudaMemsetAsync(tr->grads, 0, tr->host.numel * 4));
+        for (size_t s = s0; s < s1; s += tr->B) {
+            size_t nb = s1 - s < (size_t)tr->B ? s1 - s : (size_t)tr->B;
+            for (size_t k = 0; k < (size_t)tr->N; k++) {
+                size_t b = k / T, src = c0 + (s + b) * T + k % T;
+                x[k] = b < nb ? val[src] : 0;
+                y[k] = b < nb ? val[src + 1] : -1;   // padding rows carry no loss
+            }
+            upload_tokens(tr, x, y);
+            forward(tr, grad_scale);
+            backward(tr);
+        }
+        all_reduce_grads(tr, dd);
+        LAUNCH1D(axpy, tr->host.numel, tr->params, tr->grads, -(float)tr->tc.ttt_lr, tr->host.numel);
+    }
+    free(x); free(y);
+}
+
+// evaluate_val: golf_infer.c's eval_windows (EVAL_STRIDE; 0 = train_gpt.py's non-overlapping sequences), each
+// rank scoring its share. With TTT_CHUNK_TOKENS = C > 0, legal score-first test-time training (test/reference.py's
+// evaluate_ttt): targets are cut into chunks of C; the windows whose first scored target lies in chunk k are scored
+// with the current weights, then (except after the last chunk) the weights train on chunk k; so every target is
+// scored before any weight has seen it (only when ttt is set: the final eval). The loop schedule runs when there is
+// one. Changes the weights under TTT.
+static void evaluate_val(Trainer *tr, const Dist *dd, const int32_t *val, size_t nval, const ByteLut *lut, int ttt, double *loss_out, double *bpb_out) {
+    int T = tr->T;
+    size_t targets = nval - 1, nw = eval_windows(targets, T, tr->tc.eval_stride, NULL, NULL), C = ttt ? (size_t)tr->tc.ttt_chunk_tokens : 0;
+    int was_looped = tr->looped;
+    tr->looped = tr->c.loop_enc > 0;   // eval always runs the loop schedule when there is one
+    size_t *start = (size_t *)galloc(nw * sizeof(size_t));
+    int *from = (int *)galloc(nw * sizeof(int));
+    eval_windows(targets, T, tr->tc.eval_stride, start, from);
+    double sums[3] = {0, 0, 0};   // nll, tokens, bytes
+    if (!C) score_windows(tr, val, start, from, nw * dd->rank / dd->world, nw * (dd->rank + 1) / dd->world, lut, sums);
+    else
+        for (size_t k = 0, w = 0; w < nw; k++) {   // windows come in the order of their first scored target
+            size_t e = w;
+            while (e < nw && (start[e] + (size_t)from[e]) / C == k) e++;
+            score_windows(tr, val, start, from, w + (e - w) * dd->rank / dd->world, w + (e - w) * (dd->rank + 1) / dd->world, lut, sums);
+            w = e;
+            if ((k + 1) * C < targets) ttt_train_chunk(tr, dd, val, k * C, C / T);
+        }
     all_reduce_doubles(dd, sums, 3);
     *loss_out = sums[0] / sums[1];
     *bpb_out = *loss_out / log(2.0) * sums[1] / sums[2];
-    free(loss); free(x); free(y);
+    free(start); free(from);
+    tr->looped = was_looped;
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -2100,7 +2155,7 @@ int main(int argc, char **argv) {
             cudaCheck(cudaDeviceSynchronize());
             train_ms += wall_ms() - t0;
             double vl, vb;
-            evaluate_val(&tr, &dd, val, nval, &lut, &vl, &vb);
+            evaluate_val(&tr, &dd, val, nval, &lut, 0, &vl, &vb);
             pre_loss = vl; pre_bpb = vb;
             log0("step:%d/%d val_loss:%.4f val_bpb:%.4f train_time:%.0fms step_avg:%.2fms", step, tc->iterations, vl, vb, train_ms, train_ms / (step > 1 ? step : 1));
             t0 = wall_ms();
@@ -2172,7 +2227,7 @@ int main(int argc, char **argv) {
     memcpy(tr.host.params, back.params, back.numel * 4);
     params_upload(&tr);
     double qt = wall_ms(), ql, qb;
-    evaluate_val(&tr, &dd, val, nval, &lut, &ql, &qb);
+    evaluate_val(&tr, &dd, val, nval, &lut, 1, &ql, &qb);   // with TTT when TTT_CHUNK_TOKENS > 0
     log0("final_%s_roundtrip val_loss:%.4f val_bpb:%.4f eval_time:%.0fms", tc->quant, ql, qb, wall_ms() - qt);
     log0("final_%s_roundtrip_exact val_loss:%.8f val_bpb:%.8f", tc->quant, ql, qb);
     char line[512];

@@ -10,6 +10,7 @@
   mpirun     the same short run under `mpirun -np 1` (when the build has MPI) gives the same losses
   env        the same run started torchrun-style (RANK=0 WORLD_SIZE=1 LOCAL_RANK=0) gives the same losses; with 2+ GPUs,
              two ranks started torchrun-style (TCP bootstrap of NCCL, no MPI) end with the same roundtrip val_loss
+  ttt        the final roundtrip eval with score-first TTT against reference.py eval's TTT on the same weights
   options    the architecture options train_golf's kernels implement (OPTION_SETS below): step-0 loss and gradients
              again; and EVAL_STRIDE's sliding-window roundtrip val_bpb equals golf_infer --stride's
 
@@ -103,6 +104,28 @@ def check_options(R, args, env, tmp, data, tok, options):
             f"{a} vs {b}")
 
 
+def check_ttt(R, args, env, tmp, data, tok):
+    """train_golf's final roundtrip eval with TTT_CHUNK_TOKENS against reference.py eval with the same TTT on the
+    dequantized weights of the same blob (golf_export on train_golf's checkpoint writes that blob byte for byte)"""
+    import test_infer
+    env = dict(env, TTT_CHUNK_TOKENS="16384", TTT_LR="0.002", TTT_STEPS="2", ITERATIONS="5")
+    p = run([ROOT / "train_golf"], env=env, cwd=tmp)
+    if not R.check("TTT: train_golf runs", p.returncode == 0, (p.stdout[-300:] + p.stderr[-300:]).strip()):
+        return
+    dump, deq = tmp / "ttt_dump", tmp / "ttt_deq.ckpt"
+    dump.mkdir(exist_ok=True)
+    q = run([ROOT / "golf_export", tmp / "final_model.ckpt", tmp / "ttt_check.golf", "--quant", "int8", "--dump", dump, "--quiet"])
+    same = q.returncode == 0 and (tmp / "ttt_check.golf").read_bytes() == (tmp / "final_model.golf").read_bytes()
+    test_infer.dequantized_checkpoint(tmp / "final_model.ckpt", dump, deq)
+    r = run([args.python, ROOT / "test" / "reference.py", "eval", "--ckpt", deq, "--device", "cuda", "--no-amp"], env=env)
+    want = test_infer.parse_eval(r.stdout)[0] if r.returncode == 0 else None
+    m = re.search(r"final_\w+_roundtrip_exact val_loss:([\d.]+)", p.stdout)
+    got = float(m[1]) if m else None
+    # float32 on both sides; the SGD steps move the weights by lr * gradients that differ ~1e-6 relative: 1e-4 bounds it
+    R.check("TTT: train_golf's score-first roundtrip val_loss equals reference.py eval's (1e-4)", same and got is not None and want is not None
+            and abs(got - want) < 1e-4, f"{got} vs {want}; blob identical: {same}; {r.stderr.strip()[-200:]}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--python", default=sys.executable, help="python with PyTorch for reference.py (default: this one)")
@@ -174,6 +197,7 @@ def main():
                 R.skip("mpirun -np 1", "no mpirun on this machine")
         for options in OPTION_SETS:
             check_options(R, args, env, tmp, data, tok, options)
+        check_ttt(R, args, env, tmp, data, tok)
     finally:
         R.cleanup(tmp, args.keep)
     R.finish()

@@ -276,10 +276,7 @@ static const char *model_config(const TrainConfig *c, Config *m) {
 }
 
 // export_scheme: the blob scheme QUANT / QUANT_EMBED name (fp16 .. ternary), or -1.
-static int export_scheme(const char *name) {
-    for (int s = SCHEME_FP16; s < NUM_SCHEMES; s++) if (strcmp(name, SCHEME_NAME[s]) == 0) return s;
-    return -1;
-}
+static int export_scheme(const char *name) { int s = scheme_index(name); return s >= SCHEME_FP16 ? s : -1; }
 
 // config_validate: NULL or what is wrong with a resolved config.
 static const char *config_validate(const TrainConfig *c, int world) {
@@ -1011,7 +1008,6 @@ typedef struct {
     float *params, *grads, *adam_m, *adam_v, *muon_buf;   // [numel] each, carved by the parameter table
     float *qparams, *ema;    // [numel] each when QAT / EMA_DECAY is on (else NULL): fake-quantized weights, the EMA
     float **dparam;          // [n] device pointer of every tensor (params; qparams for the QAT matrices while QAT runs)
-    float **dgrad;           // [n] device pointer of every gradient
     BlockActs *acts;         // [positions]: one per virtual layer of the longer schedule
     int looped;              // 1: the loop schedule (LOOP_ENCODER/LOOP_DECODER) runs, 0: the plain one
     float *e;                // [N, d] token (+ BigramHash) embeddings
@@ -1051,8 +1047,7 @@ static void trainer_alloc(Trainer *tr, int B) {
     size_t N = (size_t)tr->N, numel = tr->host.numel;
     tr->params = dmalloc(numel); tr->grads = dmalloc(numel); tr->adam_m = dmalloc(numel); tr->adam_v = dmalloc(numel); tr->muon_buf = dmalloc(numel);
     tr->dparam = (float **)galloc((size_t)tr->host.n * sizeof(float *));
-    tr->dgrad = (float **)galloc((size_t)tr->host.n * sizeof(float *));
-    for (int i = 0; i < tr->host.n; i++) { tr->dparam[i] = tr->params + tr->host.spec[i].offset; tr->dgrad[i] = tr->grads + tr->host.spec[i].offset; }
+    for (int i = 0; i < tr->host.n; i++) { tr->dparam[i] = tr->params + tr->host.spec[i].offset; }
     int e0, d0, e1, d1, idx[MAX_LAYERS];
     int npos = schedule(c, 0, &e0, &d0, idx), nloop = schedule(c, 1, &e1, &d1, idx), P = npos > nloop ? npos : nloop;
     tr->acts = (BlockActs *)galloc((size_t)P * sizeof(BlockActs));
@@ -1377,7 +1372,7 @@ static void muon_step(Trainer *tr, int i, float lr, float mu) {
     const ParamSpec *s = &tr->host.spec[i];
     size_t n = (size_t)s->rows * s->cols;
     float *u = tr->ns[4];
-    LAUNCH1D(muon_momentum, n, u, tr->muon_buf + s->offset, tr->dgrad[i], n, mu);
+    LAUNCH1D(muon_momentum, n, u, tr->muon_buf + s->offset, tr->grads + s->offset, n, mu);
     if (tr->tc.muon_eq_r) LAUNCH_WARPS(row_normalize, s->rows, u, s->rows, s->cols);
     cudaCheck(cudaMemsetAsync(tr->norm, 0, 4));
     sum_squares<<<256, 256>>>(tr->norm, u, n);
@@ -1427,13 +1422,8 @@ static double lr_mul(const TrainConfig *c, int step, double elapsed_ms) {
     return v > c->min_lr_frac ? v : c->min_lr_frac;
 }
 
-// qat_active: QAT=1 and training progress >= QAT_START_FRAC: step / ITERATIONS, or elapsed time over the training
-// cap when there is one (test/reference.py's qat_active)
-static int qat_active(const TrainConfig *c, int step, double elapsed_ms) {
-    if (!c->qat) return 0;
-    double cap = train_cap_seconds(c);
-    return cap > 0 ? elapsed_ms >= c->qat_start_frac * 1000.0 * cap : step >= c->qat_start_frac * c->iterations;
-}
+// qat_active: QAT=1 and training_fraction >= QAT_START_FRAC (test/reference.py's qat_active)
+static int qat_active(const TrainConfig *c, int step, double elapsed_ms) { return c->qat && training_fraction(c, step, elapsed_ms) >= c->qat_start_frac; }
 
 // muon_momentum_at: linear warmup from MUON_MOMENTUM_WARMUP_START to MUON_MOMENTUM
 static double muon_momentum_at(const TrainConfig *c, int step) {
@@ -1457,7 +1447,7 @@ static void optimizer_step(Trainer *tr, double lr_scale, double mu, int adam_t) 
         float lr = (float)(class_lr(c, s->cls) * lr_scale);
         if (class_optimizer(s->cls) == OPTIM_MUON) { muon_step(tr, i, lr, (float)mu); continue; }
         if (c->adam_wd > 0) LAUNCH1D(scale_inplace, n, tr->dparam[i], (float)(1.0 - lr * c->adam_wd), n);
-        LAUNCH1D(adam_update, n, tr->dparam[i], tr->dgrad[i], tr->adam_m + s->offset, tr->adam_v + s->offset, n, lr, (float)c->beta1,
+        LAUNCH1D(adam_update, n, tr->dparam[i], tr->grads + s->offset, tr->adam_m + s->offset, tr->adam_v + s->offset, n, lr, (float)c->beta1,
                       (float)c->beta2, (float)c->adam_eps, bc1, bc2);
     }
 }

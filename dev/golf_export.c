@@ -608,9 +608,14 @@ static GOLF_UNUSED int clip_from_name(const char *s) {
     return strcmp(s, "search") == 0 ? CLIP_SEARCH : strcmp(s, "none") == 0 ? CLIP_NONE : strcmp(s, "sdclip") == 0 ? CLIP_SDCLIP : -1;
 }
 
-// scheme_from_name: a scheme by name (fp32 ... ternary); exits 2 on an unknown one.
-static GOLF_UNUSED int scheme_from_name(const char *s) {
+// scheme_index: SCHEME_* by name (fp32 ... ternary), or -1; scheme_from_name: the same, exiting 2 on an unknown one.
+static GOLF_UNUSED int scheme_index(const char *s) {
     for (int i = 0; i < NUM_SCHEMES; i++) if (strcmp(s, SCHEME_NAME[i]) == 0) return i;
+    return -1;
+}
+static GOLF_UNUSED int scheme_from_name(const char *s) {
+    int i = scheme_index(s);
+    if (i >= 0) return i;
     fprintf(stderr, "golf_export: unknown scheme '%s' (fp32 fp16 int8 int6 int5 int4 ternary)\n", s);
     exit(2);
 }

@@ -1818,12 +1818,8 @@ def set_fake_quant(model: nn.Module, cfg: Config, on: bool) -> None:
 
 
 def qat_active(cfg: Config, step: int, elapsed_ms: float) -> bool:
-    """QAT=1 and progress >= QAT_START_FRAC: step / ITERATIONS, or elapsed_ms over the wallclock cap when set."""
-    if not cfg.qat:
-        return False
-    if cfg.max_wallclock_seconds > 0:
-        return elapsed_ms >= cfg.qat_start_frac * 1000.0 * cfg.max_wallclock_seconds
-    return step >= cfg.qat_start_frac * cfg.iterations
+    """QAT=1 and training_fraction (the time base of LOOP_START_FRAC and WARMDOWN_FRAC too) >= QAT_START_FRAC."""
+    return bool(cfg.qat) and training_fraction(cfg, step, elapsed_ms) >= cfg.qat_start_frac
 
 
 class Ema:

@@ -1,10 +1,12 @@
 # golf — build and test.
 #   make            tokenize, golf_infer (C, system compiler) and train_golf (CUDA, when nvcc is found)
-#   make test       every test that runs without a GPU
+#   make cpu        train_golf_cpu: train_golf.cu on the CPU (dev/cuda_cpu.h emulates CUDA, cuBLAS, NCCL);
+#                   SANITIZE=1 builds train_golf_cpu_asan with ASan + UBSan
+#   make test       every test that runs without a GPU (train_golf.cu's kernels through train_golf_cpu)
 #   make test-gpu   GPU tests (skipped, with a message, when no CUDA device is visible)
 #   make bench      benchmarks (dev/bench_*.sh)
 #   make clean
-# Overridable: CC, CFLAGS, PYTHON, CUDA_HOME, NVCC, CUDA_ARCH, NVCCFLAGS, USE_MPI=0, USE_NCCL=0.
+# Overridable: CC, CFLAGS, CXX, PYTHON, CUDA_HOME, NVCC, CUDA_ARCH, NVCCFLAGS, USE_MPI=0, USE_NCCL=0, CPU_BLAS=0, SANITIZE=1.
 
 CC      ?= cc
 CFLAGS  ?= -O3 -std=c99 -Wall -Wextra
@@ -40,7 +42,31 @@ endif
 C_TARGETS    := tokenize $(if $(wildcard golf_infer.c),golf_infer golf_export)
 CUDA_TARGETS := $(if $(and $(NVCC),$(wildcard train_golf.cu)),train_golf)
 
-.PHONY: all buildinfo test test-gpu bench clean
+# --- the CPU build of train_golf.cu -------------------------------------------------------------------------
+# The same source compiled by the C++ compiler with dev/cpu/ first on the include path (its cuda_runtime.h,
+# cublas_v2.h, nccl.h, cuda_fp16.h are dev/cuda_cpu.h); GEMMs on CBLAS (Debian's libopenblas-dev) when found,
+# else loops; MPI when mpicxx is found; NCCL always (emulated over TCP).
+CXX      ?= c++
+CPU_BLAS ?= $(shell printf '\043include <cblas.h>\nint main(void) { return 0; }\n' | $(CXX) -x c++ - -lopenblas -o /dev/null >/dev/null 2>&1 && echo 1 || echo 0)
+CPU_MPI_CFLAGS := $(if $(filter 1,$(USE_MPI)),-DUSE_MPI $(shell mpicxx --showme:compile 2>/dev/null))
+CPU_MPI_LFLAGS := $(if $(filter 1,$(USE_MPI)),$(shell mpicxx --showme:link 2>/dev/null))
+CPU_FLAGS := -x c++ -std=c++17 -g -Wall -Wextra -Wno-unused-function -Idev/cpu -I. -DUSE_NCCL $(OPENMP) \
+             $(if $(filter 1,$(CPU_BLAS)),-DGOLF_EMU_CBLAS) $(CPU_MPI_CFLAGS)
+CPU_LIBS  := $(if $(filter 1,$(CPU_BLAS)),-lopenblas) $(CPU_MPI_LFLAGS) -lm
+CPU_BIN   := train_golf_cpu$(if $(filter 1,$(SANITIZE)),_asan)
+CPU_ASAN  := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+CPU_DEPS  := train_golf.cu golf_infer.c dev/golf_export.c dev/cuda_cpu.h $(wildcard dev/cpu/*.h)
+
+cpu: $(CPU_BIN)
+train_golf_cpu: $(CPU_DEPS)
+	$(CXX) -O2 $(CPU_FLAGS) -o $@ train_golf.cu $(CPU_LIBS)
+train_golf_cpu_asan: $(CPU_DEPS)
+	$(CXX) $(CPU_ASAN) $(CPU_FLAGS) -o $@ train_golf.cu $(CPU_LIBS)
+# the emulator's own checks (test/emu_faults.cu: faults, collectives, orders, copies)
+test/emu_faults: test/emu_faults.cu $(CPU_DEPS)
+	$(CXX) -O2 $(CPU_FLAGS) -Wno-unused-variable -o $@ $< $(CPU_LIBS)
+
+.PHONY: all buildinfo cpu test test-gpu bench clean
 all: buildinfo $(C_TARGETS) $(CUDA_TARGETS)
 
 buildinfo:
@@ -48,6 +74,7 @@ buildinfo:
 	@echo "  tokenize    yes"
 	@echo "  golf_infer  $(if $(wildcard golf_infer.c),yes$(if $(OPENMP), (OpenMP), (no OpenMP)),skipped: golf_infer.c is not in this checkout)"
 	@echo "  train_golf  $(if $(CUDA_TARGETS),yes (nvcc $(NVCC), sm_$(CUDA_ARCH)),skipped: $(if $(NVCC),train_golf.cu is not in this checkout,no nvcc found (set CUDA_HOME or NVCC)))"
+	@echo "  train_golf_cpu  (make cpu) $(CXX), BLAS $(if $(filter 1,$(CPU_BLAS)),OpenBLAS,loops (no cblas.h + -lopenblas))"
 	@echo "  MPI         $(if $(filter 1,$(USE_MPI)),found (mpicc),not found: single-process build)"
 	@echo "  NCCL        $(if $(filter 1,$(USE_NCCL)),found,not found: single-GPU build)"
 
@@ -69,7 +96,7 @@ train_golf: train_golf.cu golf_infer.c dev/golf_export.c
 # --- tests and benchmarks -----------------------------------------------------------------------------
 # OpenMP threads that spin while waiting slow everything down when the tests share the cores
 test: export OMP_WAIT_POLICY = passive
-test: tokenize golf_infer golf_export $(CUDA_TARGETS)
+test: tokenize golf_infer golf_export $(CUDA_TARGETS) train_golf_cpu train_golf_cpu_asan test/emu_faults
 	$(PYTHON) test/test_tokenize.py --tokenize ./tokenize
 	$(PYTHON) test/test_reference.py
 	$(PYTHON) test/test_features.py
@@ -79,6 +106,8 @@ test: tokenize golf_infer golf_export $(CUDA_TARGETS)
 	$(PYTHON) test/test_train_host.py $(if $(NVCC),--nvcc $(NVCC))
 	$(PYTHON) test/test_tools.py
 	$(PYTHON) test/test_submit.py
+	$(PYTHON) test/test_emu.py
+	$(PYTHON) test/test_gpu.py --cpu
 
 test-gpu:
 	@if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L 2>/dev/null | grep -q GPU; then \
@@ -93,4 +122,4 @@ bench: tokenize golf_infer golf_export
 	bash dev/bench_train.sh
 
 clean:
-	rm -f tokenize golf_infer golf_export train_golf
+	rm -f tokenize golf_infer golf_export train_golf train_golf_cpu train_golf_cpu_asan test/emu_faults

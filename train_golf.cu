@@ -49,6 +49,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
+#include <type_traits>
 #ifdef USE_MPI
 #define OMPI_SKIP_MPICXX 1   // the C API only
 #define MPICH_SKIP_MPICXX 1
@@ -59,6 +60,13 @@
 #endif
 #define GOLF_EXPORT_NO_MAIN
 #include "dev/golf_export.c"   // includes golf_infer.c
+
+// KERNEL_LAUNCH(kernel, grid, block, dynamic shared bytes, args...): every kernel launch of this file. `make cpu`
+// compiles this file with dev/cpu/ first on the include path: its cuda_runtime.h (dev/cuda_cpu.h) emulates the
+// runtime, cuBLAS and NCCL on the CPU and defines its own KERNEL_LAUNCH; nothing else differs.
+#ifndef KERNEL_LAUNCH
+#define KERNEL_LAUNCH(kernel, grid, block, smem, ...) kernel<<<(grid), (block), (smem)>>>(__VA_ARGS__)
+#endif
 
 // ----------------------------------------------------------------------------------------------------
 // 1. checks
@@ -266,7 +274,8 @@ static const char *model_config(const TrainConfig *c, Config *m) {
     m->num_kv_heads = c->num_kv_heads; m->mlp_hidden = c->mlp_hidden > 0 ? c->mlp_hidden : c->mlp_mult * c->model_dim;
     m->tie_embeddings = c->tie_embeddings; m->train_seq_len = c->train_seq_len;
     m->rope_base = (float)c->rope_base; m->logit_softcap = (float)c->logit_softcap; m->mlp_leaky_slope = (float)c->mlp_leaky_slope;
-    m->bigram_vocab = c->bigram_vocab_size; m->bigram_dim = c->bigram_dim; m->smear_gate = c->smear_gate; m->xsa_last_n = c->xsa_last_n;
+    m->bigram_vocab = c->bigram_vocab_size; m->bigram_dim = c->bigram_vocab_size ? c->bigram_dim : 0;   // 0 when off, as the headers store it
+    m->smear_gate = c->smear_gate; m->xsa_last_n = c->xsa_last_n;
     m->rope_dims = c->rope_dims; m->ln_scale = c->ln_scale; m->parallel_from = c->parallel_from; m->skip_gates = c->skip_gates;
     m->attn_out_gate = c->attn_out_gate;
     m->loop_enc = parse_layer_list(c->loop_encoder, m->loop, MAX_SCHEDULE);
@@ -668,10 +677,10 @@ __global__ void mix_forward(float *out, const float *x, const float *x0, const f
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < (size_t)N * d) { int c = (int)(i % d); out[i] = mix[c] * x[i] + mix[d + c] * x0[i]; }
 }
-// residual mix backward (elementwise part): dx = mix0 * dout; dx0 += mix1 * dout
+// residual mix backward (elementwise part): dx = mix0 * dout; dx0 += mix1 * dout (dx may be dout: read it first)
 __global__ void mix_backward(float *dx, float *dx0, const float *dout, const float *mix, int N, int d) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < (size_t)N * d) { int c = (int)(i % d); dx[i] = mix[c] * dout[i]; dx0[i] += mix[d + c] * dout[i]; }
+    if (i < (size_t)N * d) { int c = (int)(i % d); float g = dout[i]; dx[i] = mix[c] * g; dx0[i] += mix[d + c] * g; }
 }
 
 // scaled add forward: x[n, c] (+)= s[c] * y[n, c]   (out = x + s*y written to out)
@@ -755,102 +764,136 @@ __global__ void qk_prep_backward(float *draw, float *dgain, const float *dout, c
     if (gain && lane == 0) atomicAdd(&dgain[h], dg);
 }
 
-// causal GQA attention forward (warp per query; online softmax, no T x T buffer):
-// y[n, h] = sum_s softmax_s(q.k_s / sqrt(hd)) v_s over s <= t;  lse[(b*H + h)*T + t] saved for backward
-__global__ void attention_forward(float *y, float *lse, const float *q, const float *k, const float *v, int B, int T, int H, int KV, int hd) {
-    int w = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (w >= B * H * T) return;
-    int t = w % T, h = (w / T) % H, b = w / (T * H), kh = h / (H / KV), per = hd / 32;
-    const float *qr = q + ((size_t)(b * T + t) * H + h) * hd;
-    float qv[8], acc[8], m = -INFINITY, l = 0, scale = rsqrtf((float)hd);
-    for (int j = 0; j < per; j++) { qv[j] = qr[lane + 32 * j]; acc[j] = 0; }
-    for (int s = 0; s <= t; s++) {
-        const float *kr = k + ((size_t)(b * T + s) * KV + kh) * hd, *vr = v + ((size_t)(b * T + s) * KV + kh) * hd;
-        float dot = 0;
-        for (int j = 0; j < per; j++) dot += qv[j] * kr[lane + 32 * j];
-        float sc = warp_sum(dot) * scale, mn = fmaxf(m, sc), corr = expf(m - mn), p = expf(sc - mn);
-        l = l * corr + p;
-        for (int j = 0; j < per; j++) acc[j] = acc[j] * corr + p * vr[lane + 32 * j];
-        m = mn;
+// causal GQA attention, fp32 SIMT: one thread per query (forward, dq) or per key (dk, dv), the other side streamed
+// through shared-memory tiles of att_kt rows; every sum runs in one thread in a fixed order (deterministic), no
+// T x T buffer. Blocks of ATT_ROWS threads cover ATT_ROWS queries (keys) of one (sequence, head); grid
+// (ceil(T / ATT_ROWS), B * heads). HD = head_dim, a template parameter (a multiple of 32 up to 256).
+#define ATT_ROWS 64
+template <int HD> struct AttTile { static const int rows = HD > 128 ? 16 : 32; };   // keeps the two tiles under 48 KiB
+
+// att_load: rows r0 .. r0 + rows - 1 of the [B*T, heads, HD] tensors a and b (head hh of sequence bq) into the
+// tiles (zeros past T); the block waits before (the previous tile is consumed) and after
+template <int HD> __device__ void att_load(float (*ta)[HD], float (*tb)[HD], const float *a, const float *b, int bq, int r0, int T, int heads, int hh) {
+    const int rows = AttTile<HD>::rows;
+    __syncthreads();
+    for (int e = threadIdx.x; e < rows * HD; e += blockDim.x) {
+        int j = e / HD, i = e % HD, r = r0 + j;
+        size_t o = ((size_t)(bq * T + r) * heads + hh) * HD + i;
+        ta[j][i] = r < T ? a[o] : 0.f;
+        tb[j][i] = r < T ? b[o] : 0.f;
     }
-    float *yr = y + ((size_t)(b * T + t) * H + h) * hd;
-    for (int j = 0; j < per; j++) yr[lane + 32 * j] = acc[j] / l;
-    if (lane == 0) lse[((size_t)b * H + h) * T + t] = m + logf(l);
-}
-// attention backward, part 1 (warp per query): D = dy . y, then dq = scale * sum_s p (dy.v_s - D) k_s
-__global__ void attention_backward_dq(float *dq, float *Dbuf, const float *dy, const float *y, const float *q, const float *k, const float *v,
-                                      const float *lse, int B, int T, int H, int KV, int hd) {
-    int w = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (w >= B * H * T) return;
-    int t = w % T, h = (w / T) % H, b = w / (T * H), kh = h / (H / KV), per = hd / 32;
-    size_t row = ((size_t)(b * T + t) * H + h) * hd;
-    float qv[8], dyv[8], acc[8], D = 0, scale = rsqrtf((float)hd), L = lse[((size_t)b * H + h) * T + t];
-    for (int j = 0; j < per; j++) { qv[j] = q[row + lane + 32 * j]; dyv[j] = dy[row + lane + 32 * j]; D += dyv[j] * y[row + lane + 32 * j]; acc[j] = 0; }
-    D = warp_sum(D);
-    for (int s = 0; s <= t; s++) {
-        const float *kr = k + ((size_t)(b * T + s) * KV + kh) * hd, *vr = v + ((size_t)(b * T + s) * KV + kh) * hd;
-        float dot = 0, dp = 0;
-        for (int j = 0; j < per; j++) { dot += qv[j] * kr[lane + 32 * j]; dp += dyv[j] * vr[lane + 32 * j]; }
-        float p = expf(warp_sum(dot) * scale - L), ds = p * (warp_sum(dp) - D);
-        for (int j = 0; j < per; j++) acc[j] += ds * kr[lane + 32 * j];
-    }
-    for (int j = 0; j < per; j++) dq[row + lane + 32 * j] = acc[j] * scale;
-    if (lane == 0) Dbuf[((size_t)b * H + h) * T + t] = D;
-}
-// attention backward, part 2 (warp per key and kv head): dv_s = sum p dy_t, dk_s = scale * sum p (dy_t.v_s - D_t) q_t
-// over the query heads of the group and t >= s
-__global__ void attention_backward_dkv(float *dk, float *dv, const float *dy, const float *q, const float *k, const float *v, const float *lse,
-                                       const float *Dbuf, int B, int T, int H, int KV, int hd) {
-    int w = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (w >= B * KV * T) return;
-    int s = w % T, kh = (w / T) % KV, b = w / (T * KV), per = hd / 32, group = H / KV;
-    size_t krow = ((size_t)(b * T + s) * KV + kh) * hd;
-    float kv_[8], vv[8], dka[8], dva[8], scale = rsqrtf((float)hd);
-    for (int j = 0; j < per; j++) { kv_[j] = k[krow + lane + 32 * j]; vv[j] = v[krow + lane + 32 * j]; dka[j] = dva[j] = 0; }
-    for (int h = kh * group; h < (kh + 1) * group; h++)
-        for (int t = s; t < T; t++) {
-            size_t row = ((size_t)(b * T + t) * H + h) * hd;
-            float dot = 0, dp = 0;
-            for (int j = 0; j < per; j++) { dot += q[row + lane + 32 * j] * kv_[j]; dp += dy[row + lane + 32 * j] * vv[j]; }
-            size_t li = ((size_t)b * H + h) * T + t;
-            float p = expf(warp_sum(dot) * scale - lse[li]), ds = p * (warp_sum(dp) - Dbuf[li]);
-            for (int j = 0; j < per; j++) { dva[j] += p * dy[row + lane + 32 * j]; dka[j] += ds * q[row + lane + 32 * j]; }
-        }
-    for (int j = 0; j < per; j++) { dk[krow + lane + 32 * j] = dka[j] * scale; dv[krow + lane + 32 * j] = dva[j]; }
+    __syncthreads();
 }
 
-// softcapped cross-entropy (block per row), logits replaced by dloss/dlogits * grad_scale when grad_scale != 0:
-// z = cap tanh(l / cap); loss[n] = logsumexp(z) - z[y]; dl = (softmax(z) - onehot(y)) (1 - tanh^2) grad_scale
-__global__ void softcap_cross_entropy(float *logits, float *loss, const int *targets, int V, float cap, float grad_scale) {
-    int n = blockIdx.x, y = targets[n];
+// attention forward: y[t] = sum_{s <= t} softmax_s(q_t . k_s / sqrt(HD)) v_s;  lse[(b*H + h)*T + t] = log sum_s exp(score)
+template <int HD> __global__ void attention_forward(float *y, float *lse, const float *q, const float *k, const float *v, int T, int H, int KV) {
+    const int rows = AttTile<HD>::rows;
+    __shared__ float ks[rows][HD], vs[rows][HD];
+    int b = blockIdx.y / H, h = blockIdx.y % H, kh = h / (H / KV), q0 = blockIdx.x * ATT_ROWS, t = q0 + threadIdx.x;
+    int last = (q0 + ATT_ROWS < T ? q0 + ATT_ROWS : T) - 1;   // the block's last query: later keys are masked for all
+    float qv[HD], acc[HD], sc[rows], m = -INFINITY, l = 0.f, scale = rsqrtf((float)HD);
+    const float *qr = q + ((size_t)(b * T + (t < T ? t : 0)) * H + h) * HD;
+    for (int i = 0; i < HD; i++) { qv[i] = qr[i]; acc[i] = 0.f; }
+    for (int s0 = 0; s0 <= last; s0 += rows) {
+        att_load<HD>(ks, vs, k, v, b, s0, T, KV, kh);
+        int n = t < T ? (t - s0 + 1 < rows ? t - s0 + 1 : rows) : 0;   // keys s0 .. min(t, s0 + rows - 1)
+        if (n <= 0) continue;
+        float mt = m;
+        for (int j = 0; j < n; j++) {
+            float dot = 0.f;
+            for (int i = 0; i < HD; i++) dot += qv[i] * ks[j][i];
+            sc[j] = dot * scale;
+            mt = fmaxf(mt, sc[j]);
+        }
+        float corr = expf(m - mt);
+        l *= corr;
+        for (int i = 0; i < HD; i++) acc[i] *= corr;
+        for (int j = 0; j < n; j++) {
+            float p = expf(sc[j] - mt);
+            l += p;
+            for (int i = 0; i < HD; i++) acc[i] += p * vs[j][i];
+        }
+        m = mt;
+    }
+    if (t >= T) return;
+    float *yr = y + ((size_t)(b * T + t) * H + h) * HD;
+    for (int i = 0; i < HD; i++) yr[i] = acc[i] / l;
+    lse[((size_t)b * H + h) * T + t] = m + logf(l);
+}
+// attention backward, queries (thread per query): D_t = dy_t . y_t; dq_t = scale sum_{s <= t} p_ts (dy_t . v_s - D_t) k_s
+template <int HD> __global__ void attention_backward_dq(float *dq, float *Dbuf, const float *dy, const float *y, const float *q, const float *k,
+                                                        const float *v, const float *lse, int T, int H, int KV) {
+    const int rows = AttTile<HD>::rows;
+    __shared__ float ks[rows][HD], vs[rows][HD];
+    int b = blockIdx.y / H, h = blockIdx.y % H, kh = h / (H / KV), q0 = blockIdx.x * ATT_ROWS, t = q0 + threadIdx.x;
+    int last = (q0 + ATT_ROWS < T ? q0 + ATT_ROWS : T) - 1;
+    size_t row = ((size_t)(b * T + (t < T ? t : 0)) * H + h) * HD;
+    float qv[HD], dyv[HD], acc[HD], D = 0.f, scale = rsqrtf((float)HD), L = t < T ? lse[((size_t)b * H + h) * T + t] : 0.f;
+    for (int i = 0; i < HD; i++) { qv[i] = q[row + i]; dyv[i] = dy[row + i]; D += dyv[i] * y[row + i]; acc[i] = 0.f; }
+    for (int s0 = 0; s0 <= last; s0 += rows) {
+        att_load<HD>(ks, vs, k, v, b, s0, T, KV, kh);
+        int n = t < T ? (t - s0 + 1 < rows ? t - s0 + 1 : rows) : 0;
+        for (int j = 0; j < n; j++) {
+            float dot = 0.f, dp = 0.f;
+            for (int i = 0; i < HD; i++) { dot += qv[i] * ks[j][i]; dp += dyv[i] * vs[j][i]; }
+            float ds = expf(dot * scale - L) * (dp - D);
+            for (int i = 0; i < HD; i++) acc[i] += ds * ks[j][i];
+        }
+    }
+    if (t >= T) return;
+    for (int i = 0; i < HD; i++) dq[row + i] = acc[i] * scale;
+    Dbuf[((size_t)b * H + h) * T + t] = D;
+}
+// attention backward, keys (thread per key and kv head; after the dq kernel, which writes D): over the query heads of
+// the group and t >= s: dv_s = sum p_ts dy_t, dk_s = scale sum p_ts (dy_t . v_s - D_t) q_t
+template <int HD> __global__ void attention_backward_dkv(float *dk, float *dv, const float *dy, const float *q, const float *k, const float *v,
+                                                         const float *lse, const float *Dbuf, int T, int H, int KV) {
+    const int rows = AttTile<HD>::rows;
+    __shared__ float qs[rows][HD], dys[rows][HD];
+    int b = blockIdx.y / KV, kh = blockIdx.y % KV, s_first = blockIdx.x * ATT_ROWS, s = s_first + threadIdx.x, group = H / KV;
+    size_t krow = ((size_t)(b * T + (s < T ? s : 0)) * KV + kh) * HD;
+    float kv_[HD], vv[HD], dka[HD], dva[HD], scale = rsqrtf((float)HD);
+    for (int i = 0; i < HD; i++) { kv_[i] = k[krow + i]; vv[i] = v[krow + i]; dka[i] = dva[i] = 0.f; }
+    for (int h = kh * group; h < (kh + 1) * group; h++) {
+        const float *L = lse + ((size_t)b * H + h) * T, *Dh = Dbuf + ((size_t)b * H + h) * T;
+        for (int t0 = s_first; t0 < T; t0 += rows) {   // queries before the block's first key see none of its keys
+            att_load<HD>(qs, dys, q, dy, b, t0, T, H, h);
+            if (s >= T) continue;
+            for (int j = 0; j < rows; j++) {
+                int t = t0 + j;
+                if (t < s || t >= T) continue;
+                float dot = 0.f, dp = 0.f;
+                for (int i = 0; i < HD; i++) { dot += qs[j][i] * kv_[i]; dp += dys[j][i] * vv[i]; }
+                float p = expf(dot * scale - L[t]), ds = p * (dp - Dh[t]);
+                for (int i = 0; i < HD; i++) { dva[i] += p * dys[j][i]; dka[i] += ds * qs[j][i]; }
+            }
+        }
+    }
+    if (s >= T) return;
+    for (int i = 0; i < HD; i++) { dk[krow + i] = dka[i] * scale; dv[krow + i] = dva[i]; }
+}
+
+// softcapped cross-entropy (warp per row), logits replaced by dloss/dlogits * grad_scale when grad_scale != 0:
+// z = cap tanh(l / cap); loss[n] = logsumexp(z) - z[y]; dl = (softmax(z) - onehot(y)) (1 - tanh^2) grad_scale.
+// Every lane reads z[y] before the last reduction, so no lane overwrites it first.
+__global__ void softcap_cross_entropy(float *logits, float *loss, const int *targets, int N, int V, float cap, float grad_scale) {
+    int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (n >= N) return;
+    int y = targets[n];
     float *l = logits + (size_t)n * V;
     if (y < 0) {   // a padding row (target -1): no loss, no gradient
-        if (threadIdx.x == 0) loss[n] = 0.f;
-        if (grad_scale != 0.f) for (int v = threadIdx.x; v < V; v += blockDim.x) l[v] = 0.f;
+        if (lane == 0) loss[n] = 0.f;
+        if (grad_scale != 0.f) for (int v = lane; v < V; v += 32) l[v] = 0.f;
         return;
     }
-    __shared__ float red[32];
-    float mx = -INFINITY;
-    for (int v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, cap * tanhf(l[v] / cap));
+    float mx = -INFINITY, sum = 0.f;
+    for (int v = lane; v < V; v += 32) mx = fmaxf(mx, cap * tanhf(l[v] / cap));
     mx = warp_max(mx);
-    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = mx;
-    __syncthreads();
-    if (threadIdx.x < 32) { float t = threadIdx.x < blockDim.x / 32 ? red[threadIdx.x] : -INFINITY; t = warp_max(t); if (threadIdx.x == 0) red[0] = t; }
-    __syncthreads();
-    mx = red[0];
-    __syncthreads();
-    float sum = 0;
-    for (int v = threadIdx.x; v < V; v += blockDim.x) sum += expf(cap * tanhf(l[v] / cap) - mx);
-    sum = warp_sum(sum);
-    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = sum;
-    __syncthreads();
-    if (threadIdx.x < 32) { float t = threadIdx.x < blockDim.x / 32 ? red[threadIdx.x] : 0.f; t = warp_sum(t); if (threadIdx.x == 0) red[0] = t; }
-    __syncthreads();
-    float lse = mx + logf(red[0]);
-    if (threadIdx.x == 0) loss[n] = lse - cap * tanhf(l[y] / cap);
-    __syncthreads();
+    for (int v = lane; v < V; v += 32) sum += expf(cap * tanhf(l[v] / cap) - mx);
+    float zy = cap * tanhf(l[y] / cap), lse = mx + logf(warp_sum(sum));
+    if (lane == 0) loss[n] = lse - zy;
     if (grad_scale != 0.f)
-        for (int v = threadIdx.x; v < V; v += blockDim.x) {
+        for (int v = lane; v < V; v += 32) {
             float th = tanhf(l[v] / cap), p = expf(cap * th - lse);
             l[v] = (p - (v == y ? 1.f : 0.f)) * (1.f - th * th) * grad_scale;
         }
@@ -975,8 +1018,22 @@ __global__ void ema_update(float *ema, const float *p, size_t n, float d) {
 // 5. model: device buffers, forward, backward
 
 static int blocks_for(size_t n, int threads) { return (int)((n + threads - 1) / threads); }
-#define LAUNCH1D(kernel, n, ...) do { size_t n_ = (n); if (n_) { kernel<<<blocks_for(n_, 256), 256>>>(__VA_ARGS__); cudaCheck(cudaGetLastError()); } } while (0)
-#define LAUNCH_WARPS(kernel, warps, ...) do { size_t w_ = (warps); if (w_) { kernel<<<blocks_for(w_, 8), 256>>>(__VA_ARGS__); cudaCheck(cudaGetLastError()); } } while (0)
+#define LAUNCH1D(kernel, n, ...) do { size_t n_ = (n); if (n_) { KERNEL_LAUNCH(kernel, blocks_for(n_, 256), 256, 0, __VA_ARGS__); cudaCheck(cudaGetLastError()); } } while (0)
+// with_head_dim: f(std::integral_constant<int, hd>) for the head dims config_validate allows (multiples of 32 up to 256)
+template <class F> static void with_head_dim(int hd, F f) {
+    switch (hd) {
+    case 32: f(std::integral_constant<int, 32>()); break;
+    case 64: f(std::integral_constant<int, 64>()); break;
+    case 96: f(std::integral_constant<int, 96>()); break;
+    case 128: f(std::integral_constant<int, 128>()); break;
+    case 160: f(std::integral_constant<int, 160>()); break;
+    case 192: f(std::integral_constant<int, 192>()); break;
+    case 224: f(std::integral_constant<int, 224>()); break;
+    case 256: f(std::integral_constant<int, 256>()); break;
+    default: golf_die("internal: head_dim %d (config_validate allows multiples of 32 up to 256)", hd);
+    }
+}
+#define LAUNCH_WARPS(kernel, warps, ...) do { size_t w_ = (warps); if (w_) { KERNEL_LAUNCH(kernel, blocks_for(w_, 8), 256, 0, __VA_ARGS__); cudaCheck(cudaGetLastError()); } } while (0)
 
 typedef struct {   // activations of one block for a batch of N tokens
     float *xin;     // [N, d] block input (after the skip add)
@@ -1180,7 +1237,10 @@ static void forward(Trainer *tr, float grad_scale) {
         gemm(tr, 0, 1, N, kv, d, ls, a->h1, PARAM(lp->c_v), 0, a->v);
         LAUNCH_WARPS(qk_prep_forward, (size_t)N * H, a->q, a->rq, a->qr, PARAM(lp->q_gain), tr->cosv, tr->sinv, N, tr->T, H, hd, R);
         LAUNCH_WARPS(qk_prep_forward, (size_t)N * KV, a->k, a->rk, a->kr, (const float *)NULL, tr->cosv, tr->sinv, N, tr->T, KV, hd, R);
-        LAUNCH_WARPS(attention_forward, (size_t)N * H, a->y, a->lse, a->q, a->k, a->v, tr->B, tr->T, H, KV, hd);
+        with_head_dim(hd, [&](auto HDc) {
+            KERNEL_LAUNCH(attention_forward<decltype(HDc)::value>, dim3(blocks_for(tr->T, ATT_ROWS), tr->B * H), ATT_ROWS, 0, a->y, a->lse, a->q, a->k, a->v, tr->T, H, KV);
+        });
+        cudaCheck(cudaGetLastError());
         int xsa = c->xsa_last_n && l >= c->num_layers - c->xsa_last_n;
         if (a->ya != a->y) {   // XSA buffer exists: apply it on the XSA layers, copy elsewhere
             if (xsa) LAUNCH_WARPS(xsa_forward, (size_t)N * H, a->ya, a->y, a->v, N, H, KV, hd);
@@ -1203,14 +1263,13 @@ static void forward(Trainer *tr, float grad_scale) {
     if (lanes == 2) { LAUNCH1D(lane_mean, nd, tr->xf, tr->acts[P - 1].xout, tr->acts[P - 1].xout1, nd); tr->final_in = tr->xf; }
     LAUNCH_WARPS(rmsnorm_forward, N, tr->hf, tr->rf, tr->final_in, N, d);
     gemm(tr, 0, 1, N, c->vocab_size, d, 1, tr->hf, PARAM(tr->host.lm_head), 0, tr->logits);
-    softcap_cross_entropy<<<N, 256>>>(tr->logits, tr->loss, tr->tgt, c->vocab_size, c->logit_softcap, grad_scale);
-    cudaCheck(cudaGetLastError());
+    LAUNCH_WARPS(softcap_cross_entropy, N, tr->logits, tr->loss, tr->tgt, N, c->vocab_size, c->logit_softcap, grad_scale);
 }
 
 // column_grad: dcol += sum over tokens of a * b (per column)
 static void column_grad(float *dcol, const float *a, const float *b, int N, int d) {
     dim3 grid((d + 31) / 32, 64), block(32, 8);
-    column_dot<<<grid, block>>>(dcol, a, b, N, d);
+    KERNEL_LAUNCH(column_dot, grid, block, 0, dcol, a, b, N, d);
     cudaCheck(cudaGetLastError());
 }
 
@@ -1228,7 +1287,7 @@ static void embed_backward(Trainer *tr, float *dx, float *t1, float *t2) {
     LAUNCH1D(embedding_backward, (size_t)N * d, GRAD(m->tok_emb), t2, tr->tok, N, d);
     if (c->bigram_vocab) {   // e += scale * bp, bp = be @ proj^T, be = bigram.embed[idx]
         int db = c->bigram_dim;
-        dot_accumulate<<<256, 256>>>(GRAD(m->bigram_scale), t2, tr->bp, (size_t)N * d);
+        KERNEL_LAUNCH(dot_accumulate, 256, 256, 0, GRAD(m->bigram_scale), t2, tr->bp, (size_t)N * d);
         cudaCheck(cudaGetLastError());
         cudaCheck(cudaMemsetAsync(t1, 0, (size_t)N * d * 4));
         LAUNCH1D(add_scaled, (size_t)N * d, t1, t2, PARAM(m->bigram_scale), (size_t)N * d);   // t1 = dbp
@@ -1300,8 +1359,12 @@ static void backward(Trainer *tr) {
             LAUNCH_WARPS(xsa_backward, (size_t)N * H, other, tr->dvx, dy, a->y, a->v, N, H, KV, hd);
             swap = dy; dy = other; other = swap;
         }
-        LAUNCH_WARPS(attention_backward_dq, (size_t)N * H, t4, tr->Dbuf, dy, a->y, a->q, a->k, a->v, a->lse, tr->B, tr->T, H, KV, hd);
-        LAUNCH_WARPS(attention_backward_dkv, (size_t)N * KV, other, t1, dy, a->q, a->k, a->v, a->lse, tr->Dbuf, tr->B, tr->T, H, KV, hd);
+        with_head_dim(hd, [&](auto HDc) {
+            dim3 gq(blocks_for(tr->T, ATT_ROWS), tr->B * H), gk(blocks_for(tr->T, ATT_ROWS), tr->B * KV);
+            KERNEL_LAUNCH(attention_backward_dq<decltype(HDc)::value>, gq, ATT_ROWS, 0, t4, tr->Dbuf, dy, a->y, a->q, a->k, a->v, a->lse, tr->T, H, KV);
+            KERNEL_LAUNCH(attention_backward_dkv<decltype(HDc)::value>, gk, ATT_ROWS, 0, other, t1, dy, a->q, a->k, a->v, a->lse, tr->Dbuf, tr->T, H, KV);
+        });
+        cudaCheck(cudaGetLastError());
         // t4 = dq, other = dk, t1 = dv (all after the q/k preparation); dy's buffer collects dh1 from here on
         float *dh1 = dy;
         if (xsa) LAUNCH1D(axpy, (size_t)N * kv, t1, tr->dvx, 1.0f, (size_t)N * kv);
@@ -1375,7 +1438,7 @@ static void muon_step(Trainer *tr, int i, float lr, float mu) {
     LAUNCH1D(muon_momentum, n, u, tr->muon_buf + s->offset, tr->grads + s->offset, n, mu);
     if (tr->tc.muon_eq_r) LAUNCH_WARPS(row_normalize, s->rows, u, s->rows, s->cols);
     cudaCheck(cudaMemsetAsync(tr->norm, 0, 4));
-    sum_squares<<<256, 256>>>(tr->norm, u, n);
+    KERNEL_LAUNCH(sum_squares, 256, 256, 0, tr->norm, u, n);
     cudaCheck(cudaGetLastError());
     LAUNCH1D(scale_by_inverse_norm, n, u, tr->norm, n, 1e-7f);
     int transposed = s->rows > s->cols, r = transposed ? s->cols : s->rows, cc = transposed ? s->rows : s->cols;
@@ -1437,7 +1500,7 @@ static void optimizer_step(Trainer *tr, double lr_scale, double mu, int adam_t) 
     const TrainConfig *c = &tr->tc;
     if (c->grad_clip_norm > 0) {
         cudaCheck(cudaMemsetAsync(tr->norm, 0, 4));
-        sum_squares<<<1024, 256>>>(tr->norm, tr->grads, tr->host.numel);
+        KERNEL_LAUNCH(sum_squares, 1024, 256, 0, tr->norm, tr->grads, tr->host.numel);
         LAUNCH1D(clip_scale, tr->host.numel, tr->grads, tr->norm, (float)c->grad_clip_norm, tr->host.numel);
     }
     float bc1 = (float)(1 - pow(c->beta1, adam_t)), bc2 = (float)(1 - pow(c->beta2, adam_t));
@@ -1465,7 +1528,7 @@ static void qat_weights(Trainer *tr, int on) {
         const ParamSpec *s = &tr->host.spec[i];
         if (s->cls != CLS_ATTN && s->cls != CLS_MLP && s->cls != CLS_HEAD) continue;
         if (on) {
-            fake_quant_rows<<<s->rows, 256>>>(tr->qparams + s->offset, tr->params + s->offset, s->cols, qmax, scheme == SCHEME_TERNARY ? o.group : 0);
+            KERNEL_LAUNCH(fake_quant_rows, s->rows, 256, 0, tr->qparams + s->offset, tr->params + s->offset, s->cols, qmax, scheme == SCHEME_TERNARY ? o.group : 0);
             cudaCheck(cudaGetLastError());
         }
         tr->dparam[i] = (on ? tr->qparams : tr->params) + s->offset;
@@ -2002,18 +2065,32 @@ static double export_blob(const GolfModel *m, const TrainConfig *c, Bytes *blob)
     return wall_ms() - t0;
 }
 
-// broadcast_bytes: rank 0's bytes to every rank (the blob: only rank 0 encodes it).
+// broadcast_bytes: rank 0's bytes to every rank (the blob: only rank 0 encodes it): MPI_Bcast under mpirun, rank 0's
+// sockets in a torchrun-style launch (the size as a uint64, then the bytes).
 static void broadcast_bytes(const Dist *dd, Bytes *b) {
-#ifdef USE_MPI
     if (dd->world == 1) return;
     unsigned long long n = b->n;
-    mpiCheck(MPI_Bcast(&n, 1, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD));
-    if (n > 0x7FFFFFFFull) golf_die("the blob (%llu bytes) is too large to broadcast", n);
-    if (dd->rank != 0) { b->p = (uint8_t *)galloc((size_t)n); b->n = b->cap = (size_t)n; }
-    mpiCheck(MPI_Bcast(b->p, (int)n, MPI_BYTE, 0, MPI_COMM_WORLD));
-#else
-    (void)dd; (void)b;
+#ifdef USE_MPI
+    if (dd->mode == DIST_MPI) {
+        mpiCheck(MPI_Bcast(&n, 1, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD));
+        if (n > 0x7FFFFFFFull) golf_die("the blob (%llu bytes) is too large to broadcast", n);
+        if (dd->rank != 0) { b->p = (uint8_t *)galloc((size_t)n); b->n = b->cap = (size_t)n; }
+        mpiCheck(MPI_Bcast(b->p, (int)n, MPI_BYTE, 0, MPI_COMM_WORLD));
+        return;
+    }
 #endif
+    if (dd->mode != DIST_ENV || !dd->peer) golf_die("internal: a broadcast over %d ranks before they were connected", dd->world);
+    const char *err;
+    if (dd->rank == 0) {
+        for (int r = 1; r < dd->world; r++)
+            if ((err = sock_io(dd->peer[r], &n, sizeof(n), 1, -1)) || (err = sock_io(dd->peer[r], b->p, (size_t)n, 1, -1)))
+                golf_die("rank 0: lost rank %d while sending the blob: %s\n  hint: see rank %d's output", r, err, r);
+        return;
+    }
+    if ((err = sock_io(dd->peer[0], &n, sizeof(n), 0, -1))) golf_die("rank %d: lost rank 0 before the blob: %s\n  hint: see rank 0's output", dd->rank, err);
+    b->p = (uint8_t *)galloc((size_t)n ? (size_t)n : 1);
+    b->n = b->cap = (size_t)n;
+    if ((err = sock_io(dd->peer[0], b->p, (size_t)n, 0, -1))) golf_die("rank %d: lost rank 0 during the blob: %s\n  hint: see rank 0's output", dd->rank, err);
 }
 
 // ----------------------------------------------------------------------------------------------------

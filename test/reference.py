@@ -1027,6 +1027,24 @@ def init_model(cfg: Config, random_init: bool = False) -> GPT:
     return model
 
 
+def perturb_model(model: GPT, seed: int) -> None:
+    """Move every tensor by O(1) from its init, so that no term vanishes (a zero gate, a mix of [1, 0], a unit
+    scale): control tensors, gates and scales (CONTROL_TENSOR_NAME_PATTERNS, and every 1-d tensor) get U(-1, 1)
+    added; matrices get U(+-1/sqrt(fan_in)) added (their init's own scale); embeddings N(0, s^2) with s their
+    init's std (at least 0.02)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            u = torch.rand(p.shape, generator=gen) * 2 - 1
+            if p.ndim < 2 or any(pattern in name for pattern in CONTROL_TENSOR_NAME_PATTERNS):
+                p.add_(u.to(p.dtype))
+            elif "emb" in name:
+                s = max(float(p.float().std()), 0.02)
+                p.add_((torch.randn(p.shape, generator=gen) * s).to(p.dtype))
+            else:
+                p.add_((u / math.sqrt(p.shape[1])).to(p.dtype))
+
+
 def apply_baseline_dtypes(model: GPT) -> None:
     """The baseline's storage dtypes (--amp): everything bf16, then linears and control/low-dim tensors
     back to float32, which leaves tok_emb.weight in bf16 (trained by Adam in bf16)."""
@@ -1571,16 +1589,22 @@ def zeropower_via_newtonschulz5(g: Tensor, steps: int = 5, dtype: torch.dtype = 
     """Approximate orthogonalisation of a 2-D g [rows, cols], computed in `dtype` (bf16 in the
     baseline): X = g / (||g||_F + 1e-7); work on X^T when rows > cols; `steps` times
     A = X X^T, X = a X + (b A + c A A) X with (a, b, c) = (3.4445, -4.7750, 2.0315), or the Polar
-    Express coefficients of each iteration."""
+    Express coefficients of each iteration. On the CPU a bf16 product is taken as the GPU's tensor cores take it
+    (bf16 operands, float32 accumulation, the result rounded to bf16): CPU builds of torch may accumulate bf16
+    products in bf16 (seen: 5% of the largest entry at K = 512), which no GPU run of train_gpt.py does."""
     x = g.to(dtype)
     x = x / (x.norm() + NS_EPS)
     transposed = g.size(0) > g.size(1)
     if transposed:
         x = x.T
+    if dtype == torch.bfloat16 and x.device.type == "cpu":
+        mm = lambda u, v: (u.float() @ v.float()).to(dtype)
+    else:
+        mm = lambda u, v: u @ v
     for a, b, c in newton_schulz_coefficients(steps, polar_express):
-        A = x @ x.T
-        B = b * A + c * A @ A
-        x = a * x + B @ x
+        A = mm(x, x.T)
+        B = b * A + c * mm(A, A)
+        x = a * x + mm(B, x)
     return x.T if transposed else x
 
 
@@ -2126,6 +2150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("init", help="write the SEED init as a checkpoint")
     add_hyperparameter_flags(p, ("model",))
     p.add_argument("--random-init", action="store_true", help="random values for the zero-init tensors too (tests)")
+    p.add_argument("--perturb", action="store_true", help="then move every tensor by O(1) from its init (tests; see perturb_model)")
     p.add_argument("--out", required=True, help="checkpoint to write")
 
     p = sub.add_parser("train", help="train like train_gpt.py (one process) and write a checkpoint")
@@ -2242,6 +2267,8 @@ def main(argv=None) -> int:
     if args.cmd == "init":
         cfg, _ = resolve_config(args)
         model = init_model(cfg, random_init=args.random_init)
+        if args.perturb:
+            perturb_model(model, cfg.seed + 2)
         save(args.out, model, cfg, steps=0)
         print(f"wrote {args.out}: {sum(p.numel() for p in model.parameters())} parameters, seed {cfg.seed}")
         return 0

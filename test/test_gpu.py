@@ -1,5 +1,7 @@
 #!/usr/bin/python3
-"""GPU tests of train_golf against test/reference.py (run by `make test-gpu`; skipped when no GPU is visible).
+"""Tests of train_golf.cu against test/reference.py: on a GPU (`make test-gpu`; skipped when no GPU is visible), or
+with --cpu on the CPU build train_golf_cpu (`make test`: the same kernels and host code, CUDA emulated by
+dev/cuda_cpu.h; the reference on the CPU; a smaller batch and the first VAL_TOKENS_CPU val tokens).
 
   grads      from the same init and batch (a reference.py checkpoint, its debug-state): train_golf's step-0 loss
              and every parameter gradient (DUMP_GRADS) against the reference's float32 ones
@@ -13,8 +15,15 @@
   ttt        the final roundtrip eval with score-first TTT against reference.py eval's TTT on the same weights
   options    the architecture options train_golf's kernels implement (OPTION_SETS below): step-0 loss and gradients
              again; and EVAL_STRIDE's sliding-window roundtrip val_bpb equals golf_infer --stride's
+  perturbed  step-0 loss and gradients again from `reference.py init --perturb` (every tensor moved by O(1), so no
+             term vanishes at a zero gate, a unit scale or a mix of [1, 0]), for the baseline and every option set
+  qat_ema    QAT=1 with EMA_DECAY: the K-step losses against the reference's, the roundtrip against golf_infer
+  gptq       GPTQ_RESERVE_SECONDS > 0: the GPTQ export's roundtrip val_bpb equals golf_infer's on its blob
+  ranks2     (with --cpu) two ranks by mpirun -np 2 and two started torchrun-style end with the final weights of one
+             process (1e-5 of each tensor's largest entry), both writing final_model.golf
+  asan       (with --cpu) a short run of train_golf_cpu_asan (ASan + UBSan) reports nothing
 
-Usage: python3 test/test_gpu.py [--python PY] [--shared DIR] [--k K] [--keep]
+Usage: python3 test/test_gpu.py [--cpu] [--python PY] [--shared DIR] [--k K] [--keep]
 The last line printed is "N passed, M failed, K skipped"; exit status 1 if anything failed.
 """
 
@@ -54,6 +63,29 @@ OPTION_SETS = [{"MLP_LEAKY_SLOPE": "0.5", "LN_SCALE": "1", "ROPE_DIMS": "32", "M
                {"PARALLEL_FROM": "2", "LOOP_ENCODER": "0,1,2,3,2", "LOOP_DECODER": "3,1,3", "SKIP_GATES": "1"}]
 
 
+# --cpu: train_golf_cpu and a smaller batch (8 micro-steps of 2 sequences), the first VAL_TOKENS_CPU val tokens
+CPU_SHAPE = {"TRAIN_BATCH_TOKENS": "2048", "VAL_BATCH_SIZE": "4096"}
+VAL_TOKENS_CPU = 16384
+BIN = ROOT / "train_golf"
+DEVICE = "cuda"
+
+
+def truncated_data(data, tmp, tokens):
+    """a data folder with the train shards of `data` (links) and its first val shard cut to `tokens` + 1 tokens"""
+    out = tmp / "data"
+    out.mkdir(exist_ok=True)
+    for f in sorted(data.glob("fineweb_train_*.bin")):
+        (out / f.name).symlink_to(f)
+    src = sorted(data.glob("fineweb_val_*.bin"))[0]
+    head = np.fromfile(src, dtype="<i4", count=256)
+    toks = np.fromfile(src, dtype="<u2", offset=1024, count=tokens + 1)
+    head[2] = len(toks)
+    with open(out / src.name, "wb") as f:
+        f.write(head.astype("<i4").tobytes())
+        f.write(toks.astype("<u2").tobytes())
+    return out
+
+
 def run(cmd, env=None, cwd=None):
     p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env, cwd=cwd)
     return p
@@ -87,18 +119,34 @@ def roundtrip_bpb(stdout, blob, data, tok, seq_len, stride=None):
     return (float(m[3]) if m else None), (float(g[1]) if g else None)
 
 
+def grads_from(R, args, env, tmp, label, init_flags, k=3):
+    """reference init (init_flags) and debug-state, then train_golf from that checkpoint dumping step 0's gradients:
+    checks them; returns train_golf's process (None when a step failed)"""
+    ck, dbg, grads = tmp / "opt_init.ckpt", tmp / "opt_debug.bin", tmp / "opt_grads.bin"
+    p = run([args.python, ROOT / "test" / "reference.py", "init", *init_flags, "--out", ck], env=env)
+    R.check(f"{label}reference init", p.returncode == 0, p.stderr.strip()[-300:])
+    p = run([args.python, ROOT / "test" / "reference.py", "debug-state", "--ckpt", ck, "--k", str(k), "--out", dbg, "--device", DEVICE, "--no-amp"], env=env)
+    R.check(f"{label}reference debug-state", p.returncode == 0, p.stderr.strip()[-300:])
+    p = run([BIN], env=dict(env, INIT_CKPT=str(ck), DUMP_GRADS=str(grads)), cwd=tmp)
+    if not R.check(f"{label}train_golf runs", p.returncode == 0, (p.stdout[-500:] + p.stderr[-500:]).strip()):
+        return None
+    check_grads(R, label, reference.read_container(dbg).tensors, reference.read_container(grads).tensors)
+    return p
+
+
+def check_perturbed(R, args, env, tmp, options):
+    """step-0 loss and gradients from an init in which every tensor is moved by O(1) (reference.py init --perturb)"""
+    env = dict(env, **options, ITERATIONS="1")
+    label = "perturbed init " + " ".join(f"{k}={v}" for k, v in options.items()) + ": "
+    grads_from(R, args, env, tmp, label, ["--random-init", "--perturb"], k=1)
+
+
 def check_options(R, args, env, tmp, data, tok, options):
     env = dict(env, **options, EVAL_STRIDE="32", ITERATIONS="3")
     label = "options " + " ".join(f"{k}={v}" for k, v in options.items()) + ": "
-    ck, dbg, grads = tmp / "opt_init.ckpt", tmp / "opt_debug.bin", tmp / "opt_grads.bin"
-    p = run([args.python, ROOT / "test" / "reference.py", "init", "--random-init", "--out", ck], env=env)
-    R.check(f"{label}reference init", p.returncode == 0, p.stderr.strip()[-300:])
-    p = run([args.python, ROOT / "test" / "reference.py", "debug-state", "--ckpt", ck, "--k", "3", "--out", dbg, "--device", "cuda", "--no-amp"], env=env)
-    R.check(f"{label}reference debug-state", p.returncode == 0, p.stderr.strip()[-300:])
-    p = run([ROOT / "train_golf"], env=dict(env, INIT_CKPT=str(ck), DUMP_GRADS=str(grads)), cwd=tmp)
-    if not R.check(f"{label}train_golf runs", p.returncode == 0, (p.stdout[-500:] + p.stderr[-500:]).strip()):
+    p = grads_from(R, args, env, tmp, label, ["--random-init"])
+    if p is None:
         return
-    check_grads(R, label, reference.read_container(dbg).tensors, reference.read_container(grads).tensors)
     a, b = roundtrip_bpb(p.stdout, tmp / "final_model.golf", data, tok, SHAPE["TRAIN_SEQ_LEN"], stride=32)
     R.check(f"{label}EVAL_STRIDE=32 roundtrip val_bpb: train_golf equals golf_infer --stride 32", a is not None and b is not None and abs(a - b) < 1e-4,
             f"{a} vs {b}")
@@ -109,7 +157,7 @@ def check_ttt(R, args, env, tmp, data, tok):
     dequantized weights of the same blob (golf_export on train_golf's checkpoint writes that blob byte for byte)"""
     import test_infer
     env = dict(env, TTT_CHUNK_TOKENS="16384", TTT_LR="0.002", TTT_STEPS="2", ITERATIONS="5")
-    p = run([ROOT / "train_golf"], env=env, cwd=tmp)
+    p = run([BIN], env=env, cwd=tmp)
     if not R.check("TTT: train_golf runs", p.returncode == 0, (p.stdout[-300:] + p.stderr[-300:]).strip()):
         return
     dump, deq = tmp / "ttt_dump", tmp / "ttt_deq.ckpt"
@@ -117,7 +165,7 @@ def check_ttt(R, args, env, tmp, data, tok):
     q = run([ROOT / "golf_export", tmp / "final_model.ckpt", tmp / "ttt_check.golf", "--quant", "int8", "--dump", dump, "--quiet"])
     same = q.returncode == 0 and (tmp / "ttt_check.golf").read_bytes() == (tmp / "final_model.golf").read_bytes()
     test_infer.dequantized_checkpoint(tmp / "final_model.ckpt", dump, deq)
-    r = run([args.python, ROOT / "test" / "reference.py", "eval", "--ckpt", deq, "--device", "cuda", "--no-amp"], env=env)
+    r = run([args.python, ROOT / "test" / "reference.py", "eval", "--ckpt", deq, "--device", DEVICE, "--no-amp"], env=env)
     want = test_infer.parse_eval(r.stdout)[0] if r.returncode == 0 else None
     m = re.search(r"final_\w+_roundtrip_exact val_loss:([\d.]+)", p.stdout)
     got = float(m[1]) if m else None
@@ -126,31 +174,140 @@ def check_ttt(R, args, env, tmp, data, tok):
             and abs(got - want) < 1e-4, f"{got} vs {want}; blob identical: {same}; {r.stderr.strip()[-200:]}")
 
 
+def final_weights(path):
+    return reference.read_container(path).tensors
+
+
+def weights_close(a, b, rtol):
+    """(ok, detail): every tensor of checkpoint a within rtol of its largest entry of b's"""
+    worst, name = 0.0, ""
+    for k, v in b.items():
+        e = float(np.abs(a[k] - v).max() / max(np.abs(v).max(), 1e-30))
+        if e > worst:
+            worst, name = e, k
+    return worst <= rtol, f"worst {worst:.1e} ({name})"
+
+
+def check_ranks2(R, env, tmp, ck):
+    """two ranks (mpirun -np 2, and two processes started torchrun-style) against one process: 3 steps from the same
+    init. The ranks sum 4 micro-steps each instead of one process's 8, so the gradients differ only in summation order
+    (float32, ~1e-7 relative); after 3 steps the weights agree within 1e-5 of each tensor's largest entry (measured:
+    a few 1e-7; a rank that skipped its share, or a wrong sum, is off by O(1e-2))."""
+    base = dict(env, INIT_CKPT=str(ck), ITERATIONS="3")
+    runs = {}
+    for name in ("one", "mpirun", "torchrun"):
+        (tmp / name).mkdir(exist_ok=True)
+    p = run([BIN], env=dict(base, OUT_DIR=str(tmp / "one")), cwd=tmp)
+    if not R.check("ranks2: one process runs", p.returncode == 0, p.stderr[-300:].strip()):
+        return
+    one = final_weights(tmp / "one" / "final_model.ckpt")
+    mpirun = shutil.which("mpirun")
+    if mpirun:
+        p = run([mpirun, "--allow-run-as-root", "--oversubscribe", "-np", "2", BIN], env=dict(base, OUT_DIR=str(tmp / "mpirun")), cwd=tmp)
+        runs["mpirun -np 2"] = (p.returncode == 0, p.stdout + p.stderr, tmp / "mpirun")
+    else:
+        R.skip("ranks2: mpirun -np 2", "no mpirun on this machine")
+    launch = dict(base, OUT_DIR=str(tmp / "torchrun"), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(29600 + os.getpid() % 300))
+    procs = [subprocess.Popen([str(BIN)], env=dict(launch, RANK=str(r), WORLD_SIZE="2", LOCAL_RANK=str(r)), cwd=tmp, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for r in (1, 0)]
+    outs = [pr.communicate(timeout=900) for pr in procs]
+    runs["two ranks torchrun-style"] = (all(pr.returncode == 0 for pr in procs), " | ".join(o[1][-300:] for o in outs), tmp / "torchrun")
+    for name, (ok, text, out) in runs.items():
+        if not R.check(f"ranks2: {name} runs", ok, text[-400:].strip()):
+            continue
+        R.check(f"ranks2: {name} writes final_model.golf", (out / "final_model.golf").exists())
+        good, detail = weights_close(final_weights(out / "final_model.ckpt"), one, 1e-5)
+        R.check(f"ranks2: {name} ends with one process's weights (1e-5 of each tensor's largest entry)", good, detail)
+
+
+def check_qat_ema(R, args, env, tmp, data, tok, ck):
+    """QAT=1 (from step 0) with EMA_DECAY=0.9: train_golf's K-step losses against reference.py debug-state's (the
+    same tolerance as the plain curve), its final (EMA) weights against reference.py train's from the same init
+    (float32 both; 1e-4 of each tensor's largest entry: Adam's and Muon's steps amplify ~1e-7 rounding differences
+    over K steps to ~1e-5 at most, a wrong EMA or fake quantization is off by O(1e-2)), and its roundtrip against
+    golf_infer on the blob"""
+    k = 4
+    env = dict(env, QAT="1", QAT_START_FRAC="0", EMA_DECAY="0.9", ITERATIONS=str(k), OUT_DIR=str(tmp / "qat"))
+    (tmp / "qat").mkdir(exist_ok=True)
+    dbg, ref_ck = tmp / "qat_debug.bin", tmp / "qat_ref.ckpt"
+    p = run([args.python, ROOT / "test" / "reference.py", "debug-state", "--ckpt", ck, "--k", str(k), "--out", dbg, "--device", DEVICE, "--no-amp"], env=env)
+    R.check("QAT+EMA: reference debug-state", p.returncode == 0, p.stderr.strip()[-300:])
+    p = run([args.python, ROOT / "test" / "reference.py", "train", "--ckpt", ck, "--out", ref_ck, "--device", DEVICE, "--no-amp"], env=env)
+    R.check("QAT+EMA: reference train", p.returncode == 0, p.stderr.strip()[-300:])
+    g = run([BIN], env=dict(env, INIT_CKPT=str(ck)), cwd=tmp)
+    if not R.check("QAT+EMA: train_golf runs", g.returncode == 0, (g.stdout[-300:] + g.stderr[-300:]).strip()):
+        return
+    losses = train_losses(g.stdout)
+    ref = [float(v) for v in reference.read_container(dbg).tensors["debug.losses"]]
+    diffs = [abs(losses.get(i + 1, float("nan")) - v) for i, v in enumerate(ref)]
+    R.check(f"QAT+EMA: {k} training losses within {LOSS_CURVE_ATOL} of the reference's", all(d < LOSS_CURVE_ATOL for d in diffs), f"max diff {max(diffs):.2e}")
+    good, detail = weights_close(final_weights(tmp / "qat" / "final_model.ckpt"), final_weights(ref_ck), 1e-4)
+    R.check("QAT+EMA: the final (EMA) weights equal reference.py train's (1e-4 of each tensor's largest entry)", good, detail)
+    a, b = roundtrip_bpb(g.stdout, tmp / "qat" / "final_model.golf", data, tok, SHAPE["TRAIN_SEQ_LEN"])
+    R.check("QAT+EMA: roundtrip val_bpb equals golf_infer's on the blob", a is not None and b is not None and abs(a - b) < 1e-4, f"{a} vs {b}")
+
+
+def check_gptq(R, env, tmp, data, tok, ck):
+    """GPTQ_RESERVE_SECONDS > 0 (under a wallclock cap that is never reached): the GPTQ export's roundtrip val_bpb
+    equals golf_infer's on the blob written"""
+    (tmp / "gptq").mkdir(exist_ok=True)
+    env = dict(env, INIT_CKPT=str(ck), ITERATIONS="2", MAX_WALLCLOCK_SECONDS="100000", GPTQ_RESERVE_SECONDS="1", GPTQ_TOKENS="2048",
+               QUANT="int6", OUT_DIR=str(tmp / "gptq"))
+    p = run([BIN], env=env, cwd=tmp)
+    if not R.check("GPTQ export: train_golf runs", p.returncode == 0, (p.stdout[-300:] + p.stderr[-300:]).strip()):
+        return
+    a, b = roundtrip_bpb(p.stdout, tmp / "gptq" / "final_model.golf", data, tok, SHAPE["TRAIN_SEQ_LEN"])
+    R.check("GPTQ export: roundtrip val_bpb equals golf_infer's on the blob", a is not None and b is not None and abs(a - b) < 1e-4, f"{a} vs {b}")
+
+
+def check_asan(R, env, tmp, ck):
+    """one short run of the ASan + UBSan build: exit 0 and no sanitizer report"""
+    exe = ROOT / "train_golf_cpu_asan"
+    if not exe.exists():
+        R.skip("ASan run", f"{exe} is not built (make cpu SANITIZE=1)")
+        return
+    (tmp / "asan").mkdir(exist_ok=True)
+    p = run([exe], env=dict(env, INIT_CKPT=str(ck), ITERATIONS="1", OUT_DIR=str(tmp / "asan"), ASAN_OPTIONS="detect_leaks=0"), cwd=tmp)
+    bad = [ln for ln in p.stderr.splitlines() if "AddressSanitizer" in ln or "runtime error" in ln]
+    R.check("ASan + UBSan: a short train_golf_cpu_asan run reports nothing", p.returncode == 0 and not bad, "; ".join(bad[:3]) or p.stderr[-300:].strip())
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--python", default=sys.executable, help="python with PyTorch for reference.py (default: this one)")
     ap.add_argument("--shared", default=None, help="shared data folder (default: ../shared beside the repository)")
-    ap.add_argument("--k", type=int, default=20, help="training steps compared")
+    ap.add_argument("--k", type=int, default=None, help="training steps compared (default 20, 6 with --cpu)")
+    ap.add_argument("--cpu", action="store_true", help="test the CPU build train_golf_cpu (no GPU needed)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = ap.parse_args()
     R = Results()
+    global BIN, DEVICE
+    if args.k is None:
+        args.k = 6 if args.cpu else 20
     smi = shutil.which("nvidia-smi")
-    if not smi or "GPU" not in run([smi, "-L"]).stdout:
+    if args.cpu:
+        BIN, DEVICE = ROOT / "train_golf_cpu", "cpu"
+        if not BIN.exists():
+            raise SystemExit(f"test_gpu.py --cpu: {BIN} is missing: run make cpu first")
+    elif not smi or "GPU" not in run([smi, "-L"]).stdout:
         R.skip("everything", "no CUDA device visible (nvidia-smi lists none)")
         R.finish()
     shared = Path(args.shared).resolve() if args.shared else ROOT.parent / "shared"
     data, tok = shared / "data" / "sample_sp1024", shared / "tokenizers" / "fineweb_1024_bpe.model"
     tmp = Path(tempfile.mkdtemp(prefix="test_gpu_"))
-    env = dict(os.environ, **SHAPE, DATA_PATH=str(data), TOKENIZER_PATH=str(tok), ITERATIONS=str(args.k), TRAIN_LOG_EVERY="1",
-               VAL_LOSS_EVERY="0", OUT_DIR=str(tmp), RUN_ID="test_gpu")
+    if args.cpu:
+        data = truncated_data(data, tmp, VAL_TOKENS_CPU)
+    env = dict(dict(os.environ, **SHAPE), **(CPU_SHAPE if args.cpu else {}))
+    env.update(DATA_PATH=str(data), TOKENIZER_PATH=str(tok), ITERATIONS=str(args.k), TRAIN_LOG_EVERY="1", VAL_LOSS_EVERY="0",
+               OUT_DIR=str(tmp), RUN_ID="test_gpu")
     try:
         ck, dbg, grads = tmp / "init.ckpt", tmp / "debug.bin", tmp / "grads.bin"
         p = run([args.python, ROOT / "test" / "reference.py", "init", "--out", ck], env=env)
         R.check("reference init", p.returncode == 0, p.stderr.strip()[-300:])
         p = run([args.python, ROOT / "test" / "reference.py", "debug-state", "--ckpt", ck, "--k", args.k, "--out", dbg,
-                 "--device", "cuda", "--no-amp"], env=env)
+                 "--device", DEVICE, "--no-amp"], env=env)
         R.check("reference debug-state", p.returncode == 0, p.stderr.strip()[-300:])
-        p = run([ROOT / "train_golf"], env=dict(env, INIT_CKPT=str(ck), DUMP_GRADS=str(grads)), cwd=tmp)
+        p = run([BIN], env=dict(env, INIT_CKPT=str(ck), DUMP_GRADS=str(grads)), cwd=tmp)
         R.check("train_golf runs", p.returncode == 0, (p.stdout[-500:] + p.stderr[-500:]).strip())
         if p.returncode == 0:
             want = reference.read_container(dbg).tensors
@@ -167,18 +324,18 @@ def main():
                                 capture_output=True, text=True)
             R.check("dev/submit.sh packages the run folder", p3.returncode == 0 and (tmp / "records" / "2026-01-01_test_gpu" / "submission.json").exists(),
                     (p3.stdout + p3.stderr).strip()[-400:])
-            launch = dict(env, INIT_CKPT=str(ck), ITERATIONS="5", MASTER_ADDR="127.0.0.1", MASTER_PORT="29517")
-            p4 = run([ROOT / "train_golf"], env=dict(launch, RANK="0", WORLD_SIZE="1", LOCAL_RANK="0"), cwd=tmp)
+            launch = dict(env, INIT_CKPT=str(ck), MASTER_ADDR="127.0.0.1", MASTER_PORT="29517")
+            p4 = run([BIN], env=dict(launch, RANK="0", WORLD_SIZE="1", LOCAL_RANK="0"), cwd=tmp)
             l4 = train_losses(p4.stdout)
-            R.check("RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 gives the same first losses", p4.returncode == 0
-                    and all(abs(l4.get(i, -9) - losses.get(i, 9)) < 1e-5 for i in range(1, 6)), p4.stderr[-300:].strip())
-            ngpu = run([smi, "-L"]).stdout.count("GPU ")
+            R.check("RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 gives the same losses", p4.returncode == 0
+                    and all(abs(l4.get(i, -9) - losses.get(i, 9)) < 1e-5 for i in range(1, args.k + 1)), p4.stderr[-300:].strip())
+            ngpu = 0 if args.cpu else run([smi, "-L"]).stdout.count("GPU ")
             if ngpu >= 2:
                 # two ranks sum their gradients with NCCL instead of accumulating 8 micro-steps on one GPU: the weights
                 # after 5 steps differ only by summation order (float32 rounding, ~1e-6 relative per step), so the
                 # final roundtrip val_loss (reduced over both ranks) agrees within 1e-4 (the logged train_loss is rank
                 # 0's share of the batch, as in train_gpt.py, so it is not compared).
-                procs = [subprocess.Popen([str(ROOT / "train_golf")], env=dict(launch, RANK=str(r), WORLD_SIZE="2", LOCAL_RANK=str(r)), cwd=tmp,
+                procs = [subprocess.Popen([str(BIN)], env=dict(launch, RANK=str(r), WORLD_SIZE="2", LOCAL_RANK=str(r)), cwd=tmp,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (1, 0)]
                 outs = [pr.communicate(timeout=600) for pr in procs]
                 exact = lambda text: [float(v) for v in re.findall(r"final_\w+_roundtrip_exact val_loss:([\d.]+)", text)]
@@ -186,18 +343,25 @@ def main():
                 R.check("two ranks started torchrun-style end with one rank's roundtrip val_loss (1e-4)", all(pr.returncode == 0 for pr in procs)
                         and len(one) == 1 and len(two) == 1 and abs(one[0] - two[0]) < 1e-4, f"{one} vs {two}; " + " | ".join(o[1][-200:] for o in outs).strip())
             else:
-                R.skip("two ranks torchrun-style", f"{ngpu} GPU visible")
+                R.skip("two ranks torchrun-style", "the CPU build's ranks are checked by ranks2" if args.cpu else f"{ngpu} GPU visible")
             mpirun = shutil.which("mpirun")
             if mpirun:
-                p2 = run([mpirun, "--allow-run-as-root", "-np", "1", ROOT / "train_golf"], env=dict(env, INIT_CKPT=str(ck), ITERATIONS="5"), cwd=tmp)
+                p2 = run([mpirun, "--allow-run-as-root", "-np", "1", BIN], env=dict(env, INIT_CKPT=str(ck)), cwd=tmp)
                 l2 = train_losses(p2.stdout)
-                R.check("mpirun -np 1 gives the same first losses", p2.returncode == 0 and all(abs(l2.get(i, -9) - losses.get(i, 9)) < 1e-5 for i in range(1, 6)),
+                R.check("mpirun -np 1 gives the same losses", p2.returncode == 0 and all(abs(l2.get(i, -9) - losses.get(i, 9)) < 1e-5 for i in range(1, args.k + 1)),
                         (p2.stderr[-300:]).strip())
             else:
                 R.skip("mpirun -np 1", "no mpirun on this machine")
+        for options in [{}] + OPTION_SETS:
+            check_perturbed(R, args, env, tmp, options)
         for options in OPTION_SETS:
             check_options(R, args, env, tmp, data, tok, options)
         check_ttt(R, args, env, tmp, data, tok)
+        check_qat_ema(R, args, env, tmp, data, tok, ck)
+        check_gptq(R, env, tmp, data, tok, ck)
+        if args.cpu:
+            check_ranks2(R, env, tmp, ck)
+            check_asan(R, env, tmp, ck)
     finally:
         R.cleanup(tmp, args.keep)
     R.finish()

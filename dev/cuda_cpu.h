@@ -1,0 +1,1310 @@
+/*
+ * dev/cuda_cpu.h — the CUDA runtime, cuBLAS and NCCL emulated on the CPU, so that train_golf.cu's own kernels and
+ * host code run unchanged on a machine without a GPU (`make cpu` builds train_golf_cpu with it).
+ *
+ * Contract
+ *   Compiled by the system C++ compiler (C++17) with -Idev/cpu: dev/cpu/{cuda_runtime,cuda_fp16,cuda_bf16,
+ *   cublas_v2,nccl}.h include this file, so train_golf.cu's includes stay as they are. The one difference in the
+ *   source is KERNEL_LAUNCH(kernel, grid, block, smem, args...), defined here and, for nvcc, in train_golf.cu.
+ *
+ *   Execution model
+ *     A launch runs its blocks on OS threads (OpenMP, GOLF_EMU_THREADS or OMP_NUM_THREADS of them); one OS
+ *     thread runs one block at a time, start to end. Every CUDA thread of the block is a fiber with its own
+ *     stack (GOLF_EMU_STACK_KB, default 64). A fiber runs until it exits, reaches __syncthreads() or a warp
+ *     collective; `__shared__` is `static thread_local`, so a block's fibers share it and nothing else does.
+ *     A thread that never waits runs to its end on the fiber that started it, and the next thread starts on
+ *     the same stack: a kernel without barriers or collectives costs one function call per thread.
+ *     GOLF_EMU_ORDER=forward|reverse|random:SEED is the order in which fibers start and resume between
+ *     barriers (default forward): a kernel whose result depends on it has a race.
+ *   Warp collectives (__shfl*_sync, __ballot_sync, __any_sync, __all_sync, __syncwarp) wait until every lane
+ *     of the mask arrives at its next collective; the last to arrive computes every lane's result. Lanes are
+ *     threads 32w..32w+31 of the block's linear thread index, as on the GPU.
+ *   Faults, each reported with the kernel, its launch site, the block and thread, then exit(1):
+ *     __syncthreads() reached by part of a block (the rest exited) or a block that can make no progress;
+ *     a collective whose mask leaves out the calling lane, names a lane that exited or is not in the block,
+ *     or whose lanes disagree on the operation or the mask; a launch over an H100's limits (threads per
+ *     block, grid dimensions, dynamic shared memory over 48 KiB without the opt-in attribute or over its
+ *     227 KiB); a copy, set or GEMM operand outside the device allocations (cudaMemcpy & co return
+ *     cudaErrorInvalidValue, and cudaGetErrorString says what was outside what).
+ *   Memory: cudaMalloc is one malloc per allocation (so ASan, `make cpu SANITIZE=1`, sees an overrun as a heap
+ *     overflow), tracked with its size; streams and events run in order (everything is synchronous).
+ *   cuBLAS: cublasSgemm and cublasSgemmStridedBatched with cuBLAS's column-major meaning (ops, leading
+ *     dimensions, strides, alpha, beta; beta = 0 never reads C), on CBLAS (OpenBLAS) or, without
+ *     GOLF_EMU_CBLAS, plain loops; CUBLAS_TF32_TENSOR_OP_MATH rounds the operands to TF32 (10 mantissa bits,
+ *     nearest even) first. fp16/bf16 conversions round to nearest even, as the GPU's _rn intrinsics do.
+ *   NCCL: a communicator of the processes that called ncclCommInitRank with one id. ncclGetUniqueId opens a
+ *     TCP listener (MASTER_ADDR or 127.0.0.1, a free port) and writes its address into the id; the ranks
+ *     connect to it (a star through rank 0). ncclAllReduce / ncclBroadcast / ncclAllGather move the bytes
+ *     through rank 0, which combines in rank order (every rank gets the same bits). Counts are elements.
+ *   The device: GOLF_EMU_DEVICES (default 8) H100 SXM 80GB with their properties.
+ *   GOLF_EMU_LOG=path appends one line per launch: kernel, site, grid, block, microseconds.
+ *
+ * Contents
+ *   1. keywords and built-in variables     2. fp16 / bf16        3. faults and allocations
+ *   4. fibers                               5. the block scheduler, barriers, warp collectives
+ *   6. launches                             7. atomics and math   8. runtime API: memory, streams, device
+ *   9. cuBLAS                               10. NCCL
+ */
+#ifndef GOLF_CUDA_CPU_H
+#define GOLF_CUDA_CPU_H
+#define GOLF_CPU 1
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/time.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <poll.h>
+#include <map>
+#include <string>
+#include <mutex>
+#include <tuple>
+#include <vector>
+#include <utility>
+#include <type_traits>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#ifdef GOLF_EMU_CBLAS
+#include <cblas.h>
+#endif
+#if !defined(__x86_64__)
+#include <ucontext.h>
+#endif
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/common_interface_defs.h>
+#endif
+
+// ----------------------------------------------------------------------------------------------------
+// 1. keywords and built-in variables
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __noinline__
+#define __launch_bounds__(...)
+#define __shared__ static thread_local
+#define __constant__ static
+
+struct uint3 { unsigned x, y, z; };
+struct dim3 {
+    unsigned x, y, z;
+    constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+    constexpr dim3(uint3 u) : x(u.x), y(u.y), z(u.z) {}
+};
+inline thread_local uint3 threadIdx, blockIdx;   // the running fiber's (set at every switch), the running block's
+inline thread_local dim3 blockDim, gridDim;
+static const int warpSize = 32;
+
+// ----------------------------------------------------------------------------------------------------
+// 2. fp16 / bf16: storage types and round-to-nearest-even conversions
+
+struct __half { uint16_t x; };
+struct __nv_bfloat16 { uint16_t x; };
+static inline uint32_t golf_f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float golf_u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+// float -> binary16, nearest even (subnormals, overflow to inf, NaN kept quiet)
+static inline __half __float2half_rn(float f) {
+    uint32_t u = golf_f2u(f), sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
+    __half h;
+    if (a >= 0x7f800000u) { h.x = (uint16_t)(sign | (a > 0x7f800000u ? 0x7e00u : 0x7c00u)); return h; }
+    if (a >= 0x477ff000u) { h.x = (uint16_t)(sign | 0x7c00u); return h; }   // rounds to >= 65520: inf
+    if (a < 0x38800000u) {   // below 2^-14: a subnormal half, value = m * 2^-24
+        float r = nearbyintf(golf_u2f(a) * 16777216.0f);   // exact scaling; nearbyint rounds to nearest even
+        h.x = (uint16_t)(sign | (uint32_t)r);
+        return h;
+    }
+    uint32_t e = (a >> 23) - 112, m = a & 0x7fffffu, out = (e << 10) | (m >> 13), rest = m & 0x1fffu;
+    if (rest > 0x1000u || (rest == 0x1000u && (out & 1u))) out++;
+    h.x = (uint16_t)(sign | out);
+    return h;
+}
+static inline float __half2float(__half h) {
+    uint32_t sign = (uint32_t)(h.x & 0x8000u) << 16, e = (h.x >> 10) & 0x1fu, m = h.x & 0x3ffu;
+    if (e == 0) return golf_u2f(sign) + (sign ? -1.f : 1.f) * (float)m * 5.9604644775390625e-8f;   // m * 2^-24
+    if (e == 31) return golf_u2f(sign | 0x7f800000u | (m << 13));
+    return golf_u2f(sign | ((e + 112) << 23) | (m << 13));
+}
+static inline __half __float2half(float f) { return __float2half_rn(f); }
+// float -> bfloat16, nearest even (NaN kept quiet)
+static inline __nv_bfloat16 __float2bfloat16_rn(float f) {
+    uint32_t u = golf_f2u(f);
+    __nv_bfloat16 b;
+    if ((u & 0x7fffffffu) > 0x7f800000u) { b.x = (uint16_t)((u >> 16) | 0x40u); return b; }
+    u += 0x7fffu + ((u >> 16) & 1u);
+    b.x = (uint16_t)(u >> 16);
+    return b;
+}
+static inline __nv_bfloat16 __float2bfloat16(float f) { return __float2bfloat16_rn(f); }
+static inline float __bfloat162float(__nv_bfloat16 b) { return golf_u2f((uint32_t)b.x << 16); }
+
+// ----------------------------------------------------------------------------------------------------
+// 3. faults and allocations
+
+typedef enum { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2, cudaErrorInvalidConfiguration = 9,
+               cudaErrorInvalidDevice = 101 } cudaError_t;
+typedef cudaError_t cudaError;
+
+namespace golf_emu {
+
+struct Launch;   // the running launch (section 6)
+inline thread_local const Launch *cur_launch = nullptr;
+void fault(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+inline thread_local char last_error[512];   // what cudaGetErrorString says of the last failed call
+
+struct Heap {
+    std::mutex mu;
+    std::map<uintptr_t, size_t> blocks;   // base -> bytes of every live device allocation
+    size_t in_use = 0, peak = 0;
+};
+Heap &heap();
+// find: the allocation holding [p, p + n), or 0 (then *why says what is wrong)
+int device_range(const void *p, size_t n, char *why, size_t whylen);
+int overlaps_device(const void *p, size_t n);
+
+}  // namespace golf_emu
+
+// ----------------------------------------------------------------------------------------------------
+// 4. fibers: a stack and a saved stack pointer each; golf_emu_switch saves the callee-saved registers on the
+//    current stack, stores its stack pointer in *from and continues on `to` (x86-64 System V); other targets use
+//    ucontext.
+
+namespace golf_emu {
+
+struct Fiber {
+    char *stack = nullptr;   // lowest usable byte (a guard page lies below)
+    size_t size = 0;
+#if defined(__x86_64__)
+    void *sp = nullptr;
+#else
+    ucontext_t uc;
+#endif
+    void *asan_fake = nullptr;
+};
+
+enum { T_UNSTARTED, T_RUNNING, T_READY, T_BARRIER, T_WARP, T_DONE };
+enum { C_SHFL, C_SHFL_XOR, C_SHFL_UP, C_SHFL_DOWN, C_BALLOT, C_ANY, C_ALL, C_SYNCWARP };
+
+struct LaneOp {              // one lane's pending warp collective
+    int op, arg, width, callers;
+    unsigned mask;
+    uint64_t value, result;
+};
+
+struct ThreadState {
+    int state;
+    Fiber *fiber;            // the fiber it runs on (after it started)
+    LaneOp lane;
+};
+
+struct Block {               // the scheduler of the block an OS thread is running
+    int nthreads = 0, ndone = 0, nbarrier = 0, cursor = 0;
+    std::vector<ThreadState> th;
+    std::vector<int> order;  // start and resume order
+    std::vector<int> warp_order, warp_pos;   // per warp: its threads in that order (32 slots), the next slot to look at
+    std::vector<int> warp_fill;              // make_order's scratch
+    std::vector<unsigned> warp_arrived;   // per warp: lanes waiting in a collective
+    std::vector<unsigned> warp_exited;    // per warp: lanes that have exited
+    std::vector<unsigned> warp_ready;     // per warp: lanes released from a wait, not yet resumed
+    std::vector<Fiber *> pool, free_fibers;
+    Fiber sched;             // the OS thread's own context
+    int cur = -1;            // linear index of the running thread
+    Fiber *cur_fiber = nullptr;
+    uint64_t rng = 0;
+    void *sched_stack_bottom = nullptr;
+    size_t sched_stack_size = 0;
+};
+inline thread_local Block *blk = nullptr;
+
+}  // namespace golf_emu
+
+// ----------------------------------------------------------------------------------------------------
+// 5. barriers and warp collectives (implemented in section 5 of the implementation part)
+
+void __syncthreads(void);
+namespace golf_emu { uint64_t collective(int op, unsigned mask, uint64_t value, int arg, int width); }
+
+template <class T> static inline uint64_t golf_bits(T v) { static_assert(sizeof(T) <= 8, "8 bytes at most"); uint64_t u = 0; memcpy(&u, &v, sizeof(T)); return u; }
+template <class T> static inline T golf_unbits(uint64_t u) { T v; memcpy(&v, &u, sizeof(T)); return v; }
+template <class T> static inline T __shfl_sync(unsigned mask, T v, int src, int width = 32) { return golf_unbits<T>(golf_emu::collective(golf_emu::C_SHFL, mask, golf_bits(v), src, width)); }
+template <class T> static inline T __shfl_xor_sync(unsigned mask, T v, int lm, int width = 32) { return golf_unbits<T>(golf_emu::collective(golf_emu::C_SHFL_XOR, mask, golf_bits(v), lm, width)); }
+template <class T> static inline T __shfl_up_sync(unsigned mask, T v, unsigned d, int width = 32) { return golf_unbits<T>(golf_emu::collective(golf_emu::C_SHFL_UP, mask, golf_bits(v), (int)d, width)); }
+template <class T> static inline T __shfl_down_sync(unsigned mask, T v, unsigned d, int width = 32) { return golf_unbits<T>(golf_emu::collective(golf_emu::C_SHFL_DOWN, mask, golf_bits(v), (int)d, width)); }
+static inline unsigned __ballot_sync(unsigned mask, int p) { return (unsigned)golf_emu::collective(golf_emu::C_BALLOT, mask, p != 0, 0, 32); }
+static inline int __any_sync(unsigned mask, int p) { return (int)golf_emu::collective(golf_emu::C_ANY, mask, p != 0, 0, 32); }
+static inline int __all_sync(unsigned mask, int p) { return (int)golf_emu::collective(golf_emu::C_ALL, mask, p != 0, 0, 32); }
+static inline void __syncwarp(unsigned mask = 0xffffffffu) { golf_emu::collective(golf_emu::C_SYNCWARP, mask, 0, 0, 32); }
+unsigned __activemask(void);
+
+// ----------------------------------------------------------------------------------------------------
+// 6. launches: KERNEL_LAUNCH(kernel, grid, block, smem, args...) converts the arguments to the kernel's
+//    parameter types once (as a CUDA launch copies them), then runs every block.
+
+namespace golf_emu {
+struct Launch {
+    const char *name, *file;
+    int line;
+    dim3 grid, block;
+    size_t smem;
+    const void *func;
+    void (*thread_main)(const void *);   // runs the kernel once, for the current fiber
+    const void *args;
+};
+void run(Launch &L);
+template <class... P> struct Bound {
+    void (*k)(P...);
+    std::tuple<typename std::decay<P>::type...> a;
+    static void call(const void *self) { const Bound *b = (const Bound *)self; std::apply(b->k, b->a); }
+};
+template <class... P, class... A>
+void launch(const char *name, const char *file, int line, dim3 grid, dim3 block, size_t smem, void (*k)(P...), A &&...a) {
+    static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong number of arguments");
+    Bound<P...> b{k, std::tuple<typename std::decay<P>::type...>(std::forward<A>(a)...)};
+    Launch L{name, file, line, grid, block, smem, (const void *)k, &Bound<P...>::call, &b};
+    run(L);
+}
+}  // namespace golf_emu
+#define KERNEL_LAUNCH(kernel, grid, block, smem, ...) golf_emu::launch(#kernel, __FILE__, __LINE__, (grid), (block), (smem), kernel, __VA_ARGS__)
+
+// ----------------------------------------------------------------------------------------------------
+// 7. atomics (real ones: blocks run on several OS threads) and device math
+
+template <class T> static inline T golf_atomic_float_add(T *p, T v) {
+    typedef typename std::conditional<sizeof(T) == 4, uint32_t, uint64_t>::type U;
+    U old = __atomic_load_n((U *)p, __ATOMIC_RELAXED), nw;
+    do { T f; memcpy(&f, &old, sizeof(T)); f += v; memcpy(&nw, &f, sizeof(T)); }
+    while (!__atomic_compare_exchange_n((U *)p, &old, nw, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    T r; memcpy(&r, &old, sizeof(T)); return r;
+}
+static inline float atomicAdd(float *p, float v) { return golf_atomic_float_add(p, v); }
+static inline double atomicAdd(double *p, double v) { return golf_atomic_float_add(p, v); }
+static inline int atomicAdd(int *p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+static inline unsigned atomicAdd(unsigned *p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+static inline unsigned long long atomicAdd(unsigned long long *p, unsigned long long v) { return __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+static inline int atomicMax(int *p, int v) { int o = __atomic_load_n(p, __ATOMIC_RELAXED); while (o < v && !__atomic_compare_exchange_n(p, &o, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {} return o; }
+static inline int atomicMin(int *p, int v) { int o = __atomic_load_n(p, __ATOMIC_RELAXED); while (o > v && !__atomic_compare_exchange_n(p, &o, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {} return o; }
+static inline int atomicExch(int *p, int v) { return __atomic_exchange_n(p, v, __ATOMIC_RELAXED); }
+static inline int atomicCAS(int *p, int cmp, int v) { __atomic_compare_exchange_n(p, &cmp, v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED); return cmp; }
+static inline void __threadfence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+static inline float __fdividef(float a, float b) { return a / b; }
+static inline float __saturatef(float x) { return x < 0.f ? 0.f : x > 1.f ? 1.f : x; }
+template <class T> static inline T __ldg(const T *p) { return *p; }
+
+// ----------------------------------------------------------------------------------------------------
+// 8. runtime API
+
+enum cudaMemcpyKind { cudaMemcpyHostToHost = 0, cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3, cudaMemcpyDefault = 4 };
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+typedef struct golf_stream *cudaStream_t;
+typedef struct golf_event { double ms; } *cudaEvent_t;
+struct cudaDeviceProp {
+    char name[256];
+    size_t totalGlobalMem, sharedMemPerBlock, sharedMemPerBlockOptin, sharedMemPerMultiprocessor;
+    int regsPerBlock, warpSize, maxThreadsPerBlock, maxThreadsDim[3], maxGridSize[3], multiProcessorCount, major, minor;
+    int maxThreadsPerMultiProcessor, clockRate, memoryClockRate, memoryBusWidth, l2CacheSize;
+};
+const char *cudaGetErrorString(cudaError_t e);
+const char *cudaGetErrorName(cudaError_t e);
+cudaError_t cudaGetLastError(void);
+cudaError_t cudaPeekAtLastError(void);
+cudaError_t cudaMalloc(void **p, size_t n);
+template <class T> static inline cudaError_t cudaMalloc(T **p, size_t n) { return cudaMalloc((void **)p, n); }
+cudaError_t cudaFree(void *p);
+cudaError_t cudaMallocHost(void **p, size_t n);
+template <class T> static inline cudaError_t cudaMallocHost(T **p, size_t n) { return cudaMallocHost((void **)p, n); }
+cudaError_t cudaFreeHost(void *p);
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind);
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t s = 0);
+cudaError_t cudaMemset(void *p, int v, size_t n);
+cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s = 0);
+cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b);
+cudaError_t cudaGetDeviceCount(int *n);
+cudaError_t cudaSetDevice(int d);
+cudaError_t cudaGetDevice(int *d);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d);
+cudaError_t cudaDeviceSynchronize(void);
+cudaError_t cudaDeviceReset(void);
+cudaError_t cudaStreamCreate(cudaStream_t *s);
+cudaError_t cudaStreamDestroy(cudaStream_t s);
+cudaError_t cudaStreamSynchronize(cudaStream_t s);
+cudaError_t cudaEventCreate(cudaEvent_t *e);
+cudaError_t cudaEventDestroy(cudaEvent_t e);
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = 0);
+cudaError_t cudaEventSynchronize(cudaEvent_t e);
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b);
+cudaError_t cudaFuncSetAttribute(const void *f, cudaFuncAttribute a, int v);
+template <class... P> static inline cudaError_t cudaFuncSetAttribute(void (*f)(P...), cudaFuncAttribute a, int v) { return cudaFuncSetAttribute((const void *)f, a, v); }
+
+// ----------------------------------------------------------------------------------------------------
+// 9. cuBLAS
+
+typedef enum { CUBLAS_STATUS_SUCCESS = 0, CUBLAS_STATUS_NOT_INITIALIZED = 1, CUBLAS_STATUS_ALLOC_FAILED = 3, CUBLAS_STATUS_INVALID_VALUE = 7,
+               CUBLAS_STATUS_EXECUTION_FAILED = 13 } cublasStatus_t;
+typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1, CUBLAS_OP_C = 2 } cublasOperation_t;
+typedef enum { CUBLAS_DEFAULT_MATH = 0, CUBLAS_TENSOR_OP_MATH = 1, CUBLAS_PEDANTIC_MATH = 2, CUBLAS_TF32_TENSOR_OP_MATH = 3 } cublasMath_t;
+typedef struct golf_cublas { cublasMath_t math; } *cublasHandle_t;
+cublasStatus_t cublasCreate(cublasHandle_t *h);
+cublasStatus_t cublasDestroy(cublasHandle_t h);
+cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m);
+cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s);
+// cublasSgemm and cublasSgemmStridedBatched: macros over golf_cublasSgemm* (section 9 below), which add the call site
+
+// ----------------------------------------------------------------------------------------------------
+// 10. NCCL
+
+#define NCCL_UNIQUE_ID_BYTES 128
+typedef struct { char internal[NCCL_UNIQUE_ID_BYTES]; } ncclUniqueId;
+typedef enum { ncclSuccess = 0, ncclUnhandledCudaError = 1, ncclSystemError = 2, ncclInternalError = 3, ncclInvalidArgument = 4,
+               ncclInvalidUsage = 5, ncclRemoteError = 6 } ncclResult_t;
+typedef enum { ncclInt8 = 0, ncclChar = 0, ncclUint8 = 1, ncclInt32 = 2, ncclInt = 2, ncclUint32 = 3, ncclInt64 = 4, ncclUint64 = 5,
+               ncclFloat16 = 6, ncclHalf = 6, ncclFloat32 = 7, ncclFloat = 7, ncclFloat64 = 8, ncclDouble = 8, ncclBfloat16 = 9 } ncclDataType_t;
+typedef enum { ncclSum = 0, ncclProd = 1, ncclMax = 2, ncclMin = 3, ncclAvg = 4 } ncclRedOp_t;
+typedef struct golf_nccl *ncclComm_t;
+const char *ncclGetErrorString(ncclResult_t r);
+ncclResult_t ncclGetUniqueId(ncclUniqueId *id);
+ncclResult_t ncclCommInitRank(ncclComm_t *c, int nranks, ncclUniqueId id, int rank);
+ncclResult_t ncclCommDestroy(ncclComm_t c);
+ncclResult_t ncclCommCount(ncclComm_t c, int *n);
+ncclResult_t ncclCommUserRank(ncclComm_t c, int *r);
+ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataType_t t, ncclRedOp_t op, ncclComm_t c, cudaStream_t s);
+ncclResult_t ncclBroadcast(const void *send, void *recv, size_t count, ncclDataType_t t, int root, ncclComm_t c, cudaStream_t s);
+ncclResult_t ncclAllGather(const void *send, void *recv, size_t count, ncclDataType_t t, ncclComm_t c, cudaStream_t s);
+ncclResult_t ncclGroupStart(void);
+ncclResult_t ncclGroupEnd(void);
+
+// ====================================================================================================
+// The implementation. This header is meant for one translation unit (train_golf.cu, or a test that includes it):
+// the fiber switch is a global assembler symbol.
+
+namespace golf_emu {
+
+// --- 3. faults and allocations ------------------------------------------------------------------------
+
+inline const char *env_or(const char *name, const char *d) { const char *v = getenv(name); return v && *v ? v : d; }
+
+[[noreturn]] inline void fault(const char *fmt, ...) {
+    fflush(stdout);
+    fprintf(stderr, "golf_emu: fault");
+    const Launch *L = cur_launch;
+    if (L) fprintf(stderr, " in kernel %s launched at %s:%d", L->name, L->file, L->line);
+    if (L && blk && blk->cur >= 0)
+        fprintf(stderr, " (block (%u,%u,%u), thread (%u,%u,%u))", blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x, threadIdx.y, threadIdx.z);
+    fprintf(stderr, ": ");
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n");
+    fflush(stderr);
+    _exit(1);
+}
+
+inline Heap &heap() { static Heap h; return h; }
+
+inline int device_range(const void *p, size_t n, char *why, size_t whylen) {
+    Heap &h = heap();
+    std::lock_guard<std::mutex> g(h.mu);
+    uintptr_t a = (uintptr_t)p;
+    auto it = h.blocks.upper_bound(a);
+    if (it != h.blocks.begin()) {
+        --it;
+        if (a >= it->first && a - it->first <= it->second && n <= it->second - (a - it->first)) return 1;
+        if (a >= it->first && a < it->first + it->second) {
+            snprintf(why, whylen, "%p + %zu bytes runs past the end of the device allocation %p of %zu bytes by %zu bytes", p, n,
+                     (void *)it->first, it->second, (size_t)(a - it->first) + n - it->second);
+            return 0;
+        }
+    }
+    snprintf(why, whylen, "%p (%zu bytes) is not inside any device allocation (cudaMalloc)", p, n);
+    return 0;
+}
+
+inline int overlaps_device(const void *p, size_t n) {
+    Heap &h = heap();
+    std::lock_guard<std::mutex> g(h.mu);
+    uintptr_t a = (uintptr_t)p;
+    auto it = h.blocks.upper_bound(a + (n ? n - 1 : 0));
+    if (it == h.blocks.begin()) return 0;
+    --it;
+    return it->first + it->second > a;
+}
+
+// --- 4. fibers ----------------------------------------------------------------------------------------
+
+#if defined(__x86_64__)
+extern "C" void golf_emu_switch(void **from_sp, void *to_sp);
+asm(".text\n"
+    ".globl golf_emu_switch\n"
+    ".type golf_emu_switch,@function\n"
+    "golf_emu_switch:\n"
+    "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+    "  movq %rsp, (%rdi)\n  movq %rsi, %rsp\n"
+    "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
+    "  ret\n"
+    ".size golf_emu_switch,.-golf_emu_switch\n");
+#endif
+
+void fiber_main(void);
+
+// switch_to: suspend `from` (the caller's context) and continue `to`
+inline void switch_to(Fiber *from, Fiber *to) {
+#ifdef __SANITIZE_ADDRESS__
+    __sanitizer_start_switch_fiber(&from->asan_fake, to->stack ? to->stack : (char *)blk->sched_stack_bottom,
+                                   to->stack ? to->size : blk->sched_stack_size);
+#endif
+#if defined(__x86_64__)
+    golf_emu_switch(&from->sp, to->sp);
+#else
+    swapcontext(&from->uc, &to->uc);
+#endif
+#ifdef __SANITIZE_ADDRESS__
+    __sanitizer_finish_switch_fiber(from->asan_fake, nullptr, nullptr);
+#endif
+}
+
+// new_fiber: a stack of GOLF_EMU_STACK_KB KiB (default 64; 512 under ASan) above a guard page, starting in fiber_main
+inline Fiber *new_fiber(void) {
+#ifdef __SANITIZE_ADDRESS__
+    static const size_t dflt_kb = 512;
+#else
+    static const size_t dflt_kb = 64;
+#endif
+    static const size_t kb = (size_t)atol(env_or("GOLF_EMU_STACK_KB", "0")) > 0 ? (size_t)atol(env_or("GOLF_EMU_STACK_KB", "0")) : dflt_kb;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), size = (kb * 1024 + page - 1) / page * page;
+    char *m = (char *)mmap(nullptr, size + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) fault("cannot map a fiber stack of %zu KiB: %s", kb, strerror(errno));
+    mprotect(m, page, PROT_NONE);   // overflowing the stack hits this page (SIGSEGV) instead of another fiber's stack
+    Fiber *f = new Fiber;
+    f->stack = m + page;
+    f->size = size;
+#if defined(__x86_64__)
+    // stacks start at different offsets within a page (a multiple of 64 bytes): tops 4 KiB apart would all fall
+    // into the same L1 cache set
+    static thread_local unsigned color = 0;
+    size_t shift = (size_t)(color++ * 7 % 64) * 64;
+    void **top = (void **)(f->stack + size - shift);   // 16-byte aligned
+    *--top = nullptr;                          // fiber_main's return address (it never returns)
+    *--top = (void *)&fiber_main;              // where golf_emu_switch's ret goes
+    for (int i = 0; i < 6; i++) *--top = nullptr;   // rbp rbx r12 r13 r14 r15
+    f->sp = top;
+#else
+    getcontext(&f->uc);
+    f->uc.uc_stack.ss_sp = f->stack;
+    f->uc.uc_stack.ss_size = size;
+    f->uc.uc_link = nullptr;
+    makecontext(&f->uc, (void (*)(void))fiber_main, 0);
+#endif
+    return f;
+}
+
+// --- 5. the block scheduler, barriers, warp collectives -----------------------------------------------
+
+inline const char *op_name(int op) {
+    static const char *n[] = {"__shfl_sync", "__shfl_xor_sync", "__shfl_up_sync", "__shfl_down_sync", "__ballot_sync", "__any_sync",
+                              "__all_sync", "__syncwarp"};
+    return n[op];
+}
+
+inline void set_thread_index(int t) {
+    blk->cur = t;
+    if (blockDim.y == 1 && blockDim.z == 1) { threadIdx.x = (unsigned)t; threadIdx.y = threadIdx.z = 0; return; }
+    threadIdx.x = (unsigned)t % blockDim.x;
+    threadIdx.y = (unsigned)t / blockDim.x % blockDim.y;
+    threadIdx.z = (unsigned)t / (blockDim.x * blockDim.y);
+}
+
+// a thread that exits while lanes of its warp wait for it in a collective
+inline void check_exit(Block *b, int t) {
+    int w = t / 32;
+    if (!b->warp_arrived[w]) return;
+    for (int k = 0; k < 32 && 32 * w + k < b->nthreads; k++) {
+        const ThreadState &o = b->th[32 * w + k];
+        if (o.state == T_WARP && (o.lane.mask >> (t % 32) & 1u))
+            fault("lane %d exited while lane %d waits for it in %s (mask 0x%08x)", t % 32, k, op_name(o.lane.op), o.lane.mask);
+    }
+}
+
+// fiber_main: start the block's threads in order, one after another on this stack, until one waits (then the
+// scheduler starts the next ones on another fiber) or none is left (then this fiber goes back to the pool)
+inline void fiber_main(void) {
+#ifdef __SANITIZE_ADDRESS__
+    __sanitizer_finish_switch_fiber(nullptr, (const void **)&blk->sched_stack_bottom, &blk->sched_stack_size);
+#endif
+    for (;;) {
+        Block *b = blk;
+        Fiber *self = b->cur_fiber;
+        while (b->cursor < b->nthreads) {
+            int t = b->order[b->cursor++];
+            b->th[t].state = T_RUNNING;
+            b->th[t].fiber = self;
+            set_thread_index(t);
+            cur_launch->thread_main(cur_launch->args);
+            b = blk;
+            b->th[t].state = T_DONE;
+            b->ndone++;
+            b->warp_exited[t / 32] |= 1u << (t % 32);
+            check_exit(b, t);
+        }
+        b->cur = -1;
+        b->free_fibers.push_back(self);
+        switch_to(self, &b->sched);
+    }
+}
+
+// next_fiber: where a thread that waits goes: a fiber that starts the next unstarted thread, else a ready lane of
+// the same warp (in the block's order), else the scheduler. A waiting lane hands over directly, so a warp
+// collective costs one switch per lane.
+inline Fiber *next_fiber(Block *b, int w) {
+    if (b->cursor < b->nthreads) {
+        if (b->free_fibers.empty()) { b->pool.push_back(new_fiber()); b->free_fibers.push_back(b->pool.back()); }
+        b->cur_fiber = b->free_fibers.back();
+        b->free_fibers.pop_back();
+        return b->cur_fiber;
+    }
+    if (w >= 0) {
+        unsigned ready = b->warp_ready[w];
+        if (ready) {
+            int n = b->nthreads, start = b->warp_pos[w];
+            for (int i = 0; i < 32; i++) {   // the warp's lanes in the block's order, from where the last pick was
+                int p = (start + i) % 32, t = b->warp_order[(size_t)32 * w + p];
+                if (t < n && (ready >> (t % 32) & 1u)) {
+                    b->warp_pos[w] = (p + 1) % 32;
+                    b->warp_ready[w] &= ~(1u << (t % 32));
+                    b->th[t].state = T_RUNNING;
+                    return b->th[t].fiber;
+                }
+            }
+        }
+    }
+    return &b->sched;
+}
+
+// suspend the running thread (its state already set) until it is resumed
+inline void suspend(int w) {
+    Block *b = blk;
+    int t = b->cur;
+    switch_to(b->th[t].fiber, next_fiber(b, w));
+    set_thread_index(t);   // blk is this OS thread's, unchanged
+    b->th[t].state = T_RUNNING;
+}
+
+inline uint64_t next_rand(uint64_t *s) { uint64_t z = (*s += 0x9E3779B97F4A7C15ull); z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull; z = (z ^ (z >> 27)) * 0x94D049BB133111EBull; return z ^ (z >> 31); }
+
+struct Order { int mode; uint64_t seed; };   // mode 0 forward, 1 reverse, 2 random
+inline Order order_setting(void) {
+    static Order o = [] {
+        Order r{0, 0};
+        const char *v = env_or("GOLF_EMU_ORDER", "forward");
+        if (strcmp(v, "forward") == 0) r.mode = 0;
+        else if (strcmp(v, "reverse") == 0) r.mode = 1;
+        else if (strncmp(v, "random:", 7) == 0 && v[7]) { char *e; r.mode = 2; r.seed = strtoull(v + 7, &e, 10); if (*e) r.mode = -1; }
+        else r.mode = -1;
+        if (r.mode < 0) { fprintf(stderr, "golf_emu: GOLF_EMU_ORDER='%s': expected forward, reverse or random:SEED\n", v); exit(2); }
+        return r;
+    }();
+    return o;
+}
+
+inline void make_order(Block *b) {
+    Order o = order_setting();
+    int n = b->nthreads;
+    for (int i = 0; i < n; i++) b->order[i] = o.mode == 1 ? n - 1 - i : i;
+    if (o.mode == 2)
+        for (int i = n - 1; i > 0; i--) { int j = (int)(next_rand(&b->rng) % (uint64_t)(i + 1)); std::swap(b->order[i], b->order[j]); }
+    int nw = (n + 31) / 32;
+    std::vector<int> &fill = b->warp_fill;
+    fill.assign((size_t)nw, 0);
+    for (int w = 0; w < nw; w++) b->warp_pos[w] = 0;
+    for (int i = 0; i < (int)b->warp_order.size(); i++) b->warp_order[i] = n;   // n: an empty slot (a partial last warp)
+    for (int i = 0; i < n; i++) { int t = b->order[i], w = t / 32; b->warp_order[(size_t)32 * w + fill[w]++] = t; }
+}
+
+[[noreturn]] inline void stuck(Block *b) {
+    int at_barrier = -1, exited = -1;
+    for (int i = 0; i < b->nthreads; i++) {
+        if (b->th[i].state == T_BARRIER && at_barrier < 0) at_barrier = i;
+        if (b->th[i].state == T_DONE && exited < 0) exited = i;
+    }
+    for (int i = 0; i < b->nthreads; i++)
+        if (b->th[i].state == T_WARP) {
+            const LaneOp &o = b->th[i].lane;
+            int w = i / 32, missing = -1;
+            for (int k = 0; k < 32; k++)
+                if ((o.mask >> k & 1u) && !(b->warp_arrived[w] >> k & 1u)) { missing = k; break; }
+            set_thread_index(i);
+            fault("no progress: lane %d waits in %s (mask 0x%08x) for lane %d, which is %s", i % 32, op_name(o.op), o.mask, missing,
+                  missing >= 0 && b->th[32 * w + missing].state == T_BARRIER ? "at __syncthreads" : "waiting elsewhere");
+        }
+    if (at_barrier >= 0 && exited >= 0) {
+        set_thread_index(at_barrier);
+        fault("__syncthreads reached by %d of the block's %d threads: the other %d exited first (e.g. thread %d)", b->nbarrier, b->nthreads,
+              b->ndone, exited);
+    }
+    fault("internal: a block with no runnable thread (%d done, %d at a barrier)", b->ndone, b->nbarrier);
+}
+
+// run_block: every thread of the current block (blockIdx, blockDim set) to its end
+inline void run_block(Block *b) {
+    int n = (int)(blockDim.x * blockDim.y * blockDim.z);
+    if ((int)b->th.size() < n) { b->th.resize(n); b->order.resize(n); b->warp_arrived.resize((n + 31) / 32); b->warp_exited.resize((n + 31) / 32); b->warp_order.resize((size_t)32 * ((n + 31) / 32)); b->warp_pos.resize((n + 31) / 32); b->warp_ready.resize((n + 31) / 32); }
+    b->nthreads = n;
+    b->ndone = b->nbarrier = b->cursor = 0;
+    for (int i = 0; i < n; i++) b->th[i].state = T_UNSTARTED;
+    for (int w = 0; w < (n + 31) / 32; w++) b->warp_arrived[w] = b->warp_exited[w] = b->warp_ready[w] = 0;
+    make_order(b);
+    while (b->ndone < n) {
+        if (b->cursor < n) {   // threads left to start: on a free fiber
+            if (b->free_fibers.empty()) { b->pool.push_back(new_fiber()); b->free_fibers.push_back(b->pool.back()); }
+            b->cur_fiber = b->free_fibers.back();
+            b->free_fibers.pop_back();
+            switch_to(&b->sched, b->cur_fiber);
+            continue;
+        }
+        int resumed = 0;
+        for (int i = 0; i < n; i++) {
+            int t = b->order[i];
+            if (b->th[t].state != T_READY) continue;
+            b->th[t].state = T_RUNNING;
+            b->warp_ready[t / 32] &= ~(1u << (t % 32));
+            resumed = 1;
+            switch_to(&b->sched, b->th[t].fiber);
+        }
+        if (resumed || b->ndone == n) continue;
+        if (b->nbarrier > 0 && b->nbarrier == n && b->ndone == 0) {   // everyone at the barrier: release it
+            for (int i = 0; i < n; i++) { b->th[i].state = T_READY; b->warp_ready[i / 32] |= 1u << (i % 32); }
+            b->nbarrier = 0;
+            if (order_setting().mode == 2) make_order(b);
+            continue;
+        }
+        stuck(b);
+    }
+    b->cur = -1;
+}
+
+}  // namespace golf_emu
+
+inline void __syncthreads(void) {
+    golf_emu::Block *b = golf_emu::blk;
+    if (!b || b->cur < 0) golf_emu::fault("__syncthreads outside a kernel");
+    b->th[b->cur].state = golf_emu::T_BARRIER;
+    b->nbarrier++;
+    golf_emu::suspend(-1);
+}
+
+inline unsigned __activemask(void) {
+    golf_emu::Block *b = golf_emu::blk;
+    if (!b || b->cur < 0) golf_emu::fault("__activemask outside a kernel");
+    int w = b->cur / 32;
+    unsigned m = 0;
+    for (int k = 0; k < 32 && 32 * w + k < b->nthreads; k++)
+        if (b->th[32 * w + k].state != golf_emu::T_DONE) m |= 1u << k;
+    return m;
+}
+
+namespace golf_emu {
+
+// collective: the calling lane's part of a warp collective; returns its result once every lane of mask is there
+inline uint64_t collective(int op, unsigned mask, uint64_t value, int arg, int width) {
+    Block *b = blk;
+    if (!b || b->cur < 0) fault("%s outside a kernel", op_name(op));
+    int t = b->cur, w = t / 32, l = t % 32, present = b->nthreads - 32 * w < 32 ? b->nthreads - 32 * w : 32;
+    unsigned exist = present == 32 ? 0xffffffffu : (1u << present) - 1;
+    if (!(mask >> l & 1u)) fault("%s with mask 0x%08x, which leaves out the calling lane %d", op_name(op), mask, l);
+    if (mask & ~exist) fault("%s with mask 0x%08x names lane %d, which is not in the block (%d threads: this warp has %d lanes)", op_name(op), mask,
+                             __builtin_ctz(mask & ~exist), b->nthreads, present);
+    if (width < 1 || width > 32 || (width & (width - 1))) fault("%s with width %d: not a power of two in 1..32", op_name(op), width);
+    if (mask & b->warp_exited[w]) fault("%s with mask 0x%08x names lane %d, which has exited", op_name(op), mask, __builtin_ctz(mask & b->warp_exited[w]));
+    ThreadState &me = b->th[t];
+    me.lane.op = op; me.lane.mask = mask; me.lane.value = value; me.lane.arg = arg; me.lane.width = width;
+    b->warp_arrived[w] |= 1u << l;
+    if ((b->warp_arrived[w] & mask) != mask) {   // wait for the others
+        me.state = T_WARP;
+        suspend(w);
+        return me.lane.result;
+    }
+    // the last lane to arrive: check that all agree, then give every lane its result
+    ThreadState *lane = &b->th[32 * w];
+    for (unsigned m = mask; m; m &= m - 1) {
+        const LaneOp &o = lane[__builtin_ctz(m)].lane;
+        if (o.op != op || o.mask != mask)
+            fault("lanes %d and %d meet in different collectives: %s (mask 0x%08x) and %s (mask 0x%08x)", l, __builtin_ctz(m), op_name(op), mask,
+                  op_name(o.op), o.mask);
+    }
+    uint64_t vote = 0;
+    for (unsigned m = mask; m; m &= m - 1) vote |= (uint64_t)(lane[__builtin_ctz(m)].lane.value != 0) << __builtin_ctz(m);
+    for (unsigned m = mask; m; m &= m - 1) {
+        int k = __builtin_ctz(m);
+        LaneOp &o = lane[k].lane;
+        int wd = o.width, base = k & ~(wd - 1), src = k;
+        switch (op) {
+        case C_SHFL: src = base + (o.arg & (wd - 1)); break;
+        case C_SHFL_XOR: src = k ^ o.arg; if (src > base + wd - 1) src = k; break;
+        case C_SHFL_UP: src = k - o.arg; if (src < base) src = k; break;
+        case C_SHFL_DOWN: src = k + o.arg; if (src > base + wd - 1) src = k; break;
+        default: break;
+        }
+        if (op <= C_SHFL_DOWN) {
+            if (src < 0 || src > 31 || !(mask >> src & 1u))
+                fault("lane %d's %s reads lane %d, which is not in the mask 0x%08x", k, op_name(op), src, mask);
+            o.result = lane[src].lane.value;
+        } else if (op == C_BALLOT) o.result = vote;
+        else if (op == C_ANY) o.result = vote != 0;
+        else if (op == C_ALL) o.result = vote == mask;
+        else o.result = 0;
+        if (k != l) lane[k].state = T_READY;
+    }
+    b->warp_ready[w] |= mask & ~(1u << l);
+    b->warp_arrived[w] &= ~mask;
+    return me.lane.result;
+}
+
+// --- 6. launches --------------------------------------------------------------------------------------
+
+inline std::map<const void *, int> &optin_smem() { static std::map<const void *, int> m; return m; }
+inline int emu_threads(void) {
+    static int n = [] {
+        long v = atol(env_or("GOLF_EMU_THREADS", "0"));
+#ifdef _OPENMP
+        if (v <= 0) v = omp_get_max_threads();
+#endif
+        return v > 0 ? (int)v : 1;
+    }();
+    return n;
+}
+inline double now_us(void) { struct timeval tv; gettimeofday(&tv, nullptr); return tv.tv_sec * 1e6 + tv.tv_usec; }
+
+inline void run(Launch &L) {
+    const unsigned long long nthreads = (unsigned long long)L.block.x * L.block.y * L.block.z;
+    const char *bad = nullptr;
+    char why[256];
+    if (!L.grid.x || !L.grid.y || !L.grid.z || !L.block.x || !L.block.y || !L.block.z) bad = "a zero grid or block dimension";
+    else if (nthreads > 1024) bad = "more than 1024 threads per block";
+    else if (L.block.x > 1024 || L.block.y > 1024 || L.block.z > 64) bad = "a block dimension over (1024, 1024, 64)";
+    else if (L.grid.x > 2147483647u || L.grid.y > 65535 || L.grid.z > 65535) bad = "a grid dimension over (2^31 - 1, 65535, 65535)";
+    if (bad) {
+        snprintf(why, sizeof(why), "grid (%u,%u,%u) x block (%u,%u,%u): %s", L.grid.x, L.grid.y, L.grid.z, L.block.x, L.block.y, L.block.z, bad);
+        cur_launch = &L;
+        fault("launch over the device limits: %s", why);
+    }
+    if (L.smem > 48 * 1024) {
+        auto it = optin_smem().find(L.func);
+        int allowed = it == optin_smem().end() ? 0 : it->second;
+        if (L.smem > (size_t)allowed) {
+            cur_launch = &L;
+            fault("launch over the device limits: %zu bytes of dynamic shared memory, over 48 KiB without the opt-in "
+                  "(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) allows %d)", L.smem, allowed);
+        }
+    }
+    double t0 = now_us();
+    long long nblocks = (long long)L.grid.x * L.grid.y * L.grid.z;
+    auto one = [&](long long i) {
+        if (!blk) blk = new Block;
+        cur_launch = &L;
+        blockDim = L.block;
+        gridDim = L.grid;
+        blockIdx.x = (unsigned)(i % L.grid.x);
+        blockIdx.y = (unsigned)(i / L.grid.x % L.grid.y);
+        blockIdx.z = (unsigned)(i / ((long long)L.grid.x * L.grid.y));
+        blk->rng = (uint64_t)order_setting().seed * 0x9E3779B97F4A7C15ull + (uint64_t)i;
+        run_block(blk);
+        cur_launch = nullptr;
+    };
+    int nt = emu_threads();
+    if (nt > 1 && nblocks > 1) {
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt < nblocks ? nt : (int)nblocks)
+#endif
+        for (long long i = 0; i < nblocks; i++) one(i);
+    } else
+        for (long long i = 0; i < nblocks; i++) one(i);
+    static FILE *log = [] { const char *p = getenv("GOLF_EMU_LOG"); return p && *p ? fopen(p, "a") : (FILE *)nullptr; }();
+    if (log) fprintf(log, "%s %s:%d grid %u,%u,%u block %u,%u,%u smem %zu us %.1f\n", L.name, L.file, L.line, L.grid.x, L.grid.y, L.grid.z,
+                     L.block.x, L.block.y, L.block.z, L.smem, now_us() - t0);
+}
+
+inline cudaError_t fail(cudaError_t e, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof(last_error), fmt, ap);
+    va_end(ap);
+    return e;
+}
+
+}  // namespace golf_emu
+
+// --- 8. runtime API ----------------------------------------------------------------------------------
+
+inline const char *cudaGetErrorName(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    }
+    return "cudaErrorUnknown";
+}
+inline const char *cudaGetErrorString(cudaError_t e) {
+    if (e == cudaSuccess) return "no error";
+    if (golf_emu::last_error[0]) return golf_emu::last_error;
+    return cudaGetErrorName(e);
+}
+inline cudaError_t cudaGetLastError(void) { return cudaSuccess; }   // a bad launch is a fault (section 6), never a pending error
+inline cudaError_t cudaPeekAtLastError(void) { return cudaSuccess; }
+
+inline cudaError_t cudaMalloc(void **p, size_t n) {
+    if (!p) return golf_emu::fail(cudaErrorInvalidValue, "cudaMalloc: a NULL pointer to store the address");
+    golf_emu::Heap &h = golf_emu::heap();
+    size_t total = (size_t)80 << 30;
+    {
+        std::lock_guard<std::mutex> g(h.mu);
+        if (n > total - h.in_use) return golf_emu::fail(cudaErrorMemoryAllocation, "out of memory: %zu bytes asked, %zu of the device's 80 GiB in use", n, h.in_use);
+    }
+    void *q = malloc(n ? n : 1);
+    if (!q) return golf_emu::fail(cudaErrorMemoryAllocation, "out of memory: host malloc of %zu bytes failed", n);
+    std::lock_guard<std::mutex> g(h.mu);
+    h.blocks[(uintptr_t)q] = n;
+    h.in_use += n;
+    if (h.in_use > h.peak) h.peak = h.in_use;
+    *p = q;
+    return cudaSuccess;
+}
+inline cudaError_t cudaFree(void *p) {
+    if (!p) return cudaSuccess;
+    golf_emu::Heap &h = golf_emu::heap();
+    std::lock_guard<std::mutex> g(h.mu);
+    auto it = h.blocks.find((uintptr_t)p);
+    if (it == h.blocks.end()) return golf_emu::fail(cudaErrorInvalidValue, "cudaFree(%p): not the start of a device allocation", p);
+    h.in_use -= it->second;
+    h.blocks.erase(it);
+    free(p);
+    return cudaSuccess;
+}
+inline cudaError_t cudaMallocHost(void **p, size_t n) { *p = malloc(n ? n : 1); return *p ? cudaSuccess : golf_emu::fail(cudaErrorMemoryAllocation, "cudaMallocHost: out of memory"); }
+inline cudaError_t cudaFreeHost(void *p) { free(p); return cudaSuccess; }
+
+// memcpy_check: dst and src on the sides kind says, each wholly inside one allocation when on the device
+inline cudaError_t memcpy_check(const char *fn, void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
+    char why[256];
+    if (kind < cudaMemcpyHostToHost || kind > cudaMemcpyDefault) return golf_emu::fail(cudaErrorInvalidValue, "%s: unknown cudaMemcpyKind %d", fn, (int)kind);
+    int dd = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice, sd = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+    if (kind == cudaMemcpyDefault) { dd = golf_emu::overlaps_device(dst, n); sd = golf_emu::overlaps_device(src, n); }
+    if (!n) return cudaSuccess;
+    if (dd && !golf_emu::device_range(dst, n, why, sizeof(why))) return golf_emu::fail(cudaErrorInvalidValue, "%s: destination %s", fn, why);
+    if (sd && !golf_emu::device_range(src, n, why, sizeof(why))) return golf_emu::fail(cudaErrorInvalidValue, "%s: source %s", fn, why);
+    if (!dd && golf_emu::overlaps_device(dst, n)) return golf_emu::fail(cudaErrorInvalidValue, "%s: destination %p is device memory but the kind says host", fn, dst);
+    if (!sd && golf_emu::overlaps_device(src, n)) return golf_emu::fail(cudaErrorInvalidValue, "%s: source %p is device memory but the kind says host", fn, src);
+    return cudaSuccess;
+}
+inline cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
+    cudaError_t e = memcpy_check("cudaMemcpy", dst, src, n, kind);
+    if (e == cudaSuccess && n) memmove(dst, src, n);
+    return e;
+}
+inline cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t) {
+    cudaError_t e = memcpy_check("cudaMemcpyAsync", dst, src, n, kind);
+    if (e == cudaSuccess && n) memmove(dst, src, n);
+    return e;
+}
+inline cudaError_t cudaMemset(void *p, int v, size_t n) {
+    char why[256];
+    if (n && !golf_emu::device_range(p, n, why, sizeof(why))) return golf_emu::fail(cudaErrorInvalidValue, "cudaMemset: %s", why);
+    if (n) memset(p, v, n);
+    return cudaSuccess;
+}
+inline cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) { return cudaMemset(p, v, n); }
+inline cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b) {
+    golf_emu::Heap &h = golf_emu::heap();
+    std::lock_guard<std::mutex> g(h.mu);
+    *total_b = (size_t)80 << 30;
+    *free_b = *total_b - h.in_use;
+    return cudaSuccess;
+}
+inline int golf_emu_devices(void) { long n = atol(golf_emu::env_or("GOLF_EMU_DEVICES", "8")); return n > 0 && n <= 64 ? (int)n : 8; }
+inline thread_local int golf_emu_device = 0;
+inline cudaError_t cudaGetDeviceCount(int *n) { *n = golf_emu_devices(); return cudaSuccess; }
+inline cudaError_t cudaSetDevice(int d) {
+    if (d < 0 || d >= golf_emu_devices()) return golf_emu::fail(cudaErrorInvalidDevice, "cudaSetDevice(%d): the emulation has %d devices (GOLF_EMU_DEVICES)", d, golf_emu_devices());
+    golf_emu_device = d;
+    return cudaSuccess;
+}
+inline cudaError_t cudaGetDevice(int *d) { *d = golf_emu_device; return cudaSuccess; }
+inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
+    if (d < 0 || d >= golf_emu_devices()) return golf_emu::fail(cudaErrorInvalidDevice, "cudaGetDeviceProperties(%d): no such device", d);
+    memset(p, 0, sizeof(*p));
+    snprintf(p->name, sizeof(p->name), "NVIDIA H100 80GB HBM3 (CPU emulation)");
+    p->totalGlobalMem = (size_t)80 << 30;
+    p->sharedMemPerBlock = 48 * 1024;
+    p->sharedMemPerBlockOptin = 227 * 1024;
+    p->sharedMemPerMultiprocessor = 228 * 1024;
+    p->regsPerBlock = 65536;
+    p->warpSize = 32;
+    p->maxThreadsPerBlock = 1024;
+    p->maxThreadsDim[0] = 1024; p->maxThreadsDim[1] = 1024; p->maxThreadsDim[2] = 64;
+    p->maxGridSize[0] = 2147483647; p->maxGridSize[1] = 65535; p->maxGridSize[2] = 65535;
+    p->multiProcessorCount = 132;
+    p->maxThreadsPerMultiProcessor = 2048;
+    p->major = 9; p->minor = 0;
+    p->clockRate = 1980000; p->memoryClockRate = 2619000; p->memoryBusWidth = 5120; p->l2CacheSize = 50 * 1024 * 1024;
+    return cudaSuccess;
+}
+inline cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+inline cudaError_t cudaDeviceReset(void) { return cudaSuccess; }
+struct golf_stream { int unused; };
+inline cudaError_t cudaStreamCreate(cudaStream_t *s) { *s = new golf_stream(); return cudaSuccess; }
+inline cudaError_t cudaStreamDestroy(cudaStream_t s) { delete s; return cudaSuccess; }
+inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+inline cudaError_t cudaEventCreate(cudaEvent_t *e) { *e = new golf_event{0}; return cudaSuccess; }
+inline cudaError_t cudaEventDestroy(cudaEvent_t e) { delete e; return cudaSuccess; }
+inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) { e->ms = golf_emu::now_us() * 1e-3; return cudaSuccess; }
+inline cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+inline cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) { *ms = (float)(b->ms - a->ms); return cudaSuccess; }
+inline cudaError_t cudaFuncSetAttribute(const void *f, cudaFuncAttribute a, int v) {
+    if (a != cudaFuncAttributeMaxDynamicSharedMemorySize) return golf_emu::fail(cudaErrorInvalidValue, "cudaFuncSetAttribute: attribute %d is not emulated", (int)a);
+    if (v < 0 || v > 227 * 1024) return golf_emu::fail(cudaErrorInvalidValue, "cudaFuncSetAttribute: %d bytes of dynamic shared memory: over the H100's 227 KiB", v);
+    golf_emu::optin_smem()[f] = v;
+    return cudaSuccess;
+}
+
+// --- 9. cuBLAS ---------------------------------------------------------------------------------------
+
+inline cublasStatus_t cublasCreate(cublasHandle_t *h) { *h = new golf_cublas{CUBLAS_DEFAULT_MATH}; return CUBLAS_STATUS_SUCCESS; }
+inline cublasStatus_t cublasDestroy(cublasHandle_t h) { delete h; return CUBLAS_STATUS_SUCCESS; }
+inline cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m) { if (!h) return CUBLAS_STATUS_NOT_INITIALIZED; h->math = m; return CUBLAS_STATUS_SUCCESS; }
+inline cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t) { return h ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED; }
+
+namespace golf_emu {
+inline float tf32(float x) {   // nearest even to 10 mantissa bits (inf and NaN kept)
+    uint32_t u = golf_f2u(x);
+    if ((u & 0x7f800000u) == 0x7f800000u) return x;
+    u += 0xfffu + ((u >> 13) & 1u);
+    return golf_u2f(u & 0xffffe000u);
+}
+// operand: the float extent of a column-major rows x cols matrix with leading dimension ld must lie in device memory
+inline void gemm_operand(const char *fn, const char *site, const char *what, const float *p, int rows, int cols, int ld) {
+    if (rows == 0 || cols == 0) return;
+    char why[256];
+    size_t n = ((size_t)(cols - 1) * ld + rows) * sizeof(float);
+    if (!device_range(p, n, why, sizeof(why))) fault("%s at %s: operand %s (%d x %d, ld %d): %s", fn, site, what, rows, cols, ld, why);
+}
+// gemm: one column-major C = alpha op(A) op(B) + beta C (cuBLAS's meaning; C is not read when beta = 0)
+inline void gemm(cublasMath_t math, int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda, const float *B, int ldb, float beta,
+                 float *C, int ldc) {
+    std::vector<float> ra, rb;
+    if (math == CUBLAS_TF32_TENSOR_OP_MATH && k > 0) {
+        size_t na = (size_t)((ta ? m : k) - 1) * lda + (ta ? k : m), nb = (size_t)((tb ? k : n) - 1) * ldb + (tb ? n : k);
+        ra.assign(A, A + na); rb.assign(B, B + nb);
+        for (float &x : ra) x = tf32(x);
+        for (float &x : rb) x = tf32(x);
+        A = ra.data(); B = rb.data();
+    }
+#ifdef GOLF_EMU_CBLAS
+    if (m && n) cblas_sgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+#else
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) {
+            float s = 0;
+            for (int p = 0; p < k; p++) s += (ta ? A[p + (size_t)i * lda] : A[i + (size_t)p * lda]) * (tb ? B[j + (size_t)p * ldb] : B[p + (size_t)j * ldb]);
+            float *c = &C[i + (size_t)j * ldc];
+            *c = beta == 0.f ? alpha * s : alpha * s + beta * *c;
+        }
+#endif
+}
+inline cublasStatus_t gemm_args(const char *fn, const char *site, cublasHandle_t h, int ta, int tb, int m, int n, int k, const float *A, int lda,
+                                const float *B, int ldb, const float *C, int ldc) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if ((ta != CUBLAS_OP_N && ta != CUBLAS_OP_T) || (tb != CUBLAS_OP_N && tb != CUBLAS_OP_T) || m < 0 || n < 0 || k < 0 ||
+        lda < (ta ? (k > 1 ? k : 1) : (m > 1 ? m : 1)) || ldb < (tb ? (n > 1 ? n : 1) : (k > 1 ? k : 1)) || ldc < (m > 1 ? m : 1)) {
+        fprintf(stderr, "golf_emu: %s at %s: invalid arguments (op %d %d, m %d n %d k %d, ld %d %d %d)\n", fn, site, ta, tb, m, n, k, lda, ldb, ldc);
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    if (k > 0) {
+        gemm_operand(fn, site, "A", A, ta ? k : m, ta ? m : k, lda);
+        gemm_operand(fn, site, "B", B, tb ? n : k, tb ? k : n, ldb);
+    }
+    gemm_operand(fn, site, "C", C, m, n, ldc);
+    return CUBLAS_STATUS_SUCCESS;
+}
+inline std::string site_of(const char *file, int line) { return std::string(file) + ":" + std::to_string(line); }
+}  // namespace golf_emu
+
+inline cublasStatus_t golf_cublasSgemm(const char *file, int line, cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                                       const float *alpha, const float *A, int lda, const float *B, int ldb, const float *beta, float *C, int ldc) {
+    std::string site = golf_emu::site_of(file, line);
+    cublasStatus_t s = golf_emu::gemm_args("cublasSgemm", site.c_str(), h, ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
+    if (s == CUBLAS_STATUS_SUCCESS) golf_emu::gemm(h->math, ta, tb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
+    return s;
+}
+inline cublasStatus_t golf_cublasSgemmStridedBatched(const char *file, int line, cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
+                                                     int n, int k, const float *alpha, const float *A, int lda, long long sA, const float *B, int ldb,
+                                                     long long sB, const float *beta, float *C, int ldc, long long sC, int batch) {
+    std::string site = golf_emu::site_of(file, line);
+    if (batch < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    for (int i = 0; i < batch; i++) {
+        cublasStatus_t s = golf_emu::gemm_args("cublasSgemmStridedBatched", site.c_str(), h, ta, tb, m, n, k, A + i * sA, lda, B + i * sB, ldb, C + i * sC, ldc);
+        if (s != CUBLAS_STATUS_SUCCESS) return s;
+    }
+    for (int i = 0; i < batch; i++) golf_emu::gemm(h->math, ta, tb, m, n, k, *alpha, A + i * sA, lda, B + i * sB, ldb, *beta, C + i * sC, ldc);
+    return CUBLAS_STATUS_SUCCESS;
+}
+#define cublasSgemm(...) golf_cublasSgemm(__FILE__, __LINE__, __VA_ARGS__)
+#define cublasSgemmStridedBatched(...) golf_cublasSgemmStridedBatched(__FILE__, __LINE__, __VA_ARGS__)
+
+// --- 10. NCCL: a star through rank 0 over TCP --------------------------------------------------------
+
+struct golf_nccl {
+    int rank, n;
+    std::vector<int> peer;   // rank 0: the socket of every other rank; others: peer[0] is rank 0's
+};
+
+namespace golf_emu {
+static const uint32_t NCCL_MAGIC = 0x6e63636cu;   // "nccl"
+struct IdBytes { uint32_t magic, addr, port, pid, listen_fd; };
+inline thread_local char nccl_error[512];
+
+inline ncclResult_t nccl_fail(ncclResult_t r, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(nccl_error, sizeof(nccl_error), fmt, ap);
+    va_end(ap);
+    return r;
+}
+inline int io_all(int fd, void *p, size_t n, int sending) {
+    char *c = (char *)p;
+    while (n) {
+        ssize_t k = sending ? send(fd, c, n, MSG_NOSIGNAL) : recv(fd, c, n, 0);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return 0;
+        c += k;
+        n -= (size_t)k;
+    }
+    return 1;
+}
+inline double nccl_timeout_s(void) { double t = atof(env_or("DIST_TIMEOUT", "300")); return t > 0 ? t : 300; }
+inline size_t type_size(ncclDataType_t t) {
+    switch (t) {
+    case ncclInt8: case ncclUint8: return 1;
+    case ncclFloat16: case ncclBfloat16: return 2;
+    case ncclInt32: case ncclUint32: case ncclFloat32: return 4;
+    case ncclInt64: case ncclUint64: case ncclFloat64: return 8;
+    }
+    return 0;
+}
+template <class T> inline void combine_as(T *acc, const T *x, size_t n, ncclRedOp_t op) {
+    for (size_t i = 0; i < n; i++)
+        switch (op) {
+        case ncclSum: case ncclAvg: acc[i] += x[i]; break;
+        case ncclProd: acc[i] *= x[i]; break;
+        case ncclMax: acc[i] = x[i] > acc[i] ? x[i] : acc[i]; break;
+        case ncclMin: acc[i] = x[i] < acc[i] ? x[i] : acc[i]; break;
+        }
+}
+// combine: acc = acc op x, elementwise; 0 when the type is not emulated for reductions (fp16 / bf16)
+inline int combine(void *acc, const void *x, size_t n, ncclDataType_t t, ncclRedOp_t op) {
+    switch (t) {
+    case ncclFloat32: combine_as((float *)acc, (const float *)x, n, op); return 1;
+    case ncclFloat64: combine_as((double *)acc, (const double *)x, n, op); return 1;
+    case ncclInt32: combine_as((int32_t *)acc, (const int32_t *)x, n, op); return 1;
+    case ncclUint32: combine_as((uint32_t *)acc, (const uint32_t *)x, n, op); return 1;
+    case ncclInt64: combine_as((int64_t *)acc, (const int64_t *)x, n, op); return 1;
+    case ncclUint64: combine_as((uint64_t *)acc, (const uint64_t *)x, n, op); return 1;
+    case ncclInt8: combine_as((int8_t *)acc, (const int8_t *)x, n, op); return 1;
+    case ncclUint8: combine_as((uint8_t *)acc, (const uint8_t *)x, n, op); return 1;
+    default: return 0;
+    }
+}
+inline ncclResult_t nccl_buffers(const char *fn, const void *send_p, size_t send_n, const void *recv_p, size_t recv_n) {
+    char why[256];
+    if (send_n && !device_range(send_p, send_n, why, sizeof(why))) return nccl_fail(ncclInvalidArgument, "%s: send buffer %s", fn, why);
+    if (recv_n && !device_range(recv_p, recv_n, why, sizeof(why))) return nccl_fail(ncclInvalidArgument, "%s: receive buffer %s", fn, why);
+    return ncclSuccess;
+}
+}  // namespace golf_emu
+
+inline const char *ncclGetErrorString(ncclResult_t r) {
+    if (r == ncclSuccess) return "no error";
+    if (golf_emu::nccl_error[0]) return golf_emu::nccl_error;
+    return "NCCL error";
+}
+
+// ncclGetUniqueId: a listener on a free port; the id holds its IPv4 address and port, and this process's id
+inline ncclResult_t ncclGetUniqueId(ncclUniqueId *id) {
+    using namespace golf_emu;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return nccl_fail(ncclSystemError, "ncclGetUniqueId: socket: %s", strerror(errno));
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_ANY);
+    a.sin_port = 0;
+    socklen_t len = sizeof(a);
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(fd, 128) != 0 || getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        close(fd);
+        return nccl_fail(ncclSystemError, "ncclGetUniqueId: cannot listen on a free TCP port: %s", strerror(errno));
+    }
+    uint32_t addr = htonl(INADDR_LOOPBACK);
+    const char *host = getenv("MASTER_ADDR");
+    if (host && *host) {
+        struct addrinfo hints, *res = nullptr;
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_family = AF_INET;
+        if (getaddrinfo(host, nullptr, &hints, &res) == 0 && res) { addr = ((struct sockaddr_in *)res->ai_addr)->sin_addr.s_addr; freeaddrinfo(res); }
+    }
+    IdBytes b{NCCL_MAGIC, addr, a.sin_port, (uint32_t)getpid(), (uint32_t)fd};
+    memset(id, 0, sizeof(*id));
+    memcpy(id->internal, &b, sizeof(b));
+    return ncclSuccess;
+}
+
+// ncclCommInitRank: rank 0 (the process that drew the id) accepts nranks - 1 hellos {magic, rank, nranks}; the
+// others connect to it (retrying until DIST_TIMEOUT) and say hello
+inline ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId id, int rank) {
+    using namespace golf_emu;
+    IdBytes b;
+    memcpy(&b, id.internal, sizeof(b));
+    if (b.magic != NCCL_MAGIC) return nccl_fail(ncclInvalidArgument, "ncclCommInitRank: the id was not made by ncclGetUniqueId");
+    if (nranks < 1 || rank < 0 || rank >= nranks) return nccl_fail(ncclInvalidArgument, "ncclCommInitRank: rank %d of %d", rank, nranks);
+    golf_nccl *c = new golf_nccl{rank, nranks, std::vector<int>((size_t)nranks, -1)};
+    double deadline = now_us() + nccl_timeout_s() * 1e6;
+    if (rank == 0) {
+        if (b.pid != (uint32_t)getpid()) return nccl_fail(ncclInvalidUsage, "ncclCommInitRank: rank 0 must be the process that called ncclGetUniqueId");
+        for (int got = 1; got < nranks;) {
+            struct pollfd p = {(int)b.listen_fd, POLLIN, 0};
+            int left = (int)((deadline - now_us()) / 1000);
+            if (left <= 0 || poll(&p, 1, left) <= 0)
+                return nccl_fail(ncclSystemError, "ncclCommInitRank: %d of %d ranks connected within DIST_TIMEOUT", got, nranks);
+            int fd = accept((int)b.listen_fd, nullptr, nullptr);
+            if (fd < 0) continue;
+            uint32_t hello[3];
+            if (!io_all(fd, hello, sizeof(hello), 0) || hello[0] != NCCL_MAGIC || hello[2] != (uint32_t)nranks || hello[1] == 0 ||
+                hello[1] >= (uint32_t)nranks || c->peer[hello[1]] >= 0) {
+                close(fd);
+                return nccl_fail(ncclRemoteError, "ncclCommInitRank: a bad hello (rank %u of %u)", hello[1], hello[2]);
+            }
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+            c->peer[hello[1]] = fd;
+            got++;
+        }
+        close((int)b.listen_fd);
+    } else {
+        int fd = -1;
+        while (fd < 0) {
+            fd = socket(AF_INET, SOCK_STREAM, 0);
+            struct sockaddr_in a;
+            memset(&a, 0, sizeof(a));
+            a.sin_family = AF_INET;
+            a.sin_addr.s_addr = b.addr;
+            a.sin_port = (uint16_t)b.port;
+            if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) break;
+            close(fd);
+            fd = -1;
+            if (now_us() > deadline) return nccl_fail(ncclSystemError, "ncclCommInitRank: rank %d cannot reach rank 0 within DIST_TIMEOUT", rank);
+            usleep(20000);
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        uint32_t hello[3] = {NCCL_MAGIC, (uint32_t)rank, (uint32_t)nranks};
+        if (!io_all(fd, hello, sizeof(hello), 1)) return nccl_fail(ncclSystemError, "ncclCommInitRank: rank %d: hello not sent", rank);
+        c->peer[0] = fd;
+    }
+    *comm = c;
+    return ncclSuccess;
+}
+inline ncclResult_t ncclCommDestroy(ncclComm_t c) {
+    if (!c) return ncclSuccess;
+    for (int fd : c->peer)
+        if (fd >= 0) close(fd);
+    delete c;
+    return ncclSuccess;
+}
+inline ncclResult_t ncclCommCount(ncclComm_t c, int *n) { *n = c->n; return ncclSuccess; }
+inline ncclResult_t ncclCommUserRank(ncclComm_t c, int *r) { *r = c->rank; return ncclSuccess; }
+inline ncclResult_t ncclGroupStart(void) { return ncclSuccess; }
+inline ncclResult_t ncclGroupEnd(void) { return ncclSuccess; }
+
+namespace golf_emu {
+// star_exchange: rank 0 receives `up` bytes from every rank r > 0 into gather + r * up (rank 0's own part is
+// already there), calls reduce, then sends `down` bytes of result to every rank; the others send and receive
+template <class F> inline ncclResult_t star(ncclComm_t c, const char *fn, const void *mine, size_t up, char *gather, void *result, size_t down, F reduce) {
+    if (c->rank == 0) {
+        for (int r = 1; r < c->n; r++)
+            if (!io_all(c->peer[r], gather + (size_t)r * up, up, 0)) return nccl_fail(ncclRemoteError, "%s: rank %d is gone", fn, r);
+        reduce();
+        for (int r = 1; r < c->n; r++)
+            if (!io_all(c->peer[r], result, down, 1)) return nccl_fail(ncclRemoteError, "%s: rank %d is gone", fn, r);
+    } else {
+        if (!io_all(c->peer[0], (void *)mine, up, 1) || !io_all(c->peer[0], result, down, 0)) return nccl_fail(ncclRemoteError, "%s: rank 0 is gone", fn);
+    }
+    return ncclSuccess;
+}
+}  // namespace golf_emu
+
+// ncclAllReduce: rank 0 combines the ranks' buffers in rank order, every rank receives the same bits
+inline ncclResult_t ncclAllReduce(const void *send_p, void *recv_p, size_t count, ncclDataType_t t, ncclRedOp_t op, ncclComm_t c, cudaStream_t) {
+    using namespace golf_emu;
+    size_t es = type_size(t), n = count * es;
+    if (!c) return nccl_fail(ncclInvalidArgument, "ncclAllReduce: no communicator");
+    ncclResult_t r = nccl_buffers("ncclAllReduce", send_p, n, recv_p, n);
+    if (r != ncclSuccess) return r;
+    std::vector<char> acc(send_p != recv_p || c->rank != 0 ? n : 0), all;
+    if (c->rank == 0) all.resize(n * (size_t)c->n);
+    if (c->rank == 0) memcpy(all.data(), send_p, n);
+    int ok = 1;
+    r = star(c, "ncclAllReduce", send_p, n, all.data(), recv_p, n, [&] {
+        for (int k = 1; k < c->n && ok; k++) ok = combine(all.data(), all.data() + (size_t)k * n, count, t, op);
+        if (op == ncclAvg && ok) {
+            if (t == ncclFloat32) for (size_t i = 0; i < count; i++) ((float *)all.data())[i] /= (float)c->n;
+            else if (t == ncclFloat64) for (size_t i = 0; i < count; i++) ((double *)all.data())[i] /= c->n;
+            else ok = 0;
+        }
+        memcpy(recv_p, all.data(), n);
+    });
+    if (!ok) return nccl_fail(ncclInvalidArgument, "ncclAllReduce: data type %d with op %d is not emulated", (int)t, (int)op);
+    return r;
+}
+inline ncclResult_t ncclBroadcast(const void *send_p, void *recv_p, size_t count, ncclDataType_t t, int root, ncclComm_t c, cudaStream_t) {
+    using namespace golf_emu;
+    size_t n = count * type_size(t);
+    if (!c || root < 0 || root >= c->n) return nccl_fail(ncclInvalidArgument, "ncclBroadcast: bad root %d", root);
+    ncclResult_t r = nccl_buffers("ncclBroadcast", send_p, c->rank == root ? n : 0, recv_p, n);
+    if (r != ncclSuccess) return r;
+    if (c->rank == root && send_p != recv_p) memmove(recv_p, send_p, n);
+    // the root's bytes go up to rank 0 (when another rank is root) and down to everyone
+    if (root != 0) {
+        if (c->rank == root && !io_all(c->peer[0], recv_p, n, 1)) return nccl_fail(ncclRemoteError, "ncclBroadcast: rank 0 is gone");
+        if (c->rank == 0 && !io_all(c->peer[root], recv_p, n, 0)) return nccl_fail(ncclRemoteError, "ncclBroadcast: rank %d is gone", root);
+    }
+    if (c->rank == 0) {
+        for (int k = 1; k < c->n; k++)
+            if (k != root && !io_all(c->peer[k], recv_p, n, 1)) return nccl_fail(ncclRemoteError, "ncclBroadcast: rank %d is gone", k);
+    } else if (c->rank != root && !io_all(c->peer[0], recv_p, n, 0)) return nccl_fail(ncclRemoteError, "ncclBroadcast: rank 0 is gone");
+    return ncclSuccess;
+}
+inline ncclResult_t ncclAllGather(const void *send_p, void *recv_p, size_t count, ncclDataType_t t, ncclComm_t c, cudaStream_t) {
+    using namespace golf_emu;
+    size_t n = count * type_size(t);
+    if (!c) return nccl_fail(ncclInvalidArgument, "ncclAllGather: no communicator");
+    ncclResult_t r = nccl_buffers("ncclAllGather", send_p, n, recv_p, n * (size_t)c->n);
+    if (r != ncclSuccess) return r;
+    std::vector<char> mine((const char *)send_p, (const char *)send_p + n);
+    if (c->rank == 0) memcpy((char *)recv_p, mine.data(), n);
+    return star(c, "ncclAllGather", mine.data(), n, (char *)recv_p, recv_p, n * (size_t)c->n, [] {});
+}
+
+#endif  // GOLF_CUDA_CPU_H

@@ -1,0 +1,288 @@
+// test/emu_faults.cu — the CPU build's emulation (dev/cuda_cpu.h) on its own, for test/test_emu.py; built by
+// `make test/emu_faults` from train_golf.cu (TESTING) so that its kernels can be driven one by one.
+//   emu_faults FAULT          one faulty launch or copy (partial_barrier, shfl_exited, shfl_absent, mask_self,
+//                             threads, grid, smem, smem_optin, memcpy_oob, memcpy_kind, deadlock, disagree): the
+//                             fault's message on stderr, exit 1 (copies: the cudaError's text, exit 1)
+//   emu_faults smem_ok        a 64 KiB dynamic shared launch after the opt-in: "ok"
+//   emu_faults race           a kernel missing its barrier, then the same with it: two lines of output hex
+//   emu_faults collectives    every warp collective against a scalar model on random inputs: "ok" or the mismatch
+//   emu_faults convert        fp16 / bf16 / tf32 of the floats on stdin (one per line): "h b t" hex per line
+//   emu_faults gemm           cublasSgemm / StridedBatched over ops, leading dimensions, alpha, beta (0 with NaN in
+//                             C) against a float64 loop: the largest error relative to the largest |C|
+//   emu_faults kernels SEED   train_golf.cu's deterministic kernels on random inputs: one line per kernel, the
+//                             name and a hex digest of its outputs (run under several GOLF_EMU_ORDERs, must agree)
+//   emu_faults attention T HD H KV SEED   the attention kernels on random inputs: y, lse, dq, dk, dv as float32
+//                             little-endian on stdout (checked against float64 by test_emu.py)
+#define TESTING
+#include "../train_golf.cu"
+#include <vector>
+
+__global__ void k_partial_barrier(float *x) {
+    if (threadIdx.x >= 16) return;
+    __syncthreads();
+    x[threadIdx.x] = 1;
+}
+__global__ void k_shfl_exited(float *x) {
+    if (threadIdx.x >= 16) return;
+    x[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.f, 1);
+}
+__global__ void k_shfl(float *x, unsigned mask) { x[threadIdx.x] = __shfl_xor_sync(mask, (float)threadIdx.x, 1); }
+__global__ void k_deadlock(float *x) {
+    if (threadIdx.x == 0) x[0] = __shfl_sync(0xffffffffu, 1.f, 0);
+    else __syncthreads();
+}
+__global__ void k_disagree(float *x) {
+    if (threadIdx.x % 2) x[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.f, 1);
+    else x[threadIdx.x] = (float)__ballot_sync(0xffffffffu, 1);
+}
+__global__ void k_nop(float *x) { if (threadIdx.x == 0 && blockIdx.x == 0) x[0] = 1; }
+
+// race: s[t] = t, then each thread reads its neighbour's slot (with the barrier when sync != 0) and overwrites
+// its own; without the barrier the result depends on which fiber ran first
+__global__ void k_race(int *out, int sync) {
+    __shared__ int s[128];
+    int t = threadIdx.x;
+    s[t] = t * 7 + 1;
+    if (sync) __syncthreads();
+    int v = s[(t + 1) % 128];
+    if (sync) __syncthreads();
+    s[t] = v * 3;
+    if (sync) __syncthreads();
+    out[t] = s[(t + 5) % 128];
+}
+
+// collectives: every lane records the results of each collective for the host's scalar model
+__global__ void k_collectives(unsigned *out, const unsigned *in) {
+    int l = threadIdx.x % 32, w = threadIdx.x / 32;
+    unsigned v = in[threadIdx.x], *o = out + (size_t)threadIdx.x * 16;
+    o[0] = __shfl_sync(0xffffffffu, v, (l * 7 + 3) % 32);
+    o[1] = __shfl_sync(0xffffffffu, v, l + 3, 8);
+    o[2] = __shfl_xor_sync(0xffffffffu, v, 5);
+    o[3] = __shfl_xor_sync(0xffffffffu, v, 6, 4);
+    o[4] = __shfl_up_sync(0xffffffffu, v, 3);
+    o[5] = __shfl_up_sync(0xffffffffu, v, 2, 16);
+    o[6] = __shfl_down_sync(0xffffffffu, v, 4);
+    o[7] = __shfl_down_sync(0xffffffffu, v, 3, 8);
+    o[8] = __ballot_sync(0xffffffffu, v & 1);
+    o[9] = (unsigned)__any_sync(0xffffffffu, (v & 15) == 0);
+    o[10] = (unsigned)__all_sync(0xffffffffu, v != 12345);
+    if (l < 16) o[11] = __shfl_xor_sync(0x0000ffffu, v, 3);   // a half-warp group
+    else o[11] = __shfl_xor_sync(0xffff0000u, v, 9);
+    o[12] = (unsigned)__shfl_sync(0xffffffffu, (double)v * 0.5, 31 - l);   // 8-byte values
+    o[13] = (unsigned)w;
+}
+
+static unsigned host_shfl(const unsigned *v, int base, int l, int src, int width, int mode) {   // mode 0 idx 1 xor 2 up 3 down
+    int seg = l & ~(width - 1), s;
+    if (mode == 0) s = seg + (src & (width - 1));
+    else if (mode == 1) { s = l ^ src; if (s > seg + width - 1) s = l; }
+    else if (mode == 2) { s = l - src; if (s < seg) s = l; }
+    else { s = l + src; if (s > seg + width - 1) s = l; }
+    return v[base + s];
+}
+
+static int check_collectives(void) {
+    const int n = 64;
+    unsigned hin[n], hout[n * 16], *din, *dout;
+    uint64_t r = 99;
+    for (int i = 0; i < n; i++) hin[i] = (unsigned)(rng_next(&r) % 1000);
+    hin[5] = 16;
+    cudaCheck(cudaMalloc(&din, sizeof(hin)));
+    cudaCheck(cudaMalloc(&dout, sizeof(hout)));
+    cudaCheck(cudaMemcpy(din, hin, sizeof(hin), cudaMemcpyHostToDevice));
+    KERNEL_LAUNCH(k_collectives, 1, n, 0, dout, din);
+    cudaCheck(cudaMemcpy(hout, dout, sizeof(hout), cudaMemcpyDeviceToHost));
+    for (int t = 0; t < n; t++) {
+        int l = t % 32, base = t - l;
+        unsigned want[14], ballot = 0, any = 0, all = 1;
+        for (int k = 0; k < 32; k++) { ballot |= (hin[base + k] & 1u) << k; any |= (hin[base + k] & 15) == 0; all &= hin[base + k] != 12345; }
+        want[0] = host_shfl(hin, base, l, (l * 7 + 3) % 32, 32, 0);
+        want[1] = host_shfl(hin, base, l, l + 3, 8, 0);
+        want[2] = host_shfl(hin, base, l, 5, 32, 1);
+        want[3] = host_shfl(hin, base, l, 6, 4, 1);
+        want[4] = host_shfl(hin, base, l, 3, 32, 2);
+        want[5] = host_shfl(hin, base, l, 2, 16, 2);
+        want[6] = host_shfl(hin, base, l, 4, 32, 3);
+        want[7] = host_shfl(hin, base, l, 3, 8, 3);
+        want[8] = ballot; want[9] = any; want[10] = all;
+        int s11 = l < 16 ? l ^ 3 : l ^ 9;
+        want[11] = hin[base + s11];
+        want[12] = (unsigned)((double)hin[base + 31 - l] * 0.5);
+        want[13] = (unsigned)(t / 32);
+        for (int j = 0; j < 14; j++)
+            if (hout[t * 16 + j] != want[j]) { printf("thread %d result %d: %u, the scalar model says %u\n", t, j, hout[t * 16 + j], want[j]); return 1; }
+    }
+    printf("ok\n");
+    return 0;
+}
+
+static int check_gemm(void) {
+    cublasHandle_t h;
+    cublasCheck(cublasCreate(&h));
+    uint64_t r = 7;
+    double worst = 0;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int bc = 0; bc < 3; bc++) {
+                int m = 13, n = 7, k = 9, batch = bc == 2 ? 3 : 1;
+                int lda = (ta ? k : m) + 3, ldb = (tb ? n : k) + 2, ldc = m + 1;
+                int acols = ta ? m : k, bcols = tb ? k : n;
+                long long sA = (long long)lda * acols + 5, sB = (long long)ldb * bcols + 4, sC = (long long)ldc * n + 2;
+                std::vector<float> A((size_t)sA * batch), B((size_t)sB * batch), C((size_t)sC * batch), C0;
+                for (auto &x : A) x = (float)(rng_uniform(&r) * 2 - 1);
+                for (auto &x : B) x = (float)(rng_uniform(&r) * 2 - 1);
+                for (auto &x : C) x = (float)(rng_uniform(&r) * 2 - 1);
+                float alpha = 0.75f, beta = bc == 0 ? 0.f : -1.25f;
+                if (bc == 0) for (auto &x : C) x = NAN;   // beta = 0: C is never read
+                C0 = C;
+                float *dA, *dB, *dC;
+                cudaCheck(cudaMalloc(&dA, A.size() * 4)); cudaCheck(cudaMalloc(&dB, B.size() * 4)); cudaCheck(cudaMalloc(&dC, C.size() * 4));
+                cudaCheck(cudaMemcpy(dA, A.data(), A.size() * 4, cudaMemcpyHostToDevice));
+                cudaCheck(cudaMemcpy(dB, B.data(), B.size() * 4, cudaMemcpyHostToDevice));
+                cudaCheck(cudaMemcpy(dC, C.data(), C.size() * 4, cudaMemcpyHostToDevice));
+                cublasOperation_t oa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, ob = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+                if (batch == 1) cublasCheck(cublasSgemm(h, oa, ob, m, n, k, &alpha, dA, lda, dB, ldb, &beta, dC, ldc));
+                else cublasCheck(cublasSgemmStridedBatched(h, oa, ob, m, n, k, &alpha, dA, lda, sA, dB, ldb, sB, &beta, dC, ldc, sC, batch));
+                cudaCheck(cudaMemcpy(C.data(), dC, C.size() * 4, cudaMemcpyDeviceToHost));
+                for (int bi = 0; bi < batch; bi++)
+                    for (int j = 0; j < n; j++)
+                        for (int i = 0; i < m; i++) {
+                            double s = 0;
+                            for (int p = 0; p < k; p++) {
+                                double a = ta ? A[bi * sA + p + (size_t)i * lda] : A[bi * sA + i + (size_t)p * lda];
+                                double b = tb ? B[bi * sB + j + (size_t)p * ldb] : B[bi * sB + p + (size_t)j * ldb];
+                                s += a * b;
+                            }
+                            double want = alpha * s + (beta != 0 ? beta * (double)C0[bi * sC + i + (size_t)j * ldc] : 0.0);
+                            double got = C[bi * sC + i + (size_t)j * ldc];
+                            double e = fabs(got - want) / 4.0;   // |C| entries are O(1..4)
+                            if (!(e <= 1e300)) e = 1e300;        // NaN: infinitely wrong
+                            if (e > worst) worst = e;
+                        }
+                for (int bi = 0; bi < batch; bi++)   // the padding rows of C (i >= m) are untouched
+                    for (int j = 0; j < n; j++)
+                        if (memcmp(&C[bi * sC + m + (size_t)j * ldc], &C0[bi * sC + m + (size_t)j * ldc], 4)) { printf("padding of C written\n"); return 1; }
+                cudaFree(dA); cudaFree(dB); cudaFree(dC);
+            }
+    printf("%.3e\n", worst);
+    return 0;
+}
+
+// kernels: the deterministic kernels of train_golf.cu on random inputs, a digest of each one's outputs
+static uint64_t digest(const float *d, size_t n) {
+    std::vector<float> h(n);
+    cudaCheck(cudaMemcpy(h.data(), d, n * 4, cudaMemcpyDeviceToHost));
+    uint64_t x = 1469598103934665603ull;
+    const unsigned char *p = (const unsigned char *)h.data();
+    for (size_t i = 0; i < n * 4; i++) x = (x ^ p[i]) * 1099511628211ull;
+    return x;
+}
+static float *random_device(size_t n, uint64_t *r, float scale) {
+    std::vector<float> h(n);
+    for (auto &x : h) x = (float)((rng_uniform(r) * 2 - 1) * scale);
+    float *d;
+    cudaCheck(cudaMalloc(&d, n * 4));
+    cudaCheck(cudaMemcpy(d, h.data(), n * 4, cudaMemcpyHostToDevice));
+    return d;
+}
+static int run_kernels(uint64_t seed) {
+    uint64_t r = seed;
+    const int N = 96, d = 64, T = 48, H = 2, KV = 1, hd = 32, V = 200;
+    float *x = random_device((size_t)N * d, &r, 1), *y = random_device((size_t)N * d, &r, 1), *o = random_device((size_t)N * d, &r, 1);
+    float *rs = random_device(N * H, &r, 1), *g = random_device(H, &r, 1), *cs = random_device((size_t)T * hd, &r, 1), *sn = random_device((size_t)T * hd, &r, 1);
+    float *logits = random_device((size_t)N * V, &r, 20), *loss = random_device(N, &r, 1), *w = random_device((size_t)8 * 300, &r, 1);
+    float *q = random_device((size_t)N * H * hd, &r, 1), *k = random_device((size_t)N * KV * hd, &r, 1), *v = random_device((size_t)N * KV * hd, &r, 1);
+    float *lse = random_device((size_t)N * H, &r, 1), *D = random_device((size_t)N * H, &r, 1), *dq = random_device((size_t)N * H * hd, &r, 1);
+    float *dk = random_device((size_t)N * KV * hd, &r, 1), *dv = random_device((size_t)N * KV * hd, &r, 1);
+    std::vector<int> ht(N);
+    for (int i = 0; i < N; i++) ht[i] = i == 7 ? -1 : (int)(rng_next(&r) % V);
+    int *tgt;
+    cudaCheck(cudaMalloc(&tgt, N * 4));
+    cudaCheck(cudaMemcpy(tgt, ht.data(), N * 4, cudaMemcpyHostToDevice));
+    LAUNCH_WARPS(rmsnorm_forward, N, o, rs, x, N, d);
+    printf("rmsnorm_forward %016llx\n", (unsigned long long)(digest(o, (size_t)N * d) ^ digest(rs, N)));
+    LAUNCH_WARPS(rmsnorm_backward, N, o, y, x, rs, N, d, 1);
+    printf("rmsnorm_backward %016llx\n", (unsigned long long)digest(o, (size_t)N * d));
+    LAUNCH_WARPS(qk_prep_forward, (size_t)N * H, o, rs, x, g, cs, sn, N, T, H, hd, 16);
+    printf("qk_prep_forward %016llx\n", (unsigned long long)digest(o, (size_t)N * d));
+    LAUNCH_WARPS(softcap_cross_entropy, N, logits, loss, tgt, N, V, 30.f, 0.5f);
+    printf("softcap_cross_entropy %016llx\n", (unsigned long long)(digest(logits, (size_t)N * V) ^ digest(loss, N)));
+    KERNEL_LAUNCH(fake_quant_rows, 8, 256, 0, o, w, 300, 31, 0);
+    printf("fake_quant_rows %016llx\n", (unsigned long long)digest(o, 8 * 300));
+    KERNEL_LAUNCH(fake_quant_rows, 8, 256, 0, o, w, 300, 1, 64);
+    printf("fake_quant_rows_ternary %016llx\n", (unsigned long long)digest(o, 8 * 300));
+    KERNEL_LAUNCH(attention_forward<32>, dim3(blocks_for(T, ATT_ROWS), 2 * H), ATT_ROWS, 0, o, lse, q, k, v, T, H, KV);
+    printf("attention_forward %016llx\n", (unsigned long long)(digest(o, (size_t)N * H * hd) ^ digest(lse, (size_t)N * H)));
+    KERNEL_LAUNCH(attention_backward_dq<32>, dim3(blocks_for(T, ATT_ROWS), 2 * H), ATT_ROWS, 0, dq, D, y, o, q, k, v, lse, T, H, KV);
+    KERNEL_LAUNCH(attention_backward_dkv<32>, dim3(blocks_for(T, ATT_ROWS), 2 * KV), ATT_ROWS, 0, dk, dv, y, q, k, v, lse, D, T, H, KV);
+    printf("attention_backward %016llx\n", (unsigned long long)(digest(dq, (size_t)N * H * hd) ^ digest(dk, (size_t)N * KV * hd) ^ digest(dv, (size_t)N * KV * hd)));
+    return 0;
+}
+
+// attention: the three kernels on random q, k, v, dy of [1, T] sequences; raw float32 outputs on stdout
+static int run_attention(int T, int hd, int H, int KV, uint64_t seed) {
+    uint64_t r = seed;
+    size_t nq = (size_t)T * H * hd, nk = (size_t)T * KV * hd;
+    float *q = random_device(nq, &r, 1), *k = random_device(nk, &r, 1), *v = random_device(nk, &r, 1), *dy = random_device(nq, &r, 1);
+    float *y, *lse, *dq, *D, *dk, *dv;
+    cudaCheck(cudaMalloc(&y, nq * 4)); cudaCheck(cudaMalloc(&dq, nq * 4)); cudaCheck(cudaMalloc(&dk, nk * 4)); cudaCheck(cudaMalloc(&dv, nk * 4));
+    cudaCheck(cudaMalloc(&lse, (size_t)T * H * 4)); cudaCheck(cudaMalloc(&D, (size_t)T * H * 4));
+    with_head_dim(hd, [&](auto HDc) {
+        const int HD = decltype(HDc)::value;
+        KERNEL_LAUNCH(attention_forward<HD>, dim3(blocks_for(T, ATT_ROWS), H), ATT_ROWS, 0, y, lse, q, k, v, T, H, KV);
+        KERNEL_LAUNCH(attention_backward_dq<HD>, dim3(blocks_for(T, ATT_ROWS), H), ATT_ROWS, 0, dq, D, dy, y, q, k, v, lse, T, H, KV);
+        KERNEL_LAUNCH(attention_backward_dkv<HD>, dim3(blocks_for(T, ATT_ROWS), KV), ATT_ROWS, 0, dk, dv, dy, q, k, v, lse, D, T, H, KV);
+    });
+    const float *outs[] = {q, k, v, dy, y, lse, dq, dk, dv};
+    size_t ns[] = {nq, nk, nk, nq, nq, (size_t)T * H, nq, nk, nk};
+    for (int i = 0; i < 9; i++) {
+        std::vector<float> h(ns[i]);
+        cudaCheck(cudaMemcpy(h.data(), outs[i], ns[i] * 4, cudaMemcpyDeviceToHost));
+        fwrite(h.data(), 4, ns[i], stdout);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    g_golf_prog = "emu_faults";
+    if (argc < 2) { fprintf(stderr, "usage: emu_faults FAULT|smem_ok|race|collectives|convert|gemm|kernels SEED|attention T HD H KV SEED\n"); return 2; }
+    const char *w = argv[1];
+    float *x;
+    cudaCheck(cudaMalloc(&x, 4096 * 4));
+    char host[8192];
+    if (!strcmp(w, "partial_barrier")) KERNEL_LAUNCH(k_partial_barrier, 1, 64, 0, x);
+    else if (!strcmp(w, "shfl_exited")) KERNEL_LAUNCH(k_shfl_exited, 1, 32, 0, x);
+    else if (!strcmp(w, "shfl_absent")) KERNEL_LAUNCH(k_shfl, 1, 48, 0, x, 0xffffffffu);
+    else if (!strcmp(w, "mask_self")) KERNEL_LAUNCH(k_shfl, 1, 32, 0, x, 0x1u);
+    else if (!strcmp(w, "deadlock")) KERNEL_LAUNCH(k_deadlock, 1, 32, 0, x);
+    else if (!strcmp(w, "disagree")) KERNEL_LAUNCH(k_disagree, 1, 32, 0, x);
+    else if (!strcmp(w, "threads")) KERNEL_LAUNCH(k_nop, 1, 2048, 0, x);
+    else if (!strcmp(w, "grid")) KERNEL_LAUNCH(k_nop, dim3(1, 70000), 32, 0, x);
+    else if (!strcmp(w, "smem")) KERNEL_LAUNCH(k_nop, 1, 32, 64 * 1024, x);
+    else if (!strcmp(w, "smem_optin")) cudaCheck(cudaFuncSetAttribute(k_nop, cudaFuncAttributeMaxDynamicSharedMemorySize, 300 * 1024));
+    else if (!strcmp(w, "smem_ok")) {
+        cudaCheck(cudaFuncSetAttribute(k_nop, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024));
+        KERNEL_LAUNCH(k_nop, 1, 32, 64 * 1024, x);
+        printf("ok\n");
+    } else if (!strcmp(w, "memcpy_oob")) cudaCheck(cudaMemcpy(x + 4000, host, 8192, cudaMemcpyHostToDevice));
+    else if (!strcmp(w, "memcpy_kind")) cudaCheck(cudaMemcpy(x, x + 16, 64, cudaMemcpyHostToDevice));
+    else if (!strcmp(w, "race")) {
+        int *o;
+        cudaCheck(cudaMalloc(&o, 128 * 4));
+        for (int sync = 0; sync < 2; sync++) {
+            KERNEL_LAUNCH(k_race, 1, 128, 0, o, sync);
+            printf("%016llx\n", (unsigned long long)digest((const float *)o, 128));
+        }
+    } else if (!strcmp(w, "collectives")) return check_collectives();
+    else if (!strcmp(w, "gemm")) return check_gemm();
+    else if (!strcmp(w, "convert")) {
+        double f;
+        while (scanf("%lf", &f) == 1) {
+            float v = (float)f;
+            printf("%04x %04x %08x\n", __float2half_rn(v).x, __float2bfloat16_rn(v).x, golf_f2u(golf_emu::tf32(v)));
+        }
+    } else if (!strcmp(w, "kernels") && argc == 3) return run_kernels(strtoull(argv[2], NULL, 10));
+    else if (!strcmp(w, "attention") && argc == 7) return run_attention(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), strtoull(argv[6], NULL, 10));
+    else { fprintf(stderr, "emu_faults: unknown check '%s'\n", w); return 2; }
+    return 0;
+}

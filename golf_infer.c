@@ -10,12 +10,16 @@
  *   ./golf_infer MODEL --val 'DIR/fineweb_val_*.bin' (--tokenizer M.model | --byte260) [--seq-len T]
  *                [--stride S] [--max-tokens N] [--threads K]
  *       prints val_loss, val_bpb, the tokens and bytes scored, and the artifact line
- *       `artifact: golf_infer.c N + model M = T bytes (limit 16000000) OK|OVER`.
+ *       `artifact: golf_infer.c N + model M = T bytes (limit 16000000) OK|OVER`; a long evaluation also prints a
+ *       progress line on stderr every 10 s. --threads: 1..4096 (default OMP_NUM_THREADS, else every core), at most
+ *       the cores this process may use; waiting threads sleep unless OMP_WAIT_POLICY is set.
  *   ./golf_infer MODEL (--tokenizer M.model | --byte260) (--generate "TEXT" | --generate-ids "ID ...") [-n 200]
  *                [--temp 0.8] [--top-k 40] [--seed S]
  *       prints the prompt and a sampled continuation (the text prompt is encoded after a BOS; ids go to stderr)
  *   ./golf_infer MODEL --logits-ids "ID ..."  prints the logits of every position (for tests)
  *   MODEL is a blob (.golf) or a float32 checkpoint; the magic tells which.
+ *   Build: cc -O3 -std=c99 -march=native -ffp-contract=fast -fopenmp golf_infer.c -lm (-march, -ffp-contract and
+ *   -fopenmp are optional: without them the same code builds for any target, slower).
  *
  * Formats (all little-endian)
  *   Config words, shared by both headers (config_header):

@@ -29,7 +29,7 @@ VAL="$SHARED/data/sample_sp1024/fineweb_val_*.bin" TOK="$SHARED/tokenizers/finew
 # timed OUT CMD...: run CMD with its stdout into OUT; prints the wall seconds
 timed() { local out=$1 t0; shift; t0=$(date +%s.%N); "$@" >"$out" 2>"$out.err" || { cat "$out.err" >&2; fail "$* failed"; }; echo "$(date +%s.%N) - $t0" | bc -l; }
 field() { sed -n "s/.*$1:\([^ ]*\).*/\1/p" "$2" | head -1; }
-rate() { echo "$1 / $2" | bc -l | xargs printf '%.0f'; }
+rate() { echo "($1) / ($2)" | bc -l | xargs printf '%.0f'; }
 
 echo "bench_infer: $(date -u +%Y-%m-%d), $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores;" \
      "$TOKENS val tokens, threads $THREADS; $(cc --version | head -1); torch $("$PYTHON" -c 'import torch; print(torch.__version__)')"

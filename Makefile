@@ -13,6 +13,9 @@ CFLAGS  ?= -O3 -std=c99 -Wall -Wextra
 LDLIBS  ?= -lm
 # OpenMP for golf_infer's CPU forward pass, when the compiler has it (OPENMP= builds without)
 OPENMP  ?= $(shell $(CC) -fopenmp -E -x c /dev/null >/dev/null 2>&1 && echo -fopenmp)
+# golf_infer's fast build: the host's vector ISA and FMA contraction where the compiler takes them (NATIVE= for a
+# portable binary)
+NATIVE  ?= $(shell $(CC) -march=native -ffp-contract=fast -E -x c /dev/null >/dev/null 2>&1 && echo -march=native -ffp-contract=fast)
 # Debian's python3 (with python3-torch, python3-sentencepiece, python3-numpy) is the test oracle.
 PYTHON  ?= /usr/bin/python3
 # the GPU tests need a PyTorch with CUDA (on a GPU machine, usually the python3 on PATH)
@@ -72,7 +75,7 @@ all: buildinfo $(C_TARGETS) $(CUDA_TARGETS)
 buildinfo:
 	@echo "golf build: CC=$(CC)"
 	@echo "  tokenize    yes"
-	@echo "  golf_infer  $(if $(wildcard golf_infer.c),yes$(if $(OPENMP), (OpenMP), (no OpenMP)),skipped: golf_infer.c is not in this checkout)"
+	@echo "  golf_infer  $(if $(wildcard golf_infer.c),yes$(if $(OPENMP), (OpenMP), (no OpenMP))$(if $(NATIVE), $(NATIVE), portable),skipped: golf_infer.c is not in this checkout)"
 	@echo "  train_golf  $(if $(CUDA_TARGETS),yes (nvcc $(NVCC), sm_$(CUDA_ARCH)),skipped: $(if $(NVCC),train_golf.cu is not in this checkout,no nvcc found (set CUDA_HOME or NVCC)))"
 	@echo "  train_golf_cpu  (make cpu) $(CXX), BLAS $(if $(filter 1,$(CPU_BLAS)),OpenBLAS,loops (no cblas.h + -lopenblas))"
 	@echo "  MPI         $(if $(filter 1,$(USE_MPI)),found (mpicc),not found: single-process build)"
@@ -82,7 +85,7 @@ tokenize: tokenize.c golf_infer.c
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
 golf_infer: golf_infer.c
-	$(CC) $(CFLAGS) $(OPENMP) -o $@ $< $(LDLIBS)
+	$(CC) $(CFLAGS) $(NATIVE) $(OPENMP) -o $@ $< $(LDLIBS)
 
 # the blob encoder (quantize + entropy code + write); it includes golf_infer.c for the format and, for GPTQ's
 # calibration, the forward pass (OpenMP like golf_infer)
@@ -120,6 +123,7 @@ bench: tokenize golf_infer golf_export
 	bash dev/bench_tokenize.sh
 	bash dev/bench_compress.sh
 	bash dev/bench_train.sh
+	bash dev/bench_infer.sh
 
 clean:
 	rm -f tokenize golf_infer golf_export train_golf train_golf_cpu train_golf_cpu_asan test/emu_faults

@@ -10,12 +10,16 @@
  *   ./golf_infer MODEL --val 'DIR/fineweb_val_*.bin' (--tokenizer M.model | --byte260) [--seq-len T]
  *                [--stride S] [--max-tokens N] [--threads K]
  *       prints val_loss, val_bpb, the tokens and bytes scored, and the artifact line
- *       `artifact: golf_infer.c N + model M = T bytes (limit 16000000) OK|OVER`.
+ *       `artifact: golf_infer.c N + model M = T bytes (limit 16000000) OK|OVER`; a long evaluation also prints a
+ *       progress line on stderr every 10 s. --threads: 1..4096 (default OMP_NUM_THREADS, else every core), at most
+ *       the cores this process may use; waiting threads sleep unless OMP_WAIT_POLICY is set.
  *   ./golf_infer MODEL (--tokenizer M.model | --byte260) (--generate "TEXT" | --generate-ids "ID ...") [-n 200]
  *                [--temp 0.8] [--top-k 40] [--seed S]
  *       prints the prompt and a sampled continuation (the text prompt is encoded after a BOS; ids go to stderr)
  *   ./golf_infer MODEL --logits-ids "ID ..."  prints the logits of every position (for tests)
  *   MODEL is a blob (.golf) or a float32 checkpoint; the magic tells which.
+ *   Build: cc -O3 -std=c99 -march=native -ffp-contract=fast -fopenmp golf_infer.c -lm (-march, -ffp-contract and
+ *   -fopenmp are optional: without them the same code builds for any target, slower).
  *
  * Formats (all little-endian)
  *   Config words, shared by both headers (config_header):
@@ -64,6 +68,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -126,6 +132,7 @@ static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] 
 static GOLF_UNUSED uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 static float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 static GOLF_UNUSED uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static GOLF_UNUSED double seconds(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec; }
 
 // f16_to_f32: IEEE half -> float (exact).
 static GOLF_UNUSED float f16_to_f32(uint16_t h) {
@@ -788,8 +795,12 @@ static GOLF_UNUSED const char *code_path(const char *argv0) {
 
 // ----------------------------------------------------------------------------------------------------
 // 7. CPU forward pass in float32 (the math of test/reference.py and train_gpt.py)
+//   Every product is one cache-blocked GEMM (packed panels, a register-blocked micro kernel that -O3 -march=native
+//   vectorizes; plain C, so any compiler builds it); OpenMP splits rows and tiles over threads.
 
 static const float RMS_EPS = 1.1920929e-07f;  // torch's rms_norm default for float32: finfo(float32).eps
+
+static int imin(int a, int b) { return a < b ? a : b; }
 
 // dot: sum of a[i]*b[i] in eight lanes (vectorizes without reassociation flags).
 static float dot(const float *a, const float *b, int n) {
@@ -802,11 +813,90 @@ static float dot(const float *a, const float *b, int n) {
     return t;
 }
 
-// matmul: out[T, N] = in[T, K] @ W[N, K]^T.
+// GEMM blocking: the micro kernel keeps an MR x NR tile of C in registers (8 x 8: 8 AVX2 vectors); B blocks of
+// KC x NC and A blocks of MC x KC are packed into panels (B panel KC x NR in L1, A block in L2).
+enum { GEMM_MR = 8, GEMM_NR = 8, GEMM_MC = 128, GEMM_KC = 256, GEMM_NC = 256,
+       GEMM_WORK = (GEMM_MC + GEMM_MR) * GEMM_KC + GEMM_KC * (GEMM_NC + GEMM_NR) };   // floats of a gemm's scratch
+
+// gemm_pack: rows [0, rows) x k [0, kc) of X(r, k) = X[r*sr + k*sk] as panels of w rows, each [kc][w], zero past rows.
+static void gemm_pack(float *dst, const float *X, int sr, int sk, int rows, int kc, int w) {
+    for (int r0 = 0; r0 < rows; r0 += w, dst += (size_t)kc * w)
+        for (int r = 0; r < w; r++) {
+            const float *x = X + (size_t)(r0 + r) * sr;
+            for (int k = 0; k < kc; k++) dst[k * w + r] = r0 + r < rows ? x[(size_t)k * sk] : 0.0f;
+        }
+}
+
+// GemmVec: GNU C's generic vectors (gcc, clang: the target's SIMD, whatever the ISA), plain floats elsewhere.
+#if defined(__GNUC__) && !defined(__CUDACC__)
+#ifdef __AVX__
+#define GEMM_LANES 8
+#else
+#define GEMM_LANES 4
+#endif
+typedef float GemmVec __attribute__((vector_size(GEMM_LANES * 4)));
+#else
+#define GEMM_LANES 1
+typedef float GemmVec;
+#endif
+
+// gemm_kernel: C[m, n] (+= when acc) the product of an A panel [kc][MR] and a B panel [kc][NR] (m <= MR, n <= NR).
+static void gemm_kernel(int kc, const float *a, const float *b, float *C, int ldc, int m, int n, int acc) {
+    enum { NV = GEMM_NR / GEMM_LANES };
+    GemmVec s[GEMM_MR][NV];
+    float out[GEMM_MR][GEMM_NR];
+    memset(s, 0, sizeof(s));
+    for (int k = 0; k < kc; k++, a += GEMM_MR, b += GEMM_NR)
+        for (int j = 0; j < NV; j++) {
+            GemmVec bj;
+            memcpy(&bj, b + j * GEMM_LANES, sizeof(bj));
+            for (int i = 0; i < GEMM_MR; i++) s[i][j] += a[i] * bj;
+        }
+    memcpy(out, s, sizeof(out));
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) C[(size_t)i * ldc + j] = acc ? C[(size_t)i * ldc + j] + out[i][j] : out[i][j];
+}
+
+// sgemm: C[M, N] (row stride ldc) = (acc ? C : 0) + A B, A(i, k) = A[i*ai + k*ak], B(k, j) = B[k*bk + j*bj]; one thread,
+// work holds GEMM_WORK floats.
+static void sgemm(float *C, int ldc, const float *A, int ai, int ak, const float *B, int bk, int bj, int M, int N, int K, int acc, float *work) {
+    float *pa = work, *pb = work + (GEMM_MC + GEMM_MR) * GEMM_KC;
+    for (int j0 = 0; j0 < N; j0 += GEMM_NC)
+        for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
+            int nc = imin(GEMM_NC, N - j0), kc = imin(GEMM_KC, K - k0);
+            gemm_pack(pb, B + (size_t)k0 * bk + (size_t)j0 * bj, bj, bk, nc, kc, GEMM_NR);
+            for (int i0 = 0; i0 < M; i0 += GEMM_MC) {
+                int mc = imin(GEMM_MC, M - i0);
+                gemm_pack(pa, A + (size_t)i0 * ai + (size_t)k0 * ak, ai, ak, mc, kc, GEMM_MR);
+                for (int j = 0; j < nc; j += GEMM_NR)
+                    for (int i = 0; i < mc; i += GEMM_MR)
+                        gemm_kernel(kc, pa + (size_t)i * kc, pb + (size_t)j * kc, C + (size_t)(i0 + i) * ldc + j0 + j, ldc,
+                                    imin(GEMM_MR, mc - i), imin(GEMM_NR, nc - j), acc || k0 > 0);
+            }
+        }
+}
+
+// matmul: out[T, N] = in[T, K] @ W[N, K]^T: tiles of MC x NC over the threads; a few rows (generation) as dot products.
 static void matmul(float *out, const float *in, const float *W, int T, int K, int N) {
+    if (T < GEMM_MR) {
 OMP(omp parallel for collapse(2) schedule(static))
-    for (int t = 0; t < T; t++)
-        for (int j = 0; j < N; j++) out[(size_t)t * N + j] = dot(in + (size_t)t * K, W + (size_t)j * K, K);
+        for (int t = 0; t < T; t++)
+            for (int j = 0; j < N; j++) out[(size_t)t * N + j] = dot(in + (size_t)t * K, W + (size_t)j * K, K);
+        return;
+    }
+    int mt = (T + GEMM_MC - 1) / GEMM_MC, nt = (N + GEMM_NC - 1) / GEMM_NC;
+OMP(omp parallel)
+    {
+        float *work = galloc(GEMM_WORK * sizeof(float));
+OMP(omp for collapse(2) schedule(dynamic))
+        for (int i = 0; i < mt; i++)
+            for (int j = 0; j < nt; j++) {
+                int i0 = i * GEMM_MC, j0 = j * GEMM_NC;
+                sgemm(out + (size_t)i0 * N + j0, N, in + (size_t)i0 * K, K, 1, W + (size_t)j0 * K, 1, K,
+                     imin(GEMM_MC, T - i0), imin(GEMM_NC, N - j0), K, 0, work);
+            }
+        free(work);
+    }
 }
 
 // rmsnorm: out = x / sqrt(mean(x^2) + eps), n values.
@@ -817,14 +907,23 @@ static void rmsnorm(float *out, const float *x, int n) {
     for (int i = 0; i < n; i++) out[i] = x[i] * r;
 }
 
-// rope: rotate the first R dims of a head vector at position pos as halves (x1, x2) of R/2:
-// (x1 cos + x2 sin, -x1 sin + x2 cos), inv_freq_i = base^(-2i/R); dims R.. pass unchanged.
-static void rope(float *x, int R, int pos, float base) {
+// rope_table: cos then sin of the angles of positions pos0.. for RoPE on R dims: [T][R], inv_freq_i = base^(-2i/R).
+static void rope_table(float *tab, int T, int pos0, int R, float base) {
+    int half = R / 2;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < half; i++) {
+            float ang = (float)(pos0 + t) * (1.0f / powf(base, (float)(2 * i) / (float)R));
+            tab[(size_t)t * R + i] = cosf(ang);
+            tab[(size_t)t * R + half + i] = sinf(ang);
+        }
+}
+
+// rope: rotate the first R dims of a head vector as halves (x1, x2) of R/2 by its position's row cs of rope_table:
+// (x1 cos + x2 sin, -x1 sin + x2 cos); dims R.. pass unchanged.
+static void rope(float *x, int R, const float *cs) {
     int half = R / 2;
     for (int i = 0; i < half; i++) {
-        float inv_freq = 1.0f / powf(base, (float)(2 * i) / (float)R);
-        float ang = (float)pos * inv_freq, c = cosf(ang), s = sinf(ang);
-        float a = x[i], b = x[i + half];
+        float a = x[i], b = x[i + half], c = cs[i], s = cs[half + i];
         x[i] = a * c + b * s;
         x[i + half] = -a * s + b * c;
     }
@@ -832,12 +931,13 @@ static void rope(float *x, int R, int pos, float base) {
 
 static float sigmoidf(float z) { return 1.0f / (1.0f + expf(-z)); }
 
-// Activations of one window of T tokens. `observe`, when set, sees the input of every linear layer
-// (GPTQ's calibration statistics): W identifies the weight, X is [T, K].
+// Activations of T rows: T / seq sequences of seq tokens at positions pos0.. (pos0 > 0 only for one sequence
+// whose earlier keys are in the KV cache). `observe`, when set, sees the input of every linear layer (GPTQ's
+// calibration statistics): W identifies the weight, X is [T, K].
 typedef struct Acts Acts;
 typedef void (*ObserveFn)(void *ctx, const float *W, const float *X, int T, int K);
 struct Acts {
-    int T;
+    int T, seq, pos0;
     float *x, *x1, *x0, *h;  // [T, d]: the stream (lane 0), lane 1, the normalized embeddings, scratch
     int lanes;              // 1 or 2 live residual lanes
     float *q;               // [T, d]
@@ -846,29 +946,34 @@ struct Acts {
     float *u;               // [T, hidden]
     float *br0, *br1;       // [T, d] attention and MLP branch outputs
     float *skips;           // [num_skip_rows, T, d]
-    float *att;             // [threads, T] attention scores
+    float *rope;            // [T, R] rope_table of the positions of a sequence
+    int cap, vpos;          // KV cache: positions it holds (0 = none); the virtual layer running
+    float *kc, *vc;         // [virtual layers, cap, kv_dim] keys and values of every position so far
     ObserveFn observe;      // NULL unless calibrating
     void *observe_ctx;
 };
 
 static GOLF_UNUSED void acts_alloc(Acts *a, const Config *c, int T) {
-    int d = c->model_dim, kv = c->num_kv_heads * (d / c->num_heads), nth = 1;
-#ifdef _OPENMP
-    nth = omp_get_max_threads();
-#endif
+    int d = c->model_dim, kv = c->num_kv_heads * (d / c->num_heads);
     memset(a, 0, sizeof(*a));
-    a->T = T;
+    a->T = a->seq = T;
     size_t td = (size_t)T * d * 4;
     a->x = galloc(td); a->x1 = galloc(td); a->x0 = galloc(td); a->h = galloc(td); a->q = galloc(td); a->y = galloc(td);
-    a->br0 = galloc(td); a->br1 = galloc(td);
+    a->br0 = galloc(td); a->br1 = galloc(td); a->rope = galloc(td);
     a->k = galloc((size_t)T * kv * 4); a->v = galloc((size_t)T * kv * 4);
     a->u = galloc((size_t)T * c->mlp_hidden * 4);
     a->skips = galloc((size_t)(skip_rows(c) + 1) * td);
-    a->att = galloc((size_t)nth * T * 4);
+}
+
+// acts_cache: give a a KV cache of cap positions (generation: each forward then adds its tokens at pos0..).
+static GOLF_UNUSED void acts_cache(Acts *a, const Config *c, int cap) {
+    int enc, dec, idx[MAX_LAYERS];
+    size_t n = (size_t)schedule(c, 1, &enc, &dec, idx) * cap * c->num_kv_heads * (c->model_dim / c->num_heads) * 4;
+    a->cap = cap; a->kc = galloc(n); a->vc = galloc(n);
 }
 
 static GOLF_UNUSED void acts_free(Acts *a) {
-    float *bufs[] = {a->x, a->x1, a->x0, a->h, a->q, a->y, a->br0, a->br1, a->k, a->v, a->u, a->skips, a->att};
+    float *bufs[] = {a->x, a->x1, a->x0, a->h, a->q, a->y, a->br0, a->br1, a->k, a->v, a->u, a->skips, a->rope, a->kc, a->vc};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
     memset(a, 0, sizeof(*a));
 }
@@ -879,52 +984,77 @@ static void linear(Acts *a, float *out, const float *in, const float *W, int K, 
     matmul(out, in, W, a->T, K, N);
 }
 
-// attention: causal GQA attention of q/k/v (after norms, RoPE and gain) into a->y; with XSA, each head's
-// output loses its component along the token's own normalized value vector.
-static void attention(Acts *a, const Config *c, int xsa) {
-    int T = a->T, H = c->num_heads, hd = c->model_dim / H, kvd = c->num_kv_heads * hd, group = H / c->num_kv_heads;
+enum { ATT_QB = 64, ATT_KB = 64 };   // queries and keys per attention block
+
+// attention: causal GQA attention of q (a->T rows) over the keys and values K, V ([keys of a sequence, kv_dim] per
+// sequence, ks rows apart) into a->y: per sequence, head and block of ATT_QB queries, blocks of ATT_KB keys with an
+// online softmax; a query head reads its kv head's columns in place. With XSA, each head's output loses its
+// component along the token's own normalized value vector.
+static void attention(Acts *a, const Config *c, int xsa, const float *K, const float *V, int ks) {
+    int H = c->num_heads, hd = c->model_dim / H, d = c->model_dim, kvd = c->num_kv_heads * hd, group = H / c->num_kv_heads;
+    int nseq = a->T / a->seq, nqb = (a->seq + ATT_QB - 1) / ATT_QB;
     float scale = 1.0f / sqrtf((float)hd);
-OMP(omp parallel for collapse(2) schedule(dynamic, 4))
-    for (int t = 0; t < T; t++)
-        for (int h = 0; h < H; h++) {
-            int tid = 0;
-#ifdef _OPENMP
-            tid = omp_get_thread_num();
-#endif
-            float *sc = a->att + (size_t)tid * T;
-            const float *q = a->q + (size_t)t * c->model_dim + h * hd;
-            int kh = h / group;
-            float mx = -INFINITY;
-            for (int s = 0; s <= t; s++) {
-                sc[s] = dot(q, a->k + (size_t)s * kvd + kh * hd, hd) * scale;
-                if (sc[s] > mx) mx = sc[s];
-            }
-            double sum = 0;
-            for (int s = 0; s <= t; s++) { sc[s] = expf(sc[s] - mx); sum += sc[s]; }
-            float *y = a->y + (size_t)t * c->model_dim + h * hd;
-            for (int i = 0; i < hd; i++) y[i] = 0;
-            for (int s = 0; s <= t; s++) {
-                float w = (float)(sc[s] / sum);
-                const float *v = a->v + (size_t)s * kvd + kh * hd;
-                for (int i = 0; i < hd; i++) y[i] += w * v[i];
-            }
-            if (xsa) {
-                const float *v = a->v + (size_t)t * kvd + kh * hd;
-                float vv = dot(v, v, hd), proj = vv > 0 ? dot(y, v, hd) / vv : 0;   // (y . vhat) vhat = (y . v / |v|^2) v
-                for (int i = 0; i < hd; i++) y[i] -= proj * v[i];
-            }
-        }
+OMP(omp parallel)
+    {
+        float *work = galloc((GEMM_WORK + ATT_QB * (ATT_KB + hd + 1)) * sizeof(float)), *S = work + GEMM_WORK, *O = S + ATT_QB * ATT_KB, *mx = O + ATT_QB * hd;
+        double l[ATT_QB];
+OMP(omp for collapse(3) schedule(dynamic))
+        for (int b = 0; b < nseq; b++)
+            for (int h = 0; h < H; h++)
+                for (int qb = 0; qb < nqb; qb++) {
+                    int t0 = qb * ATT_QB, nq = imin(ATT_QB, a->seq - t0), p0 = a->pos0 + t0, kh = h / group;
+                    const float *q = a->q + ((size_t)b * a->seq + t0) * d + h * hd;
+                    const float *Kb = K + (size_t)b * ks * kvd + kh * hd, *Vb = V + (size_t)b * ks * kvd + kh * hd;
+                    for (int i = 0; i < nq; i++) { mx[i] = -INFINITY; l[i] = 0; }
+                    memset(O, 0, (size_t)nq * hd * sizeof(float));
+                    for (int s0 = 0; s0 < p0 + nq; s0 += ATT_KB) {   // keys [s0, s0 + nk) of positions up to p0 + nq - 1
+                        int nk = imin(ATT_KB, p0 + nq - s0);
+                        sgemm(S, ATT_KB, q, d, 1, Kb + (size_t)s0 * kvd, 1, kvd, nq, nk, hd, 0, work);
+                        for (int i = 0; i < nq; i++) {   // online softmax: rescale the row's sums to its new maximum
+                            float *si = S + i * ATT_KB, m = mx[i];
+                            int n = imin(nk, p0 + i + 1 - s0);
+                            for (int j = 0; j < n; j++) { si[j] *= scale; if (si[j] > m) m = si[j]; }
+                            float corr = expf(mx[i] - m);
+                            double sum = 0;
+                            for (int j = 0; j < nk; j++) { si[j] = j < n ? expf(si[j] - m) : 0.0f; sum += si[j]; }
+                            l[i] = l[i] * corr + sum;
+                            mx[i] = m;
+                            if (corr != 1.0f) for (int e = 0; e < hd; e++) O[i * hd + e] *= corr;
+                        }
+                        sgemm(O, hd, S, ATT_KB, 1, Vb + (size_t)s0 * kvd, kvd, 1, nq, hd, nk, 1, work);
+                    }
+                    for (int i = 0; i < nq; i++) {
+                        float *y = a->y + ((size_t)b * a->seq + t0 + i) * d + h * hd, r = (float)(1.0 / l[i]);
+                        for (int e = 0; e < hd; e++) y[e] = O[i * hd + e] * r;
+                        if (xsa) {
+                            const float *v = Vb + (size_t)(p0 + i) * kvd;
+                            float vv = dot(v, v, hd), proj = vv > 0 ? dot(y, v, hd) / vv : 0;   // (y . vhat) vhat = (y . v / |v|^2) v
+                            for (int e = 0; e < hd; e++) y[e] -= proj * v[e];
+                        }
+                    }
+                }
+        free(work);
+    }
 }
 
 // norm_scaled: out = rms_norm(in) * s per row (s = LN scale of the layer).
 static void norm_scaled(float *out, const float *in, int T, int d, float s) {
+OMP(omp parallel for schedule(static))
     for (int t = 0; t < T; t++) {
         rmsnorm(out + (size_t)t * d, in + (size_t)t * d, d);
         if (s != 1.0f) for (int i = 0; i < d; i++) out[(size_t)t * d + i] *= s;
     }
 }
 
-// attn_branch: out = attn_scale * proj(attention(rms_norm(in) * s)) for layer l.
+// scale_rows: x[t, i] *= s[i] over T rows of d.
+static void scale_rows(float *x, const float *s, int T, int d) {
+OMP(omp parallel for schedule(static))
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < d; i++) x[(size_t)t * d + i] *= s[i];
+}
+
+// attn_branch: out = attn_scale * proj(attention(rms_norm(in) * s)) for layer l; with a KV cache the new keys and
+// values join the cache of the virtual layer a->vpos first.
 static void attn_branch(const GolfModel *m, int l, Acts *a, const float *in, float *out, float s) {
     const Config *c = &m->c;
     const LayerParams *p = &m->layer[l];
@@ -933,20 +1063,28 @@ static void attn_branch(const GolfModel *m, int l, Acts *a, const float *in, flo
     linear(a, a->q, a->h, p->c_q, d, d);
     linear(a, a->k, a->h, p->c_k, d, kvd);
     linear(a, a->v, a->h, p->c_v, d, kvd);
+OMP(omp parallel for schedule(static))
     for (int t = 0; t < T; t++) {
+        const float *cs = a->rope + (size_t)(t % a->seq) * R;
         for (int h = 0; h < H; h++) {
             float *q = a->q + (size_t)t * d + h * hd;
             rmsnorm(q, q, hd);
-            rope(q, R, t, c->rope_base);
+            rope(q, R, cs);
             for (int i = 0; i < hd; i++) q[i] *= p->q_gain[h];
         }
         for (int h = 0; h < c->num_kv_heads; h++) {
             float *k = a->k + (size_t)t * kvd + h * hd;
             rmsnorm(k, k, hd);
-            rope(k, R, t, c->rope_base);
+            rope(k, R, cs);
         }
     }
-    attention(a, c, c->xsa_last_n && l >= c->num_layers - c->xsa_last_n);
+    const float *K = a->k, *V = a->v;
+    if (a->cap) {   // this virtual layer's cache rows [0, cap), the new ones at pos0..
+        if (a->pos0 + T > a->cap) golf_die("the KV cache holds %d positions, %d asked", a->cap, a->pos0 + T);
+        K = a->kc + (size_t)a->vpos * a->cap * kvd; V = a->vc + (size_t)a->vpos * a->cap * kvd;
+        memcpy((float *)K + (size_t)a->pos0 * kvd, a->k, (size_t)T * kvd * 4); memcpy((float *)V + (size_t)a->pos0 * kvd, a->v, (size_t)T * kvd * 4);
+    }
+    attention(a, c, c->xsa_last_n && l >= c->num_layers - c->xsa_last_n, K, V, a->cap ? a->cap : a->seq);
     if (p->attn_gate)
         for (int t = 0; t < T; t++)
             for (int h = 0; h < H; h++) {
@@ -954,7 +1092,7 @@ static void attn_branch(const GolfModel *m, int l, Acts *a, const float *in, flo
                 for (int i = 0; i < hd; i++) a->y[(size_t)t * d + h * hd + i] *= g;
             }
     linear(a, out, a->y, p->proj, d, d);
-    for (size_t i = 0; i < (size_t)T * d; i++) out[i] *= p->attn_scale[i % d];
+    scale_rows(out, p->attn_scale, T, d);
 }
 
 // mlp_branch: out = mlp_scale * mlp_proj(act(fc(rms_norm(in) * s))), act(x) = (x > 0 ? x : slope x)^2.
@@ -964,9 +1102,10 @@ static void mlp_branch(const GolfModel *m, int l, Acts *a, const float *in, floa
     int T = a->T, d = c->model_dim, F = c->mlp_hidden;
     norm_scaled(a->h, in, T, d, s);
     linear(a, a->u, a->h, p->fc, d, F);
+OMP(omp parallel for schedule(static))
     for (size_t i = 0; i < (size_t)T * F; i++) { float r = a->u[i] > 0 ? a->u[i] : c->mlp_leaky_slope * a->u[i]; a->u[i] = r * r; }
     linear(a, out, a->u, p->mlp_proj, F, d);
-    for (size_t i = 0; i < (size_t)T * d; i++) out[i] *= p->mlp_scale[i % d];
+    scale_rows(out, p->mlp_scale, T, d);
 }
 
 // merge_lanes: make the stream single again: x = (lane0 + lane1) / 2.
@@ -985,11 +1124,15 @@ static void block(const GolfModel *m, int l, Acts *a) {
     float s = ln_scale_of(c, l);
     if (!is_parallel(c, l)) merge_lanes(a, d);
     else if (a->lanes == 1) { memcpy(a->x1, a->x, n * 4); a->lanes = 2; }
-    for (size_t i = 0; i < n; i++) a->x[i] = p->resid_mix[i % d] * a->x[i] + p->resid_mix[d + i % d] * a->x0[i];
+OMP(omp parallel for schedule(static))
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < d; i++) { size_t k = (size_t)t * d + i; a->x[k] = p->resid_mix[i] * a->x[k] + p->resid_mix[d + i] * a->x0[k]; }
     if (a->lanes == 1) {
         attn_branch(m, l, a, a->x, a->br0, s);
+OMP(omp parallel for schedule(static))
         for (size_t i = 0; i < n; i++) a->x[i] += a->br0[i];
         mlp_branch(m, l, a, a->x, a->br0, s);
+OMP(omp parallel for schedule(static))
         for (size_t i = 0; i < n; i++) a->x[i] += a->br0[i];
     } else {   // attention reads lane 0, the MLP lane 1; both lanes take both branches
         mlp_branch(m, l, a, a->x1, a->br1, s);
@@ -1001,40 +1144,51 @@ static void block(const GolfModel *m, int l, Acts *a) {
     }
 }
 
-// embed: x0 = the normalized token (+ BigramHash) embeddings of tokens[0..T), then SmearGate.
+// embed_token: out = the normalized token (+ BigramHash) embedding of tok[0] (tok[-1] its predecessor unless first);
+// e is scratch [d].
+static void embed_token(const GolfModel *m, const int32_t *tok, int first, float *e, float *out) {
+    const Config *c = &m->c;
+    int d = c->model_dim, db = c->bigram_dim;
+    memcpy(e, m->tok_emb + (size_t)tok[0] * d, (size_t)d * 4);
+    if (c->bigram_vocab) {   // idx_0 = V_b - 1, idx_t = (36313 t_i xor 27191 t_{i-1}) mod (V_b - 1)
+        int64_t idx = first ? c->bigram_vocab - 1 : ((36313 * (int64_t)tok[0]) ^ (27191 * (int64_t)tok[-1])) % (c->bigram_vocab - 1);
+        const float *row = m->bigram_embed + (size_t)idx * db;
+        for (int j = 0; j < d; j++) e[j] += m->bigram_scale[0] * dot(m->bigram_proj + (size_t)j * db, row, db);
+    }
+    rmsnorm(out, e, d);
+}
+
+// embed: x0 = the normalized token (+ BigramHash) embeddings of tokens[0..T), then SmearGate (with pos0 > 0,
+// tokens[-1] and tokens[-2] are the tokens before the first).
 static void embed(const GolfModel *m, const int32_t *tokens, Acts *a) {
     const Config *c = &m->c;
-    int T = a->T, d = c->model_dim, db = c->bigram_dim;
-    for (int t = 0; t < T; t++) {
-        float *e = a->h + (size_t)t * d;
-        memcpy(e, m->tok_emb + (size_t)tokens[t] * d, (size_t)d * 4);
-        if (c->bigram_vocab) {   // idx_0 = V_b - 1, idx_t = (36313 t_i xor 27191 t_{i-1}) mod (V_b - 1)
-            int64_t idx = t ? ((36313 * (int64_t)tokens[t]) ^ (27191 * (int64_t)tokens[t - 1])) % (c->bigram_vocab - 1) : c->bigram_vocab - 1;
-            const float *row = m->bigram_embed + (size_t)idx * db;
-            for (int j = 0; j < d; j++) e[j] += m->bigram_scale[0] * dot(m->bigram_proj + (size_t)j * db, row, db);
-        }
-        rmsnorm(a->x + (size_t)t * d, e, d);
-    }
-    if (c->smear_gate)   // x_t += lam * sigmoid(w . x_t[:12]) * x_{t-1}, except at t = 0 and BOS; from the end so x_{t-1} is unsmeared
-        for (int t = T - 1; t >= 1; t--) {
-            if (tokens[t] == 1) continue;
-            float *x = a->x + (size_t)t * d, g = m->smear_lam[0] * sigmoidf(dot(m->smear_w, x, SMEAR_DIMS));
-            for (int i = 0; i < d; i++) x[i] += g * x[i - d];
+    int T = a->T, d = c->model_dim;
+OMP(omp parallel for schedule(static))
+    for (int t = 0; t < T; t++) embed_token(m, tokens + t, a->pos0 + t % a->seq == 0, a->h + (size_t)t * d, a->x + (size_t)t * d);
+    if (c->smear_gate)   // x_t += lam * sigmoid(w . x_t[:12]) * x_{t-1}, except at position 0 and BOS; from the end so x_{t-1} is unsmeared
+        for (int t = T - 1; t >= 0; t--) {
+            if (tokens[t] == 1 || a->pos0 + t % a->seq == 0) continue;
+            float *x = a->x + (size_t)t * d, g = m->smear_lam[0] * sigmoidf(dot(m->smear_w, x, SMEAR_DIMS)), *prev = x - d;
+            if (t % a->seq == 0) embed_token(m, tokens + t - 1, a->pos0 == 1, a->h, prev = a->y);   // the cached predecessor, again
+            for (int i = 0; i < d; i++) x[i] += g * prev[i];
         }
     memcpy(a->x0, a->x, (size_t)T * d * 4);
 }
 
-// forward: the final normalized hidden states of tokens[0..T) into a->h ([T, d]), along the loop schedule
-// when the model has one (U-Net skips: the last ns encoder outputs come back in reverse order).
-static GOLF_UNUSED void forward(const GolfModel *m, const int32_t *tokens, int T, Acts *a) {
+// forward_seqs: the final normalized hidden states of nseq sequences of seq tokens (tokens[0..nseq*seq), one after
+// another) into a->h ([T, d]), along the loop schedule when the model has one (U-Net skips: the last ns encoder
+// outputs come back in reverse order).
+static GOLF_UNUSED void forward_seqs(const GolfModel *m, const int32_t *tokens, int nseq, int seq, Acts *a) {
     const Config *c = &m->c;
-    int d = c->model_dim, enc, dec, idx[MAX_LAYERS];
+    int d = c->model_dim, enc, dec, idx[MAX_LAYERS], T = nseq * seq;
     schedule(c, 1, &enc, &dec, idx);
     int ns = num_skips(enc, dec);
     size_t n = (size_t)T * d;
-    a->T = T; a->lanes = 1;
+    a->T = T; a->seq = seq; a->lanes = 1;
+    rope_table(a->rope, seq, a->pos0, c->rope_dims ? c->rope_dims : d / c->num_heads, c->rope_base);
     embed(m, tokens, a);
     for (int e = 0; e < enc; e++) {
+        a->vpos = e;
         block(m, idx[e], a);
         if (e >= enc - ns) {
             float *sk = a->skips + (size_t)(e - (enc - ns)) * n;
@@ -1051,29 +1205,41 @@ static GOLF_UNUSED void forward(const GolfModel *m, const int32_t *tokens, int T
                 if (a->lanes == 2) a->x1[k] += add;
             }
         }
+        a->vpos = enc + i;
         block(m, idx[enc + i], a);
     }
     merge_lanes(a, d);
-    for (int t = 0; t < T; t++) rmsnorm(a->h + (size_t)t * d, a->x + (size_t)t * d, d);
+    norm_scaled(a->h, a->x, T, d, 1.0f);
+}
+
+// forward: forward_seqs of one sequence tokens[0..T) (at positions a->pos0.., after the KV cache's).
+static GOLF_UNUSED void forward(const GolfModel *m, const int32_t *tokens, int T, Acts *a) { forward_seqs(m, tokens, 1, T, a); }
+
+// logits_rows: softcapped logits [n, V] of the hidden states h [n, d].
+static GOLF_UNUSED void logits_rows(const GolfModel *m, const float *h, int n, float *logits) {
+    const Config *c = &m->c;
+    matmul(logits, h, m->lm_head, n, c->model_dim, c->vocab_size);
+OMP(omp parallel for schedule(static))
+    for (int r = 0; r < n; r++)
+        for (int v = 0; v < c->vocab_size; v++) { float *z = logits + (size_t)r * c->vocab_size + v; *z = c->logit_softcap * tanhf(*z / c->logit_softcap); }
 }
 
 // logits_at: softcapped logits [V] of the hidden state h [d].
-static GOLF_UNUSED void logits_at(const GolfModel *m, const float *h, float *logits) {
-    const Config *c = &m->c;
-    for (int v = 0; v < c->vocab_size; v++) {
-        float z = dot(h, m->lm_head + (size_t)v * c->model_dim, c->model_dim);
-        logits[v] = c->logit_softcap * tanhf(z / c->logit_softcap);
-    }
+static GOLF_UNUSED void logits_at(const GolfModel *m, const float *h, float *logits) { logits_rows(m, h, 1, logits); }
+
+// nll_of: -log softmax(logits)[target] of one row of V logits, in double.
+static double nll_of(const float *logits, int V, int target) {
+    float mx = logits[0];
+    for (int v = 1; v < V; v++) if (logits[v] > mx) mx = logits[v];
+    double sum = 0;
+    for (int v = 0; v < V; v++) sum += exp((double)logits[v] - mx);
+    return log(sum) + mx - logits[target];
 }
 
 // nll_at: -log softmax(logits)[target] of the hidden state h, in double.
 static GOLF_UNUSED double nll_at(const GolfModel *m, const float *h, int target, float *logits) {
     logits_at(m, h, logits);
-    float mx = logits[0];
-    for (int v = 1; v < m->c.vocab_size; v++) if (logits[v] > mx) mx = logits[v];
-    double sum = 0;
-    for (int v = 0; v < m->c.vocab_size; v++) sum += exp((double)logits[v] - mx);
-    return log(sum) + mx - logits[target];
+    return nll_of(logits, m->c.vocab_size, target);
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -1129,16 +1295,37 @@ static GOLF_UNUSED int32_t *load_shards(const char *pattern, size_t *ntok, int v
 
 typedef struct { double loss_sum, tokens, bytes; } EvalSums;
 
-// score_window: add the NLL and bytes of the targets at window positions [from, T) (window = tokens[0..T],
-// position t predicts tokens[t+1]).
-static GOLF_UNUSED void score_window(const GolfModel *m, const ByteLut *lut, const int32_t *tokens, int T, int from, Acts *a, float *logits, EvalSums *s) {
-    forward(m, tokens, T, a);
-    for (int t = from; t < T; t++) {
-        int x = tokens[t], y = tokens[t + 1];
-        s->loss_sum += nll_at(m, a->h + (size_t)t * m->c.model_dim, y, logits);
-        s->tokens += 1;
-        s->bytes += lut->base_bytes[y] + (lut->has_leading_space[y] && !lut->is_boundary[x]);
-    }
+enum { EVAL_ROWS = 2048, NLL_ROWS = 256 };   // rows of a forward over a batch of windows; rows per LM-head block
+
+// score_rows: add the NLL of the n hidden states h [n, d] against targets y [n] to s (logits [n, V], nll [n] scratch).
+static void score_rows(const GolfModel *m, const float *h, const int32_t *y, int n, float *logits, double *nll, EvalSums *s) {
+    int V = m->c.vocab_size;
+    logits_rows(m, h, n, logits);
+OMP(omp parallel for schedule(static))
+    for (int r = 0; r < n; r++) nll[r] = nll_of(logits + (size_t)r * V, V, y[r]);
+    for (int r = 0; r < n; r++) s->loss_sum += nll[r];
+}
+
+// score_batch: add the NLL and bytes of nb windows (window k = tokens[start[k] .. start[k] + W], scoring its
+// positions [from[k], W); position t predicts token t + 1) to s, in one forward of nb sequences.
+static void score_batch(const GolfModel *m, const ByteLut *lut, const int32_t *tokens, const size_t *start, const int *from, int nb, int W,
+                        Acts *a, int32_t *rows, EvalSums *s) {
+    int d = m->c.model_dim, n = 0;
+    for (int k = 0; k < nb; k++) memcpy(rows + (size_t)k * W, tokens + start[k], (size_t)W * 4);
+    forward_seqs(m, rows, nb, W, a);
+    float *hs = galloc((size_t)NLL_ROWS * d * 4), *logits = galloc((size_t)NLL_ROWS * m->c.vocab_size * 4);
+    double *nll = galloc(NLL_ROWS * sizeof(double));
+    int32_t y[NLL_ROWS];
+    for (int k = 0; k < nb; k++)
+        for (int t = from[k]; t < W; t++) {
+            int x = tokens[start[k] + t];
+            y[n] = tokens[start[k] + t + 1];
+            memcpy(hs + (size_t)n * d, a->h + ((size_t)k * W + t) * d, (size_t)d * 4);
+            s->tokens += 1;
+            s->bytes += lut->base_bytes[y[n]] + (lut->has_leading_space[y[n]] && !lut->is_boundary[x]);
+            if (++n == NLL_ROWS || (k == nb - 1 && t == W - 1)) { score_rows(m, hs, y, n, logits, nll, s); n = 0; }
+        }
+    free(hs); free(logits); free(nll);
 }
 
 // eval_windows: the scoring windows over tokens[0..targets] (target t is tokens[t+1]); window k holds tokens
@@ -1173,12 +1360,22 @@ static GOLF_UNUSED EvalSums evaluate(const GolfModel *m, const ByteLut *lut, con
     size_t *start = galloc(nw * sizeof(size_t));
     int *from = galloc(nw * sizeof(int)), W = stride && targets < (size_t)T ? (int)targets : T;
     eval_windows(targets, T, stride, start, from);
+    int B = EVAL_ROWS / W > 1 ? EVAL_ROWS / W : 1;
+    if ((size_t)B > nw) B = (int)nw;
     Acts a;
-    acts_alloc(&a, &m->c, T);
-    float *logits = galloc((size_t)m->c.vocab_size * 4);
-    for (size_t w = 0; w < nw; w++) score_window(m, lut, tokens + start[w], W, from[w], &a, logits, &s);
-    free(start); free(from);
-    free(logits);
+    acts_alloc(&a, &m->c, B * W);
+    int32_t *rows = galloc((size_t)B * W * 4);
+    double t0 = seconds(), shown = t0;
+    for (size_t w = 0; w < nw; w += (size_t)B) {
+        int nb = nw - w < (size_t)B ? (int)(nw - w) : B;
+        score_batch(m, lut, tokens, start + w, from + w, nb, W, &a, rows, &s);
+        double now = seconds(), rate = s.tokens / (now - t0);
+        if (now - shown >= 10 && w + (size_t)nb < nw) {   // a progress line every 10 s of a long evaluation
+            fprintf(stderr, "%s: eval %.0f/%zu tokens, %.0f tokens/s, %.0f s left\n", g_golf_prog, s.tokens, targets, rate, (targets - s.tokens) / rate);
+            shown = now;
+        }
+    }
+    free(start); free(from); free(rows);
     acts_free(&a);
     return s;
 }
@@ -1337,7 +1534,12 @@ int main(int argc, char **argv) {
         else if (ARG("--seq-len")) seq_len = atoi(argv[++i]);
         else if (ARG("--stride")) stride = atoi(argv[++i]);
         else if (ARG("--max-tokens")) max_tokens = atoll(argv[++i]);
-        else if (ARG("--threads")) threads = atoi(argv[++i]);
+        else if (ARG("--threads")) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || end == argv[i] || v < 1 || v > 4096) golf_die("--threads must be a whole number from 1 to 4096, not '%s'", argv[i]);
+            threads = (int)v;
+        }
         else if (ARG("--generate-ids")) gen = argv[++i];
         else if (ARG("--generate")) gen_text = argv[++i];
         else if (ARG("--logits-ids")) logit_ids = argv[++i];
@@ -1352,7 +1554,12 @@ int main(int argc, char **argv) {
     }
     if (!model_path || (!val && !gen && !gen_text && !logit_ids)) usage();
 #ifdef _OPENMP
-    if (threads > 0) omp_set_num_threads(threads);
+    // Waiting threads sleep unless OMP_WAIT_POLICY says otherwise: spinning ones slow every other process on the cores
+    // 10x. libgomp reads the variable once, at start-up, so the program runs itself again with it set (if it can).
+    if (!getenv("OMP_WAIT_POLICY") && setenv("OMP_WAIT_POLICY", "passive", 1) == 0) execv("/proc/self/exe", argv);
+    int cores = omp_get_num_procs();
+    if (threads > cores) fprintf(stderr, "golf_infer: --threads %d is more than the %d cores this process may use: using %d\n", threads, cores, cores);
+    omp_set_num_threads(imin(threads ? threads : omp_get_max_threads(), cores));
 #else
     (void)threads;
 #endif
@@ -1367,12 +1574,10 @@ int main(int argc, char **argv) {
         if (!T) golf_die("--logits-ids needs at least one id");
         Acts a;
         acts_alloc(&a, c, T);
-        float *logits = galloc((size_t)c->vocab_size * 4);
+        float *logits = galloc((size_t)T * c->vocab_size * 4);
         forward(&m, ids, T, &a);
-        for (int t = 0; t < T; t++) {
-            logits_at(&m, a.h + (size_t)t * c->model_dim, logits);
-            for (int v = 0; v < c->vocab_size; v++) printf("%.9g%c", logits[v], v + 1 < c->vocab_size ? ' ' : '\n');
-        }
+        logits_rows(&m, a.h, T, logits);
+        for (size_t i = 0; i < (size_t)T * c->vocab_size; i++) printf("%.9g%c", logits[i], (i + 1) % c->vocab_size ? ' ' : '\n');
         free(ids); free(logits); acts_free(&a); model_free(&m);
         return 0;
     }
@@ -1410,12 +1615,14 @@ int main(int argc, char **argv) {
         int32_t *ids = galloc((size_t)T * 4);
         memcpy(ids, prompt, (size_t)np * 4);
         Acts a;
-        acts_alloc(&a, c, T);
+        acts_alloc(&a, c, np);
+        acts_cache(&a, c, T);
         float *logits = galloc((size_t)c->vocab_size * 4);
         char text[64];
-        for (int t = np; t < T; t++) {   // recompute the whole prefix each step: simple, fine for short texts
-            forward(&m, ids, t, &a);
-            logits_at(&m, a.h + (size_t)(t - 1) * c->model_dim, logits);
+        for (int t = np; t < T; t++) {   // the prompt in one forward, then one token a step on the KV cache
+            a.pos0 = t == np ? 0 : t - 1;
+            forward(&m, ids + a.pos0, t - a.pos0, &a);
+            logits_at(&m, a.h + (size_t)(t - a.pos0 - 1) * c->model_dim, logits);
             ids[t] = sample(logits, c->vocab_size, temp, top_k, &seed);
             fwrite(text, 1, piece_text(&pieces, ids[t], text), stdout);
             fflush(stdout);

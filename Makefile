@@ -79,6 +79,7 @@ test: tokenize golf_infer golf_export $(CUDA_TARGETS)
 	$(PYTHON) test/test_train_host.py $(if $(NVCC),--nvcc $(NVCC))
 	$(PYTHON) test/test_tools.py
 	$(PYTHON) test/test_submit.py
+	$(PYTHON) test/test_badinput.py
 
 test-gpu:
 	@if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L 2>/dev/null | grep -q GPU; then \

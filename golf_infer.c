@@ -110,9 +110,10 @@ struct GolfAlloc { void *p; template <typename T> operator T *() const { return 
 // read_file: the whole file into memory; dies naming the file on failure (a folder is not a file).
 static GOLF_UNUSED uint8_t *read_file(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
-    struct stat st = {0};
+    struct stat st;
     if (!f) golf_die("cannot open '%s': %s", path, strerror(errno));
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) golf_die("cannot read '%s': %s", path, S_ISDIR(st.st_mode) ? "it is a folder, not a file" : "not a regular file");
+    if (fstat(fileno(f), &st) != 0) golf_die("cannot read '%s': %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) golf_die("cannot read '%s': %s", path, S_ISDIR(st.st_mode) ? "it is a folder, not a file" : "not a regular file");
     if (fseek(f, 0, SEEK_END) != 0) golf_die("cannot seek in '%s': %s", path, strerror(errno));
     long len = ftell(f);
     if (len < 0) golf_die("cannot size '%s': %s", path, strerror(errno));

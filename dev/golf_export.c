@@ -30,6 +30,10 @@
  *     `predict: shape LxDxMxV params P scheme S model_bytes B code_bytes C total_bytes T budget X fits yes|no` (S: the
  *     MLP's scheme; X: --budget, default 16000000);
  *     with --budget the exit status is 1 when it does not fit.
+ *   Refused before any work (exit 1, or 2 for usage errors, nothing written): an output that is an input (the
+ *   checkpoint or a --gptq shard, compared by device and inode), a folder or in a missing folder; a tensor holding a
+ *   NaN or an infinity (named); numbers out of range, not finite or not integers where counts are meant. The blob and
+ *   every --dump file are written to NAME.tmp and renamed; --dump folders are created first.
  *   The blob format is specified at the top of golf_infer.c, which this file includes. train_golf.cu includes
  *   this file (with GOLF_EXPORT_NO_MAIN) to export at the end of training.
  *   Quantization (per row; scales stored in fp16):

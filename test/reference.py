@@ -2268,8 +2268,15 @@ def cli_problem(args) -> str | None:
         value = getattr(args, flag, None)
         if value is not None and value < least:
             return f"--{flag.replace('_', '-')} must be >= {least}, got {value}"
+    return None
+
+
+def check_out(args) -> None:
+    """Stops when --out cannot be written (see output_problem); checked once the config is known to be valid."""
     out = getattr(args, "out", None)
-    return output_problem(out, (getattr(args, "ckpt", None), getattr(args, "tokens_file", None))) if out else None
+    problem = output_problem(out, (getattr(args, "ckpt", None), getattr(args, "tokens_file", None))) if out else None
+    if problem:
+        fail(problem)
 
 
 def main(argv=None) -> int:
@@ -2283,6 +2290,7 @@ def main(argv=None) -> int:
         return 0
     if args.cmd == "init":
         cfg, _ = resolve_config(args)
+        check_out(args)
         model = init_model(cfg, random_init=args.random_init)
         save(args.out, model, cfg, steps=0)
         print(f"wrote {args.out}: {sum(p.numel() for p in model.parameters())} parameters, seed {cfg.seed}")
@@ -2290,6 +2298,7 @@ def main(argv=None) -> int:
 
     dtype = setup_runtime(args)
     cfg, explicit = resolve_config(args)
+    check_out(args)
     model, cfg, steps = model_for(args, cfg, explicit, dtype)
 
     if args.cmd == "train":

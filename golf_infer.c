@@ -113,10 +113,13 @@ struct GolfAlloc { void *p; template <typename T> operator T *() const { return 
 #define galloc(n) golf_alloc((n), __FILE__, __LINE__)
 #endif
 
-// read_file: the whole file into memory; dies naming the file on failure.
+// read_file: the whole file into memory; dies naming the file on failure (a folder is not a file).
 static GOLF_UNUSED uint8_t *read_file(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
+    struct stat st;
     if (!f) golf_die("cannot open '%s': %s", path, strerror(errno));
+    if (fstat(fileno(f), &st) != 0) golf_die("cannot read '%s': %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) golf_die("cannot read '%s': %s", path, S_ISDIR(st.st_mode) ? "it is a folder, not a file" : "not a regular file");
     if (fseek(f, 0, SEEK_END) != 0) golf_die("cannot seek in '%s': %s", path, strerror(errno));
     long len = ftell(f);
     if (len < 0) golf_die("cannot size '%s': %s", path, strerror(errno));
@@ -126,6 +129,24 @@ static GOLF_UNUSED uint8_t *read_file(const char *path, size_t *n) {
     fclose(f);
     *n = (size_t)len;
     return p;
+}
+
+// same_file: do paths a and b name one existing file (same device and inode, whatever the spelling)?
+static GOLF_UNUSED int same_file(const char *a, const char *b) {
+    struct stat x, y;
+    return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
+}
+
+// number_arg: flag's value v if it is a number in [lo, hi] (an integer when integer); else says so and exits 2.
+static GOLF_UNUSED double number_arg(const char *flag, const char *v, double lo, double hi, int integer) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end || !(x >= lo && x <= hi) || (integer && x != floor(x))) {
+        fprintf(stderr, "%s: %s '%s': not %s in [%.15g, %.15g]\n", g_golf_prog, flag, v, integer ? "an integer" : "a number", lo, hi);
+        exit(2);
+    }
+    return x;
 }
 
 static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
@@ -1507,15 +1528,16 @@ static int parse_ids(const char *s, int32_t **out, int vocab) {
     return n;
 }
 
-static void usage(void) {
-    fprintf(stderr,
+// usage: the flags, on stdout with exit 0 when asked for (--help), else on stderr with exit 2.
+static void usage(int status) {
+    fprintf(status ? stderr : stdout,
             "usage: golf_infer MODEL --val 'DIR/fineweb_val_*.bin' (--tokenizer M.model | --byte260) [--seq-len T] [--stride S]\n"
             "                  [--max-tokens N] [--threads K]\n"
             "       golf_infer MODEL (--tokenizer M.model | --byte260) (--generate \"TEXT\" | --generate-ids \"ID ...\") [-n 200] [--temp 0.8]\n"
             "                  [--top-k 40] [--seed S]\n"
             "       golf_infer MODEL --logits-ids \"ID ...\"\n"
             "MODEL: a .golf blob or a golf float32 checkpoint.\n");
-    exit(2);
+    exit(status);
 }
 
 int main(int argc, char **argv) {
@@ -1527,32 +1549,31 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
-#define ARG(flag) (strcmp(a, flag) == 0 && (more || (fprintf(stderr, "golf_infer: %s needs a value\n", flag), usage(), 0)))
-        if (ARG("--val")) val = argv[++i];
+#define ARG(flag) (strcmp(a, flag) == 0 && (more || (fprintf(stderr, "golf_infer: %s needs a value\n", flag), usage(2), 0)))
+#define NUM(lo, hi, integer) number_arg(a, argv[++i], lo, hi, integer)
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) usage(0);
+        else if (ARG("--val")) val = argv[++i];
         else if (ARG("--tokenizer")) tok_path = argv[++i];
         else if (strcmp(a, "--byte260") == 0) byte260 = 1;
-        else if (ARG("--seq-len")) seq_len = atoi(argv[++i]);
-        else if (ARG("--stride")) stride = atoi(argv[++i]);
-        else if (ARG("--max-tokens")) max_tokens = atoll(argv[++i]);
-        else if (ARG("--threads")) {
-            char *end;
-            long v = strtol(argv[++i], &end, 10);
-            if (*end || end == argv[i] || v < 1 || v > 4096) golf_die("--threads must be a whole number from 1 to 4096, not '%s'", argv[i]);
-            threads = (int)v;
-        }
+        else if (ARG("--seq-len")) seq_len = (int)NUM(1, 1 << 20, 1);
+        else if (ARG("--stride")) stride = (int)NUM(1, 1 << 20, 1);
+        else if (ARG("--max-tokens")) max_tokens = (long long)NUM(1, 1e15, 1);
+        else if (ARG("--threads")) threads = (int)NUM(1, 4096, 1);
         else if (ARG("--generate-ids")) gen = argv[++i];
         else if (ARG("--generate")) gen_text = argv[++i];
         else if (ARG("--logits-ids")) logit_ids = argv[++i];
-        else if (ARG("-n")) ngen = atoi(argv[++i]);
-        else if (ARG("--temp")) temp = (float)atof(argv[++i]);
-        else if (ARG("--top-k")) top_k = atoi(argv[++i]);
-        else if (ARG("--seed")) seed = (uint64_t)atoll(argv[++i]);
-        else if (a[0] == '-') { fprintf(stderr, "golf_infer: unknown flag '%s'\n", a); usage(); }
+        else if (ARG("-n")) ngen = (int)NUM(1, 1 << 20, 1);
+        else if (ARG("--temp")) temp = (float)NUM(0, 1e6, 0);
+        else if (ARG("--top-k")) top_k = (int)NUM(0, 1 << 30, 1);
+        else if (ARG("--seed")) seed = (uint64_t)NUM(0, 9007199254740992.0, 1);
+        else if (a[0] == '-') { fprintf(stderr, "golf_infer: unknown flag '%s'\n", a); usage(2); }
         else if (!model_path) model_path = a;
-        else { fprintf(stderr, "golf_infer: unexpected argument '%s'\n", a); usage(); }
+        else { fprintf(stderr, "golf_infer: unexpected argument '%s'\n", a); usage(2); }
+#undef NUM
 #undef ARG
     }
-    if (!model_path || (!val && !gen && !gen_text && !logit_ids)) usage();
+    if (!model_path || (!val && !gen && !gen_text && !logit_ids)) usage(2);
+    if (!!val + !!gen + !!gen_text + !!logit_ids > 1) { fprintf(stderr, "golf_infer: --val, --generate, --generate-ids and --logits-ids are different runs: pass one\n"); usage(2); }
 #ifdef _OPENMP
     // Waiting threads sleep unless OMP_WAIT_POLICY says otherwise: spinning ones slow every other process on the cores
     // 10x. libgomp reads the variable once, at start-up, so the program runs itself again with it set (if it can).

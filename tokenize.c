@@ -26,6 +26,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
+#include <limits.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -787,10 +788,23 @@ static int ends_with(const char *s, const char *suffix) {
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
+// input_open: an input file, or standard input for "-" (said when it is a terminal, which would otherwise look
+// like a hang); dies when the file cannot be opened or is a folder.
+static FILE *input_open(const char *path) {
+    if (strcmp(path, "-") == 0) {
+        if (isatty(0)) fprintf(stderr, "tokenize: reading standard input (end it with Ctrl-D, or pass a FILE)\n");
+        return stdin;
+    }
+    FILE *f = fopenCheck(path, "rb");
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) die("cannot read '%s': it is a folder, not a file\n  hint: pass the files in it", path);
+    return f;
+}
+
 static void reader_open(DocReader *r, const char *path, int format) {
     memset(r, 0, sizeof(*r));
     r->path = path;
-    r->f = strcmp(path, "-") == 0 ? stdin : fopenCheck(path, "rb");
+    r->f = input_open(path);
     if (format == FMT_AUTO) format = ends_with(path, ".jsonl") || ends_with(path, ".json") ? FMT_JSONL : FMT_LINES;
     r->format = format;
 }
@@ -1212,14 +1226,15 @@ static void parse_args(const char *cmd, int argc, char **argv) {
     }
 }
 
-static long long parse_count(const char *cmd, const char *flag, const char *s, long long dflt, long long min) {
+// parse_count: an integer flag's value in [min, max] (dflt when the flag is absent); a usage error otherwise.
+static long long parse_count(const char *cmd, const char *flag, const char *s, long long dflt, long long min, long long max) {
     if (!s) return dflt;
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < min) {
+    if (errno || end == s || *end || v < min || v > max) {
         char msg[256];
-        snprintf(msg, sizeof(msg), "%s needs an integer >= %lld, got '%%s'", flag, min);
+        snprintf(msg, sizeof(msg), "%s needs an integer in %lld..%lld, got '%%s'", flag, min, max);
         usage_error(cmd, msg, s);
     }
     return v;
@@ -1363,9 +1378,8 @@ static int cmd_shards(void) {
     int format = parse_choice("shards", "--format", g_args.format, FORMAT_NAMES, FMT_AUTO);
     int replace = parse_choice("shards", "--invalid-utf8", g_args.invalid_utf8, UTF8_NAMES, 0);
     int empty = parse_choice("shards", "--empty", g_args.empty, EMPTY_NAMES, EMPTY_ERROR);
-    long long val_docs = parse_count("shards", "--val-docs", g_args.val_docs, 0, 0);
-    long long shard_tokens = parse_count("shards", "--shard-tokens", g_args.shard_tokens, 100000000, 1);
-    if (shard_tokens > 0x7FFFFFFFLL) usage_error("shards", "--shard-tokens %s does not fit the int32 header count", g_args.shard_tokens);
+    long long val_docs = parse_count("shards", "--val-docs", g_args.val_docs, 0, 0, LLONG_MAX);
+    long long shard_tokens = parse_count("shards", "--shard-tokens", g_args.shard_tokens, 100000000, 1, 0x7FFFFFFFLL);   // the int32 header count
     int bos = 1;
     Encoder e;
     if (have_model) {
@@ -1375,10 +1389,13 @@ static int cmd_shards(void) {
         bos = m.bos_id;
         encoder_init(&e, &m);
     }
-    for (int i = 0; i < g_args.nfiles; i++) {   // fail early on unreadable inputs
-        if (strcmp(g_args.files[i], "-") == 0) continue;
-        FILE *f = fopenCheck(g_args.files[i], "rb");
-        fclose(f);
+    for (int i = 0; i < g_args.nfiles; i++) {   // fail early on unreadable inputs, and on an input the run would replace
+        const char *path = g_args.files[i], *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+        if (strcmp(path, "-") == 0) continue;
+        fclose(input_open(path));
+        char final[4096];
+        snprintf(final, sizeof(final), "%s/%s", g_args.out, base);
+        if (is_shard_name(base) && same_file(path, final)) die("input '%s' is a shard of the output folder '%s': the run would replace it", path, g_args.out);
     }
     prepare_out_dir(g_args.out, g_args.force);
     signal(SIGINT, on_signal);
@@ -1439,7 +1456,7 @@ static int cmd_lut(void) {
     int have_model = g_args.model != NULL;
     if (have_model == g_args.byte260) usage_error("lut", "%s", "lut needs exactly one of --model M or --byte260");
     if (g_args.nfiles) usage_error("lut", "unexpected argument '%s'", g_args.files[0]);
-    int min_size = (int)parse_count("lut", "--vocab-size", g_args.vocab_size, 0, 0);
+    int min_size = (int)parse_count("lut", "--vocab-size", g_args.vocab_size, 0, 0, 1 << 24);
     Pieces b260;
     if (have_model) model_load(&m, g_args.model);
     else pieces_byte260(&b260);

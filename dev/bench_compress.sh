@@ -36,6 +36,11 @@
 #   SHARED      the shared data folder with data/sample_sp1024 and tokenizers (default ../shared)
 #   ITERATIONS  training steps of the small model (default 200)
 set -euo pipefail
+case "${1-}" in
+  -h|--help) sed -n '2,/^set -/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+  -*) echo "bench_compress: unknown flag '$1' (usage: bash dev/bench_compress.sh [CKPT]; --help)" >&2; exit 2 ;;
+esac
+[ $# -le 1 ] || { echo "bench_compress: takes at most one CKPT, got $#" >&2; exit 2; }
 start_dir=$PWD
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -54,6 +59,8 @@ fail() { echo "bench_compress: error: $*" >&2; exit 1; }
 for s in $SCHEMES; do
   case $s in int8|int6|int5|int4|ternary) ;; *) fail "unknown scheme '$s' in SCHEMES (int8 int6 int5 int4 ternary)";; esac
 done
+[[ "$GROUP" =~ ^[0-9]+$ ]] || fail "GROUP='$GROUP' is not a whole number of columns"
+[[ "$ITERATIONS" =~ ^[1-9][0-9]*$ ]] || fail "ITERATIONS='$ITERATIONS' is not a positive whole number"
 "$PYTHON" -c 'import numpy' 2>/dev/null || fail "$PYTHON cannot import numpy (set PYTHON)"
 command -v cc >/dev/null || fail "no C compiler (cc) to build golf_export"
 if [ -n "$CKPT" ]; then

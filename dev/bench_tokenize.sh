@@ -13,10 +13,16 @@
 # MB = UTF-8 bytes of the documents' texts / 1e6. The sentencepiece time covers encoding only (the JSON is
 # parsed before the clock starts), one document per call, so that it runs on a single thread.
 set -euo pipefail
+case "${1-}" in
+  "") ;;
+  -h|--help) sed -n '2,/^set -/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+  *) echo "bench_tokenize: takes no arguments, got '$1' (settings are environment variables; --help shows them)" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-/usr/bin/python3}
 REPEAT=${REPEAT:-3}
+[[ "$REPEAT" =~ ^[1-9][0-9]*$ ]] || { echo "bench_tokenize: REPEAT='$REPEAT' is not a positive whole number" >&2; exit 2; }
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 if [ -z "${SHARED:-}" ]; then

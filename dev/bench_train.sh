@@ -12,19 +12,25 @@
 # Usage: bash dev/bench_train.sh [--steps N] [--warm W] [--python PY] [--out DIR]
 # Needs a GPU; prints why and exits 0 when none is visible.
 set -uo pipefail
+start_dir=$PWD
 cd "$(dirname "$0")/.."
 STEPS=40 WARM=10 PY=${GPU_PYTHON:-python3} OUT=logs/bench_train
+usage() { sed -n '2,/^set -/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+usage_error() { echo "bench_train: $* (--help shows the usage)" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
+    -h|--help) usage; exit 0 ;;
+    --steps|--warm|--python|--out) [ $# -ge 2 ] || usage_error "$1 needs a value" ;;&
     --steps) STEPS=$2; shift 2 ;;
     --warm) WARM=$2; shift 2 ;;
     --python) PY=$2; shift 2 ;;
-    --out) OUT=$2; shift 2 ;;
-    *) echo "bench_train: unknown argument '$1' (--steps N --warm W --python PY --out DIR)" >&2; exit 2 ;;
+    --out) case $2 in /*) OUT=$2 ;; *) OUT=$start_dir/$2 ;; esac; shift 2 ;;
+    *) usage_error "unknown argument '$1' (--steps N --warm W --python PY --out DIR)" ;;
   esac
 done
+[[ "$STEPS" =~ ^[1-9][0-9]*$ && "$WARM" =~ ^[0-9]+$ ]] || usage_error "--steps '$STEPS' and --warm '$WARM' must be whole numbers (--steps positive)"
+[ "$STEPS" -gt "$WARM" ] || usage_error "--steps must exceed --warm"
 if ! nvidia-smi -L 2>/dev/null | grep -q GPU; then echo "bench_train: no CUDA device visible (nvidia-smi lists none): skipped"; exit 0; fi
-[ "$STEPS" -gt "$WARM" ] || { echo "bench_train: --steps must exceed --warm" >&2; exit 2; }
 mkdir -p "$OUT"
 make >/dev/null 2>&1 || { echo "bench_train: make failed"; exit 1; }
 [ -x ./train_golf ] || { echo "bench_train: train_golf did not build"; exit 1; }

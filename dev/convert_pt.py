@@ -10,7 +10,8 @@ the blocks.N keys, num_heads from blocks.0.attn.q_gain (one gain per head; --num
 agree with it and divide model_dim), num_kv_heads from blocks.0.attn.c_k.weight, the MLP width from
 blocks.0.mlp.fc.weight (MLP_MULT when a multiple of model_dim, else MLP_HIDDEN), tie_embeddings from
 whether lm_head.weight exists. The key set must be exactly train_gpt.py's for that shape, every shape
-must match, and every tensor must be floating point.
+must match, and every tensor must be floating point and finite;
+the output must not be the input.
 ROPE_BASE, LOGIT_SOFTCAP, TRAIN_SEQ_LEN and the step count are not in a state_dict: they come from the
 flags (defaults: the baseline's 10000, 30, 1024, and 0 steps) and go into the header.
 Exit status 0 on success, 1 with a message naming the file and the problem otherwise, 2 on usage errors.
@@ -101,6 +102,9 @@ def main(argv=None) -> int:
     if args.rope_base <= 0 or args.logit_softcap <= 0 or args.train_seq_len <= 0 or args.steps < 0:
         p.error("--rope-base, --logit-softcap and --train-seq-len must be positive, --steps >= 0")
 
+    problem = ref.output_problem(args.output, [args.input])
+    if problem:
+        raise SystemExit(f"convert_pt.py: error: {problem}")
     sd = load_state_dict(path)
     cfg = infer_config(path, sd, args)
     expected = ref.GPT.from_config(cfg).state_dict()  # train_gpt.py's keys, shapes and order
@@ -115,6 +119,8 @@ def main(argv=None) -> int:
             die(path, f"{k} has shape {tuple(sd[k].shape)}, expected {tuple(t.shape)}")
         if not sd[k].is_floating_point():
             die(path, f"{k} has dtype {sd[k].dtype}, expected a floating-point tensor")
+        if not torch.isfinite(sd[k]).all():
+            die(path, f"{k} holds non-finite values (NaN or infinity): the model cannot be scored")
     records = [(k, sd[k].detach().float()) for k in expected]
     ref.write_container(args.output, cfg, args.steps, records)
     dtypes = sorted({str(sd[k].dtype).replace("torch.", "") for k in expected})

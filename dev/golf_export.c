@@ -30,6 +30,10 @@
  *     `predict: shape LxDxMxV params P scheme S model_bytes B code_bytes C total_bytes T budget X fits yes|no` (S: the
  *     MLP's scheme; X: --budget, default 16000000);
  *     with --budget the exit status is 1 when it does not fit.
+ *   Refused before any work (exit 1, or 2 for usage errors, nothing written): an output that is an input (the
+ *   checkpoint or a --gptq shard, compared by device and inode), a folder or in a missing folder; a tensor holding a
+ *   NaN or an infinity (named); numbers out of range, not finite or not integers where counts are meant. The blob and
+ *   every --dump file are written to NAME.tmp and renamed; --dump folders are created first.
  *   The blob format is specified at the top of golf_infer.c, which this file includes. train_golf.cu includes
  *   this file (with GOLF_EXPORT_NO_MAIN) to export at the end of training.
  *   Quantization (per row; scales stored in fp16):
@@ -56,6 +60,7 @@
 #define GOLF_INFER_NO_MAIN
 #include "golf_infer.c"
 #include <time.h>
+#include <unistd.h>
 
 // ----------------------------------------------------------------------------------------------------
 // 1. fp16 rounding
@@ -408,13 +413,21 @@ static GOLF_UNUSED void hessians_free(Hessians *hs) {
 // wall_seconds: a monotonic clock, for progress lines.
 static GOLF_UNUSED double wall_seconds(void) { struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts); return ts.tv_sec + 1e-9 * ts.tv_nsec; }
 
+// write_whole: n bytes to path through path.tmp and a rename, so a failure leaves no partial file; dies naming it.
+static void write_whole(const char *path, const void *p, size_t n) {
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) golf_die("cannot create '%s': %s", tmp, strerror(errno));
+    if (fwrite(p, 1, n, f) != n || fclose(f) != 0) { remove(tmp); golf_die("cannot write '%s': %s", tmp, strerror(errno)); }
+    if (rename(tmp, path) != 0) { remove(tmp); golf_die("cannot rename '%s' to '%s': %s", tmp, path, strerror(errno)); }
+}
+
 // write_array: n bytes to DIR/NAME.EXT; dies naming the file.
 static void write_array(const char *dir, const char *name, const char *ext, const void *p, size_t n) {
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s.%s", dir, name, ext);
-    FILE *f = fopen(path, "wb");
-    if (!f) golf_die("cannot write '%s': %s", path, strerror(errno));
-    if (fwrite(p, 1, n, f) != n || fclose(f) != 0) golf_die("cannot write '%s': %s", path, strerror(errno));
+    write_whole(path, p, n);
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -621,24 +634,48 @@ static GOLF_UNUSED int scheme_from_name(const char *s) {
 }
 
 #ifndef GOLF_EXPORT_NO_MAIN
-static void usage(void) {
-    fprintf(stderr,
+// usage: the flags, on stdout with exit 0 when asked for (--help), else on stderr with exit 2.
+static void usage(int status) {
+    fprintf(status ? stderr : stdout,
             "usage: golf_export CKPT OUT.golf [--quant S] [--quant-embed|attn|mlp|head|control S] [--group G] [--clip search|none|sdclip]\n"
             "                   [--sdclip-k K] [--gptq 'TRAIN_GLOB' [--gptq-tokens N] [--gptq-seq-len T] [--gptq-damp D] [--gptq-block B]]\n"
             "                   [--dump DIR] [--dump-hessians DIR] [--budget BYTES] [--quiet]\n"
             "       golf_export --predict --num-layers L --model-dim D --mlp-mult M --vocab-size V [--num-heads H] [--num-kv-heads K]\n"
             "                   [--tie-embeddings 0|1] [--quant S ...] [--group G] --measure BLOB [--measure BLOB ...] [--budget BYTES]\n"
             "       S: fp32 fp16 int8 int6 int5 int4 ternary\n");
-    exit(2);
+    exit(status);
 }
 
-// number_arg: the value of a numeric flag in [lo, hi]; exits 2 (usage) otherwise.
-static double number_arg(const char *flag, const char *v, double lo, double hi) {
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (errno || end == v || *end || !(x >= lo && x <= hi)) { fprintf(stderr, "golf_export: %s '%s': not a number in [%g, %g]\n", flag, v, lo, hi); exit(2); }
-    return x;
+// output_check: dies, before any work, when the blob path out is a folder, its folder is missing or not writable,
+// or it names one of the n inputs (the same file by device and inode, however spelled), which it would replace.
+static void output_check(const char *out, const char *const *inputs, size_t n) {
+    struct stat st;
+    char dir[4096];
+    const char *slash = strrchr(out, '/');
+    snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - out) + (slash == out) : 1, slash ? out : ".");
+    if (stat(out, &st) == 0 && S_ISDIR(st.st_mode)) golf_die("output '%s' is a folder: name the blob file to write", out);
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) golf_die("output '%s': folder '%s' does not exist", out, dir);
+    if (access(dir, W_OK | X_OK) != 0) golf_die("output '%s': folder '%s' is not writable: %s", out, dir, strerror(errno));
+    for (size_t k = 0; k < n; k++)
+        if (same_file(out, inputs[k])) golf_die("output '%s' is the input '%s': it would be replaced; name another output file", out, inputs[k]);
+}
+
+// dir_prepare: the folder a flag names, created when missing (its parent must exist) and checked writable; dies naming the flag.
+static void dir_prepare(const char *flag, const char *dir) {
+    struct stat st;
+    if (stat(dir, &st) != 0 && mkdir(dir, 0777) != 0) golf_die("%s '%s': cannot create the folder: %s", flag, dir, strerror(errno));
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) golf_die("%s '%s': exists and is not a folder", flag, dir);
+    if (access(dir, W_OK | X_OK) != 0) golf_die("%s '%s': the folder is not writable: %s", flag, dir, strerror(errno));
+}
+
+// finite_check: dies naming the first tensor of m (from path) holding a NaN or an infinity: it would export as a valid blob.
+static void finite_check(const GolfModel *m, const char *path) {
+    for (int i = 0; i < m->n; i++) {
+        const ParamSpec *s = &m->spec[i];
+        for (size_t k = 0; k < (size_t)s->rows * s->cols; k++)
+            if (!isfinite(m->params[s->offset + k]))
+                golf_die("model '%s': tensor '%s' holds a non-finite value (%g at index %zu); refusing to export it", path, s->name, m->params[s->offset + k], k);
+    }
 }
 
 int main(int argc, char **argv) {
@@ -653,44 +690,47 @@ int main(int argc, char **argv) {
     shape.rope_base = 10000.0f; shape.logit_softcap = 30.0f;
     int mlp_mult = 0;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
+        const char *a = argv[i], *v = a[0] == '-' && i + 1 < argc ? argv[i + 1] : NULL;
+#define ARG(flag) (strcmp(a, flag) == 0 && (v || (fprintf(stderr, "golf_export: %s needs a value\n", flag), usage(2), 0)))
+#define NUM(lo, hi, integer) number_arg(a, v, lo, hi, integer)
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) usage(0);
         if (strcmp(a, "--quiet") == 0) { o.quiet = 1; continue; }
         if (strcmp(a, "--predict") == 0) { predict = 1; continue; }
-        if (a[0] == '-' && i + 1 >= argc) { fprintf(stderr, "golf_export: %s needs a value\n", a); usage(); }
-        const char *v = a[0] == '-' ? argv[i + 1] : NULL;
-        if (strcmp(a, "--quant") == 0) all = scheme_from_name(v);
-        else if (strcmp(a, "--quant-embed") == 0) per_class[CLS_EMBED] = scheme_from_name(v);
-        else if (strcmp(a, "--quant-attn") == 0) per_class[CLS_ATTN] = scheme_from_name(v);
-        else if (strcmp(a, "--quant-mlp") == 0) per_class[CLS_MLP] = scheme_from_name(v);
-        else if (strcmp(a, "--quant-head") == 0) per_class[CLS_HEAD] = scheme_from_name(v);
-        else if (strcmp(a, "--quant-control") == 0) per_class[CLS_CONTROL] = scheme_from_name(v);
-        else if (strcmp(a, "--group") == 0) o.group = (int)number_arg(a, v, 0, 65535);
-        else if (strcmp(a, "--clip") == 0) {
+        if (ARG("--quant")) all = scheme_from_name(v);
+        else if (ARG("--quant-embed")) per_class[CLS_EMBED] = scheme_from_name(v);
+        else if (ARG("--quant-attn")) per_class[CLS_ATTN] = scheme_from_name(v);
+        else if (ARG("--quant-mlp")) per_class[CLS_MLP] = scheme_from_name(v);
+        else if (ARG("--quant-head")) per_class[CLS_HEAD] = scheme_from_name(v);
+        else if (ARG("--quant-control")) per_class[CLS_CONTROL] = scheme_from_name(v);
+        else if (ARG("--group")) o.group = (int)NUM(0, 65535, 1);
+        else if (ARG("--clip")) {
             o.clip = clip_from_name(v);
             if (o.clip < 0) { fprintf(stderr, "golf_export: --clip is search, none or sdclip, not '%s'\n", v); exit(2); }
         }
-        else if (strcmp(a, "--sdclip-k") == 0) o.sd_k = (float)number_arg(a, v, 0, 1e6);
-        else if (strcmp(a, "--gptq") == 0) gptq = v;
-        else if (strcmp(a, "--gptq-tokens") == 0) gptq_tokens = number_arg(a, v, 1, 1e12);
-        else if (strcmp(a, "--gptq-seq-len") == 0) gptq_seq_len = (int)number_arg(a, v, 1, 1 << 20);
-        else if (strcmp(a, "--gptq-damp") == 0) o.gptq_damp = number_arg(a, v, 0, 1e6);
-        else if (strcmp(a, "--gptq-block") == 0) o.gptq_block = (int)number_arg(a, v, 1, 1 << 20);
-        else if (strcmp(a, "--dump") == 0) o.dump_dir = v;
-        else if (strcmp(a, "--dump-hessians") == 0) hess_dir = v;
-        else if (strcmp(a, "--budget") == 0) budget = number_arg(a, v, 0, 1e15);
-        else if (strcmp(a, "--measure") == 0) { if (nmeasure == 64) { fprintf(stderr, "golf_export: at most 64 --measure blobs\n"); exit(2); } measure[nmeasure++] = v; }
-        else if (strcmp(a, "--num-layers") == 0) shape.num_layers = (int)number_arg(a, v, 1, 1024);
-        else if (strcmp(a, "--model-dim") == 0) shape.model_dim = (int)number_arg(a, v, 2, 1 << 16);
-        else if (strcmp(a, "--mlp-mult") == 0) mlp_mult = (int)number_arg(a, v, 1, 1024);
-        else if (strcmp(a, "--vocab-size") == 0) shape.vocab_size = (int)number_arg(a, v, 2, 1 << 20);
-        else if (strcmp(a, "--num-heads") == 0) shape.num_heads = (int)number_arg(a, v, 1, 1 << 16);
-        else if (strcmp(a, "--num-kv-heads") == 0) shape.num_kv_heads = (int)number_arg(a, v, 1, 1 << 16);
-        else if (strcmp(a, "--tie-embeddings") == 0) shape.tie_embeddings = (int)number_arg(a, v, 0, 1);
-        else if (a[0] == '-') { fprintf(stderr, "golf_export: unknown flag '%s'\n", a); usage(); }
+        else if (ARG("--sdclip-k")) o.sd_k = (float)NUM(1e-3, 1e6, 0);   // k = 0 would make every scale 0: an all-zero model
+        else if (ARG("--gptq")) gptq = v;
+        else if (ARG("--gptq-tokens")) gptq_tokens = NUM(1, 1e12, 1);
+        else if (ARG("--gptq-seq-len")) gptq_seq_len = (int)NUM(1, 1 << 20, 1);
+        else if (ARG("--gptq-damp")) o.gptq_damp = NUM(0, 1e6, 0);
+        else if (ARG("--gptq-block")) o.gptq_block = (int)NUM(1, 1 << 20, 1);
+        else if (ARG("--dump")) o.dump_dir = v;
+        else if (ARG("--dump-hessians")) hess_dir = v;
+        else if (ARG("--budget")) budget = NUM(1, 1e15, 1);
+        else if (ARG("--measure")) { if (nmeasure == 64) { fprintf(stderr, "golf_export: at most 64 --measure blobs\n"); exit(2); } measure[nmeasure++] = v; }
+        else if (ARG("--num-layers")) shape.num_layers = (int)NUM(1, 1024, 1);
+        else if (ARG("--model-dim")) shape.model_dim = (int)NUM(2, 1 << 16, 1);
+        else if (ARG("--mlp-mult")) mlp_mult = (int)NUM(1, 1024, 1);
+        else if (ARG("--vocab-size")) shape.vocab_size = (int)NUM(2, 1 << 20, 1);
+        else if (ARG("--num-heads")) shape.num_heads = (int)NUM(1, 1 << 16, 1);
+        else if (ARG("--num-kv-heads")) shape.num_kv_heads = (int)NUM(1, 1 << 16, 1);
+        else if (ARG("--tie-embeddings")) shape.tie_embeddings = (int)NUM(0, 1, 1);
+        else if (a[0] == '-') { fprintf(stderr, "golf_export: unknown flag '%s'\n", a); usage(2); }
         else if (!in) in = a;
         else if (!outp) outp = a;
-        else { fprintf(stderr, "golf_export: unexpected argument '%s'\n", a); usage(); }
+        else { fprintf(stderr, "golf_export: unexpected argument '%s'\n", a); usage(2); }
         if (v) i++;
+#undef NUM
+#undef ARG
     }
     for (int k = 0; k < NUM_CLASSES; k++) {
         if (all >= 0 && k != CLS_CONTROL) o.scheme[k] = all;
@@ -698,10 +738,10 @@ int main(int argc, char **argv) {
     }
 
     if (predict) {   // the size of a shape from measured bytes per code; no weights
-        if (in || gptq || o.dump_dir || hess_dir) { fprintf(stderr, "golf_export: --predict takes no model, --gptq or --dump\n"); usage(); }
+        if (in || gptq || o.dump_dir || hess_dir) { fprintf(stderr, "golf_export: --predict takes no model, --gptq or --dump\n"); usage(2); }
         if (!shape.num_layers || !shape.model_dim || !mlp_mult || !shape.vocab_size || !nmeasure) {
             fprintf(stderr, "golf_export: --predict needs --num-layers, --model-dim, --mlp-mult, --vocab-size and at least one --measure BLOB\n");
-            usage();
+            usage(2);
         }
         shape.mlp_hidden = mlp_mult * shape.model_dim;
         const char *bad = config_check(&shape);
@@ -717,10 +757,24 @@ int main(int argc, char **argv) {
         return budget >= 0 && !fits ? 1 : 0;
     }
 
-    if (!in || !outp) usage();
-    if (nmeasure || shape.num_layers || shape.model_dim || mlp_mult || shape.vocab_size) { fprintf(stderr, "golf_export: shape and --measure flags go with --predict\n"); usage(); }
+    if (!in || !outp) usage(2);
+    if (nmeasure || shape.num_layers || shape.model_dim || mlp_mult || shape.vocab_size) { fprintf(stderr, "golf_export: shape and --measure flags go with --predict\n"); usage(2); }
+    glob_t shards = {0};
+    if (gptq) shards = shard_glob(gptq);
+    size_t ninputs = gptq ? shards.gl_pathc + 1 : 1;
+    const char **inputs = galloc(ninputs * sizeof(char *));
+    inputs[0] = in;
+    for (size_t k = 1; k < ninputs; k++) inputs[k] = shards.gl_pathv[k - 1];
+    output_check(outp, inputs, ninputs);
+    free(inputs);
+    if (gptq) globfree(&shards);
+    if (!gptq && hess_dir) { fprintf(stderr, "golf_export: --dump-hessians needs --gptq\n"); usage(2); }
+    if (o.dump_dir) dir_prepare("--dump", o.dump_dir);
+    if (hess_dir) dir_prepare("--dump-hessians", hess_dir);
+    if (budget >= 0) code_bytes(argv[0]);   // a missing golf_infer.c is found now, not after the export
     GolfModel m;
     model_load_file(&m, in, NULL);
+    finite_check(&m, in);
     Hessians hs;
     memset(&hs, 0, sizeof(hs));
     if (gptq) {
@@ -735,16 +789,11 @@ int main(int argc, char **argv) {
         if (hess_dir)
             for (int i = 0; i < hs.n; i++)
                 if (hs.h[i]) write_array(hess_dir, m.spec[i].name, "hessian", hs.h[i], (size_t)m.spec[i].cols * m.spec[i].cols * sizeof(double));
-    } else if (hess_dir) { fprintf(stderr, "golf_export: --dump-hessians needs --gptq\n"); usage(); }
+    }
     Bytes blob;
     if (!o.quiet) printf("golf_export: %s -> %s\n", in, outp);
     blob_encode(&m, &o, &blob);
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", outp);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) golf_die("cannot create '%s': %s", tmp, strerror(errno));
-    if (fwrite(blob.p, 1, blob.n, f) != blob.n || fclose(f) != 0) { remove(tmp); golf_die("cannot write '%s': %s", tmp, strerror(errno)); }
-    if (rename(tmp, outp) != 0) { remove(tmp); golf_die("cannot rename '%s' to '%s': %s", tmp, outp, strerror(errno)); }
+    write_whole(outp, blob.p, blob.n);
     printf("model: %zu bytes (%zu parameters, %.3f bits/parameter)\n", blob.n, m.numel, 8.0 * blob.n / (double)m.numel);
     char line[512];
     puts(artifact_line(code_path(argv[0]), blob.n, line, sizeof(line)));

@@ -23,6 +23,7 @@ import argparse
 import json
 import re
 import shutil
+import struct
 import sys
 import zlib
 from dataclasses import dataclass, field
@@ -165,6 +166,26 @@ def crc32_file(path):
     return f"{zlib.crc32(Path(path).read_bytes()) & 0xFFFFFFFF:08x}"
 
 
+BLOB_MAGIC, BLOB_VERSION, BLOB_HEADER_BYTES = 20261124, 2, 256   # golf_infer.c's blob header (64 x uint32)
+
+
+def blob_problem(path):
+    """Why the file at path is not an intact .golf blob (magic, version, its header's size, the closing CRC-32), or None."""
+    data = Path(path).read_bytes()
+    if len(data) < BLOB_HEADER_BYTES + 4:
+        return f"{len(data)} bytes, too short for a .golf blob"
+    magic, version, total = struct.unpack("<3I", data[:12])
+    if magic != BLOB_MAGIC:
+        return f"not a .golf blob (magic {magic}, expected {BLOB_MAGIC})"
+    if version != BLOB_VERSION:
+        return f"blob version {version}, expected {BLOB_VERSION}"
+    if total != len(data):
+        return f"its header says {total} bytes but the file has {len(data)}: truncated or extended"
+    if zlib.crc32(data[:-4]) & 0xFFFFFFFF != struct.unpack("<I", data[-4:])[0]:
+        return "its CRC-32 does not match: the blob is damaged"
+    return None
+
+
 def check_runs(folders, code_dir):
     """The runs of one submission, or LogError listing every violation: each run folder holds train.log and
     final_model.golf; each log finished (final roundtrip and artifact lines), names its code (code: line) and seed;
@@ -216,6 +237,9 @@ def check_runs(folders, code_dir):
             if abs(l4 - l8) > 5.1e-5 or abs(b4 - b8) > 5.1e-5:   # the plain line is the exact one rounded to 4 decimals
                 errs.append(f"final roundtrip lines disagree: val_loss {l4} / {l8}, val_bpb {b4} / {b8}")
         size = blob.stat().st_size
+        problem = blob_problem(blob)
+        if problem:
+            errs.append(f"{blob}: {problem}")
         if log.artifact:
             cb, mb, tot = log.artifact
             if mb != size:

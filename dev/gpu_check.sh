@@ -12,17 +12,23 @@
 #   set DATA_PATH and TOKENIZER_PATH to it)
 # Config of the comparison run (environment, train_gpt.py names): defaults below, a small baseline-family model.
 set -uo pipefail
+start_dir=$PWD
 cd "$(dirname "$0")/.."
 OUT=logs/gpu_check STEPS=200 PY=${GPU_PYTHON:-python3} PRESET_ARGS=()
+usage() { sed -n '2,/^set -/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+usage_error() { echo "gpu_check: $* (--help shows the usage)" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
-    --out) OUT=$2; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    --out|--steps|--python|--preset) [ $# -ge 2 ] || usage_error "$1 needs a value" ;;&
+    --out) case $2 in /*) OUT=$2 ;; *) OUT=$start_dir/$2 ;; esac; shift 2 ;;
     --steps) STEPS=$2; shift 2 ;;
     --python) PY=$2; shift 2 ;;
     --preset) PRESET_ARGS=(--preset "$2"); shift 2 ;;
-    *) echo "gpu_check: unknown argument '$1' (--out DIR --steps N --python PY --preset NAME)" >&2; exit 2 ;;
+    *) usage_error "unknown argument '$1' (--out DIR --steps N --python PY --preset NAME)" ;;
   esac
 done
+[[ "$STEPS" =~ ^[1-9][0-9]*$ ]] || usage_error "--steps '$STEPS' is not a positive whole number"
 mkdir -p "$OUT"
 SHARED=${SHARED:-../shared}
 export DATA_PATH=${DATA_PATH:-$SHARED/data/sample_sp1024} TOKENIZER_PATH=${TOKENIZER_PATH:-$SHARED/tokenizers/fineweb_1024_bpe.model}

@@ -71,6 +71,8 @@ def main(argv=None):
         ap.error(f"{len(args.label)} --label for {len(args.logs)} logs: give one per log, or none")
     if not args.out.lower().endswith(".png"):
         ap.error(f"--out '{args.out}': the output is a PNG, name it *.png")
+    if not Path(args.out).parent.is_dir():
+        ap.error(f"--out '{args.out}': folder {Path(args.out).parent} does not exist")
     try:
         logs = [golf_log.read_curves(p) for p in args.logs]
     except golf_log.LogError as e:

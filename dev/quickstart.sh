@@ -8,6 +8,11 @@
 #   5. score the exported artifact with golf_infer and print a generated sample
 # Environment: DATA_PATH, TOKENIZER_PATH, NGPU, QUICKSTART_SECONDS, OUT_DIR, SKIP_APT=1, any train_golf hyperparameter.
 set -euo pipefail
+case "${1-}" in
+  "") ;;
+  -h|--help) sed -n '2,/^set -/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+  *) echo "quickstart: takes no arguments, got '$1' (settings are environment variables; --help shows them)" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
 
 say() { echo "quickstart: $*"; }

@@ -7,7 +7,8 @@ Each LOG is a train_golf or train_gpt.py log; its last `final_..._roundtrip_exac
 `final_..._roundtrip val_loss:X`) is one seed's result. With n seeds of mean m and sample standard deviation s,
 the improvement over the baseline loss B must be at least DELTA = 0.005 nats:
   H0: m >= B - DELTA,  t = (B - DELTA - m) / (s / sqrt(n)),  p = P(T_{n-1} >= t)   (one-sided Student t)
-Prints a table (n, mean, standard error, improvement, t, p) and exits 0. Needs only the Python standard library.
+Prints a table (n, mean, standard error, improvement, t, p) and exits 0; non-finite numbers, fewer than two
+seeds or seeds that all agree (no spread: the test is undefined) are refused. Needs only the Python standard library.
 """
 
 import argparse
@@ -84,6 +85,15 @@ def main(argv=None):
     values = list(args.values or []) + [final_loss(p) for p in args.logs]
     if len(values) < 2:
         ap.error("need at least two seeds (logs or --values)")
+    bad = [f"{name} {v}" for name, v in [("--baseline", args.baseline), ("--delta", args.delta)] + [("value", v) for v in values]
+           if not math.isfinite(v)]
+    if bad:
+        ap.error(f"not a finite number: {', '.join(bad)}")
+    if args.delta < 0:
+        ap.error(f"--delta {args.delta}: the required improvement cannot be negative")
+    if len(set(values)) == 1:
+        raise SystemExit(f"significance: all {len(values)} values are {values[0]}: with no spread between seeds the test is "
+                         "undefined (the same seed twice?)")
     r = analyse(values, args.baseline, args.delta)
     print("| seeds | mean val_loss | std error | improvement | t | p (one-sided) |")
     print("|---|---|---|---|---|---|")

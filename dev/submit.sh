@@ -9,7 +9,7 @@
 #                         bytes_model, bytes_code, seeds, seed_results, ...
 #   train_seed<S>.log     each run's log;  final_model_seed<S>.golf  each run's blob
 #   golf_infer.c          the artifact's code (counted);  train_golf.cu  the training code
-# Refuses, naming the file and changing nothing, when an artifact exceeds 16,000,000 bytes, training or evaluation
+# Refuses, naming the file and changing nothing, when a blob is not an intact .golf blob, an artifact exceeds 16,000,000 bytes, training or evaluation
 # exceeded 600 s, a log did not finish, a log disagrees with its blob, with the packaged code or with the other logs,
 # or the folder exists (without --force). The folder is built beside its final place and renamed into it at the end.
 # Options:
@@ -54,13 +54,19 @@ name=${args[${#args[@]}-1]}
 runs=("${args[@]:0:${#args[@]}-1}")
 [[ "$name" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || usage_error "NAME '$name' must be letters, digits, '.', '_' or '-' (it names a folder)"
 [[ "$date" =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}$ ]] || usage_error "--date '$date' is not YYYY-MM-DD"
+"$PY" -c 'import datetime, sys; datetime.date.fromisoformat(sys.argv[1])' "$date" 2>/dev/null || usage_error "--date '$date' is not a calendar date"
+for e in ${extra[@]+"${extra[@]}"}; do
+  case "$e" in --baseline=*) [[ "${e#*=}" =~ ^[0-9]+(\.[0-9]+)?$ ]] || usage_error "--baseline '${e#*=}' is not a positive val_loss (e.g. 2.0727)" ;; esac
+done
 for r in "${runs[@]}"; do [ -d "$r" ] || fail "$r: not a folder (a RUN_DIR is train_golf's OUT_DIR)"; done
 
 dest=$records/${date}_$name
 if [ -e "$dest" ] && [ "$force" != 1 ]; then fail "$dest already exists: pass --force to replace it, or choose another NAME"; fi
+made_records=0
+[ -d "$records" ] || made_records=1   # a records folder made here goes again when the runs are refused
 mkdir -p "$records" || fail "$records: cannot create it"
 stage=$(mktemp -d "$records/.submit_${name}.XXXXXX") || fail "$records: cannot create a temporary folder there"
-trap 'rm -rf "$stage"' EXIT
+trap 'rm -rf "$stage"; [ "$made_records" = 0 ] || rmdir "$records" 2>/dev/null || true' EXIT
 
 "$PY" "$HERE/golf_log.py" submission --out "$stage" --name "$name" --date "$date" --code "$code" ${extra[@]+"${extra[@]}"} \
   -- "${runs[@]}" || exit 1

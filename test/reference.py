@@ -498,7 +498,19 @@ def feature_config_problem(cfg: Config) -> str | None:
 
 def train_config_problem(cfg: Config) -> str | None:
     """The first reason the training / evaluation options are invalid, or None."""
+    nonfinite = [name for name, typ, _, _ in HYPERPARAMETERS if typ is float and not math.isfinite(getattr(cfg, name.lower()))]
+    negative = [name for name in ("ITERATIONS", "WARMDOWN_ITERS", "WARMUP_STEPS", "VAL_LOSS_EVERY", "TRAIN_LOG_EVERY",
+                                  "MUON_MOMENTUM_WARMUP_STEPS", "MAX_WALLCLOCK_SECONDS", "EMBED_LR", "HEAD_LR", "TIED_EMBED_LR",
+                                  "MATRIX_LR", "SCALAR_LR", "GRAD_CLIP_NORM") if getattr(cfg, name.lower()) < 0]
     checks = [
+        (not nonfinite, ", ".join(f"{n}={getattr(cfg, n.lower())}" for n in nonfinite) + " must be finite"),
+        (not negative, ", ".join(f"{n}={getattr(cfg, n.lower())}" for n in negative) + " must be >= 0"),
+        (cfg.train_batch_tokens > 0 and cfg.val_batch_size > 0,
+         f"TRAIN_BATCH_TOKENS and VAL_BATCH_SIZE must be positive, got {cfg.train_batch_tokens}, {cfg.val_batch_size}"),
+        (0.0 <= cfg.beta1 < 1.0 and 0.0 <= cfg.beta2 < 1.0 and 0.0 <= cfg.muon_momentum < 1.0 and 0.0 <= cfg.muon_momentum_warmup_start < 1.0,
+         f"BETA1, BETA2, MUON_MOMENTUM and MUON_MOMENTUM_WARMUP_START must be in [0, 1), got {cfg.beta1}, {cfg.beta2}, "
+         f"{cfg.muon_momentum}, {cfg.muon_momentum_warmup_start}"),
+        (cfg.adam_eps > 0, f"ADAM_EPS must be positive, got {cfg.adam_eps}"),
         (0.0 <= cfg.loop_start_frac <= 1.0, f"LOOP_START_FRAC must be in [0, 1], got {cfg.loop_start_frac}"),
         (0.0 <= cfg.warmdown_frac <= 1.0, f"WARMDOWN_FRAC must be in [0, 1] (0: WARMDOWN_ITERS), got {cfg.warmdown_frac}"),
         (0.0 <= cfg.min_lr_frac <= 1.0, f"MIN_LR_FRAC must be in [0, 1], got {cfg.min_lr_frac}"),
@@ -2258,14 +2270,52 @@ def config_lines(args, changed_only: bool = False) -> list[str]:
             if not changed_only or sources[name.lower()][1] != "default"]
 
 
+def output_problem(out, inputs=()) -> str | None:
+    """Why the file path `out` cannot be written, or None: a folder, a folder that does not exist or cannot be
+    written, or one of the input files (the same file by device and inode, however it is spelled)."""
+    out = Path(out)
+    folder = out.parent
+    if out.is_dir():
+        return f"{out} is a folder: name the file to write"
+    if not folder.is_dir():
+        return f"{out}: folder {folder} does not exist"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{out}: folder {folder} is not writable"
+    same = [str(p) for p in inputs if p and out.exists() and Path(p).exists() and os.path.samefile(out, p)]
+    if same:
+        return f"{out} is the input {same[0]}: it would be replaced; name another output file"
+    return None
+
+
+def cli_problem(args) -> str | None:
+    """The first reason a command-line option (not a hyperparameter) cannot be used, or None."""
+    for flag, least in (("grad_accum", 1), ("max_tokens", 1), ("batch_seqs", 1), ("k", 0)):
+        value = getattr(args, flag, None)
+        if value is not None and value < least:
+            return f"--{flag.replace('_', '-')} must be >= {least}, got {value}"
+    return None
+
+
+def check_out(args) -> None:
+    """Stops when --out cannot be written (see output_problem); checked once the config is known to be valid."""
+    out = getattr(args, "out", None)
+    problem = output_problem(out, (getattr(args, "ckpt", None), getattr(args, "tokens_file", None))) if out else None
+    if problem:
+        fail(problem)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    problem = cli_problem(args)
+    if problem:
+        fail(problem)
     if args.cmd == "config":
         resolve_config(args)
         print("\n".join([f"preset {args.preset or 'baseline'}"] + config_lines(args)))
         return 0
     if args.cmd == "init":
         cfg, _ = resolve_config(args)
+        check_out(args)
         model = init_model(cfg, random_init=args.random_init)
         if args.perturb:
             perturb_model(model, cfg.seed + 2)
@@ -2275,6 +2325,7 @@ def main(argv=None) -> int:
 
     dtype = setup_runtime(args)
     cfg, explicit = resolve_config(args)
+    check_out(args)
     model, cfg, steps = model_for(args, cfg, explicit, dtype)
 
     if args.cmd == "train":
@@ -2306,8 +2357,6 @@ def main(argv=None) -> int:
             for row in logits.numpy():
                 out.write(" ".join(fmt % v for v in row) + "\n")
     elif args.cmd == "debug-state":
-        if args.k < 0:
-            fail("--k must be >= 0")
         weights, records = debug_state(model, cfg, args, args.k)
         write_container(args.out, cfg, steps, weights + records)
         print(f"wrote {args.out}: {len(weights)} weights, {len(records)} debug records, "

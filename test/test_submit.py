@@ -19,6 +19,7 @@ The last line printed is "N passed, M failed, K skipped"; exit status 1 if anyth
 import argparse
 import json
 import random
+import struct
 import subprocess
 import sys
 import tempfile
@@ -51,11 +52,13 @@ def code_line():
 
 def make_run(folder, seed, *, blob_bytes=4_000_000, train_ms=598_047, eval_ms=31_000, val=(2.0604, 1.21687994),
              finished=True, config=None, code=None, log_model_bytes=None):
-    """A train_golf run folder: final_model.golf (blob_bytes seeded random bytes) and train.log as train_golf writes it,
+    """A train_golf run folder: final_model.golf (blob_bytes: a blob header, seeded random bytes, the CRC-32) and train.log as train_golf writes it,
     with the given train time (last step line), eval time, final roundtrip (val_loss, val_bpb)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    blob = random.Random(seed).randbytes(blob_bytes)
+    # a blob's frame (magic, version, total size, CRC-32) around seeded random bytes
+    body = struct.pack("<3I", 20261124, 2, blob_bytes) + bytes(244) + random.Random(seed).randbytes(blob_bytes - 260)
+    blob = body + struct.pack("<I", zlib.crc32(body))
     (folder / "final_model.golf").write_bytes(blob)
     cfg = {"DATA_PATH": "./data/datasets/fineweb10B_sp1024", "TOKENIZER_PATH": "./data/tokenizers/fineweb_1024_bpe.model",
            "RUN_ID": f"seed{seed}", "SEED": str(seed), "ITERATIONS": "20000", "TRAIN_BATCH_TOKENS": "524288", "TRAIN_SEQ_LEN": "1024",
@@ -187,7 +190,7 @@ def check_refusals(R, tmp):
         names_file = any(str(r / "train.log") in p.stderr for r in runs)
         R.check(f"refuses {what} -> exit 1, '{want}', names the log, writes nothing",
                 p.returncode == 1 and want in p.stderr and names_file and not dest.exists()
-                and not [f for f in recs.iterdir() if f.name.startswith(".submit")], p.stderr.strip()[-300:])
+                and not [f for f in recs.glob(".submit*")], p.stderr.strip()[-300:])
     # several violations at once are all reported
     runs = [make_run(tmp / "multi" / "a", 1, train_ms=700_000, eval_ms=700_000)]
     p = submit("--records", recs, "--date", "2026-11-25", *runs, "multi")

@@ -9,17 +9,21 @@
 #   linear layer (blocks and lm_head; the tied embedding counts once, as the head), and 6 L T d the causal
 #   attention (QK^T and AV: 2 T d forward per token and layer with the causal half).
 #   Then a per-kernel breakdown of train_golf's steps (nsys, when installed) so the next optimisation is chosen by data.
-# Usage: bash dev/bench_train.sh [--steps N] [--warm W] [--python PY] [--out DIR]
-# Needs a GPU; prints why and exits 0 when none is visible.
+#   --cpu: the CPU build instead (no GPU needed): train_golf_cpu against test/reference.py on the CPU (float32, same
+#   threads) at test/test_gpu.py's SHAPE (4 layers x 128, seq 128, 8,192 tokens per step): ms/step of each over the
+#   steps after WARM and their ratio (the CPU build's target: within 3x).
+# Usage: bash dev/bench_train.sh [--cpu] [--steps N] [--warm W] [--python PY] [--out DIR]
+# Needs a GPU (except with --cpu); prints why and exits 0 when none is visible.
 set -uo pipefail
 start_dir=$PWD
 cd "$(dirname "$0")/.."
-STEPS=40 WARM=10 PY=${GPU_PYTHON:-python3} OUT=logs/bench_train
+STEPS=40 WARM=10 PY=${GPU_PYTHON:-python3} OUT=logs/bench_train CPU=0
 usage() { sed -n '2,/^set -/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 usage_error() { echo "bench_train: $* (--help shows the usage)" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
+    --cpu) CPU=1; shift ;;
     --steps|--warm|--python|--out) [ $# -ge 2 ] || usage_error "$1 needs a value" ;;&
     --steps) STEPS=$2; shift 2 ;;
     --warm) WARM=$2; shift 2 ;;
@@ -30,6 +34,34 @@ while [ $# -gt 0 ]; do
 done
 [[ "$STEPS" =~ ^[1-9][0-9]*$ && "$WARM" =~ ^[0-9]+$ ]] || usage_error "--steps '$STEPS' and --warm '$WARM' must be whole numbers (--steps positive)"
 [ "$STEPS" -gt "$WARM" ] || usage_error "--steps must exceed --warm"
+if [ "$CPU" = 1 ]; then
+  mkdir -p "$OUT"
+  make train_golf_cpu >/dev/null 2>&1 || { echo "bench_train: make train_golf_cpu failed"; exit 1; }
+  SHARED=${SHARED:-../shared}
+  export TOKENIZER_PATH=${TOKENIZER_PATH:-$SHARED/tokenizers/fineweb_1024_bpe.model} OMP_WAIT_POLICY=passive
+  src=${DATA_PATH:-$SHARED/data/sample_sp1024}
+  export DATA_PATH=$OUT/data_cut   # the train shards, and 8,193 val tokens (the final eval is not what is timed)
+  mkdir -p "$DATA_PATH"
+  for f in "$src"/fineweb_train_*.bin; do ln -sf "$(cd "$(dirname "$f")" && pwd)/$(basename "$f")" "$DATA_PATH/"; done
+  /usr/bin/python3 -c "
+import numpy as np, sys, glob
+src = sorted(glob.glob(sys.argv[1] + '/fineweb_val_*.bin'))[0]
+h = np.fromfile(src, '<i4', 256); t = np.fromfile(src, '<u2', 8193, offset=1024); h[2] = len(t)
+open(sys.argv[2], 'wb').write(h.astype('<i4').tobytes() + t.astype('<u2').tobytes())" "$src" "$DATA_PATH/fineweb_val_000000.bin" || exit 1
+  export NUM_LAYERS=4 MODEL_DIM=128 NUM_HEADS=2 NUM_KV_HEADS=1 MLP_MULT=2 TRAIN_SEQ_LEN=128 TRAIN_BATCH_TOKENS=8192 VAL_BATCH_SIZE=8192
+  export ITERATIONS=$STEPS WARMDOWN_ITERS=0 MAX_WALLCLOCK_SECONDS=0 VAL_LOSS_EVERY=0 TRAIN_LOG_EVERY=1 OUT_DIR=$OUT
+  ./train_golf_cpu > "$OUT/cpu_golf.log" 2>&1 || { echo "bench_train: train_golf_cpu failed (see $OUT/cpu_golf.log)"; exit 1; }
+  /usr/bin/python3 test/reference.py train --out "$OUT/cpu_ref.ckpt" --device cpu --no-amp > "$OUT/cpu_ref.log" 2>&1 ||
+    { echo "bench_train: reference.py train failed (see $OUT/cpu_ref.log)"; exit 1; }
+  ms() {   # mean ms/step over the steps after WARM, from train_time:
+    grep -o 'step:[0-9]*/[0-9]* train_loss:[^ ]* train_time:[0-9.]*' "$1" | sed 's/.*step:\([0-9]*\)\/.*train_time:\([0-9.]*\)/\1 \2/' |
+      awk -v w="$WARM" '$1 == w { a = $2 } { b = $2; n = $1 } END { if (n > w) printf "%.1f", (b - a) / (n - w); else print "nan" }'
+  }
+  g=$(ms "$OUT/cpu_golf.log"); r=$(ms "$OUT/cpu_ref.log")
+  echo "bench_train --cpu: $(date +%F), $(nproc) cores, threads ${OMP_NUM_THREADS:-all}; 4x128 seq 128, 8192 tokens/step, steps $((WARM + 1))..$STEPS"
+  echo "train_golf_cpu ms/step $g   reference.py (torch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)'), cpu, float32) ms/step $r   ratio golf/ref $(awk -v a="$g" -v b="$r" 'BEGIN { printf "%.2f", a / b }')x"
+  exit 0
+fi
 if ! nvidia-smi -L 2>/dev/null | grep -q GPU; then echo "bench_train: no CUDA device visible (nvidia-smi lists none): skipped"; exit 0; fi
 mkdir -p "$OUT"
 make >/dev/null 2>&1 || { echo "bench_train: make failed"; exit 1; }

@@ -38,6 +38,7 @@
  *     through rank 0, which combines in rank order (every rank gets the same bits). Counts are elements.
  *   The device: GOLF_EMU_DEVICES (default 8) H100 SXM 80GB with their properties.
  *   GOLF_EMU_LOG=path appends one line per launch: kernel, site, grid, block, microseconds.
+ *   GOLF_EMU_BLAS_THREADS (default 1): OpenBLAS's threads for the GEMMs (its spinning threads would take the cores).
  *
  * Contents
  *   1. keywords and built-in variables     2. fp16 / bf16        3. faults and allocations
@@ -215,6 +216,7 @@ struct Block {               // the scheduler of the block an OS thread is runni
     std::vector<int> order;  // start and resume order
     std::vector<int> warp_order, warp_pos;   // per warp: its threads in that order (32 slots), the next slot to look at
     std::vector<int> warp_fill;              // make_order's scratch
+    int order_n = -1;                        // the block size order and warp_order were made for (fixed orders)
     std::vector<unsigned> warp_arrived;   // per warp: lanes waiting in a collective
     std::vector<unsigned> warp_exited;    // per warp: lanes that have exited
     std::vector<unsigned> warp_ready;     // per warp: lanes released from a wait, not yet resumed
@@ -564,30 +566,28 @@ inline void fiber_main(void) {
     }
 }
 
-// next_fiber: where a thread that waits goes: a fiber that starts the next unstarted thread, else a ready lane of
-// the same warp (in the block's order), else the scheduler. A waiting lane hands over directly, so a warp
-// collective costs one switch per lane.
+// next_fiber: where a thread that waits goes: a ready lane of the same warp (in the block's order), else a fiber that
+// starts the next unstarted thread, else the scheduler. A waiting lane hands over directly, so a warp collective
+// costs one switch per lane, and a warp runs through its collectives on its own 32 stacks (they stay in cache).
 inline Fiber *next_fiber(Block *b, int w) {
+    if (w >= 0 && b->warp_ready[w]) {
+        unsigned ready = b->warp_ready[w];
+        int n = b->nthreads, start = b->warp_pos[w];
+        for (int i = 0; i < 32; i++) {   // the warp's lanes in the block's order, from where the last pick was
+            int p = (start + i) & 31, t = b->warp_order[(size_t)32 * w + p];
+            if (t < n && (ready >> (t % 32) & 1u)) {
+                b->warp_pos[w] = (p + 1) & 31;
+                b->warp_ready[w] &= ~(1u << (t % 32));
+                b->th[t].state = T_RUNNING;
+                return b->th[t].fiber;
+            }
+        }
+    }
     if (b->cursor < b->nthreads) {
         if (b->free_fibers.empty()) { b->pool.push_back(new_fiber()); b->free_fibers.push_back(b->pool.back()); }
         b->cur_fiber = b->free_fibers.back();
         b->free_fibers.pop_back();
         return b->cur_fiber;
-    }
-    if (w >= 0) {
-        unsigned ready = b->warp_ready[w];
-        if (ready) {
-            int n = b->nthreads, start = b->warp_pos[w];
-            for (int i = 0; i < 32; i++) {   // the warp's lanes in the block's order, from where the last pick was
-                int p = (start + i) % 32, t = b->warp_order[(size_t)32 * w + p];
-                if (t < n && (ready >> (t % 32) & 1u)) {
-                    b->warp_pos[w] = (p + 1) % 32;
-                    b->warp_ready[w] &= ~(1u << (t % 32));
-                    b->th[t].state = T_RUNNING;
-                    return b->th[t].fiber;
-                }
-            }
-        }
     }
     return &b->sched;
 }
@@ -621,6 +621,8 @@ inline Order order_setting(void) {
 inline void make_order(Block *b) {
     Order o = order_setting();
     int n = b->nthreads;
+    if (o.mode != 2 && b->order_n == n) { for (int w = 0; w < (n + 31) / 32; w++) b->warp_pos[w] = 0; return; }   // as last block
+    b->order_n = o.mode != 2 ? n : -1;
     for (int i = 0; i < n; i++) b->order[i] = o.mode == 1 ? n - 1 - i : i;
     if (o.mode == 2)
         for (int i = n - 1; i > 0; i--) { int j = (int)(next_rand(&b->rng) % (uint64_t)(i + 1)); std::swap(b->order[i], b->order[j]); }
@@ -830,7 +832,13 @@ inline void run(Launch &L) {
         for (long long i = 0; i < nblocks; i++) one(i);
     } else
         for (long long i = 0; i < nblocks; i++) one(i);
-    static FILE *log = [] { const char *p = getenv("GOLF_EMU_LOG"); return p && *p ? fopen(p, "a") : (FILE *)nullptr; }();
+    static FILE *log = [] {   // line-buffered: processes appending to one log write whole lines
+        const char *p = getenv("GOLF_EMU_LOG");
+        FILE *f = p && *p ? fopen(p, "a") : (FILE *)nullptr;
+        if (p && *p && !f) { fprintf(stderr, "golf_emu: GOLF_EMU_LOG '%s': cannot open it: %s\n", p, strerror(errno)); exit(2); }
+        if (f) setvbuf(f, nullptr, _IOLBF, 0);
+        return f;
+    }();
     if (log) fprintf(log, "%s %s:%d grid %u,%u,%u block %u,%u,%u smem %zu us %.1f\n", L.name, L.file, L.line, L.grid.x, L.grid.y, L.grid.z,
                      L.block.x, L.block.y, L.block.z, L.smem, now_us() - t0);
 }
@@ -981,7 +989,17 @@ inline cudaError_t cudaFuncSetAttribute(const void *f, cudaFuncAttribute a, int 
 
 // --- 9. cuBLAS ---------------------------------------------------------------------------------------
 
-inline cublasStatus_t cublasCreate(cublasHandle_t *h) { *h = new golf_cublas{CUBLAS_DEFAULT_MATH}; return CUBLAS_STATUS_SUCCESS; }
+// OpenBLAS's own threads spin (sched_yield) for a while after every GEMM, taking the cores from the blocks' OpenMP
+// threads: GEMMs run on GOLF_EMU_BLAS_THREADS threads (default 1) when the BLAS is OpenBLAS
+extern "C" void openblas_set_num_threads(int) __attribute__((weak));
+inline cublasStatus_t cublasCreate(cublasHandle_t *h) {
+    if (openblas_set_num_threads) {
+        long n = atol(golf_emu::env_or("GOLF_EMU_BLAS_THREADS", "1"));
+        openblas_set_num_threads(n > 0 ? (int)n : 1);
+    }
+    *h = new golf_cublas{CUBLAS_DEFAULT_MATH};
+    return CUBLAS_STATUS_SUCCESS;
+}
 inline cublasStatus_t cublasDestroy(cublasHandle_t h) { delete h; return CUBLAS_STATUS_SUCCESS; }
 inline cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m) { if (!h) return CUBLAS_STATUS_NOT_INITIALIZED; h->math = m; return CUBLAS_STATUS_SUCCESS; }
 inline cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t) { return h ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED; }

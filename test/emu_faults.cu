@@ -37,18 +37,14 @@ __global__ void k_disagree(float *x) {
 }
 __global__ void k_nop(float *x) { if (threadIdx.x == 0 && blockIdx.x == 0) x[0] = 1; }
 
-// race: s[t] = t, then each thread reads its neighbour's slot (with the barrier when sync != 0) and overwrites
-// its own; without the barrier the result depends on which fiber ran first
+// race: s[t] = 7t + 1, then each thread reads its neighbour's slot (after the barrier when sync != 0); without the
+// barrier the result depends on which fiber ran first (forward: the neighbour has not written yet)
 __global__ void k_race(int *out, int sync) {
     __shared__ int s[128];
     int t = threadIdx.x;
     s[t] = t * 7 + 1;
     if (sync) __syncthreads();
-    int v = s[(t + 1) % 128];
-    if (sync) __syncthreads();
-    s[t] = v * 3;
-    if (sync) __syncthreads();
-    out[t] = s[(t + 5) % 128];
+    out[t] = s[(t + 1) % 128];
 }
 
 // collectives: every lane records the results of each collective for the host's scalar model

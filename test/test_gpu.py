@@ -294,6 +294,14 @@ def check_asan(R, env, tmp, ck):
     R.check("ASan + UBSan: a short train_golf_cpu_asan run reports nothing", p.returncode == 0 and not bad, "; ".join(bad[:3]) or p.stderr[-300:].strip())
 
 
+def check_coverage(R, log):
+    """every __global__ kernel of train_golf.cu was launched by the runs above (the CPU build's launch log)"""
+    kernels = set(re.findall(r"__global__ void (\w+)", (ROOT / "train_golf.cu").read_text()))
+    ran = {line.split()[0].split("<")[0] for line in log.read_text().splitlines() if line.strip()} if log.exists() else set()
+    missing = sorted(kernels - ran)
+    R.check(f"every one of train_golf.cu's {len(kernels)} kernels ran", not missing, "never launched: " + ", ".join(missing))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--python", default=sys.executable, help="python with PyTorch for reference.py (default: this one)")
@@ -322,6 +330,8 @@ def main():
     env = dict(dict(os.environ, **SHAPE), **(CPU_SHAPE if args.cpu else {}))
     env.update(DATA_PATH=str(data), TOKENIZER_PATH=str(tok), ITERATIONS=str(args.k), TRAIN_LOG_EVERY="1", VAL_LOSS_EVERY="0",
                OUT_DIR=str(tmp), RUN_ID="test_gpu")
+    if args.cpu:
+        env["GOLF_EMU_LOG"] = str(tmp / "launches.log")   # every launch of every run: which kernels ran
     try:
         ck, dbg, grads = tmp / "init.ckpt", tmp / "debug.bin", tmp / "grads.bin"
         p = run([args.python, ROOT / "test" / "reference.py", "init", "--out", ck], env=env)
@@ -384,6 +394,7 @@ def main():
         if args.cpu:
             check_ranks2(R, env, tmp, ck)
             check_asan(R, env, tmp, ck)
+            check_coverage(R, tmp / "launches.log")
     finally:
         R.cleanup(tmp, args.keep)
     R.finish()

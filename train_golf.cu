@@ -481,6 +481,21 @@ static const float RMS_EPS_F = FLT_EPSILON;   // torch's rms_norm default for fl
 
 __device__ float warp_sum(float v) { for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o); return v; }
 __device__ float warp_max(float v) { for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o)); return v; }
+// Row kernels (LAUNCH_ROWS): a half warp of ROW_LANES lanes per row; row_sum / row_max reduce over the half warp (both
+// halves of a warp call them together, so a half past the last row works on that row and stores nothing). Half as
+// many lanes as a warp per row: the same work per warp on a GPU, a third of the lane exchanges in the CPU build.
+#define ROW_LANES 16
+__device__ float row_sum(float v) { for (int o = ROW_LANES / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o, ROW_LANES); return v; }
+__device__ float row_max(float v) { for (int o = ROW_LANES / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o, ROW_LANES)); return v; }
+// row_of: this thread's row and lane; 0 when its whole warp is past the last row (it returns), else *store says
+// whether its half warp's row exists (the other half repeats the last row)
+__device__ int row_of(int rows, int *row, int *lane, bool *store) {
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t / 32 * (32 / ROW_LANES) >= rows) return 0;
+    *row = t / ROW_LANES; *lane = t % ROW_LANES; *store = *row < rows;
+    if (!*store) *row = rows - 1;
+    return 1;
+}
 
 // embedding forward: out[n, :] = emb[tok[n], :]
 __global__ void embedding_forward(float *out, const float *emb, const int *tok, int N, int d) {
@@ -647,26 +662,30 @@ __global__ void skip_weight_grads(float *dw, float *dg, const float *S, const fl
     if (g) dg[i] += w[i] * s * (1.f - s) * S[i];
 }
 
-// rmsnorm forward (warp per row): out = x * rstd, rstd = 1/sqrt(mean(x^2) + eps)
+// rmsnorm forward (row kernel): out = x * rstd, rstd = 1/sqrt(mean(x^2) + eps)
 __global__ void rmsnorm_forward(float *out, float *rstd, const float *x, int rows, int d) {
-    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (row >= rows) return;
+    int row, lane;
+    bool store;
+    if (!row_of(rows, &row, &lane, &store)) return;
     const float *xr = x + (size_t)row * d;
     float ss = 0;
-    for (int i = lane; i < d; i += 32) ss += xr[i] * xr[i];
-    float r = rsqrtf(warp_sum(ss) / d + RMS_EPS_F);
-    for (int i = lane; i < d; i += 32) out[(size_t)row * d + i] = xr[i] * r;
+    for (int i = lane; i < d; i += ROW_LANES) ss += xr[i] * xr[i];
+    float r = rsqrtf(row_sum(ss) / d + RMS_EPS_F);
+    if (!store) return;
+    for (int i = lane; i < d; i += ROW_LANES) out[(size_t)row * d + i] = xr[i] * r;
     if (lane == 0) rstd[row] = r;
 }
-// rmsnorm backward: dx (+)= rstd * (dy - xhat * mean(dy * xhat)); accumulate when acc != 0
+// rmsnorm backward (row kernel): dx (+)= rstd * (dy - xhat * mean(dy * xhat)); accumulate when acc != 0
 __global__ void rmsnorm_backward(float *dx, const float *dy, const float *x, const float *rstd, int rows, int d, int acc) {
-    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (row >= rows) return;
+    int row, lane;
+    bool store;
+    if (!row_of(rows, &row, &lane, &store)) return;
     const float *xr = x + (size_t)row * d, *dyr = dy + (size_t)row * d;
     float r = rstd[row], dot = 0;
-    for (int i = lane; i < d; i += 32) dot += dyr[i] * xr[i] * r;
-    dot = warp_sum(dot) / d;
-    for (int i = lane; i < d; i += 32) {
+    for (int i = lane; i < d; i += ROW_LANES) dot += dyr[i] * xr[i] * r;
+    dot = row_sum(dot) / d;
+    if (!store) return;
+    for (int i = lane; i < d; i += ROW_LANES) {
         float g = r * (dyr[i] - xr[i] * r * dot);
         dx[(size_t)row * d + i] = acc ? dx[(size_t)row * d + i] + g : g;
     }
@@ -712,35 +731,38 @@ __global__ void relu2_backward(float *dx, const float *du, const float *x, float
     if (i < n) dx[i] = x[i] > 0.f ? 2.f * x[i] * du[i] : 2.f * slope * slope * x[i] * du[i];
 }
 
-// q/k preparation forward (warp per token and head): out = gain[h] * rope(rmsnorm(raw)) over head_dim, RoPE on
+// q/k preparation forward (row kernel, a row per token and head): out = gain[h] * rope(rmsnorm(raw)) over head_dim, RoPE on
 // the first R dims (pairs i, i + R/2), the rest only normalized and scaled
 __global__ void qk_prep_forward(float *out, float *rstd, const float *raw, const float *gain, const float *cosv, const float *sinv,
                                 int N, int T, int heads, int hd, int R) {
-    int w = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (w >= N * heads) return;
+    int w, lane;
+    bool store;
+    if (!row_of(N * heads, &w, &lane, &store)) return;
     int n = w / heads, h = w % heads, t = n % T, half = R / 2;
     const float *x = raw + (size_t)w * hd;
     float ss = 0;
-    for (int i = lane; i < hd; i += 32) ss += x[i] * x[i];
-    float r = rsqrtf(warp_sum(ss) / hd + RMS_EPS_F), g = gain ? gain[h] : 1.f;
-    for (int i = lane; i < half; i += 32) {
+    for (int i = lane; i < hd; i += ROW_LANES) ss += x[i] * x[i];
+    float r = rsqrtf(row_sum(ss) / hd + RMS_EPS_F), g = gain ? gain[h] : 1.f;
+    if (!store) return;
+    for (int i = lane; i < half; i += ROW_LANES) {
         float c = cosv[t * half + i], s = sinv[t * half + i], a = x[i] * r, b = x[i + half] * r;
         out[(size_t)w * hd + i] = g * (a * c + b * s);
         out[(size_t)w * hd + i + half] = g * (-a * s + b * c);
     }
-    for (int i = R + lane; i < hd; i += 32) out[(size_t)w * hd + i] = g * (x[i] * r);
+    for (int i = R + lane; i < hd; i += ROW_LANES) out[(size_t)w * hd + i] = g * (x[i] * r);
     if (lane == 0) rstd[w] = r;
 }
 // q/k preparation backward: draw from dout through gain (dgain[h] += sum dout * rope), rope^T and rmsnorm
 __global__ void qk_prep_backward(float *draw, float *dgain, const float *dout, const float *raw, const float *rstd, const float *gain,
                                  const float *cosv, const float *sinv, int N, int T, int heads, int hd, int R) {
-    int w = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (w >= N * heads) return;
+    int w, lane;
+    bool store;
+    if (!row_of(N * heads, &w, &lane, &store)) return;
     int n = w / heads, h = w % heads, t = n % T, half = R / 2;
     const float *x = raw + (size_t)w * hd, *dy = dout + (size_t)w * hd;
     float r = rstd[w], g = gain ? gain[h] : 1.f, dg = 0, dot = 0;
-    float dxn[4][2], dxp[8];   // head_dim <= 256: up to 4 rotated pairs and 8 plain dims per lane
-    for (int i = lane, k = 0; i < half; i += 32, k++) {
+    float dxn[128 / ROW_LANES][2], dxp[256 / ROW_LANES];   // head_dim <= 256: up to 8 rotated pairs and 16 plain dims per lane
+    for (int i = lane, k = 0; i < half; i += ROW_LANES, k++) {
         float c = cosv[t * half + i], s = sinv[t * half + i], a = x[i] * r, b = x[i + half] * r;
         dg += dy[i] * (a * c + b * s) + dy[i + half] * (-a * s + b * c);
         float d1 = g * dy[i], d2 = g * dy[i + half];
@@ -748,19 +770,20 @@ __global__ void qk_prep_backward(float *draw, float *dgain, const float *dout, c
         dxn[k][1] = d1 * s + d2 * c;
         dot += dxn[k][0] * a + dxn[k][1] * b;
     }
-    for (int i = R + lane, k = 0; i < hd; i += 32, k++) {   // dims past R: no rotation
+    for (int i = R + lane, k = 0; i < hd; i += ROW_LANES, k++) {   // dims past R: no rotation
         float a = x[i] * r;
         dg += dy[i] * a;
         dxp[k] = g * dy[i];
         dot += dxp[k] * a;
     }
-    dot = warp_sum(dot) / hd;
-    dg = warp_sum(dg);
-    for (int i = lane, k = 0; i < half; i += 32, k++) {
+    dot = row_sum(dot) / hd;
+    dg = row_sum(dg);
+    if (!store) return;
+    for (int i = lane, k = 0; i < half; i += ROW_LANES, k++) {
         draw[(size_t)w * hd + i] = r * (dxn[k][0] - x[i] * r * dot);
         draw[(size_t)w * hd + i + half] = r * (dxn[k][1] - x[i + half] * r * dot);
     }
-    for (int i = R + lane, k = 0; i < hd; i += 32, k++) draw[(size_t)w * hd + i] = r * (dxp[k] - x[i] * r * dot);
+    for (int i = R + lane, k = 0; i < hd; i += ROW_LANES, k++) draw[(size_t)w * hd + i] = r * (dxp[k] - x[i] * r * dot);
     if (gain && lane == 0) atomicAdd(&dgain[h], dg);
 }
 
@@ -873,27 +896,30 @@ template <int HD> __global__ void attention_backward_dkv(float *dk, float *dv, c
     for (int i = 0; i < HD; i++) { dk[krow + i] = dka[i] * scale; dv[krow + i] = dva[i]; }
 }
 
-// softcapped cross-entropy (warp per row), logits replaced by dloss/dlogits * grad_scale when grad_scale != 0:
+// softcapped cross-entropy (row kernel), logits replaced by dloss/dlogits * grad_scale when grad_scale != 0:
 // z = cap tanh(l / cap); loss[n] = logsumexp(z) - z[y]; dl = (softmax(z) - onehot(y)) (1 - tanh^2) grad_scale.
 // Every lane reads z[y] before the last reduction, so no lane overwrites it first.
 __global__ void softcap_cross_entropy(float *logits, float *loss, const int *targets, int N, int V, float cap, float grad_scale) {
-    int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (n >= N) return;
-    int y = targets[n];
+    int n, lane;
+    bool store;
+    if (!row_of(N, &n, &lane, &store)) return;
+    int y = targets[n], pad = y < 0;   // a padding row (target -1): no loss, no gradient; it still joins the shuffles
     float *l = logits + (size_t)n * V;
-    if (y < 0) {   // a padding row (target -1): no loss, no gradient
+    if (pad) y = 0;
+    float mx = -INFINITY, sum = 0.f;
+    for (int v = lane; v < V; v += ROW_LANES) mx = fmaxf(mx, cap * tanhf(l[v] / cap));
+    mx = row_max(mx);
+    for (int v = lane; v < V; v += ROW_LANES) sum += expf(cap * tanhf(l[v] / cap) - mx);
+    float zy = cap * tanhf(l[y] / cap), lse = mx + logf(row_sum(sum));
+    if (!store) return;
+    if (pad) {
         if (lane == 0) loss[n] = 0.f;
-        if (grad_scale != 0.f) for (int v = lane; v < V; v += 32) l[v] = 0.f;
+        if (grad_scale != 0.f) for (int v = lane; v < V; v += ROW_LANES) l[v] = 0.f;
         return;
     }
-    float mx = -INFINITY, sum = 0.f;
-    for (int v = lane; v < V; v += 32) mx = fmaxf(mx, cap * tanhf(l[v] / cap));
-    mx = warp_max(mx);
-    for (int v = lane; v < V; v += 32) sum += expf(cap * tanhf(l[v] / cap) - mx);
-    float zy = cap * tanhf(l[y] / cap), lse = mx + logf(warp_sum(sum));
     if (lane == 0) loss[n] = lse - zy;
     if (grad_scale != 0.f)
-        for (int v = lane; v < V; v += 32) {
+        for (int v = lane; v < V; v += ROW_LANES) {
             float th = tanhf(l[v] / cap), p = expf(cap * th - lse);
             l[v] = (p - (v == y ? 1.f : 0.f)) * (1.f - th * th) * grad_scale;
         }
@@ -1033,6 +1059,7 @@ template <class F> static void with_head_dim(int hd, F f) {
     default: golf_die("internal: head_dim %d (config_validate allows multiples of 32 up to 256)", hd);
     }
 }
+#define LAUNCH_ROWS(kernel, rows, ...) LAUNCH1D(kernel, (size_t)(rows) * ROW_LANES, __VA_ARGS__)
 #define LAUNCH_WARPS(kernel, warps, ...) do { size_t w_ = (warps); if (w_) { KERNEL_LAUNCH(kernel, blocks_for(w_, 8), 256, 0, __VA_ARGS__); cudaCheck(cudaGetLastError()); } } while (0)
 
 typedef struct {   // activations of one block for a batch of N tokens
@@ -1191,7 +1218,7 @@ static void embed_forward(Trainer *tr) {
         gemm(tr, 0, 1, N, d, c->bigram_dim, 1, tr->be, PARAM(m->bigram_proj), 0, tr->bp);
         LAUNCH1D(add_scaled, (size_t)N * d, tr->e, tr->bp, PARAM(m->bigram_scale), (size_t)N * d);
     }
-    LAUNCH_WARPS(rmsnorm_forward, N, c->smear_gate ? tr->xn : tr->x0, tr->r0, tr->e, N, d);
+    LAUNCH_ROWS(rmsnorm_forward, N, c->smear_gate ? tr->xn : tr->x0, tr->r0, tr->e, N, d);
     if (c->smear_gate) LAUNCH_WARPS(smear_forward, N, tr->x0, tr->smear_g, tr->xn, PARAM(m->smear_w), PARAM(m->smear_lam), tr->tok, N, tr->T, d);
 }
 
@@ -1231,12 +1258,12 @@ static void forward(Trainer *tr, float grad_scale) {
         if (!par && lanes == 2) { LAUNCH1D(lane_mean, nd, a->xin, a->xin, a->xin1, nd); lanes = 1; }                   // merge
         else if (par && lanes == 1) { cudaCheck(cudaMemcpyAsync(a->xin1, a->xin, nd * 4, cudaMemcpyDeviceToDevice)); lanes = 2; }   // split
         LAUNCH1D(mix_forward, (size_t)N * d, a->xm, a->xin, tr->x0, PARAM(lp->resid_mix), N, d);
-        LAUNCH_WARPS(rmsnorm_forward, N, a->h1, a->r1, a->xm, N, d);
+        LAUNCH_ROWS(rmsnorm_forward, N, a->h1, a->r1, a->xm, N, d);
         gemm(tr, 0, 1, N, d, d, ls, a->h1, PARAM(lp->c_q), 0, a->qr);   // ls: LN_SCALE's 1/sqrt(l+1) on the norm output
         gemm(tr, 0, 1, N, kv, d, ls, a->h1, PARAM(lp->c_k), 0, a->kr);
         gemm(tr, 0, 1, N, kv, d, ls, a->h1, PARAM(lp->c_v), 0, a->v);
-        LAUNCH_WARPS(qk_prep_forward, (size_t)N * H, a->q, a->rq, a->qr, PARAM(lp->q_gain), tr->cosv, tr->sinv, N, tr->T, H, hd, R);
-        LAUNCH_WARPS(qk_prep_forward, (size_t)N * KV, a->k, a->rk, a->kr, (const float *)NULL, tr->cosv, tr->sinv, N, tr->T, KV, hd, R);
+        LAUNCH_ROWS(qk_prep_forward, (size_t)N * H, a->q, a->rq, a->qr, PARAM(lp->q_gain), tr->cosv, tr->sinv, N, tr->T, H, hd, R);
+        LAUNCH_ROWS(qk_prep_forward, (size_t)N * KV, a->k, a->rk, a->kr, (const float *)NULL, tr->cosv, tr->sinv, N, tr->T, KV, hd, R);
         with_head_dim(hd, [&](auto HDc) {
             KERNEL_LAUNCH(attention_forward<decltype(HDc)::value>, dim3(blocks_for(tr->T, ATT_ROWS), tr->B * H), ATT_ROWS, 0, a->y, a->lse, a->q, a->k, a->v, tr->T, H, KV);
         });
@@ -1249,7 +1276,7 @@ static void forward(Trainer *tr, float grad_scale) {
         if (a->sg) LAUNCH_WARPS(attn_gate_forward, (size_t)N * H, a->yx, a->sg, a->ya, a->h1, PARAM(lp->attn_gate), ls, N, H, hd, d);
         gemm(tr, 0, 1, N, d, d, 1, a->yx, PARAM(lp->proj), 0, a->ao);
         if (!par) LAUNCH1D(scale_add_forward, nd, a->xa, a->xm, PARAM(lp->attn_scale), a->ao, N, d);
-        LAUNCH_WARPS(rmsnorm_forward, N, a->h2, a->r2, par ? a->xin1 : a->xa, N, d);   // a parallel block's MLP reads lane 1
+        LAUNCH_ROWS(rmsnorm_forward, N, a->h2, a->r2, par ? a->xin1 : a->xa, N, d);   // a parallel block's MLP reads lane 1
         gemm(tr, 0, 1, N, F, d, ls, a->h2, PARAM(lp->fc), 0, a->up);
         LAUNCH1D(relu2_forward, (size_t)N * F, a->u, a->up, c->mlp_leaky_slope, (size_t)N * F);
         gemm(tr, 0, 1, N, d, F, 1, a->u, PARAM(lp->mlp_proj), 0, a->mo);
@@ -1261,9 +1288,9 @@ static void forward(Trainer *tr, float grad_scale) {
     }
     tr->final_in = tr->acts[P - 1].xout;
     if (lanes == 2) { LAUNCH1D(lane_mean, nd, tr->xf, tr->acts[P - 1].xout, tr->acts[P - 1].xout1, nd); tr->final_in = tr->xf; }
-    LAUNCH_WARPS(rmsnorm_forward, N, tr->hf, tr->rf, tr->final_in, N, d);
+    LAUNCH_ROWS(rmsnorm_forward, N, tr->hf, tr->rf, tr->final_in, N, d);
     gemm(tr, 0, 1, N, c->vocab_size, d, 1, tr->hf, PARAM(tr->host.lm_head), 0, tr->logits);
-    LAUNCH_WARPS(softcap_cross_entropy, N, tr->logits, tr->loss, tr->tgt, N, c->vocab_size, c->logit_softcap, grad_scale);
+    LAUNCH_ROWS(softcap_cross_entropy, N, tr->logits, tr->loss, tr->tgt, N, c->vocab_size, c->logit_softcap, grad_scale);
 }
 
 // column_grad: dcol += sum over tokens of a * b (per column)
@@ -1283,7 +1310,7 @@ static void embed_backward(Trainer *tr, float *dx, float *t1, float *t2) {
                      tr->tok, N, tr->T, d);
         cudaCheck(cudaMemcpyAsync(dx, t1, (size_t)N * d * 4, cudaMemcpyDeviceToDevice));
     }
-    LAUNCH_WARPS(rmsnorm_backward, N, t2, dx, tr->e, tr->r0, N, d, 0);   // t2 = dL/de
+    LAUNCH_ROWS(rmsnorm_backward, N, t2, dx, tr->e, tr->r0, N, d, 0);   // t2 = dL/de
     LAUNCH1D(embedding_backward, (size_t)N * d, GRAD(m->tok_emb), t2, tr->tok, N, d);
     if (c->bigram_vocab) {   // e += scale * bp, bp = be @ proj^T, be = bigram.embed[idx]
         int db = c->bigram_dim;
@@ -1311,7 +1338,7 @@ static void backward(Trainer *tr) {
     gemm(tr, 0, 0, N, d, c->vocab_size, 1, tr->logits, PARAM(m->lm_head), 0, t1);
     size_t nd = (size_t)N * d;
     float *dx1 = tr->dlane1;   // lane 1's gradient while two lanes are live
-    LAUNCH_WARPS(rmsnorm_backward, N, dx, t1, tr->final_in, tr->rf, N, d, 0);
+    LAUNCH_ROWS(rmsnorm_backward, N, dx, t1, tr->final_in, tr->rf, N, d, 0);
     if (is_parallel(c, idx[P - 1])) {   // the final norm read the lane mean
         LAUNCH1D(scale_inplace, nd, dx, 0.5f, nd);
         cudaCheck(cudaMemcpyAsync(dx1, dx, nd * 4, cudaMemcpyDeviceToDevice));
@@ -1342,7 +1369,7 @@ static void backward(Trainer *tr) {
         LAUNCH1D(relu2_backward, (size_t)N * F, t2, t2, a->up, c->mlp_leaky_slope, (size_t)N * F);          // dup
         gemm(tr, 1, 0, F, d, N, ls, t2, a->h2, 1, GRAD(lp->fc));                                           // dW fc
         gemm(tr, 0, 0, N, d, F, ls, t2, PARAM(lp->fc), 0, t1);                                             // dh2
-        LAUNCH_WARPS(rmsnorm_backward, N, mlp_acc, t1, mlp_in, a->r2, N, d, 1);                               // dxa (lane 1)
+        LAUNCH_ROWS(rmsnorm_backward, N, mlp_acc, t1, mlp_in, a->r2, N, d, 1);                               // dxa (lane 1)
         column_grad(GRAD(lp->attn_scale), gA, a->ao, N, d);
         LAUNCH1D(scale_backward, (size_t)N * d, t1, gA, PARAM(lp->attn_scale), N, d, 0);                   // dao
         gemm(tr, 1, 0, d, d, N, 1, t1, a->yx, 1, GRAD(lp->proj));                                          // dW proj
@@ -1370,14 +1397,14 @@ static void backward(Trainer *tr) {
         if (xsa) LAUNCH1D(axpy, (size_t)N * kv, t1, tr->dvx, 1.0f, (size_t)N * kv);
         gemm(tr, 1, 0, kv, d, N, ls, t1, a->h1, 1, GRAD(lp->c_v));
         gemm(tr, 0, 0, N, d, kv, ls, t1, PARAM(lp->c_v), 0, dh1);                                          // dh1, from v
-        LAUNCH_WARPS(qk_prep_backward, (size_t)N * KV, t1, (float *)NULL, other, a->kr, a->rk, (const float *)NULL, tr->cosv, tr->sinv, N, tr->T, KV, hd, R);
+        LAUNCH_ROWS(qk_prep_backward, (size_t)N * KV, t1, (float *)NULL, other, a->kr, a->rk, (const float *)NULL, tr->cosv, tr->sinv, N, tr->T, KV, hd, R);
         gemm(tr, 1, 0, kv, d, N, ls, t1, a->h1, 1, GRAD(lp->c_k));
         gemm(tr, 0, 0, N, d, kv, ls, t1, PARAM(lp->c_k), 1, dh1);                                          // + from k
-        LAUNCH_WARPS(qk_prep_backward, (size_t)N * H, t1, GRAD(lp->q_gain), t4, a->qr, a->rq, PARAM(lp->q_gain), tr->cosv, tr->sinv, N, tr->T, H, hd, R);
+        LAUNCH_ROWS(qk_prep_backward, (size_t)N * H, t1, GRAD(lp->q_gain), t4, a->qr, a->rq, PARAM(lp->q_gain), tr->cosv, tr->sinv, N, tr->T, H, hd, R);
         gemm(tr, 1, 0, d, d, N, ls, t1, a->h1, 1, GRAD(lp->c_q));
         gemm(tr, 0, 0, N, d, d, ls, t1, PARAM(lp->c_q), 1, dh1);                                           // + from q
         if (a->sg) LAUNCH1D(axpy, (size_t)N * d, dh1, tr->gate_dh, 1.0f, (size_t)N * d);                       // + from the gate
-        LAUNCH_WARPS(rmsnorm_backward, N, dx, dh1, a->xm, a->r1, N, d, 1);                                    // dxm
+        LAUNCH_ROWS(rmsnorm_backward, N, dx, dh1, a->xm, a->r1, N, d, 1);                                    // dxm
         column_grad(GRAD(lp->resid_mix), dx, a->xin, N, d);
         column_grad(GRAD(lp->resid_mix) + d, dx, tr->x0, N, d);
         LAUNCH1D(mix_backward, (size_t)N * d, dx, dx0, dx, PARAM(lp->resid_mix), N, d);                       // dxin

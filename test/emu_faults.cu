@@ -195,13 +195,13 @@ static int run_kernels(uint64_t seed) {
     int *tgt;
     cudaCheck(cudaMalloc(&tgt, N * 4));
     cudaCheck(cudaMemcpy(tgt, ht.data(), N * 4, cudaMemcpyHostToDevice));
-    LAUNCH_WARPS(rmsnorm_forward, N, o, rs, x, N, d);
+    LAUNCH_ROWS(rmsnorm_forward, N, o, rs, x, N, d);
     printf("rmsnorm_forward %016llx\n", (unsigned long long)(digest(o, (size_t)N * d) ^ digest(rs, N)));
-    LAUNCH_WARPS(rmsnorm_backward, N, o, y, x, rs, N, d, 1);
+    LAUNCH_ROWS(rmsnorm_backward, N, o, y, x, rs, N, d, 1);
     printf("rmsnorm_backward %016llx\n", (unsigned long long)digest(o, (size_t)N * d));
-    LAUNCH_WARPS(qk_prep_forward, (size_t)N * H, o, rs, x, g, cs, sn, N, T, H, hd, 16);
+    LAUNCH_ROWS(qk_prep_forward, (size_t)N * H, o, rs, x, g, cs, sn, N, T, H, hd, 16);
     printf("qk_prep_forward %016llx\n", (unsigned long long)digest(o, (size_t)N * d));
-    LAUNCH_WARPS(softcap_cross_entropy, N, logits, loss, tgt, N, V, 30.f, 0.5f);
+    LAUNCH_ROWS(softcap_cross_entropy, N, logits, loss, tgt, N, V, 30.f, 0.5f);
     printf("softcap_cross_entropy %016llx\n", (unsigned long long)(digest(logits, (size_t)N * V) ^ digest(loss, N)));
     KERNEL_LAUNCH(fake_quant_rows, 8, 256, 0, o, w, 300, 31, 0);
     printf("fake_quant_rows %016llx\n", (unsigned long long)digest(o, 8 * 300));

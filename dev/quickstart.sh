@@ -90,7 +90,7 @@ else
   say "training on 1 GPU for ${MAX_WALLCLOCK_SECONDS}s: ./train_golf"
   ./train_golf
 fi
-say "scoring the artifact with golf_infer (first 1M val tokens)"
+say "scoring the artifact with golf_infer (at most the first 1M val tokens of $DATA_PATH)"
 ./golf_infer "$OUT_DIR/final_model.golf" --val "$DATA_PATH/fineweb_val_*.bin" --tokenizer "$TOKENIZER_PATH" --max-tokens 1000000
 say "a sample"
 ./golf_infer "$OUT_DIR/final_model.golf" --tokenizer "$TOKENIZER_PATH" --generate "The history of" -n 60 --seed 1

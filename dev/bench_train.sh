@@ -41,13 +41,7 @@ if [ "$CPU" = 1 ]; then
   export TOKENIZER_PATH=${TOKENIZER_PATH:-$SHARED/tokenizers/fineweb_1024_bpe.model} OMP_WAIT_POLICY=passive
   src=${DATA_PATH:-$SHARED/data/sample_sp1024}
   export DATA_PATH=$OUT/data_cut   # the train shards, and 8,193 val tokens (the final eval is not what is timed)
-  mkdir -p "$DATA_PATH"
-  for f in "$src"/fineweb_train_*.bin; do ln -sf "$(cd "$(dirname "$f")" && pwd)/$(basename "$f")" "$DATA_PATH/"; done
-  /usr/bin/python3 -c "
-import numpy as np, sys, glob
-src = sorted(glob.glob(sys.argv[1] + '/fineweb_val_*.bin'))[0]
-h = np.fromfile(src, '<i4', 256); t = np.fromfile(src, '<u2', 8193, offset=1024); h[2] = len(t)
-open(sys.argv[2], 'wb').write(h.astype('<i4').tobytes() + t.astype('<u2').tobytes())" "$src" "$DATA_PATH/fineweb_val_000000.bin" || exit 1
+  /usr/bin/python3 dev/val_cut.py "$src" "$DATA_PATH" 8192 || exit 1
   export NUM_LAYERS=4 MODEL_DIM=128 NUM_HEADS=2 NUM_KV_HEADS=1 MLP_MULT=2 TRAIN_SEQ_LEN=128 TRAIN_BATCH_TOKENS=8192 VAL_BATCH_SIZE=8192
   export ITERATIONS=$STEPS WARMDOWN_ITERS=0 MAX_WALLCLOCK_SECONDS=0 VAL_LOSS_EVERY=0 TRAIN_LOG_EVERY=1 OUT_DIR=$OUT
   ./train_golf_cpu > "$OUT/cpu_golf.log" 2>&1 || { echo "bench_train: train_golf_cpu failed (see $OUT/cpu_golf.log)"; exit 1; }

@@ -163,7 +163,7 @@ namespace golf_emu {
 struct Launch;   // the running launch (section 6)
 inline thread_local const Launch *cur_launch = nullptr;
 void fault(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-inline thread_local char last_error[512];   // what cudaGetErrorString says of the last failed call
+inline thread_local char last_error[512];   // what cudaGetErrorString / ncclGetErrorString say of the last failed call
 
 struct Heap {
     std::mutex mu;
@@ -199,7 +199,7 @@ enum { T_UNSTARTED, T_RUNNING, T_READY, T_BARRIER, T_WARP, T_DONE };
 enum { C_SHFL, C_SHFL_XOR, C_SHFL_UP, C_SHFL_DOWN, C_BALLOT, C_ANY, C_ALL, C_SYNCWARP };
 
 struct LaneOp {              // one lane's pending warp collective
-    int op, arg, width, callers;
+    int op, arg, width;
     unsigned mask;
     uint64_t value, result;
 };
@@ -843,12 +843,13 @@ inline void run(Launch &L) {
                      L.block.x, L.block.y, L.block.z, L.smem, now_us() - t0);
 }
 
-inline cudaError_t fail(cudaError_t e, const char *fmt, ...) {
+// fail: r, after keeping the message for cudaGetErrorString / ncclGetErrorString
+template <class R> inline R fail(R r, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof(last_error), fmt, ap);
     va_end(ap);
-    return e;
+    return r;
 }
 
 }  // namespace golf_emu
@@ -1091,15 +1092,6 @@ struct golf_nccl {
 namespace golf_emu {
 static const uint32_t NCCL_MAGIC = 0x6e63636cu;   // "nccl"
 struct IdBytes { uint32_t magic, addr, port, pid, listen_fd; };
-inline thread_local char nccl_error[512];
-
-inline ncclResult_t nccl_fail(ncclResult_t r, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(nccl_error, sizeof(nccl_error), fmt, ap);
-    va_end(ap);
-    return r;
-}
 inline int io_all(int fd, void *p, size_t n, int sending) {
     char *c = (char *)p;
     while (n) {
@@ -1146,15 +1138,15 @@ inline int combine(void *acc, const void *x, size_t n, ncclDataType_t t, ncclRed
 }
 inline ncclResult_t nccl_buffers(const char *fn, const void *send_p, size_t send_n, const void *recv_p, size_t recv_n) {
     char why[256];
-    if (send_n && !device_range(send_p, send_n, why, sizeof(why))) return nccl_fail(ncclInvalidArgument, "%s: send buffer %s", fn, why);
-    if (recv_n && !device_range(recv_p, recv_n, why, sizeof(why))) return nccl_fail(ncclInvalidArgument, "%s: receive buffer %s", fn, why);
+    if (send_n && !device_range(send_p, send_n, why, sizeof(why))) return fail(ncclInvalidArgument, "%s: send buffer %s", fn, why);
+    if (recv_n && !device_range(recv_p, recv_n, why, sizeof(why))) return fail(ncclInvalidArgument, "%s: receive buffer %s", fn, why);
     return ncclSuccess;
 }
 }  // namespace golf_emu
 
 inline const char *ncclGetErrorString(ncclResult_t r) {
     if (r == ncclSuccess) return "no error";
-    if (golf_emu::nccl_error[0]) return golf_emu::nccl_error;
+    if (golf_emu::last_error[0]) return golf_emu::last_error;
     return "NCCL error";
 }
 
@@ -1162,7 +1154,7 @@ inline const char *ncclGetErrorString(ncclResult_t r) {
 inline ncclResult_t ncclGetUniqueId(ncclUniqueId *id) {
     using namespace golf_emu;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return nccl_fail(ncclSystemError, "ncclGetUniqueId: socket: %s", strerror(errno));
+    if (fd < 0) return fail(ncclSystemError, "ncclGetUniqueId: socket: %s", strerror(errno));
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     struct sockaddr_in a;
@@ -1173,7 +1165,7 @@ inline ncclResult_t ncclGetUniqueId(ncclUniqueId *id) {
     socklen_t len = sizeof(a);
     if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(fd, 128) != 0 || getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
         close(fd);
-        return nccl_fail(ncclSystemError, "ncclGetUniqueId: cannot listen on a free TCP port: %s", strerror(errno));
+        return fail(ncclSystemError, "ncclGetUniqueId: cannot listen on a free TCP port: %s", strerror(errno));
     }
     uint32_t addr = htonl(INADDR_LOOPBACK);
     const char *host = getenv("MASTER_ADDR");
@@ -1195,24 +1187,24 @@ inline ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId 
     using namespace golf_emu;
     IdBytes b;
     memcpy(&b, id.internal, sizeof(b));
-    if (b.magic != NCCL_MAGIC) return nccl_fail(ncclInvalidArgument, "ncclCommInitRank: the id was not made by ncclGetUniqueId");
-    if (nranks < 1 || rank < 0 || rank >= nranks) return nccl_fail(ncclInvalidArgument, "ncclCommInitRank: rank %d of %d", rank, nranks);
+    if (b.magic != NCCL_MAGIC) return fail(ncclInvalidArgument, "ncclCommInitRank: the id was not made by ncclGetUniqueId");
+    if (nranks < 1 || rank < 0 || rank >= nranks) return fail(ncclInvalidArgument, "ncclCommInitRank: rank %d of %d", rank, nranks);
     golf_nccl *c = new golf_nccl{rank, nranks, std::vector<int>((size_t)nranks, -1)};
     double deadline = now_us() + nccl_timeout_s() * 1e6;
     if (rank == 0) {
-        if (b.pid != (uint32_t)getpid()) return nccl_fail(ncclInvalidUsage, "ncclCommInitRank: rank 0 must be the process that called ncclGetUniqueId");
+        if (b.pid != (uint32_t)getpid()) return fail(ncclInvalidUsage, "ncclCommInitRank: rank 0 must be the process that called ncclGetUniqueId");
         for (int got = 1; got < nranks;) {
             struct pollfd p = {(int)b.listen_fd, POLLIN, 0};
             int left = (int)((deadline - now_us()) / 1000);
             if (left <= 0 || poll(&p, 1, left) <= 0)
-                return nccl_fail(ncclSystemError, "ncclCommInitRank: %d of %d ranks connected within DIST_TIMEOUT", got, nranks);
+                return fail(ncclSystemError, "ncclCommInitRank: %d of %d ranks connected within DIST_TIMEOUT", got, nranks);
             int fd = accept((int)b.listen_fd, nullptr, nullptr);
             if (fd < 0) continue;
             uint32_t hello[3];
             if (!io_all(fd, hello, sizeof(hello), 0) || hello[0] != NCCL_MAGIC || hello[2] != (uint32_t)nranks || hello[1] == 0 ||
                 hello[1] >= (uint32_t)nranks || c->peer[hello[1]] >= 0) {
                 close(fd);
-                return nccl_fail(ncclRemoteError, "ncclCommInitRank: a bad hello (rank %u of %u)", hello[1], hello[2]);
+                return fail(ncclRemoteError, "ncclCommInitRank: a bad hello (rank %u of %u)", hello[1], hello[2]);
             }
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -1232,13 +1224,13 @@ inline ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId 
             if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) break;
             close(fd);
             fd = -1;
-            if (now_us() > deadline) return nccl_fail(ncclSystemError, "ncclCommInitRank: rank %d cannot reach rank 0 within DIST_TIMEOUT", rank);
+            if (now_us() > deadline) return fail(ncclSystemError, "ncclCommInitRank: rank %d cannot reach rank 0 within DIST_TIMEOUT", rank);
             usleep(20000);
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         uint32_t hello[3] = {NCCL_MAGIC, (uint32_t)rank, (uint32_t)nranks};
-        if (!io_all(fd, hello, sizeof(hello), 1)) return nccl_fail(ncclSystemError, "ncclCommInitRank: rank %d: hello not sent", rank);
+        if (!io_all(fd, hello, sizeof(hello), 1)) return fail(ncclSystemError, "ncclCommInitRank: rank %d: hello not sent", rank);
         c->peer[0] = fd;
     }
     *comm = c;
@@ -1262,12 +1254,12 @@ namespace golf_emu {
 template <class F> inline ncclResult_t star(ncclComm_t c, const char *fn, const void *mine, size_t up, char *gather, void *result, size_t down, F reduce) {
     if (c->rank == 0) {
         for (int r = 1; r < c->n; r++)
-            if (!io_all(c->peer[r], gather + (size_t)r * up, up, 0)) return nccl_fail(ncclRemoteError, "%s: rank %d is gone", fn, r);
+            if (!io_all(c->peer[r], gather + (size_t)r * up, up, 0)) return fail(ncclRemoteError, "%s: rank %d is gone", fn, r);
         reduce();
         for (int r = 1; r < c->n; r++)
-            if (!io_all(c->peer[r], result, down, 1)) return nccl_fail(ncclRemoteError, "%s: rank %d is gone", fn, r);
+            if (!io_all(c->peer[r], result, down, 1)) return fail(ncclRemoteError, "%s: rank %d is gone", fn, r);
     } else {
-        if (!io_all(c->peer[0], (void *)mine, up, 1) || !io_all(c->peer[0], result, down, 0)) return nccl_fail(ncclRemoteError, "%s: rank 0 is gone", fn);
+        if (!io_all(c->peer[0], (void *)mine, up, 1) || !io_all(c->peer[0], result, down, 0)) return fail(ncclRemoteError, "%s: rank 0 is gone", fn);
     }
     return ncclSuccess;
 }
@@ -1277,7 +1269,7 @@ template <class F> inline ncclResult_t star(ncclComm_t c, const char *fn, const 
 inline ncclResult_t ncclAllReduce(const void *send_p, void *recv_p, size_t count, ncclDataType_t t, ncclRedOp_t op, ncclComm_t c, cudaStream_t) {
     using namespace golf_emu;
     size_t es = type_size(t), n = count * es;
-    if (!c) return nccl_fail(ncclInvalidArgument, "ncclAllReduce: no communicator");
+    if (!c) return fail(ncclInvalidArgument, "ncclAllReduce: no communicator");
     ncclResult_t r = nccl_buffers("ncclAllReduce", send_p, n, recv_p, n);
     if (r != ncclSuccess) return r;
     std::vector<char> acc(send_p != recv_p || c->rank != 0 ? n : 0), all;
@@ -1293,31 +1285,31 @@ inline ncclResult_t ncclAllReduce(const void *send_p, void *recv_p, size_t count
         }
         memcpy(recv_p, all.data(), n);
     });
-    if (!ok) return nccl_fail(ncclInvalidArgument, "ncclAllReduce: data type %d with op %d is not emulated", (int)t, (int)op);
+    if (!ok) return fail(ncclInvalidArgument, "ncclAllReduce: data type %d with op %d is not emulated", (int)t, (int)op);
     return r;
 }
 inline ncclResult_t ncclBroadcast(const void *send_p, void *recv_p, size_t count, ncclDataType_t t, int root, ncclComm_t c, cudaStream_t) {
     using namespace golf_emu;
     size_t n = count * type_size(t);
-    if (!c || root < 0 || root >= c->n) return nccl_fail(ncclInvalidArgument, "ncclBroadcast: bad root %d", root);
+    if (!c || root < 0 || root >= c->n) return fail(ncclInvalidArgument, "ncclBroadcast: bad root %d", root);
     ncclResult_t r = nccl_buffers("ncclBroadcast", send_p, c->rank == root ? n : 0, recv_p, n);
     if (r != ncclSuccess) return r;
     if (c->rank == root && send_p != recv_p) memmove(recv_p, send_p, n);
     // the root's bytes go up to rank 0 (when another rank is root) and down to everyone
     if (root != 0) {
-        if (c->rank == root && !io_all(c->peer[0], recv_p, n, 1)) return nccl_fail(ncclRemoteError, "ncclBroadcast: rank 0 is gone");
-        if (c->rank == 0 && !io_all(c->peer[root], recv_p, n, 0)) return nccl_fail(ncclRemoteError, "ncclBroadcast: rank %d is gone", root);
+        if (c->rank == root && !io_all(c->peer[0], recv_p, n, 1)) return fail(ncclRemoteError, "ncclBroadcast: rank 0 is gone");
+        if (c->rank == 0 && !io_all(c->peer[root], recv_p, n, 0)) return fail(ncclRemoteError, "ncclBroadcast: rank %d is gone", root);
     }
     if (c->rank == 0) {
         for (int k = 1; k < c->n; k++)
-            if (k != root && !io_all(c->peer[k], recv_p, n, 1)) return nccl_fail(ncclRemoteError, "ncclBroadcast: rank %d is gone", k);
-    } else if (c->rank != root && !io_all(c->peer[0], recv_p, n, 0)) return nccl_fail(ncclRemoteError, "ncclBroadcast: rank 0 is gone");
+            if (k != root && !io_all(c->peer[k], recv_p, n, 1)) return fail(ncclRemoteError, "ncclBroadcast: rank %d is gone", k);
+    } else if (c->rank != root && !io_all(c->peer[0], recv_p, n, 0)) return fail(ncclRemoteError, "ncclBroadcast: rank 0 is gone");
     return ncclSuccess;
 }
 inline ncclResult_t ncclAllGather(const void *send_p, void *recv_p, size_t count, ncclDataType_t t, ncclComm_t c, cudaStream_t) {
     using namespace golf_emu;
     size_t n = count * type_size(t);
-    if (!c) return nccl_fail(ncclInvalidArgument, "ncclAllGather: no communicator");
+    if (!c) return fail(ncclInvalidArgument, "ncclAllGather: no communicator");
     ncclResult_t r = nccl_buffers("ncclAllGather", send_p, n, recv_p, n * (size_t)c->n);
     if (r != ncclSuccess) return r;
     std::vector<char> mine((const char *)send_p, (const char *)send_p + n);

@@ -62,18 +62,7 @@ if [ "${NGPU:-0}" -lt 1 ]; then
          ITERATIONS=${ITERATIONS:-100000} WARMDOWN_ITERS=${WARMDOWN_ITERS:-20} VAL_LOSS_EVERY=${VAL_LOSS_EVERY:-0} TRAIN_LOG_EVERY=${TRAIN_LOG_EVERY:-10}
   # the final eval of train_golf_cpu on the whole val split would take long: it scores a cut of it (the first 65,536 tokens)
   cut_dir="$OUT_DIR/val_cut"
-  mkdir -p "$cut_dir"
-  for f in "$DATA_PATH"/fineweb_train_*.bin; do ln -sf "$(cd "$(dirname "$f")" && pwd)/$(basename "$f")" "$cut_dir/"; done
-  python3 - "$(ls "$DATA_PATH"/fineweb_val_*.bin | head -1)" "$cut_dir/fineweb_val_000000.bin" 65536 <<'PY'
-import struct, sys
-src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-with open(src, "rb") as f:
-    head = list(struct.unpack("<256i", f.read(1024)))
-    toks = f.read(2 * (n + 1))
-head[2] = len(toks) // 2
-with open(dst, "wb") as f:
-    f.write(struct.pack("<256i", *head) + toks)
-PY
+  python3 dev/val_cut.py "$DATA_PATH" "$cut_dir" 65536 || fail "cannot cut the val shard of $DATA_PATH"
   export DATA_PATH=$cut_dir
   say "no CUDA device visible: training with the CPU BUILD (train_golf_cpu, CUDA emulated on the CPU; not a GPU's speed)"
   say "a ${NUM_LAYERS}x${MODEL_DIM} model for ${MAX_WALLCLOCK_SECONDS}s, scored on the first 65,536 val tokens"

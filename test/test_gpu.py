@@ -41,6 +41,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "test"))
 import reference  # noqa: E402
+sys.path.insert(0, str(ROOT / "dev"))
+from val_cut import val_cut  # noqa: E402
 from harness import Results  # noqa: E402
 
 # A small model: the kernels see GQA, U-Net skips, head_dim 64; fast enough to run K steps twice.
@@ -68,22 +70,6 @@ CPU_SHAPE = {"TRAIN_BATCH_TOKENS": "2048", "VAL_BATCH_SIZE": "4096"}
 VAL_TOKENS_CPU = 16384
 BIN = ROOT / "train_golf"
 DEVICE = "cuda"
-
-
-def truncated_data(data, tmp, tokens):
-    """a data folder with the train shards of `data` (links) and its first val shard cut to `tokens` + 1 tokens"""
-    out = tmp / "data"
-    out.mkdir(exist_ok=True)
-    for f in sorted(data.glob("fineweb_train_*.bin")):
-        (out / f.name).symlink_to(f)
-    src = sorted(data.glob("fineweb_val_*.bin"))[0]
-    head = np.fromfile(src, dtype="<i4", count=256)
-    toks = np.fromfile(src, dtype="<u2", offset=1024, count=tokens + 1)
-    head[2] = len(toks)
-    with open(out / src.name, "wb") as f:
-        f.write(head.astype("<i4").tobytes())
-        f.write(toks.astype("<u2").tobytes())
-    return out
 
 
 def run(cmd, env=None, cwd=None):
@@ -326,7 +312,7 @@ def main():
     data, tok = shared / "data" / "sample_sp1024", shared / "tokenizers" / "fineweb_1024_bpe.model"
     tmp = Path(tempfile.mkdtemp(prefix="test_gpu_"))
     if args.cpu:
-        data = truncated_data(data, tmp, VAL_TOKENS_CPU)
+        data = val_cut(data, tmp / "data", VAL_TOKENS_CPU)
     env = dict(dict(os.environ, **SHAPE), **(CPU_SHAPE if args.cpu else {}))
     env.update(DATA_PATH=str(data), TOKENIZER_PATH=str(tok), ITERATIONS=str(args.k), TRAIN_LOG_EVERY="1", VAL_LOSS_EVERY="0",
                OUT_DIR=str(tmp), RUN_ID="test_gpu")

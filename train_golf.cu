@@ -90,7 +90,7 @@ static double wall_ms(void) { struct timeval tv; gettimeofday(&tv, NULL); return
 // 2. config: ONE table drives parsing, --help and the printed resolved config
 
 typedef struct {
-    char data_path[1024], tokenizer_path[1024], run_id[256], out_dir[1024], init_ckpt[1024], quant[16], quant_embed[16], quant_clip[16], dump_grads[1024];
+    char data_path[1024], tokenizer_path[1024], run_id[256], out_dir[1024], init_ckpt[1024], quant[16], quant_embed[16], quant_clip[16], dump_grads[1024], precision[8];
     int seed, val_batch_size, val_loss_every, train_log_every, iterations, warmdown_iters, warmup_steps;
     int train_batch_tokens, train_seq_len, vocab_size, num_layers, num_kv_heads, model_dim, num_heads, mlp_mult;
     int tie_embeddings, muon_backend_steps, muon_momentum_warmup_steps, math_tf32, eval_stride, qat, gptq_tokens, ttt_chunk_tokens, ttt_steps;
@@ -186,6 +186,7 @@ static const ConfigEntry CONFIG[] = {
     CF(ema_decay, "EMA_DECAY", "0", "EMA of the weights, ema = d*ema + (1-d)*w per step; evaluated and exported at the end (0: off)"),
     CF(gptq_reserve_seconds, "GPTQ_RESERVE_SECONDS", "0", "GPTQ export (0: off): seconds of MAX_WALLCLOCK_SECONDS kept for its CPU calibration"),
     CI(gptq_tokens, "GPTQ_TOKENS", "65536", "GPTQ calibration: the first N tokens of the train shards"),
+    CS(precision, "PRECISION", "fp32", "bf16: GEMMs and attention on bf16 operands with fp32 accumulation; fp32: every GEMM in fp32 (the exact path)"),
     CI(math_tf32, "MATH_TF32", "0", "1: TF32 tensor cores in the fp32 GEMMs"),
     CS(dump_grads, "DUMP_GRADS", "", "write step 0's loss and gradients here (checkpoint format, grad.<name>), for tests"),
     CF(dist_timeout, "DIST_TIMEOUT", "300", "seconds the ranks of a RANK/WORLD_SIZE launch wait for each other at the start"),
@@ -313,6 +314,7 @@ static const char *config_validate(const TrainConfig *c, int world) {
     if (export_scheme(c->quant) < 0) return "QUANT must be one of fp16 int8 int6 int5 int4 ternary";
     if (c->quant_embed[0] && export_scheme(c->quant_embed) < 0) return "QUANT_EMBED must be one of fp16 int8 int6 int5 int4 ternary (or empty: QUANT)";
     if (clip_from_name(c->quant_clip) < 0) return "QUANT_CLIP must be search, none or sdclip";
+    if (strcmp(c->precision, "bf16") && strcmp(c->precision, "fp32")) return "PRECISION must be bf16 or fp32";
     if (!(c->dist_timeout > 0)) return "DIST_TIMEOUT must be positive";
     if ((c->qat != 0 && c->qat != 1) || !(c->qat_start_frac >= 0 && c->qat_start_frac <= 1)) return "QAT must be 0 or 1 and QAT_START_FRAC in [0, 1]";
     if (!(c->ema_decay >= 0 && c->ema_decay < 1)) return "EMA_DECAY must be in [0, 1)";

@@ -67,6 +67,11 @@
 #ifndef KERNEL_LAUNCH
 #define KERNEL_LAUNCH(kernel, grid, block, smem, ...) kernel<<<(grid), (block), (smem)>>>(__VA_ARGS__)
 #endif
+// EMU_MARK(label): a line in the CPU build's launch log (GOLF_EMU_LOG) where a phase of the training step begins
+// (dev/predict.py cuts one step out of the log with them); nothing in the nvcc build.
+#ifndef EMU_MARK
+#define EMU_MARK(label) ((void)0)
+#endif
 
 // ----------------------------------------------------------------------------------------------------
 // 1. checks
@@ -104,6 +109,7 @@ typedef struct {
     int mlp_hidden, bigram_vocab_size, bigram_dim, smear_gate, xsa_last_n, rope_dims, ln_scale, parallel_from, skip_gates, attn_out_gate;
     double mlp_leaky_slope, loop_start_frac;
     char loop_encoder[256], loop_decoder[256], preset[32];
+    int plan_memory;
 } TrainConfig;
 
 enum { OPT_INT, OPT_FLOAT, OPT_STR };
@@ -187,6 +193,7 @@ static const ConfigEntry CONFIG[] = {
     CF(gptq_reserve_seconds, "GPTQ_RESERVE_SECONDS", "0", "GPTQ export (0: off): seconds of MAX_WALLCLOCK_SECONDS kept for its CPU calibration"),
     CI(gptq_tokens, "GPTQ_TOKENS", "65536", "GPTQ calibration: the first N tokens of the train shards"),
     CS(precision, "PRECISION", "fp32", "bf16: GEMMs and attention on bf16 operands with fp32 accumulation; fp32: every GEMM in fp32 (the exact path)"),
+    CI(plan_memory, "PLAN_MEMORY", "0", "1: print the device memory plan of this config per GPU and exit (no GPU used; dev/bench_train.sh --memory)"),
     CI(math_tf32, "MATH_TF32", "0", "1: TF32 tensor cores in the fp32 GEMMs"),
     CS(dump_grads, "DUMP_GRADS", "", "write step 0's loss and gradients here (checkpoint format, grad.<name>), for tests"),
     CF(dist_timeout, "DIST_TIMEOUT", "300", "seconds the ranks of a RANK/WORLD_SIZE launch wait for each other at the start"),
@@ -1124,19 +1131,43 @@ static void gemm(Trainer *tr, int ta, int tb, int M, int N, int K, float alpha, 
                             ta ? M : K, &beta, C, N));
 }
 
-static float *dmalloc(size_t n) { float *p; cudaCheck(cudaMalloc(&p, (n ? n : 1) * sizeof(float))); cudaCheck(cudaMemset(p, 0, (n ? n : 1) * sizeof(float))); return p; }
+// Device memory: every allocation of the trainer goes through dmalloc_bytes, the one accounting point: it counts the
+// bytes under the class last set by mem_class(). With PLAN_MEMORY=1 it counts and hands out NULL, so that
+// trainer_alloc's own size arithmetic is the plan of any config, on any machine (memory_plan_print; main then exits).
+enum { MEM_WEIGHTS, MEM_GRADS, MEM_OPTIM, MEM_BLOCK_ACTS, MEM_EMBED_ACTS, MEM_LOGITS, MEM_SCRATCH, MEM_NS, MEM_SMALL, MEM_CLASSES };
+static const char *MEM_CLASS_NAME[MEM_CLASSES] = {
+    "weights (params; QAT copy, EMA when on)", "gradients", "optimizer state (Adam m, v; Muon momentum)", "block activations (all positions)",
+    "embedding, lanes, final norm", "logits (dlogits in place) and loss", "backward scratch and skip gradients", "Newton-Schulz scratch",
+    "tokens, RoPE tables, small"};
+// cuBLAS allocates its own workspace (not through dmalloc): its default on Hopper is 32 MiB per handle
+static const size_t CUBLAS_WORKSPACE_BYTES = (size_t)32 << 20;
+static struct { int cls, plan_only; size_t bytes[MEM_CLASSES], count[MEM_CLASSES], in_use, peak; } g_mem;
+static void mem_class(int cls) { g_mem.cls = cls; }
+static void *dmalloc_bytes(size_t n) {
+    g_mem.bytes[g_mem.cls] += n; g_mem.count[g_mem.cls]++;
+    g_mem.in_use += n; if (g_mem.in_use > g_mem.peak) g_mem.peak = g_mem.in_use;
+    if (g_mem.plan_only) return NULL;
+    void *p;
+    cudaCheck(cudaMalloc(&p, n));
+    cudaCheck(cudaMemset(p, 0, n));
+    return p;
+}
+static float *dmalloc(size_t n) { return (float *)dmalloc_bytes((n ? n : 1) * sizeof(float)); }
 
 static void trainer_alloc(Trainer *tr, int B) {
     const Config *c = &tr->c;
     int d = c->model_dim, hd = d / c->num_heads, kv = c->num_kv_heads * hd, F = c->mlp_hidden, T = c->train_seq_len;
     tr->B = B; tr->T = T; tr->N = B * T;
     size_t N = (size_t)tr->N, numel = tr->host.numel;
-    tr->params = dmalloc(numel); tr->grads = dmalloc(numel); tr->adam_m = dmalloc(numel); tr->adam_v = dmalloc(numel); tr->muon_buf = dmalloc(numel);
+    mem_class(MEM_WEIGHTS); tr->params = dmalloc(numel);
+    mem_class(MEM_GRADS); tr->grads = dmalloc(numel);
+    mem_class(MEM_OPTIM); tr->adam_m = dmalloc(numel); tr->adam_v = dmalloc(numel); tr->muon_buf = dmalloc(numel);
     tr->dparam = (float **)galloc((size_t)tr->host.n * sizeof(float *));
-    for (int i = 0; i < tr->host.n; i++) { tr->dparam[i] = tr->params + tr->host.spec[i].offset; }
+    for (int i = 0; i < tr->host.n && tr->params; i++) { tr->dparam[i] = tr->params + tr->host.spec[i].offset; }
     int e0, d0, e1, d1, idx[MAX_LAYERS];
     int npos = schedule(c, 0, &e0, &d0, idx), nloop = schedule(c, 1, &e1, &d1, idx), P = npos > nloop ? npos : nloop;
     tr->acts = (BlockActs *)galloc((size_t)P * sizeof(BlockActs));
+    mem_class(MEM_BLOCK_ACTS);
     for (int l = 0; l < P; l++) {
         BlockActs *a = &tr->acts[l];
         a->xin = dmalloc(N * d); a->xm = dmalloc(N * d); a->h1 = dmalloc(N * d); a->r1 = dmalloc(N);
@@ -1152,17 +1183,22 @@ static void trainer_alloc(Trainer *tr, int B) {
         a->skbuf = c->parallel_from ? dmalloc(N * d) : NULL;
         a->sk = a->xout;
     }
+    mem_class(MEM_SCRATCH);
     for (int k = 0; k < 2; k++) tr->lane_g[k] = c->parallel_from ? dmalloc(N * d) : NULL;
     tr->dlane1 = c->parallel_from ? dmalloc(N * d) : NULL;
+    mem_class(MEM_EMBED_ACTS);
     tr->xf = c->parallel_from ? dmalloc(N * d) : NULL;
     tr->e = dmalloc(N * d); tr->xn = dmalloc(N * d); tr->smear_g = dmalloc(N);
-    cudaCheck(cudaMalloc(&tr->bidx, N * sizeof(int)));
+    mem_class(MEM_SMALL); tr->bidx = (int *)dmalloc_bytes(N * sizeof(int));
+    mem_class(MEM_EMBED_ACTS);
     tr->be = dmalloc(N * (c->bigram_vocab ? c->bigram_dim : 1)); tr->bp = dmalloc(c->bigram_vocab ? N * d : 1);
+    mem_class(MEM_SCRATCH);
     tr->dvx = dmalloc(c->xsa_last_n ? N * kv : 1);
     tr->gate_dh = dmalloc(c->attn_out_gate ? N * d : 1);
-    tr->vec[0] = dmalloc(d); tr->vec[1] = dmalloc(d);
-    tr->x0 = dmalloc(N * d); tr->r0 = dmalloc(N); tr->hf = dmalloc(N * d); tr->rf = dmalloc(N);
-    tr->logits = dmalloc(N * c->vocab_size); tr->loss = dmalloc(N);
+    mem_class(MEM_SMALL); tr->vec[0] = dmalloc(d); tr->vec[1] = dmalloc(d);
+    mem_class(MEM_EMBED_ACTS); tr->x0 = dmalloc(N * d); tr->r0 = dmalloc(N); tr->hf = dmalloc(N * d); tr->rf = dmalloc(N);
+    mem_class(MEM_LOGITS); tr->logits = dmalloc(N * c->vocab_size); tr->loss = dmalloc(N);
+    mem_class(MEM_SCRATCH);
     int wmax = d > F ? d : F;
     for (int i = 0; i < 6; i++) tr->scratch[i] = dmalloc(N * wmax);
     tr->Dbuf = dmalloc(N * c->num_heads);
@@ -1173,10 +1209,12 @@ static void trainer_alloc(Trainer *tr, int B) {
     size_t big = 0;
     for (int i = 0; i < tr->host.n; i++) { size_t s = (size_t)tr->host.spec[i].rows * tr->host.spec[i].cols; if (s > big) big = s; }
     int side = d > F ? d : F;
+    mem_class(MEM_NS);
     for (int i = 0; i < 5; i++) tr->ns[i] = dmalloc(big > (size_t)side * side ? big : (size_t)side * side);
+    mem_class(MEM_SMALL);
     tr->norm = dmalloc(1);
-    cudaCheck(cudaMalloc(&tr->tok, N * sizeof(int)));
-    cudaCheck(cudaMalloc(&tr->tgt, N * sizeof(int)));
+    tr->tok = (int *)dmalloc_bytes(N * sizeof(int));
+    tr->tgt = (int *)dmalloc_bytes(N * sizeof(int));
     // RoPE tables, computed like torch in float32 (inv_freq = 1 / base^(2i/R), angle = t * inv_freq), cos/sin rounded once
     int R = c->rope_dims ? c->rope_dims : hd, half = R / 2;
     float *hc = (float *)galloc((size_t)T * half * 4), *hs = (float *)galloc((size_t)T * half * 4);
@@ -1186,13 +1224,45 @@ static void trainer_alloc(Trainer *tr, int B) {
             hc[t * half + i] = (float)cos((double)ang); hs[t * half + i] = (float)sin((double)ang);
         }
     tr->cosv = dmalloc((size_t)T * half); tr->sinv = dmalloc((size_t)T * half);
-    cudaCheck(cudaMemcpy(tr->cosv, hc, (size_t)T * half * 4, cudaMemcpyHostToDevice));
-    cudaCheck(cudaMemcpy(tr->sinv, hs, (size_t)T * half * 4, cudaMemcpyHostToDevice));
+    if (!g_mem.plan_only) {
+        cudaCheck(cudaMemcpy(tr->cosv, hc, (size_t)T * half * 4, cudaMemcpyHostToDevice));
+        cudaCheck(cudaMemcpy(tr->sinv, hs, (size_t)T * half * 4, cudaMemcpyHostToDevice));
+    }
     free(hc); free(hs);
+    mem_class(MEM_WEIGHTS);
     if (tr->tc.qat) tr->qparams = dmalloc(numel);
     if (tr->tc.ema_decay > 0) tr->ema = dmalloc(numel);
+    if (g_mem.plan_only) return;
     cublasCheck(cublasCreate(&tr->blas));
     cublasCheck(cublasSetMathMode(tr->blas, tr->tc.math_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+}
+
+// memory_plan_print: the bytes trainer_alloc asked for, per class, with the cuBLAS workspace and the fit on an H100
+// 80GB (81,559 MiB, less 512 MiB for the CUDA context); the last line is one key:value summary for scripts.
+static void memory_plan_print(const Trainer *tr) {
+    const Config *c = &tr->c;
+    int e, dcount, idx[MAX_LAYERS], npos = schedule(c, 0, &e, &dcount, idx), nloop = schedule(c, 1, &e, &dcount, idx), P = npos > nloop ? npos : nloop;
+    size_t total = 0, count = 0;
+    for (int k = 0; k < MEM_CLASSES; k++) { total += g_mem.bytes[k]; count += g_mem.count[k]; }
+    const double MiB = 1048576.0, card = 81559 * MiB, usable = card - 512 * MiB;
+    size_t planned = total + CUBLAS_WORKSPACE_BYTES;
+    printf("memory plan per GPU (PLAN_MEMORY=1; trainer_alloc's sizes, nothing allocated): %d x %d = %d tokens per micro-step "
+           "(TRAIN_BATCH_TOKENS %d / 8), %d block positions, %zu parameters\n", tr->B, tr->T, tr->N, tr->tc.train_batch_tokens, P, tr->host.numel);
+    printf("  %-48s %6s %16s %12s\n", "class", "allocs", "bytes", "MiB");
+    for (int k = 0; k < MEM_CLASSES; k++) {
+        printf("  %-48s %6zu %16zu %12.1f\n", MEM_CLASS_NAME[k], g_mem.count[k], g_mem.bytes[k], g_mem.bytes[k] / MiB);
+        if (k == MEM_BLOCK_ACTS) printf("  %-48s %6s %16zu %12.1f\n", "  per block position", "", g_mem.bytes[k] / P, g_mem.bytes[k] / P / MiB);
+    }
+    printf("  %-48s %6zu %16zu %12.1f\n", "allocated by train_golf (dmalloc)", count, total, total / MiB);
+    printf("  %-48s %6s %16zu %12.1f\n", "cuBLAS workspace (cuBLAS's own, default)", "", CUBLAS_WORKSPACE_BYTES, CUBLAS_WORKSPACE_BYTES / MiB);
+    printf("  %-48s %6s %16zu %12.1f\n", "planned total", "", planned, planned / MiB);
+    printf("  cudaMalloc rounds each allocation up (at most 2 MiB each: at most %.0f MiB more); the CUDA context (~512 MiB) is outside the plan\n",
+           count * 2.0);
+    int fits = planned <= usable;
+    printf("  H100 80GB: %.0f MiB, %.0f MiB usable after the context: %s (%.1f%% of it%s)\n", card / MiB, usable / MiB, fits ? "fits" : "DOES NOT FIT",
+           100.0 * planned / usable, fits ? "" : "; lower TRAIN_BATCH_TOKENS or keep fewer activations");
+    printf("memory_plan allocated_bytes:%zu workspace_bytes:%zu planned_bytes:%zu usable_bytes:%.0f fits:%d train_batch_tokens:%d train_seq_len:%d "
+           "vocab_size:%d\n", total, CUBLAS_WORKSPACE_BYTES, planned, usable, fits, tr->tc.train_batch_tokens, tr->T, c->vocab_size);
 }
 
 // PARAM / GRAD: the device weights and gradient behind one of golf_infer.c's named host views (GolfModel's
@@ -2165,7 +2235,7 @@ int main(int argc, char **argv) {
     const TrainConfig *tc = &tr.tc;
     const char *bad = config_validate(tc, dd.world);
     if (bad) golf_die("config: %s", bad);
-    if (g_master) {
+    if (g_master && !tc->plan_memory) {
         mkdir("logs", 0777);
         if (mkdir(tc->out_dir, 0777) != 0 && errno != EEXIST) golf_die("OUT_DIR '%s': cannot create it: %s", tc->out_dir, strerror(errno));
         char path[2048];
@@ -2176,6 +2246,17 @@ int main(int argc, char **argv) {
         snprintf(path, sizeof(path), "%s/train.log", tc->out_dir);
         g_log[1] = fopen(path, "w");
         if (!g_log[1]) golf_die("cannot create '%s': %s", path, strerror(errno));
+    }
+    if (tc->plan_memory) {   // the device memory plan (bench_train.sh --memory): no log files, no GPU, no kernel
+        if (dd.world > 1) golf_die("PLAN_MEMORY=1: run it as one process (the plan is per GPU and the same for every world size)");
+        int accum = 8 / dd.world;
+        model_config(tc, &tr.c);
+        model_layout(&tr.host, &tr.c);
+        g_mem.plan_only = 1;
+        trainer_alloc(&tr, (int)((size_t)tc->train_batch_tokens / (dd.world * accum) / tc->train_seq_len));
+        if (g_master) memory_plan_print(&tr);
+        dist_finish(&dd);
+        return 0;
     }
     config_print(tc, log0);
     char *cmd = (char *)galloc(65536);
@@ -2264,8 +2345,10 @@ int main(int argc, char **argv) {
         tr.looped = tr.c.loop_enc > 0 && training_fraction(tc, step, elapsed) >= tc->loop_start_frac;   // depth recurrence from LOOP_START_FRAC
         if (qat_on != qat_active(tc, step, elapsed)) { qat_on = !qat_on; log0("qat:%s step:%d scheme:%s", qat_on ? "on" : "off", step, tc->quant); }
         if (qat_on) qat_weights(&tr, 1);
+        EMU_MARK("step");
         cudaCheck(cudaMemsetAsync(tr.grads, 0, tr.host.numel * 4));
         for (int micro = 0; micro < accum; micro++) {
+            EMU_MARK("micro");
             next_batch(&stream, chunk, x, y, local, dd.rank, dd.world);
             upload_tokens(&tr, x, y);
             forward(&tr, grad_scale);
@@ -2275,6 +2358,7 @@ int main(int argc, char **argv) {
             for (size_t k = 0; k < local; k++) s += loss[k];
             train_loss += s / local / accum;
         }
+        EMU_MARK("optimizer");
         all_reduce_grads(&tr, &dd);
         if (step == 0 && tc->dump_grads[0] && g_master) {
             float *g = (float *)galloc(tr.host.numel * sizeof(float)), l = (float)train_loss;
@@ -2286,6 +2370,7 @@ int main(int argc, char **argv) {
         optimizer_step(&tr, scale, muon_momentum_at(tc, step), ++adam_t);
         if (tr.ema) LAUNCH1D(ema_update, tr.host.numel, tr.ema, tr.params, tr.host.numel, (float)tc->ema_decay);
         step++;
+        EMU_MARK("step_end");
         cudaCheck(cudaDeviceSynchronize());
         double approx = train_ms + wall_ms() - t0;
         if (tc->train_log_every > 0 && (step <= 10 || step % tc->train_log_every == 0 || stop_after >= 0))
@@ -2295,7 +2380,13 @@ int main(int argc, char **argv) {
     }
     size_t free_b, total_b;
     cudaCheck(cudaMemGetInfo(&free_b, &total_b));
-    log0("peak memory: %zu MiB in use of %zu MiB", (total_b - free_b) >> 20, total_b >> 20);
+    // train_golf frees nothing before this point: its high-water is what dmalloc handed out; the device's use adds the
+    // CUDA context and cuBLAS's workspace
+    log0("peak memory: %zu MiB allocated by train_golf (high-water %zu bytes; plan: PLAN_MEMORY=1), device %zu MiB in use of %zu MiB",
+         g_mem.peak >> 20, g_mem.peak, (total_b - free_b) >> 20, total_b >> 20);
+#ifdef GOLF_CPU
+    log0("peak memory (CPU emulation): high-water of the emulator's tracked allocations %zu bytes", golf_emu::heap().peak);
+#endif
 
     // export: checkpoint, blob, and the score of the decoded blob
     params_download(&tr);

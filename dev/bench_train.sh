@@ -12,18 +12,30 @@
 #   --cpu: the CPU build instead (no GPU needed): train_golf_cpu against test/reference.py on the CPU (float32, same
 #   threads) at test/test_gpu.py's SHAPE (4 layers x 128, seq 128, 8,192 tokens per step): ms/step of each over the
 #   steps after WARM and their ratio (the CPU build's target: within 3x).
+#   --memory [FLAGS...]: the device memory plan per GPU of the config that train_golf's FLAGS and environment give
+#   (e.g. --memory --preset r0405), without a GPU and without allocating it: train_golf_cpu with PLAN_MEMORY=1 runs
+#   trainer_alloc's own size arithmetic and prints bytes per buffer class, the cuBLAS workspace, the total and whether
+#   it fits an H100 80GB. Everything after --memory goes to train_golf.
+#   --predict [FLAGS...]: a PREDICTION (roofline, not a measurement) of that config's training step on 8xH100 SXM:
+#   a 1-step train_golf_cpu run at 8 x TRAIN_SEQ_LEN tokens (one sequence per micro-step) writes its launch log
+#   (GOLF_EMU_LOG, with GOLF_EMU_LOG_ONLY=1: logged, not computed), and dev/predict.py scales one micro-step to the
+#   config's TRAIN_BATCH_TOKENS / 8 tokens per GPU and prices every launch (dev/predict.py's header has the model).
+#   Data: the shared sp1024 shards (tokens < 1024 are valid for any vocabulary; the costs do not depend on them) and
+#   the shared tokenizer of the config's VOCAB_SIZE. Everything after --predict goes to train_golf.
 # Usage: bash dev/bench_train.sh [--cpu] [--steps N] [--warm W] [--python PY] [--out DIR]
-# Needs a GPU (except with --cpu); prints why and exits 0 when none is visible.
+#        bash dev/bench_train.sh [--out DIR] --memory|--predict [TRAIN_GOLF_FLAGS...]
+# Needs a GPU (except with --cpu, --memory, --predict); prints why and exits 0 when none is visible.
 set -uo pipefail
 start_dir=$PWD
 cd "$(dirname "$0")/.."
-STEPS=40 WARM=10 PY=${GPU_PYTHON:-python3} OUT=logs/bench_train CPU=0
+STEPS=40 WARM=10 PY=${GPU_PYTHON:-python3} OUT=logs/bench_train CPU=0 MODE=
 usage() { sed -n '2,/^set -/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 usage_error() { echo "bench_train: $* (--help shows the usage)" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
     --cpu) CPU=1; shift ;;
+    --memory|--predict) MODE=${1#--}; shift; break ;;
     --steps|--warm|--python|--out) [ $# -ge 2 ] || usage_error "$1 needs a value" ;;&
     --steps) STEPS=$2; shift 2 ;;
     --warm) WARM=$2; shift 2 ;;
@@ -34,6 +46,32 @@ while [ $# -gt 0 ]; do
 done
 [[ "$STEPS" =~ ^[1-9][0-9]*$ && "$WARM" =~ ^[0-9]+$ ]] || usage_error "--steps '$STEPS' and --warm '$WARM' must be whole numbers (--steps positive)"
 [ "$STEPS" -gt "$WARM" ] || usage_error "--steps must exceed --warm"
+if [ -n "$MODE" ]; then   # --memory / --predict: "$@" holds train_golf's flags
+  mkdir -p "$OUT" || { echo "bench_train: cannot create '$OUT'" >&2; exit 1; }
+  OUT=$(cd "$OUT" && pwd)
+  make train_golf_cpu > "$OUT/build_cpu.log" 2>&1 || { echo "bench_train: make train_golf_cpu failed (see $OUT/build_cpu.log)" >&2; exit 1; }
+  bin=$PWD/train_golf_cpu
+  plan=$(cd "$OUT" && PLAN_MEMORY=1 "$bin" "$@" 2>&1) || { echo "$plan"; echo "bench_train: train_golf_cpu --plan-memory 1 $* failed" >&2; exit 1; }
+  if [ "$MODE" = memory ]; then echo "$plan"; exit 0; fi
+  summary=$(echo "$plan" | grep '^memory_plan ')
+  field() { echo "$summary" | tr ' ' '\n' | sed -n "s/^$1://p"; }
+  B=$(field train_batch_tokens) T=$(field train_seq_len) V=$(field vocab_size)
+  [ -n "$B" ] && [ -n "$T" ] && [ -n "$V" ] || { echo "bench_train: no memory_plan summary line from train_golf_cpu" >&2; exit 1; }
+  SHARED=$(cd "${SHARED:-../shared}" 2>/dev/null && pwd) || { echo "bench_train: no shared folder '${SHARED:-../shared}' (set SHARED)" >&2; exit 1; }
+  tok=${TOKENIZER_PATH:-$SHARED/tokenizers/fineweb_${V}_bpe.model}
+  [ -f "$tok" ] || { echo "bench_train: no tokenizer '$tok' for VOCAB_SIZE $V (set TOKENIZER_PATH)" >&2; exit 1; }
+  tok=$(cd "$(dirname "$tok")" && pwd)/$(basename "$tok")
+  [ "$V" -ge 1024 ] || { echo "bench_train: --predict reads the sp1024 shards: VOCAB_SIZE $V is below 1024" >&2; exit 1; }
+  /usr/bin/python3 dev/val_cut.py "$SHARED/data/sample_sp1024" "$OUT/data_cut" $((8 * T)) > /dev/null || exit 1
+  rm -f "$OUT/launches.log"
+  # the config's flags, then the 1-step run's own (later flags win); the environment keeps the rest of the config
+  (cd "$OUT" && GOLF_EMU_LOG=$OUT/launches.log GOLF_EMU_LOG_ONLY=1 GOLF_EMU_EXIT_AT=step_end OMP_WAIT_POLICY=passive \
+    "$bin" "$@" --train-batch-tokens $((8 * T)) --val-batch-size $((8 * T)) --iterations 1 --val-loss-every 0 --max-wallclock-seconds 0 \
+    --data-path "$OUT/data_cut" --tokenizer-path "$tok" --out-dir "$OUT" --run-id predict > "$OUT/predict_run.log" 2>&1) ||
+    { echo "bench_train: the 1-step train_golf_cpu run failed (see $OUT/predict_run.log)" >&2; exit 1; }
+  python3 dev/predict.py "$OUT/launches.log" "$OUT/predict_run.log" --batch-tokens "$B"
+  exit
+fi
 if [ "$CPU" = 1 ]; then
   mkdir -p "$OUT"
   make train_golf_cpu >/dev/null 2>&1 || { echo "bench_train: make train_golf_cpu failed"; exit 1; }

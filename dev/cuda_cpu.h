@@ -37,7 +37,17 @@
  *     connect to it (a star through rank 0). ncclAllReduce / ncclBroadcast / ncclAllGather move the bytes
  *     through rank 0, which combines in rank order (every rank gets the same bits). Counts are elements.
  *   The device: GOLF_EMU_DEVICES (default 8) H100 SXM 80GB with their properties.
- *   GOLF_EMU_LOG=path appends one line per launch: kernel, site, grid, block, microseconds.
+ *   GOLF_EMU_LOG=path appends one line per launch and per GEMM, for dev/predict.py (fields separated by spaces):
+ *     KERNEL FILE:LINE grid X,Y,Z block X,Y,Z smem BYTES us MICROSECONDS args A...
+ *     cublasSgemm FILE:LINE m M n N k K batch B math fp32|tf32 us MICROSECONDS args A B C
+ *     cudaMemcpy|cudaMemcpyAsync|cudaMemset - bytes N kind h2d|d2h|d2d|dev     (cudaMemsetAsync logs as cudaMemset)
+ *     mark LABEL           (EMU_MARK(label) in train_golf.cu: where a phase of the training step begins)
+ *   an argument A is p<id>+<offset>/<bytes> (a device pointer: allocation id, byte offset, the allocation's bytes),
+ *   p0 (NULL), h (a pointer outside the device allocations), i<value> (an integer), f<value> (a float), s<bytes>
+ *   (anything else). Allocation ids count the cudaMallocs of the process from 1. GOLF_EMU_EXIT_AT=LABEL ends the
+ *   process (exit status 0) at the first mark LABEL: a run that logs one training step and stops.
+ *   GOLF_EMU_LOG_ONLY=1: launches and GEMMs are checked and logged but not run (device memory keeps its values): the
+ *   launch log of a big config in seconds, for dev/predict.py; what the run computes is then meaningless.
  *   GOLF_EMU_BLAS_THREADS (default 1): OpenBLAS's threads for the GEMMs (its spinning threads would take the cores).
  *
  * Contents
@@ -168,6 +178,8 @@ inline thread_local char last_error[512];   // what cudaGetErrorString / ncclGet
 struct Heap {
     std::mutex mu;
     std::map<uintptr_t, size_t> blocks;   // base -> bytes of every live device allocation
+    std::map<uintptr_t, int> ids;         // base -> allocation id (1, 2, ... in cudaMalloc order), for the launch log
+    int next_id = 0;
     size_t in_use = 0, peak = 0;
 };
 Heap &heap();
@@ -263,8 +275,21 @@ struct Launch {
     const void *func;
     void (*thread_main)(const void *);   // runs the kernel once, for the current fiber
     const void *args;
+    std::string argtext;                 // the arguments as the launch log writes them (when GOLF_EMU_LOG is set)
 };
 void run(Launch &L);
+FILE *launch_log(void);
+inline int log_only(void) { static int on = getenv("GOLF_EMU_LOG_ONLY") && atoi(getenv("GOLF_EMU_LOG_ONLY")) != 0; return on; }
+// arg_text: one kernel argument as the launch log writes it (the contract at the top)
+std::string ptr_text(const void *p);
+template <class T> std::string arg_text(const T &v) {
+    char b[64];
+    if constexpr (std::is_pointer<T>::value) return ptr_text((const void *)v);
+    else if constexpr (std::is_integral<T>::value) snprintf(b, sizeof(b), "i%lld", (long long)v);
+    else if constexpr (std::is_floating_point<T>::value) snprintf(b, sizeof(b), "f%.9g", (double)v);
+    else snprintf(b, sizeof(b), "s%zu", sizeof(T));
+    return b;
+}
 template <class... P> struct Bound {
     void (*k)(P...);
     std::tuple<typename std::decay<P>::type...> a;
@@ -274,7 +299,8 @@ template <class... P, class... A>
 void launch(const char *name, const char *file, int line, dim3 grid, dim3 block, size_t smem, void (*k)(P...), A &&...a) {
     static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong number of arguments");
     Bound<P...> b{k, std::tuple<typename std::decay<P>::type...>(std::forward<A>(a)...)};
-    Launch L{name, file, line, grid, block, smem, (const void *)k, &Bound<P...>::call, &b};
+    Launch L{name, file, line, grid, block, smem, (const void *)k, &Bound<P...>::call, &b, std::string()};
+    if (launch_log()) std::apply([&L](const auto &...x) { ((L.argtext += " " + arg_text(x)), ...); }, b.a);
     run(L);
 }
 }  // namespace golf_emu
@@ -811,7 +837,7 @@ inline void run(Launch &L) {
         }
     }
     double t0 = now_us();
-    long long nblocks = (long long)L.grid.x * L.grid.y * L.grid.z;
+    long long nblocks = log_only() ? 0 : (long long)L.grid.x * L.grid.y * L.grid.z;
     auto one = [&](long long i) {
         if (!blk) blk = new Block;
         cur_launch = &L;
@@ -832,6 +858,11 @@ inline void run(Launch &L) {
         for (long long i = 0; i < nblocks; i++) one(i);
     } else
         for (long long i = 0; i < nblocks; i++) one(i);
+    if (FILE *log = launch_log())
+        fprintf(log, "%s %s:%d grid %u,%u,%u block %u,%u,%u smem %zu us %.1f args%s\n", L.name, L.file, L.line, L.grid.x, L.grid.y, L.grid.z,
+                L.block.x, L.block.y, L.block.z, L.smem, now_us() - t0, L.argtext.c_str());
+}
+inline FILE *launch_log(void) {
     static FILE *log = [] {   // line-buffered: processes appending to one log write whole lines
         const char *p = getenv("GOLF_EMU_LOG");
         FILE *f = p && *p ? fopen(p, "a") : (FILE *)nullptr;
@@ -839,9 +870,42 @@ inline void run(Launch &L) {
         if (f) setvbuf(f, nullptr, _IOLBF, 0);
         return f;
     }();
-    if (log) fprintf(log, "%s %s:%d grid %u,%u,%u block %u,%u,%u smem %zu us %.1f\n", L.name, L.file, L.line, L.grid.x, L.grid.y, L.grid.z,
-                     L.block.x, L.block.y, L.block.z, L.smem, now_us() - t0);
+    return log;
 }
+inline std::string ptr_text(const void *p) {
+    if (!p) return "p0";
+    Heap &h = heap();
+    std::lock_guard<std::mutex> g(h.mu);
+    uintptr_t a = (uintptr_t)p;
+    auto it = h.blocks.upper_bound(a);
+    if (it == h.blocks.begin()) return "h";
+    --it;
+    if (a >= it->first + (it->second ? it->second : 1)) return "h";
+    char b[96];
+    snprintf(b, sizeof(b), "p%d+%zu/%zu", h.ids[it->first], (size_t)(a - it->first), it->second);
+    return b;
+}
+// log_copy: a copy's or set's line (kind: h2d d2h d2d, or dev for a set); host-to-host copies are not logged
+inline void log_copy(const char *fn, size_t n, const char *kind) {
+    if (FILE *log = launch_log()) fprintf(log, "%s - bytes %zu kind %s\n", fn, n, kind);
+}
+inline const char *copy_kind(const void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
+    int dd = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice, sd = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+    if (kind == cudaMemcpyDefault) { dd = overlaps_device(dst, n); sd = overlaps_device(src, n); }
+    return dd && sd ? "d2d" : dd ? "h2d" : sd ? "d2h" : nullptr;
+}
+// mark: the line `mark LABEL` (EMU_MARK); GOLF_EMU_EXIT_AT=LABEL exits here
+inline void mark(const char *label) {
+    if (FILE *log = launch_log()) fprintf(log, "mark %s\n", label);
+    const char *stop = getenv("GOLF_EMU_EXIT_AT");
+    if (stop && strcmp(stop, label) == 0) {
+        fflush(nullptr);
+        exit(0);
+    }
+}
+}  // namespace golf_emu
+#define EMU_MARK(label) golf_emu::mark(label)
+namespace golf_emu {
 
 // fail: r, after keeping the message for cudaGetErrorString / ncclGetErrorString
 template <class R> inline R fail(R r, const char *fmt, ...) {
@@ -886,6 +950,7 @@ inline cudaError_t cudaMalloc(void **p, size_t n) {
     if (!q) return golf_emu::fail(cudaErrorMemoryAllocation, "out of memory: host malloc of %zu bytes failed", n);
     std::lock_guard<std::mutex> g(h.mu);
     h.blocks[(uintptr_t)q] = n;
+    h.ids[(uintptr_t)q] = ++h.next_id;
     h.in_use += n;
     if (h.in_use > h.peak) h.peak = h.in_use;
     *p = q;
@@ -898,6 +963,7 @@ inline cudaError_t cudaFree(void *p) {
     auto it = h.blocks.find((uintptr_t)p);
     if (it == h.blocks.end()) return golf_emu::fail(cudaErrorInvalidValue, "cudaFree(%p): not the start of a device allocation", p);
     h.in_use -= it->second;
+    h.ids.erase(it->first);
     h.blocks.erase(it);
     free(p);
     return cudaSuccess;
@@ -921,17 +987,20 @@ inline cudaError_t memcpy_check(const char *fn, void *dst, const void *src, size
 inline cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
     cudaError_t e = memcpy_check("cudaMemcpy", dst, src, n, kind);
     if (e == cudaSuccess && n) memmove(dst, src, n);
+    if (e == cudaSuccess && golf_emu::launch_log() && golf_emu::copy_kind(dst, src, n, kind)) golf_emu::log_copy("cudaMemcpy", n, golf_emu::copy_kind(dst, src, n, kind));
     return e;
 }
 inline cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t) {
     cudaError_t e = memcpy_check("cudaMemcpyAsync", dst, src, n, kind);
     if (e == cudaSuccess && n) memmove(dst, src, n);
+    if (e == cudaSuccess && golf_emu::launch_log() && golf_emu::copy_kind(dst, src, n, kind)) golf_emu::log_copy("cudaMemcpyAsync", n, golf_emu::copy_kind(dst, src, n, kind));
     return e;
 }
 inline cudaError_t cudaMemset(void *p, int v, size_t n) {
     char why[256];
     if (n && !golf_emu::device_range(p, n, why, sizeof(why))) return golf_emu::fail(cudaErrorInvalidValue, "cudaMemset: %s", why);
     if (n) memset(p, v, n);
+    golf_emu::log_copy("cudaMemset", n, "dev");
     return cudaSuccess;
 }
 inline cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) { return cudaMemset(p, v, n); }
@@ -1058,13 +1127,23 @@ inline cublasStatus_t gemm_args(const char *fn, const char *site, cublasHandle_t
     return CUBLAS_STATUS_SUCCESS;
 }
 inline std::string site_of(const char *file, int line) { return std::string(file) + ":" + std::to_string(line); }
+// log_gemm: a GEMM's line in the launch log (the contract at the top); A, B, C are the first batch entry's operands
+inline void log_gemm(const char *fn, const char *site, int m, int n, int k, int batch, const char *math, const void *A, const void *B, const void *C,
+                     double us) {
+    if (FILE *log = launch_log())
+        fprintf(log, "%s %s m %d n %d k %d batch %d math %s us %.1f args %s %s %s\n", fn, site, m, n, k, batch, math, us, ptr_text(A).c_str(),
+                ptr_text(B).c_str(), ptr_text(C).c_str());
+}
+inline const char *math_name(cublasHandle_t h) { return h->math == CUBLAS_TF32_TENSOR_OP_MATH ? "tf32" : "fp32"; }
 }  // namespace golf_emu
 
 inline cublasStatus_t golf_cublasSgemm(const char *file, int line, cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                                        const float *alpha, const float *A, int lda, const float *B, int ldb, const float *beta, float *C, int ldc) {
     std::string site = golf_emu::site_of(file, line);
     cublasStatus_t s = golf_emu::gemm_args("cublasSgemm", site.c_str(), h, ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
-    if (s == CUBLAS_STATUS_SUCCESS) golf_emu::gemm(h->math, ta, tb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
+    double t0 = golf_emu::now_us();
+    if (s == CUBLAS_STATUS_SUCCESS && !golf_emu::log_only()) golf_emu::gemm(h->math, ta, tb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
+    if (s == CUBLAS_STATUS_SUCCESS) golf_emu::log_gemm("cublasSgemm", site.c_str(), m, n, k, 1, golf_emu::math_name(h), A, B, C, golf_emu::now_us() - t0);
     return s;
 }
 inline cublasStatus_t golf_cublasSgemmStridedBatched(const char *file, int line, cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
@@ -1076,7 +1155,9 @@ inline cublasStatus_t golf_cublasSgemmStridedBatched(const char *file, int line,
         cublasStatus_t s = golf_emu::gemm_args("cublasSgemmStridedBatched", site.c_str(), h, ta, tb, m, n, k, A + i * sA, lda, B + i * sB, ldb, C + i * sC, ldc);
         if (s != CUBLAS_STATUS_SUCCESS) return s;
     }
-    for (int i = 0; i < batch; i++) golf_emu::gemm(h->math, ta, tb, m, n, k, *alpha, A + i * sA, lda, B + i * sB, ldb, *beta, C + i * sC, ldc);
+    double t0 = golf_emu::now_us();
+    for (int i = 0; i < batch && !golf_emu::log_only(); i++) golf_emu::gemm(h->math, ta, tb, m, n, k, *alpha, A + i * sA, lda, B + i * sB, ldb, *beta, C + i * sC, ldc);
+    golf_emu::log_gemm("cublasSgemmStridedBatched", site.c_str(), m, n, k, batch, golf_emu::math_name(h), A, B, C, golf_emu::now_us() - t0);
     return CUBLAS_STATUS_SUCCESS;
 }
 #define cublasSgemm(...) golf_cublasSgemm(__FILE__, __LINE__, __VA_ARGS__)

@@ -111,6 +111,7 @@ test: tokenize golf_infer golf_export $(CUDA_TARGETS) train_golf_cpu train_golf_
 	$(PYTHON) test/test_submit.py
 	$(PYTHON) test/test_badinput.py
 	$(PYTHON) test/test_emu.py
+	$(PYTHON) test/test_plan.py
 	$(PYTHON) test/test_gpu.py --cpu
 
 test-gpu:

@@ -22,26 +22,29 @@
 #   config's TRAIN_BATCH_TOKENS / 8 tokens per GPU and prices every launch (dev/predict.py's header has the model).
 #   Data: the shared sp1024 shards (tokens < 1024 are valid for any vocabulary; the costs do not depend on them) and
 #   the shared tokenizer of the config's VOCAB_SIZE. Everything after --predict goes to train_golf.
-# Usage: bash dev/bench_train.sh [--cpu] [--steps N] [--warm W] [--python PY] [--out DIR]
+#   --no-reference: train_golf's side only (no test/reference.py run); --no-profile: no nsys breakdown.
+# Usage: bash dev/bench_train.sh [--cpu] [--steps N] [--warm W] [--python PY] [--out DIR] [--no-reference] [--no-profile]
 #        bash dev/bench_train.sh [--out DIR] --memory|--predict [TRAIN_GOLF_FLAGS...]
 # Needs a GPU (except with --cpu, --memory, --predict); prints why and exits 0 when none is visible.
 set -uo pipefail
 start_dir=$PWD
-cd "$(dirname "$0")/.."
-STEPS=40 WARM=10 PY=${GPU_PYTHON:-python3} OUT=logs/bench_train CPU=0 MODE=
+cd "$(dirname "$0")/.." || exit 1
+STEPS=40 WARM=10 PY=${GPU_PYTHON:-python3} OUT=logs/bench_train CPU=0 MODE="" REF=1 PROFILE=1
 usage() { sed -n '2,/^set -/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 usage_error() { echo "bench_train: $* (--help shows the usage)" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
     --cpu) CPU=1; shift ;;
+    --no-reference) REF=0; shift ;;
+    --no-profile) PROFILE=0; shift ;;
     --memory|--predict) MODE=${1#--}; shift; break ;;
     --steps|--warm|--python|--out) [ $# -ge 2 ] || usage_error "$1 needs a value" ;;&
     --steps) STEPS=$2; shift 2 ;;
     --warm) WARM=$2; shift 2 ;;
     --python) PY=$2; shift 2 ;;
     --out) case $2 in /*) OUT=$2 ;; *) OUT=$start_dir/$2 ;; esac; shift 2 ;;
-    *) usage_error "unknown argument '$1' (--steps N --warm W --python PY --out DIR)" ;;
+    *) usage_error "unknown argument '$1' (--cpu --steps N --warm W --python PY --out DIR --no-reference --no-profile --memory --predict)" ;;
   esac
 done
 [[ "$STEPS" =~ ^[1-9][0-9]*$ && "$WARM" =~ ^[0-9]+$ ]] || usage_error "--steps '$STEPS' and --warm '$WARM' must be whole numbers (--steps positive)"
@@ -56,7 +59,7 @@ if [ -n "$MODE" ]; then   # --memory / --predict: "$@" holds train_golf's flags
   summary=$(echo "$plan" | grep '^memory_plan ')
   field() { echo "$summary" | tr ' ' '\n' | sed -n "s/^$1://p"; }
   B=$(field train_batch_tokens) T=$(field train_seq_len) V=$(field vocab_size)
-  [ -n "$B" ] && [ -n "$T" ] && [ -n "$V" ] || { echo "bench_train: no memory_plan summary line from train_golf_cpu" >&2; exit 1; }
+  if [ -z "$B" ] || [ -z "$T" ] || [ -z "$V" ]; then echo "bench_train: no memory_plan summary line from train_golf_cpu" >&2; exit 1; fi
   SHARED=$(cd "${SHARED:-../shared}" 2>/dev/null && pwd) || { echo "bench_train: no shared folder '${SHARED:-../shared}' (set SHARED)" >&2; exit 1; }
   tok=${TOKENIZER_PATH:-$SHARED/tokenizers/fineweb_${V}_bpe.model}
   [ -f "$tok" ] || { echo "bench_train: no tokenizer '$tok' for VOCAB_SIZE $V (set TOKENIZER_PATH)" >&2; exit 1; }
@@ -135,7 +138,9 @@ for shape in "9 512 8 4 2" "11 512 8 4 3"; do
   export NUM_LAYERS MODEL_DIM NUM_HEADS NUM_KV_HEADS MLP_MULT
   tag="${NUM_LAYERS}x${MODEL_DIM}_mlp${MLP_MULT}"
   OUT_DIR=$OUT RUN_ID=bench_golf_$tag ./train_golf > "$OUT/golf_$tag.log" 2>&1 || echo "bench_train: train_golf failed, see $OUT/golf_$tag.log"
-  $PY test/reference.py train --device cuda --compile --out "$OUT/ref_$tag.ckpt" > "$OUT/ref_$tag.log" 2>&1 || echo "bench_train: reference failed, see $OUT/ref_$tag.log"
+  if [ "$REF" = 1 ]; then
+    $PY test/reference.py train --device cuda --compile --out "$OUT/ref_$tag.ckpt" > "$OUT/ref_$tag.log" 2>&1 || echo "bench_train: reference failed, see $OUT/ref_$tag.log"
+  else : > "$OUT/ref_$tag.log"; fi
   fpt=$(flops_per_token)
   g=$(ms_per_step "$OUT/golf_$tag.log"); r=$(ms_per_step "$OUT/ref_$tag.log")
   row() {  # name ms
@@ -147,7 +152,9 @@ for shape in "9 512 8 4 2" "11 512 8 4 3"; do
   echo "$(row 'reference.py --compile' "$r") |" | tee -a "$OUT/summary.txt"
 done
 
-if command -v nsys >/dev/null; then
+if [ "$PROFILE" = 0 ]; then
+  echo "(--no-profile: no per-kernel breakdown)" | tee -a "$OUT/summary.txt"
+elif command -v nsys >/dev/null; then
   echo "== per-kernel time of train_golf (nsys, 5 steps of the baseline shape)" | tee -a "$OUT/summary.txt"
   export NUM_LAYERS=9 MODEL_DIM=512 NUM_HEADS=8 NUM_KV_HEADS=4 MLP_MULT=2 ITERATIONS=5
   nsys profile -f true -o "$OUT/golf_profile" ./train_golf > "$OUT/nsys_run.log" 2>&1 &&

@@ -180,8 +180,8 @@ def tables(b, shared):
              1, "no spread"),
         ],
         "other dev/*.sh": [
-            ("gpu_check.sh --steps without its value", ["bash", str(dev / "gpu_check.sh"), "--steps"], 2, "--steps needs a value"),
-            ("gpu_check.sh --steps not a number", ["bash", str(dev / "gpu_check.sh"), "--steps", "x"], 2, "--steps 'x'"),
+            ("gpu_check.sh --k without its value", ["bash", str(dev / "gpu_check.sh"), "--k"], 2, "--k needs a value"),
+            ("gpu_check.sh --k not a number", ["bash", str(dev / "gpu_check.sh"), "--k", "x"], 2, "--k 'x'"),
             ("bench_train.sh --warm not below --steps", ["bash", str(dev / "bench_train.sh"), "--steps", "5", "--warm", "10"], 2,
              "--steps must exceed --warm"),
             ("quickstart.sh with an argument (used to start installing)", ["bash", str(dev / "quickstart.sh"), "--install"], 2, "takes no arguments"),

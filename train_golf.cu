@@ -20,6 +20,8 @@
  *     "code:" (bytes and CRC-32 of golf_infer.c and train_golf.cu beside the binary) and "hardware:".
  *   Outputs (rank 0): logs/RUN_ID.txt, and in OUT_DIR (created if missing): train.log (the same log),
  *   final_model.ckpt (float32), final_model.golf: the run folder that dev/submit.sh packages.
+ *   PLAN_MEMORY=1 prints the device memory plan per GPU instead (bytes per buffer class from trainer_alloc's own
+ *   sizes, the cuBLAS workspace, the fit on an H100 80GB) and exits, touching no GPU (dev/bench_train.sh --memory).
  *   Export options (test/reference.py has the same QAT and EMA): QAT=1 trains the matrices on their fake-quantized
  *   values from QAT_START_FRAC of training on (straight-through gradient); EMA_DECAY > 0 evaluates, saves and exports
  *   the EMA of the weights; GPTQ_RESERVE_SECONDS > 0 stops training that much before MAX_WALLCLOCK_SECONDS and

@@ -15,7 +15,7 @@ The model
   step's other launches (gradient zeroing, optimizer, EMA) are taken as they are.
   Per launch: time = max(tensor FLOPs / 600 TFLOP/s, SIMT FLOPs / 50 TFLOP/s, bytes / 2.5 TB/s) + 4 us (no CUDA
   graph). GEMMs: 2 m n k per batch entry; tensor FLOPs when the math is tf32 or bf16, SIMT (fp32 FFMA) when fp32;
-  bytes (m k + k n + m n) x operand size (4, 2 for bf16) per batch entry. Kernels: FLOPs and bytes of the tensors they
+  bytes (m k + k n + m n) x operand size (4, 2 for bf16) per batch entry (C's read when beta != 0 is not counted). Kernels: FLOPs and bytes of the tensors they
   read and write, from their arguments (KERNELS below: one formula per kernel name); a kernel not in the table reads
   and writes its pointer arguments from their offsets to the ends of their allocations, flagged "default" in the
   output. Host copies (h2d, d2h) at 25 GB/s. Then the gradient all-reduce: fp32 gradients (4 x model_params bytes),
@@ -269,7 +269,7 @@ def main():
           f"{100 * ar_us / (gpu_us + ar_us):>5.1f}%  network")
     flops = sum(r["flops"] for r in rows.values())
     print(f"  per GPU: {launches} launches ({launches * LAUNCH_US / 1e3:.2f} ms of launch overhead), {flops / 1e12:.3f} TFLOP, "
-          f"{sum(r['bytes'] for r in rows.values()) / 1e9:.2f} GB, {gpu_us / 1e3:.2f} ms")
+          f"{sum(r['bytes'] for r in rows.values()) / 1e9:.2f} GB, {gpu_us / 1e3:.2f} ms; all {n} GPUs: {n * flops / 1e12:.3f} TFLOP per step")
     print(f"  GEMM FLOPs per token of the micro-step: {gemm_flops / tokens_per_gpu:.6g}; 6 x params = {6 * run['params']:.6g} "
           f"(ratio {gemm_flops / tokens_per_gpu / (6 * run['params']):.4f}: attention is not a GEMM here, norms and gains are no GEMM's weights)")
     verdict = "meets" if total_ms <= args.goal_ms else "does NOT meet"

@@ -305,6 +305,8 @@ void launch(const char *name, const char *file, int line, dim3 grid, dim3 block,
 }
 }  // namespace golf_emu
 #define KERNEL_LAUNCH(kernel, grid, block, smem, ...) golf_emu::launch(#kernel, __FILE__, __LINE__, (grid), (block), (smem), kernel, __VA_ARGS__)
+namespace golf_emu { void mark(const char *label); }
+#define EMU_MARK(label) golf_emu::mark(label)
 
 // ----------------------------------------------------------------------------------------------------
 // 7. atomics (real ones: blocks run on several OS threads) and device math
@@ -889,10 +891,11 @@ inline std::string ptr_text(const void *p) {
 inline void log_copy(const char *fn, size_t n, const char *kind) {
     if (FILE *log = launch_log()) fprintf(log, "%s - bytes %zu kind %s\n", fn, n, kind);
 }
-inline const char *copy_kind(const void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
+inline void log_memcpy(const char *fn, const void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
+    if (!launch_log()) return;
     int dd = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice, sd = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
     if (kind == cudaMemcpyDefault) { dd = overlaps_device(dst, n); sd = overlaps_device(src, n); }
-    return dd && sd ? "d2d" : dd ? "h2d" : sd ? "d2h" : nullptr;
+    if (dd || sd) log_copy(fn, n, dd && sd ? "d2d" : dd ? "h2d" : "d2h");
 }
 // mark: the line `mark LABEL` (EMU_MARK); GOLF_EMU_EXIT_AT=LABEL exits here
 inline void mark(const char *label) {
@@ -903,9 +906,6 @@ inline void mark(const char *label) {
         exit(0);
     }
 }
-}  // namespace golf_emu
-#define EMU_MARK(label) golf_emu::mark(label)
-namespace golf_emu {
 
 // fail: r, after keeping the message for cudaGetErrorString / ncclGetErrorString
 template <class R> inline R fail(R r, const char *fmt, ...) {
@@ -987,13 +987,13 @@ inline cudaError_t memcpy_check(const char *fn, void *dst, const void *src, size
 inline cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
     cudaError_t e = memcpy_check("cudaMemcpy", dst, src, n, kind);
     if (e == cudaSuccess && n) memmove(dst, src, n);
-    if (e == cudaSuccess && golf_emu::launch_log() && golf_emu::copy_kind(dst, src, n, kind)) golf_emu::log_copy("cudaMemcpy", n, golf_emu::copy_kind(dst, src, n, kind));
+    if (e == cudaSuccess) golf_emu::log_memcpy("cudaMemcpy", dst, src, n, kind);
     return e;
 }
 inline cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t) {
     cudaError_t e = memcpy_check("cudaMemcpyAsync", dst, src, n, kind);
     if (e == cudaSuccess && n) memmove(dst, src, n);
-    if (e == cudaSuccess && golf_emu::launch_log() && golf_emu::copy_kind(dst, src, n, kind)) golf_emu::log_copy("cudaMemcpyAsync", n, golf_emu::copy_kind(dst, src, n, kind));
+    if (e == cudaSuccess) golf_emu::log_memcpy("cudaMemcpyAsync", dst, src, n, kind);
     return e;
 }
 inline cudaError_t cudaMemset(void *p, int v, size_t n) {

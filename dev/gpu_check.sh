@@ -3,13 +3,13 @@
 # (build included), without MPI or NCCL (a single-GPU build: USE_MPI=0 USE_NCCL=0). Each step runs under `timeout`
 # with its budget, cut to what is left of the whole (TOTAL_S); a step that fails or runs out is recorded and the next
 # one runs. Steps and budgets (seconds):
-#   build       150  make tokenize golf_infer golf_export train_golf USE_MPI=0 USE_NCCL=0
-#   gpu_tests    80  test/test_gpu.py --k K (train_golf against test/reference.py on the GPU; skipped without
+#   build       120  make tokenize golf_infer golf_export train_golf USE_MPI=0 USE_NCCL=0
+#   gpu_tests    75  test/test_gpu.py --k K (train_golf against test/reference.py on the GPU; skipped without
 #                    a PyTorch with CUDA in --python)
-#   memcheck     40  compute-sanitizer --tool memcheck on a 2-step run of a tiny config (2x128, seq 128)
-#   racecheck    55  compute-sanitizer --tool racecheck on the same run (both skipped, with a message, when
+#   memcheck     30  compute-sanitizer --tool memcheck on a 2-step run of a tiny config (2x128, seq 128)
+#   racecheck    45  compute-sanitizer --tool racecheck on the same run (both skipped, with a message, when
 #                    compute-sanitizer is neither on PATH nor in /usr/local/cuda/bin)
-#   bench       140  dev/bench_train.sh --steps 8 --warm 3: 9x512 MLP 2x and 11x512 MLP 3x at 524,288 tokens/step
+#   bench       195  dev/bench_train.sh --steps 6 --warm 2: 9x512 MLP 2x and 11x512 MLP 3x at 524,288 tokens/step
 #                    against test/reference.py --compile (its side skipped without torch >= 2 with CUDA)
 # Output: ONE summary file, DIR/summary.txt (device from nvidia-smi, date, every number the steps print, PASS / FAIL /
 # SKIP / TIMEOUT per step), beside each step's log. Exit status 0 when no step failed or timed out.
@@ -39,13 +39,13 @@ done
 [[ "$K" =~ ^[1-9][0-9]*$ ]] || usage_error "--k '$K' is not a positive whole number"
 
 STEPS=(build gpu_tests memcheck racecheck bench)
-declare -A BUDGET=([build]=150 [gpu_tests]=80 [memcheck]=40 [racecheck]=55 [bench]=140)
+declare -A BUDGET=([build]=120 [gpu_tests]=75 [memcheck]=30 [racecheck]=45 [bench]=195)
 declare -A WHAT=(
   [build]="make tokenize golf_infer golf_export train_golf USE_MPI=0 USE_NCCL=0"
   [gpu_tests]="$PY test/test_gpu.py --k $K --python $PY --shared $SHARED"
   [memcheck]="compute-sanitizer --tool memcheck ./train_golf (2 steps, 2x128, seq 128, 1,024 tokens/step)"
   [racecheck]="compute-sanitizer --tool racecheck ./train_golf (the same run)"
-  [bench]="bash dev/bench_train.sh --steps 8 --warm 3 --no-profile (9x512 MLP 2x, 11x512 MLP 3x vs reference.py --compile)"
+  [bench]="bash dev/bench_train.sh --steps 6 --warm 2 --no-profile (9x512 MLP 2x, 11x512 MLP 3x vs reference.py --compile)"
 )
 sum=0
 for s in "${STEPS[@]}"; do sum=$((sum + BUDGET[$s])); done
@@ -123,7 +123,7 @@ fi
 if [ "$built" = 0 ]; then skip bench "train_golf did not build"
 else
   ref_flag=(); [ "$has_torch_cuda" = 1 ] || { ref_flag=(--no-reference); say "   (bench: $PY has no PyTorch >= 2 with CUDA: reference.py --compile skipped)"; }
-  step bench env SHARED="$SHARED" bash dev/bench_train.sh --steps 8 --warm 3 --no-profile --python "$PY" --out "$OUT/bench" "${ref_flag[@]}"
+  step bench env SHARED="$SHARED" bash dev/bench_train.sh --steps 6 --warm 2 --no-profile --python "$PY" --out "$OUT/bench" "${ref_flag[@]}"
   grep -E "^\||measured" "$OUT/bench.log" | sed 's/^/   /' | tee -a "$summary"
 fi
 

@@ -26,13 +26,15 @@
  *   exports with golf_export's GPTQ, calibrated on the CPU of rank 0 on the first GPTQ_TOKENS training tokens.
  *
  *   Numerics of this version: fp32 master weights, activations and gradients; GEMMs in cuBLAS fp32 (TF32
- *   tensor cores with MATH_TF32=1); attention is a fused online-softmax kernel per query (no T x T buffer).
+ *   tensor cores with MATH_TF32=1); attention is a fused online-softmax kernel per query (no T x T buffer), or with
+ *   PRECISION=bf16 (head_dim 64 or 128) flash attention on tensor cores: bf16 q, k, v, dy, P and dS into mma.sync
+ *   with fp32 accumulation, softmax / lse / D and the outputs y, dq, dk, dv in fp32 (chapter 4c).
  *   The init draws from golf's own generator (not PyTorch's): INIT_CKPT starts from a golf checkpoint, e.g.
  *   one written by `test/reference.py init`, for step-by-step comparisons.
  *
  * Contents
  *   1. checks          2. config (one table)        3. parameters and optimizer classes
- *   4. kernels         5. model: forward, backward  6. optimizers (Adam, Muon)
+ *   4. kernels (4b: PTX wrappers, 4c: flash attention)   5. model: forward, backward  6. optimizers (Adam, Muon)
  *   7. data            8. evaluation                9. multi-GPU          10. checkpoint and export
  *   11. main (#ifndef TESTING)
  */

@@ -19,10 +19,16 @@
  *   Warp collectives (__shfl*_sync, __ballot_sync, __any_sync, __all_sync, __syncwarp) wait until every lane
  *     of the mask arrives at its next collective; the last to arrive computes every lane's result. Lanes are
  *     threads 32w..32w+31 of the block's linear thread index, as on the GPU.
+ *   Tensor cores (section 5b): mma_bf16_16816 (mma.sync m16n8k16 bf16 -> fp32), ldmatrix_x4 / _x2 [_trans],
+ *     cp_async_16, cp_async_commit, cp_async_wait<N>: train_golf.cu's wrappers of those PTX instructions, with the
+ *     PTX ISA's fragment layouts. mma and ldmatrix are collectives of all 32 lanes; a cp.async reads its source at
+ *     issue and writes shared memory only at the cp_async_wait covering its group: a read before it sees old bytes.
  *   Faults, each reported with the kernel, its launch site, the block and thread, then exit(1):
  *     __syncthreads() reached by part of a block (the rest exited) or a block that can make no progress;
  *     a collective whose mask leaves out the calling lane, names a lane that exited or is not in the block,
- *     or whose lanes disagree on the operation or the mask; a launch over an H100's limits (threads per
+ *     or whose lanes disagree on the operation or the mask (mma and ldmatrix too); an ldmatrix row or cp.async
+ *     address not 16-byte aligned, a cp.async source outside the device allocations, a thread exiting with
+ *     cp.async copies it never waited for; a launch over an H100's limits (threads per
  *     block, grid dimensions, dynamic shared memory over 48 KiB without the opt-in attribute or over its
  *     227 KiB); a copy, set or GEMM operand outside the device allocations (cudaMemcpy & co return
  *     cudaErrorInvalidValue, and cudaGetErrorString says what was outside what).
@@ -42,7 +48,7 @@
  *
  * Contents
  *   1. keywords and built-in variables     2. fp16 / bf16        3. faults and allocations
- *   4. fibers                               5. the block scheduler, barriers, warp collectives
+ *   4. fibers                               5. the block scheduler, barriers, warp collectives (5b: tensor cores)
  *   6. launches                             7. atomics and math   8. runtime API: memory, streams, device
  *   9. cuBLAS                               10. NCCL
  */

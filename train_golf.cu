@@ -1071,6 +1071,15 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *sme
     unsigned s = (unsigned)__cvta_generic_to_shared(smem);
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
 }
+// two matrices (lanes 0..15 address their rows), plain and transposed: ldmatrix.sync.aligned.m8n8.x2[.trans].shared.b16
+__device__ __forceinline__ void ldmatrix_x2(uint32_t r[2], const void *smem) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(s));
+}
+__device__ __forceinline__ void ldmatrix_x2_trans(uint32_t r[2], const void *smem) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(s));
+}
 // 16 bytes global -> shared, asynchronous (lands by the cp_async_wait covering it): cp.async.cg.shared.global [..], [..], 16
 __device__ __forceinline__ void cp_async_16(void *smem, const void *gmem) {
     unsigned s = (unsigned)__cvta_generic_to_shared(smem);

@@ -28,18 +28,21 @@
  *   exports with golf_export's GPTQ, calibrated on the CPU of rank 0 on the first GPTQ_TOKENS training tokens.
  *
  *   Numerics of this version: fp32 master weights, activations and gradients; GEMMs in cuBLAS fp32 (TF32
- *   tensor cores with MATH_TF32=1); attention is a fused online-softmax kernel per query (no T x T buffer).
+ *   tensor cores with MATH_TF32=1); attention is a fused online-softmax kernel per query (no T x T buffer), or with
+ *   PRECISION=bf16 (head_dim 64 or 128) flash attention on tensor cores: bf16 q, k, v, dy, P and dS into mma.sync
+ *   with fp32 accumulation, softmax / lse / D and the outputs y, dq, dk, dv in fp32 (chapter 4c).
  *   The init draws from golf's own generator (not PyTorch's): INIT_CKPT starts from a golf checkpoint, e.g.
  *   one written by `test/reference.py init`, for step-by-step comparisons.
  *
  * Contents
  *   1. checks          2. config (one table)        3. parameters and optimizer classes
- *   4. kernels         5. model: forward, backward  6. optimizers (Adam, Muon)
+ *   4. kernels (4b: PTX wrappers, 4c: flash attention)   5. model: forward, backward  6. optimizers (Adam, Muon)
  *   7. data            8. evaluation                9. multi-GPU          10. checkpoint and export
  *   11. main (#ifndef TESTING)
  */
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -1052,6 +1055,320 @@ __global__ void ema_update(float *ema, const float *p, size_t n, float d) {
 }
 
 // ----------------------------------------------------------------------------------------------------
+// 4b. tensor cores: the PTX instructions of the bf16 attention, one wrapper each. nvcc compiles the inline asm below;
+// the CPU build (GOLF_CPU) takes dev/cuda_cpu.h's versions of the same functions, which follow the PTX ISA
+// ("Matrix Fragments for mma.m16n8k16 with floating point type", "Warp-level matrix load instruction: ldmatrix",
+// "cp.async"), fragment layouts included. g = lane >> 2, t = lane % 4; a uint32_t holds two bf16, the lower index
+// in the low half. A 16x16 (row): a[0] = A[g][2t..2t+1], a[1] = A[g+8][2t..], a[2] = A[g][2t+8..], a[3] = A[g+8][2t+8..];
+// B 16x8 (col): b[0] = B[2t..2t+1][g], b[1] = B[2t+8..2t+9][g]; C, D 16x8 fp32: c[0..1] = C[g][2t..2t+1], c[2..3] = C[g+8][..].
+// mma and ldmatrix are warp-collective (.sync.aligned): all 32 lanes execute them together.
+
+#ifndef GOLF_CPU
+// d = A B + c (m16n8k16, bf16 operands, fp32 accumulation): mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
+__device__ __forceinline__ void mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4]) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
+                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+}
+// r[i] = this lane's part of 8x8 matrix i, whose rows lanes 8i..8i+7 address: ldmatrix.sync.aligned.m8n8.x4.shared.b16
+__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void *smem) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+}
+// the same of the transposed matrices: ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *smem) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+}
+// two matrices (lanes 0..15 address their rows), plain and transposed: ldmatrix.sync.aligned.m8n8.x2[.trans].shared.b16
+__device__ __forceinline__ void ldmatrix_x2(uint32_t r[2], const void *smem) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(s));
+}
+__device__ __forceinline__ void ldmatrix_x2_trans(uint32_t r[2], const void *smem) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(s));
+}
+// 16 bytes global -> shared, asynchronous (lands by the cp_async_wait covering it): cp.async.cg.shared.global [..], [..], 16
+__device__ __forceinline__ void cp_async_16(void *smem, const void *gmem) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem));
+}
+// close this thread's group of copies issued since the last commit: cp.async.commit_group
+__device__ __forceinline__ void cp_async_commit(void) { asm volatile("cp.async.commit_group;\n" ::); }
+// wait until at most N of this thread's committed groups are in flight: cp.async.wait_group N
+template <int N> __device__ __forceinline__ void cp_async_wait(void) { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+#endif
+
+// two floats as bf16 (nearest even) in one register, lo in the low half: an mma operand
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(hi)) << 16 | (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(lo));
+}
+
+// ----------------------------------------------------------------------------------------------------
+// 4c. flash attention on tensor cores (PRECISION=bf16, head_dim 64 or 128; other head dims keep the fp32 SIMT kernels
+// above). Causal GQA as attention_forward / _dq / _dkv compute it, from bf16 q, k, v (dy) in the same [B*T, heads, HD]
+// layouts; scores and products by mma.sync on bf16 operands with fp32 accumulation: Q K^T, P V, dY V^T, dS K, P^T dY,
+// dS^T Q, where P and dS are rounded to bf16 for their mma; softmax, lse, D and every scale in fp32. y, lse, dq, dk,
+// dv are fp32. Blocks of FA_THREADS = 4 warps own FA_BR = 64 rows (16 a warp): queries (forward, dq) or keys (dk, dv);
+// the other side streams through shared memory in tiles of FA_BC = 32 rows, loaded by cp.async into two stages (the
+// next tile lands while this one is used). Causal: a query block reads the key tiles up to its last query, a key block
+// the query tiles from its first key on. Each output element is summed by one lane in a fixed order: deterministic.
+// Shared memory: FaSmem, 4 x 32 x HD bf16 (32 KiB at HD = 128), under the 48 KiB of a launch without the opt-in.
+#define FA_BR 64
+#define FA_BC 32
+#define FA_THREADS 128
+template <int HD> struct alignas(16) FaSmem { uint16_t t[4][FA_BC][HD]; };   // t[2s], t[2s+1]: the two tiles of stage s
+
+// fa_load: rows r0 .. r0 + rows - 1 of head hh of sequence bq of a [B*T, heads, HD] bf16 tensor into dst [rows][HD]
+// by cp.async, 16 bytes a copy (rows past T: zeros, stored at once); the caller commits and waits
+template <int HD> __device__ void fa_load(uint16_t *dst, const __nv_bfloat16 *src, int rows, int bq, int r0, int T, int heads, int hh) {
+    for (int e = threadIdx.x; e < rows * (HD / 8); e += blockDim.x) {
+        int j = e / (HD / 8), c = e % (HD / 8), r = r0 + j;
+        uint16_t *d = dst + j * HD + c * 8;
+        if (r < T) cp_async_16(d, src + ((size_t)(bq * T + r) * heads + hh) * HD + c * 8);
+        else for (int i = 0; i < 8; i++) d[i] = 0;
+    }
+}
+// ldmatrix row addresses (this lane's) of the 16 x 16 block at row r0, column c0 of a [..][ld] tile:
+// fa_rows_first: matrices (rows r0.., c0..), (r0+8.., c0..), (r0.., c0+8..), (r0+8.., c0+8..): an A fragment; with
+//   .trans, B fragments of two n-tiles (b of columns c0.. in r[0..1], of c0+8.. in r[2..3]) from a [k][n] tile
+// fa_cols_first: matrices (r0.., c0..), (r0.., c0+8..), (r0+8.., c0..), (r0+8.., c0+8..): B fragments of two n-tiles
+//   (rows r0.. in r[0..1], r0+8.. in r[2..3]) from an [n][k] tile
+__device__ __forceinline__ const uint16_t *fa_rows_first(const uint16_t *tile, int ld, int r0, int c0) {
+    int l = threadIdx.x & 31;
+    return tile + (size_t)(r0 + (l & 7) + ((l >> 3) & 1) * 8) * ld + c0 + (l >> 4) * 8;
+}
+__device__ __forceinline__ const uint16_t *fa_cols_first(const uint16_t *tile, int ld, int r0, int c0) {
+    int l = threadIdx.x & 31;
+    return tile + (size_t)(r0 + (l & 7) + (l >> 4) * 8) * ld + c0 + ((l >> 3) & 1) * 8;
+}
+// fa_scores: s[FA_BC/8][4] = X Y^T for the warp's 16 rows X (A fragments xf, HD/16 of them) and the FA_BC rows of the
+// [FA_BC][HD] tile Y; sums over the head dims 16 at a time in order
+template <int HD> __device__ void fa_scores(float (*s)[4], const uint32_t (*xf)[4], const uint16_t *Y) {
+    for (int n = 0; n < FA_BC / 8; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+    for (int kk = 0; kk < HD / 16; kk++)
+        for (int np = 0; np < FA_BC / 16; np++) {
+            uint32_t yb[4];
+            ldmatrix_x4(yb, fa_cols_first(Y, HD, 16 * np, 16 * kk));
+            mma_bf16_16816(s[2 * np], xf[kk], yb, s[2 * np]);
+            mma_bf16_16816(s[2 * np + 1], xf[kk], yb + 2, s[2 * np + 1]);
+        }
+}
+// fa_accum: acc[HD/8][4] += bf16(p) Z for the warp's 16 x FA_BC p (in the mma C layout of FA_BC/8 n-tiles, which is
+// the A layout of FA_BC/16 k-blocks) and the [FA_BC][HD] tile Z (through ldmatrix .trans)
+template <int HD> __device__ void fa_accum(float (*acc)[4], const float (*p)[4], const uint16_t *Z) {
+    for (int kk = 0; kk < FA_BC / 16; kk++) {
+        uint32_t pa[4] = {pack_bf16(p[2 * kk][0], p[2 * kk][1]), pack_bf16(p[2 * kk][2], p[2 * kk][3]),
+                          pack_bf16(p[2 * kk + 1][0], p[2 * kk + 1][1]), pack_bf16(p[2 * kk + 1][2], p[2 * kk + 1][3])};
+        for (int dp = 0; dp < HD / 16; dp++) {
+            uint32_t zb[4];
+            ldmatrix_x4_trans(zb, fa_rows_first(Z, HD, 16 * kk, 16 * dp));
+            mma_bf16_16816(acc[2 * dp], pa, zb, acc[2 * dp]);
+            mma_bf16_16816(acc[2 * dp + 1], pa, zb + 2, acc[2 * dp + 1]);
+        }
+    }
+}
+// fa_frags: the warp's 16 rows of a [64][HD] tile as A fragments f[HD/16][4]
+template <int HD> __device__ void fa_frags(uint32_t (*f)[4], const uint16_t *tile) {
+    for (int kk = 0; kk < HD / 16; kk++) ldmatrix_x4(f[kk], fa_rows_first(tile, HD, 16 * (threadIdx.x >> 5), 16 * kk));
+}
+__device__ __forceinline__ float quad_max(float v) { v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1)); return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2)); }
+__device__ __forceinline__ float quad_sum(float v) { v += __shfl_xor_sync(0xffffffffu, v, 1); return v + __shfl_xor_sync(0xffffffffu, v, 2); }
+
+// cast: out[i] = bf16(in[i]), nearest even
+__global__ void to_bf16(__nv_bfloat16 *out, const float *in, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = __float2bfloat16_rn(in[i]);
+}
+
+// flash forward: y[t] = sum_{s <= t} softmax_s(q_t . k_s / sqrt(HD)) v_s, lse[(b*H + h)*T + t] = log sum_s exp(score);
+// grid (ceil(T / FA_BR), B * H), FA_THREADS threads
+template <int HD> __global__ void __launch_bounds__(FA_THREADS) flash_forward(float *y, float *lse, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
+                                                                              const __nv_bfloat16 *v, int T, int H, int KV) {
+    __shared__ FaSmem<HD> S;
+    const int w = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, tq = threadIdx.x & 3;
+    const int b = blockIdx.y / H, h = blockIdx.y % H, kh = h / (H / KV), q0 = blockIdx.x * FA_BR;
+    const int ntiles = ((q0 + FA_BR < T ? q0 + FA_BR : T) - 1) / FA_BC + 1;   // key tiles up to the block's last query
+    const int row[2] = {q0 + 16 * w + g, q0 + 16 * w + g + 8};                 // this lane's two queries
+    const float scale = rsqrtf((float)HD);
+    fa_load<HD>(&S.t[2][0][0], q, FA_BR, b, q0, T, H, h);   // Q over stage 1 (t[2], t[3]), key tile 0 into stage 0
+    fa_load<HD>(&S.t[0][0][0], k, FA_BC, b, 0, T, KV, kh);
+    fa_load<HD>(&S.t[1][0][0], v, FA_BC, b, 0, T, KV, kh);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+    uint32_t qf[HD / 16][4];
+    fa_frags<HD>(qf, &S.t[2][0][0]);
+    __syncthreads();   // Q is in registers: stage 1 is free
+    float acc[HD / 8][4], s[FA_BC / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+    for (int i = 0; i < HD / 8; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+    for (int j = 0; j < ntiles; j++) {
+        int st = j & 1;
+        if (j + 1 < ntiles) {
+            fa_load<HD>(&S.t[2 * (st ^ 1)][0][0], k, FA_BC, b, (j + 1) * FA_BC, T, KV, kh);
+            fa_load<HD>(&S.t[2 * (st ^ 1) + 1][0][0], v, FA_BC, b, (j + 1) * FA_BC, T, KV, kh);
+            cp_async_commit();
+            cp_async_wait<1>();   // tile j has landed, tile j + 1 may be in flight
+        } else cp_async_wait<0>();
+        __syncthreads();
+        fa_scores<HD>(s, qf, &S.t[2 * st][0][0]);
+        float mt[2] = {m[0], m[1]}, corr[2];
+        for (int n = 0; n < FA_BC / 8; n++)
+            for (int e = 0; e < 4; e++) {
+                int key = j * FA_BC + 8 * n + 2 * tq + (e & 1);   // key 0 is in every query's tile 0: m is finite from j = 0 on
+                s[n][e] = key <= row[e >> 1] ? s[n][e] * scale : -INFINITY;
+                mt[e >> 1] = fmaxf(mt[e >> 1], s[n][e]);
+            }
+        for (int r = 0; r < 2; r++) { mt[r] = quad_max(mt[r]); corr[r] = expf(m[r] - mt[r]); m[r] = mt[r]; l[r] *= corr[r]; }
+        for (int n = 0; n < FA_BC / 8; n++)
+            for (int e = 0; e < 4; e++) { s[n][e] = expf(s[n][e] - m[e >> 1]); l[e >> 1] += s[n][e]; }
+        for (int i = 0; i < HD / 8; i++)
+            for (int e = 0; e < 4; e++) acc[i][e] *= corr[e >> 1];
+        fa_accum<HD>(acc, s, &S.t[2 * st + 1][0][0]);
+        __syncthreads();   // stage st is consumed: the next iteration loads into it
+    }
+    for (int r = 0; r < 2; r++) l[r] = quad_sum(l[r]);   // this lane's partial sums -> the row's (the same bits in all 4 lanes)
+    for (int i = 0; i < HD / 8; i++)
+        for (int e = 0; e < 4; e++)
+            if (row[e >> 1] < T) y[((size_t)(b * T + row[e >> 1]) * H + h) * HD + 8 * i + 2 * tq + (e & 1)] = acc[i][e] / l[e >> 1];
+    if (tq == 0)
+        for (int r = 0; r < 2; r++)
+            if (row[r] < T) lse[((size_t)b * H + h) * T + row[r]] = m[r] + logf(l[r]);
+}
+// flash backward, before the two passes (thread per token and head): dy16 = bf16(dy), D[(b*H + h)*T + t] = dy_t . y_t (fp32)
+__global__ void flash_backward_prep(__nv_bfloat16 *dy16, float *D, const float *dy, const float *y, int N, int T, int H, int HD) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= N * H) return;
+    const float *a = dy + (size_t)i * HD, *c = y + (size_t)i * HD;
+    float s = 0.f;
+    for (int e = 0; e < HD; e++) { s += a[e] * c[e]; dy16[(size_t)i * HD + e] = __float2bfloat16_rn(a[e]); }
+    int n = i / H, h = i % H;
+    D[((size_t)(n / T) * H + h) * T + n % T] = s;
+}
+// flash backward, queries (block per 64 queries of a head): dq_t = scale sum_{s <= t} p_ts (dy_t . v_s - D_t) k_s with
+// p_ts = exp(q_t . k_s scale - lse_t); grid (ceil(T / FA_BR), B * H)
+template <int HD> __global__ void __launch_bounds__(FA_THREADS) flash_backward_dq(float *dq, const __nv_bfloat16 *dy, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
+                                                                                  const __nv_bfloat16 *v, const float *lse, const float *Dbuf, int T, int H, int KV) {
+    __shared__ FaSmem<HD> S;
+    const int w = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, tq = threadIdx.x & 3;
+    const int b = blockIdx.y / H, h = blockIdx.y % H, kh = h / (H / KV), q0 = blockIdx.x * FA_BR;
+    const int ntiles = ((q0 + FA_BR < T ? q0 + FA_BR : T) - 1) / FA_BC + 1;
+    const int row[2] = {q0 + 16 * w + g, q0 + 16 * w + g + 8};
+    const float scale = rsqrtf((float)HD);
+    float L[2], Dr[2];
+    for (int r = 0; r < 2; r++) {
+        L[r] = row[r] < T ? lse[((size_t)b * H + h) * T + row[r]] : 0.f;
+        Dr[r] = row[r] < T ? Dbuf[((size_t)b * H + h) * T + row[r]] : 0.f;
+    }
+    fa_load<HD>(&S.t[0][0][0], q, FA_BR, b, q0, T, H, h);   // Q over stage 0, dY over stage 1
+    fa_load<HD>(&S.t[2][0][0], dy, FA_BR, b, q0, T, H, h);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+    uint32_t qf[HD / 16][4], df[HD / 16][4];
+    fa_frags<HD>(qf, &S.t[0][0][0]);
+    fa_frags<HD>(df, &S.t[2][0][0]);
+    __syncthreads();
+    fa_load<HD>(&S.t[0][0][0], k, FA_BC, b, 0, T, KV, kh);
+    fa_load<HD>(&S.t[1][0][0], v, FA_BC, b, 0, T, KV, kh);
+    cp_async_commit();
+    float acc[HD / 8][4], s[FA_BC / 8][4], dp[FA_BC / 8][4];
+    for (int i = 0; i < HD / 8; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+    for (int j = 0; j < ntiles; j++) {
+        int st = j & 1;
+        if (j + 1 < ntiles) {
+            fa_load<HD>(&S.t[2 * (st ^ 1)][0][0], k, FA_BC, b, (j + 1) * FA_BC, T, KV, kh);
+            fa_load<HD>(&S.t[2 * (st ^ 1) + 1][0][0], v, FA_BC, b, (j + 1) * FA_BC, T, KV, kh);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else cp_async_wait<0>();
+        __syncthreads();
+        fa_scores<HD>(s, qf, &S.t[2 * st][0][0]);        // q_t . k_s
+        fa_scores<HD>(dp, df, &S.t[2 * st + 1][0][0]);   // dy_t . v_s
+        for (int n = 0; n < FA_BC / 8; n++)
+            for (int e = 0; e < 4; e++) {
+                int key = j * FA_BC + 8 * n + 2 * tq + (e & 1), r = e >> 1;
+                float p = key <= row[r] ? expf(s[n][e] * scale - L[r]) : 0.f;
+                s[n][e] = p * (dp[n][e] - Dr[r]);   // dS
+            }
+        fa_accum<HD>(acc, s, &S.t[2 * st][0][0]);   // + dS K
+        __syncthreads();
+    }
+    for (int i = 0; i < HD / 8; i++)
+        for (int e = 0; e < 4; e++)
+            if (row[e >> 1] < T) dq[((size_t)(b * T + row[e >> 1]) * H + h) * HD + 8 * i + 2 * tq + (e & 1)] = acc[i][e] * scale;
+}
+// fa_load_q: query tile `it` of a key block's list (head kh * group + it / cnt, tile first + it % cnt) into stage st:
+// Q, dY by cp.async, lse and D by plain loads (zeros past T)
+template <int HD> __device__ void fa_load_q(FaSmem<HD> &S, float (*sL)[FA_BC], float (*sD)[FA_BC], int st, int it, int cnt, int first, const __nv_bfloat16 *q,
+                                            const __nv_bfloat16 *dy, const float *lse, const float *Dbuf, int b, int kh, int group, int T, int H) {
+    int hh = kh * group + it / cnt, t0 = (first + it % cnt) * FA_BC;
+    fa_load<HD>(&S.t[2 * st][0][0], q, FA_BC, b, t0, T, H, hh);
+    fa_load<HD>(&S.t[2 * st + 1][0][0], dy, FA_BC, b, t0, T, H, hh);
+    for (int e = threadIdx.x; e < FA_BC; e += blockDim.x) {
+        int t = t0 + e;
+        sL[st][e] = t < T ? lse[((size_t)b * H + hh) * T + t] : 0.f;
+        sD[st][e] = t < T ? Dbuf[((size_t)b * H + hh) * T + t] : 0.f;
+    }
+}
+// flash backward, keys (block per 64 keys of a kv head; after flash_backward_prep), over the group's query heads and
+// t >= s: dv_s = sum p_ts dy_t, dk_s = scale sum p_ts (dy_t . v_s - D_t) q_t; grid (ceil(T / FA_BR), B * KV)
+template <int HD> __global__ void __launch_bounds__(FA_THREADS) flash_backward_dkv(float *dk, float *dv, const __nv_bfloat16 *dy, const __nv_bfloat16 *q,
+                                                                                   const __nv_bfloat16 *k, const __nv_bfloat16 *v, const float *lse,
+                                                                                   const float *Dbuf, int T, int H, int KV) {
+    __shared__ FaSmem<HD> S;
+    __shared__ float sL[2][FA_BC], sD[2][FA_BC];
+    const int w = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, tq = threadIdx.x & 3, group = H / KV;
+    const int b = blockIdx.y / KV, kh = blockIdx.y % KV, s0 = blockIdx.x * FA_BR;
+    const int first = s0 / FA_BC, cnt = (T + FA_BC - 1) / FA_BC - first, items = group * cnt;   // query tiles from the first key on
+    const int row[2] = {s0 + 16 * w + g, s0 + 16 * w + g + 8};                                      // this lane's two keys
+    const float scale = rsqrtf((float)HD);
+    fa_load<HD>(&S.t[0][0][0], k, FA_BR, b, s0, T, KV, kh);   // K over stage 0, V over stage 1
+    fa_load<HD>(&S.t[2][0][0], v, FA_BR, b, s0, T, KV, kh);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+    uint32_t kf[HD / 16][4], vf[HD / 16][4];
+    fa_frags<HD>(kf, &S.t[0][0][0]);
+    fa_frags<HD>(vf, &S.t[2][0][0]);
+    __syncthreads();
+    fa_load_q<HD>(S, sL, sD, 0, 0, cnt, first, q, dy, lse, Dbuf, b, kh, group, T, H);
+    cp_async_commit();
+    float dka[HD / 8][4], dva[HD / 8][4], p[FA_BC / 8][4], ds[FA_BC / 8][4];
+    for (int i = 0; i < HD / 8; i++)
+        for (int e = 0; e < 4; e++) dka[i][e] = dva[i][e] = 0.f;
+    for (int it = 0; it < items; it++) {
+        int st = it & 1, t0 = (first + it % cnt) * FA_BC;
+        if (it + 1 < items) {
+            fa_load_q<HD>(S, sL, sD, st ^ 1, it + 1, cnt, first, q, dy, lse, Dbuf, b, kh, group, T, H);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else cp_async_wait<0>();
+        __syncthreads();
+        fa_scores<HD>(p, kf, &S.t[2 * st][0][0]);        // k_s . q_t (rows keys, columns queries)
+        fa_scores<HD>(ds, vf, &S.t[2 * st + 1][0][0]);   // v_s . dy_t
+        for (int n = 0; n < FA_BC / 8; n++)
+            for (int e = 0; e < 4; e++) {
+                int c = 8 * n + 2 * tq + (e & 1), t = t0 + c;
+                float pv = t >= row[e >> 1] && t < T ? expf(p[n][e] * scale - sL[st][c]) : 0.f;
+                ds[n][e] = pv * (ds[n][e] - sD[st][c]);
+                p[n][e] = pv;
+            }
+        fa_accum<HD>(dva, p, &S.t[2 * st + 1][0][0]);   // + P^T dY
+        fa_accum<HD>(dka, ds, &S.t[2 * st][0][0]);      // + dS^T Q
+        __syncthreads();
+    }
+    for (int i = 0; i < HD / 8; i++)
+        for (int e = 0; e < 4; e++)
+            if (row[e >> 1] < T) {
+                size_t o = ((size_t)(b * T + row[e >> 1]) * KV + kh) * HD + 8 * i + 2 * tq + (e & 1);
+                dk[o] = dka[i][e] * scale;
+                dv[o] = dva[i][e];
+            }
+}
+
+// ----------------------------------------------------------------------------------------------------
 // 5. model: device buffers, forward, backward
 
 static int blocks_for(size_t n, int threads) { return (int)((n + threads - 1) / threads); }
@@ -1069,6 +1386,12 @@ template <class F> static void with_head_dim(int hd, F f) {
     case 256: f(std::integral_constant<int, 256>()); break;
     default: golf_die("internal: head_dim %d (config_validate allows multiples of 32 up to 256)", hd);
     }
+}
+// with_flash_head_dim: the same for the flash kernels' head dims (64, 128)
+template <class F> static void with_flash_head_dim(int hd, F f) {
+    if (hd == 64) f(std::integral_constant<int, 64>());
+    else if (hd == 128) f(std::integral_constant<int, 128>());
+    else golf_die("internal: flash attention for head_dim %d (64 or 128 only)", hd);
 }
 #define LAUNCH_ROWS(kernel, rows, ...) LAUNCH1D(kernel, (size_t)(rows) * ROW_LANES, __VA_ARGS__)
 #define LAUNCH_WARPS(kernel, warps, ...) do { size_t w_ = (warps); if (w_) { KERNEL_LAUNCH(kernel, blocks_for(w_, 8), 256, 0, __VA_ARGS__); cudaCheck(cudaGetLastError()); } } while (0)
@@ -1120,6 +1443,8 @@ typedef struct {
     int *tok, *tgt;          // [N] device tokens
     float *scratch[6];       // [N, max(d, F, kv)] backward temporaries
     float *Dbuf;             // [B*H*T]
+    __nv_bfloat16 *q16, *k16, *v16, *dy16;   // [N, d], [N, kv], [N, kv], [N, d]: bf16 copies for the flash kernels (4c) of the
+                                             // layer at hand; only under PRECISION=bf16 with head_dim 64 or 128 (else NULL)
     float **skip_grad;       // [encoder positions][N, d]: gradient reaching an encoder output through its skip
     float *ns[5];            // Newton-Schulz scratch (largest matrix)
     float *norm;             // [1] reduction target
@@ -1204,6 +1529,11 @@ static void trainer_alloc(Trainer *tr, int B) {
     int wmax = d > F ? d : F;
     for (int i = 0; i < 6; i++) tr->scratch[i] = dmalloc(N * wmax);
     tr->Dbuf = dmalloc(N * c->num_heads);
+    tr->q16 = tr->k16 = tr->v16 = tr->dy16 = NULL;
+    if (!strcmp(tr->tc.precision, "bf16") && (hd == 64 || hd == 128)) {
+        cudaCheck(cudaMalloc(&tr->q16, N * d * sizeof(__nv_bfloat16))); cudaCheck(cudaMalloc(&tr->dy16, N * d * sizeof(__nv_bfloat16)));
+        cudaCheck(cudaMalloc(&tr->k16, N * kv * sizeof(__nv_bfloat16))); cudaCheck(cudaMalloc(&tr->v16, N * kv * sizeof(__nv_bfloat16)));
+    }
     int emax = e0 > e1 ? e0 : e1;
     tr->skip_grad = (float **)galloc((size_t)(emax + 1) * sizeof(float *));
     for (int l = 0; l < emax; l++) tr->skip_grad[l] = dmalloc(N * d);
@@ -1304,6 +1634,13 @@ static const float *skip_weights_in_use(Trainer *tr, int i) {
     return tr->vec[0];
 }
 
+// flash_cast: tr->q16, k16, v16 = bf16 of the block's q, k, v (flash attention's inputs)
+static void flash_cast(Trainer *tr, const BlockActs *a, int N, int d, int kv) {
+    LAUNCH1D(to_bf16, (size_t)N * d, tr->q16, a->q, (size_t)N * d);
+    LAUNCH1D(to_bf16, (size_t)N * kv, tr->k16, a->k, (size_t)N * kv);
+    LAUNCH1D(to_bf16, (size_t)N * kv, tr->v16, a->v, (size_t)N * kv);
+}
+
 // forward: loss per token into tr->loss; with grad_scale != 0 also leaves dloss/dlogits in tr->logits.
 // Runs the schedule of tr->looped; acts[pos] holds virtual position pos (physical layer idx[pos]).
 static void forward(Trainer *tr, float grad_scale) {
@@ -1338,9 +1675,15 @@ static void forward(Trainer *tr, float grad_scale) {
         gemm(tr, 0, 1, N, kv, d, ls, a->h1, PARAM(lp->c_v), 0, a->v);
         LAUNCH_ROWS(qk_prep_forward, (size_t)N * H, a->q, a->rq, a->qr, PARAM(lp->q_gain), tr->cosv, tr->sinv, N, tr->T, H, hd, R);
         LAUNCH_ROWS(qk_prep_forward, (size_t)N * KV, a->k, a->rk, a->kr, (const float *)NULL, tr->cosv, tr->sinv, N, tr->T, KV, hd, R);
-        with_head_dim(hd, [&](auto HDc) {
-            KERNEL_LAUNCH(attention_forward<decltype(HDc)::value>, dim3(blocks_for(tr->T, ATT_ROWS), tr->B * H), ATT_ROWS, 0, a->y, a->lse, a->q, a->k, a->v, tr->T, H, KV);
-        });
+        if (tr->q16) {   // PRECISION=bf16: the tensor-core kernels on bf16 copies of q, k, v
+            flash_cast(tr, a, N, d, kv);
+            with_flash_head_dim(hd, [&](auto HDc) {
+                KERNEL_LAUNCH(flash_forward<decltype(HDc)::value>, dim3(blocks_for(tr->T, FA_BR), tr->B * H), FA_THREADS, 0, a->y, a->lse, tr->q16, tr->k16, tr->v16, tr->T, H, KV);
+            });
+        } else
+            with_head_dim(hd, [&](auto HDc) {
+                KERNEL_LAUNCH(attention_forward<decltype(HDc)::value>, dim3(blocks_for(tr->T, ATT_ROWS), tr->B * H), ATT_ROWS, 0, a->y, a->lse, a->q, a->k, a->v, tr->T, H, KV);
+            });
         cudaCheck(cudaGetLastError());
         int xsa = c->xsa_last_n && l >= c->num_layers - c->xsa_last_n;
         if (a->ya != a->y) {   // XSA buffer exists: apply it on the XSA layers, copy elsewhere
@@ -1460,11 +1803,20 @@ static void backward(Trainer *tr) {
             LAUNCH_WARPS(xsa_backward, (size_t)N * H, other, tr->dvx, dy, a->y, a->v, N, H, KV, hd);
             swap = dy; dy = other; other = swap;
         }
-        with_head_dim(hd, [&](auto HDc) {
-            dim3 gq(blocks_for(tr->T, ATT_ROWS), tr->B * H), gk(blocks_for(tr->T, ATT_ROWS), tr->B * KV);
-            KERNEL_LAUNCH(attention_backward_dq<decltype(HDc)::value>, gq, ATT_ROWS, 0, t4, tr->Dbuf, dy, a->y, a->q, a->k, a->v, a->lse, tr->T, H, KV);
-            KERNEL_LAUNCH(attention_backward_dkv<decltype(HDc)::value>, gk, ATT_ROWS, 0, other, t1, dy, a->q, a->k, a->v, a->lse, tr->Dbuf, tr->T, H, KV);
-        });
+        if (tr->q16) {   // the bf16 copies again (they hold the last forward layer's), dy's and D
+            flash_cast(tr, a, N, d, kv);
+            LAUNCH1D(flash_backward_prep, (size_t)N * H, tr->dy16, tr->Dbuf, dy, a->y, N, tr->T, H, hd);
+            with_flash_head_dim(hd, [&](auto HDc) {
+                dim3 gq(blocks_for(tr->T, FA_BR), tr->B * H), gk(blocks_for(tr->T, FA_BR), tr->B * KV);
+                KERNEL_LAUNCH(flash_backward_dq<decltype(HDc)::value>, gq, FA_THREADS, 0, t4, tr->dy16, tr->q16, tr->k16, tr->v16, a->lse, tr->Dbuf, tr->T, H, KV);
+                KERNEL_LAUNCH(flash_backward_dkv<decltype(HDc)::value>, gk, FA_THREADS, 0, other, t1, tr->dy16, tr->q16, tr->k16, tr->v16, a->lse, tr->Dbuf, tr->T, H, KV);
+            });
+        } else
+            with_head_dim(hd, [&](auto HDc) {
+                dim3 gq(blocks_for(tr->T, ATT_ROWS), tr->B * H), gk(blocks_for(tr->T, ATT_ROWS), tr->B * KV);
+                KERNEL_LAUNCH(attention_backward_dq<decltype(HDc)::value>, gq, ATT_ROWS, 0, t4, tr->Dbuf, dy, a->y, a->q, a->k, a->v, a->lse, tr->T, H, KV);
+                KERNEL_LAUNCH(attention_backward_dkv<decltype(HDc)::value>, gk, ATT_ROWS, 0, other, t1, dy, a->q, a->k, a->v, a->lse, tr->Dbuf, tr->T, H, KV);
+            });
         cudaCheck(cudaGetLastError());
         // t4 = dq, other = dk, t1 = dv (all after the q/k preparation); dy's buffer collects dh1 from here on
         float *dh1 = dy;

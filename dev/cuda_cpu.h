@@ -19,10 +19,16 @@
  *   Warp collectives (__shfl*_sync, __ballot_sync, __any_sync, __all_sync, __syncwarp) wait until every lane
  *     of the mask arrives at its next collective; the last to arrive computes every lane's result. Lanes are
  *     threads 32w..32w+31 of the block's linear thread index, as on the GPU.
+ *   Tensor cores (section 5b): mma_bf16_16816 (mma.sync m16n8k16 bf16 -> fp32), ldmatrix_x4 / _x2 [_trans],
+ *     cp_async_16, cp_async_commit, cp_async_wait<N>: train_golf.cu's wrappers of those PTX instructions, with the
+ *     PTX ISA's fragment layouts. mma and ldmatrix are collectives of all 32 lanes; a cp.async reads its source at
+ *     issue and writes shared memory only at the cp_async_wait covering its group: a read before it sees old bytes.
  *   Faults, each reported with the kernel, its launch site, the block and thread, then exit(1):
  *     __syncthreads() reached by part of a block (the rest exited) or a block that can make no progress;
  *     a collective whose mask leaves out the calling lane, names a lane that exited or is not in the block,
- *     or whose lanes disagree on the operation or the mask; a launch over an H100's limits (threads per
+ *     or whose lanes disagree on the operation or the mask (mma and ldmatrix too); an ldmatrix row or cp.async
+ *     address not 16-byte aligned, a cp.async source outside the device allocations, a thread exiting with
+ *     cp.async copies it never waited for; a launch over an H100's limits (threads per
  *     block, grid dimensions, dynamic shared memory over 48 KiB without the opt-in attribute or over its
  *     227 KiB); a copy, set or GEMM operand outside the device allocations (cudaMemcpy & co return
  *     cudaErrorInvalidValue, and cudaGetErrorString says what was outside what).
@@ -52,7 +58,7 @@
  *
  * Contents
  *   1. keywords and built-in variables     2. fp16 / bf16        3. faults and allocations
- *   4. fibers                               5. the block scheduler, barriers, warp collectives
+ *   4. fibers                               5. the block scheduler, barriers, warp collectives (5b: tensor cores)
  *   6. launches                             7. atomics and math   8. runtime API: memory, streams, device
  *   9. cuBLAS                               10. NCCL
  */
@@ -160,6 +166,8 @@ static inline __nv_bfloat16 __float2bfloat16_rn(float f) {
 }
 static inline __nv_bfloat16 __float2bfloat16(float f) { return __float2bfloat16_rn(f); }
 static inline float __bfloat162float(__nv_bfloat16 b) { return golf_u2f((uint32_t)b.x << 16); }
+static inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 b) { return b.x; }
+static inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short u) { __nv_bfloat16 b; b.x = u; return b; }
 
 // ----------------------------------------------------------------------------------------------------
 // 3. faults and allocations
@@ -208,7 +216,7 @@ struct Fiber {
 };
 
 enum { T_UNSTARTED, T_RUNNING, T_READY, T_BARRIER, T_WARP, T_DONE };
-enum { C_SHFL, C_SHFL_XOR, C_SHFL_UP, C_SHFL_DOWN, C_BALLOT, C_ANY, C_ALL, C_SYNCWARP };
+enum { C_SHFL, C_SHFL_XOR, C_SHFL_UP, C_SHFL_DOWN, C_BALLOT, C_ANY, C_ALL, C_SYNCWARP, C_MMA, C_LDMATRIX };   // the last two: section 5b
 
 struct LaneOp {              // one lane's pending warp collective
     int op, arg, width;
@@ -216,10 +224,18 @@ struct LaneOp {              // one lane's pending warp collective
     uint64_t value, result;
 };
 
+struct CpCopy {               // one cp.async of 16 bytes in flight: lands in *dst at the cp_async_wait covering its group
+    void *dst;
+    unsigned char bytes[16];   // the source, read at issue
+    int group;                 // the thread's commit-group index it belongs to (the open group: not committed yet)
+};
+
 struct ThreadState {
     int state;
     Fiber *fiber;            // the fiber it runs on (after it started)
     LaneOp lane;
+    std::vector<CpCopy> cp;  // its cp.async copies in flight, in issue order
+    int cp_groups;           // cp.async groups it has committed
 };
 
 struct Block {               // the scheduler of the block an OS thread is running
@@ -544,7 +560,7 @@ inline Fiber *new_fiber(void) {
 
 inline const char *op_name(int op) {
     static const char *n[] = {"__shfl_sync", "__shfl_xor_sync", "__shfl_up_sync", "__shfl_down_sync", "__ballot_sync", "__any_sync",
-                              "__all_sync", "__syncwarp"};
+                              "__all_sync", "__syncwarp", "mma.sync", "ldmatrix"};
     return n[op];
 }
 
@@ -585,6 +601,9 @@ inline void fiber_main(void) {
             b = blk;
             b->th[t].state = T_DONE;
             b->ndone++;
+            if (!b->th[t].cp.empty())
+                fault("thread exits with %zu cp.async copies it never waited for (cp_async_commit + cp_async_wait): their data is never read",
+                      b->th[t].cp.size());
             b->warp_exited[t / 32] |= 1u << (t % 32);
             check_exit(b, t);
         }
@@ -692,7 +711,7 @@ inline void run_block(Block *b) {
     if ((int)b->th.size() < n) { b->th.resize(n); b->order.resize(n); b->warp_arrived.resize((n + 31) / 32); b->warp_exited.resize((n + 31) / 32); b->warp_order.resize((size_t)32 * ((n + 31) / 32)); b->warp_pos.resize((n + 31) / 32); b->warp_ready.resize((n + 31) / 32); }
     b->nthreads = n;
     b->ndone = b->nbarrier = b->cursor = 0;
-    for (int i = 0; i < n; i++) b->th[i].state = T_UNSTARTED;
+    for (int i = 0; i < n; i++) { b->th[i].state = T_UNSTARTED; b->th[i].cp.clear(); b->th[i].cp_groups = 0; }
     for (int w = 0; w < (n + 31) / 32; w++) b->warp_arrived[w] = b->warp_exited[w] = b->warp_ready[w] = 0;
     make_order(b);
     while (b->ndone < n) {
@@ -746,6 +765,8 @@ inline unsigned __activemask(void) {
 
 namespace golf_emu {
 
+void tensor_op(int op, uint64_t *const frame);   // section 5b: an mma.sync or ldmatrix for the whole warp
+
 // collective: the calling lane's part of a warp collective; returns its result once every lane of mask is there
 inline uint64_t collective(int op, unsigned mask, uint64_t value, int arg, int width) {
     Block *b = blk;
@@ -772,6 +793,11 @@ inline uint64_t collective(int op, unsigned mask, uint64_t value, int arg, int w
         if (o.op != op || o.mask != mask)
             fault("lanes %d and %d meet in different collectives: %s (mask 0x%08x) and %s (mask 0x%08x)", l, __builtin_ctz(m), op_name(op), mask,
                   op_name(o.op), o.mask);
+    }
+    if (op == C_MMA || op == C_LDMATRIX) {   // every lane's value is a pointer to its operands and results
+        uint64_t frame[32];
+        for (int k = 0; k < 32; k++) frame[k] = lane[k].lane.value;
+        tensor_op(op, frame);
     }
     uint64_t vote = 0;
     for (unsigned m = mask; m; m &= m - 1) vote |= (uint64_t)(lane[__builtin_ctz(m)].lane.value != 0) << __builtin_ctz(m);
@@ -800,6 +826,123 @@ inline uint64_t collective(int op, unsigned mask, uint64_t value, int arg, int w
     b->warp_arrived[w] &= ~mask;
     return me.lane.result;
 }
+
+// --- 5b. tensor cores and asynchronous copies: mma.sync, ldmatrix, cp.async ----------------------------
+// The PTX instructions behind train_golf.cu's wrappers (its chapter 4b), as the PTX ISA documents them:
+//   "Matrix Fragments for mma.m16n8k16 with floating point type" (Warp Level Matrix Multiply-Accumulate),
+//   "Warp-level matrix load instruction: ldmatrix", "Data Movement: cp.async, cp.async.commit_group,
+//   cp.async.wait_group". mma and ldmatrix are .sync.aligned: a C_MMA / C_LDMATRIX collective of the full mask
+//   (every lane takes part, or the collective faults as any other would), each lane's value a pointer to a frame
+//   on its own stack; the last lane to arrive computes all 32 lanes' results through the frames.
+//   Fragments (g = lane >> 2, t = lane % 4; a 32-bit register holds two 16-bit values, the lower index in the low
+//   half): A 16x16 row: a[0] = A[g][2t..2t+1], a[1] = A[g+8][2t..2t+1], a[2] = A[g][2t+8..2t+9], a[3] = A[g+8][2t+8..2t+9];
+//   B 16x8 col: b[0] = B[2t..2t+1][g], b[1] = B[2t+8..2t+9][g]; C, D 16x8 fp32: c[0..1] = C[g][2t..2t+1], c[2..3] = C[g+8][2t..2t+1].
+//   Accumulation: a bf16 x bf16 product is exact in fp32 (8 + 8 significant bits); D[i][j] = ((C[i][j] + p_0) + p_1)
+//   ... + p_15 with p_k = A[i][k] B[k][j], each addition rounded to nearest even in fp32 (the hardware's order and
+//   internal width are unspecified; train_golf.cu's tests bound the difference).
+
+struct MmaFrame { const uint32_t *a, *b; const float *c; float *d; };
+struct LdmFrame { const void *row; uint32_t *r; int n, trans; };
+
+inline float bf16_lo(uint32_t u) { return golf_u2f(u << 16); }
+inline float bf16_hi(uint32_t u) { return golf_u2f(u & 0xffff0000u); }
+
+inline void tensor_op(int op, uint64_t *const frame) {
+    if (op == C_MMA) {
+        float A[16][16], B[16][8], D[16][8];
+        for (int l = 0; l < 32; l++) {
+            const MmaFrame *f = (const MmaFrame *)(uintptr_t)frame[l];
+            int g = l >> 2, t = l & 3;
+            for (int h = 0; h < 2; h++) {   // h = 0: columns 2t..2t+1, 1: 2t+8..2t+9
+                A[g][2 * t + 8 * h] = bf16_lo(f->a[2 * h]);     A[g][2 * t + 8 * h + 1] = bf16_hi(f->a[2 * h]);
+                A[g + 8][2 * t + 8 * h] = bf16_lo(f->a[2 * h + 1]); A[g + 8][2 * t + 8 * h + 1] = bf16_hi(f->a[2 * h + 1]);
+                B[2 * t + 8 * h][g] = bf16_lo(f->b[h]);         B[2 * t + 8 * h + 1][g] = bf16_hi(f->b[h]);
+            }
+            D[g][2 * t] = f->c[0]; D[g][2 * t + 1] = f->c[1]; D[g + 8][2 * t] = f->c[2]; D[g + 8][2 * t + 1] = f->c[3];
+        }
+        for (int i = 0; i < 16; i++)
+            for (int j = 0; j < 8; j++) {
+                float s = D[i][j];
+                for (int k = 0; k < 16; k++) s += A[i][k] * B[k][j];   // exact product, one rounding per addition
+                D[i][j] = s;
+            }
+        for (int l = 0; l < 32; l++) {   // after every lane's C was read: d may be c
+            const MmaFrame *f = (const MmaFrame *)(uintptr_t)frame[l];
+            int g = l >> 2, t = l & 3;
+            f->d[0] = D[g][2 * t]; f->d[1] = D[g][2 * t + 1]; f->d[2] = D[g + 8][2 * t]; f->d[3] = D[g + 8][2 * t + 1];
+        }
+        return;
+    }
+    // ldmatrix .m8n8 .xN [.trans] .b16: lanes 8i .. 8i+7 give the addresses of rows 0..7 of matrix i (16 bytes each,
+    // 16-byte aligned); lane l receives r[i] = M_i[l/4][2(l%4)], M_i[l/4][2(l%4)+1], of M_i's transpose with .trans
+    const LdmFrame *f0 = (const LdmFrame *)(uintptr_t)frame[0];
+    int n = f0->n, trans = f0->trans;
+    uint16_t M[4][8][8];
+    for (int l = 0; l < 32; l++) {
+        const LdmFrame *f = (const LdmFrame *)(uintptr_t)frame[l];
+        if (f->n != n || f->trans != trans)
+            fault("lanes 0 and %d meet in different ldmatrix forms (.x%d%s and .x%d%s)", l, n, trans ? ".trans" : "", f->n, f->trans ? ".trans" : "");
+        if (l >= 8 * n) continue;
+        if ((uintptr_t)f->row % 16) fault("ldmatrix: lane %d's row address %p is not 16-byte aligned", l, f->row);
+        memcpy(M[l / 8][l % 8], f->row, 16);
+    }
+    for (int l = 0; l < 32; l++) {
+        const LdmFrame *f = (const LdmFrame *)(uintptr_t)frame[l];
+        int r = l >> 2, c = 2 * (l & 3);
+        for (int i = 0; i < n; i++)
+            f->r[i] = trans ? (uint32_t)M[i][c][r] | (uint32_t)M[i][c + 1][r] << 16 : (uint32_t)M[i][r][c] | (uint32_t)M[i][r][c + 1] << 16;
+    }
+}
+
+inline void ldmatrix(uint32_t *r, const void *row, int n, int trans) {
+    LdmFrame f{row, r, n, trans};
+    collective(C_LDMATRIX, 0xffffffffu, (uint64_t)(uintptr_t)&f, 0, 32);
+}
+inline ThreadState &cp_thread(const char *what) {
+    Block *b = blk;
+    if (!b || b->cur < 0) fault("%s outside a kernel", what);
+    return b->th[b->cur];
+}
+
+}  // namespace golf_emu
+
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32: d = A B + c for the warp's 16x16 A, 16x8 B, 16x8 c (fragments above)
+static inline void mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4]) {
+    golf_emu::MmaFrame f{a, b, c, d};
+    golf_emu::collective(golf_emu::C_MMA, 0xffffffffu, (uint64_t)(uintptr_t)&f, 0, 32);
+}
+// ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16 and .x2: four (two) 8x8 matrices of 16-bit values
+static inline void ldmatrix_x4(uint32_t r[4], const void *smem) { golf_emu::ldmatrix(r, smem, 4, 0); }
+static inline void ldmatrix_x4_trans(uint32_t r[4], const void *smem) { golf_emu::ldmatrix(r, smem, 4, 1); }
+static inline void ldmatrix_x2(uint32_t r[2], const void *smem) { golf_emu::ldmatrix(r, smem, 2, 0); }
+static inline void ldmatrix_x2_trans(uint32_t r[2], const void *smem) { golf_emu::ldmatrix(r, smem, 2, 1); }
+// cp.async.cg.shared.global [smem], [gmem], 16: the 16 source bytes are read now and land in shared memory only at
+// the cp_async_wait that covers their group (the latest a GPU may deliver them), so reading before it reads stale data
+static inline void cp_async_16(void *smem, const void *gmem) {
+    golf_emu::ThreadState &th = golf_emu::cp_thread("cp.async");
+    char why[200];
+    if ((uintptr_t)smem % 16 || (uintptr_t)gmem % 16) golf_emu::fault("cp.async of 16 bytes from %p to %p: both must be 16-byte aligned", gmem, smem);
+    if (!golf_emu::device_range(gmem, 16, why, sizeof(why))) golf_emu::fault("cp.async source: %s", why);
+    golf_emu::CpCopy c;
+    c.dst = smem;
+    memcpy(c.bytes, gmem, 16);
+    c.group = th.cp_groups;
+    th.cp.push_back(c);
+}
+// cp.async.commit_group: the thread's copies since the last commit form a group
+static inline void cp_async_commit(void) { golf_emu::cp_thread("cp.async.commit_group").cp_groups++; }
+// cp.async.wait_group N: every committed group but the newest N has landed (uncommitted copies are not waited for)
+template <int N> static inline void cp_async_wait(void) {
+    golf_emu::ThreadState &th = golf_emu::cp_thread("cp.async.wait_group");
+    size_t keep = 0;
+    for (size_t i = 0; i < th.cp.size(); i++) {
+        if (th.cp[i].group < th.cp_groups - N) memcpy(th.cp[i].dst, th.cp[i].bytes, 16);
+        else th.cp[keep++] = th.cp[i];
+    }
+    th.cp.resize(keep);
+}
+
+namespace golf_emu {
 
 // --- 6. launches --------------------------------------------------------------------------------------
 

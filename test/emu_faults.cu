@@ -11,8 +11,12 @@
 //                             C) against a float64 loop: the largest error relative to the largest |C|
 //   emu_faults kernels SEED   train_golf.cu's deterministic kernels on random inputs: one line per kernel, the
 //                             name and a hex digest of its outputs (run under several GOLF_EMU_ORDERs, must agree)
-//   emu_faults attention T HD H KV SEED   the attention kernels on random inputs: y, lse, dq, dk, dv as float32
-//                             little-endian on stdout (checked against float64 by test_emu.py)
+//   emu_faults attention T HD H KV SEED [flash]   the attention kernels on random inputs: q, k, v, dy, then y, lse,
+//                             dq, dk, dv as float32 little-endian on stdout (checked against float64 by test_emu.py);
+//                             flash: the bf16 tensor-core kernels (inputs rounded to bf16 first)
+//   emu_faults ptx            mma.sync, ldmatrix x4 / x4.trans / x2, cp.async against scalar models of the PTX ISA on
+//                             random fragments: "ok", or the mismatch and exit 1
+//   emu_faults mma_skip | ldmatrix_misaligned | cp_async_pending   faults of the tensor-core instructions (as FAULT)
 #define TESTING
 #include "../train_golf.cu"
 #include <vector>
@@ -45,6 +49,168 @@ __global__ void k_race(int *out, int sync) {
     s[t] = t * 7 + 1;
     if (sync) __syncthreads();
     out[t] = s[(t + 1) % 128];
+}
+
+// --- the tensor-core instructions (train_golf.cu 4b) against scalar models ---
+// k_mma: each lane's raw registers a[4], b[2], c[4] from in (lane-major) into one mma; d[4] out
+__global__ void k_mma(float *d, const uint32_t *a, const uint32_t *b, const float *c) {
+    int l = threadIdx.x;
+    mma_bf16_16816(d + 4 * l, a + 4 * l, b + 2 * l, c + 4 * l);
+}
+// k_ldmatrix: a 32 x 8 tile of 16-bit values into shared memory; lane l hands the address of row perm[l] to x4, x4.trans
+// and x2 (whose lanes 16..31 give rows that are ignored); r: 10 registers a lane
+__global__ void k_ldmatrix(uint32_t *r, const uint16_t *tile, const int *perm) {
+    __shared__ uint16_t s[32][8] __attribute__((aligned(16)));
+    int l = threadIdx.x;
+    for (int i = 0; i < 8; i++) s[l][i] = tile[l * 8 + i];
+    __syncthreads();
+    ldmatrix_x4(r + 10 * l, &s[perm[l]][0]);
+    ldmatrix_x4_trans(r + 10 * l + 4, &s[perm[l]][0]);
+    ldmatrix_x2(r + 10 * l + 8, &s[perm[l]][0]);
+}
+// k_cp_async: each of 32 threads copies 16 bytes of src into s1 (group 0) and 16 into s2 (group 1), then reads its
+// neighbour's slots: after wait_group 1 (group 0 landed, group 1 not: s2 stale), after wait_group 0 (both landed);
+// stale = 1 reads s1 before any wait (still zeros). out: 3 x 4 floats a thread
+__global__ void k_cp_async(float *out, const float *src, int stale) {
+    __shared__ float s1[32][4] __attribute__((aligned(16))), s2[32][4] __attribute__((aligned(16)));
+    int t = threadIdx.x, n = (t + 1) % 32;
+    for (int i = 0; i < 4; i++) s1[t][i] = s2[t][i] = 0.f;
+    __syncthreads();
+    cp_async_16(&s1[t][0], src + 4 * t);
+    cp_async_commit();
+    cp_async_16(&s2[t][0], src + 128 + 4 * t);
+    cp_async_commit();
+    if (!stale) cp_async_wait<1>();
+    __syncthreads();
+    for (int i = 0; i < 4; i++) { out[12 * t + i] = s1[n][i]; out[12 * t + 4 + i] = s2[n][i]; }
+    __syncthreads();
+    cp_async_wait<0>();
+    __syncthreads();
+    for (int i = 0; i < 4; i++) out[12 * t + 8 + i] = s2[n][i];
+}
+__global__ void k_mma_skip(float *x) {   // lane 5 skips the mma
+    uint32_t a[4] = {0, 0, 0, 0}, b[2] = {0, 0};
+    float c[4] = {0, 0, 0, 0}, d[4];
+    if (threadIdx.x == 5) return;
+    mma_bf16_16816(d, a, b, c);
+    x[threadIdx.x] = d[0];
+}
+__global__ void k_ldmatrix_misaligned(uint32_t *r) {
+    __shared__ uint16_t s[40][8] __attribute__((aligned(16)));
+    for (int i = 0; i < 8; i++) s[threadIdx.x][i] = 0;
+    __syncthreads();
+    ldmatrix_x4(r + 4 * threadIdx.x, &s[threadIdx.x][threadIdx.x == 9 ? 4 : 0]);
+}
+__global__ void k_cp_async_pending(const float *src) {
+    __shared__ float s[32][4] __attribute__((aligned(16)));
+    cp_async_16(&s[threadIdx.x][0], src + 4 * threadIdx.x);
+    cp_async_commit();
+}
+
+static float bf16_val(uint16_t u) { return golf_u2f((uint32_t)u << 16); }
+static uint16_t rand_bf16(uint64_t *r) { return __float2bfloat16_rn((float)(rng_uniform(r) * 4 - 2)).x; }
+
+static int check_ptx(void) {
+    uint64_t r = 2024;
+    // mma: random registers of every lane; the model rebuilds A (16x16), B (16x8), C from the documented layout
+    for (int rep = 0; rep < 4; rep++) {
+        std::vector<uint32_t> a(128), b(64);
+        std::vector<float> c(128), d(128);
+        for (auto &x : a) x = (uint32_t)rand_bf16(&r) | (uint32_t)rand_bf16(&r) << 16;
+        for (auto &x : b) x = (uint32_t)rand_bf16(&r) | (uint32_t)rand_bf16(&r) << 16;
+        for (auto &x : c) x = (float)(rng_uniform(&r) * 8 - 4);
+        double A[16][16], B[16][8], C[16][8];
+        for (int l = 0; l < 32; l++) {
+            int g = l / 4, t = l % 4;
+            for (int j = 0; j < 2; j++) {   // element j of a register pair: the low half first
+                A[g][2 * t + j] = bf16_val((uint16_t)(a[4 * l] >> 16 * j));
+                A[g + 8][2 * t + j] = bf16_val((uint16_t)(a[4 * l + 1] >> 16 * j));
+                A[g][2 * t + 8 + j] = bf16_val((uint16_t)(a[4 * l + 2] >> 16 * j));
+                A[g + 8][2 * t + 8 + j] = bf16_val((uint16_t)(a[4 * l + 3] >> 16 * j));
+                B[2 * t + j][g] = bf16_val((uint16_t)(b[2 * l] >> 16 * j));
+                B[2 * t + 8 + j][g] = bf16_val((uint16_t)(b[2 * l + 1] >> 16 * j));
+                C[g][2 * t + j] = c[4 * l + j];
+                C[g + 8][2 * t + j] = c[4 * l + 2 + j];
+            }
+        }
+        uint32_t *da, *db;
+        float *dc, *dd;
+        cudaCheck(cudaMalloc(&da, 512)); cudaCheck(cudaMalloc(&db, 256)); cudaCheck(cudaMalloc(&dc, 512)); cudaCheck(cudaMalloc(&dd, 512));
+        cudaCheck(cudaMemcpy(da, a.data(), 512, cudaMemcpyHostToDevice)); cudaCheck(cudaMemcpy(db, b.data(), 256, cudaMemcpyHostToDevice));
+        cudaCheck(cudaMemcpy(dc, c.data(), 512, cudaMemcpyHostToDevice));
+        KERNEL_LAUNCH(k_mma, 1, 32, 0, dd, (const uint32_t *)da, (const uint32_t *)db, (const float *)dc);
+        cudaCheck(cudaMemcpy(d.data(), dd, 512, cudaMemcpyDeviceToHost));
+        for (int l = 0; l < 32; l++)
+            for (int e = 0; e < 4; e++) {
+                int i = l / 4 + 8 * (e / 2), j = 2 * (l % 4) + e % 2;
+                float s = (float)C[i][j];   // the documented order: C, then the 16 exact products, fp32 additions in k order
+                double s64 = C[i][j];
+                for (int k = 0; k < 16; k++) { s += (float)(A[i][k] * B[k][j]); s64 += A[i][k] * B[k][j]; }
+                if (golf_f2u(s) != golf_f2u(d[4 * l + e]) || fabs(s - s64) > 1e-5 * (1 + fabs(s64))) {
+                    printf("mma: lane %d d[%d] = %.9g, the model says %.9g (float64 %.9g)\n", l, e, d[4 * l + e], s, s64);
+                    return 1;
+                }
+            }
+        cudaFree(da); cudaFree(db); cudaFree(dc); cudaFree(dd);
+    }
+    // ldmatrix: matrix i's row j is tile row perm[8i + j]; lane l gets (row l/4, columns 2(l%4), +1), transposed with .trans
+    {
+        std::vector<uint16_t> tile(256);
+        std::vector<int> perm(32);
+        for (auto &x : tile) x = (uint16_t)(rng_next(&r) & 0xffff);
+        for (int i = 0; i < 32; i++) perm[i] = i;
+        for (int i = 31; i > 0; i--) std::swap(perm[i], perm[rng_next(&r) % (uint64_t)(i + 1)]);
+        uint16_t *dt;
+        int *dp;
+        uint32_t *dr;
+        std::vector<uint32_t> got(320);
+        cudaCheck(cudaMalloc(&dt, 512)); cudaCheck(cudaMalloc(&dp, 128)); cudaCheck(cudaMalloc(&dr, 1280));
+        cudaCheck(cudaMemcpy(dt, tile.data(), 512, cudaMemcpyHostToDevice)); cudaCheck(cudaMemcpy(dp, perm.data(), 128, cudaMemcpyHostToDevice));
+        KERNEL_LAUNCH(k_ldmatrix, 1, 32, 0, dr, (const uint16_t *)dt, (const int *)dp);
+        cudaCheck(cudaMemcpy(got.data(), dr, 1280, cudaMemcpyDeviceToHost));
+        for (int l = 0; l < 32; l++)
+            for (int i = 0; i < 10; i++) {
+                int m = i < 4 ? i : i < 8 ? i - 4 : i - 8, tr = i >= 4 && i < 8;
+                auto M = [&](int row, int col) { return (uint32_t)tile[perm[8 * m + row] * 8 + col]; };
+                int rr = l / 4, cc = 2 * (l % 4);
+                uint32_t want = tr ? M(cc, rr) | M(cc + 1, rr) << 16 : M(rr, cc) | M(rr, cc + 1) << 16;
+                if (got[10 * l + i] != want) {
+                    printf("ldmatrix%s: lane %d register %d = %08x, the model says %08x\n", i < 4 ? "_x4" : i < 8 ? "_x4_trans" : "_x2", l, m, got[10 * l + i], want);
+                    return 1;
+                }
+            }
+        cudaFree(dt); cudaFree(dp); cudaFree(dr);
+    }
+    // cp.async: group 0 visible after wait_group 1, group 1 only after wait_group 0; read before any wait: stale zeros
+    {
+        std::vector<float> src(256), out(384), stale(384);
+        for (auto &x : src) x = (float)(rng_uniform(&r) + 1);
+        float *ds, *dout;
+        cudaCheck(cudaMalloc(&ds, 1024)); cudaCheck(cudaMalloc(&dout, 1536));
+        cudaCheck(cudaMemcpy(ds, src.data(), 1024, cudaMemcpyHostToDevice));
+        KERNEL_LAUNCH(k_cp_async, 1, 32, 0, dout, (const float *)ds, 0);
+        cudaCheck(cudaMemcpy(out.data(), dout, 1536, cudaMemcpyDeviceToHost));
+        KERNEL_LAUNCH(k_cp_async, 1, 32, 0, dout, (const float *)ds, 1);
+        cudaCheck(cudaMemcpy(stale.data(), dout, 1536, cudaMemcpyDeviceToHost));
+        for (int t = 0; t < 32; t++)
+            for (int i = 0; i < 4; i++) {
+                int n = (t + 1) % 32;
+                float w1 = src[4 * n + i], w2 = src[128 + 4 * n + i];
+                if (out[12 * t + i] != w1 || out[12 * t + 4 + i] != 0.f || out[12 * t + 8 + i] != w2) {
+                    printf("cp.async: thread %d reads %g %g %g, the model says %g (group 0 after wait_group 1), 0 (group 1 still in flight), %g\n", t,
+                           out[12 * t + i], out[12 * t + 4 + i], out[12 * t + 8 + i], w1, w2);
+                    return 1;
+                }
+                if (stale[12 * t + i] != 0.f || stale[12 * t + 8 + i] != w2) {
+                    printf("cp.async: read before its wait, thread %d sees %g (the stale 0 expected)\n", t, stale[12 * t + i]);
+                    return 1;
+                }
+            }
+        if (!memcmp(out.data(), stale.data(), 1536)) { printf("cp.async: the stale read gives the same result as the waited one\n"); return 1; }
+        cudaFree(ds); cudaFree(dout);
+    }
+    printf("ok\n");
+    return 0;
 }
 
 // collectives: every lane records the results of each collective for the host's scalar model
@@ -216,14 +382,35 @@ static int run_kernels(uint64_t seed) {
 }
 
 // attention: the three kernels on random q, k, v, dy of [1, T] sequences; raw float32 outputs on stdout
-static int run_attention(int T, int hd, int H, int KV, uint64_t seed) {
+static void round_bf16_device(float *d, size_t n) {   // d = bf16(d): inputs the flash kernels' casts keep exactly
+    std::vector<float> h(n);
+    cudaCheck(cudaMemcpy(h.data(), d, n * 4, cudaMemcpyDeviceToHost));
+    for (auto &x : h) x = __bfloat162float(__float2bfloat16_rn(x));
+    cudaCheck(cudaMemcpy(d, h.data(), n * 4, cudaMemcpyHostToDevice));
+}
+static int run_attention(int T, int hd, int H, int KV, uint64_t seed, int flash) {
     uint64_t r = seed;
     size_t nq = (size_t)T * H * hd, nk = (size_t)T * KV * hd;
-    float *q = random_device(nq, &r, 1), *k = random_device(nk, &r, 1), *v = random_device(nk, &r, 1), *dy = random_device(nq, &r, 1);
+    float sc = flash ? 2.f : 1.f;   // flash: larger scores, a peakier softmax
+    float *q = random_device(nq, &r, sc), *k = random_device(nk, &r, sc), *v = random_device(nk, &r, 1), *dy = random_device(nq, &r, 1);
     float *y, *lse, *dq, *D, *dk, *dv;
     cudaCheck(cudaMalloc(&y, nq * 4)); cudaCheck(cudaMalloc(&dq, nq * 4)); cudaCheck(cudaMalloc(&dk, nk * 4)); cudaCheck(cudaMalloc(&dv, nk * 4));
     cudaCheck(cudaMalloc(&lse, (size_t)T * H * 4)); cudaCheck(cudaMalloc(&D, (size_t)T * H * 4));
-    with_head_dim(hd, [&](auto HDc) {
+    if (flash) {
+        round_bf16_device(q, nq); round_bf16_device(k, nk); round_bf16_device(v, nk); round_bf16_device(dy, nq);
+        __nv_bfloat16 *q16, *k16, *v16, *dy16;
+        cudaCheck(cudaMalloc(&q16, nq * 2)); cudaCheck(cudaMalloc(&k16, nk * 2)); cudaCheck(cudaMalloc(&v16, nk * 2)); cudaCheck(cudaMalloc(&dy16, nq * 2));
+        LAUNCH1D(to_bf16, nq, q16, q, nq);
+        LAUNCH1D(to_bf16, nk, k16, k, nk);
+        LAUNCH1D(to_bf16, nk, v16, v, nk);
+        with_flash_head_dim(hd, [&](auto HDc) {
+            const int HD = decltype(HDc)::value;
+            KERNEL_LAUNCH(flash_forward<HD>, dim3(blocks_for(T, FA_BR), H), FA_THREADS, 0, y, lse, q16, k16, v16, T, H, KV);
+            LAUNCH1D(flash_backward_prep, (size_t)T * H, dy16, D, dy, y, T, T, H, HD);
+            KERNEL_LAUNCH(flash_backward_dq<HD>, dim3(blocks_for(T, FA_BR), H), FA_THREADS, 0, dq, dy16, q16, k16, v16, lse, D, T, H, KV);
+            KERNEL_LAUNCH(flash_backward_dkv<HD>, dim3(blocks_for(T, FA_BR), KV), FA_THREADS, 0, dk, dv, dy16, q16, k16, v16, lse, D, T, H, KV);
+        });
+    } else with_head_dim(hd, [&](auto HDc) {
         const int HD = decltype(HDc)::value;
         KERNEL_LAUNCH(attention_forward<HD>, dim3(blocks_for(T, ATT_ROWS), H), ATT_ROWS, 0, y, lse, q, k, v, T, H, KV);
         KERNEL_LAUNCH(attention_backward_dq<HD>, dim3(blocks_for(T, ATT_ROWS), H), ATT_ROWS, 0, dq, D, dy, y, q, k, v, lse, T, H, KV);
@@ -241,7 +428,7 @@ static int run_attention(int T, int hd, int H, int KV, uint64_t seed) {
 
 int main(int argc, char **argv) {
     g_golf_prog = "emu_faults";
-    if (argc < 2) { fprintf(stderr, "usage: emu_faults FAULT|smem_ok|race|collectives|convert|gemm|kernels SEED|attention T HD H KV SEED\n"); return 2; }
+    if (argc < 2) { fprintf(stderr, "usage: emu_faults FAULT|smem_ok|race|collectives|convert|gemm|ptx|kernels SEED|attention T HD H KV SEED [flash]\n"); return 2; }
     const char *w = argv[1];
     float *x;
     cudaCheck(cudaMalloc(&x, 4096 * 4));
@@ -278,7 +465,12 @@ int main(int argc, char **argv) {
             printf("%04x %04x %08x\n", __float2half_rn(v).x, __float2bfloat16_rn(v).x, golf_f2u(golf_emu::tf32(v)));
         }
     } else if (!strcmp(w, "kernels") && argc == 3) return run_kernels(strtoull(argv[2], NULL, 10));
-    else if (!strcmp(w, "attention") && argc == 7) return run_attention(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), strtoull(argv[6], NULL, 10));
+    else if (!strcmp(w, "attention") && (argc == 7 || (argc == 8 && !strcmp(argv[7], "flash"))))
+        return run_attention(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), strtoull(argv[6], NULL, 10), argc == 8);
+    else if (!strcmp(w, "ptx")) return check_ptx();
+    else if (!strcmp(w, "mma_skip")) KERNEL_LAUNCH(k_mma_skip, 1, 32, 0, x);
+    else if (!strcmp(w, "ldmatrix_misaligned")) KERNEL_LAUNCH(k_ldmatrix_misaligned, 1, 32, 0, (uint32_t *)x);
+    else if (!strcmp(w, "cp_async_pending")) KERNEL_LAUNCH(k_cp_async_pending, 1, 32, 0, (const float *)x);
     else { fprintf(stderr, "emu_faults: unknown check '%s'\n", w); return 2; }
     return 0;
 }

@@ -1531,8 +1531,8 @@ static void trainer_alloc(Trainer *tr, int B) {
     tr->Dbuf = dmalloc(N * c->num_heads);
     tr->q16 = tr->k16 = tr->v16 = tr->dy16 = NULL;
     if (!strcmp(tr->tc.precision, "bf16") && (hd == 64 || hd == 128)) {
-        cudaCheck(cudaMalloc(&tr->q16, N * d * sizeof(__nv_bfloat16))); cudaCheck(cudaMalloc(&tr->dy16, N * d * sizeof(__nv_bfloat16)));
-        cudaCheck(cudaMalloc(&tr->k16, N * kv * sizeof(__nv_bfloat16))); cudaCheck(cudaMalloc(&tr->v16, N * kv * sizeof(__nv_bfloat16)));
+        tr->q16 = (__nv_bfloat16 *)dmalloc_bytes(N * d * sizeof(__nv_bfloat16)); tr->dy16 = (__nv_bfloat16 *)dmalloc_bytes(N * d * sizeof(__nv_bfloat16));
+        tr->k16 = (__nv_bfloat16 *)dmalloc_bytes(N * kv * sizeof(__nv_bfloat16)); tr->v16 = (__nv_bfloat16 *)dmalloc_bytes(N * kv * sizeof(__nv_bfloat16));
     }
     int emax = e0 > e1 ? e0 : e1;
     tr->skip_grad = (float **)galloc((size_t)(emax + 1) * sizeof(float *));

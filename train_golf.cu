@@ -25,8 +25,13 @@
  *   the EMA of the weights; GPTQ_RESERVE_SECONDS > 0 stops training that much before MAX_WALLCLOCK_SECONDS and
  *   exports with golf_export's GPTQ, calibrated on the CPU of rank 0 on the first GPTQ_TOKENS training tokens.
  *
- *   Numerics of this version: fp32 master weights, activations and gradients; GEMMs in cuBLAS fp32 (TF32
- *   tensor cores with MATH_TF32=1); attention is a fused online-softmax kernel per query (no T x T buffer).
+ *   Numerics of this version: fp32 master weights, optimizer state, activations and gradients; attention is a
+ *   fused online-softmax kernel per query (no T x T buffer). PRECISION=fp32 (the default): GEMMs in cuBLAS fp32
+ *   (TF32 tensor cores with MATH_TF32=1). PRECISION=bf16, train_gpt.py's autocast as tensor cores compute it:
+ *   every GEMM (forward and gradient) through cuBLASLt on bf16 operands (a bf16 shadow of the weights, activations
+ *   cast on the fly) with fp32 accumulation; forward GEMM outputs and attention's q, k, v rounded to bf16; dX and
+ *   dW kept in fp32 (dW accumulated into the fp32 gradients); Muon's Newton-Schulz in bf16 (test/reference.py
+ *   --device cpu --amp is the model of all of it).
  *   The init draws from golf's own generator (not PyTorch's): INIT_CKPT starts from a golf checkpoint, e.g.
  *   one written by `test/reference.py init`, for step-by-step comparisons.
  *

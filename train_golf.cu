@@ -1155,7 +1155,8 @@ typedef struct {
     cublasHandle_t blas;
     // PRECISION=bf16 (use_bf16): GEMMs through cuBLASLt on bf16 operands (section "GEMMs" below)
     int use_bf16;
-    bf16 *wbf;               // [numel] bf16 shadow of the weights in use (dparam), rebuilt at the first GEMM after params_changed
+    bf16 *wbf;               // bf16 shadow of the weights in use (dparam), rebuilt at the first GEMM after params_changed
+    size_t *wbf_off;         // [n]: tensor i's place in wbf (every tensor 256-byte aligned, as cuBLASLt's fast kernels want)
     int shadow_stale;        // 1: the weights changed since the shadow was built
     bf16 *lt_in[2], *lt_out; // [lt_cap] each: activation operands cast to bf16, a bf16 GEMM output before it is widened
     size_t lt_cap;
@@ -1176,23 +1177,31 @@ typedef struct {
 // weight: under PRECISION=bf16, s scales X before its cast, as in the forward.
 // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: cuBLAS's "A" is our B and its "B" our A.
 #define LT_WORKSPACE ((size_t)32 << 20)
-#define LT_MAX_PLANS 128
-struct LtPlan {   // one GEMM shape: its descriptor, layouts (C = D) and the algorithm the heuristic chose for it
-    int ta, tb, M, N, K, dtype;
+#define LT_MAX_PLANS 256
+struct LtPlan {   // one GEMM shape and operand alignment: its descriptor, layouts (C = D) and the heuristic's algorithm
+    int ta, tb, M, N, K, dtype, align[3];   // align: bytes (up to 256) of our A, B and C pointers
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t a, b, d;
     cublasLtMatmulAlgo_t algo;
 };
 
-// lt_plan: the plan of (ta, tb, M, N, K, D type), made and cached at its first use
-static const LtPlan *lt_plan(Trainer *tr, int ta, int tb, int M, int N, int K, cudaDataType_t dtype) {
+// align_of: the alignment of p in bytes, up to 256 (cuBLASLt's default assumption)
+static int align_of(const void *p) { uintptr_t u = (uintptr_t)p; return u % 256 == 0 ? 256 : (int)(u & (~u + 1)); }
+
+// lt_plan: the plan of (ta, tb, M, N, K, D type, alignments), made and cached at its first use. The gradients of
+// the parameter table (dW's C) start where their tensor does, so their alignment varies: the heuristic is told it.
+static const LtPlan *lt_plan(Trainer *tr, int ta, int tb, int M, int N, int K, cudaDataType_t dtype, const void *A, const void *B, const void *C) {
+    int al[3] = {align_of(A), align_of(B), align_of(C)};
     for (int i = 0; i < tr->nplans; i++) {
         const LtPlan *p = &tr->plans[i];
-        if (p->ta == ta && p->tb == tb && p->M == M && p->N == N && p->K == K && p->dtype == (int)dtype) return p;
+        if (p->ta == ta && p->tb == tb && p->M == M && p->N == N && p->K == K && p->dtype == (int)dtype && p->align[0] == al[0] && p->align[1] == al[1] &&
+            p->align[2] == al[2])
+            return p;
     }
-    if (tr->nplans == LT_MAX_PLANS) golf_die("internal: more than %d GEMM shapes", LT_MAX_PLANS);
+    if (tr->nplans == LT_MAX_PLANS) golf_die("internal: more than %d GEMM plans", LT_MAX_PLANS);
     LtPlan *p = &tr->plans[tr->nplans++];
     p->ta = ta; p->tb = tb; p->M = M; p->N = N; p->K = K; p->dtype = (int)dtype;
+    for (int i = 0; i < 3; i++) p->align[i] = al[i];
     int32_t opa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasCheck(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof(opa)));
@@ -1204,6 +1213,11 @@ static const LtPlan *lt_plan(Trainer *tr, int ta, int tb, int M, int N, int K, c
     uint64_t ws = LT_WORKSPACE;
     cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
     cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+    uint32_t a_cm = (uint32_t)al[1], b_cm = (uint32_t)al[0], c_cm = (uint32_t)al[2];   // cuBLAS's A is our B
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &a_cm, sizeof(a_cm)));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &b_cm, sizeof(b_cm)));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &c_cm, sizeof(c_cm)));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &c_cm, sizeof(c_cm)));
     cublasLtMatmulHeuristicResult_t h;
     int got = 0;
     cublasCheck(cublasLtMatmulAlgoGetHeuristic(tr->lt, p->desc, p->a, p->b, p->d, p->d, pref, 1, &h, &got));
@@ -1215,18 +1229,17 @@ static const LtPlan *lt_plan(Trainer *tr, int ta, int tb, int M, int N, int K, c
 
 // lt_gemm: gemm's bf16 form on bf16 A, B; C of type dtype (CUDA_R_32F or CUDA_R_16BF; beta = 0 for bf16)
 static void lt_gemm(Trainer *tr, int ta, int tb, int M, int N, int K, float alpha, const bf16 *A, const bf16 *B, float beta, void *C, cudaDataType_t dtype) {
-    const LtPlan *p = lt_plan(tr, ta, tb, M, N, K, dtype);
+    const LtPlan *p = lt_plan(tr, ta, tb, M, N, K, dtype, A, B, C);
     cublasCheck(cublasLtMatmul(tr->lt, p->desc, &alpha, B, p->a, A, p->b, &beta, C, p->d, C, p->d, &p->algo, tr->lt_ws, LT_WORKSPACE, 0));
 }
 
-// shadow_refresh: wbf = bf16 of the weights in use (params, and qparams for the QAT matrices while QAT runs)
+// shadow_refresh: wbf = bf16 of the weights in use (params, and qparams for the QAT matrices while QAT runs); only
+// the matrices a GEMM reads (2-D tensors) are kept there
 static void shadow_refresh(Trainer *tr) {
-    size_t numel = tr->host.numel;
-    LAUNCH1D(to_bf16, numel, tr->wbf, tr->params, 1.0f, numel);
     for (int i = 0; i < tr->host.n; i++) {
         const ParamSpec *s = &tr->host.spec[i];
         size_t n = (size_t)s->rows * s->cols;
-        if (tr->dparam[i] != tr->params + s->offset) LAUNCH1D(to_bf16, n, tr->wbf + s->offset, tr->dparam[i], 1.0f, n);
+        if (tr->wbf_off[i] != SIZE_MAX) LAUNCH1D(to_bf16, n, tr->wbf + tr->wbf_off[i], tr->dparam[i], 1.0f, n);
     }
     tr->shadow_stale = 0;
 }
@@ -1239,10 +1252,12 @@ static const bf16 *bf16_operand(Trainer *tr, const float *x, size_t n, int slot,
     size_t numel = tr->host.numel;
     size_t off = x >= tr->params && x < tr->params + numel ? (size_t)(x - tr->params)
                  : tr->qparams && x >= tr->qparams && x < tr->qparams + numel ? (size_t)(x - tr->qparams) : SIZE_MAX;
-    if (off != SIZE_MAX) {
-        if (s != 1.0f) golf_die("internal: a scaled weight operand");
+    if (off != SIZE_MAX) {   // a weight: the tensor it starts (PARAM's), found by its offset
+        int lo = 0, hi = tr->host.n - 1;
+        while (lo < hi) { int mid = (lo + hi + 1) / 2; if (tr->host.spec[mid].offset <= off) lo = mid; else hi = mid - 1; }
+        if (s != 1.0f || tr->host.spec[lo].offset != off || tr->wbf_off[lo] == SIZE_MAX) golf_die("internal: a GEMM weight operand that is no whole matrix");
         if (tr->shadow_stale) shadow_refresh(tr);
-        return tr->wbf + off;
+        return tr->wbf + tr->wbf_off[lo];
     }
     if (n > tr->lt_cap) golf_die("internal: a GEMM operand of %zu values over the bf16 scratch's %zu", n, tr->lt_cap);
     LAUNCH1D(to_bf16, n, tr->lt_in[slot], x, s, n);
@@ -1344,7 +1359,14 @@ static void trainer_alloc(Trainer *tr, int B) {
         if ((size_t)c->vocab_size > w) w = c->vocab_size;
         if ((size_t)c->bigram_dim > w) w = c->bigram_dim;
         tr->lt_cap = N * w;
-        cudaCheck(cudaMalloc(&tr->wbf, numel * sizeof(bf16)));
+        tr->wbf_off = (size_t *)galloc((size_t)tr->host.n * sizeof(size_t));
+        size_t at = 0;
+        for (int i = 0; i < tr->host.n; i++) {
+            const ParamSpec *s = &tr->host.spec[i];
+            tr->wbf_off[i] = s->ndim == 2 ? at : SIZE_MAX;
+            if (s->ndim == 2) at += ((size_t)s->rows * s->cols + 127) / 128 * 128;
+        }
+        cudaCheck(cudaMalloc(&tr->wbf, (at ? at : 1) * sizeof(bf16)));
         for (int i = 0; i < 2; i++) cudaCheck(cudaMalloc(&tr->lt_in[i], tr->lt_cap * sizeof(bf16)));
         cudaCheck(cudaMalloc(&tr->lt_out, tr->lt_cap * sizeof(bf16)));
         size_t nsn = big > (size_t)side * side ? big : (size_t)side * side;

@@ -26,7 +26,7 @@
  *     block, grid dimensions, dynamic shared memory over 48 KiB without the opt-in attribute or over its
  *     227 KiB); a copy, set or GEMM operand outside the device allocations (cudaMemcpy & co return
  *     cudaErrorInvalidValue, and cudaGetErrorString says what was outside what).
- *   Memory: cudaMalloc is one malloc per allocation (so ASan, `make cpu SANITIZE=1`, sees an overrun as a heap
+ *   Memory: cudaMalloc is one 256-byte aligned heap block per allocation (so ASan, `make cpu SANITIZE=1`, sees an overrun as a heap
  *     overflow), tracked with its size; streams and events run in order (everything is synchronous).
  *   cuBLAS: cublasSgemm and cublasSgemmStridedBatched with cuBLAS's column-major meaning (ops, leading
  *     dimensions, strides, alpha, beta; beta = 0 never reads C), on CBLAS (OpenBLAS) or, without
@@ -886,8 +886,9 @@ inline cudaError_t cudaMalloc(void **p, size_t n) {
         std::lock_guard<std::mutex> g(h.mu);
         if (n > total - h.in_use) return golf_emu::fail(cudaErrorMemoryAllocation, "out of memory: %zu bytes asked, %zu of the device's 80 GiB in use", n, h.in_use);
     }
-    void *q = malloc(n ? n : 1);
-    if (!q) return golf_emu::fail(cudaErrorMemoryAllocation, "out of memory: host malloc of %zu bytes failed", n);
+    void *q = NULL;   // 256-byte aligned, as cudaMalloc's (cuBLASLt's default alignment)
+    if (posix_memalign(&q, 256, n ? n : 1)) q = NULL;
+    if (!q) return golf_emu::fail(cudaErrorMemoryAllocation, "out of memory: host allocation of %zu bytes failed", n);
     std::lock_guard<std::mutex> g(h.mu);
     h.blocks[(uintptr_t)q] = n;
     h.in_use += n;
@@ -1089,7 +1090,9 @@ inline cublasStatus_t golf_cublasSgemmStridedBatched(const char *file, int line,
 // --- 9b. cuBLASLt: the matmul train_golf.cu's PRECISION=bf16 uses -------------------------------------
 // Handles, a matmul descriptor (compute type CUBLAS_COMPUTE_32F, scale type CUDA_R_32F, TRANSA / TRANSB only),
 // column-major matrix layouts (CUDA_R_16BF or CUDA_R_32F; the ORDER attribute is not emulated), a preference with
-// MAX_WORKSPACE_BYTES only, a heuristic that returns one algorithm, and cublasLtMatmul: D = alpha op(A) op(B) + beta C
+// MAX_WORKSPACE_BYTES and MIN_ALIGNMENT_{A,B,C,D}_BYTES (default 256, as cuBLASLt's), a heuristic that returns one
+// algorithm for those alignments (a pointer less aligned at the matmul is a fault, as it can be an error on a GPU),
+// and cublasLtMatmul: D = alpha op(A) op(B) + beta C
 // with A and B in bf16 (decoded exactly), the products summed in float32 by the emulator's sgemm (OpenBLAS's order,
 // or the loops' ascending k), then d = alpha * acc + beta * c in float32 (C not read when beta = 0), rounded to D's
 // type (nearest even for bf16). C and D: the same layout. Anything else is a fault naming the call site.
@@ -1099,13 +1102,14 @@ typedef cudaDataType_t cudaDataType;
 typedef enum { CUBLAS_COMPUTE_32F = 68 } cublasComputeType_t;
 typedef enum { CUBLASLT_MATMUL_DESC_COMPUTE_TYPE = 0, CUBLASLT_MATMUL_DESC_SCALE_TYPE = 1, CUBLASLT_MATMUL_DESC_TRANSA = 3,
                CUBLASLT_MATMUL_DESC_TRANSB = 4, CUBLASLT_MATMUL_DESC_EPILOGUE = 7 } cublasLtMatmulDescAttributes_t;
-typedef enum { CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1 } cublasLtMatmulPreferenceAttributes_t;
+typedef enum { CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES = 6,
+               CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES = 7, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES = 8 } cublasLtMatmulPreferenceAttributes_t;
 typedef struct { uint64_t data[8]; } cublasLtMatmulAlgo_t;
 typedef struct { cublasLtMatmulAlgo_t algo; size_t workspaceSize; cublasStatus_t state; float wavesCount; int reserved[4]; } cublasLtMatmulHeuristicResult_t;
 struct golf_lt { int magic; };
 struct golf_lt_desc { int magic; cublasComputeType_t compute; cudaDataType_t scale; int ta, tb; };
 struct golf_lt_layout { int magic; cudaDataType_t type; uint64_t rows, cols; int64_t ld; };
-struct golf_lt_pref { int magic; uint64_t workspace; };
+struct golf_lt_pref { int magic; uint64_t workspace; uint32_t align[4]; };   // align: A, B, C, D
 typedef golf_lt *cublasLtHandle_t;
 typedef golf_lt_desc *cublasLtMatmulDesc_t;
 typedef golf_lt_layout *cublasLtMatrixLayout_t;
@@ -1196,7 +1200,10 @@ inline cublasStatus_t golf_ltMatrixLayoutDestroy(const char *file, int line, cub
     l->magic = 0; delete l;
     return CUBLAS_STATUS_SUCCESS;
 }
-inline cublasStatus_t golf_ltMatmulPreferenceCreate(cublasLtMatmulPreference_t *p) { *p = new golf_lt_pref{golf_emu::LT_PREF, 0}; return CUBLAS_STATUS_SUCCESS; }
+inline cublasStatus_t golf_ltMatmulPreferenceCreate(cublasLtMatmulPreference_t *p) {
+    *p = new golf_lt_pref{golf_emu::LT_PREF, 0, {256, 256, 256, 256}};
+    return CUBLAS_STATUS_SUCCESS;
+}
 inline cublasStatus_t golf_ltMatmulPreferenceDestroy(const char *file, int line, cublasLtMatmulPreference_t p) {
     std::string site = golf_emu::site_of(file, line);
     golf_emu::lt_object("cublasLtMatmulPreferenceDestroy", site.c_str(), "the preference", p, golf_emu::LT_PREF);
@@ -1207,13 +1214,21 @@ inline cublasStatus_t golf_ltMatmulPreferenceSetAttribute(const char *file, int 
                                                           const void *buf, size_t size) {
     std::string site = golf_emu::site_of(file, line);
     golf_emu::lt_object("cublasLtMatmulPreferenceSetAttribute", site.c_str(), "the preference", p, golf_emu::LT_PREF);
+    if (a >= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES && a <= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES && size == sizeof(uint32_t)) {
+        uint32_t v;
+        memcpy(&v, buf, 4);
+        if (v == 0 || (v & (v - 1))) golf_emu::fault("cublasLtMatmulPreferenceSetAttribute at %s: alignment %u is not a power of two", site.c_str(), v);
+        p->align[a - CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES] = v;
+        return CUBLAS_STATUS_SUCCESS;
+    }
     if (a != CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES || size != sizeof(uint64_t))
-        golf_emu::fault("cublasLtMatmulPreferenceSetAttribute at %s: attribute %d (%zu bytes): only MAX_WORKSPACE_BYTES (a uint64_t) is emulated", site.c_str(),
-                        (int)a, size);
+        golf_emu::fault("cublasLtMatmulPreferenceSetAttribute at %s: attribute %d (%zu bytes): only MAX_WORKSPACE_BYTES (a uint64_t) and "
+                        "MIN_ALIGNMENT_{A,B,C,D}_BYTES (a uint32_t) are emulated", site.c_str(), (int)a, size);
     memcpy(&p->workspace, buf, 8);
     return CUBLAS_STATUS_SUCCESS;
 }
-// the one algorithm: its data[0] marks it, data[1..3] hold the descriptor's ops and D's type it was chosen for
+// the one algorithm: its data[0] marks it, data[1..3] hold the descriptor's ops and D's type it was chosen for,
+// data[4..7] the preference's alignments of A, B, C, D
 inline cublasStatus_t golf_ltMatmulAlgoGetHeuristic(const char *file, int line, cublasLtHandle_t h, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t A,
                                                     cublasLtMatrixLayout_t B, cublasLtMatrixLayout_t C, cublasLtMatrixLayout_t D, cublasLtMatmulPreference_t p,
                                                     int requested, cublasLtMatmulHeuristicResult_t *results, int *returned) {
@@ -1227,6 +1242,7 @@ inline cublasStatus_t golf_ltMatmulAlgoGetHeuristic(const char *file, int line, 
     memset(results, 0, sizeof(*results));
     results[0].algo.data[0] = golf_emu::LT_ALGO; results[0].algo.data[1] = (uint64_t)d->ta; results[0].algo.data[2] = (uint64_t)d->tb;
     results[0].algo.data[3] = (uint64_t)D->type;
+    for (int i = 0; i < 4; i++) results[0].algo.data[4 + i] = p->align[i];
     results[0].workspaceSize = 0; results[0].state = CUBLAS_STATUS_SUCCESS; results[0].wavesCount = 1.0f;
     *returned = 1;
     return CUBLAS_STATUS_SUCCESS;
@@ -1257,6 +1273,16 @@ inline cublasStatus_t golf_ltMatmul(const char *file, int line, cublasLtHandle_t
     if (algo && (algo->data[0] != (uint64_t)golf_emu::LT_ALGO || algo->data[1] != (uint64_t)d->ta || algo->data[2] != (uint64_t)d->tb ||
                  algo->data[3] != (uint64_t)Dl->type))
         golf_emu::fault("%s at %s: the algorithm is not one cublasLtMatmulAlgoGetHeuristic returned for this descriptor and D type", fn, s);
+    if (algo) {
+        const void *ptr[4] = {A, B, C, D};
+        for (int i = 0; i < 4; i++) {
+            uintptr_t u = (uintptr_t)ptr[i];
+            uint64_t al = u ? (u & (~u + 1)) : 256;   // the lowest set bit: the pointer's alignment
+            if (al < algo->data[4 + i])
+                golf_emu::fault("%s at %s: %c is aligned to %llu bytes, under the %llu the algorithm was chosen for (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_%c_BYTES)",
+                                fn, s, "ABCD"[i], (unsigned long long)al, (unsigned long long)algo->data[4 + i], "ABCD"[i]);
+        }
+    }
     if (wsbytes) {
         char why[256];
         if (!ws || !golf_emu::device_range(ws, wsbytes, why, sizeof(why))) golf_emu::fault("%s at %s: workspace of %zu bytes: %s", fn, s, wsbytes, ws ? why : "NULL");

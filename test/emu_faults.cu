@@ -12,7 +12,7 @@
 //   emu_faults lt TA TB M N K DTYPE BETA SEED   one cublasLtMatmul (bf16 A, B; C = D of DTYPE bf16 or f32; alpha
 //                             0.75; lda, ldb, ldd past the rows; C NaN when BETA is 0): m n k, then A, B, C (as
 //                             decoded floats), D, one "%a" matrix per line, column-major; "padding" if D's rows past m changed
-//   emu_faults lt_fault WHAT  a bad cuBLASLt call (ld, type, dims, attr, cd, algo): the fault's message, exit 1
+//   emu_faults lt_fault WHAT  a bad cuBLASLt call (ld, type, dims, attr, cd, algo, align): the fault's message, exit 1
 //   emu_faults kernels SEED   train_golf.cu's deterministic kernels on random inputs: one line per kernel, the
 //                             name and a hex digest of its outputs (run under several GOLF_EMU_ORDERs, must agree)
 //   emu_faults attention T HD H KV SEED   the attention kernels on random inputs: y, lse, dq, dk, dv as float32
@@ -305,7 +305,8 @@ static int lt_run(int ta, int tb, int m, int n, int k, int f32, float beta, uint
 }
 
 // lt_fault: one bad cuBLASLt call on a 4 x 4 x 4 bf16 GEMM: an ld under the rows, an fp32 operand, B's layout with
-// another k, an epilogue attribute, C's layout other than D's, an algorithm the heuristic did not return
+// another k, an epilogue attribute, C's layout other than D's, an algorithm the heuristic did not return, an A 2 bytes
+// past an allocation's start under the default (256-byte) alignment the heuristic assumed
 static int lt_fault(const char *what) {
     cublasLtHandle_t h;
     cublasLtMatmulDesc_t desc;
@@ -327,7 +328,8 @@ static int lt_fault(const char *what) {
     float one = 1, zero = 0;
     int type = !strcmp(what, "type"), dims = !strcmp(what, "dims"), cd = !strcmp(what, "cd");
     if (!strcmp(what, "algo")) res.algo.data[0] = 0;
-    cublasCheck(cublasLtMatmul(h, desc, &one, d, type ? l32 : l16, d, dims ? l45 : l16, &zero, d, cd ? l32 : l16, d, l16, &res.algo, NULL, 0, 0));
+    const bf16 *a = !strcmp(what, "align") ? d + 1 : d;
+    cublasCheck(cublasLtMatmul(h, desc, &one, a, type ? l32 : l16, d, dims ? l45 : l16, &zero, d, cd ? l32 : l16, d, l16, &res.algo, NULL, 0, 0));
     printf("no fault\n");
     return 0;
 }

@@ -10,7 +10,7 @@
   gemm         cublasSgemm / StridedBatched over ops, leading dimensions, alpha, beta against float64
   cublasLt     cublasLtMatmul (bf16 A, B; C = D in bf16 or float32) over both transposes of each operand, beta 0 and 1
                and odd sizes against float64 on the same bf16 values, within the float32 accumulation bound; each bad
-               call (ld, type, dims, attribute, C/D layouts, algorithm) faults with its call site
+               call (ld, type, dims, attribute, C/D layouts, algorithm, alignment) faults with its call site
   orders       train_golf.cu's deterministic kernels give the same bits under forward, reverse and two random
                orders, on one OS thread and on two
   attention    the attention kernels (forward, dq, dk, dv) against float64 for T in {1, 17, 128, 1024}, head_dim 64
@@ -109,7 +109,8 @@ def check_gemm(R, exe):
 
 LT_FAULTS = [("ld", "ld 3 (column-major: ld >= rows)"), ("type", "A is CUDA_R_32F: only CUDA_R_16BF operands"),
              ("dims", "layout of B is 5 x 4 but the op needs 4 x 4"), ("attr", "attribute 7 is not emulated"),
-             ("cd", "C's layout (CUDA_R_32F 4 x 4, ld 4) differs from D's"), ("algo", "not one cublasLtMatmulAlgoGetHeuristic returned")]
+             ("cd", "C's layout (CUDA_R_32F 4 x 4, ld 4) differs from D's"), ("algo", "not one cublasLtMatmulAlgoGetHeuristic returned"),
+             ("align", "A is aligned to 2 bytes, under the 256 the algorithm was chosen for")]
 
 
 def check_cublaslt(R, exe):

@@ -488,6 +488,13 @@ static void init_params(GolfModel *m, const TrainConfig *c) {
 
 static const float RMS_EPS_F = FLT_EPSILON;   // torch's rms_norm default for float32
 
+// Activations that only feed GEMMs (the MLP's and the final norm's outputs, relu^2) are written as T: float, or bf16
+// under PRECISION=bf16 (the GEMM's operand as it is, no float copy). store_scaled: *p = T(s v), nearest even for bf16
+// (s: LN_SCALE's factor, applied before the rounding as autocast sees x * ls; 1 elsewhere)
+typedef __nv_bfloat16 bf16;
+__device__ inline void store_scaled(float *p, float v, float s) { *p = v * s; }
+__device__ inline void store_scaled(bf16 *p, float v, float s) { *p = __float2bfloat16_rn(v * s); }
+
 __device__ float warp_sum(float v) { for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o); return v; }
 __device__ float warp_max(float v) { for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o)); return v; }
 // Row kernels (LAUNCH_ROWS): a half warp of ROW_LANES lanes per row; row_sum / row_max reduce over the half warp (both
@@ -671,8 +678,8 @@ __global__ void skip_weight_grads(float *dw, float *dg, const float *S, const fl
     if (g) dg[i] += w[i] * s * (1.f - s) * S[i];
 }
 
-// rmsnorm forward (row kernel): out = x * rstd, rstd = 1/sqrt(mean(x^2) + eps)
-__global__ void rmsnorm_forward(float *out, float *rstd, const float *x, int rows, int d) {
+// rmsnorm forward (row kernel): out = T(s x rstd), rstd = 1/sqrt(mean(x^2) + eps)
+template <class T> __global__ void rmsnorm_forward(T *out, float *rstd, const float *x, int rows, int d, float s) {
     int row, lane;
     bool store;
     if (!row_of(rows, &row, &lane, &store)) return;
@@ -681,7 +688,7 @@ __global__ void rmsnorm_forward(float *out, float *rstd, const float *x, int row
     for (int i = lane; i < d; i += ROW_LANES) ss += xr[i] * xr[i];
     float r = rsqrtf(row_sum(ss) / d + RMS_EPS_F);
     if (!store) return;
-    for (int i = lane; i < d; i += ROW_LANES) out[(size_t)row * d + i] = xr[i] * r;
+    for (int i = lane; i < d; i += ROW_LANES) store_scaled(&out[(size_t)row * d + i], xr[i] * r, s);
     if (lane == 0) rstd[row] = r;
 }
 // rmsnorm backward (row kernel): dx (+)= rstd * (dy - xhat * mean(dy * xhat)); accumulate when acc != 0
@@ -730,10 +737,10 @@ __global__ void column_dot(float *dcol, const float *a, const float *b, int N, i
     atomicAdd(&dcol[c], s);
 }
 
-// (leaky) relu^2 forward: u = r^2 with r = x > 0 ? x : slope x;  backward: dx = 2 r (x > 0 ? 1 : slope) du
-__global__ void relu2_forward(float *u, const float *x, float slope, size_t n) {
+// (leaky) relu^2 forward: u = T(r^2) with r = x > 0 ? x : slope x;  backward: dx = 2 r (x > 0 ? 1 : slope) du
+template <class T> __global__ void relu2_forward(T *u, const float *x, float slope, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) { float r = x[i] > 0.f ? x[i] : slope * x[i]; u[i] = r * r; }
+    if (i < n) { float r = x[i] > 0.f ? x[i] : slope * x[i]; store_scaled(&u[i], r * r, 1.0f); }
 }
 __global__ void relu2_backward(float *dx, const float *du, const float *x, float slope, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -1050,7 +1057,6 @@ __global__ void ema_update(float *ema, const float *p, size_t n, float d) {
 }
 
 // --- bf16 (PRECISION=bf16): conversions round to nearest even, as the tensor cores' bf16 outputs and torch's casts do
-typedef __nv_bfloat16 bf16;
 // to_bf16: out = bf16(s x);  widen_bf16: out = float(b) (exact);  round_bf16: x = float(bf16(x)) in place
 __global__ void to_bf16(bf16 *out, const float *x, float s, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -1115,8 +1121,9 @@ typedef struct {   // activations of one block for a batch of N tokens
     float *sg;      // [N*H]: output gate values (ATTN_OUT_GATE)
     float *ao;      // [N, d]: attention projection
     float *xa;      // [N, d]: xm + attn_scale * ao
-    float *h2, *r2; // [N, d], [N]: rmsnorm(xa)
-    float *up, *u;  // [N, F]: fc output, relu^2
+    float *h2, *r2; // [N, d], [N]: rmsnorm(xa) (h2: PRECISION=fp32)
+    float *up, *u;  // [N, F]: fc output, relu^2 (u: PRECISION=fp32)
+    bf16 *h2b, *ub; // [N, d], [N, F]: ls * h2 and u in bf16 (PRECISION=bf16: the only copy)
     float *mo;      // [N, d]: MLP projection
     float *xout;    // [N, d]: xa + mlp_scale * mo (lane 0 of a parallel block)
     float *xin1, *xout1;  // [N, d]: lane 1 in and out (PARALLEL_FROM; else NULL)
@@ -1144,7 +1151,8 @@ typedef struct {
     float *xf;               // [N, d]: the lane mean before the final norm (PARALLEL_FROM)
     const float *final_in;   // the final norm's input of the last forward
     float *vec[2];           // [d] skip weights in use, column sums
-    float *x0, *r0, *hf, *rf, *logits, *loss;   // [N,d], [N], [N,d], [N], [N,V], [N]
+    float *x0, *r0, *hf, *rf, *logits, *loss;   // [N,d], [N], [N,d], [N], [N,V], [N] (hf: PRECISION=fp32)
+    bf16 *hfb;               // [N, d]: the final norm's output in bf16 (PRECISION=bf16: the only copy)
     float *cosv, *sinv;      // [T, hd/2] RoPE tables
     int *tok, *tgt;          // [N] device tokens
     float *scratch[6];       // [N, max(d, F, kv)] backward temporaries
@@ -1248,6 +1256,10 @@ static void params_changed(Trainer *tr) { tr->shadow_stale = 1; }
 
 // bf16_operand: x [n] as a bf16 GEMM operand: a weight's shadow (rebuilt first when stale), or bf16(s x) cast into
 // lt_in[slot] (s: a scale autocast applies before the cast, LN_SCALE's on the norm outputs)
+static const bf16 *bf16_operand(Trainer *, const bf16 *x, size_t, int, float s) {   // an activation written in bf16
+    if (s != 1.0f) golf_die("internal: a scale on a bf16 activation (it belongs in the kernel that wrote it)");
+    return x;
+}
 static const bf16 *bf16_operand(Trainer *tr, const float *x, size_t n, int slot, float s) {
     size_t numel = tr->host.numel;
     size_t off = x >= tr->params && x < tr->params + numel ? (size_t)(x - tr->params)
@@ -1264,23 +1276,28 @@ static const bf16 *bf16_operand(Trainer *tr, const float *x, size_t n, int slot,
     return tr->lt_in[slot];
 }
 
-static void gemm(Trainer *tr, int ta, int tb, int M, int N, int K, float alpha, const float *A, const float *B, float beta, float *C) {
+// (A and B: float, or bf16 activations under PRECISION=bf16)
+template <class TA, class TB>
+static void gemm(Trainer *tr, int ta, int tb, int M, int N, int K, float alpha, const TA *A, const TB *B, float beta, float *C) {
     if (tr->use_bf16) {
         lt_gemm(tr, ta, tb, M, N, K, alpha, bf16_operand(tr, A, (size_t)M * K, 0, 1.0f), bf16_operand(tr, B, (size_t)K * N, 1, 1.0f), beta, C, CUDA_R_32F);
         return;
     }
-    cublasCheck(cublasSgemm(tr->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B, tb ? K : N, A,
-                            ta ? M : K, &beta, C, N));
+    if constexpr (std::is_same<TA, float>::value && std::is_same<TB, float>::value)
+        cublasCheck(cublasSgemm(tr->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B, tb ? K : N, A,
+                                ta ? M : K, &beta, C, N));
+    else golf_die("internal: a bf16 GEMM operand under PRECISION=fp32");
 }
-static void gemm_act(Trainer *tr, int ta, int tb, int M, int N, int K, float alpha, const float *A, const float *B, float *C) {
-    if (!tr->use_bf16) { gemm(tr, ta, tb, M, N, K, alpha, A, B, 0, C); return; }
+template <class TA>
+static void gemm_act(Trainer *tr, int ta, int tb, int M, int N, int K, float alpha, const TA *A, const float *B, float *C) {
+    if (!tr->use_bf16) { gemm(tr, ta, tb, M, N, K, alpha, A, B, 0.0f, C); return; }
     size_t n = (size_t)M * N;
     if (n > tr->lt_cap) golf_die("internal: a GEMM output of %zu values over the bf16 scratch's %zu", n, tr->lt_cap);
     lt_gemm(tr, ta, tb, M, N, K, 1, bf16_operand(tr, A, (size_t)M * K, 0, alpha), bf16_operand(tr, B, (size_t)K * N, 1, 1.0f), 0, tr->lt_out, CUDA_R_16BF);
     LAUNCH1D(widen_bf16, n, C, tr->lt_out, n);
 }
-static void gemm_dw(Trainer *tr, int M, int N, int K, float s, const float *dY, const float *X, float *dW) {
-    if (!tr->use_bf16) { gemm(tr, 1, 0, M, N, K, s, dY, X, 1, dW); return; }
+template <class TX> static void gemm_dw(Trainer *tr, int M, int N, int K, float s, const float *dY, const TX *X, float *dW) {
+    if (!tr->use_bf16) { gemm(tr, 1, 0, M, N, K, s, dY, X, 1.0f, dW); return; }
     lt_gemm(tr, 1, 0, M, N, K, 1, bf16_operand(tr, dY, (size_t)M * K, 0, 1.0f), bf16_operand(tr, X, (size_t)K * N, 1, s), 1, dW, CUDA_R_32F);
 }
 
@@ -1303,7 +1320,11 @@ static void trainer_alloc(Trainer *tr, int B) {
         a->qr = dmalloc(N * d); a->kr = dmalloc(N * kv); a->v = dmalloc(N * kv); a->q = dmalloc(N * d); a->k = dmalloc(N * kv);
         a->rq = dmalloc(N * c->num_heads); a->rk = dmalloc(N * c->num_kv_heads);
         a->y = dmalloc(N * d); a->lse = dmalloc(N * c->num_heads); a->ao = dmalloc(N * d); a->xa = dmalloc(N * d);
-        a->h2 = dmalloc(N * d); a->r2 = dmalloc(N); a->up = dmalloc(N * F); a->u = dmalloc(N * F); a->mo = dmalloc(N * d); a->xout = dmalloc(N * d);
+        int b16 = strcmp(tr->tc.precision, "bf16") == 0;
+        a->h2 = b16 ? NULL : dmalloc(N * d); a->r2 = dmalloc(N); a->up = dmalloc(N * F); a->u = b16 ? NULL : dmalloc(N * F);
+        a->mo = dmalloc(N * d); a->xout = dmalloc(N * d);
+        a->h2b = a->ub = NULL;
+        if (b16) { cudaCheck(cudaMalloc(&a->h2b, N * d * sizeof(bf16))); cudaCheck(cudaMalloc(&a->ub, N * F * sizeof(bf16))); }
         a->ya = c->xsa_last_n ? dmalloc(N * d) : a->y;
         a->yx = c->attn_out_gate ? dmalloc(N * d) : a->ya;
         a->sg = c->attn_out_gate ? dmalloc(N * c->num_heads) : NULL;
@@ -1321,7 +1342,9 @@ static void trainer_alloc(Trainer *tr, int B) {
     tr->dvx = dmalloc(c->xsa_last_n ? N * kv : 1);
     tr->gate_dh = dmalloc(c->attn_out_gate ? N * d : 1);
     tr->vec[0] = dmalloc(d); tr->vec[1] = dmalloc(d);
-    tr->x0 = dmalloc(N * d); tr->r0 = dmalloc(N); tr->hf = dmalloc(N * d); tr->rf = dmalloc(N);
+    tr->x0 = dmalloc(N * d); tr->r0 = dmalloc(N); tr->rf = dmalloc(N);
+    if (strcmp(tr->tc.precision, "bf16") == 0) cudaCheck(cudaMalloc(&tr->hfb, N * d * sizeof(bf16)));
+    else tr->hf = dmalloc(N * d);
     tr->logits = dmalloc(N * c->vocab_size); tr->loss = dmalloc(N);
     int wmax = d > F ? d : F;
     for (int i = 0; i < 6; i++) tr->scratch[i] = dmalloc(N * wmax);
@@ -1403,7 +1426,7 @@ static void embed_forward(Trainer *tr) {
         gemm_act(tr, 0, 1, N, d, c->bigram_dim, 1, tr->be, PARAM(m->bigram_proj), tr->bp);
         LAUNCH1D(add_scaled, (size_t)N * d, tr->e, tr->bp, PARAM(m->bigram_scale), (size_t)N * d);
     }
-    LAUNCH_ROWS(rmsnorm_forward, N, c->smear_gate ? tr->xn : tr->x0, tr->r0, tr->e, N, d);
+    LAUNCH_ROWS(rmsnorm_forward<float>, N, c->smear_gate ? tr->xn : tr->x0, tr->r0, tr->e, N, d, 1.0f);
     if (c->smear_gate) LAUNCH_WARPS(smear_forward, N, tr->x0, tr->smear_g, tr->xn, PARAM(m->smear_w), PARAM(m->smear_lam), tr->tok, N, tr->T, d);
 }
 
@@ -1443,7 +1466,7 @@ static void forward(Trainer *tr, float grad_scale) {
         if (!par && lanes == 2) { LAUNCH1D(lane_mean, nd, a->xin, a->xin, a->xin1, nd); lanes = 1; }                   // merge
         else if (par && lanes == 1) { cudaCheck(cudaMemcpyAsync(a->xin1, a->xin, nd * 4, cudaMemcpyDeviceToDevice)); lanes = 2; }   // split
         LAUNCH1D(mix_forward, (size_t)N * d, a->xm, a->xin, tr->x0, PARAM(lp->resid_mix), N, d);
-        LAUNCH_ROWS(rmsnorm_forward, N, a->h1, a->r1, a->xm, N, d);
+        LAUNCH_ROWS(rmsnorm_forward<float>, N, a->h1, a->r1, a->xm, N, d, 1.0f);
         gemm_act(tr, 0, 1, N, d, d, ls, a->h1, PARAM(lp->c_q), a->qr);   // ls: LN_SCALE's 1/sqrt(l+1) on the norm output
         gemm_act(tr, 0, 1, N, kv, d, ls, a->h1, PARAM(lp->c_k), a->kr);
         gemm_act(tr, 0, 1, N, kv, d, ls, a->h1, PARAM(lp->c_v), a->v);
@@ -1465,10 +1488,18 @@ static void forward(Trainer *tr, float grad_scale) {
         if (a->sg) LAUNCH_WARPS(attn_gate_forward, (size_t)N * H, a->yx, a->sg, a->ya, a->h1, PARAM(lp->attn_gate), ls, N, H, hd, d);
         gemm_act(tr, 0, 1, N, d, d, 1, a->yx, PARAM(lp->proj), a->ao);
         if (!par) LAUNCH1D(scale_add_forward, nd, a->xa, a->xm, PARAM(lp->attn_scale), a->ao, N, d);
-        LAUNCH_ROWS(rmsnorm_forward, N, a->h2, a->r2, par ? a->xin1 : a->xa, N, d);   // a parallel block's MLP reads lane 1
-        gemm_act(tr, 0, 1, N, F, d, ls, a->h2, PARAM(lp->fc), a->up);
-        LAUNCH1D(relu2_forward, (size_t)N * F, a->u, a->up, c->mlp_leaky_slope, (size_t)N * F);
-        gemm_act(tr, 0, 1, N, d, F, 1, a->u, PARAM(lp->mlp_proj), a->mo);
+        const float *mlp_in = par ? a->xin1 : a->xa;   // a parallel block's MLP reads lane 1
+        if (tr->use_bf16) {   // h2 and u in bf16 only; ls applied before h2's rounding
+            LAUNCH_ROWS(rmsnorm_forward<bf16>, N, a->h2b, a->r2, mlp_in, N, d, ls);
+            gemm_act(tr, 0, 1, N, F, d, 1, a->h2b, PARAM(lp->fc), a->up);
+            LAUNCH1D(relu2_forward<bf16>, (size_t)N * F, a->ub, a->up, c->mlp_leaky_slope, (size_t)N * F);
+            gemm_act(tr, 0, 1, N, d, F, 1, a->ub, PARAM(lp->mlp_proj), a->mo);
+        } else {
+            LAUNCH_ROWS(rmsnorm_forward<float>, N, a->h2, a->r2, mlp_in, N, d, 1.0f);
+            gemm_act(tr, 0, 1, N, F, d, ls, a->h2, PARAM(lp->fc), a->up);
+            LAUNCH1D(relu2_forward<float>, (size_t)N * F, a->u, a->up, c->mlp_leaky_slope, (size_t)N * F);
+            gemm_act(tr, 0, 1, N, d, F, 1, a->u, PARAM(lp->mlp_proj), a->mo);
+        }
         if (!par) LAUNCH1D(scale_add_forward, nd, a->xout, a->xa, PARAM(lp->mlp_scale), a->mo, N, d);
         else LAUNCH1D(lane_combine_forward, nd, a->xout, a->xout1, a->xm, a->xin1, a->ao, a->mo, PARAM(lp->attn_scale), PARAM(lp->mlp_scale),
                       PARAM(lp->lane_rho), PARAM(lp->lane_mix), N, d);
@@ -1477,8 +1508,13 @@ static void forward(Trainer *tr, float grad_scale) {
     }
     tr->final_in = tr->acts[P - 1].xout;
     if (lanes == 2) { LAUNCH1D(lane_mean, nd, tr->xf, tr->acts[P - 1].xout, tr->acts[P - 1].xout1, nd); tr->final_in = tr->xf; }
-    LAUNCH_ROWS(rmsnorm_forward, N, tr->hf, tr->rf, tr->final_in, N, d);
-    gemm_act(tr, 0, 1, N, c->vocab_size, d, 1, tr->hf, PARAM(tr->host.lm_head), tr->logits);
+    if (tr->use_bf16) {
+        LAUNCH_ROWS(rmsnorm_forward<bf16>, N, tr->hfb, tr->rf, tr->final_in, N, d, 1.0f);
+        gemm_act(tr, 0, 1, N, c->vocab_size, d, 1, tr->hfb, PARAM(tr->host.lm_head), tr->logits);
+    } else {
+        LAUNCH_ROWS(rmsnorm_forward<float>, N, tr->hf, tr->rf, tr->final_in, N, d, 1.0f);
+        gemm_act(tr, 0, 1, N, c->vocab_size, d, 1, tr->hf, PARAM(tr->host.lm_head), tr->logits);
+    }
     LAUNCH_ROWS(softcap_cross_entropy, N, tr->logits, tr->loss, tr->tgt, N, c->vocab_size, c->logit_softcap, grad_scale);
 }
 
@@ -1523,7 +1559,8 @@ static void backward(Trainer *tr) {
     float *dx = tr->scratch[0], *dx0 = tr->scratch[1], *t1 = tr->scratch[2], *t2 = tr->scratch[3], *t3 = tr->scratch[4], *t4 = tr->scratch[5];
     cudaCheck(cudaMemsetAsync(dx0, 0, (size_t)N * d * 4));
     // head: logits = hf @ W^T, tr->logits holds dL/dlogits
-    gemm(tr, 1, 0, c->vocab_size, d, N, 1, tr->logits, tr->hf, 1, GRAD(m->lm_head));
+    if (tr->use_bf16) gemm(tr, 1, 0, c->vocab_size, d, N, 1, tr->logits, tr->hfb, 1, GRAD(m->lm_head));
+    else gemm(tr, 1, 0, c->vocab_size, d, N, 1, tr->logits, tr->hf, 1, GRAD(m->lm_head));
     gemm(tr, 0, 0, N, d, c->vocab_size, 1, tr->logits, PARAM(m->lm_head), 0, t1);
     size_t nd = (size_t)N * d;
     float *dx1 = tr->dlane1;   // lane 1's gradient while two lanes are live
@@ -1553,10 +1590,12 @@ static void backward(Trainer *tr) {
         }
         column_grad(GRAD(lp->mlp_scale), gM, a->mo, N, d);
         LAUNCH1D(scale_backward, (size_t)N * d, t1, gM, PARAM(lp->mlp_scale), N, d, 0);                   // dmo
-        gemm(tr, 1, 0, d, F, N, 1, t1, a->u, 1, GRAD(lp->mlp_proj));                                      // dW mlp.proj
+        if (tr->use_bf16) gemm(tr, 1, 0, d, F, N, 1, t1, a->ub, 1, GRAD(lp->mlp_proj));                  // dW mlp.proj
+        else gemm(tr, 1, 0, d, F, N, 1, t1, a->u, 1, GRAD(lp->mlp_proj));
         gemm(tr, 0, 0, N, F, d, 1, t1, PARAM(lp->mlp_proj), 0, t2);                                        // du
         LAUNCH1D(relu2_backward, (size_t)N * F, t2, t2, a->up, c->mlp_leaky_slope, (size_t)N * F);          // dup
-        gemm_dw(tr, F, d, N, ls, t2, a->h2, GRAD(lp->fc));                                           // dW fc
+        if (tr->use_bf16) gemm_dw(tr, F, d, N, 1, t2, a->h2b, GRAD(lp->fc));                             // dW fc (ls is in h2b)
+        else gemm_dw(tr, F, d, N, ls, t2, a->h2, GRAD(lp->fc));
         gemm(tr, 0, 0, N, d, F, ls, t2, PARAM(lp->fc), 0, t1);                                             // dh2
         LAUNCH_ROWS(rmsnorm_backward, N, mlp_acc, t1, mlp_in, a->r2, N, d, 1);                               // dxa (lane 1)
         column_grad(GRAD(lp->attn_scale), gA, a->ao, N, d);

@@ -199,7 +199,7 @@ static int run_kernels(uint64_t seed) {
     int *tgt;
     cudaCheck(cudaMalloc(&tgt, N * 4));
     cudaCheck(cudaMemcpy(tgt, ht.data(), N * 4, cudaMemcpyHostToDevice));
-    LAUNCH_ROWS(rmsnorm_forward, N, o, rs, x, N, d);
+    LAUNCH_ROWS(rmsnorm_forward<float>, N, o, rs, x, N, d, 1.0f);
     printf("rmsnorm_forward %016llx\n", (unsigned long long)(digest(o, (size_t)N * d) ^ digest(rs, N)));
     LAUNCH_ROWS(rmsnorm_backward, N, o, y, x, rs, N, d, 1);
     printf("rmsnorm_backward %016llx\n", (unsigned long long)digest(o, (size_t)N * d));

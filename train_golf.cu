@@ -28,7 +28,8 @@
  *   Numerics of this version: fp32 master weights, optimizer state, activations and gradients; attention is a
  *   fused online-softmax kernel per query (no T x T buffer). PRECISION=fp32 (the default): GEMMs in cuBLAS fp32
  *   (TF32 tensor cores with MATH_TF32=1). PRECISION=bf16, train_gpt.py's autocast as tensor cores compute it:
- *   every GEMM (forward and gradient) through cuBLASLt on bf16 operands (a bf16 shadow of the weights, activations
+ *   every GEMM (forward and gradient) through cuBLASLt on bf16 operands (a bf16 shadow of the weights; the MLP's and
+ *   the final norm's outputs and relu^2 written only in bf16 by their kernels; other activations and the gradients
  *   cast on the fly) with fp32 accumulation; forward GEMM outputs and attention's q, k, v rounded to bf16; dX and
  *   dW kept in fp32 (dW accumulated into the fp32 gradients); Muon's Newton-Schulz in bf16 (test/reference.py
  *   --device cpu --amp is the model of all of it).
@@ -1171,13 +1172,14 @@ typedef struct {
     bf16 *nsb[4];            // bf16 Newton-Schulz buffers (X, A, B, BX; the largest matrix)
     cublasLtHandle_t lt;
     void *lt_ws;             // [LT_WORKSPACE bytes]
-    struct LtPlan *plans;    // [LT_MAX_PLANS]: one per GEMM shape, made at its first call
+    struct LtPlan *plans;    // [LT_MAX_PLANS]: one per GEMM shape and operand alignment, made at its first call
     int nplans;
 } Trainer;
 
 // --- GEMMs. gemm: C[M, N] = alpha * op(A) op(B) + beta * C in row-major terms; op(A) is M x K (A stored K x M when
 // ta), op(B) is K x N (B stored N x K when tb); C float32. PRECISION=fp32: cublasSgemm. PRECISION=bf16: cuBLASLt with
-// A and B in bf16 (a weight from the bf16 shadow wbf, anything else cast on the fly into lt_in), float32 accumulation
+// A and B in bf16 (a weight from the bf16 shadow wbf, a bf16 activation as it is, any other float operand cast on
+// the fly into lt_in), float32 accumulation
 // (CUBLAS_COMPUTE_32F) and C float32 (so dW accumulates into the float32 gradients with beta = 1), as autocast's
 // tensor-core GEMMs. gemm_act: a forward GEMM that produces an activation (beta = 0): under PRECISION=bf16 its output is
 // rounded to bf16 (D in bf16, as autocast's bf16 outputs), then held in float32; alpha scales the activation A before

@@ -21,7 +21,7 @@ dev/cuda_cpu.h; the reference on the CPU; a smaller batch and the first VAL_TOKE
   gptq       GPTQ_RESERVE_SECONDS > 0: the GPTQ export's roundtrip val_bpb equals golf_infer's on its blob
   ranks2     (with --cpu) two ranks by mpirun -np 2 and two started torchrun-style end with the final weights of one
              process (1e-5 of each tensor's largest entry), both writing final_model.golf
-  asan       (with --cpu) a short run of train_golf_cpu_asan (ASan + UBSan) reports nothing
+  asan       (with --cpu) a short run of train_golf_cpu_asan (ASan + UBSan) reports nothing, with PRECISION=fp32 and bf16
   bf16       PRECISION=bf16 against `reference.py debug-state --device cpu --amp` (its model of the tensor cores'
              autocast): step-0 loss and every gradient from the default init (and the K-step losses) and from
              `init --perturb` for the baseline and every option set, within the bound of check_bf16
@@ -331,15 +331,19 @@ def check_bf16(R, args, env, tmp, label, init_flags, k):
 
 
 def check_asan(R, env, tmp, ck):
-    """one short run of the ASan + UBSan build: exit 0 and no sanitizer report"""
+    """one short run of the ASan + UBSan build per PRECISION (bf16 with QAT, whose weights the bf16 shadow copies):
+    exit 0 and no sanitizer report"""
     exe = ROOT / "train_golf_cpu_asan"
     if not exe.exists():
         R.skip("ASan run", f"{exe} is not built (make cpu SANITIZE=1)")
         return
     (tmp / "asan").mkdir(exist_ok=True)
-    p = run([exe], env=dict(env, INIT_CKPT=str(ck), ITERATIONS="1", OUT_DIR=str(tmp / "asan"), ASAN_OPTIONS="detect_leaks=0"), cwd=tmp)
-    bad = [ln for ln in p.stderr.splitlines() if "AddressSanitizer" in ln or "runtime error" in ln]
-    R.check("ASan + UBSan: a short train_golf_cpu_asan run reports nothing", p.returncode == 0 and not bad, "; ".join(bad[:3]) or p.stderr[-300:].strip())
+    for precision, extra in (("fp32", {}), ("bf16", {"QAT": "1", "QUANT": "int6"})):
+        p = run([exe], env=dict(env, **extra, PRECISION=precision, INIT_CKPT=str(ck), ITERATIONS="1", OUT_DIR=str(tmp / "asan"),
+                                ASAN_OPTIONS="detect_leaks=0"), cwd=tmp)
+        bad = [ln for ln in p.stderr.splitlines() if "AddressSanitizer" in ln or "runtime error" in ln]
+        R.check(f"ASan + UBSan: a short train_golf_cpu_asan run with PRECISION={precision} reports nothing", p.returncode == 0 and not bad,
+                "; ".join(bad[:3]) or p.stderr[-300:].strip())
 
 
 def check_coverage(R, log):

@@ -1655,7 +1655,9 @@ def zeropower_via_newtonschulz5(g: Tensor, steps: int = 5, dtype: torch.dtype = 
     A = X X^T, X = a X + (b A + c A A) X with (a, b, c) = (3.4445, -4.7750, 2.0315), or the Polar
     Express coefficients of each iteration. On the CPU a bf16 product is taken as the GPU's tensor cores take it
     (bf16 operands, float32 accumulation, the result rounded to bf16): CPU builds of torch may accumulate bf16
-    products in bf16 (seen: 5% of the largest entry at K = 512), which no GPU run of train_gpt.py does."""
+    products in bf16 (seen: 5% of the largest entry at K = 512), which no GPU run of train_gpt.py does; and a
+    coefficient times a bf16 tensor as the GPU takes it (the float coefficient times the value, rounded once):
+    torch 1.13 on the CPU rounds the coefficient to bf16 first (3.4445 -> 3.4375)."""
     x = g.to(dtype)
     x = x / (x.norm() + NS_EPS)
     transposed = g.size(0) > g.size(1)
@@ -1663,12 +1665,14 @@ def zeropower_via_newtonschulz5(g: Tensor, steps: int = 5, dtype: torch.dtype = 
         x = x.T
     if dtype == torch.bfloat16 and x.device.type == "cpu":
         mm = lambda u, v: (u.float() @ v.float()).to(dtype)
+        mul = lambda s, u: (s * u.float()).to(dtype)
     else:
         mm = lambda u, v: u @ v
+        mul = lambda s, u: s * u
     for a, b, c in newton_schulz_coefficients(steps, polar_express):
         A = mm(x, x.T)
-        B = b * A + c * mm(A, A)
-        x = a * x + mm(B, x)
+        B = mul(b, A) + mul(c, mm(A, A))
+        x = mul(a, x) + mm(B, x)
     return x.T if transposed else x
 
 
@@ -1713,7 +1717,9 @@ class Muon(torch.optim.Optimizer):
                     g = normalize_rows(g)
                 u = zeropower_via_newtonschulz5(g, steps=group["backend_steps"], dtype=self.ns_dtype,
                                                 polar_express=self.polar_express)
-                u = u * max(1, u.size(0) / u.size(1)) ** 0.5
+                scale = max(1, u.size(0) / u.size(1)) ** 0.5
+                # a bf16 u times the float scale as the GPU computes it (see zeropower_via_newtonschulz5)
+                u = (scale * u.float()).to(u.dtype) if u.dtype in LOW_PRECISION else u * scale
                 if self.update_dtype is not None:
                     u = u.to(self.update_dtype)
                 if group["weight_decay"] > 0:

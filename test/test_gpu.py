@@ -24,7 +24,9 @@ dev/cuda_cpu.h; the reference on the CPU; a smaller batch and the first VAL_TOKE
   asan       (with --cpu) a short run of train_golf_cpu_asan (ASan + UBSan) reports nothing, with PRECISION=fp32 and bf16
   bf16       PRECISION=bf16 against `reference.py debug-state --device cpu --amp` (its model of the tensor cores'
              autocast): step-0 loss and every gradient from the default init (and the K-step losses) and from
-             `init --perturb` for the baseline and every option set, within the bound of check_bf16
+             `init --perturb` for the baseline and every option set, within the bound of check_bf16; from the
+             perturbed inits each Muon matrix's first update against the reference's bf16 Newton-Schulz of
+             train_golf's own gradient (check_bf16_muon)
 Every check but bf16 runs PRECISION=fp32.
 
 Usage: python3 test/test_gpu.py [--cpu] [--python PY] [--shared DIR] [--k K] [--bf16-only] [--keep]
@@ -320,6 +322,8 @@ def check_bf16(R, args, env, tmp, label, init_flags, k):
     R.check(f"{label}every bf16 gradient within 2 D + {GRAD_RTOL_OF_MAX} of the --amp reference's (D: its distance to fp32)", not bad,
             f"worst {worst}; " + "; ".join(bad[:5]))
     R.check(f"{label}every bf16 gradient with D > {GRAD_RTOL_OF_MAX} nearer the --amp reference than the fp32 one", not nearer, "; ".join(nearer[:5]))
+    if k == 1:
+        check_bf16_muon(R, dict(env, ITERATIONS="1"), label, ck, grads, tmp / "final_model.ckpt")
     if k > 1:
         losses = train_losses(p.stdout)
         amp, f32 = [float(v) for v in want["debug.losses"]], [float(v) for v in ref32["debug.losses"]]
@@ -328,6 +332,42 @@ def check_bf16(R, args, env, tmp, label, init_flags, k):
                 if not diffs[i] <= 2 * abs(a - f) + LOSS_CURVE_ATOL]
         R.check(f"{label}{k} bf16 training losses within 2 |amp - fp32| + {LOSS_CURVE_ATOL} of the --amp reference's", not over,
                 f"max diff {max(diffs):.1e}, max |amp - fp32| {max(abs(a - f) for a, f in zip(amp, f32)):.1e}; " + "; ".join(over[:4]))
+
+
+def check_bf16_muon(R, env, label, ck, grads, final):
+    """PRECISION=bf16, one step from ck: each Muon matrix's update (w0 - w1) / lr against reference.py's bf16
+    Newton-Schulz (its CPU model of the GPU's) of train_golf's own step-0 gradient (grads), the same input. Both do
+    the same bf16 operations on the same values; they part only where a float32 summation-order difference flips
+    one bf16 rounding, which Newton-Schulz then spreads. So (1) every matrix lies within 2 D of the reference's, D its
+    float32 Newton-Schulz's distance from its bf16 one (the triangle bound of check_bf16), and (2) at least a quarter
+    lie within MUON_RTOL (no flip: float32 rounding of the update only, measured 3e-6; how many flip varies from run
+    to run with the order of the gradients' atomics, measured 13 to 18 of 24); Newton-Schulz in other arithmetic
+    leaves none there (measured: the coefficients rounded to bf16, as torch 1.13's CPU bf16 ops do, put all 24
+    matrices over 1e-2)."""
+    import torch
+    it, wd = int(env["ITERATIONS"]), int(env["WARMDOWN_ITERS"])   # the run's (an iteration-based warmdown, no cap)
+    lr = float(env.get("MATRIX_LR", "0.04")) * (it / wd if it - wd <= 0 else 1.0)   # its LR multiplier at step 0
+    mu = float(env.get("MUON_MOMENTUM_WARMUP_START", "0.85"))                         # the momentum warmup's start at step 0
+    w0, w1, g = (reference.read_container(f).tensors for f in (ck, final, grads))
+    far, near, n, worst = [], 0, 0, 0.0
+    for name in w0:
+        if not name.endswith(MUON_SUFFIXES):
+            continue
+        G = torch.from_numpy(g["grad." + name].copy())
+        u = G.add(G.clone(), alpha=mu)   # buf = g at step 0; Nesterov: g + mu buf
+        scale = max(1, u.size(0) / u.size(1)) ** 0.5
+        xb = (scale * reference.zeropower_via_newtonschulz5(u, 5, torch.bfloat16).float()).to(torch.bfloat16).float().numpy()
+        xf = (scale * reference.zeropower_via_newtonschulz5(u, 5, torch.float32)).numpy()
+        ours = (w0[name] - w1[name]) / np.float32(lr)
+        err, d = rel_err(ours, xb), rel_err(xf, xb)
+        n += 1
+        near += err <= MUON_RTOL
+        worst = max(worst, err / (2 * d))
+        if err > 2 * d:
+            far.append(f"{name}: {err:.1e} > 2 * {d:.1e}")
+    R.check(f"{label}bf16 Muon: every matrix's first update within 2 D of reference.py's bf16 Newton-Schulz of the same gradient", n > 0 and not far,
+            f"worst {worst:.2f} of the bound; " + "; ".join(far[:4]))
+    R.check(f"{label}bf16 Muon: at least a quarter of the matrices' first updates within {MUON_RTOL} of it", 4 * near >= n > 0, f"{near} of {n}")
 
 
 def check_asan(R, env, tmp, ck):

@@ -27,10 +27,16 @@
  *   the EMA of the weights; GPTQ_RESERVE_SECONDS > 0 stops training that much before MAX_WALLCLOCK_SECONDS and
  *   exports with golf_export's GPTQ, calibrated on the CPU of rank 0 on the first GPTQ_TOKENS training tokens.
  *
- *   Numerics of this version: fp32 master weights, activations and gradients; GEMMs in cuBLAS fp32 (TF32
- *   tensor cores with MATH_TF32=1); attention is a fused online-softmax kernel per query (no T x T buffer), or with
- *   PRECISION=bf16 (head_dim 64 or 128) flash attention on tensor cores: bf16 q, k, v, dy, P and dS into mma.sync
- *   with fp32 accumulation, softmax / lse / D and the outputs y, dq, dk, dv in fp32 (chapter 4c).
+ *   Numerics of this version: fp32 master weights, optimizer state, activations and gradients; attention is a
+ *   fused online-softmax kernel per query (no T x T buffer), or with PRECISION=bf16 (head_dim 64 or 128) flash
+ *   attention on tensor cores: bf16 q, k, v, dy, P and dS into mma.sync with fp32 accumulation, softmax / lse / D
+ *   and the outputs y, dq, dk, dv in fp32 (chapter 4c). PRECISION=fp32 (the default): GEMMs in cuBLAS fp32
+ *   (TF32 tensor cores with MATH_TF32=1). PRECISION=bf16, train_gpt.py's autocast as tensor cores compute it:
+ *   every GEMM (forward and gradient) through cuBLASLt on bf16 operands (a bf16 shadow of the weights; the MLP's and
+ *   the final norm's outputs and relu^2 written only in bf16 by their kernels; other activations and the gradients
+ *   cast on the fly) with fp32 accumulation; forward GEMM outputs and attention's q, k, v rounded to bf16; dX and
+ *   dW kept in fp32 (dW accumulated into the fp32 gradients); Muon's Newton-Schulz in bf16 (test/reference.py
+ *   --device cpu --amp is the model of all of it).
  *   The init draws from golf's own generator (not PyTorch's): INIT_CKPT starts from a golf checkpoint, e.g.
  *   one written by `test/reference.py init`, for step-by-step comparisons.
  *
@@ -41,6 +47,8 @@
  *   11. main (#ifndef TESTING)
  */
 #include <cublas_v2.h>
+#include <cublasLt.h>
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -489,9 +497,16 @@ static void init_params(GolfModel *m, const TrainConfig *c) {
 }
 
 // ----------------------------------------------------------------------------------------------------
-// 4. kernels (fp32). N = tokens in the batch (B*T), d = model dim, rows are tokens.
+// 4. kernels (fp32; the bf16 conversions at the end). N = tokens in the batch (B*T), d = model dim, rows are tokens.
 
 static const float RMS_EPS_F = FLT_EPSILON;   // torch's rms_norm default for float32
+
+// Activations that only feed GEMMs (the MLP's and the final norm's outputs, relu^2) are written as T: float, or bf16
+// under PRECISION=bf16 (the GEMM's operand as it is, no float copy). store_scaled: *p = T(s v), nearest even for bf16
+// (s: LN_SCALE's factor, applied before the rounding as autocast sees x * ls; 1 elsewhere)
+typedef __nv_bfloat16 bf16;
+__device__ inline void store_scaled(float *p, float v, float s) { *p = v * s; }
+__device__ inline void store_scaled(bf16 *p, float v, float s) { *p = __float2bfloat16_rn(v * s); }
 
 __device__ float warp_sum(float v) { for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o); return v; }
 __device__ float warp_max(float v) { for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o)); return v; }
@@ -676,8 +691,8 @@ __global__ void skip_weight_grads(float *dw, float *dg, const float *S, const fl
     if (g) dg[i] += w[i] * s * (1.f - s) * S[i];
 }
 
-// rmsnorm forward (row kernel): out = x * rstd, rstd = 1/sqrt(mean(x^2) + eps)
-__global__ void rmsnorm_forward(float *out, float *rstd, const float *x, int rows, int d) {
+// rmsnorm forward (row kernel): out = T(s x rstd), rstd = 1/sqrt(mean(x^2) + eps)
+template <class T> __global__ void rmsnorm_forward(T *out, float *rstd, const float *x, int rows, int d, float s) {
     int row, lane;
     bool store;
     if (!row_of(rows, &row, &lane, &store)) return;
@@ -686,7 +701,7 @@ __global__ void rmsnorm_forward(float *out, float *rstd, const float *x, int row
     for (int i = lane; i < d; i += ROW_LANES) ss += xr[i] * xr[i];
     float r = rsqrtf(row_sum(ss) / d + RMS_EPS_F);
     if (!store) return;
-    for (int i = lane; i < d; i += ROW_LANES) out[(size_t)row * d + i] = xr[i] * r;
+    for (int i = lane; i < d; i += ROW_LANES) store_scaled(&out[(size_t)row * d + i], xr[i] * r, s);
     if (lane == 0) rstd[row] = r;
 }
 // rmsnorm backward (row kernel): dx (+)= rstd * (dy - xhat * mean(dy * xhat)); accumulate when acc != 0
@@ -735,10 +750,10 @@ __global__ void column_dot(float *dcol, const float *a, const float *b, int N, i
     atomicAdd(&dcol[c], s);
 }
 
-// (leaky) relu^2 forward: u = r^2 with r = x > 0 ? x : slope x;  backward: dx = 2 r (x > 0 ? 1 : slope) du
-__global__ void relu2_forward(float *u, const float *x, float slope, size_t n) {
+// (leaky) relu^2 forward: u = T(r^2) with r = x > 0 ? x : slope x;  backward: dx = 2 r (x > 0 ? 1 : slope) du
+template <class T> __global__ void relu2_forward(T *u, const float *x, float slope, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) { float r = x[i] > 0.f ? x[i] : slope * x[i]; u[i] = r * r; }
+    if (i < n) { float r = x[i] > 0.f ? x[i] : slope * x[i]; store_scaled(&u[i], r * r, 1.0f); }
 }
 __global__ void relu2_backward(float *dx, const float *du, const float *x, float slope, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -1054,6 +1069,36 @@ __global__ void ema_update(float *ema, const float *p, size_t n, float d) {
     if (i < n) ema[i] = d * ema[i] + (1.f - d) * p[i];
 }
 
+// --- bf16 (PRECISION=bf16): conversions round to nearest even, as the tensor cores' bf16 outputs and torch's casts do
+// to_bf16: out = bf16(s x);  widen_bf16: out = float(b) (exact);  round_bf16: x = float(bf16(x)) in place
+__global__ void to_bf16(bf16 *out, const float *x, float s, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = __float2bfloat16_rn(s * x[i]);
+}
+__global__ void widen_bf16(float *out, const bf16 *b, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = __bfloat162float(b[i]);
+}
+__global__ void round_bf16(float *x, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] = __bfloat162float(__float2bfloat16_rn(x[i]));
+}
+// bf16 Newton-Schulz's elementwise steps, each operation computed in float and rounded to bf16 as torch's bf16
+// tensors are: out = bf16(bf16(p x) + bf16(q y)) (out may be x or y: same index)
+__global__ void ns_combine_bf16(bf16 *out, const bf16 *x, const bf16 *y, float p, float q, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float a = __bfloat162float(__float2bfloat16_rn(p * __bfloat162float(x[i]))), b = __bfloat162float(__float2bfloat16_rn(q * __bfloat162float(y[i])));
+    out[i] = __float2bfloat16_rn(a + b);
+}
+// x (bf16 values) /= (||x|| + eps) in bf16: the norm sqrt(sumsq[0]) rounded, plus eps rounded, the quotient rounded
+__global__ void scale_by_inverse_norm_bf16(float *x, const float *sumsq, size_t n, float eps) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float nb = __bfloat162float(__float2bfloat16_rn(sqrtf(sumsq[0]))), den = __bfloat162float(__float2bfloat16_rn(nb + eps));
+    x[i] = __bfloat162float(__float2bfloat16_rn(x[i] / den));
+}
+
 // ----------------------------------------------------------------------------------------------------
 // 4b. tensor cores: the PTX instructions of the bf16 attention, one wrapper each. nvcc compiles the inline asm below;
 // the CPU build (GOLF_CPU) takes dev/cuda_cpu.h's versions of the same functions, which follow the PTX ISA
@@ -1175,12 +1220,6 @@ template <int HD> __device__ void fa_frags(uint32_t (*f)[4], const uint16_t *til
 }
 __device__ __forceinline__ float quad_max(float v) { v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1)); return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2)); }
 __device__ __forceinline__ float quad_sum(float v) { v += __shfl_xor_sync(0xffffffffu, v, 1); return v + __shfl_xor_sync(0xffffffffu, v, 2); }
-
-// cast: out[i] = bf16(in[i]), nearest even
-__global__ void to_bf16(__nv_bfloat16 *out, const float *in, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) out[i] = __float2bfloat16_rn(in[i]);
-}
 
 // flash forward: y[t] = sum_{s <= t} softmax_s(q_t . k_s / sqrt(HD)) v_s, lse[(b*H + h)*T + t] = log sum_s exp(score);
 // grid (ceil(T / FA_BR), B * H), FA_THREADS threads
@@ -1409,8 +1448,9 @@ typedef struct {   // activations of one block for a batch of N tokens
     float *sg;      // [N*H]: output gate values (ATTN_OUT_GATE)
     float *ao;      // [N, d]: attention projection
     float *xa;      // [N, d]: xm + attn_scale * ao
-    float *h2, *r2; // [N, d], [N]: rmsnorm(xa)
-    float *up, *u;  // [N, F]: fc output, relu^2
+    float *h2, *r2; // [N, d], [N]: rmsnorm(xa) (h2: PRECISION=fp32)
+    float *up, *u;  // [N, F]: fc output, relu^2 (u: PRECISION=fp32)
+    bf16 *h2b, *ub; // [N, d], [N, F]: ls * h2 and u in bf16 (PRECISION=bf16: the only copy)
     float *mo;      // [N, d]: MLP projection
     float *xout;    // [N, d]: xa + mlp_scale * mo (lane 0 of a parallel block)
     float *xin1, *xout1;  // [N, d]: lane 1 in and out (PARALLEL_FROM; else NULL)
@@ -1438,7 +1478,8 @@ typedef struct {
     float *xf;               // [N, d]: the lane mean before the final norm (PARALLEL_FROM)
     const float *final_in;   // the final norm's input of the last forward
     float *vec[2];           // [d] skip weights in use, column sums
-    float *x0, *r0, *hf, *rf, *logits, *loss;   // [N,d], [N], [N,d], [N], [N,V], [N]
+    float *x0, *r0, *hf, *rf, *logits, *loss;   // [N,d], [N], [N,d], [N], [N,V], [N] (hf: PRECISION=fp32)
+    bf16 *hfb;               // [N, d]: the final norm's output in bf16 (PRECISION=bf16: the only copy)
     float *cosv, *sinv;      // [T, hd/2] RoPE tables
     int *tok, *tgt;          // [N] device tokens
     float *scratch[6];       // [N, max(d, F, kv)] backward temporaries
@@ -1449,13 +1490,145 @@ typedef struct {
     float *ns[5];            // Newton-Schulz scratch (largest matrix)
     float *norm;             // [1] reduction target
     cublasHandle_t blas;
+    // PRECISION=bf16 (use_bf16): GEMMs through cuBLASLt on bf16 operands (section "GEMMs" below)
+    int use_bf16;
+    bf16 *wbf;               // bf16 shadow of the weights in use (dparam), rebuilt at the first GEMM after params_changed
+    size_t *wbf_off;         // [n]: tensor i's place in wbf (every tensor 256-byte aligned, as cuBLASLt's fast kernels want)
+    int shadow_stale;        // 1: the weights changed since the shadow was built
+    bf16 *lt_in[2], *lt_out; // [lt_cap] each: activation operands cast to bf16, a bf16 GEMM output before it is widened
+    size_t lt_cap;
+    bf16 *nsb[4];            // bf16 Newton-Schulz buffers (X, A, B, BX; the largest matrix)
+    cublasLtHandle_t lt;
+    void *lt_ws;             // [LT_WORKSPACE bytes]
+    struct LtPlan *plans;    // [LT_MAX_PLANS]: one per GEMM shape and operand alignment, made at its first call
+    int nplans;
 } Trainer;
 
-// gemm: C[M, N] = alpha * op(A) op(B) + beta * C in row-major terms; op(A) is M x K (A stored K x M when ta),
-// op(B) is K x N (B stored N x K when tb).
-static void gemm(Trainer *tr, int ta, int tb, int M, int N, int K, float alpha, const float *A, const float *B, float beta, float *C) {
-    cublasCheck(cublasSgemm(tr->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B, tb ? K : N, A,
-                            ta ? M : K, &beta, C, N));
+// --- GEMMs. gemm: C[M, N] = alpha * op(A) op(B) + beta * C in row-major terms; op(A) is M x K (A stored K x M when
+// ta), op(B) is K x N (B stored N x K when tb); C float32. PRECISION=fp32: cublasSgemm. PRECISION=bf16: cuBLASLt with
+// A and B in bf16 (a weight from the bf16 shadow wbf, a bf16 activation as it is, any other float operand cast on
+// the fly into lt_in), float32 accumulation
+// (CUBLAS_COMPUTE_32F) and C float32 (so dW accumulates into the float32 gradients with beta = 1), as autocast's
+// tensor-core GEMMs. gemm_act: a forward GEMM that produces an activation (beta = 0): under PRECISION=bf16 its output is
+// rounded to bf16 (D in bf16, as autocast's bf16 outputs), then held in float32; alpha scales the activation A before
+// its cast (autocast casts x * ls). gemm_dw: dW[M, N] += s dY^T X (dY [K, M], X [K, N]), the gradient of such a GEMM's
+// weight: under PRECISION=bf16, s scales X before its cast, as in the forward.
+// Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: cuBLAS's "A" is our B and its "B" our A.
+#define LT_WORKSPACE ((size_t)32 << 20)
+#define LT_MAX_PLANS 256
+struct LtPlan {   // one GEMM shape and operand alignment: its descriptor, layouts (C = D) and the heuristic's algorithm
+    int ta, tb, M, N, K, dtype, align[3];   // align: bytes (up to 256) of our A, B and C pointers
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t a, b, d;
+    cublasLtMatmulAlgo_t algo;
+};
+
+// align_of: the alignment of p in bytes, up to 256 (cuBLASLt's default assumption)
+static int align_of(const void *p) { uintptr_t u = (uintptr_t)p; return u % 256 == 0 ? 256 : (int)(u & (~u + 1)); }
+
+// lt_plan: the plan of (ta, tb, M, N, K, D type, alignments), made and cached at its first use. The gradients of
+// the parameter table (dW's C) start where their tensor does, so their alignment varies: the heuristic is told it.
+static const LtPlan *lt_plan(Trainer *tr, int ta, int tb, int M, int N, int K, cudaDataType_t dtype, const void *A, const void *B, const void *C) {
+    int al[3] = {align_of(A), align_of(B), align_of(C)};
+    for (int i = 0; i < tr->nplans; i++) {
+        const LtPlan *p = &tr->plans[i];
+        if (p->ta == ta && p->tb == tb && p->M == M && p->N == N && p->K == K && p->dtype == (int)dtype && p->align[0] == al[0] && p->align[1] == al[1] &&
+            p->align[2] == al[2])
+            return p;
+    }
+    if (tr->nplans == LT_MAX_PLANS) golf_die("internal: more than %d GEMM plans", LT_MAX_PLANS);
+    LtPlan *p = &tr->plans[tr->nplans++];
+    p->ta = ta; p->tb = tb; p->M = M; p->N = N; p->K = K; p->dtype = (int)dtype;
+    for (int i = 0; i < 3; i++) p->align[i] = al[i];
+    int32_t opa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasCheck(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof(opa)));
+    cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof(opb)));
+    cublasCheck(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, tb ? K : N, tb ? N : K, tb ? K : N));   // our B, column-major
+    cublasCheck(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, ta ? M : K, ta ? K : M, ta ? M : K));   // our A
+    cublasCheck(cublasLtMatrixLayoutCreate(&p->d, dtype, N, M, N));                                   // C^T
+    cublasLtMatmulPreference_t pref;
+    uint64_t ws = LT_WORKSPACE;
+    cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+    uint32_t a_cm = (uint32_t)al[1], b_cm = (uint32_t)al[0], c_cm = (uint32_t)al[2];   // cuBLAS's A is our B
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &a_cm, sizeof(a_cm)));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &b_cm, sizeof(b_cm)));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &c_cm, sizeof(c_cm)));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &c_cm, sizeof(c_cm)));
+    cublasLtMatmulHeuristicResult_t h;
+    int got = 0;
+    cublasCheck(cublasLtMatmulAlgoGetHeuristic(tr->lt, p->desc, p->a, p->b, p->d, p->d, pref, 1, &h, &got));
+    if (got < 1) golf_die("cuBLASLt has no algorithm for a bf16 GEMM %d x %d x %d (ta %d, tb %d)", M, N, K, ta, tb);
+    p->algo = h.algo;
+    cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
+    return p;
+}
+
+// lt_gemm: gemm's bf16 form on bf16 A, B; C of type dtype (CUDA_R_32F or CUDA_R_16BF; beta = 0 for bf16)
+static void lt_gemm(Trainer *tr, int ta, int tb, int M, int N, int K, float alpha, const bf16 *A, const bf16 *B, float beta, void *C, cudaDataType_t dtype) {
+    const LtPlan *p = lt_plan(tr, ta, tb, M, N, K, dtype, A, B, C);
+    cublasCheck(cublasLtMatmul(tr->lt, p->desc, &alpha, B, p->a, A, p->b, &beta, C, p->d, C, p->d, &p->algo, tr->lt_ws, LT_WORKSPACE, 0));
+}
+
+// shadow_refresh: wbf = bf16 of the weights in use (params, and qparams for the QAT matrices while QAT runs); only
+// the matrices a GEMM reads (2-D tensors) are kept there
+static void shadow_refresh(Trainer *tr) {
+    for (int i = 0; i < tr->host.n; i++) {
+        const ParamSpec *s = &tr->host.spec[i];
+        size_t n = (size_t)s->rows * s->cols;
+        if (tr->wbf_off[i] != SIZE_MAX) LAUNCH1D(to_bf16, n, tr->wbf + tr->wbf_off[i], tr->dparam[i], 1.0f, n);
+    }
+    tr->shadow_stale = 0;
+}
+// params_changed: every place that writes the weights (or switches dparam) calls it: the bf16 shadow is stale
+static void params_changed(Trainer *tr) { tr->shadow_stale = 1; }
+
+// bf16_operand: x [n] as a bf16 GEMM operand: a weight's shadow (rebuilt first when stale), or bf16(s x) cast into
+// lt_in[slot] (s: a scale autocast applies before the cast, LN_SCALE's on the norm outputs)
+static const bf16 *bf16_operand(Trainer *, const bf16 *x, size_t, int, float s) {   // an activation written in bf16
+    if (s != 1.0f) golf_die("internal: a scale on a bf16 activation (it belongs in the kernel that wrote it)");
+    return x;
+}
+static const bf16 *bf16_operand(Trainer *tr, const float *x, size_t n, int slot, float s) {
+    size_t numel = tr->host.numel;
+    size_t off = x >= tr->params && x < tr->params + numel ? (size_t)(x - tr->params)
+                 : tr->qparams && x >= tr->qparams && x < tr->qparams + numel ? (size_t)(x - tr->qparams) : SIZE_MAX;
+    if (off != SIZE_MAX) {   // a weight: the tensor it starts (PARAM's), found by its offset
+        int lo = 0, hi = tr->host.n - 1;
+        while (lo < hi) { int mid = (lo + hi + 1) / 2; if (tr->host.spec[mid].offset <= off) lo = mid; else hi = mid - 1; }
+        if (s != 1.0f || tr->host.spec[lo].offset != off || tr->wbf_off[lo] == SIZE_MAX) golf_die("internal: a GEMM weight operand that is no whole matrix");
+        if (tr->shadow_stale) shadow_refresh(tr);
+        return tr->wbf + tr->wbf_off[lo];
+    }
+    if (n > tr->lt_cap) golf_die("internal: a GEMM operand of %zu values over the bf16 scratch's %zu", n, tr->lt_cap);
+    LAUNCH1D(to_bf16, n, tr->lt_in[slot], x, s, n);
+    return tr->lt_in[slot];
+}
+
+// (A and B: float, or bf16 activations under PRECISION=bf16)
+template <class TA, class TB>
+static void gemm(Trainer *tr, int ta, int tb, int M, int N, int K, float alpha, const TA *A, const TB *B, float beta, float *C) {
+    if (tr->use_bf16) {
+        lt_gemm(tr, ta, tb, M, N, K, alpha, bf16_operand(tr, A, (size_t)M * K, 0, 1.0f), bf16_operand(tr, B, (size_t)K * N, 1, 1.0f), beta, C, CUDA_R_32F);
+        return;
+    }
+    if constexpr (std::is_same<TA, float>::value && std::is_same<TB, float>::value)
+        cublasCheck(cublasSgemm(tr->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B, tb ? K : N, A,
+                                ta ? M : K, &beta, C, N));
+    else golf_die("internal: a bf16 GEMM operand under PRECISION=fp32");
+}
+template <class TA>
+static void gemm_act(Trainer *tr, int ta, int tb, int M, int N, int K, float alpha, const TA *A, const float *B, float *C) {
+    if (!tr->use_bf16) { gemm(tr, ta, tb, M, N, K, alpha, A, B, 0.0f, C); return; }
+    size_t n = (size_t)M * N;
+    if (n > tr->lt_cap) golf_die("internal: a GEMM output of %zu values over the bf16 scratch's %zu", n, tr->lt_cap);
+    lt_gemm(tr, ta, tb, M, N, K, 1, bf16_operand(tr, A, (size_t)M * K, 0, alpha), bf16_operand(tr, B, (size_t)K * N, 1, 1.0f), 0, tr->lt_out, CUDA_R_16BF);
+    LAUNCH1D(widen_bf16, n, C, tr->lt_out, n);
+}
+template <class TX> static void gemm_dw(Trainer *tr, int M, int N, int K, float s, const float *dY, const TX *X, float *dW) {
+    if (!tr->use_bf16) { gemm(tr, 1, 0, M, N, K, s, dY, X, 1.0f, dW); return; }
+    lt_gemm(tr, 1, 0, M, N, K, 1, bf16_operand(tr, dY, (size_t)M * K, 0, 1.0f), bf16_operand(tr, X, (size_t)K * N, 1, s), 1, dW, CUDA_R_32F);
 }
 
 // Device memory: every allocation of the trainer goes through dmalloc_bytes, the one accounting point: it counts the
@@ -1480,6 +1653,7 @@ static void *dmalloc_bytes(size_t n) {
     return p;
 }
 static float *dmalloc(size_t n) { return (float *)dmalloc_bytes((n ? n : 1) * sizeof(float)); }
+static bf16 *dmalloc_bf16(size_t n) { return (bf16 *)dmalloc_bytes((n ? n : 1) * sizeof(bf16)); }
 
 static void trainer_alloc(Trainer *tr, int B) {
     const Config *c = &tr->c;
@@ -1501,7 +1675,11 @@ static void trainer_alloc(Trainer *tr, int B) {
         a->qr = dmalloc(N * d); a->kr = dmalloc(N * kv); a->v = dmalloc(N * kv); a->q = dmalloc(N * d); a->k = dmalloc(N * kv);
         a->rq = dmalloc(N * c->num_heads); a->rk = dmalloc(N * c->num_kv_heads);
         a->y = dmalloc(N * d); a->lse = dmalloc(N * c->num_heads); a->ao = dmalloc(N * d); a->xa = dmalloc(N * d);
-        a->h2 = dmalloc(N * d); a->r2 = dmalloc(N); a->up = dmalloc(N * F); a->u = dmalloc(N * F); a->mo = dmalloc(N * d); a->xout = dmalloc(N * d);
+        int b16 = strcmp(tr->tc.precision, "bf16") == 0;
+        a->h2 = b16 ? NULL : dmalloc(N * d); a->r2 = dmalloc(N); a->up = dmalloc(N * F); a->u = b16 ? NULL : dmalloc(N * F);
+        a->mo = dmalloc(N * d); a->xout = dmalloc(N * d);
+        a->h2b = a->ub = NULL;
+        if (b16) { a->h2b = dmalloc_bf16(N * d); a->ub = dmalloc_bf16(N * F); }
         a->ya = c->xsa_last_n ? dmalloc(N * d) : a->y;
         a->yx = c->attn_out_gate ? dmalloc(N * d) : a->ya;
         a->sg = c->attn_out_gate ? dmalloc(N * c->num_heads) : NULL;
@@ -1523,7 +1701,9 @@ static void trainer_alloc(Trainer *tr, int B) {
     tr->dvx = dmalloc(c->xsa_last_n ? N * kv : 1);
     tr->gate_dh = dmalloc(c->attn_out_gate ? N * d : 1);
     mem_class(MEM_SMALL); tr->vec[0] = dmalloc(d); tr->vec[1] = dmalloc(d);
-    mem_class(MEM_EMBED_ACTS); tr->x0 = dmalloc(N * d); tr->r0 = dmalloc(N); tr->hf = dmalloc(N * d); tr->rf = dmalloc(N);
+    mem_class(MEM_EMBED_ACTS); tr->x0 = dmalloc(N * d); tr->r0 = dmalloc(N); tr->rf = dmalloc(N);
+    if (strcmp(tr->tc.precision, "bf16") == 0) tr->hfb = dmalloc_bf16(N * d);
+    else tr->hf = dmalloc(N * d);
     mem_class(MEM_LOGITS); tr->logits = dmalloc(N * c->vocab_size); tr->loss = dmalloc(N);
     mem_class(MEM_SCRATCH);
     int wmax = d > F ? d : F;
@@ -1564,9 +1744,36 @@ static void trainer_alloc(Trainer *tr, int B) {
     mem_class(MEM_WEIGHTS);
     if (tr->tc.qat) tr->qparams = dmalloc(numel);
     if (tr->tc.ema_decay > 0) tr->ema = dmalloc(numel);
+    tr->use_bf16 = strcmp(tr->tc.precision, "bf16") == 0;
+    if (tr->use_bf16) {   // the shadow, the operand scratch (the widest activation: [N, max(d, F, V, d_b)]), NS buffers
+        size_t w = (size_t)(d > F ? d : F);
+        if ((size_t)c->vocab_size > w) w = c->vocab_size;
+        if ((size_t)c->bigram_dim > w) w = c->bigram_dim;
+        tr->lt_cap = N * w;
+        tr->wbf_off = (size_t *)galloc((size_t)tr->host.n * sizeof(size_t));
+        size_t at = 0;
+        for (int i = 0; i < tr->host.n; i++) {
+            const ParamSpec *s = &tr->host.spec[i];
+            tr->wbf_off[i] = s->ndim == 2 ? at : SIZE_MAX;
+            if (s->ndim == 2) at += ((size_t)s->rows * s->cols + 127) / 128 * 128;
+        }
+        mem_class(MEM_WEIGHTS); tr->wbf = dmalloc_bf16(at);
+        mem_class(MEM_SCRATCH);
+        for (int i = 0; i < 2; i++) tr->lt_in[i] = dmalloc_bf16(tr->lt_cap);
+        tr->lt_out = dmalloc_bf16(tr->lt_cap);
+        tr->lt_ws = dmalloc_bytes(LT_WORKSPACE);
+        mem_class(MEM_NS);
+        size_t nsn = big > (size_t)side * side ? big : (size_t)side * side;
+        for (int i = 0; i < 4; i++) tr->nsb[i] = dmalloc_bf16(nsn);
+    }
     if (g_mem.plan_only) return;
     cublasCheck(cublasCreate(&tr->blas));
     cublasCheck(cublasSetMathMode(tr->blas, tr->tc.math_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    if (tr->use_bf16) {
+        cublasCheck(cublasLtCreate(&tr->lt));
+        tr->plans = (LtPlan *)galloc(LT_MAX_PLANS * sizeof(LtPlan));
+        tr->shadow_stale = 1;
+    }
 }
 
 // memory_plan_print: the bytes trainer_alloc asked for, per class, with the cuBLAS workspace and the fit on an H100
@@ -1619,10 +1826,10 @@ static void embed_forward(Trainer *tr) {
     if (c->bigram_vocab) {
         LAUNCH1D(bigram_index, (size_t)N, tr->bidx, tr->tok, N, tr->T, c->bigram_vocab);
         LAUNCH1D(embedding_forward, (size_t)N * c->bigram_dim, tr->be, PARAM(m->bigram_embed), tr->bidx, N, c->bigram_dim);
-        gemm(tr, 0, 1, N, d, c->bigram_dim, 1, tr->be, PARAM(m->bigram_proj), 0, tr->bp);
+        gemm_act(tr, 0, 1, N, d, c->bigram_dim, 1, tr->be, PARAM(m->bigram_proj), tr->bp);
         LAUNCH1D(add_scaled, (size_t)N * d, tr->e, tr->bp, PARAM(m->bigram_scale), (size_t)N * d);
     }
-    LAUNCH_ROWS(rmsnorm_forward, N, c->smear_gate ? tr->xn : tr->x0, tr->r0, tr->e, N, d);
+    LAUNCH_ROWS(rmsnorm_forward<float>, N, c->smear_gate ? tr->xn : tr->x0, tr->r0, tr->e, N, d, 1.0f);
     if (c->smear_gate) LAUNCH_WARPS(smear_forward, N, tr->x0, tr->smear_g, tr->xn, PARAM(m->smear_w), PARAM(m->smear_lam), tr->tok, N, tr->T, d);
 }
 
@@ -1636,9 +1843,9 @@ static const float *skip_weights_in_use(Trainer *tr, int i) {
 
 // flash_cast: tr->q16, k16, v16 = bf16 of the block's q, k, v (flash attention's inputs)
 static void flash_cast(Trainer *tr, const BlockActs *a, int N, int d, int kv) {
-    LAUNCH1D(to_bf16, (size_t)N * d, tr->q16, a->q, (size_t)N * d);
-    LAUNCH1D(to_bf16, (size_t)N * kv, tr->k16, a->k, (size_t)N * kv);
-    LAUNCH1D(to_bf16, (size_t)N * kv, tr->v16, a->v, (size_t)N * kv);
+    LAUNCH1D(to_bf16, (size_t)N * d, tr->q16, a->q, 1.0f, (size_t)N * d);
+    LAUNCH1D(to_bf16, (size_t)N * kv, tr->k16, a->k, 1.0f, (size_t)N * kv);
+    LAUNCH1D(to_bf16, (size_t)N * kv, tr->v16, a->v, 1.0f, (size_t)N * kv);
 }
 
 // forward: loss per token into tr->loss; with grad_scale != 0 also leaves dloss/dlogits in tr->logits.
@@ -1669,10 +1876,10 @@ static void forward(Trainer *tr, float grad_scale) {
         if (!par && lanes == 2) { LAUNCH1D(lane_mean, nd, a->xin, a->xin, a->xin1, nd); lanes = 1; }                   // merge
         else if (par && lanes == 1) { cudaCheck(cudaMemcpyAsync(a->xin1, a->xin, nd * 4, cudaMemcpyDeviceToDevice)); lanes = 2; }   // split
         LAUNCH1D(mix_forward, (size_t)N * d, a->xm, a->xin, tr->x0, PARAM(lp->resid_mix), N, d);
-        LAUNCH_ROWS(rmsnorm_forward, N, a->h1, a->r1, a->xm, N, d);
-        gemm(tr, 0, 1, N, d, d, ls, a->h1, PARAM(lp->c_q), 0, a->qr);   // ls: LN_SCALE's 1/sqrt(l+1) on the norm output
-        gemm(tr, 0, 1, N, kv, d, ls, a->h1, PARAM(lp->c_k), 0, a->kr);
-        gemm(tr, 0, 1, N, kv, d, ls, a->h1, PARAM(lp->c_v), 0, a->v);
+        LAUNCH_ROWS(rmsnorm_forward<float>, N, a->h1, a->r1, a->xm, N, d, 1.0f);
+        gemm_act(tr, 0, 1, N, d, d, ls, a->h1, PARAM(lp->c_q), a->qr);   // ls: LN_SCALE's 1/sqrt(l+1) on the norm output
+        gemm_act(tr, 0, 1, N, kv, d, ls, a->h1, PARAM(lp->c_k), a->kr);
+        gemm_act(tr, 0, 1, N, kv, d, ls, a->h1, PARAM(lp->c_v), a->v);
         LAUNCH_ROWS(qk_prep_forward, (size_t)N * H, a->q, a->rq, a->qr, PARAM(lp->q_gain), tr->cosv, tr->sinv, N, tr->T, H, hd, R);
         LAUNCH_ROWS(qk_prep_forward, (size_t)N * KV, a->k, a->rk, a->kr, (const float *)NULL, tr->cosv, tr->sinv, N, tr->T, KV, hd, R);
         if (tr->q16) {   // PRECISION=bf16: the tensor-core kernels on bf16 copies of q, k, v
@@ -1680,10 +1887,15 @@ static void forward(Trainer *tr, float grad_scale) {
             with_flash_head_dim(hd, [&](auto HDc) {
                 KERNEL_LAUNCH(flash_forward<decltype(HDc)::value>, dim3(blocks_for(tr->T, FA_BR), tr->B * H), FA_THREADS, 0, a->y, a->lse, tr->q16, tr->k16, tr->v16, tr->T, H, KV);
             });
-        } else
+        } else {
+            if (tr->use_bf16) {   // the SIMT kernels read q and k rounded to bf16, as SDPA under autocast (v is a bf16 GEMM output already)
+                LAUNCH1D(round_bf16, (size_t)N * d, a->q, (size_t)N * d);
+                LAUNCH1D(round_bf16, (size_t)N * kv, a->k, (size_t)N * kv);
+            }
             with_head_dim(hd, [&](auto HDc) {
                 KERNEL_LAUNCH(attention_forward<decltype(HDc)::value>, dim3(blocks_for(tr->T, ATT_ROWS), tr->B * H), ATT_ROWS, 0, a->y, a->lse, a->q, a->k, a->v, tr->T, H, KV);
             });
+        }
         cudaCheck(cudaGetLastError());
         int xsa = c->xsa_last_n && l >= c->num_layers - c->xsa_last_n;
         if (a->ya != a->y) {   // XSA buffer exists: apply it on the XSA layers, copy elsewhere
@@ -1691,12 +1903,20 @@ static void forward(Trainer *tr, float grad_scale) {
             else cudaCheck(cudaMemcpyAsync(a->ya, a->y, (size_t)N * d * 4, cudaMemcpyDeviceToDevice));
         }
         if (a->sg) LAUNCH_WARPS(attn_gate_forward, (size_t)N * H, a->yx, a->sg, a->ya, a->h1, PARAM(lp->attn_gate), ls, N, H, hd, d);
-        gemm(tr, 0, 1, N, d, d, 1, a->yx, PARAM(lp->proj), 0, a->ao);
+        gemm_act(tr, 0, 1, N, d, d, 1, a->yx, PARAM(lp->proj), a->ao);
         if (!par) LAUNCH1D(scale_add_forward, nd, a->xa, a->xm, PARAM(lp->attn_scale), a->ao, N, d);
-        LAUNCH_ROWS(rmsnorm_forward, N, a->h2, a->r2, par ? a->xin1 : a->xa, N, d);   // a parallel block's MLP reads lane 1
-        gemm(tr, 0, 1, N, F, d, ls, a->h2, PARAM(lp->fc), 0, a->up);
-        LAUNCH1D(relu2_forward, (size_t)N * F, a->u, a->up, c->mlp_leaky_slope, (size_t)N * F);
-        gemm(tr, 0, 1, N, d, F, 1, a->u, PARAM(lp->mlp_proj), 0, a->mo);
+        const float *mlp_in = par ? a->xin1 : a->xa;   // a parallel block's MLP reads lane 1
+        if (tr->use_bf16) {   // h2 and u in bf16 only; ls applied before h2's rounding
+            LAUNCH_ROWS(rmsnorm_forward<bf16>, N, a->h2b, a->r2, mlp_in, N, d, ls);
+            gemm_act(tr, 0, 1, N, F, d, 1, a->h2b, PARAM(lp->fc), a->up);
+            LAUNCH1D(relu2_forward<bf16>, (size_t)N * F, a->ub, a->up, c->mlp_leaky_slope, (size_t)N * F);
+            gemm_act(tr, 0, 1, N, d, F, 1, a->ub, PARAM(lp->mlp_proj), a->mo);
+        } else {
+            LAUNCH_ROWS(rmsnorm_forward<float>, N, a->h2, a->r2, mlp_in, N, d, 1.0f);
+            gemm_act(tr, 0, 1, N, F, d, ls, a->h2, PARAM(lp->fc), a->up);
+            LAUNCH1D(relu2_forward<float>, (size_t)N * F, a->u, a->up, c->mlp_leaky_slope, (size_t)N * F);
+            gemm_act(tr, 0, 1, N, d, F, 1, a->u, PARAM(lp->mlp_proj), a->mo);
+        }
         if (!par) LAUNCH1D(scale_add_forward, nd, a->xout, a->xa, PARAM(lp->mlp_scale), a->mo, N, d);
         else LAUNCH1D(lane_combine_forward, nd, a->xout, a->xout1, a->xm, a->xin1, a->ao, a->mo, PARAM(lp->attn_scale), PARAM(lp->mlp_scale),
                       PARAM(lp->lane_rho), PARAM(lp->lane_mix), N, d);
@@ -1705,8 +1925,13 @@ static void forward(Trainer *tr, float grad_scale) {
     }
     tr->final_in = tr->acts[P - 1].xout;
     if (lanes == 2) { LAUNCH1D(lane_mean, nd, tr->xf, tr->acts[P - 1].xout, tr->acts[P - 1].xout1, nd); tr->final_in = tr->xf; }
-    LAUNCH_ROWS(rmsnorm_forward, N, tr->hf, tr->rf, tr->final_in, N, d);
-    gemm(tr, 0, 1, N, c->vocab_size, d, 1, tr->hf, PARAM(tr->host.lm_head), 0, tr->logits);
+    if (tr->use_bf16) {
+        LAUNCH_ROWS(rmsnorm_forward<bf16>, N, tr->hfb, tr->rf, tr->final_in, N, d, 1.0f);
+        gemm_act(tr, 0, 1, N, c->vocab_size, d, 1, tr->hfb, PARAM(tr->host.lm_head), tr->logits);
+    } else {
+        LAUNCH_ROWS(rmsnorm_forward<float>, N, tr->hf, tr->rf, tr->final_in, N, d, 1.0f);
+        gemm_act(tr, 0, 1, N, c->vocab_size, d, 1, tr->hf, PARAM(tr->host.lm_head), tr->logits);
+    }
     LAUNCH_ROWS(softcap_cross_entropy, N, tr->logits, tr->loss, tr->tgt, N, c->vocab_size, c->logit_softcap, grad_scale);
 }
 
@@ -1751,7 +1976,8 @@ static void backward(Trainer *tr) {
     float *dx = tr->scratch[0], *dx0 = tr->scratch[1], *t1 = tr->scratch[2], *t2 = tr->scratch[3], *t3 = tr->scratch[4], *t4 = tr->scratch[5];
     cudaCheck(cudaMemsetAsync(dx0, 0, (size_t)N * d * 4));
     // head: logits = hf @ W^T, tr->logits holds dL/dlogits
-    gemm(tr, 1, 0, c->vocab_size, d, N, 1, tr->logits, tr->hf, 1, GRAD(m->lm_head));
+    if (tr->use_bf16) gemm(tr, 1, 0, c->vocab_size, d, N, 1, tr->logits, tr->hfb, 1, GRAD(m->lm_head));
+    else gemm(tr, 1, 0, c->vocab_size, d, N, 1, tr->logits, tr->hf, 1, GRAD(m->lm_head));
     gemm(tr, 0, 0, N, d, c->vocab_size, 1, tr->logits, PARAM(m->lm_head), 0, t1);
     size_t nd = (size_t)N * d;
     float *dx1 = tr->dlane1;   // lane 1's gradient while two lanes are live
@@ -1781,10 +2007,12 @@ static void backward(Trainer *tr) {
         }
         column_grad(GRAD(lp->mlp_scale), gM, a->mo, N, d);
         LAUNCH1D(scale_backward, (size_t)N * d, t1, gM, PARAM(lp->mlp_scale), N, d, 0);                   // dmo
-        gemm(tr, 1, 0, d, F, N, 1, t1, a->u, 1, GRAD(lp->mlp_proj));                                      // dW mlp.proj
+        if (tr->use_bf16) gemm(tr, 1, 0, d, F, N, 1, t1, a->ub, 1, GRAD(lp->mlp_proj));                  // dW mlp.proj
+        else gemm(tr, 1, 0, d, F, N, 1, t1, a->u, 1, GRAD(lp->mlp_proj));
         gemm(tr, 0, 0, N, F, d, 1, t1, PARAM(lp->mlp_proj), 0, t2);                                        // du
         LAUNCH1D(relu2_backward, (size_t)N * F, t2, t2, a->up, c->mlp_leaky_slope, (size_t)N * F);          // dup
-        gemm(tr, 1, 0, F, d, N, ls, t2, a->h2, 1, GRAD(lp->fc));                                           // dW fc
+        if (tr->use_bf16) gemm_dw(tr, F, d, N, 1, t2, a->h2b, GRAD(lp->fc));                             // dW fc (ls is in h2b)
+        else gemm_dw(tr, F, d, N, ls, t2, a->h2, GRAD(lp->fc));
         gemm(tr, 0, 0, N, d, F, ls, t2, PARAM(lp->fc), 0, t1);                                             // dh2
         LAUNCH_ROWS(rmsnorm_backward, N, mlp_acc, t1, mlp_in, a->r2, N, d, 1);                               // dxa (lane 1)
         column_grad(GRAD(lp->attn_scale), gA, a->ao, N, d);
@@ -1821,13 +2049,13 @@ static void backward(Trainer *tr) {
         // t4 = dq, other = dk, t1 = dv (all after the q/k preparation); dy's buffer collects dh1 from here on
         float *dh1 = dy;
         if (xsa) LAUNCH1D(axpy, (size_t)N * kv, t1, tr->dvx, 1.0f, (size_t)N * kv);
-        gemm(tr, 1, 0, kv, d, N, ls, t1, a->h1, 1, GRAD(lp->c_v));
+        gemm_dw(tr, kv, d, N, ls, t1, a->h1, GRAD(lp->c_v));
         gemm(tr, 0, 0, N, d, kv, ls, t1, PARAM(lp->c_v), 0, dh1);                                          // dh1, from v
         LAUNCH_ROWS(qk_prep_backward, (size_t)N * KV, t1, (float *)NULL, other, a->kr, a->rk, (const float *)NULL, tr->cosv, tr->sinv, N, tr->T, KV, hd, R);
-        gemm(tr, 1, 0, kv, d, N, ls, t1, a->h1, 1, GRAD(lp->c_k));
+        gemm_dw(tr, kv, d, N, ls, t1, a->h1, GRAD(lp->c_k));
         gemm(tr, 0, 0, N, d, kv, ls, t1, PARAM(lp->c_k), 1, dh1);                                          // + from k
         LAUNCH_ROWS(qk_prep_backward, (size_t)N * H, t1, GRAD(lp->q_gain), t4, a->qr, a->rq, PARAM(lp->q_gain), tr->cosv, tr->sinv, N, tr->T, H, hd, R);
-        gemm(tr, 1, 0, d, d, N, ls, t1, a->h1, 1, GRAD(lp->c_q));
+        gemm_dw(tr, d, d, N, ls, t1, a->h1, GRAD(lp->c_q));
         gemm(tr, 0, 0, N, d, d, ls, t1, PARAM(lp->c_q), 1, dh1);                                           // + from q
         if (a->sg) LAUNCH1D(axpy, (size_t)N * d, dh1, tr->gate_dh, 1.0f, (size_t)N * d);                       // + from the gate
         LAUNCH_ROWS(rmsnorm_backward, N, dx, dh1, a->xm, a->r1, N, d, 1);                                    // dxm
@@ -1881,27 +2109,52 @@ static float *newton_schulz(Trainer *tr, int rows, int cols, int steps) {
     tr->ns[0] = X; tr->ns[3] = Xn;
     return X;
 }
+// newton_schulz_bf16 (PRECISION=bf16): the same iteration as train_gpt.py runs it, X in bf16, every product on bf16
+// operands with float32 accumulation rounded to bf16, every elementwise step rounded to bf16 (test/reference.py's
+// zeropower_via_newtonschulz5 on the CPU): A = X X^T, B = b A + c (A A), X = a X + B X. X in ns[0] (float32 holding
+// bf16 values) in and out.
+static float *newton_schulz_bf16(Trainer *tr, int rows, int cols, int steps) {
+    bf16 *X = tr->nsb[0], *A = tr->nsb[1], *Bm = tr->nsb[2], *BX = tr->nsb[3];
+    size_t nx = (size_t)rows * cols, na = (size_t)rows * rows;
+    LAUNCH1D(to_bf16, nx, X, tr->ns[0], 1.0f, nx);
+    for (int s = 0; s < steps; s++) {
+        const float *k = tr->tc.muon_polar_express ? NS_POLAR[s < 4 ? s : 4] : NS_FIXED;
+        lt_gemm(tr, 0, 1, rows, rows, cols, 1, X, X, 0, A, CUDA_R_16BF);     // A = X X^T      [rows, rows]
+        lt_gemm(tr, 0, 0, rows, rows, rows, 1, A, A, 0, Bm, CUDA_R_16BF);    // A A
+        LAUNCH1D(ns_combine_bf16, na, Bm, A, Bm, k[1], k[2], na);             // B = b A + c A A
+        lt_gemm(tr, 0, 0, rows, cols, rows, 1, Bm, X, 0, BX, CUDA_R_16BF);   // B X            [rows, cols]
+        LAUNCH1D(ns_combine_bf16, nx, X, X, BX, k[0], 1.0f, nx);              // X = a X + B X
+    }
+    LAUNCH1D(widen_bf16, nx, tr->ns[0], X, nx);
+    return tr->ns[0];
+}
 
 // muon_step: one tensor: momentum, [MuonEq-R row normalization,] normalize, orthogonalize (on the transpose when
-// rows > cols), [decoupled weight decay p *= 1 - lr wd,] and p -= lr * sqrt(max(1, rows/cols)) * X.
+// rows > cols), [decoupled weight decay p *= 1 - lr wd,] and p -= lr * sqrt(max(1, rows/cols)) * X. PRECISION=bf16
+// as train_gpt.py: the update rounded to bf16 before the normalization, normalized and orthogonalized in bf16, scaled
+// in bf16 (p -= lr * bf16(scale X)); momentum and p stay float32.
 static void muon_step(Trainer *tr, int i, float lr, float mu) {
     const ParamSpec *s = &tr->host.spec[i];
     size_t n = (size_t)s->rows * s->cols;
     float *u = tr->ns[4];
+    int b16 = tr->use_bf16;
     LAUNCH1D(muon_momentum, n, u, tr->muon_buf + s->offset, tr->grads + s->offset, n, mu);
     if (tr->tc.muon_eq_r) LAUNCH_WARPS(row_normalize, s->rows, u, s->rows, s->cols);
+    if (b16) LAUNCH1D(round_bf16, n, u, n);
     cudaCheck(cudaMemsetAsync(tr->norm, 0, 4));
     KERNEL_LAUNCH(sum_squares, 256, 256, 0, tr->norm, u, n);
     cudaCheck(cudaGetLastError());
-    LAUNCH1D(scale_by_inverse_norm, n, u, tr->norm, n, 1e-7f);
+    if (b16) LAUNCH1D(scale_by_inverse_norm_bf16, n, u, tr->norm, n, 1e-7f);
+    else LAUNCH1D(scale_by_inverse_norm, n, u, tr->norm, n, 1e-7f);
     int transposed = s->rows > s->cols, r = transposed ? s->cols : s->rows, cc = transposed ? s->rows : s->cols;
     if (transposed) LAUNCH1D(transpose, n, tr->ns[0], u, s->rows, s->cols);
     else cudaCheck(cudaMemcpyAsync(tr->ns[0], u, n * 4, cudaMemcpyDeviceToDevice));
-    float *X = newton_schulz(tr, r, cc, tr->tc.muon_backend_steps);
+    float *X = b16 ? newton_schulz_bf16(tr, r, cc, tr->tc.muon_backend_steps) : newton_schulz(tr, r, cc, tr->tc.muon_backend_steps);
     if (transposed) { LAUNCH1D(transpose, n, u, X, r, cc); X = u; }
     float scale = sqrtf(fmaxf(1.0f, (float)s->rows / (float)s->cols));
     if (tr->tc.muon_wd > 0) LAUNCH1D(scale_inplace, n, tr->dparam[i], (float)(1.0 - lr * tr->tc.muon_wd), n);
-    LAUNCH1D(axpy, n, tr->dparam[i], X, -lr * scale, n);
+    if (b16 && scale != 1.0f) { LAUNCH1D(scale_inplace, n, X, scale, n); LAUNCH1D(round_bf16, n, X, n); }
+    LAUNCH1D(axpy, n, tr->dparam[i], X, b16 ? -lr : -lr * scale, n);
 }
 
 // train_cap_seconds: the training wallclock cap: MAX_WALLCLOCK_SECONDS less the GPTQ export's reserve (0: no cap).
@@ -1966,6 +2219,7 @@ static void optimizer_step(Trainer *tr, double lr_scale, double mu, int adam_t) 
         LAUNCH1D(adam_update, n, tr->dparam[i], tr->grads + s->offset, tr->adam_m + s->offset, tr->adam_v + s->offset, n, lr, (float)c->beta1,
                       (float)c->beta2, (float)c->adam_eps, bc1, bc2);
     }
+    params_changed(tr);
 }
 
 // qat_weights: on: the QAT matrices (attention, MLP and the untied head, at QUANT when that is an integer or
@@ -1986,6 +2240,7 @@ static void qat_weights(Trainer *tr, int on) {
         }
         tr->dparam[i] = (on ? tr->qparams : tr->params) + s->offset;
     }
+    params_changed(tr);
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -2094,6 +2349,7 @@ static void ttt_train_chunk(Trainer *tr, const Dist *dd, const int32_t *val, siz
         }
         all_reduce_grads(tr, dd);
         LAUNCH1D(axpy, tr->host.numel, tr->params, tr->grads, -(float)tr->tc.ttt_lr, tr->host.numel);
+        params_changed(tr);
     }
     free(x); free(y);
 }
@@ -2485,7 +2741,7 @@ static void container_write(const char *path, const GolfModel *m, const float *v
 static void checkpoint_write(const char *path, const GolfModel *m, int steps) { container_write(path, m, m->params, "", steps, NULL); }
 
 static void params_download(Trainer *tr) { cudaCheck(cudaMemcpy(tr->host.params, tr->params, tr->host.numel * 4, cudaMemcpyDeviceToHost)); }
-static void params_upload(Trainer *tr) { cudaCheck(cudaMemcpy(tr->params, tr->host.params, tr->host.numel * 4, cudaMemcpyHostToDevice)); }
+static void params_upload(Trainer *tr) { cudaCheck(cudaMemcpy(tr->params, tr->host.params, tr->host.numel * 4, cudaMemcpyHostToDevice)); params_changed(tr); }
 
 // export_options: QUANT for the matrices and the embedding, fp32 control tensors (train_gpt.py keeps them).
 static ExportOptions export_options(const TrainConfig *c) {
@@ -2680,6 +2936,7 @@ int main(int argc, char **argv) {
         int last = step == tc->iterations || (stop_after >= 0 && step >= stop_after);
         if (last && tr.ema) {   // from here on the weights are the EMA: evaluated, saved and exported
             cudaCheck(cudaMemcpy(tr.params, tr.ema, tr.host.numel * 4, cudaMemcpyDeviceToDevice));
+            params_changed(&tr);
             log0("ema: the final weights are the EMA (decay %g)", tc->ema_decay);
         }
         if (last || (tc->val_loss_every > 0 && step % tc->val_loss_every == 0)) {

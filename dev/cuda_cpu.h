@@ -32,12 +32,16 @@
  *     block, grid dimensions, dynamic shared memory over 48 KiB without the opt-in attribute or over its
  *     227 KiB); a copy, set or GEMM operand outside the device allocations (cudaMemcpy & co return
  *     cudaErrorInvalidValue, and cudaGetErrorString says what was outside what).
- *   Memory: cudaMalloc is one malloc per allocation (so ASan, `make cpu SANITIZE=1`, sees an overrun as a heap
+ *   Memory: cudaMalloc is one 256-byte aligned heap block per allocation (so ASan, `make cpu SANITIZE=1`, sees an overrun as a heap
  *     overflow), tracked with its size; streams and events run in order (everything is synchronous).
  *   cuBLAS: cublasSgemm and cublasSgemmStridedBatched with cuBLAS's column-major meaning (ops, leading
  *     dimensions, strides, alpha, beta; beta = 0 never reads C), on CBLAS (OpenBLAS) or, without
  *     GOLF_EMU_CBLAS, plain loops; CUBLAS_TF32_TENSOR_OP_MATH rounds the operands to TF32 (10 mantissa bits,
  *     nearest even) first. fp16/bf16 conversions round to nearest even, as the GPU's _rn intrinsics do.
+ *   cuBLASLt (section 9b): cublasLtMatmul on bf16 A and B with CUBLAS_COMPUTE_32F, C = D in bf16 or float32,
+ *     TRANSA / TRANSB, column-major layouts, the workspace preference and a one-algorithm heuristic; operands
+ *     decoded exactly, summed in float32 as cublasSgemm, the result rounded to D's type (nearest even). Any other
+ *     attribute, type or a layout that does not fit the op is a fault naming the call site.
  *   NCCL: a communicator of the processes that called ncclCommInitRank with one id. ncclGetUniqueId opens a
  *     TCP listener (MASTER_ADDR or 127.0.0.1, a free port) and writes its address into the id; the ranks
  *     connect to it (a star through rank 0). ncclAllReduce / ncclBroadcast / ncclAllGather move the bytes
@@ -60,7 +64,7 @@
  *   1. keywords and built-in variables     2. fp16 / bf16        3. faults and allocations
  *   4. fibers                               5. the block scheduler, barriers, warp collectives (5b: tensor cores)
  *   6. launches                             7. atomics and math   8. runtime API: memory, streams, device
- *   9. cuBLAS                               10. NCCL
+ *   9. cuBLAS, 9b. cuBLASLt                 10. NCCL
  */
 #ifndef GOLF_CUDA_CPU_H
 #define GOLF_CUDA_CPU_H
@@ -1089,8 +1093,9 @@ inline cudaError_t cudaMalloc(void **p, size_t n) {
         std::lock_guard<std::mutex> g(h.mu);
         if (n > total - h.in_use) return golf_emu::fail(cudaErrorMemoryAllocation, "out of memory: %zu bytes asked, %zu of the device's 80 GiB in use", n, h.in_use);
     }
-    void *q = malloc(n ? n : 1);
-    if (!q) return golf_emu::fail(cudaErrorMemoryAllocation, "out of memory: host malloc of %zu bytes failed", n);
+    void *q = NULL;   // 256-byte aligned, as cudaMalloc's (cuBLASLt's default alignment)
+    if (posix_memalign(&q, 256, n ? n : 1)) q = NULL;
+    if (!q) return golf_emu::fail(cudaErrorMemoryAllocation, "out of memory: host allocation of %zu bytes failed", n);
     std::lock_guard<std::mutex> g(h.mu);
     h.blocks[(uintptr_t)q] = n;
     h.ids[(uintptr_t)q] = ++h.next_id;
@@ -1305,6 +1310,234 @@ inline cublasStatus_t golf_cublasSgemmStridedBatched(const char *file, int line,
 }
 #define cublasSgemm(...) golf_cublasSgemm(__FILE__, __LINE__, __VA_ARGS__)
 #define cublasSgemmStridedBatched(...) golf_cublasSgemmStridedBatched(__FILE__, __LINE__, __VA_ARGS__)
+
+// --- 9b. cuBLASLt: the matmul train_golf.cu's PRECISION=bf16 uses -------------------------------------
+// Handles, a matmul descriptor (compute type CUBLAS_COMPUTE_32F, scale type CUDA_R_32F, TRANSA / TRANSB only),
+// column-major matrix layouts (CUDA_R_16BF or CUDA_R_32F; the ORDER attribute is not emulated), a preference with
+// MAX_WORKSPACE_BYTES and MIN_ALIGNMENT_{A,B,C,D}_BYTES (default 256, as cuBLASLt's), a heuristic that returns one
+// algorithm for those alignments (a pointer less aligned at the matmul is a fault, as it can be an error on a GPU),
+// and cublasLtMatmul: D = alpha op(A) op(B) + beta C
+// with A and B in bf16 (decoded exactly), the products summed in float32 by the emulator's sgemm (OpenBLAS's order,
+// or the loops' ascending k), then d = alpha * acc + beta * c in float32 (C not read when beta = 0), rounded to D's
+// type (nearest even for bf16). C and D: the same layout. Anything else is a fault naming the call site.
+
+typedef enum { CUDA_R_32F = 0, CUDA_R_16BF = 14 } cudaDataType_t;
+typedef cudaDataType_t cudaDataType;
+typedef enum { CUBLAS_COMPUTE_32F = 68 } cublasComputeType_t;
+typedef enum { CUBLASLT_MATMUL_DESC_COMPUTE_TYPE = 0, CUBLASLT_MATMUL_DESC_SCALE_TYPE = 1, CUBLASLT_MATMUL_DESC_TRANSA = 3,
+               CUBLASLT_MATMUL_DESC_TRANSB = 4, CUBLASLT_MATMUL_DESC_EPILOGUE = 7 } cublasLtMatmulDescAttributes_t;
+typedef enum { CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES = 6,
+               CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES = 7, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES = 8 } cublasLtMatmulPreferenceAttributes_t;
+typedef struct { uint64_t data[8]; } cublasLtMatmulAlgo_t;
+typedef struct { cublasLtMatmulAlgo_t algo; size_t workspaceSize; cublasStatus_t state; float wavesCount; int reserved[4]; } cublasLtMatmulHeuristicResult_t;
+struct golf_lt { int magic; };
+struct golf_lt_desc { int magic; cublasComputeType_t compute; cudaDataType_t scale; int ta, tb; };
+struct golf_lt_layout { int magic; cudaDataType_t type; uint64_t rows, cols; int64_t ld; };
+struct golf_lt_pref { int magic; uint64_t workspace; uint32_t align[4]; };   // align: A, B, C, D
+typedef golf_lt *cublasLtHandle_t;
+typedef golf_lt_desc *cublasLtMatmulDesc_t;
+typedef golf_lt_layout *cublasLtMatrixLayout_t;
+typedef golf_lt_pref *cublasLtMatmulPreference_t;
+
+namespace golf_emu {
+enum { LT_HANDLE = 0x6c74680, LT_DESC = 0x6c74640, LT_LAYOUT = 0x6c746c0, LT_PREF = 0x6c74700, LT_ALGO = 0x6c746100 };
+inline const char *lt_type_name(int t) { return t == CUDA_R_32F ? "CUDA_R_32F" : t == CUDA_R_16BF ? "CUDA_R_16BF" : "unknown"; }
+inline size_t lt_type_bytes(int t) { return t == CUDA_R_32F ? 4 : 2; }
+// lt_check: a handle / descriptor the emulator made (magic), else a fault at the call site
+template <class T> inline void lt_object(const char *fn, const char *site, const char *what, const T *p, int magic) {
+    if (!p || p->magic != magic) fault("%s at %s: %s is %s", fn, site, what, p ? "not one cublasLt*Create made (or destroyed)" : "NULL");
+}
+// lt_operand: layout l describes `rows` x `cols` (the op's shape) in a type the call takes, its bytes lie in device memory
+inline void lt_operand(const char *fn, const char *site, const char *what, const void *p, const golf_lt_layout *l, uint64_t rows, uint64_t cols,
+                       int bf16_only) {
+    lt_object(fn, site, what, l, LT_LAYOUT);
+    if (l->rows != rows || l->cols != cols)
+        fault("%s at %s: layout of %s is %llu x %llu but the op needs %llu x %llu", fn, site, what, (unsigned long long)l->rows,
+              (unsigned long long)l->cols, (unsigned long long)rows, (unsigned long long)cols);
+    if (l->ld < (int64_t)(l->rows > 1 ? l->rows : 1)) fault("%s at %s: layout of %s: ld %lld < rows %llu (column-major)", fn, site, what, (long long)l->ld, (unsigned long long)l->rows);
+    if (bf16_only && l->type != CUDA_R_16BF) fault("%s at %s: %s is %s: only CUDA_R_16BF operands are emulated", fn, site, what, lt_type_name(l->type));
+    if (rows == 0 || cols == 0) return;
+    char why[256];
+    size_t n = ((size_t)(cols - 1) * (size_t)l->ld + rows) * lt_type_bytes(l->type);
+    if (!p) fault("%s at %s: %s is NULL", fn, site, what);
+    if (!device_range(p, n, why, sizeof(why))) fault("%s at %s: operand %s (%llu x %llu, ld %lld): %s", fn, site, what, (unsigned long long)rows,
+                                                     (unsigned long long)cols, (long long)l->ld, why);
+}
+// lt_decode: a column-major bf16 (or float) matrix, rows x cols with leading dimension ld, as floats (the same ld)
+inline std::vector<float> lt_decode(const void *p, const golf_lt_layout *l) {
+    size_t n = l->rows && l->cols ? (size_t)(l->cols - 1) * (size_t)l->ld + l->rows : 0;
+    std::vector<float> out(n);
+    if (l->type == CUDA_R_32F) memcpy(out.data(), p, n * 4);
+    else for (size_t i = 0; i < n; i++) out[i] = __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+    return out;
+}
+}  // namespace golf_emu
+
+inline cublasStatus_t golf_ltCreate(cublasLtHandle_t *h) { *h = new golf_lt{golf_emu::LT_HANDLE}; return CUBLAS_STATUS_SUCCESS; }
+inline cublasStatus_t golf_ltDestroy(const char *file, int line, cublasLtHandle_t h) {
+    std::string site = golf_emu::site_of(file, line);
+    golf_emu::lt_object("cublasLtDestroy", site.c_str(), "the handle", h, golf_emu::LT_HANDLE);
+    h->magic = 0; delete h;
+    return CUBLAS_STATUS_SUCCESS;
+}
+inline cublasStatus_t golf_ltMatmulDescCreate(const char *file, int line, cublasLtMatmulDesc_t *d, cublasComputeType_t compute, cudaDataType_t scale) {
+    std::string site = golf_emu::site_of(file, line);
+    if (compute != CUBLAS_COMPUTE_32F || scale != CUDA_R_32F)
+        golf_emu::fault("cublasLtMatmulDescCreate at %s: compute type %d, scale type %d: only CUBLAS_COMPUTE_32F with CUDA_R_32F is emulated", site.c_str(),
+                        (int)compute, (int)scale);
+    *d = new golf_lt_desc{golf_emu::LT_DESC, compute, scale, CUBLAS_OP_N, CUBLAS_OP_N};
+    return CUBLAS_STATUS_SUCCESS;
+}
+inline cublasStatus_t golf_ltMatmulDescDestroy(const char *file, int line, cublasLtMatmulDesc_t d) {
+    std::string site = golf_emu::site_of(file, line);
+    golf_emu::lt_object("cublasLtMatmulDescDestroy", site.c_str(), "the descriptor", d, golf_emu::LT_DESC);
+    d->magic = 0; delete d;
+    return CUBLAS_STATUS_SUCCESS;
+}
+inline cublasStatus_t golf_ltMatmulDescSetAttribute(const char *file, int line, cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t a, const void *buf,
+                                                    size_t size) {
+    std::string site = golf_emu::site_of(file, line);
+    golf_emu::lt_object("cublasLtMatmulDescSetAttribute", site.c_str(), "the descriptor", d, golf_emu::LT_DESC);
+    if (a != CUBLASLT_MATMUL_DESC_TRANSA && a != CUBLASLT_MATMUL_DESC_TRANSB)
+        golf_emu::fault("cublasLtMatmulDescSetAttribute at %s: attribute %d is not emulated (TRANSA and TRANSB are)", site.c_str(), (int)a);
+    if (size != sizeof(int32_t)) golf_emu::fault("cublasLtMatmulDescSetAttribute at %s: TRANSA/TRANSB take an int32_t, got %zu bytes", site.c_str(), size);
+    int32_t op;
+    memcpy(&op, buf, 4);
+    if (op != CUBLAS_OP_N && op != CUBLAS_OP_T) golf_emu::fault("cublasLtMatmulDescSetAttribute at %s: operation %d is not emulated (N and T are)", site.c_str(), op);
+    (a == CUBLASLT_MATMUL_DESC_TRANSA ? d->ta : d->tb) = op;
+    return CUBLAS_STATUS_SUCCESS;
+}
+inline cublasStatus_t golf_ltMatrixLayoutCreate(const char *file, int line, cublasLtMatrixLayout_t *l, cudaDataType_t type, uint64_t rows, uint64_t cols,
+                                                int64_t ld) {
+    std::string site = golf_emu::site_of(file, line);
+    if (type != CUDA_R_16BF && type != CUDA_R_32F)
+        golf_emu::fault("cublasLtMatrixLayoutCreate at %s: data type %d is not emulated (CUDA_R_16BF and CUDA_R_32F are)", site.c_str(), (int)type);
+    if (ld < (int64_t)(rows > 1 ? rows : 1) || rows > INT32_MAX || cols > INT32_MAX)
+        golf_emu::fault("cublasLtMatrixLayoutCreate at %s: %llu x %llu with ld %lld (column-major: ld >= rows)", site.c_str(), (unsigned long long)rows,
+                        (unsigned long long)cols, (long long)ld);
+    *l = new golf_lt_layout{golf_emu::LT_LAYOUT, type, rows, cols, ld};
+    return CUBLAS_STATUS_SUCCESS;
+}
+inline cublasStatus_t golf_ltMatrixLayoutDestroy(const char *file, int line, cublasLtMatrixLayout_t l) {
+    std::string site = golf_emu::site_of(file, line);
+    golf_emu::lt_object("cublasLtMatrixLayoutDestroy", site.c_str(), "the layout", l, golf_emu::LT_LAYOUT);
+    l->magic = 0; delete l;
+    return CUBLAS_STATUS_SUCCESS;
+}
+inline cublasStatus_t golf_ltMatmulPreferenceCreate(cublasLtMatmulPreference_t *p) {
+    *p = new golf_lt_pref{golf_emu::LT_PREF, 0, {256, 256, 256, 256}};
+    return CUBLAS_STATUS_SUCCESS;
+}
+inline cublasStatus_t golf_ltMatmulPreferenceDestroy(const char *file, int line, cublasLtMatmulPreference_t p) {
+    std::string site = golf_emu::site_of(file, line);
+    golf_emu::lt_object("cublasLtMatmulPreferenceDestroy", site.c_str(), "the preference", p, golf_emu::LT_PREF);
+    p->magic = 0; delete p;
+    return CUBLAS_STATUS_SUCCESS;
+}
+inline cublasStatus_t golf_ltMatmulPreferenceSetAttribute(const char *file, int line, cublasLtMatmulPreference_t p, cublasLtMatmulPreferenceAttributes_t a,
+                                                          const void *buf, size_t size) {
+    std::string site = golf_emu::site_of(file, line);
+    golf_emu::lt_object("cublasLtMatmulPreferenceSetAttribute", site.c_str(), "the preference", p, golf_emu::LT_PREF);
+    if (a >= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES && a <= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES && size == sizeof(uint32_t)) {
+        uint32_t v;
+        memcpy(&v, buf, 4);
+        if (v == 0 || (v & (v - 1))) golf_emu::fault("cublasLtMatmulPreferenceSetAttribute at %s: alignment %u is not a power of two", site.c_str(), v);
+        p->align[a - CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES] = v;
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    if (a != CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES || size != sizeof(uint64_t))
+        golf_emu::fault("cublasLtMatmulPreferenceSetAttribute at %s: attribute %d (%zu bytes): only MAX_WORKSPACE_BYTES (a uint64_t) and "
+                        "MIN_ALIGNMENT_{A,B,C,D}_BYTES (a uint32_t) are emulated", site.c_str(), (int)a, size);
+    memcpy(&p->workspace, buf, 8);
+    return CUBLAS_STATUS_SUCCESS;
+}
+// the one algorithm: its data[0] marks it, data[1..3] hold the descriptor's ops and D's type it was chosen for,
+// data[4..7] the preference's alignments of A, B, C, D
+inline cublasStatus_t golf_ltMatmulAlgoGetHeuristic(const char *file, int line, cublasLtHandle_t h, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t A,
+                                                    cublasLtMatrixLayout_t B, cublasLtMatrixLayout_t C, cublasLtMatrixLayout_t D, cublasLtMatmulPreference_t p,
+                                                    int requested, cublasLtMatmulHeuristicResult_t *results, int *returned) {
+    std::string site = golf_emu::site_of(file, line);
+    const char *fn = "cublasLtMatmulAlgoGetHeuristic";
+    golf_emu::lt_object(fn, site.c_str(), "the handle", h, golf_emu::LT_HANDLE);
+    golf_emu::lt_object(fn, site.c_str(), "the descriptor", d, golf_emu::LT_DESC);
+    golf_emu::lt_object(fn, site.c_str(), "the preference", p, golf_emu::LT_PREF);
+    for (auto *l : {A, B, C, D}) golf_emu::lt_object(fn, site.c_str(), "a layout", l, golf_emu::LT_LAYOUT);
+    if (requested < 1 || !results || !returned) golf_emu::fault("%s at %s: %d results requested (or NULL arrays)", fn, site.c_str(), requested);
+    memset(results, 0, sizeof(*results));
+    results[0].algo.data[0] = golf_emu::LT_ALGO; results[0].algo.data[1] = (uint64_t)d->ta; results[0].algo.data[2] = (uint64_t)d->tb;
+    results[0].algo.data[3] = (uint64_t)D->type;
+    for (int i = 0; i < 4; i++) results[0].algo.data[4 + i] = p->align[i];
+    results[0].workspaceSize = 0; results[0].state = CUBLAS_STATUS_SUCCESS; results[0].wavesCount = 1.0f;
+    *returned = 1;
+    return CUBLAS_STATUS_SUCCESS;
+}
+inline cublasStatus_t golf_ltMatmul(const char *file, int line, cublasLtHandle_t h, cublasLtMatmulDesc_t d, const void *alpha, const void *A,
+                                    cublasLtMatrixLayout_t Al, const void *B, cublasLtMatrixLayout_t Bl, const void *beta, const void *C,
+                                    cublasLtMatrixLayout_t Cl, void *D, cublasLtMatrixLayout_t Dl, const cublasLtMatmulAlgo_t *algo, void *ws,
+                                    size_t wsbytes, cudaStream_t) {
+    std::string site = golf_emu::site_of(file, line);
+    const char *fn = "cublasLtMatmul", *s = site.c_str();
+    golf_emu::lt_object(fn, s, "the handle", h, golf_emu::LT_HANDLE);
+    golf_emu::lt_object(fn, s, "the descriptor", d, golf_emu::LT_DESC);
+    golf_emu::lt_object(fn, s, "layout D", Dl, golf_emu::LT_LAYOUT);
+    golf_emu::lt_object(fn, s, "layout A", Al, golf_emu::LT_LAYOUT);
+    if (!alpha || !beta) golf_emu::fault("%s at %s: alpha or beta is NULL", fn, s);
+    uint64_t m = Dl->rows, n = Dl->cols, k = d->ta == CUBLAS_OP_T ? Al->rows : Al->cols;
+    golf_emu::lt_operand(fn, s, "A", A, Al, d->ta == CUBLAS_OP_T ? k : m, d->ta == CUBLAS_OP_T ? m : k, 1);
+    golf_emu::lt_operand(fn, s, "B", B, Bl, d->tb == CUBLAS_OP_T ? n : k, d->tb == CUBLAS_OP_T ? k : n, 1);
+    golf_emu::lt_operand(fn, s, "D", D, Dl, m, n, 0);
+    float fa, fb;
+    memcpy(&fa, alpha, 4); memcpy(&fb, beta, 4);
+    golf_emu::lt_object(fn, s, "layout C", Cl, golf_emu::LT_LAYOUT);
+    if (Cl->type != Dl->type || Cl->rows != Dl->rows || Cl->cols != Dl->cols || Cl->ld != Dl->ld)
+        golf_emu::fault("%s at %s: C's layout (%s %llu x %llu, ld %lld) differs from D's (%s %llu x %llu, ld %lld): not emulated", fn, s,
+                        golf_emu::lt_type_name(Cl->type), (unsigned long long)Cl->rows, (unsigned long long)Cl->cols, (long long)Cl->ld,
+                        golf_emu::lt_type_name(Dl->type), (unsigned long long)Dl->rows, (unsigned long long)Dl->cols, (long long)Dl->ld);
+    if (fb != 0.f) golf_emu::lt_operand(fn, s, "C", C, Cl, m, n, 0);
+    if (algo && (algo->data[0] != (uint64_t)golf_emu::LT_ALGO || algo->data[1] != (uint64_t)d->ta || algo->data[2] != (uint64_t)d->tb ||
+                 algo->data[3] != (uint64_t)Dl->type))
+        golf_emu::fault("%s at %s: the algorithm is not one cublasLtMatmulAlgoGetHeuristic returned for this descriptor and D type", fn, s);
+    if (algo) {
+        const void *ptr[4] = {A, B, C, D};
+        for (int i = 0; i < 4; i++) {
+            uintptr_t u = (uintptr_t)ptr[i];
+            uint64_t al = u ? (u & (~u + 1)) : 256;   // the lowest set bit: the pointer's alignment
+            if (al < algo->data[4 + i])
+                golf_emu::fault("%s at %s: %c is aligned to %llu bytes, under the %llu the algorithm was chosen for (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_%c_BYTES)",
+                                fn, s, "ABCD"[i], (unsigned long long)al, (unsigned long long)algo->data[4 + i], "ABCD"[i]);
+        }
+    }
+    if (wsbytes) {
+        char why[256];
+        if (!ws || !golf_emu::device_range(ws, wsbytes, why, sizeof(why))) golf_emu::fault("%s at %s: workspace of %zu bytes: %s", fn, s, wsbytes, ws ? why : "NULL");
+    }
+    if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+    std::vector<float> a = golf_emu::lt_decode(A, Al), b = golf_emu::lt_decode(B, Bl), acc((size_t)m * n);
+    golf_emu::gemm(CUBLAS_DEFAULT_MATH, d->ta == CUBLAS_OP_T, d->tb == CUBLAS_OP_T, (int)m, (int)n, (int)k, 1.0f, a.data(), (int)Al->ld, b.data(), (int)Bl->ld,
+                   0.0f, acc.data(), (int)m);
+    for (uint64_t j = 0; j < n; j++)
+        for (uint64_t i = 0; i < m; i++) {
+            size_t at = (size_t)j * Dl->ld + i;
+            float c = 0.f;
+            if (fb != 0.f) c = Cl->type == CUDA_R_32F ? ((const float *)C)[at] : __bfloat162float(((const __nv_bfloat16 *)C)[at]);
+            float v = fb != 0.f ? fa * acc[(size_t)j * m + i] + fb * c : fa * acc[(size_t)j * m + i];
+            if (Dl->type == CUDA_R_32F) ((float *)D)[at] = v;
+            else ((__nv_bfloat16 *)D)[at] = __float2bfloat16_rn(v);
+        }
+    return CUBLAS_STATUS_SUCCESS;
+}
+#define cublasLtCreate(h) golf_ltCreate(h)
+#define cublasLtDestroy(...) golf_ltDestroy(__FILE__, __LINE__, __VA_ARGS__)
+#define cublasLtMatmulDescCreate(...) golf_ltMatmulDescCreate(__FILE__, __LINE__, __VA_ARGS__)
+#define cublasLtMatmulDescDestroy(...) golf_ltMatmulDescDestroy(__FILE__, __LINE__, __VA_ARGS__)
+#define cublasLtMatmulDescSetAttribute(...) golf_ltMatmulDescSetAttribute(__FILE__, __LINE__, __VA_ARGS__)
+#define cublasLtMatrixLayoutCreate(...) golf_ltMatrixLayoutCreate(__FILE__, __LINE__, __VA_ARGS__)
+#define cublasLtMatrixLayoutDestroy(...) golf_ltMatrixLayoutDestroy(__FILE__, __LINE__, __VA_ARGS__)
+#define cublasLtMatmulPreferenceCreate(p) golf_ltMatmulPreferenceCreate(p)
+#define cublasLtMatmulPreferenceDestroy(...) golf_ltMatmulPreferenceDestroy(__FILE__, __LINE__, __VA_ARGS__)
+#define cublasLtMatmulPreferenceSetAttribute(...) golf_ltMatmulPreferenceSetAttribute(__FILE__, __LINE__, __VA_ARGS__)
+#define cublasLtMatmulAlgoGetHeuristic(...) golf_ltMatmulAlgoGetHeuristic(__FILE__, __LINE__, __VA_ARGS__)
+#define cublasLtMatmul(...) golf_ltMatmul(__FILE__, __LINE__, __VA_ARGS__)
 
 // --- 10. NCCL: a star through rank 0 over TCP --------------------------------------------------------
 

@@ -9,6 +9,10 @@
 //   emu_faults convert        fp16 / bf16 / tf32 of the floats on stdin (one per line): "h b t" hex per line
 //   emu_faults gemm           cublasSgemm / StridedBatched over ops, leading dimensions, alpha, beta (0 with NaN in
 //                             C) against a float64 loop: the largest error relative to the largest |C|
+//   emu_faults lt TA TB M N K DTYPE BETA SEED   one cublasLtMatmul (bf16 A, B; C = D of DTYPE bf16 or f32; alpha
+//                             0.75; lda, ldb, ldd past the rows; C NaN when BETA is 0): m n k, then A, B, C (as
+//                             decoded floats), D, one "%a" matrix per line, column-major; "padding" if D's rows past m changed
+//   emu_faults lt_fault WHAT  a bad cuBLASLt call (ld, type, dims, attr, cd, algo, align): the fault's message, exit 1
 //   emu_faults kernels SEED   train_golf.cu's deterministic kernels on random inputs: one line per kernel, the
 //                             name and a hex digest of its outputs (run under several GOLF_EMU_ORDERs, must agree)
 //   emu_faults attention T HD H KV SEED [flash]   the attention kernels on random inputs: q, k, v, dy, then y, lse,
@@ -361,7 +365,7 @@ static int run_kernels(uint64_t seed) {
     int *tgt;
     cudaCheck(cudaMalloc(&tgt, N * 4));
     cudaCheck(cudaMemcpy(tgt, ht.data(), N * 4, cudaMemcpyHostToDevice));
-    LAUNCH_ROWS(rmsnorm_forward, N, o, rs, x, N, d);
+    LAUNCH_ROWS(rmsnorm_forward<float>, N, o, rs, x, N, d, 1.0f);
     printf("rmsnorm_forward %016llx\n", (unsigned long long)(digest(o, (size_t)N * d) ^ digest(rs, N)));
     LAUNCH_ROWS(rmsnorm_backward, N, o, y, x, rs, N, d, 1);
     printf("rmsnorm_backward %016llx\n", (unsigned long long)digest(o, (size_t)N * d));
@@ -400,9 +404,9 @@ static int run_attention(int T, int hd, int H, int KV, uint64_t seed, int flash)
         round_bf16_device(q, nq); round_bf16_device(k, nk); round_bf16_device(v, nk); round_bf16_device(dy, nq);
         __nv_bfloat16 *q16, *k16, *v16, *dy16;
         cudaCheck(cudaMalloc(&q16, nq * 2)); cudaCheck(cudaMalloc(&k16, nk * 2)); cudaCheck(cudaMalloc(&v16, nk * 2)); cudaCheck(cudaMalloc(&dy16, nq * 2));
-        LAUNCH1D(to_bf16, nq, q16, q, nq);
-        LAUNCH1D(to_bf16, nk, k16, k, nk);
-        LAUNCH1D(to_bf16, nk, v16, v, nk);
+        LAUNCH1D(to_bf16, nq, q16, q, 1.0f, nq);
+        LAUNCH1D(to_bf16, nk, k16, k, 1.0f, nk);
+        LAUNCH1D(to_bf16, nk, v16, v, 1.0f, nk);
         with_flash_head_dim(hd, [&](auto HDc) {
             const int HD = decltype(HDc)::value;
             KERNEL_LAUNCH(flash_forward<HD>, dim3(blocks_for(T, FA_BR), H), FA_THREADS, 0, y, lse, q16, k16, v16, T, H, KV);
@@ -423,6 +427,97 @@ static int run_attention(int T, int hd, int H, int KV, uint64_t seed, int flash)
         cudaCheck(cudaMemcpy(h.data(), outs[i], ns[i] * 4, cudaMemcpyDeviceToHost));
         fwrite(h.data(), 4, ns[i], stdout);
     }
+    return 0;
+}
+
+// lt_run: see the header. Matrices are column-major; A is (TA ? k x m : m x k), B (TB ? n x k : k x n).
+static int lt_run(int ta, int tb, int m, int n, int k, int f32, float beta, uint64_t seed) {
+    cudaDataType_t dt = f32 ? CUDA_R_32F : CUDA_R_16BF;
+    int ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n, lda = ar + 3, ldb = br + 1, ldd = m + 2;
+    size_t na = (size_t)lda * ac, nb = (size_t)ldb * bc, nd = (size_t)ldd * n, es = f32 ? 4 : 2;
+    std::vector<bf16> A(na), B(nb);
+    std::vector<uint8_t> C(nd * es), D0;
+    for (auto &x : A) x = __float2bfloat16_rn((float)(rng_normal(&seed)));
+    for (auto &x : B) x = __float2bfloat16_rn((float)(rng_normal(&seed)));
+    for (size_t i = 0; i < nd; i++) {
+        float v = beta == 0.f ? NAN : (float)rng_normal(&seed);
+        if (f32) memcpy(&C[i * 4], &v, 4);
+        else { bf16 b = __float2bfloat16_rn(v); memcpy(&C[i * 2], &b, 2); }
+    }
+    bf16 *dA, *dB;
+    void *dC, *ws;
+    cudaCheck(cudaMalloc(&dA, na * 2)); cudaCheck(cudaMalloc(&dB, nb * 2)); cudaCheck(cudaMalloc(&dC, nd * es)); cudaCheck(cudaMalloc(&ws, 1 << 20));
+    cudaCheck(cudaMemcpy(dA, A.data(), na * 2, cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(dB, B.data(), nb * 2, cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(dC, C.data(), nd * es, cudaMemcpyHostToDevice));
+    cublasLtHandle_t h;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t la, lb, ld;
+    cublasLtMatmulPreference_t pref;
+    int32_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    uint64_t wsb = 1 << 20;
+    cublasCheck(cublasLtCreate(&h));
+    cublasCheck(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof(opa)));
+    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof(opb)));
+    cublasCheck(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, ar, ac, lda));
+    cublasCheck(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, br, bc, ldb));
+    cublasCheck(cublasLtMatrixLayoutCreate(&ld, dt, m, n, ldd));
+    cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof(wsb)));
+    cublasLtMatmulHeuristicResult_t res;
+    int got = 0;
+    cublasCheck(cublasLtMatmulAlgoGetHeuristic(h, desc, la, lb, ld, ld, pref, 1, &res, &got));
+    float alpha = 0.75f;
+    cublasCheck(cublasLtMatmul(h, desc, &alpha, dA, la, dB, lb, &beta, dC, ld, dC, ld, &res.algo, ws, wsb, 0));
+    D0 = C;
+    cudaCheck(cudaMemcpy(C.data(), dC, nd * es, cudaMemcpyDeviceToHost));
+    auto val = [&](const std::vector<uint8_t> &v, size_t i) {
+        if (f32) { float f; memcpy(&f, &v[i * 4], 4); return f; }
+        bf16 b; memcpy(&b, &v[i * 2], 2); return __bfloat162float(b);
+    };
+    for (int j = 0; j < n; j++)
+        for (int i = m; i < ldd; i++)
+            if (memcmp(&C[((size_t)j * ldd + i) * es], &D0[((size_t)j * ldd + i) * es], es)) { printf("padding\n"); return 1; }
+    printf("%d %d %d\n", m, n, k);
+    for (int j = 0; j < ac; j++) for (int i = 0; i < ar; i++) printf("%a%c", __bfloat162float(A[(size_t)j * lda + i]), i == ar - 1 && j == ac - 1 ? '\n' : ' ');
+    for (int j = 0; j < bc; j++) for (int i = 0; i < br; i++) printf("%a%c", __bfloat162float(B[(size_t)j * ldb + i]), i == br - 1 && j == bc - 1 ? '\n' : ' ');
+    for (int j = 0; j < n; j++) for (int i = 0; i < m; i++) printf("%a%c", val(D0, (size_t)j * ldd + i), i == m - 1 && j == n - 1 ? '\n' : ' ');
+    for (int j = 0; j < n; j++) for (int i = 0; i < m; i++) printf("%a%c", val(C, (size_t)j * ldd + i), i == m - 1 && j == n - 1 ? '\n' : ' ');
+    cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
+    cublasCheck(cublasLtMatrixLayoutDestroy(la)); cublasCheck(cublasLtMatrixLayoutDestroy(lb)); cublasCheck(cublasLtMatrixLayoutDestroy(ld));
+    cublasCheck(cublasLtMatmulDescDestroy(desc));
+    cublasCheck(cublasLtDestroy(h));
+    return 0;
+}
+
+// lt_fault: one bad cuBLASLt call on a 4 x 4 x 4 bf16 GEMM: an ld under the rows, an fp32 operand, B's layout with
+// another k, an epilogue attribute, C's layout other than D's, an algorithm the heuristic did not return, an A 2 bytes
+// past an allocation's start under the default (256-byte) alignment the heuristic assumed
+static int lt_fault(const char *what) {
+    cublasLtHandle_t h;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t l16, l32, l45, lw;
+    cublasLtMatmulPreference_t pref;
+    bf16 *d;
+    cudaCheck(cudaMalloc(&d, 256 * 2));
+    cublasCheck(cublasLtCreate(&h));
+    cublasCheck(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    if (!strcmp(what, "ld")) cublasCheck(cublasLtMatrixLayoutCreate(&lw, CUDA_R_16BF, 4, 4, 3));
+    if (!strcmp(what, "attr")) { int32_t e = 1; cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof(e))); }
+    cublasCheck(cublasLtMatrixLayoutCreate(&l16, CUDA_R_16BF, 4, 4, 4));
+    cublasCheck(cublasLtMatrixLayoutCreate(&l32, CUDA_R_32F, 4, 4, 4));
+    cublasCheck(cublasLtMatrixLayoutCreate(&l45, CUDA_R_16BF, 5, 4, 5));
+    cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
+    cublasLtMatmulHeuristicResult_t res;
+    int got = 0;
+    cublasCheck(cublasLtMatmulAlgoGetHeuristic(h, desc, l16, l16, l16, l16, pref, 1, &res, &got));
+    float one = 1, zero = 0;
+    int type = !strcmp(what, "type"), dims = !strcmp(what, "dims"), cd = !strcmp(what, "cd");
+    if (!strcmp(what, "algo")) res.algo.data[0] = 0;
+    const bf16 *a = !strcmp(what, "align") ? d + 1 : d;
+    cublasCheck(cublasLtMatmul(h, desc, &one, a, type ? l32 : l16, d, dims ? l45 : l16, &zero, d, cd ? l32 : l16, d, l16, &res.algo, NULL, 0, 0));
+    printf("no fault\n");
     return 0;
 }
 
@@ -464,7 +559,11 @@ int main(int argc, char **argv) {
             float v = (float)f;
             printf("%04x %04x %08x\n", __float2half_rn(v).x, __float2bfloat16_rn(v).x, golf_f2u(golf_emu::tf32(v)));
         }
-    } else if (!strcmp(w, "kernels") && argc == 3) return run_kernels(strtoull(argv[2], NULL, 10));
+    } else if (!strcmp(w, "lt") && argc == 10)
+        return lt_run(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), atoi(argv[6]), !strcmp(argv[7], "f32"), (float)atof(argv[8]),
+                      strtoull(argv[9], NULL, 10));
+    else if (!strcmp(w, "lt_fault") && argc == 3) return lt_fault(argv[2]);
+    else if (!strcmp(w, "kernels") && argc == 3) return run_kernels(strtoull(argv[2], NULL, 10));
     else if (!strcmp(w, "attention") && (argc == 7 || (argc == 8 && !strcmp(argv[7], "flash"))))
         return run_attention(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), strtoull(argv[6], NULL, 10), argc == 8);
     else if (!strcmp(w, "ptx")) return check_ptx();

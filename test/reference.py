@@ -21,6 +21,12 @@ Contract
   baseline's mixed precision by default (`--amp`: bf16 autocast, bf16 token embedding, bf16
   Newton-Schulz, bf16 RoPE tables; `--no-amp` for float32 on the GPU). `--compile` and `--fast`
   (F.rms_norm / F.scaled_dot_product_attention where they exist) need PyTorch 2.x.
+  `--device cpu --amp` models autocast as the GPU's tensor cores compute it, for train_golf's PRECISION=bf16
+  (section 3, Bf16Linear): every linear (the tied logits projection included) on bf16-rounded operands with
+  float32 accumulation, its output rounded to bf16; its backward dX = bf16(dY) bf16(W), dW = bf16(dY)^T bf16(X),
+  both float32 (not rounded); q, k, v rounded to bf16 where attention reads them (straight-through gradient);
+  bf16 Newton-Schulz and a bf16 Muon update (as on the GPU); everything else, the weights, the token embedding
+  and the RoPE tables float32. (torch 1.13's own CPU bf16 matmul accumulates in bf16: no model of a GPU.)
 * Checkpoints: the golf container (section 5), float32 little-endian, records named by state_dict key.
 * Subcommands: init, train, eval, logits, config, debug-state (section 11; `reference.py CMD --help`).
 
@@ -548,13 +554,55 @@ def validate_config(cfg: Config) -> None:
 RMS_NORM_EPS = float(torch.finfo(torch.float32).eps)  # 2^-23 = 1.1920928955078125e-07
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 FAST_KERNELS = {"on": False}
+CPU_AMP = {"on": False}   # --device cpu --amp: Bf16Linear and bf16 attention inputs (the tensor cores' autocast)
 
 
 def autocast_context(device, amp: bool):
-    """bf16 autocast on the GPU with --amp (train_gpt.py runs every forward under it), else nothing."""
-    if not amp:
+    """bf16 autocast on the GPU with --amp (train_gpt.py runs every forward under it), else nothing (on the CPU,
+    --amp is modeled by Bf16Linear and round_bf16 instead)."""
+    if not amp or not str(device).startswith("cuda"):
         return contextlib.nullcontext()
     return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+
+
+def bf16r(x: Tensor) -> Tensor:
+    """x rounded to bf16 (nearest even), held in x's dtype"""
+    return x.to(torch.bfloat16).to(x.dtype)
+
+
+class RoundBf16(torch.autograd.Function):
+    """bf16r with a straight-through gradient: what a cast to bf16 does under autograd"""
+
+    @staticmethod
+    def forward(ctx, x):
+        return bf16r(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+class Bf16Linear(torch.autograd.Function):
+    """y = bf16(bf16(x) bf16(w)^T): a linear under autocast as the tensor cores compute it (bf16 operands, float32
+    accumulation: a float32 matmul of bf16 values; the output rounded to bf16). Backward: dX = bf16(dY) bf16(w),
+    dW = bf16(dY)^T bf16(x), both left in float32 (train_golf accumulates dW into its float32 gradients)."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        xb, wb = bf16r(x), bf16r(w)
+        ctx.save_for_backward(xb, wb)
+        return bf16r(xb @ wb.T)
+
+    @staticmethod
+    def backward(ctx, gy):
+        xb, wb = ctx.saved_tensors
+        gb = bf16r(gy)
+        return gb @ wb, gb.reshape(-1, gb.size(-1)).T @ xb.reshape(-1, xb.size(-1))
+
+
+def linear(x: Tensor, w: Tensor) -> Tensor:
+    """F.linear without bias; Bf16Linear under --device cpu --amp"""
+    return Bf16Linear.apply(x, w) if CPU_AMP["on"] else F.linear(x, w.to(x.dtype))
 
 
 def rms_norm(x: Tensor) -> Tensor:
@@ -611,6 +659,8 @@ def causal_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """q [B, H, T, D], k and v [B, Hkv, T, D] -> [B, H, T, D]. Query head h uses kv head h // (H/Hkv)
     (repeat_interleave, as scaled_dot_product_attention's enable_gqa). Scale 1/sqrt(D)."""
     num_heads, num_kv_heads, seq_len, head_dim = q.size(1), k.size(1), q.size(2), q.size(3)
+    if CPU_AMP["on"]:   # SDPA under autocast reads bf16 q, k, v
+        q, k, v = RoundBf16.apply(q), RoundBf16.apply(k), RoundBf16.apply(v)
     if num_kv_heads != num_heads:
         k = k.repeat_interleave(num_heads // num_kv_heads, dim=1)  # [B, H, T, D]
         v = v.repeat_interleave(num_heads // num_kv_heads, dim=1)
@@ -663,6 +713,8 @@ class CastedLinear(nn.Linear):
     def forward(self, x: Tensor) -> Tensor:
         bias = self.bias.to(x.dtype) if self.bias is not None else None
         w = self.weight if self.fake_quant is None else ste_fake_quant(self.weight, *self.fake_quant)
+        if CPU_AMP["on"] and bias is None:
+            return linear(x, w)
         return F.linear(x, w.to(x.dtype), bias)
 
 
@@ -958,7 +1010,7 @@ class GPT(nn.Module):
             x = (lanes[0] + lanes[1]) / 2
         x = self.final_norm(x)
         if self.tie_embeddings:
-            logits_proj = F.linear(x, self.tok_emb.weight.to(x.dtype))
+            logits_proj = linear(x, self.tok_emb.weight)
         else:
             logits_proj = self.lm_head(x)
         return self.logit_softcap * torch.tanh(logits_proj / self.logit_softcap)
@@ -1603,7 +1655,9 @@ def zeropower_via_newtonschulz5(g: Tensor, steps: int = 5, dtype: torch.dtype = 
     A = X X^T, X = a X + (b A + c A A) X with (a, b, c) = (3.4445, -4.7750, 2.0315), or the Polar
     Express coefficients of each iteration. On the CPU a bf16 product is taken as the GPU's tensor cores take it
     (bf16 operands, float32 accumulation, the result rounded to bf16): CPU builds of torch may accumulate bf16
-    products in bf16 (seen: 5% of the largest entry at K = 512), which no GPU run of train_gpt.py does."""
+    products in bf16 (seen: 5% of the largest entry at K = 512), which no GPU run of train_gpt.py does; and a
+    coefficient times a bf16 tensor as the GPU takes it (the float coefficient times the value, rounded once):
+    torch 1.13 on the CPU rounds the coefficient to bf16 first (3.4445 -> 3.4375)."""
     x = g.to(dtype)
     x = x / (x.norm() + NS_EPS)
     transposed = g.size(0) > g.size(1)
@@ -1611,12 +1665,14 @@ def zeropower_via_newtonschulz5(g: Tensor, steps: int = 5, dtype: torch.dtype = 
         x = x.T
     if dtype == torch.bfloat16 and x.device.type == "cpu":
         mm = lambda u, v: (u.float() @ v.float()).to(dtype)
+        mul = lambda s, u: (s * u.float()).to(dtype)
     else:
         mm = lambda u, v: u @ v
+        mul = lambda s, u: s * u
     for a, b, c in newton_schulz_coefficients(steps, polar_express):
         A = mm(x, x.T)
-        B = b * A + c * mm(A, A)
-        x = a * x + mm(B, x)
+        B = mul(b, A) + mul(c, mm(A, A))
+        x = mul(a, x) + mm(B, x)
     return x.T if transposed else x
 
 
@@ -1661,7 +1717,9 @@ class Muon(torch.optim.Optimizer):
                     g = normalize_rows(g)
                 u = zeropower_via_newtonschulz5(g, steps=group["backend_steps"], dtype=self.ns_dtype,
                                                 polar_express=self.polar_express)
-                u = u * max(1, u.size(0) / u.size(1)) ** 0.5
+                scale = max(1, u.size(0) / u.size(1)) ** 0.5
+                # a bf16 u times the float scale as the GPU computes it (see zeropower_via_newtonschulz5)
+                u = (scale * u.float()).to(u.dtype) if u.dtype in LOW_PRECISION else u * scale
                 if self.update_dtype is not None:
                     u = u.to(self.update_dtype)
                 if group["weight_decay"] > 0:
@@ -1690,7 +1748,7 @@ def build_optimizers(model: GPT, cfg: Config, amp: bool = False, ns_dtype: torch
         scalar_params += [model.smear.gate_w, model.smear.lam]
     work_dtype = model.skip_weights.dtype
     adam_kwargs = dict(betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps)
-    if amp:
+    if amp and not CPU_AMP["on"]:
         adam_kwargs["fused"] = True
     adam = torch.optim.Adam
     if cfg.adam_wd > 0:
@@ -2136,8 +2194,9 @@ def add_runtime_flags(p: argparse.ArgumentParser, init: bool = True) -> None:
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="parameter and compute dtype (default float32)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="the baseline's mixed "
-                   "precision: bf16 autocast, bf16 tok_emb, bf16 Newton-Schulz, bf16 RoPE tables (cuda only; default "
-                   "on with --device cuda and --dtype float32)")
+                   "precision: bf16 autocast, bf16 tok_emb, bf16 Newton-Schulz, bf16 RoPE tables (default on with --device "
+                   "cuda and --dtype float32); with --device cpu the model of train_golf's PRECISION=bf16 (bf16 GEMM "
+                   "operands, float32 accumulation, bf16 linear outputs and attention inputs, bf16 Newton-Schulz)")
     p.add_argument("--fast", action="store_true", help="F.rms_norm / F.scaled_dot_product_attention where they exist")
     p.add_argument("--rope-table", choices=("exact", "bf16"), default=None, help="RoPE cos/sin tables: exact "
                    "(default) or bf16, as train_gpt.py computes them (default with --amp)")
@@ -2209,10 +2268,9 @@ def setup_runtime(args) -> torch.dtype:
     if hasattr(args, "amp") and args.amp is None:
         args.amp = device.startswith("cuda") and dtype == torch.float32
     if getattr(args, "amp", False):
-        if not device.startswith("cuda"):
-            fail("--amp needs --device cuda (bf16 autocast as in train_gpt.py)")
         if dtype != torch.float32:
             fail("--amp needs --dtype float32")
+        CPU_AMP["on"] = not device.startswith("cuda")   # the CPU's model of autocast (Bf16Linear)
     if getattr(args, "compile", False) and not hasattr(torch, "compile"):
         fail(f"--compile needs PyTorch 2.x (this is {torch.__version__})")
     if device.startswith("cuda"):
@@ -2237,9 +2295,10 @@ def model_for(args, cfg: Config, explicit: set[str], dtype: torch.dtype) -> tupl
     else:
         model = init_model(cfg, random_init=getattr(args, "random_init", False)).to(device=args.device, dtype=dtype)
         steps = 0
-    if getattr(args, "amp", False):
+    gpu_amp = getattr(args, "amp", False) and not CPU_AMP["on"]   # the CPU's --amp keeps float32 weights and tables
+    if gpu_amp:
         apply_baseline_dtypes(model)
-    rope_table = getattr(args, "rope_table", None) or ("bf16" if getattr(args, "amp", False) else "exact")
+    rope_table = getattr(args, "rope_table", None) or ("bf16" if gpu_amp else "exact")
     set_rope_table_mode(model, rope_table)
     return model, cfg, steps
 

@@ -8,6 +8,9 @@
   race         a kernel without its barrier gives different results under two orders; with it, the same
   convert      fp16 and bf16 conversions against numpy / torch (nearest even), tf32 against a float64 rounding
   gemm         cublasSgemm / StridedBatched over ops, leading dimensions, alpha, beta against float64
+  cublasLt     cublasLtMatmul (bf16 A, B; C = D in bf16 or float32) over both transposes of each operand, beta 0 and 1
+               and odd sizes against float64 on the same bf16 values, within the float32 accumulation bound; each bad
+               call (ld, type, dims, attribute, C/D layouts, algorithm, alignment) faults with its call site
   orders       train_golf.cu's deterministic kernels give the same bits under forward, reverse and two random
                orders, on one OS thread and on two
   attention    the attention kernels (forward, dq, dk, dv) against float64 for T in {1, 17, 128, 1024}, head_dim 64
@@ -119,6 +122,55 @@ def check_gemm(R, exe):
     err = float(p.stdout.strip()) if p.returncode == 0 and p.stdout.strip() else float("inf")
     R.check("cublasSgemm and StridedBatched (ops N/T, ld > rows, alpha, beta, beta = 0 with NaN in C) equal float64 within 1.6e-6", err <= 1.6e-6,
             f"{err:.2e} {p.stdout.strip()[-200:]}")
+
+
+LT_FAULTS = [("ld", "ld 3 (column-major: ld >= rows)"), ("type", "A is CUDA_R_32F: only CUDA_R_16BF operands"),
+             ("dims", "layout of B is 5 x 4 but the op needs 4 x 4"), ("attr", "attribute 7 is not emulated"),
+             ("cd", "C's layout (CUDA_R_32F 4 x 4, ld 4) differs from D's"), ("algo", "not one cublasLtMatmulAlgoGetHeuristic returned"),
+             ("align", "A is aligned to 2 bytes, under the 256 the algorithm was chosen for")]
+
+
+def check_cublaslt(R, exe):
+    # Bound per entry. The products of bf16 values (8-bit significands) are exact in float32; summing k of them in
+    # float32, in any order, errs by at most gamma_{k-1} S_ab, gamma_j = j u / (1 - j u), u = 2^-24, S_ab = sum |a b|;
+    # alpha * acc, beta * c and their sum add at most 3 u (|alpha| S_ab (1 + gamma) + |beta c|): together
+    # e32 <= (gamma_k + 3u)(|alpha| S_ab + |beta c|) (rounded up once more for the float32 terms). Rounding to a bf16 D
+    # adds at most 2^-8 of the value (8-bit significand, nearest): e <= e32 + 2^-8 (|exact| + e32). Float32 D: e32.
+    u = 2.0 ** -24
+    bad, worst, runs = [], 0.0, 0
+    for m, n, k in ((13, 7, 29), (1, 5, 3), (33, 17, 65)):
+        for ta in (0, 1):
+            for tb in (0, 1):
+                for dt in ("bf16", "f32"):
+                    for beta in (0.0, 1.0):
+                        seed = runs + 11
+                        runs += 1
+                        p = emu(exe, "lt", ta, tb, m, n, k, dt, beta, seed)
+                        lines = p.stdout.splitlines()
+                        if p.returncode != 0 or len(lines) != 5:
+                            bad.append(f"{ta}{tb} {m}x{n}x{k} {dt} beta {beta}: rc {p.returncode} {p.stdout[-80:]} {p.stderr[-200:]}")
+                            continue
+                        vals = [np.array([float.fromhex(t) for t in ln.split()]) for ln in lines[1:]]
+                        A = vals[0].reshape((m, k) if not ta else (k, m), order="F")
+                        B = vals[1].reshape((k, n) if not tb else (n, k), order="F")
+                        C0, D = vals[2].reshape((m, n), order="F"), vals[3].reshape((m, n), order="F")
+                        oa, ob = (A.T if ta else A), (B.T if tb else B)
+                        want = 0.75 * (oa @ ob) + (beta * C0 if beta != 0 else 0.0)
+                        s_ab = 0.75 * (np.abs(oa) @ np.abs(ob)) + (abs(beta) * np.abs(C0) if beta != 0 else 0.0)
+                        gam = k * u / (1 - k * u)
+                        e32 = (gam + 3 * u) * s_ab * (1 + 4 * u)
+                        bound = e32 + (2.0 ** -8 * (np.abs(want) + e32) if dt == "bf16" else 0.0)
+                        err = np.abs(D - want)
+                        ratio = float((err / np.maximum(bound, 1e-300)).max())
+                        worst = max(worst, ratio)
+                        if not np.all(err <= bound):
+                            bad.append(f"op {ta}{tb} {m}x{n}x{k} {dt} beta {beta}: error {float(err.max()):.2e}, {ratio:.2f} of the bound")
+    R.check(f"cublasLtMatmul: {runs} GEMMs (ops N/T x N/T, bf16 / float32 D, beta 0 (NaN C) and 1, odd sizes, ld > rows) within the "
+            "float32-accumulation bound of float64 (plus bf16 rounding of D)", not bad and runs == 48, f"worst {worst:.2f} of the bound; " + "; ".join(bad[:4]))
+    for name, want in LT_FAULTS:
+        p = emu(exe, "lt_fault", name)
+        R.check(f"cuBLASLt fault {name}: exit 1, the message and the call site", p.returncode == 1 and want in p.stderr and "at test/emu_faults.cu:" in p.stderr,
+                p.stderr.strip()[-300:])
 
 
 def check_orders(R, exe):
@@ -343,7 +395,7 @@ def main():
     if not exe.exists():
         raise SystemExit(f"test_emu.py: {exe} is missing: run make test/emu_faults first")
     R = Results()
-    for fn in (check_faults, check_collectives, check_race, check_convert, check_gemm, check_orders, check_attention, check_ptx, check_flash, check_trainer):
+    for fn in (check_faults, check_collectives, check_race, check_convert, check_gemm, check_cublaslt, check_orders, check_attention, check_ptx, check_flash, check_trainer):
         if args.only and fn.__name__[len("check_"):] not in args.only.split(","):
             continue
         try:

@@ -1511,7 +1511,11 @@ inline cublasStatus_t golf_ltMatmul(const char *file, int line, cublasLtHandle_t
         char why[256];
         if (!ws || !golf_emu::device_range(ws, wsbytes, why, sizeof(why))) golf_emu::fault("%s at %s: workspace of %zu bytes: %s", fn, s, wsbytes, ws ? why : "NULL");
     }
-    if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+    double t0 = golf_emu::now_us();
+    if (m == 0 || n == 0 || golf_emu::log_only()) {
+        golf_emu::log_gemm(fn, s, (int)m, (int)n, (int)k, 1, "bf16", A, B, D, 0.0);
+        return CUBLAS_STATUS_SUCCESS;
+    }
     std::vector<float> a = golf_emu::lt_decode(A, Al), b = golf_emu::lt_decode(B, Bl), acc((size_t)m * n);
     golf_emu::gemm(CUBLAS_DEFAULT_MATH, d->ta == CUBLAS_OP_T, d->tb == CUBLAS_OP_T, (int)m, (int)n, (int)k, 1.0f, a.data(), (int)Al->ld, b.data(), (int)Bl->ld,
                    0.0f, acc.data(), (int)m);
@@ -1524,6 +1528,7 @@ inline cublasStatus_t golf_ltMatmul(const char *file, int line, cublasLtHandle_t
             if (Dl->type == CUDA_R_32F) ((float *)D)[at] = v;
             else ((__nv_bfloat16 *)D)[at] = __float2bfloat16_rn(v);
         }
+    golf_emu::log_gemm(fn, s, (int)m, (int)n, (int)k, 1, "bf16", A, B, D, golf_emu::now_us() - t0);
     return CUBLAS_STATUS_SUCCESS;
 }
 #define cublasLtCreate(h) golf_ltCreate(h)

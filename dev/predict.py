@@ -52,7 +52,7 @@ def parse_arg(t):
     return None
 
 
-# KERNELS: name -> f(a, grid) = (SIMT FLOPs, bytes), a the arguments in the kernel's parameter order (pointers as Ptr
+# KERNELS: name -> f(a, grid) = (SIMT FLOPs, bytes[, tensor-core FLOPs]), a the arguments in the kernel's parameter order (pointers as Ptr
 # or None, integers, floats), grid (x, y, z). Byte counts are the tensors read plus the tensors written (4-byte floats
 # and ints; read-modify-write counts twice); reductions into a few floats and tiny tables (cos/sin, gains) are left out.
 def ew(n, streams, flops):      # an elementwise kernel over n elements touching `streams` arrays of n floats
@@ -79,6 +79,31 @@ def attention_backward_dq(a, g):
 def attention_backward_dkv(a, g):
     B, T, H, KV, hd, pairs = att_dims(a, g, lambda H, KV: KV, 3)
     return 8 * hd * pairs + 6 * pairs, 4 * (2 * B * T * H * hd + 4 * B * T * KV * hd + 2 * B * H * T)
+
+
+# the tensor-core flash attention (PRECISION=bf16): its mma FLOPs count as tensor FLOPs (a third element); q, k, v, dy
+# are read in bf16, y, lse, D, dq, dk, dv are fp32; the score pairs are the causal ones (the diagonal tiles' masked
+# half is left out, as for the SIMT kernels)
+def flash_dims(a, grid, heads_in_grid, q_index):
+    T, H, KV = a[-3], a[-2], a[-1]
+    B = grid[1] // heads_in_grid(H, KV)
+    hd = a[q_index].size // (2 * B * T * H)
+    return B, T, H, KV, hd, B * H * T * (T + 1) / 2
+
+
+def flash_forward(a, g):   # S = Q K^T and P V: 4 hd per pair on tensor cores; the online softmax on SIMT
+    B, T, H, KV, hd, pairs = flash_dims(a, g, lambda H, KV: H, 2)
+    return 6 * pairs, 2 * (B * T * H * hd + 2 * B * T * KV * hd) + 4 * (B * T * H * hd + B * H * T), 4 * hd * pairs
+
+
+def flash_backward_dq(a, g):   # S again, dP = dY V^T, dQ = dS K: 6 hd per pair
+    B, T, H, KV, hd, pairs = flash_dims(a, g, lambda H, KV: H, 2)
+    return 6 * pairs, 2 * (2 * B * T * H * hd + 2 * B * T * KV * hd) + 4 * (B * T * H * hd + 2 * B * H * T), 6 * hd * pairs
+
+
+def flash_backward_dkv(a, g):   # S, dP, dV = P^T dY, dK = dS^T Q: 8 hd per pair
+    B, T, H, KV, hd, pairs = flash_dims(a, g, lambda H, KV: KV, 3)
+    return 6 * pairs, 2 * (2 * B * T * H * hd + 2 * B * T * KV * hd) + 4 * (2 * B * T * KV * hd + 2 * B * H * T), 8 * hd * pairs
 
 
 KERNELS = {
@@ -112,6 +137,10 @@ KERNELS = {
     "attention_forward": attention_forward,
     "attention_backward_dq": attention_backward_dq,
     "attention_backward_dkv": attention_backward_dkv,
+    "flash_forward": flash_forward,
+    "flash_backward_dq": flash_backward_dq,
+    "flash_backward_dkv": flash_backward_dkv,
+    "flash_backward_prep": lambda a, g: (2 * a[4] * a[6] * a[7], a[4] * a[6] * a[7] * (4 + 4 + 2) + 4 * a[4] * a[6]),
     "softcap_cross_entropy": lambda a, g: (30 * a[3] * a[4], 4 * (2 * a[3] * a[4] + 2 * a[3])),
     "adam_update": lambda a, g: ew(a[4], 7, 12),
     "muon_momentum": lambda a, g: ew(a[3], 4, 4),
@@ -124,6 +153,12 @@ KERNELS = {
     "clip_scale": lambda a, g: ew(a[3], 2, 1),
     "fake_quant_rows": lambda a, g: (10 * g[0] * a[2], 12 * g[0] * a[2]),
     "ema_update": lambda a, g: ew(a[2], 3, 3),
+    # PRECISION=bf16's casts and its Newton-Schulz steps (2-byte elements)
+    "to_bf16": lambda a, g: (a[3], 6 * a[3]),
+    "widen_bf16": lambda a, g: (0, 6 * a[2]),
+    "round_bf16": lambda a, g: (a[1], 8 * a[1]),
+    "ns_combine_bf16": lambda a, g: (4 * a[5], 6 * a[5]),
+    "scale_by_inverse_norm_bf16": lambda a, g: ew(a[2], 2, 1),
 }
 
 
@@ -199,8 +234,8 @@ def cost(f):
     grid = tuple(int(x) for x in f[3].split(","))
     args = [parse_arg(t) for t in f[f.index("args") + 1:]] if "args" in f else []
     if base in KERNELS:
-        simt, nbytes = KERNELS[base](args, grid)
-        return base, 0, simt, nbytes, 0, False
+        simt, nbytes, *tensor = KERNELS[base](args, grid)
+        return base, (tensor[0] if tensor else 0), simt, nbytes, 0, False
     simt, nbytes = default_cost(args)
     return base, 0, simt, nbytes, 0, True
 

@@ -68,6 +68,11 @@ train_golf_cpu_asan: $(CPU_DEPS)
 # the emulator's own checks (test/emu_faults.cu: faults, collectives, orders, copies)
 test/emu_faults: test/emu_faults.cu $(CPU_DEPS)
 	$(CXX) -O2 $(CPU_FLAGS) -Wno-unused-variable -o $@ $< $(CPU_LIBS)
+# attention-only speed: flash (bf16) against SIMT (fp32) kernels; the CPU build is a smoke test of the driver
+dev/bench_attention: dev/bench_attention.cu train_golf.cu golf_infer.c dev/golf_export.c
+	$(NVCC) $(NVCCFLAGS) $(if $(OPENMP),-Xcompiler $(OPENMP) -lgomp) -I. -o $@ $< $(NVCC_LIBS) $(NVCC_MPI) $(NVCC_NCCL)
+dev/bench_attention_cpu: dev/bench_attention.cu $(CPU_DEPS)
+	$(CXX) -O2 $(CPU_FLAGS) -Wno-unused-variable -o $@ $< $(CPU_LIBS)
 
 .PHONY: all buildinfo cpu test test-gpu bench clean
 all: buildinfo $(C_TARGETS) $(CUDA_TARGETS)
@@ -99,7 +104,7 @@ train_golf: train_golf.cu golf_infer.c dev/golf_export.c
 # --- tests and benchmarks -----------------------------------------------------------------------------
 # OpenMP threads that spin while waiting slow everything down when the tests share the cores
 test: export OMP_WAIT_POLICY = passive
-test: tokenize golf_infer golf_export $(CUDA_TARGETS) train_golf_cpu train_golf_cpu_asan test/emu_faults
+test: tokenize golf_infer golf_export $(CUDA_TARGETS) train_golf_cpu train_golf_cpu_asan test/emu_faults dev/bench_attention_cpu
 	$(PYTHON) test/test_tokenize.py --tokenize ./tokenize
 	$(PYTHON) test/test_reference.py
 	$(PYTHON) test/test_features.py

@@ -8,6 +8,8 @@
 #   Model FLOPs per token (training = 3x forward): 6 * P_matmul + 6 * L * T * d, P_matmul the weights of every
 #   linear layer (blocks and lm_head; the tied embedding counts once, as the head), and 6 L T d the causal
 #   attention (QK^T and AV: 2 T d forward per token and layer with the causal half).
+#   Then attention alone (dev/bench_attention.cu): ms and TFLOP/s of the flash (bf16) and SIMT (fp32) kernels at
+#   head_dim 64 and 128 (model dim 512), T = 1024, 64 sequences.
 #   Then a per-kernel breakdown of train_golf's steps (nsys, when installed) so the next optimisation is chosen by data.
 #   --cpu: the CPU build instead (no GPU needed): train_golf_cpu against test/reference.py on the CPU (float32, same
 #   threads) at test/test_gpu.py's SHAPE (4 layers x 128, seq 128, 8,192 tokens per step): ms/step of each over the
@@ -151,6 +153,18 @@ for shape in "9 512 8 4 2" "11 512 8 4 3"; do
   echo "$(row train_golf "$g") $( [ -n "$g" ] && [ -n "$r" ] && awk -v a="$r" -v b="$g" 'BEGIN{printf "%.2fx", a/b}') |" | tee -a "$OUT/summary.txt"
   echo "$(row 'reference.py --compile' "$r") |" | tee -a "$OUT/summary.txt"
 done
+
+# attention only: train_golf's flash kernels (bf16) against its SIMT kernels (fp32), one micro-step's sequences
+echo "== attention only (dev/bench_attention: 64 x 1024 tokens, 8 heads, 4 kv heads, causal; target: flash forward >= 350 TFLOP/s at head_dim 64)" | tee -a "$OUT/summary.txt"
+if make dev/bench_attention > "$OUT/build_attention.log" 2>&1; then
+  for hd in 64 128; do
+    ./dev/bench_attention --batch 64 --seq 1024 --heads $((512 / hd)) --kv-heads $((256 / hd)) --head-dim $hd > "$OUT/attention_hd$hd.log" 2>&1 ||
+      echo "bench_train: bench_attention head_dim $hd failed (see $OUT/attention_hd$hd.log)"
+    sed -n '2,7p' "$OUT/attention_hd$hd.log" | sed "s/^/  [head_dim $hd] /" | tee -a "$OUT/summary.txt"
+  done
+else
+  echo "bench_train: make dev/bench_attention failed (see $OUT/build_attention.log)" | tee -a "$OUT/summary.txt"
+fi
 
 if [ "$PROFILE" = 0 ]; then
   echo "(--no-profile: no per-kernel breakdown)" | tee -a "$OUT/summary.txt"

@@ -12,6 +12,9 @@
            kernel, and its GEMM FLOPs per token are exactly 6 x the weights of the linear layers (forward 2, backward 4:
            every GEMM of a micro-step is a linear layer; attention runs in its own kernels), which is 6 x params less the
            norms, gains and scalars; dev/predict.py rejects unknown flags and a log without a training step
+  attention  dev/bench_attention_cpu (the attention benchmark's driver, CPU build) runs at a small shape for both head
+           dims, prints its table and summary line, its flash and SIMT outputs agree (its own 5% sanity bound), and it
+           rejects an unknown flag and a head dim the flash kernels lack
   gpu      dev/gpu_check.sh parses (bash -n, shellcheck when installed), rejects unknown flags, and its --dry-run plan
            stays within 8 minutes
 
@@ -174,6 +177,22 @@ def check_gpu_script(R, tmp):
     R.check("gpu_check.sh rejects an unknown flag", run(["bash", script, "--bogus"]).returncode == 2)
 
 
+def check_attention_bench(R, tmp):
+    exe = ROOT / "dev" / "bench_attention_cpu"
+    if not exe.exists():
+        R.check("dev/bench_attention_cpu is built (make dev/bench_attention_cpu)", False)
+        return
+    for hd in (64, 128):
+        p = run([exe, "--batch", "1", "--seq", "80", "--heads", "4", "--kv-heads", "2", "--head-dim", hd, "--iters", "1"], env=clean_env())
+        s = summary(p.stdout, "bench_attention")
+        ok = p.returncode == 0 and "flash forward (bf16)" in p.stdout and "SIMT backward (fp32)" in p.stdout and {"fwd_tflops", "rel_diff"} <= set(s)
+        R.check(f"bench_attention head_dim {hd}: table and summary, flash agrees with SIMT", ok, "" if ok else (p.stdout + p.stderr)[-400:])
+    p = run([exe, "--bogus"], env=clean_env())
+    R.check("bench_attention rejects an unknown flag", p.returncode != 0 and "--bogus" in p.stderr, p.stderr[-200:])
+    p = run([exe, "--head-dim", "96"], env=clean_env())
+    R.check("bench_attention refuses head_dim 96 (no flash kernel)", p.returncode != 0 and "64 or 128" in p.stderr, p.stderr[-200:])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shared", default=None, help="shared data folder (default: ../shared beside the repository)")
@@ -186,7 +205,7 @@ def main():
     tmp = Path(tempfile.mkdtemp(prefix="test_plan_"))
     try:
         run_groups(R, [(check_memory, (R, tmp, shared)), (check_highwater, (R, tmp, shared)), (check_predict, (R, tmp, shared)),
-                       (check_gpu_script, (R, tmp))], timing=True)
+                       (check_attention_bench, (R, tmp)), (check_gpu_script, (R, tmp))], timing=True)
     finally:
         R.cleanup(tmp, args.keep)
     R.finish()

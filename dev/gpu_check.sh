@@ -3,7 +3,7 @@
 # (build included), without MPI or NCCL (a single-GPU build: USE_MPI=0 USE_NCCL=0). Each step runs under `timeout`
 # with its budget, cut to what is left of the whole (TOTAL_S); a step that fails or runs out is recorded and the next
 # one runs. Steps and budgets (seconds):
-#   build       120  make tokenize golf_infer golf_export train_golf USE_MPI=0 USE_NCCL=0
+#   build       120  make -j4 tokenize golf_infer golf_export train_golf dev/bench_attention USE_MPI=0 USE_NCCL=0
 #   gpu_tests    75  test/test_gpu.py --k K (train_golf against test/reference.py on the GPU; skipped without
 #                    a PyTorch with CUDA in --python)
 #   memcheck     30  compute-sanitizer --tool memcheck on a 2-step run of a tiny config (2x128, seq 128)
@@ -41,7 +41,7 @@ done
 STEPS=(build gpu_tests memcheck racecheck bench)
 declare -A BUDGET=([build]=120 [gpu_tests]=75 [memcheck]=30 [racecheck]=45 [bench]=195)
 declare -A WHAT=(
-  [build]="make tokenize golf_infer golf_export train_golf USE_MPI=0 USE_NCCL=0"
+  [build]="make -j4 tokenize golf_infer golf_export train_golf dev/bench_attention USE_MPI=0 USE_NCCL=0"
   [gpu_tests]="$PY test/test_gpu.py --k $K --python $PY --shared $SHARED"
   [memcheck]="compute-sanitizer --tool memcheck ./train_golf (2 steps, 2x128, seq 128, 1,024 tokens/step)"
   [racecheck]="compute-sanitizer --tool racecheck ./train_golf (the same run)"
@@ -92,7 +92,7 @@ if [ -z "$gpu" ]; then say "gpu_check: no GPU: nothing to check"; exit 1; fi
 data=$SHARED/data/sample_sp1024 tok=$SHARED/tokenizers/fineweb_1024_bpe.model
 if [ ! -d "$data" ] || [ ! -f "$tok" ]; then say "gpu_check: no shared data ($data, $tok): the steps that train will fail"; fi
 
-step build make tokenize golf_infer golf_export train_golf USE_MPI=0 USE_NCCL=0
+step build make -j4 tokenize golf_infer golf_export train_golf dev/bench_attention USE_MPI=0 USE_NCCL=0
 tail -3 "$OUT/build.log" | sed 's/^/   /' | tee -a "$summary"
 built=0; [ -x ./train_golf ] && built=1
 

@@ -27,16 +27,15 @@
  *   the EMA of the weights; GPTQ_RESERVE_SECONDS > 0 stops training that much before MAX_WALLCLOCK_SECONDS and
  *   exports with golf_export's GPTQ, calibrated on the CPU of rank 0 on the first GPTQ_TOKENS training tokens.
  *
- *   Numerics of this version: fp32 master weights, optimizer state, activations and gradients; attention is a
- *   fused online-softmax kernel per query (no T x T buffer), or with PRECISION=bf16 (head_dim 64 or 128) flash
- *   attention on tensor cores: bf16 q, k, v, dy, P and dS into mma.sync with fp32 accumulation, softmax / lse / D
- *   and the outputs y, dq, dk, dv in fp32 (chapter 4c). PRECISION=fp32 (the default): GEMMs in cuBLAS fp32
- *   (TF32 tensor cores with MATH_TF32=1). PRECISION=bf16, train_gpt.py's autocast as tensor cores compute it:
- *   every GEMM (forward and gradient) through cuBLASLt on bf16 operands (a bf16 shadow of the weights; the MLP's and
- *   the final norm's outputs and relu^2 written only in bf16 by their kernels; other activations and the gradients
- *   cast on the fly) with fp32 accumulation; forward GEMM outputs and attention's q, k, v rounded to bf16; dX and
- *   dW kept in fp32 (dW accumulated into the fp32 gradients); Muon's Newton-Schulz in bf16 (test/reference.py
- *   --device cpu --amp is the model of all of it).
+ *   Numerics (PRECISION): fp32 master weights, optimizer state, residual stream, norms, softmax statistics, the loss
+ *   and every reduction. PRECISION=bf16 (the default; train_gpt.py's autocast as tensor cores compute it): every GEMM,
+ *   forward and gradient, through cuBLASLt on bf16 operands with fp32 accumulation (a bf16 shadow of the weights; the
+ *   MLP's and the final norm's outputs and relu^2 written only in bf16 by their kernels, other operands cast on the
+ *   fly); forward GEMM outputs rounded to bf16, dX and dW in fp32; attention as flash kernels on tensor cores for
+ *   head_dim 64 and 128 (bf16 q, k, v, dy, P and dS into mma.sync, fp32 accumulation, softmax / lse / D and y, dq, dk,
+ *   dv in fp32; chapter 4c; other head dims: the SIMT kernels on bf16-rounded q, k); Muon's Newton-Schulz in bf16.
+ *   test/reference.py --device cpu --amp models all of it. PRECISION=fp32: the exact path, GEMMs in cuBLAS fp32 (TF32
+ *   tensor cores with MATH_TF32=1), attention a fused online-softmax SIMT kernel per query (no T x T buffer).
  *   The init draws from golf's own generator (not PyTorch's): INIT_CKPT starts from a golf checkpoint, e.g.
  *   one written by `test/reference.py init`, for step-by-step comparisons.
  *
@@ -205,7 +204,7 @@ static const ConfigEntry CONFIG[] = {
     CF(ema_decay, "EMA_DECAY", "0", "EMA of the weights, ema = d*ema + (1-d)*w per step; evaluated and exported at the end (0: off)"),
     CF(gptq_reserve_seconds, "GPTQ_RESERVE_SECONDS", "0", "GPTQ export (0: off): seconds of MAX_WALLCLOCK_SECONDS kept for its CPU calibration"),
     CI(gptq_tokens, "GPTQ_TOKENS", "65536", "GPTQ calibration: the first N tokens of the train shards"),
-    CS(precision, "PRECISION", "fp32", "bf16: GEMMs and attention on bf16 operands with fp32 accumulation; fp32: every GEMM in fp32 (the exact path)"),
+    CS(precision, "PRECISION", "bf16", "bf16 (train_gpt.py's autocast): GEMMs and attention on bf16 operands with fp32 accumulation; fp32: everything in fp32 (the exact path)"),
     CI(plan_memory, "PLAN_MEMORY", "0", "1: print the device memory plan of this config per GPU and exit (no GPU used; dev/bench_train.sh --memory)"),
     CI(math_tf32, "MATH_TF32", "0", "1: TF32 tensor cores in the fp32 GEMMs"),
     CS(dump_grads, "DUMP_GRADS", "", "write step 0's loss and gradients here (checkpoint format, grad.<name>), for tests"),

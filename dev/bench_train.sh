@@ -11,7 +11,7 @@
 #   Then attention alone (dev/bench_attention.cu): ms and TFLOP/s of the flash (bf16) and SIMT (fp32) kernels at
 #   head_dim 64 and 128 (model dim 512), T = 1024, 64 sequences.
 #   Then a per-kernel breakdown of train_golf's steps (nsys, when installed) so the next optimisation is chosen by data.
-#   --cpu: the CPU build instead (no GPU needed): train_golf_cpu against test/reference.py on the CPU (float32, same
+#   --cpu: the CPU build instead (no GPU needed): train_golf_cpu (PRECISION=fp32) against test/reference.py on the CPU (float32, same
 #   threads) at test/test_gpu.py's SHAPE (4 layers x 128, seq 128, 8,192 tokens per step): ms/step of each over the
 #   steps after WARM and their ratio (the CPU build's target: within 3x).
 #   --memory [FLAGS...]: the device memory plan per GPU of the config that train_golf's FLAGS and environment give
@@ -87,7 +87,7 @@ if [ "$CPU" = 1 ]; then
   /usr/bin/python3 dev/val_cut.py "$src" "$DATA_PATH" 8192 || exit 1
   export NUM_LAYERS=4 MODEL_DIM=128 NUM_HEADS=2 NUM_KV_HEADS=1 MLP_MULT=2 TRAIN_SEQ_LEN=128 TRAIN_BATCH_TOKENS=8192 VAL_BATCH_SIZE=8192
   export ITERATIONS=$STEPS WARMDOWN_ITERS=0 MAX_WALLCLOCK_SECONDS=0 VAL_LOSS_EVERY=0 TRAIN_LOG_EVERY=1 OUT_DIR=$OUT
-  ./train_golf_cpu > "$OUT/cpu_golf.log" 2>&1 || { echo "bench_train: train_golf_cpu failed (see $OUT/cpu_golf.log)"; exit 1; }
+  PRECISION=fp32 ./train_golf_cpu > "$OUT/cpu_golf.log" 2>&1 || { echo "bench_train: train_golf_cpu failed (see $OUT/cpu_golf.log)"; exit 1; }
   /usr/bin/python3 test/reference.py train --out "$OUT/cpu_ref.ckpt" --device cpu --no-amp > "$OUT/cpu_ref.log" 2>&1 ||
     { echo "bench_train: reference.py train failed (see $OUT/cpu_ref.log)"; exit 1; }
   ms() {   # mean ms/step over the steps after WARM, from train_time:

@@ -41,7 +41,7 @@ SMALL = {"NUM_LAYERS": "4", "MODEL_DIM": "128", "NUM_HEADS": "2", "NUM_KV_HEADS"
          "TRAIN_BATCH_TOKENS": "8192", "VAL_BATCH_SIZE": "8192", "ITERATIONS": "1", "VAL_LOSS_EVERY": "0", "MAX_WALLCLOCK_SECONDS": "0",
          "WARMDOWN_ITERS": "0"}
 # what the environment may hold that would change the configs under test
-CONFIG_VARS = set(SMALL) | {"PRESET", "DATA_PATH", "TOKENIZER_PATH", "OUT_DIR", "RUN_ID", "VOCAB_SIZE", "PLAN_MEMORY", "MATH_TF32",
+CONFIG_VARS = set(SMALL) | {"PRESET", "DATA_PATH", "TOKENIZER_PATH", "OUT_DIR", "RUN_ID", "VOCAB_SIZE", "PLAN_MEMORY", "MATH_TF32", "PRECISION",
                             "GOLF_EMU_LOG", "GOLF_EMU_LOG_ONLY", "GOLF_EMU_EXIT_AT"}
 
 
@@ -121,8 +121,8 @@ def check_highwater(R, tmp, shared):
     N, d = 1024, 128   # one micro-step: 8192 / 8 tokens
     ok = len(args) == 5 and re.fullmatch(rf"p\d+\+0/{N * d * 4}", args[0]) is not None and args[3:] == [f"i{N}", f"i{d}"]
     R.check("a kernel's arguments: pointers as allocation+offset/bytes, integers as values", ok, "" if ok else emb)
-    gemm = next((ln for ln in lines if ln.startswith("cublasSgemm ")), "")
-    ok = re.search(r" m \d+ n \d+ k \d+ batch 1 math fp32 us [\d.]+ args p\d+\+\d+/\d+ p\d+", gemm) is not None
+    gemm = next((ln for ln in lines if ln.startswith("cublasLtMatmul ")), "")   # PRECISION=bf16 (the default): cuBLASLt
+    ok = re.search(r" m \d+ n \d+ k \d+ batch 1 math bf16 us [\d.]+ args p\d+\+\d+/\d+ p\d+", gemm) is not None
     R.check("a GEMM line: m n k batch math and three operands", ok, "" if ok else gemm)
     log2 = tmp / "launches_only.log"
     p = run([bin_], env=dict(base, GOLF_EMU_LOG=str(log2), GOLF_EMU_LOG_ONLY="1", GOLF_EMU_EXIT_AT="step_end", OUT_DIR=str(tmp / "run2")), cwd=tmp)
@@ -141,7 +141,7 @@ def check_predict(R, tmp, shared):
     for name, (flags, weights) in shapes.items():
         p = run(bench + ["--predict"] + flags, env=env)
         s = summary(p.stdout, "predict")
-        ok = p.returncode == 0 and bool(s) and "PREDICTION" in p.stdout and "attention_forward" in p.stdout and "gradient all-reduce" in p.stdout
+        ok = p.returncode == 0 and bool(s) and "PREDICTION" in p.stdout and "flash_forward" in p.stdout and "gradient all-reduce" in p.stdout
         R.check(f"--predict {name}: a table labelled PREDICTION with totals", ok, "" if ok else (p.stdout + p.stderr)[-500:])
         if not ok:
             continue

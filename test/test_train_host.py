@@ -237,7 +237,7 @@ def check_mpi(R, nvcc, tmp, shared, tokens):
     lflags = run([mpicc, "--showme:link"]).stdout.split()
     exe = tmp / "train_host_mpi"
     keep = [f for f in cflags + lflags if f.startswith(("-I", "-L", "-l"))]
-    p = run([nvcc, "-O1", "-std=c++17", "-DUSE_MPI", f"-I{ROOT}", "-o", exe, ROOT / "test" / "train_host.cu", "-lcublas", *keep])
+    p = run([nvcc, "-O1", "-std=c++17", "-arch=sm_90", "-DUSE_MPI", f"-I{ROOT}", "-o", exe, ROOT / "test" / "train_host.cu", "-lcublas", "-lcublasLt", *keep])
     if not R.check("mpi: train_golf.cu's host code builds with MPI", p.returncode == 0, p.stderr.strip()[-400:]):
         return
     pattern = str(shared / "data" / "sample_sp1024" / "fineweb_train_*.bin")
@@ -376,7 +376,7 @@ def main():
             R.skip("everything", "no nvcc found: train_golf.cu's host code cannot be built here")
         else:
             exe = tmp / "train_host"
-            p = run([nvcc, "-O1", "-std=c++17", f"-I{ROOT}", "-o", exe, ROOT / "test" / "train_host.cu", "-lcublas"])
+            p = run([nvcc, "-O1", "-std=c++17", "-arch=sm_90", f"-I{ROOT}", "-o", exe, ROOT / "test" / "train_host.cu", "-lcublas", "-lcublasLt"])
             R.check("build: train_golf.cu's host code compiles with nvcc (-DTESTING)", p.returncode == 0, p.stderr.strip()[-600:])
             if p.returncode == 0:
                 have_shards = (shared / "data" / "sample_sp1024").exists()

@@ -37,6 +37,8 @@
  *   cast on the fly) with fp32 accumulation; forward GEMM outputs and attention's q, k, v rounded to bf16; dX and
  *   dW kept in fp32 (dW accumulated into the fp32 gradients); Muon's Newton-Schulz in bf16 (test/reference.py
  *   --device cpu --amp is the model of all of it).
+ *   CUDA_GRAPH=1 (the default): a step's micro-steps are captured once as a CUDA graph and replayed, with no host
+ *   sync inside the step (main, chapter 11; built with nvcc --default-stream per-thread); 0 issues them eagerly.
  *   The init draws from golf's own generator (not PyTorch's): INIT_CKPT starts from a golf checkpoint, e.g.
  *   one written by `test/reference.py init`, for step-by-step comparisons.
  *

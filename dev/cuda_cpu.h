@@ -34,6 +34,16 @@
  *     cudaErrorInvalidValue, and cudaGetErrorString says what was outside what).
  *   Memory: cudaMalloc is one 256-byte aligned heap block per allocation (so ASan, `make cpu SANITIZE=1`, sees an overrun as a heap
  *     overflow), tracked with its size; streams and events run in order (everything is synchronous).
+ *   Stream capture and graphs (section 8b): cudaStreamBeginCapture / EndCapture / IsCapturing, cudaGraphInstantiate,
+ *     cudaGraphLaunch, cudaGraphExecDestroy, cudaGraphDestroy. While a stream is captured, every kernel launch (its
+ *     arguments copied by value), cudaMemsetAsync, cudaMemcpyAsync, cuBLAS / cuBLASLt call and NCCL call issued to it
+ *     is recorded instead of run; a launch of the instantiated graph runs them in order. Stream 0 in a runtime call
+ *     (and KERNEL_LAUNCH's stream) is the per-thread default stream (train_golf is built with --default-stream
+ *     per-thread), 0 inside a library is the legacy stream. Faults naming the call site: during a capture a
+ *     synchronous cudaMemcpy / cudaMemset, cudaDeviceSynchronize / cudaStreamSynchronize / cudaEventSynchronize,
+ *     cudaMemcpyAsync to or from pageable host memory (a host read of device memory included), cudaMalloc / cudaFree /
+ *     cudaMallocHost / cudaFreeHost, a library call on the legacy stream, a second capture; a launch of a graph never
+ *     instantiated or destroyed, ending a capture never begun. One capture at a time.
  *   cuBLAS: cublasSgemm and cublasSgemmStridedBatched with cuBLAS's column-major meaning (ops, leading
  *     dimensions, strides, alpha, beta; beta = 0 never reads C), on CBLAS (OpenBLAS) or, without
  *     GOLF_EMU_CBLAS, plain loops; CUBLAS_TF32_TENSOR_OP_MATH rounds the operands to TF32 (10 mantissa bits,
@@ -63,7 +73,7 @@
  * Contents
  *   1. keywords and built-in variables     2. fp16 / bf16        3. faults and allocations
  *   4. fibers                               5. the block scheduler, barriers, warp collectives (5b: tensor cores)
- *   6. launches                             7. atomics and math   8. runtime API: memory, streams, device
+ *   6. launches                             7. atomics and math   8. runtime API: memory, streams, device (8b: capture, graphs)
  *   9. cuBLAS, 9b. cuBLASLt                 10. NCCL
  */
 #ifndef GOLF_CUDA_CPU_H

@@ -3051,10 +3051,6 @@ int main(int argc, char **argv) {
         int reached = train_cap_seconds(tc) > 0 && approx >= 1000.0 * train_cap_seconds(tc);
         if (stop_after < 0 && agree_stop(&dd, reached)) stop_after = step;
     }
-    step_graph_drop(&graph);
-    cudaCheck(cudaFreeHost(xs));
-    cudaCheck(cudaFreeHost(ys));
-    cudaCheck(cudaFreeHost(losses));
     size_t free_b, total_b;
     cudaCheck(cudaMemGetInfo(&free_b, &total_b));
     // train_golf frees nothing before this point: its high-water is what dmalloc handed out; the device's use adds the
@@ -3064,6 +3060,10 @@ int main(int argc, char **argv) {
 #ifdef GOLF_CPU
     log0("peak memory (CPU emulation): high-water of the emulator's tracked allocations %zu bytes", golf_emu::heap().peak);
 #endif
+    step_graph_drop(&graph);
+    cudaCheck(cudaFreeHost(xs));
+    cudaCheck(cudaFreeHost(ys));
+    cudaCheck(cudaFreeHost(losses));
 
     // export: checkpoint, blob, and the score of the decoded blob
     params_download(&tr);

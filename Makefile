@@ -97,9 +97,10 @@ golf_infer: golf_infer.c
 golf_export: dev/golf_export.c golf_infer.c
 	$(CC) $(CFLAGS) $(OPENMP) -I. -o $@ $< $(LDLIBS)
 
-# OpenMP on the host side: the CPU GPTQ of the export (GPTQ_RESERVE_SECONDS) runs golf_infer.c's forward pass
+# OpenMP on the host side: the CPU GPTQ of the export (GPTQ_RESERVE_SECONDS) runs golf_infer.c's forward pass;
+# --default-stream per-thread: every launch on the per-thread default stream, which a CUDA graph capture can record
 train_golf: train_golf.cu golf_infer.c dev/golf_export.c
-	$(NVCC) $(NVCCFLAGS) $(if $(OPENMP),-Xcompiler $(OPENMP) -lgomp) -I. -o $@ $< $(NVCC_LIBS) $(NVCC_MPI) $(NVCC_NCCL)
+	$(NVCC) $(NVCCFLAGS) --default-stream per-thread $(if $(OPENMP),-Xcompiler $(OPENMP) -lgomp) -I. -o $@ $< $(NVCC_LIBS) $(NVCC_MPI) $(NVCC_NCCL)
 
 # --- tests and benchmarks -----------------------------------------------------------------------------
 # OpenMP threads that spin while waiting slow everything down when the tests share the cores

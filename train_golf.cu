@@ -36,6 +36,8 @@
  *   dv in fp32; chapter 4c; other head dims: the SIMT kernels on bf16-rounded q, k); Muon's Newton-Schulz in bf16.
  *   test/reference.py --device cpu --amp models all of it. PRECISION=fp32: the exact path, GEMMs in cuBLAS fp32 (TF32
  *   tensor cores with MATH_TF32=1), attention a fused online-softmax SIMT kernel per query (no T x T buffer).
+ *   CUDA_GRAPH=1 (the default): a step's micro-steps are captured once as a CUDA graph and replayed, with no host
+ *   sync inside the step (main, chapter 11; built with nvcc --default-stream per-thread); 0 issues them eagerly.
  *   The init draws from golf's own generator (not PyTorch's): INIT_CKPT starts from a golf checkpoint, e.g.
  *   one written by `test/reference.py init`, for step-by-step comparisons.
  *
@@ -49,7 +51,6 @@
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
-#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -121,7 +122,7 @@ typedef struct {
     int mlp_hidden, bigram_vocab_size, bigram_dim, smear_gate, xsa_last_n, rope_dims, ln_scale, parallel_from, skip_gates, attn_out_gate;
     double mlp_leaky_slope, loop_start_frac;
     char loop_encoder[256], loop_decoder[256], preset[32];
-    int plan_memory;
+    int plan_memory, cuda_graph;
 } TrainConfig;
 
 enum { OPT_INT, OPT_FLOAT, OPT_STR };
@@ -207,6 +208,7 @@ static const ConfigEntry CONFIG[] = {
     CS(precision, "PRECISION", "bf16", "bf16 (train_gpt.py's autocast): GEMMs and attention on bf16 operands with fp32 accumulation; fp32: everything in fp32 (the exact path)"),
     CI(plan_memory, "PLAN_MEMORY", "0", "1: print the device memory plan of this config per GPU and exit (no GPU used; dev/bench_train.sh --memory)"),
     CI(math_tf32, "MATH_TF32", "0", "1: TF32 tensor cores in the fp32 GEMMs"),
+    CI(cuda_graph, "CUDA_GRAPH", "1", "1: a training step's micro-steps captured once as a CUDA graph and replayed (main); 0: issued eagerly"),
     CS(dump_grads, "DUMP_GRADS", "", "write step 0's loss and gradients here (checkpoint format, grad.<name>), for tests"),
     CF(dist_timeout, "DIST_TIMEOUT", "300", "seconds the ranks of a RANK/WORLD_SIZE launch wait for each other at the start"),
 };
@@ -1567,7 +1569,7 @@ static const LtPlan *lt_plan(Trainer *tr, int ta, int tb, int M, int N, int K, c
 // lt_gemm: gemm's bf16 form on bf16 A, B; C of type dtype (CUDA_R_32F or CUDA_R_16BF; beta = 0 for bf16)
 static void lt_gemm(Trainer *tr, int ta, int tb, int M, int N, int K, float alpha, const bf16 *A, const bf16 *B, float beta, void *C, cudaDataType_t dtype) {
     const LtPlan *p = lt_plan(tr, ta, tb, M, N, K, dtype, A, B, C);
-    cublasCheck(cublasLtMatmul(tr->lt, p->desc, &alpha, B, p->a, A, p->b, &beta, C, p->d, C, p->d, &p->algo, tr->lt_ws, LT_WORKSPACE, 0));
+    cublasCheck(cublasLtMatmul(tr->lt, p->desc, &alpha, B, p->a, A, p->b, &beta, C, p->d, C, p->d, &p->algo, tr->lt_ws, LT_WORKSPACE, cudaStreamPerThread));
 }
 
 // shadow_refresh: wbf = bf16 of the weights in use (params, and qparams for the QAT matrices while QAT runs); only
@@ -1767,6 +1769,7 @@ static void trainer_alloc(Trainer *tr, int B) {
     }
     if (g_mem.plan_only) return;
     cublasCheck(cublasCreate(&tr->blas));
+    cublasCheck(cublasSetStream(tr->blas, cudaStreamPerThread));   // the stream every launch uses, so that a capture holds the GEMMs
     cublasCheck(cublasSetMathMode(tr->blas, tr->tc.math_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
     if (tr->use_bf16) {
         cublasCheck(cublasLtCreate(&tr->lt));
@@ -2834,6 +2837,54 @@ static void log_code(const char *argv0) {
     log0("%s", line);
 }
 
+// --- the training step's micro-steps: issued eagerly, or captured once as a CUDA graph and replayed ---
+// micro_steps: the gradients zeroed, then per micro-step m < accum: the batch xs[m], ys[m] (pinned host memory,
+// accum x N tokens each) into tr->tok, tr->tgt, forward + backward (gradients summed into tr->grads), the per-token
+// losses into losses[m] (pinned, accum x N). All of it on the per-thread default stream (train_golf is built with
+// --default-stream per-thread) with no host sync, so the same calls either run now or are recorded by a capture.
+// What changes from step to step lives in memory the calls read: the tokens in xs / ys, the weights on the device.
+static void micro_steps(Trainer *tr, int accum, float grad_scale, const int32_t *xs, const int32_t *ys, float *losses) {
+    size_t N = (size_t)tr->N;
+    cudaCheck(cudaMemsetAsync(tr->grads, 0, tr->host.numel * 4, cudaStreamPerThread));
+    for (int micro = 0; micro < accum; micro++) {
+        EMU_MARK("micro");
+        cudaCheck(cudaMemcpyAsync(tr->tok, xs + micro * N, N * sizeof(int), cudaMemcpyHostToDevice, cudaStreamPerThread));
+        cudaCheck(cudaMemcpyAsync(tr->tgt, ys + micro * N, N * sizeof(int), cudaMemcpyHostToDevice, cudaStreamPerThread));
+        forward(tr, grad_scale);
+        backward(tr);
+        cudaCheck(cudaMemcpyAsync(losses + micro * N, tr->loss, N * sizeof(float), cudaMemcpyDeviceToHost, cudaStreamPerThread));
+    }
+}
+
+// StepGraph (CUDA_GRAPH=1): micro_steps captured once and replayed. key: what makes a step's launch sequence differ
+// (the loop schedule on: other layers; QAT on: dparam points at the fake-quantized weights). A step whose key is not
+// the step before's runs eagerly and drops the graph (so step 0 runs eagerly: cuBLASLt plans, heuristics and every
+// lazy choice happen outside a capture); the next step with the same key captures again.
+typedef struct { cudaGraph_t graph; cudaGraphExec_t exec; int key; } StepGraph;
+static void step_graph_drop(StepGraph *g) {
+    if (g->exec) cudaCheck(cudaGraphExecDestroy(g->exec));
+    if (g->graph) cudaCheck(cudaGraphDestroy(g->graph));
+    g->exec = NULL;
+    g->graph = NULL;
+}
+static void step_graph_capture(StepGraph *g, Trainer *tr, int accum, float grad_scale, const int32_t *xs, const int32_t *ys, float *losses) {
+    params_changed(tr);   // every step starts on new weights: the graph must hold the bf16 shadow's rebuild
+    cudaCheck(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeGlobal));
+    micro_steps(tr, accum, grad_scale, xs, ys, losses);
+    cudaCheck(cudaStreamEndCapture(cudaStreamPerThread, &g->graph));
+    cudaCheck(cudaGraphInstantiate(&g->exec, g->graph, 0));
+}
+// step_loss: the step's train_loss from the per-token losses (accum x N), summed as train_gpt.py's log reports it
+static double step_loss(const float *losses, int accum, size_t N) {
+    double train_loss = 0;
+    for (int micro = 0; micro < accum; micro++) {
+        double s = 0;
+        for (size_t k = 0; k < N; k++) s += losses[micro * N + k];
+        train_loss += s / N / accum;
+    }
+    return train_loss;
+}
+
 int main(int argc, char **argv) {
     g_golf_prog = "train_golf";
     Dist dd = dist_init(&argc, &argv);
@@ -2924,13 +2975,19 @@ int main(int argc, char **argv) {
     snprintf(pattern, sizeof(pattern), "%s/fineweb_train_*.bin", tc->data_path);
     TokenStream stream;
     stream_open(&stream, pattern, tc->vocab_size);
-    int32_t *chunk = (int32_t *)galloc((local + 1) * dd.world * 4), *x = (int32_t *)galloc(local * 4), *y = (int32_t *)galloc(local * 4);
+    int32_t *chunk = (int32_t *)galloc((local + 1) * dd.world * 4);
     float grad_scale = 1.0f / (float)(local * accum * dd.world);   // mean over the global batch, summed over ranks
 
     // training
     double train_ms = 0, t0 = wall_ms(), pre_loss = 0, pre_bpb = 0;
     int step = 0, stop_after = -1, adam_t = 0, qat_on = 0;
-    float *loss = (float *)galloc(local * sizeof(float));
+    // the step's batches and per-token losses in pinned host memory (copied by micro_steps, read when a step is logged)
+    int32_t *xs, *ys;
+    float *losses;
+    cudaCheck(cudaMallocHost(&xs, accum * local * sizeof(int32_t)));
+    cudaCheck(cudaMallocHost(&ys, accum * local * sizeof(int32_t)));
+    cudaCheck(cudaMallocHost(&losses, accum * local * sizeof(float)));
+    StepGraph graph = {NULL, NULL, -1};
     for (;;) {
         int last = step == tc->iterations || (stop_after >= 0 && step >= stop_after);
         if (last && tr.ema) {   // from here on the weights are the EMA: evaluated, saved and exported
@@ -2951,28 +3008,30 @@ int main(int argc, char **argv) {
             if (stop_after >= 0 && step < tc->iterations) log0("stopping_early: wallclock_cap train_time:%.0fms step:%d/%d", train_ms, step, tc->iterations);
             break;
         }
-        double elapsed = train_ms + wall_ms() - t0, scale = lr_mul(tc, step, elapsed), train_loss = 0;
+        double elapsed = train_ms + wall_ms() - t0, scale = lr_mul(tc, step, elapsed);
         tr.looped = tr.c.loop_enc > 0 && training_fraction(tc, step, elapsed) >= tc->loop_start_frac;   // depth recurrence from LOOP_START_FRAC
         if (qat_on != qat_active(tc, step, elapsed)) { qat_on = !qat_on; log0("qat:%s step:%d scheme:%s", qat_on ? "on" : "off", step, tc->quant); }
         if (qat_on) qat_weights(&tr, 1);
         EMU_MARK("step");
-        cudaCheck(cudaMemsetAsync(tr.grads, 0, tr.host.numel * 4));
-        for (int micro = 0; micro < accum; micro++) {
-            EMU_MARK("micro");
-            next_batch(&stream, chunk, x, y, local, dd.rank, dd.world);
-            upload_tokens(&tr, x, y);
-            forward(&tr, grad_scale);
-            backward(&tr);
-            cudaCheck(cudaMemcpy(loss, tr.loss, local * sizeof(float), cudaMemcpyDeviceToHost));
-            double s = 0;
-            for (size_t k = 0; k < local; k++) s += loss[k];
-            train_loss += s / local / accum;
+        for (int micro = 0; micro < accum; micro++) next_batch(&stream, chunk, xs + micro * local, ys + micro * local, local, dd.rank, dd.world);
+        int key = tr.looped * 2 + qat_on;
+        if (tc->cuda_graph && key == graph.key) {
+            if (!graph.exec) {
+                step_graph_capture(&graph, &tr, accum, grad_scale, xs, ys, losses);
+                log0("cuda_graph: captured the %d micro-steps at step:%d", accum, step + 1);
+            }
+            cudaCheck(cudaGraphLaunch(graph.exec, cudaStreamPerThread));
+        } else {
+            step_graph_drop(&graph);
+            micro_steps(&tr, accum, grad_scale, xs, ys, losses);
         }
+        graph.key = key;
         EMU_MARK("optimizer");
         all_reduce_grads(&tr, &dd);
         if (step == 0 && tc->dump_grads[0] && g_master) {
-            float *g = (float *)galloc(tr.host.numel * sizeof(float)), l = (float)train_loss;
-            cudaCheck(cudaMemcpy(g, tr.grads, tr.host.numel * 4, cudaMemcpyDeviceToHost));
+            float *g = (float *)galloc(tr.host.numel * sizeof(float));
+            cudaCheck(cudaMemcpy(g, tr.grads, tr.host.numel * 4, cudaMemcpyDeviceToHost));   // waits for the step's losses too
+            float l = (float)step_loss(losses, accum, local);
             container_write(tc->dump_grads, &tr.host, g, "grad.", 0, &l);
             free(g);
         }
@@ -2983,8 +3042,10 @@ int main(int argc, char **argv) {
         EMU_MARK("step_end");
         cudaCheck(cudaDeviceSynchronize());
         double approx = train_ms + wall_ms() - t0;
-        if (tc->train_log_every > 0 && (step <= 10 || step % tc->train_log_every == 0 || stop_after >= 0))
+        if (tc->train_log_every > 0 && (step <= 10 || step % tc->train_log_every == 0 || stop_after >= 0)) {
+            double train_loss = step_loss(losses, accum, local);   // the host's one read of the step's losses
             log0("step:%d/%d train_loss:%.4f train_time:%.0fms step_avg:%.2fms", step, tc->iterations, train_loss, approx, approx / step);
+        }
         int reached = train_cap_seconds(tc) > 0 && approx >= 1000.0 * train_cap_seconds(tc);
         if (stop_after < 0 && agree_stop(&dd, reached)) stop_after = step;
     }
@@ -2997,6 +3058,10 @@ int main(int argc, char **argv) {
 #ifdef GOLF_CPU
     log0("peak memory (CPU emulation): high-water of the emulator's tracked allocations %zu bytes", golf_emu::heap().peak);
 #endif
+    step_graph_drop(&graph);
+    cudaCheck(cudaFreeHost(xs));
+    cudaCheck(cudaFreeHost(ys));
+    cudaCheck(cudaFreeHost(losses));
 
     // export: checkpoint, blob, and the score of the decoded blob
     params_download(&tr);

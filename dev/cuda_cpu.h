@@ -34,6 +34,16 @@
  *     cudaErrorInvalidValue, and cudaGetErrorString says what was outside what).
  *   Memory: cudaMalloc is one 256-byte aligned heap block per allocation (so ASan, `make cpu SANITIZE=1`, sees an overrun as a heap
  *     overflow), tracked with its size; streams and events run in order (everything is synchronous).
+ *   Stream capture and graphs (section 8b): cudaStreamBeginCapture / EndCapture / IsCapturing, cudaGraphInstantiate,
+ *     cudaGraphLaunch, cudaGraphExecDestroy, cudaGraphDestroy. While a stream is captured, every kernel launch (its
+ *     arguments copied by value), cudaMemsetAsync, cudaMemcpyAsync, cuBLAS / cuBLASLt call and NCCL call issued to it
+ *     is recorded instead of run; a launch of the instantiated graph runs them in order. Stream 0 in a runtime call
+ *     (and KERNEL_LAUNCH's stream) is the per-thread default stream (train_golf is built with --default-stream
+ *     per-thread), 0 inside a library is the legacy stream. Faults naming the call site: during a capture a
+ *     synchronous cudaMemcpy / cudaMemset, cudaDeviceSynchronize / cudaStreamSynchronize / cudaEventSynchronize,
+ *     cudaMemcpyAsync to or from pageable host memory (a host read of device memory included), cudaMalloc / cudaFree /
+ *     cudaMallocHost / cudaFreeHost, a library call on the legacy stream, a second capture; a launch of a graph never
+ *     instantiated or destroyed, ending a capture never begun. One capture at a time.
  *   cuBLAS: cublasSgemm and cublasSgemmStridedBatched with cuBLAS's column-major meaning (ops, leading
  *     dimensions, strides, alpha, beta; beta = 0 never reads C), on CBLAS (OpenBLAS) or, without
  *     GOLF_EMU_CBLAS, plain loops; CUBLAS_TF32_TENSOR_OP_MATH rounds the operands to TF32 (10 mantissa bits,
@@ -63,7 +73,7 @@
  * Contents
  *   1. keywords and built-in variables     2. fp16 / bf16        3. faults and allocations
  *   4. fibers                               5. the block scheduler, barriers, warp collectives (5b: tensor cores)
- *   6. launches                             7. atomics and math   8. runtime API: memory, streams, device
+ *   6. launches                             7. atomics and math   8. runtime API: memory, streams, device (8b: capture, graphs)
  *   9. cuBLAS, 9b. cuBLASLt                 10. NCCL
  */
 #ifndef GOLF_CUDA_CPU_H
@@ -86,9 +96,12 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <poll.h>
+#include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <mutex>
+#include <set>
 #include <tuple>
 #include <vector>
 #include <utility>
@@ -191,6 +204,7 @@ struct Heap {
     std::mutex mu;
     std::map<uintptr_t, size_t> blocks;   // base -> bytes of every live device allocation
     std::map<uintptr_t, int> ids;         // base -> allocation id (1, 2, ... in cudaMalloc order), for the launch log
+    std::map<uintptr_t, size_t> pinned;   // base -> bytes of every cudaMallocHost allocation (copies a capture may record)
     int next_id = 0;
     size_t in_use = 0, peak = 0;
 };
@@ -299,6 +313,9 @@ struct Launch {
 };
 void run(Launch &L);
 FILE *launch_log(void);
+// stream capture (section 8b): while the default stream (KERNEL_LAUNCH's) is captured, a launch is recorded, not run
+int capture_default(void);
+void record(std::function<void()> node);
 inline int log_only(void) { static int on = getenv("GOLF_EMU_LOG_ONLY") && atoi(getenv("GOLF_EMU_LOG_ONLY")) != 0; return on; }
 // arg_text: one kernel argument as the launch log writes it (the contract at the top)
 std::string ptr_text(const void *p);
@@ -321,6 +338,11 @@ void launch(const char *name, const char *file, int line, dim3 grid, dim3 block,
     Bound<P...> b{k, std::tuple<typename std::decay<P>::type...>(std::forward<A>(a)...)};
     Launch L{name, file, line, grid, block, smem, (const void *)k, &Bound<P...>::call, &b, std::string()};
     if (launch_log()) std::apply([&L](const auto &...x) { ((L.argtext += " " + arg_text(x)), ...); }, b.a);
+    if (capture_default()) {   // recorded with its converted arguments (by value); run at every cudaGraphLaunch
+        auto keep = std::make_shared<Bound<P...>>(b);
+        record([keep, L]() mutable { L.args = keep.get(); run(L); });
+        return;
+    }
     run(L);
 }
 }  // namespace golf_emu
@@ -398,6 +420,25 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b);
 cudaError_t cudaFuncSetAttribute(const void *f, cudaFuncAttribute a, int v);
 template <class... P> static inline cudaError_t cudaFuncSetAttribute(void (*f)(P...), cudaFuncAttribute a, int v) { return cudaFuncSetAttribute((const void *)f, a, v); }
 
+// 8b. stream capture and graphs (section 8b of the implementation part). Stream 0 in a runtime call is the
+// per-thread default stream (train_golf is built with nvcc --default-stream per-thread), the stream KERNEL_LAUNCH
+// uses; inside a library (cuBLAS's handle stream, cublasLtMatmul's and NCCL's argument) 0 is the legacy stream.
+#define cudaStreamLegacy ((cudaStream_t)0x1)
+#define cudaStreamPerThread ((cudaStream_t)0x2)
+enum cudaStreamCaptureMode { cudaStreamCaptureModeGlobal = 0, cudaStreamCaptureModeThreadLocal = 1, cudaStreamCaptureModeRelaxed = 2 };
+enum cudaStreamCaptureStatus { cudaStreamCaptureStatusNone = 0, cudaStreamCaptureStatusActive = 1, cudaStreamCaptureStatusInvalidated = 2 };
+struct golf_graph { std::vector<std::function<void()>> nodes; };        // a captured sequence, in issue order
+struct golf_graph_exec { std::vector<std::function<void()>> nodes; };   // its instantiation (a copy, as CUDA's)
+typedef golf_graph *cudaGraph_t;
+typedef golf_graph_exec *cudaGraphExec_t;
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g);
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *status);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e);
+cudaError_t cudaGraphDestroy(cudaGraph_t g);
+
 // ----------------------------------------------------------------------------------------------------
 // 9. cuBLAS
 
@@ -405,7 +446,7 @@ typedef enum { CUBLAS_STATUS_SUCCESS = 0, CUBLAS_STATUS_NOT_INITIALIZED = 1, CUB
                CUBLAS_STATUS_EXECUTION_FAILED = 13 } cublasStatus_t;
 typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1, CUBLAS_OP_C = 2 } cublasOperation_t;
 typedef enum { CUBLAS_DEFAULT_MATH = 0, CUBLAS_TENSOR_OP_MATH = 1, CUBLAS_PEDANTIC_MATH = 2, CUBLAS_TF32_TENSOR_OP_MATH = 3 } cublasMath_t;
-typedef struct golf_cublas { cublasMath_t math; } *cublasHandle_t;
+typedef struct golf_cublas { cublasMath_t math; cudaStream_t stream; } *cublasHandle_t;
 cublasStatus_t cublasCreate(cublasHandle_t *h);
 cublasStatus_t cublasDestroy(cublasHandle_t h);
 cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m);
@@ -1046,6 +1087,11 @@ inline void log_memcpy(const char *fn, const void *dst, const void *src, size_t 
 }
 // mark: the line `mark LABEL` (EMU_MARK); GOLF_EMU_EXIT_AT=LABEL exits here
 inline void mark(const char *label) {
+    if (capture_default()) {   // a captured phase: its line comes at every replay
+        std::string l = label;
+        record([l] { mark(l.c_str()); });
+        return;
+    }
     if (FILE *log = launch_log()) fprintf(log, "mark %s\n", label);
     const char *stop = getenv("GOLF_EMU_EXIT_AT");
     if (stop && strcmp(stop, label) == 0) {
@@ -1061,6 +1107,59 @@ template <class R> inline R fail(R r, const char *fmt, ...) {
     vsnprintf(last_error, sizeof(last_error), fmt, ap);
     va_end(ap);
     return r;
+}
+
+// --- 8b. stream capture: the state (the API is at the end of section 8) ----------------------------------
+// One capture at a time (CUDA allows one per stream). While it is active, every kernel launch, cudaMemsetAsync,
+// cudaMemcpyAsync (device to device, or between the device and pinned host memory), cuBLAS / cuBLASLt call and NCCL
+// call issued to the captured stream becomes a node of its graph: a closure over the call's arguments, copied by
+// value (alpha and beta too). cudaGraphLaunch runs the nodes in order, each as the call itself would have run (its
+// checks, its launch-log line). What CUDA forbids during a capture is a fault naming the call site (the macros at
+// the end of this file keep it) and the capture's.
+
+inline thread_local const char *call_file = nullptr;   // the file:line of the last runtime call made through those macros
+inline thread_local int call_line = 0;
+inline int call_site(const char *file, int line) { call_file = file; call_line = line; return 0; }
+inline std::string call_at(void) { return call_file ? std::string(call_file) + ":" + std::to_string(call_line) : std::string("?"); }
+
+struct Capture {
+    golf_graph *graph = nullptr;   // the graph being recorded; nullptr: no capture
+    cudaStream_t stream = nullptr; // the captured stream (the default stream as cudaStreamPerThread)
+    std::string site;              // where cudaStreamBeginCapture was called
+    int replaying = 0;             // inside cudaGraphLaunch: the nodes' calls run, whatever is being captured
+};
+inline Capture &capture() { static Capture c; return c; }
+inline int is_default(cudaStream_t s) { return s == 0 || s == cudaStreamPerThread; }
+// captured: 1 when a runtime call on stream s (0: the per-thread default stream) is to be recorded
+inline int captured(cudaStream_t s) {
+    Capture &c = capture();
+    return c.graph && !c.replaying && (s == c.stream || (is_default(s) && is_default(c.stream)));
+}
+inline int capture_default(void) { return captured(cudaStreamPerThread); }
+inline void record(std::function<void()> node) { capture().graph->nodes.push_back(std::move(node)); }
+// lib_captured: the same for a library call on stream s, where 0 is the legacy stream: a fault while capturing
+inline int lib_captured(cudaStream_t s, const char *fn, const char *site) {
+    Capture &c = capture();
+    if (!c.graph || c.replaying) return 0;
+    if (s == 0 || s == cudaStreamLegacy)
+        fault("%s at %s: issued to the legacy default stream while a stream capture (begun at %s) is active: pass cudaStreamPerThread "
+              "(cuBLAS: cublasSetStream)", fn, site, c.site.c_str());
+    return captured(s);
+}
+// forbidden: a fault when a capture is active (fn: the call, what: what it does that a capture cannot hold)
+inline void forbidden(const char *fn, const char *what) {
+    Capture &c = capture();
+    if (c.graph && !c.replaying) fault("%s at %s: %s while a stream capture (begun at %s) is active", fn, call_at().c_str(), what, c.site.c_str());
+}
+// pinned: 1 when [p, p + n) lies inside one cudaMallocHost allocation
+inline int pinned(const void *p, size_t n) {
+    Heap &h = heap();
+    std::lock_guard<std::mutex> g(h.mu);
+    uintptr_t a = (uintptr_t)p;
+    auto it = h.pinned.upper_bound(a);
+    if (it == h.pinned.begin()) return 0;
+    --it;
+    return a - it->first <= it->second && n <= it->second - (a - it->first);
 }
 
 }  // namespace golf_emu
@@ -1086,6 +1185,7 @@ inline cudaError_t cudaGetLastError(void) { return cudaSuccess; }   // a bad lau
 inline cudaError_t cudaPeekAtLastError(void) { return cudaSuccess; }
 
 inline cudaError_t cudaMalloc(void **p, size_t n) {
+    golf_emu::forbidden("cudaMalloc", "an allocation (make it before the capture)");
     if (!p) return golf_emu::fail(cudaErrorInvalidValue, "cudaMalloc: a NULL pointer to store the address");
     golf_emu::Heap &h = golf_emu::heap();
     size_t total = (size_t)80 << 30;
@@ -1105,6 +1205,7 @@ inline cudaError_t cudaMalloc(void **p, size_t n) {
     return cudaSuccess;
 }
 inline cudaError_t cudaFree(void *p) {
+    golf_emu::forbidden("cudaFree", "a free");
     if (!p) return cudaSuccess;
     golf_emu::Heap &h = golf_emu::heap();
     std::lock_guard<std::mutex> g(h.mu);
@@ -1116,8 +1217,26 @@ inline cudaError_t cudaFree(void *p) {
     free(p);
     return cudaSuccess;
 }
-inline cudaError_t cudaMallocHost(void **p, size_t n) { *p = malloc(n ? n : 1); return *p ? cudaSuccess : golf_emu::fail(cudaErrorMemoryAllocation, "cudaMallocHost: out of memory"); }
-inline cudaError_t cudaFreeHost(void *p) { free(p); return cudaSuccess; }
+inline cudaError_t cudaMallocHost(void **p, size_t n) {
+    golf_emu::forbidden("cudaMallocHost", "an allocation (make it before the capture)");
+    *p = malloc(n ? n : 1);
+    if (!*p) return golf_emu::fail(cudaErrorMemoryAllocation, "cudaMallocHost: out of memory");
+    golf_emu::Heap &h = golf_emu::heap();
+    std::lock_guard<std::mutex> g(h.mu);
+    h.pinned[(uintptr_t)*p] = n;
+    return cudaSuccess;
+}
+inline cudaError_t cudaFreeHost(void *p) {
+    golf_emu::forbidden("cudaFreeHost", "a free");
+    if (!p) return cudaSuccess;
+    golf_emu::Heap &h = golf_emu::heap();
+    {
+        std::lock_guard<std::mutex> g(h.mu);
+        if (!h.pinned.erase((uintptr_t)p)) return golf_emu::fail(cudaErrorInvalidValue, "cudaFreeHost(%p): not the start of a cudaMallocHost allocation", p);
+    }
+    free(p);
+    return cudaSuccess;
+}
 
 // memcpy_check: dst and src on the sides kind says, each wholly inside one allocation when on the device
 inline cudaError_t memcpy_check(const char *fn, void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
@@ -1133,25 +1252,52 @@ inline cudaError_t memcpy_check(const char *fn, void *dst, const void *src, size
     return cudaSuccess;
 }
 inline cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
+    golf_emu::forbidden("cudaMemcpy", "a synchronous copy (the host waits for the device; cudaMemcpyAsync with pinned memory)");
     cudaError_t e = memcpy_check("cudaMemcpy", dst, src, n, kind);
     if (e == cudaSuccess && n) memmove(dst, src, n);
     if (e == cudaSuccess) golf_emu::log_memcpy("cudaMemcpy", dst, src, n, kind);
     return e;
 }
-inline cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t) {
+inline cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t s) {
     cudaError_t e = memcpy_check("cudaMemcpyAsync", dst, src, n, kind);
+    if (e == cudaSuccess && golf_emu::captured(s)) {   // recorded: the bytes move at every replay
+        int dd = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice, sd = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+        if (kind == cudaMemcpyDefault) { dd = golf_emu::overlaps_device(dst, n); sd = golf_emu::overlaps_device(src, n); }
+        if (!sd && !golf_emu::pinned(src, n))
+            golf_emu::forbidden("cudaMemcpyAsync", "a copy from pageable host memory (synchronous: the source must be cudaMallocHost memory)");
+        if (!dd && !golf_emu::pinned(dst, n))
+            golf_emu::forbidden("cudaMemcpyAsync", "a host read of device memory into pageable host memory (synchronous: the destination must be cudaMallocHost memory)");
+        golf_emu::record([=] {
+            if (n) memmove(dst, src, n);
+            golf_emu::log_memcpy("cudaMemcpyAsync", dst, src, n, kind);
+        });
+        return e;
+    }
     if (e == cudaSuccess && n) memmove(dst, src, n);
     if (e == cudaSuccess) golf_emu::log_memcpy("cudaMemcpyAsync", dst, src, n, kind);
     return e;
 }
-inline cudaError_t cudaMemset(void *p, int v, size_t n) {
+namespace golf_emu {
+// memset_now: n bytes at p set to v now (a cudaMemsetAsync's line in the launch log says cudaMemset too)
+inline cudaError_t memset_now(void *p, int v, size_t n) {
     char why[256];
-    if (n && !golf_emu::device_range(p, n, why, sizeof(why))) return golf_emu::fail(cudaErrorInvalidValue, "cudaMemset: %s", why);
+    if (n && !device_range(p, n, why, sizeof(why))) return fail(cudaErrorInvalidValue, "cudaMemset: %s", why);
     if (n) memset(p, v, n);
-    golf_emu::log_copy("cudaMemset", n, "dev");
+    log_copy("cudaMemset", n, "dev");
     return cudaSuccess;
 }
-inline cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) { return cudaMemset(p, v, n); }
+}  // namespace golf_emu
+inline cudaError_t cudaMemset(void *p, int v, size_t n) {
+    golf_emu::forbidden("cudaMemset", "a synchronous set (cudaMemsetAsync)");
+    return golf_emu::memset_now(p, v, n);
+}
+inline cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s) {
+    char why[256];
+    if (!golf_emu::captured(s)) return golf_emu::memset_now(p, v, n);
+    if (n && !golf_emu::device_range(p, n, why, sizeof(why))) return golf_emu::fail(cudaErrorInvalidValue, "cudaMemset: %s", why);
+    golf_emu::record([=] { golf_emu::memset_now(p, v, n); });
+    return cudaSuccess;
+}
 inline cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b) {
     golf_emu::Heap &h = golf_emu::heap();
     std::lock_guard<std::mutex> g(h.mu);
@@ -1187,21 +1333,98 @@ inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
     p->clockRate = 1980000; p->memoryClockRate = 2619000; p->memoryBusWidth = 5120; p->l2CacheSize = 50 * 1024 * 1024;
     return cudaSuccess;
 }
-inline cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+inline cudaError_t cudaDeviceSynchronize(void) { golf_emu::forbidden("cudaDeviceSynchronize", "a device synchronization"); return cudaSuccess; }
 inline cudaError_t cudaDeviceReset(void) { return cudaSuccess; }
 struct golf_stream { int unused; };
 inline cudaError_t cudaStreamCreate(cudaStream_t *s) { *s = new golf_stream(); return cudaSuccess; }
 inline cudaError_t cudaStreamDestroy(cudaStream_t s) { delete s; return cudaSuccess; }
-inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+inline cudaError_t cudaStreamSynchronize(cudaStream_t) { golf_emu::forbidden("cudaStreamSynchronize", "a stream synchronization"); return cudaSuccess; }
 inline cudaError_t cudaEventCreate(cudaEvent_t *e) { *e = new golf_event{0}; return cudaSuccess; }
 inline cudaError_t cudaEventDestroy(cudaEvent_t e) { delete e; return cudaSuccess; }
 inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) { e->ms = golf_emu::now_us() * 1e-3; return cudaSuccess; }
-inline cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+inline cudaError_t cudaEventSynchronize(cudaEvent_t) { golf_emu::forbidden("cudaEventSynchronize", "an event synchronization"); return cudaSuccess; }
 inline cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) { *ms = (float)(b->ms - a->ms); return cudaSuccess; }
 inline cudaError_t cudaFuncSetAttribute(const void *f, cudaFuncAttribute a, int v) {
     if (a != cudaFuncAttributeMaxDynamicSharedMemorySize) return golf_emu::fail(cudaErrorInvalidValue, "cudaFuncSetAttribute: attribute %d is not emulated", (int)a);
     if (v < 0 || v > 227 * 1024) return golf_emu::fail(cudaErrorInvalidValue, "cudaFuncSetAttribute: %d bytes of dynamic shared memory: over the H100's 227 KiB", v);
     golf_emu::optin_smem()[f] = v;
+    return cudaSuccess;
+}
+
+// --- 8b. stream capture and graphs: the API (the state is above section 8) ----------------------------------
+
+namespace golf_emu {
+inline std::set<const void *> &live_graphs() { static std::set<const void *> s; return s; }   // graphs and execs not destroyed
+inline void replay(const std::vector<std::function<void()>> &nodes) {
+    Capture &c = capture();
+    int was = c.replaying;
+    c.replaying = 1;
+    for (const auto &f : nodes) f();
+    c.replaying = was;
+}
+}  // namespace golf_emu
+inline cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode) {
+    using namespace golf_emu;
+    Capture &c = capture();
+    std::string at = call_at();
+    if (s == cudaStreamLegacy) fault("cudaStreamBeginCapture at %s: the legacy default stream cannot be captured (cudaStreamPerThread)", at.c_str());
+    if (c.graph) fault("cudaStreamBeginCapture at %s: a capture is already active (begun at %s)", at.c_str(), c.site.c_str());
+    if (mode < cudaStreamCaptureModeGlobal || mode > cudaStreamCaptureModeRelaxed) fault("cudaStreamBeginCapture at %s: unknown mode %d", at.c_str(), (int)mode);
+    c.graph = new golf_graph();
+    c.stream = is_default(s) ? cudaStreamPerThread : s;
+    c.site = at;
+    return cudaSuccess;
+}
+inline cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g) {
+    using namespace golf_emu;
+    Capture &c = capture();
+    std::string at = call_at();
+    if (!c.graph) fault("cudaStreamEndCapture at %s: ends a capture that was never begun (cudaStreamBeginCapture)", at.c_str());
+    if (!captured(s)) fault("cudaStreamEndCapture at %s: stream %p is not the one captured since %s", at.c_str(), (void *)s, c.site.c_str());
+    if (!g) fault("cudaStreamEndCapture at %s: a NULL pointer to store the graph", at.c_str());
+    *g = c.graph;
+    live_graphs().insert(c.graph);
+    c.graph = nullptr;
+    c.site.clear();
+    return cudaSuccess;
+}
+inline cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *status) {
+    *status = golf_emu::captured(s) ? cudaStreamCaptureStatusActive : cudaStreamCaptureStatusNone;
+    return cudaSuccess;
+}
+inline cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long) {
+    using namespace golf_emu;
+    std::string at = call_at();
+    if (!e) fault("cudaGraphInstantiate at %s: a NULL pointer to store the instantiated graph", at.c_str());
+    if (!g || !live_graphs().count(g)) fault("cudaGraphInstantiate at %s: %p is not a graph from cudaStreamEndCapture (or it was destroyed)", at.c_str(), (void *)g);
+    *e = new golf_graph_exec{g->nodes};
+    live_graphs().insert(*e);
+    return cudaSuccess;
+}
+// cudaGraphLaunch: the nodes run in order (issued to a captured stream: recorded as one node that runs them)
+inline cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s) {
+    using namespace golf_emu;
+    std::string at = call_at();
+    if (!e || !live_graphs().count(e))
+        fault("cudaGraphLaunch at %s: %p is not an instantiated graph (cudaGraphInstantiate), or it was destroyed", at.c_str(), (void *)e);
+    if (captured(s)) {
+        std::vector<std::function<void()>> nodes = e->nodes;
+        record([nodes] { replay(nodes); });
+        return cudaSuccess;
+    }
+    replay(e->nodes);
+    return cudaSuccess;
+}
+inline cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) {
+    using namespace golf_emu;
+    if (!e || !live_graphs().erase(e)) fault("cudaGraphExecDestroy at %s: %p is not an instantiated graph (or it was destroyed already)", call_at().c_str(), (void *)e);
+    delete e;
+    return cudaSuccess;
+}
+inline cudaError_t cudaGraphDestroy(cudaGraph_t g) {
+    using namespace golf_emu;
+    if (!g || !live_graphs().erase(g)) fault("cudaGraphDestroy at %s: %p is not a graph (or it was destroyed already)", call_at().c_str(), (void *)g);
+    delete g;
     return cudaSuccess;
 }
 
@@ -1215,12 +1438,12 @@ inline cublasStatus_t cublasCreate(cublasHandle_t *h) {
         long n = atol(golf_emu::env_or("GOLF_EMU_BLAS_THREADS", "1"));
         openblas_set_num_threads(n > 0 ? (int)n : 1);
     }
-    *h = new golf_cublas{CUBLAS_DEFAULT_MATH};
+    *h = new golf_cublas{CUBLAS_DEFAULT_MATH, nullptr};
     return CUBLAS_STATUS_SUCCESS;
 }
 inline cublasStatus_t cublasDestroy(cublasHandle_t h) { delete h; return CUBLAS_STATUS_SUCCESS; }
 inline cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m) { if (!h) return CUBLAS_STATUS_NOT_INITIALIZED; h->math = m; return CUBLAS_STATUS_SUCCESS; }
-inline cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t) { return h ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED; }
+inline cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) { if (!h) return CUBLAS_STATUS_NOT_INITIALIZED; h->stream = s; return CUBLAS_STATUS_SUCCESS; }
 
 namespace golf_emu {
 inline float tf32(float x) {   // nearest even to 10 mantissa bits (inf and NaN kept)
@@ -1289,6 +1512,11 @@ inline cublasStatus_t golf_cublasSgemm(const char *file, int line, cublasHandle_
                                        const float *alpha, const float *A, int lda, const float *B, int ldb, const float *beta, float *C, int ldc) {
     std::string site = golf_emu::site_of(file, line);
     cublasStatus_t s = golf_emu::gemm_args("cublasSgemm", site.c_str(), h, ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
+    if (s == CUBLAS_STATUS_SUCCESS && golf_emu::lib_captured(h->stream, "cublasSgemm", site.c_str())) {   // alpha, beta read now
+        float a = *alpha, b = *beta;
+        golf_emu::record([=] { golf_cublasSgemm(file, line, h, ta, tb, m, n, k, &a, A, lda, B, ldb, &b, C, ldc); });
+        return s;
+    }
     double t0 = golf_emu::now_us();
     if (s == CUBLAS_STATUS_SUCCESS && !golf_emu::log_only()) golf_emu::gemm(h->math, ta, tb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
     if (s == CUBLAS_STATUS_SUCCESS) golf_emu::log_gemm("cublasSgemm", site.c_str(), m, n, k, 1, golf_emu::math_name(h), A, B, C, golf_emu::now_us() - t0);
@@ -1302,6 +1530,11 @@ inline cublasStatus_t golf_cublasSgemmStridedBatched(const char *file, int line,
     for (int i = 0; i < batch; i++) {
         cublasStatus_t s = golf_emu::gemm_args("cublasSgemmStridedBatched", site.c_str(), h, ta, tb, m, n, k, A + i * sA, lda, B + i * sB, ldb, C + i * sC, ldc);
         if (s != CUBLAS_STATUS_SUCCESS) return s;
+    }
+    if (golf_emu::lib_captured(h->stream, "cublasSgemmStridedBatched", site.c_str())) {
+        float a = *alpha, b = *beta;
+        golf_emu::record([=] { golf_cublasSgemmStridedBatched(file, line, h, ta, tb, m, n, k, &a, A, lda, sA, B, ldb, sB, &b, C, ldc, sC, batch); });
+        return CUBLAS_STATUS_SUCCESS;
     }
     double t0 = golf_emu::now_us();
     for (int i = 0; i < batch && !golf_emu::log_only(); i++) golf_emu::gemm(h->math, ta, tb, m, n, k, *alpha, A + i * sA, lda, B + i * sB, ldb, *beta, C + i * sC, ldc);
@@ -1474,9 +1707,19 @@ inline cublasStatus_t golf_ltMatmulAlgoGetHeuristic(const char *file, int line, 
 inline cublasStatus_t golf_ltMatmul(const char *file, int line, cublasLtHandle_t h, cublasLtMatmulDesc_t d, const void *alpha, const void *A,
                                     cublasLtMatrixLayout_t Al, const void *B, cublasLtMatrixLayout_t Bl, const void *beta, const void *C,
                                     cublasLtMatrixLayout_t Cl, void *D, cublasLtMatrixLayout_t Dl, const cublasLtMatmulAlgo_t *algo, void *ws,
-                                    size_t wsbytes, cudaStream_t) {
+                                    size_t wsbytes, cudaStream_t stream) {
     std::string site = golf_emu::site_of(file, line);
     const char *fn = "cublasLtMatmul", *s = site.c_str();
+    if (golf_emu::lib_captured(stream, fn, s)) {   // alpha and beta (float, CUBLAS_COMPUTE_32F) read now, the rest at every replay
+        float a = 0, b = 0;
+        if (alpha) memcpy(&a, alpha, 4);
+        if (beta) memcpy(&b, beta, 4);
+        int na = !alpha, nb = !beta;
+        golf_emu::record([=] {
+            golf_ltMatmul(file, line, h, d, na ? nullptr : &a, A, Al, B, Bl, nb ? nullptr : &b, C, Cl, D, Dl, algo, ws, wsbytes, stream);
+        });
+        return CUBLAS_STATUS_SUCCESS;
+    }
     golf_emu::lt_object(fn, s, "the handle", h, golf_emu::LT_HANDLE);
     golf_emu::lt_object(fn, s, "the descriptor", d, golf_emu::LT_DESC);
     golf_emu::lt_object(fn, s, "layout D", Dl, golf_emu::LT_LAYOUT);
@@ -1728,8 +1971,9 @@ template <class F> inline ncclResult_t star(ncclComm_t c, const char *fn, const 
 }  // namespace golf_emu
 
 // ncclAllReduce: rank 0 combines the ranks' buffers in rank order, every rank receives the same bits
-inline ncclResult_t ncclAllReduce(const void *send_p, void *recv_p, size_t count, ncclDataType_t t, ncclRedOp_t op, ncclComm_t c, cudaStream_t) {
+inline ncclResult_t ncclAllReduce(const void *send_p, void *recv_p, size_t count, ncclDataType_t t, ncclRedOp_t op, ncclComm_t c, cudaStream_t s) {
     using namespace golf_emu;
+    if (lib_captured(s, "ncclAllReduce", "?")) { record([=] { ncclAllReduce(send_p, recv_p, count, t, op, c, s); }); return ncclSuccess; }
     size_t es = type_size(t), n = count * es;
     if (!c) return fail(ncclInvalidArgument, "ncclAllReduce: no communicator");
     ncclResult_t r = nccl_buffers("ncclAllReduce", send_p, n, recv_p, n);
@@ -1750,8 +1994,9 @@ inline ncclResult_t ncclAllReduce(const void *send_p, void *recv_p, size_t count
     if (!ok) return fail(ncclInvalidArgument, "ncclAllReduce: data type %d with op %d is not emulated", (int)t, (int)op);
     return r;
 }
-inline ncclResult_t ncclBroadcast(const void *send_p, void *recv_p, size_t count, ncclDataType_t t, int root, ncclComm_t c, cudaStream_t) {
+inline ncclResult_t ncclBroadcast(const void *send_p, void *recv_p, size_t count, ncclDataType_t t, int root, ncclComm_t c, cudaStream_t s) {
     using namespace golf_emu;
+    if (lib_captured(s, "ncclBroadcast", "?")) { record([=] { ncclBroadcast(send_p, recv_p, count, t, root, c, s); }); return ncclSuccess; }
     size_t n = count * type_size(t);
     if (!c || root < 0 || root >= c->n) return fail(ncclInvalidArgument, "ncclBroadcast: bad root %d", root);
     ncclResult_t r = nccl_buffers("ncclBroadcast", send_p, c->rank == root ? n : 0, recv_p, n);
@@ -1768,8 +2013,9 @@ inline ncclResult_t ncclBroadcast(const void *send_p, void *recv_p, size_t count
     } else if (c->rank != root && !io_all(c->peer[0], recv_p, n, 0)) return fail(ncclRemoteError, "ncclBroadcast: rank 0 is gone");
     return ncclSuccess;
 }
-inline ncclResult_t ncclAllGather(const void *send_p, void *recv_p, size_t count, ncclDataType_t t, ncclComm_t c, cudaStream_t) {
+inline ncclResult_t ncclAllGather(const void *send_p, void *recv_p, size_t count, ncclDataType_t t, ncclComm_t c, cudaStream_t s) {
     using namespace golf_emu;
+    if (lib_captured(s, "ncclAllGather", "?")) { record([=] { ncclAllGather(send_p, recv_p, count, t, c, s); }); return ncclSuccess; }
     size_t n = count * type_size(t);
     if (!c) return fail(ncclInvalidArgument, "ncclAllGather: no communicator");
     ncclResult_t r = nccl_buffers("ncclAllGather", send_p, n, recv_p, n * (size_t)c->n);
@@ -1778,5 +2024,23 @@ inline ncclResult_t ncclAllGather(const void *send_p, void *recv_p, size_t count
     if (c->rank == 0) memcpy((char *)recv_p, mine.data(), n);
     return star(c, "ncclAllGather", mine.data(), n, (char *)recv_p, recv_p, n * (size_t)c->n, [] {});
 }
+
+// The call site of the runtime calls that can fault during a stream capture (section 8b's messages name it)
+#define cudaMalloc(...) (golf_emu::call_site(__FILE__, __LINE__), ::cudaMalloc(__VA_ARGS__))
+#define cudaFree(...) (golf_emu::call_site(__FILE__, __LINE__), ::cudaFree(__VA_ARGS__))
+#define cudaMallocHost(...) (golf_emu::call_site(__FILE__, __LINE__), ::cudaMallocHost(__VA_ARGS__))
+#define cudaFreeHost(...) (golf_emu::call_site(__FILE__, __LINE__), ::cudaFreeHost(__VA_ARGS__))
+#define cudaMemcpy(...) (golf_emu::call_site(__FILE__, __LINE__), ::cudaMemcpy(__VA_ARGS__))
+#define cudaMemcpyAsync(...) (golf_emu::call_site(__FILE__, __LINE__), ::cudaMemcpyAsync(__VA_ARGS__))
+#define cudaMemset(...) (golf_emu::call_site(__FILE__, __LINE__), ::cudaMemset(__VA_ARGS__))
+#define cudaDeviceSynchronize(...) (golf_emu::call_site(__FILE__, __LINE__), ::cudaDeviceSynchronize(__VA_ARGS__))
+#define cudaStreamSynchronize(...) (golf_emu::call_site(__FILE__, __LINE__), ::cudaStreamSynchronize(__VA_ARGS__))
+#define cudaEventSynchronize(...) (golf_emu::call_site(__FILE__, __LINE__), ::cudaEventSynchronize(__VA_ARGS__))
+#define cudaStreamBeginCapture(...) (golf_emu::call_site(__FILE__, __LINE__), ::cudaStreamBeginCapture(__VA_ARGS__))
+#define cudaStreamEndCapture(...) (golf_emu::call_site(__FILE__, __LINE__), ::cudaStreamEndCapture(__VA_ARGS__))
+#define cudaGraphInstantiate(...) (golf_emu::call_site(__FILE__, __LINE__), ::cudaGraphInstantiate(__VA_ARGS__))
+#define cudaGraphLaunch(...) (golf_emu::call_site(__FILE__, __LINE__), ::cudaGraphLaunch(__VA_ARGS__))
+#define cudaGraphExecDestroy(...) (golf_emu::call_site(__FILE__, __LINE__), ::cudaGraphExecDestroy(__VA_ARGS__))
+#define cudaGraphDestroy(...) (golf_emu::call_site(__FILE__, __LINE__), ::cudaGraphDestroy(__VA_ARGS__))
 
 #endif  // GOLF_CUDA_CPU_H

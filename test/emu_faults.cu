@@ -21,6 +21,12 @@
 //   emu_faults ptx            mma.sync, ldmatrix x4 / x4.trans / x2, cp.async against scalar models of the PTX ISA on
 //                             random fragments: "ok", or the mismatch and exit 1
 //   emu_faults mma_skip | ldmatrix_misaligned | cp_async_pending   faults of the tensor-core instructions (as FAULT)
+//   emu_faults graph N        a sequence of launches, sets, copies (pinned host <-> device, device to device) and GEMMs
+//                             run eagerly N times, then captured once and replayed N times from the same start: "ok N"
+//                             when the device bytes and the host's copies agree bit for bit, else the mismatch, exit 1
+//   emu_faults graph_fault WHAT   what a stream capture forbids (memcpy, sync, stream_sync, d2h_pageable,
+//                             h2d_pageable, malloc, legacy_gemm, twice) or a graph misused (uninstantiated, destroyed,
+//                             end_unbegun): the fault's message, exit 1
 #define TESTING
 #include "../train_golf.cu"
 #include <vector>
@@ -521,6 +527,121 @@ static int lt_fault(const char *what) {
     return 0;
 }
 
+// --- stream capture and graphs (dev/cuda_cpu.h section 8b) ---
+// k_mix: x = a * x + in (a passed by value: the capture keeps the value it had); k_squash: x = x / (1 + |x|) + z
+__global__ void k_mix(float *x, const float *in, float a, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] = a * x[i] + in[i];
+}
+__global__ void k_squash(float *x, const float *z, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] = x[i] / (1.0f + fabsf(x[i])) + z[i];
+}
+
+struct GraphRig {   // the sequence's buffers: device x, y, z, in, w (32 x 32 each); pinned host in, out
+    float *x, *y, *z, *in, *w, *h_in, *h_out;
+    cublasHandle_t blas;
+};
+static const int GN = 32 * 32;
+static void rig_start(GraphRig *g) {   // the same start for the eager and the replayed runs
+    uint64_t r = 7;
+    std::vector<float> h(GN);
+    for (float &v : h) v = (float)(rng_uniform(&r) * 2 - 1);
+    cudaCheck(cudaMemcpy(g->x, h.data(), GN * 4, cudaMemcpyHostToDevice));
+    for (float &v : h) v = (float)(rng_uniform(&r) * 0.2 - 0.1);
+    cudaCheck(cudaMemcpy(g->w, h.data(), GN * 4, cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemset(g->z, 0x3c, GN * 4));
+}
+// rig_sequence: one step; the host fills h_in before it and reads h_out after it
+static void rig_sequence(GraphRig *g, float a) {
+    float one = 1, zero = 0;
+    cudaCheck(cudaMemcpyAsync(g->in, g->h_in, GN * 4, cudaMemcpyHostToDevice, cudaStreamPerThread));
+    KERNEL_LAUNCH(k_mix, 4, 256, 0, g->x, g->in, a, GN);
+    cublasCheck(cublasSgemm(g->blas, CUBLAS_OP_N, CUBLAS_OP_T, 32, 32, 32, &one, g->x, 32, g->w, 32, &zero, g->y, 32));
+    cudaCheck(cudaMemcpyAsync(g->x, g->y, GN * 4, cudaMemcpyDeviceToDevice, cudaStreamPerThread));
+    cudaCheck(cudaMemsetAsync(g->z, 0, GN * 2, cudaStreamPerThread));   // the first half of z
+    KERNEL_LAUNCH(k_squash, 4, 256, 0, g->x, g->z, GN);
+    cudaCheck(cudaMemcpyAsync(g->h_out, g->x, GN * 4, cudaMemcpyDeviceToHost, cudaStreamPerThread));
+}
+static void rig_input(GraphRig *g, int step) { for (int i = 0; i < GN; i++) g->h_in[i] = (float)((i * 37 + step * 11) % 97) / 97.0f - 0.5f; }
+
+static int check_graph(int n) {
+    GraphRig g;
+    float **dev[] = {&g.x, &g.y, &g.z, &g.in, &g.w};
+    for (float **d : dev) cudaCheck(cudaMalloc(d, GN * 4));
+    cudaCheck(cudaMallocHost(&g.h_in, GN * 4));
+    cudaCheck(cudaMallocHost(&g.h_out, GN * 4));
+    cublasCheck(cublasCreate(&g.blas));
+    cublasCheck(cublasSetStream(g.blas, cudaStreamPerThread));
+    std::vector<float> seen[2], last[2];
+    for (int mode = 0; mode < 2; mode++) {   // 0: eager, 1: captured once, replayed
+        rig_start(&g);
+        float a = 0.75f;
+        cudaGraph_t graph = NULL;
+        cudaGraphExec_t exec = NULL;
+        if (mode) {
+            cudaStreamCaptureStatus st;
+            cudaCheck(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeGlobal));
+            cudaCheck(cudaStreamIsCapturing(cudaStreamPerThread, &st));
+            if (st != cudaStreamCaptureStatusActive) { printf("cudaStreamIsCapturing: not active during the capture\n"); return 1; }
+            rig_sequence(&g, a);
+            cudaCheck(cudaStreamEndCapture(cudaStreamPerThread, &graph));
+            cudaCheck(cudaGraphInstantiate(&exec, graph, 0));
+            a = 99.0f;   // the captured launch keeps 0.75
+        }
+        for (int step = 0; step < n; step++) {
+            rig_input(&g, step);
+            if (mode) cudaCheck(cudaGraphLaunch(exec, cudaStreamPerThread));
+            else rig_sequence(&g, a);
+            cudaCheck(cudaStreamSynchronize(cudaStreamPerThread));
+            seen[mode].insert(seen[mode].end(), g.h_out, g.h_out + GN);
+        }
+        last[mode].resize(GN);
+        cudaCheck(cudaMemcpy(last[mode].data(), g.x, GN * 4, cudaMemcpyDeviceToHost));
+        if (mode) { cudaCheck(cudaGraphExecDestroy(exec)); cudaCheck(cudaGraphDestroy(graph)); }
+    }
+    if (memcmp(seen[0].data(), seen[1].data(), seen[0].size() * 4) || memcmp(last[0].data(), last[1].data(), GN * 4)) {
+        for (size_t i = 0; i < seen[0].size(); i++)
+            if (memcmp(&seen[0][i], &seen[1][i], 4)) { printf("step %zu element %zu: eager %a, replayed %a\n", i / GN, i % GN, seen[0][i], seen[1][i]); break; }
+        return 1;
+    }
+    printf("ok %d\n", n);
+    return 0;
+}
+
+// graph_fault: one thing a capture forbids (inside a capture of the default stream), or a graph misused
+static int graph_fault(const char *what) {
+    float *d, host[64];
+    cudaGraph_t graph;
+    cudaGraphExec_t exec = NULL;
+    cudaCheck(cudaMalloc(&d, 256 * 4));
+    cublasHandle_t blas;
+    cublasCheck(cublasCreate(&blas));   // its stream never set: the legacy default stream
+    if (!strcmp(what, "end_unbegun")) cudaCheck(cudaStreamEndCapture(cudaStreamPerThread, &graph));
+    if (!strcmp(what, "uninstantiated")) cudaCheck(cudaGraphLaunch(exec, cudaStreamPerThread));
+    cudaCheck(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeGlobal));
+    KERNEL_LAUNCH(k_nop, 1, 32, 0, d);
+    if (!strcmp(what, "memcpy")) cudaCheck(cudaMemcpy(d, host, sizeof(host), cudaMemcpyHostToDevice));
+    else if (!strcmp(what, "sync")) cudaCheck(cudaDeviceSynchronize());
+    else if (!strcmp(what, "stream_sync")) cudaCheck(cudaStreamSynchronize(cudaStreamPerThread));
+    else if (!strcmp(what, "d2h_pageable")) cudaCheck(cudaMemcpyAsync(host, d, sizeof(host), cudaMemcpyDeviceToHost, cudaStreamPerThread));
+    else if (!strcmp(what, "h2d_pageable")) cudaCheck(cudaMemcpyAsync(d, host, sizeof(host), cudaMemcpyHostToDevice, cudaStreamPerThread));
+    else if (!strcmp(what, "malloc")) { float *e; cudaCheck(cudaMalloc(&e, 64)); }
+    else if (!strcmp(what, "twice")) cudaCheck(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeGlobal));
+    else if (!strcmp(what, "legacy_gemm")) {
+        float one = 1, zero = 0;
+        cublasCheck(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, 8, 8, 8, &one, d, 8, d + 64, 8, &zero, d + 128, 8));
+    }
+    cudaCheck(cudaStreamEndCapture(cudaStreamPerThread, &graph));
+    cudaCheck(cudaGraphInstantiate(&exec, graph, 0));
+    if (!strcmp(what, "destroyed")) {
+        cudaCheck(cudaGraphExecDestroy(exec));
+        cudaCheck(cudaGraphLaunch(exec, cudaStreamPerThread));
+    }
+    printf("no fault\n");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     g_golf_prog = "emu_faults";
     if (argc < 2) { fprintf(stderr, "usage: emu_faults FAULT|smem_ok|race|collectives|convert|gemm|ptx|kernels SEED|attention T HD H KV SEED [flash]\n"); return 2; }
@@ -567,6 +688,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(w, "attention") && (argc == 7 || (argc == 8 && !strcmp(argv[7], "flash"))))
         return run_attention(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), strtoull(argv[6], NULL, 10), argc == 8);
     else if (!strcmp(w, "ptx")) return check_ptx();
+    else if (!strcmp(w, "graph") && argc == 3) return check_graph(atoi(argv[2]));
+    else if (!strcmp(w, "graph_fault") && argc == 3) return graph_fault(argv[2]);
     else if (!strcmp(w, "mma_skip")) KERNEL_LAUNCH(k_mma_skip, 1, 32, 0, x);
     else if (!strcmp(w, "ldmatrix_misaligned")) KERNEL_LAUNCH(k_ldmatrix_misaligned, 1, 32, 0, (uint32_t *)x);
     else if (!strcmp(w, "cp_async_pending")) KERNEL_LAUNCH(k_cp_async_pending, 1, 32, 0, (const float *)x);

@@ -20,6 +20,15 @@
   flash        the bf16 flash kernels against float64 within an error bound derived from bf16 rounding, and their bits
                under two fiber orders
   trainer      train_golf_cpu with PRECISION=bf16 (flash attention) runs a tiny model, losses finite and near fp32's
+  graph        stream capture: a sequence of launches, sets, copies and GEMMs captured once and replayed N times
+               equals N eager runs bit for bit; each thing a capture forbids (synchronous copies and syncs, copies
+               to or from pageable memory, allocations, a library call on the legacy stream, a second capture) and
+               each misused graph (never instantiated, destroyed, a capture ended that never began) faults with its
+               call site
+  graph_trainer  train_golf_cpu with CUDA_GRAPH=1 and CUDA_GRAPH=0 (one emulation thread) logs the same losses and
+               writes the same final_model.ckpt (and exact val losses), at PRECISION=fp32 and bf16, and with QAT and the loop schedule
+               switching on mid-run (each switch runs a step eagerly and captures again), and with the architecture
+               options (BigramHash, SmearGate, XSA, partial RoPE, LN scale, parallel lanes, gates) and EMA
 
 Usage: /usr/bin/python3 test/test_emu.py [--bin DIR] [--only GROUP,...]
 """
@@ -346,6 +355,79 @@ TRAINER_SHAPE = {"NUM_LAYERS": "2", "MODEL_DIM": "128", "NUM_KV_HEADS": "1", "ML
 TRAINER_LOSS_ATOL = 0.02
 
 
+GRAPH_FAULTS = [  # (what, what the message must hold)
+    ("memcpy", "cudaMemcpy at test/emu_faults.cu:", "a synchronous copy"),
+    ("sync", "cudaDeviceSynchronize at test/emu_faults.cu:", "a device synchronization"),
+    ("stream_sync", "cudaStreamSynchronize at test/emu_faults.cu:", "a stream synchronization"),
+    ("d2h_pageable", "cudaMemcpyAsync at test/emu_faults.cu:", "a host read of device memory into pageable host memory"),
+    ("h2d_pageable", "cudaMemcpyAsync at test/emu_faults.cu:", "a copy from pageable host memory"),
+    ("malloc", "cudaMalloc at test/emu_faults.cu:", "an allocation"),
+    ("legacy_gemm", "cublasSgemm at test/emu_faults.cu:", "issued to the legacy default stream"),
+    ("twice", "cudaStreamBeginCapture at test/emu_faults.cu:", "a capture is already active"),
+    ("uninstantiated", "cudaGraphLaunch at test/emu_faults.cu:", "is not an instantiated graph"),
+    ("destroyed", "cudaGraphLaunch at test/emu_faults.cu:", "is not an instantiated graph"),
+    ("end_unbegun", "cudaStreamEndCapture at test/emu_faults.cu:", "ends a capture that was never begun"),
+]
+
+
+def check_graph(R, exe):
+    for n in (1, 5):
+        p = emu(exe, "graph", n)
+        R.check(f"a captured sequence replayed {n} times equals {n} eager runs bit for bit", p.returncode == 0 and p.stdout.strip() == f"ok {n}",
+                (p.stdout + p.stderr).strip()[-300:])
+    for what, *want in GRAPH_FAULTS:
+        p = emu(exe, "graph_fault", what)
+        during = what not in ("uninstantiated", "destroyed", "end_unbegun")
+        R.check(f"graph fault {what}: exit 1, the message and the call site", p.returncode == 1 and all(w in p.stderr for w in want) and
+                (not during or "while a stream capture (begun at test/emu_faults.cu:" in p.stderr or "a capture is already active (begun at" in p.stderr),
+                p.stderr.strip()[-300:])
+
+
+# CUDA_GRAPH=1 against 0: the same bits, so one emulation thread (float atomics in another order differ in low bits)
+GRAPH_RUNS = [("fp32", {"PRECISION": "fp32"}), ("bf16", {"PRECISION": "bf16"}),
+              ("QAT and loop switching", {"ITERATIONS": "6", "QAT": "1", "QAT_START_FRAC": "0.3", "LOOP_ENCODER": "0,1,0", "LOOP_DECODER": "1",
+                                          "LOOP_START_FRAC": "0.6"}),
+              ("architecture options", {"ITERATIONS": "3", "NUM_LAYERS": "3", "BIGRAM_VOCAB_SIZE": "64", "BIGRAM_DIM": "32", "SMEAR_GATE": "1",
+                                        "XSA_LAST_N": "1", "ROPE_DIMS": "32", "LN_SCALE": "1", "PARALLEL_FROM": "2", "SKIP_GATES": "1",
+                                        "ATTN_OUT_GATE": "1", "MLP_LEAKY_SLOPE": "0.5", "EMA_DECAY": "0.9"})]
+
+
+def check_graph_trainer(R, exe):
+    import re
+    import shutil
+    import tempfile
+    sys.path.insert(0, str(ROOT / "dev"))
+    from val_cut import val_cut
+    cpu = ROOT / "train_golf_cpu"
+    if not cpu.exists():
+        R.check("train_golf_cpu is built (make cpu)", False, str(cpu))
+        return
+    shared = ROOT.parent / "shared"
+    tmp = Path(tempfile.mkdtemp(prefix="test_emu_graph_"))
+    try:
+        data = val_cut(shared / "data" / "sample_sp1024", tmp / "data", 4096)
+        for name, extra in GRAPH_RUNS:
+            out = {}
+            for graph in ("1", "0"):
+                run_dir = tmp / f"{name.split()[0]}_{graph}"
+                env = dict(os.environ, **dict(TRAINER_SHAPE, ITERATIONS="4"), NUM_HEADS="2", DATA_PATH=str(data),
+                           TOKENIZER_PATH=str(shared / "tokenizers" / "fineweb_1024_bpe.model"), OUT_DIR=str(run_dir), RUN_ID=f"graph_{graph}",
+                           CUDA_GRAPH=graph, GOLF_EMU_THREADS="1", OMP_WAIT_POLICY="passive")
+                env.update(extra)
+                p = subprocess.run([str(cpu)], capture_output=True, text=True, env=env, cwd=tmp)
+                ck = run_dir / "final_model.ckpt"
+                out[graph] = (p.returncode, re.findall(r"step:(\d+)/\d+ train_loss:(\S+)|_exact (val_loss:\S+ val_bpb:\S+)", p.stdout),
+                              p.stdout.count("cuda_graph: captured"),
+                              ck.read_bytes() if ck.exists() else b"", (p.stdout[-300:] + p.stderr[-300:]).strip())
+            (rc1, l1, cap1, ck1, t1), (rc0, l0, cap0, ck0, t0) = out["1"], out["0"]
+            want = 3 if "QAT" in name else 1   # captures: after step 0; and again after each switch
+            R.check(f"CUDA_GRAPH=1 and 0 at {name}: both run, {want} capture(s), the same train losses and final_model.ckpt bit for bit",
+                    rc1 == 0 and rc0 == 0 and cap1 == want and cap0 == 0 and len(l1) >= 3 and l1 == l0 and ck1 != b"" and ck1 == ck0,
+                    f"rc {rc1} {rc0}, captures {cap1} {cap0}, losses {l1} / {l0}, ckpt equal {ck1 == ck0}: {t1 if rc1 else t0}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def check_trainer(R, exe):
     import re
     import shutil
@@ -395,7 +477,7 @@ def main():
     if not exe.exists():
         raise SystemExit(f"test_emu.py: {exe} is missing: run make test/emu_faults first")
     R = Results()
-    for fn in (check_faults, check_collectives, check_race, check_convert, check_gemm, check_cublaslt, check_orders, check_attention, check_ptx, check_flash, check_trainer):
+    for fn in (check_faults, check_collectives, check_race, check_convert, check_gemm, check_cublaslt, check_orders, check_attention, check_ptx, check_flash, check_trainer, check_graph, check_graph_trainer):
         if args.only and fn.__name__[len("check_"):] not in args.only.split(","):
             continue
         try:

@@ -116,7 +116,7 @@ typedef struct {
     double qat_start_frac, ema_decay, gptq_reserve_seconds;
     double max_wallclock_seconds, qk_gain_init, rope_base, logit_softcap, embed_lr, head_lr, tied_embed_lr;
     double tied_embed_init_std, matrix_lr, scalar_lr, muon_momentum, muon_momentum_warmup_start, beta1, beta2;
-    double adam_eps, grad_clip_norm, sdclip_k, muon_wd, adam_wd, warmdown_frac, min_lr_frac, dist_timeout;
+    double adam_eps, grad_clip_norm, sdclip_k, muon_wd, adam_wd, warmdown_frac, min_lr_frac, dist_timeout, bucket_cap_mb;
     int muon_eq_r, muon_polar_express;
     // architecture options (golf_infer.c's Config; README "Architecture options")
     int mlp_hidden, bigram_vocab_size, bigram_dim, smear_gate, xsa_last_n, rope_dims, ln_scale, parallel_from, skip_gates, attn_out_gate;
@@ -210,6 +210,7 @@ static const ConfigEntry CONFIG[] = {
     CI(math_tf32, "MATH_TF32", "0", "1: TF32 tensor cores in the fp32 GEMMs"),
     CS(dump_grads, "DUMP_GRADS", "", "write step 0's loss and gradients here (checkpoint format, grad.<name>), for tests"),
     CF(dist_timeout, "DIST_TIMEOUT", "300", "seconds the ranks of a RANK/WORLD_SIZE launch wait for each other at the start"),
+    CF(bucket_cap_mb, "BUCKET_CAP_MB", "25", "several ranks: MiB of the flat gradient buffer per all-reduce bucket, each started as soon as backward completes it"),
 };
 static const int NCONFIG = (int)(sizeof(CONFIG) / sizeof(CONFIG[0]));
 
@@ -336,6 +337,7 @@ static const char *config_validate(const TrainConfig *c, int world) {
     if (clip_from_name(c->quant_clip) < 0) return "QUANT_CLIP must be search, none or sdclip";
     if (strcmp(c->precision, "bf16") && strcmp(c->precision, "fp32")) return "PRECISION must be bf16 or fp32";
     if (!(c->dist_timeout > 0)) return "DIST_TIMEOUT must be positive";
+    if (!(c->bucket_cap_mb > 0)) return "BUCKET_CAP_MB must be positive";
     if ((c->qat != 0 && c->qat != 1) || !(c->qat_start_frac >= 0 && c->qat_start_frac <= 1)) return "QAT must be 0 or 1 and QAT_START_FRAC in [0, 1]";
     if (!(c->ema_decay >= 0 && c->ema_decay < 1)) return "EMA_DECAY must be in [0, 1)";
     if (c->gptq_reserve_seconds < 0 || (c->max_wallclock_seconds > 0 && c->gptq_reserve_seconds >= c->max_wallclock_seconds))
@@ -1979,6 +1981,10 @@ static void embed_backward(Trainer *tr, float *dx, float *t1, float *t2) {
     }
 }
 
+// grad_ready (chapter 9): backward's hook: physical layer l's gradients are complete (l < 0: all of them); with
+// several ranks it starts the all-reduce of every bucket that is now complete (the accumulation's last micro-step).
+static void grad_ready(Trainer *tr, int layer);
+
 // backward: gradients of every parameter ADDED into tr->grads (forward must have run with grad_scale != 0), along
 // the same schedule; a physical layer used at several positions gathers the gradients of all of them.
 static void backward(Trainer *tr) {
@@ -2092,9 +2098,13 @@ static void backward(Trainer *tr) {
             if (lanes_in == 2) LAUNCH1D(scale_backward, nd, tr->skip_grad[enc - 1 - i], dx1, w, N, d, 1);
         }
         // dx is now dL/dxin[pos] = dL/dxout[pos-1] (or, for pos = 0, part of dL/dx0)
+        int used_again = 0;   // --- hook (chapter 9): layer l is complete after its last position in backward's order
+        for (int q = 0; q < pos; q++) used_again |= idx[q] == l;
+        if (!used_again) grad_ready(tr, l);
     }
     LAUNCH1D(axpy, (size_t)N * d, dx, dx0, 1.0f, (size_t)N * d);                                               // dL/dx0 in total
     embed_backward(tr, dx, t1, t2);
+    grad_ready(tr, -1);   // --- hook (chapter 9): everything is complete
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -2850,6 +2860,105 @@ static void all_reduce_grads(Trainer *tr, const Dist *dd) {
 #endif
 }
 
+// --- Gradient buckets: the flat gradient buffer in parameter-table order cut into buckets of BUCKET_CAP_MB (the last
+//     shorter). On the accumulation's last micro-step (grad_buckets_begin(tr, 1)), backward calls grad_ready(tr, l)
+//     once physical layer l's gradients are complete (after its last position in backward's order) and
+//     grad_ready(tr, -1) at its end; each call starts the all-reduce of every bucket all of whose tensors are now
+//     complete, on the communication stream after an event on the compute stream (the same order on every rank:
+//     the schedule is). grad_buckets_wait makes the compute stream wait for all of them (the optimizer comes next).
+//     One process: nothing.
+typedef struct {
+    int n;                       // buckets
+    size_t cap;                  // elements per bucket
+    int *first, *last;           // [n] the first and last tensor (table index) bucket b overlaps
+    int *issued, *done;          // [n] all-reduce started this step; [tensors] gradient complete this step
+    int *layer_first;            // [L + 1] table index of layer l's first tensor (layer_first[L]: past the last layer's)
+    int live;                    // 1: this backward is the last micro-step's: grad_ready starts buckets
+    cudaStream_t comm;           // the communication stream (non-blocking: no implicit order with the legacy stream)
+    cudaEvent_t ready, finished; // compute stream -> comm stream; comm stream -> compute stream
+} GradBuckets;
+static GradBuckets g_buckets;
+
+// grad_buckets_init: the buckets of tr's parameter table (several ranks; after trainer_alloc).
+static void grad_buckets_init(Trainer *tr) {
+    GradBuckets *B = &g_buckets;
+    const GolfModel *m = &tr->host;
+    memset(B, 0, sizeof(*B));
+    if (tr->world == 1) return;
+    double cap = tr->tc.bucket_cap_mb * 1048576.0 / sizeof(float);
+    B->cap = cap < 1 ? 1 : cap > (double)m->numel ? m->numel : (size_t)cap;
+    B->n = (int)((m->numel + B->cap - 1) / B->cap);
+    B->first = (int *)galloc((size_t)B->n * sizeof(int)); B->last = (int *)galloc((size_t)B->n * sizeof(int));
+    B->issued = (int *)galloc((size_t)B->n * sizeof(int)); B->done = (int *)galloc((size_t)m->n * sizeof(int));
+    for (int b = 0, t = 0; b < B->n; b++) {   // tensor t spans [offset, offset + rows cols)
+        size_t lo = (size_t)b * B->cap, hi = lo + B->cap < m->numel ? lo + B->cap : m->numel;
+        while (m->spec[t].offset + (size_t)m->spec[t].rows * m->spec[t].cols <= lo) t++;
+        B->first[b] = t;
+        int u = t;
+        while (u + 1 < m->n && m->spec[u + 1].offset < hi) u++;
+        B->last[b] = u;
+    }
+    int L = tr->c.num_layers;
+    B->layer_first = (int *)galloc((size_t)(L + 1) * sizeof(int));
+    for (int l = 0; l <= L; l++) {
+        size_t off = l < L ? (size_t)(m->layer[l].c_q - m->params) : (size_t)(m->skip_weights - m->params);
+        int i = 0;
+        while (i < m->n && m->spec[i].offset != off) i++;
+        if (i == m->n) golf_die("internal: layer %d's first tensor is not in the parameter table", l);
+        B->layer_first[l] = i;
+    }
+    cudaCheck(cudaStreamCreateWithFlags(&B->comm, cudaStreamNonBlocking));
+    cudaCheck(cudaEventCreate(&B->ready));
+    cudaCheck(cudaEventCreate(&B->finished));
+}
+
+// grad_buckets_begin: before a micro-step's backward; live = 1 on the accumulation's last micro-step.
+static void grad_buckets_begin(Trainer *tr, int live) {
+    GradBuckets *B = &g_buckets;
+    if (tr->world == 1) return;
+    B->live = live;
+    memset(B->issued, 0, (size_t)B->n * sizeof(int));
+    memset(B->done, 0, (size_t)tr->host.n * sizeof(int));
+}
+
+static void grad_ready(Trainer *tr, int layer) {
+    GradBuckets *B = &g_buckets;
+    if (tr->world == 1 || !B->live) return;
+    int t0 = layer < 0 ? 0 : B->layer_first[layer], t1 = layer < 0 ? tr->host.n : B->layer_first[layer + 1];
+    for (int t = t0; t < t1; t++) B->done[t] = 1;
+    int recorded = 0;
+    for (int b = 0; b < B->n; b++) {
+        if (B->issued[b]) continue;
+        int complete = 1;
+        for (int t = B->first[b]; t <= B->last[b] && complete; t++) complete = B->done[t];
+        if (!complete) continue;
+        if (!recorded) {   // the comm stream starts after everything backward queued so far
+            cudaCheck(cudaEventRecord(B->ready, 0));
+            cudaCheck(cudaStreamWaitEvent(B->comm, B->ready, 0));
+            recorded = 1;
+        }
+        size_t lo = (size_t)b * B->cap, len = lo + B->cap < tr->host.numel ? B->cap : tr->host.numel - lo;
+#ifdef USE_NCCL
+        ncclCheck(ncclAllReduce(tr->grads + lo, tr->grads + lo, len, ncclFloat, ncclSum, g_nccl, B->comm));
+#else
+        (void)len;
+        golf_die("internal: gradient buckets over several ranks in a build without NCCL");
+#endif
+        B->issued[b] = 1;
+    }
+}
+
+// grad_buckets_wait: after the last micro-step: the compute stream waits for every bucket's all-reduce.
+static void grad_buckets_wait(Trainer *tr) {
+    GradBuckets *B = &g_buckets;
+    if (tr->world == 1) return;
+    for (int b = 0; b < B->n; b++)
+        if (!B->issued[b]) golf_die("internal: gradient bucket %d of %d was never all-reduced (a tensor backward never completed)", b, B->n);
+    cudaCheck(cudaEventRecord(B->finished, B->comm));
+    cudaCheck(cudaStreamWaitEvent(0, B->finished, 0));
+    B->live = 0;
+}
+
 // muon_all_gather: recv [world, count] = every rank's send [count], in rank order (counts are elements; Muon's
 // sharded updates, chapter 6)
 static void muon_all_gather(const float *send, float *recv, size_t count) {
@@ -3063,6 +3172,7 @@ int main(int argc, char **argv) {
     model_config(tc, &tr.c);   // validated above
     model_layout(&tr.host, &tr.c);
     trainer_alloc(&tr, (int)(local / tc->train_seq_len));
+    grad_buckets_init(&tr);
     if (tc->init_ckpt[0]) {
         size_t n;
         uint8_t *p = read_file(tc->init_ckpt, &n);
@@ -3138,6 +3248,7 @@ int main(int argc, char **argv) {
             next_batch(&stream, chunk, x, y, local, dd.rank, dd.world);
             upload_tokens(&tr, x, y);
             forward(&tr, grad_scale);
+            grad_buckets_begin(&tr, micro == accum - 1);   // the last micro-step all-reduces its buckets during backward
             backward(&tr);
             cudaCheck(cudaMemcpy(loss, tr.loss, local * sizeof(float), cudaMemcpyDeviceToHost));
             double s = 0;
@@ -3145,7 +3256,7 @@ int main(int argc, char **argv) {
             train_loss += s / local / accum;
         }
         EMU_MARK("optimizer");
-        all_reduce_grads(&tr, &dd);
+        grad_buckets_wait(&tr);   // the gradients summed over the ranks (section 9's buckets)
         if (step == 0 && tc->dump_grads[0] && g_master) {
             float *g = (float *)galloc(tr.host.numel * sizeof(float)), l = (float)train_loss;
             cudaCheck(cudaMemcpy(g, tr.grads, tr.host.numel * 4, cudaMemcpyDeviceToHost));

@@ -2130,8 +2130,8 @@ static const float NS_POLAR[5][3] = {{8.1566f, -22.4833f, 15.8788f}, {4.0429f, -
 
 // --- Muon's batched kernels: over a packed stack of `total` = batch * n values (n = rows * cols per matrix); the
 // _at kernels address the flat parameter buffers through off[k], the offset of the stack's matrix k there.
-// momentum at the group's offsets: buf = mu buf + g; u = g + mu buf (Nesterov), u packed [batch, n]
-__global__ void muon_momentum_at(float *u, float *buf, const float *g, const size_t *off, size_t n, size_t total, float mu) {
+// muon_momentum_stack: at the group's offsets buf = mu buf + g, and u = g + mu buf (Nesterov) packed [batch, n]
+__global__ void muon_momentum_stack(float *u, float *buf, const float *g, const size_t *off, size_t n, size_t total, float mu) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= total) return;
     size_t o = off[i / n] + i % n;
@@ -2298,7 +2298,7 @@ static void muon_group_step(Trainer *tr, const MuonGroup *g, float lr, float mu)
     float *u = tr->ns[4], *X = tr->ns[0], *norms = tr->muon->norms;
     float scale = sqrtf(fmaxf(1.0f, (float)R / (float)C));
     if (b > 0) {
-        LAUNCH1D(muon_momentum_at, nb, u, tr->muon_buf, tr->grads, g->doff + g->first, n, nb, mu);     // u [b, R, C]
+        LAUNCH1D(muon_momentum_stack, nb, u, tr->muon_buf, tr->grads, g->doff + g->first, n, nb, mu);     // u [b, R, C]
         if (c->muon_eq_r) LAUNCH_WARPS(row_normalize, (size_t)b * R, u, b * R, C);
         if (b16) LAUNCH1D(round_bf16, nb, u, nb);
         cudaCheck(cudaMemsetAsync(norms, 0, (size_t)b * 4));

@@ -964,27 +964,12 @@ __global__ void adam_update(float *p, const float *g, float *m, float *v, size_t
     v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
     p[i] -= lr / bc1 * m[i] / (sqrtf(v[i]) / sqrtf(bc2) + eps);
 }
-// Muon momentum: buf = mu buf + g; u = g + mu buf (Nesterov)
-__global__ void muon_momentum(float *u, float *buf, const float *g, size_t n, float mu) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) { buf[i] = mu * buf[i] + g[i]; u[i] = g[i] + mu * buf[i]; }
-}
 // sum of squares into *out (atomic); used for norms
 __global__ void sum_squares(float *out, const float *x, size_t n) {
     float s = 0;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) s += x[i] * x[i];
     s = warp_sum(s);
     if (threadIdx.x % 32 == 0) atomicAdd(out, s);
-}
-// x *= 1 / (sqrt(*sumsq) + eps)
-__global__ void scale_by_inverse_norm(float *x, const float *sumsq, size_t n, float eps) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) x[i] /= sqrtf(*sumsq) + eps;
-}
-// out[c, r] = in[r, c]
-__global__ void transpose(float *out, const float *in, int rows, int cols) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < (size_t)rows * cols) { int r = (int)(i / cols), c = (int)(i % cols); out[(size_t)c * rows + r] = in[i]; }
 }
 // MuonEq-R (warp per row): each row of x (rows x cols) divided by its L2 norm; zero rows stay zero
 __global__ void row_normalize(float *x, int rows, int cols) {
@@ -1092,13 +1077,6 @@ __global__ void ns_combine_bf16(bf16 *out, const bf16 *x, const bf16 *y, float p
     if (i >= n) return;
     float a = __bfloat162float(__float2bfloat16_rn(p * __bfloat162float(x[i]))), b = __bfloat162float(__float2bfloat16_rn(q * __bfloat162float(y[i])));
     out[i] = __float2bfloat16_rn(a + b);
-}
-// x (bf16 values) /= (||x|| + eps) in bf16: the norm sqrt(sumsq[0]) rounded, plus eps rounded, the quotient rounded
-__global__ void scale_by_inverse_norm_bf16(float *x, const float *sumsq, size_t n, float eps) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    float nb = __bfloat162float(__float2bfloat16_rn(sqrtf(sumsq[0]))), den = __bfloat162float(__float2bfloat16_rn(nb + eps));
-    x[i] = __bfloat162float(__float2bfloat16_rn(x[i] / den));
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -2145,7 +2123,8 @@ __global__ void sum_squares_batched(float *out, const float *x, size_t n) {
     s = warp_sum(s);
     if (threadIdx.x % 32 == 0) atomicAdd(out + blockIdx.y, s);
 }
-// matrix k of x [batch, n] /= sqrt(sumsq[k]) + eps (float32), or in bf16 as scale_by_inverse_norm_bf16
+// matrix k of x [batch, n] /= sqrt(sumsq[k]) + eps: in float32, or (bf16 values) in bf16: the norm sqrt(sumsq[k])
+// rounded, plus eps rounded, the quotient rounded
 __global__ void scale_by_inverse_norm_batched(float *x, const float *sumsq, size_t n, size_t total, float eps) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < total) x[i] /= sqrtf(sumsq[i / n]) + eps;
@@ -2559,7 +2538,7 @@ static void evaluate_val(Trainer *tr, const Dist *dd, const int32_t *val, size_t
 }
 
 // ----------------------------------------------------------------------------------------------------
-// 9. multi-GPU: who the ranks are, one NCCL communicator for the gradients, host-side reductions
+// 9. multi-GPU: who the ranks are, one NCCL communicator (the gradient buckets, Muon's gather), host-side reductions
 //
 //    The launch is decided once, in dist_init: started by mpirun (Open MPI, MPICH, PMIx set their variables):
 //    MPI's rank and size, the local rank from MPI's shared-memory split, the NCCL id broadcast over MPI and host

@@ -116,7 +116,7 @@ typedef struct {
     double qat_start_frac, ema_decay, gptq_reserve_seconds;
     double max_wallclock_seconds, qk_gain_init, rope_base, logit_softcap, embed_lr, head_lr, tied_embed_lr;
     double tied_embed_init_std, matrix_lr, scalar_lr, muon_momentum, muon_momentum_warmup_start, beta1, beta2;
-    double adam_eps, grad_clip_norm, sdclip_k, muon_wd, adam_wd, warmdown_frac, min_lr_frac, dist_timeout;
+    double adam_eps, grad_clip_norm, sdclip_k, muon_wd, adam_wd, warmdown_frac, min_lr_frac, dist_timeout, bucket_cap_mb;
     int muon_eq_r, muon_polar_express;
     // architecture options (golf_infer.c's Config; README "Architecture options")
     int mlp_hidden, bigram_vocab_size, bigram_dim, smear_gate, xsa_last_n, rope_dims, ln_scale, parallel_from, skip_gates, attn_out_gate;
@@ -211,6 +211,7 @@ static const ConfigEntry CONFIG[] = {
     CI(cuda_graph, "CUDA_GRAPH", "1", "1: a training step's micro-steps captured once as a CUDA graph and replayed (main); 0: issued eagerly"),
     CS(dump_grads, "DUMP_GRADS", "", "write step 0's loss and gradients here (checkpoint format, grad.<name>), for tests"),
     CF(dist_timeout, "DIST_TIMEOUT", "300", "seconds the ranks of a RANK/WORLD_SIZE launch wait for each other at the start"),
+    CF(bucket_cap_mb, "BUCKET_CAP_MB", "25", "several ranks: MiB of the flat gradient buffer per all-reduce bucket, each started as soon as backward completes it"),
 };
 static const int NCONFIG = (int)(sizeof(CONFIG) / sizeof(CONFIG[0]));
 
@@ -337,6 +338,7 @@ static const char *config_validate(const TrainConfig *c, int world) {
     if (clip_from_name(c->quant_clip) < 0) return "QUANT_CLIP must be search, none or sdclip";
     if (strcmp(c->precision, "bf16") && strcmp(c->precision, "fp32")) return "PRECISION must be bf16 or fp32";
     if (!(c->dist_timeout > 0)) return "DIST_TIMEOUT must be positive";
+    if (!(c->bucket_cap_mb > 0)) return "BUCKET_CAP_MB must be positive";
     if ((c->qat != 0 && c->qat != 1) || !(c->qat_start_frac >= 0 && c->qat_start_frac <= 1)) return "QAT must be 0 or 1 and QAT_START_FRAC in [0, 1]";
     if (!(c->ema_decay >= 0 && c->ema_decay < 1)) return "EMA_DECAY must be in [0, 1)";
     if (c->gptq_reserve_seconds < 0 || (c->max_wallclock_seconds > 0 && c->gptq_reserve_seconds >= c->max_wallclock_seconds))
@@ -963,27 +965,12 @@ __global__ void adam_update(float *p, const float *g, float *m, float *v, size_t
     v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
     p[i] -= lr / bc1 * m[i] / (sqrtf(v[i]) / sqrtf(bc2) + eps);
 }
-// Muon momentum: buf = mu buf + g; u = g + mu buf (Nesterov)
-__global__ void muon_momentum(float *u, float *buf, const float *g, size_t n, float mu) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) { buf[i] = mu * buf[i] + g[i]; u[i] = g[i] + mu * buf[i]; }
-}
 // sum of squares into *out (atomic); used for norms
 __global__ void sum_squares(float *out, const float *x, size_t n) {
     float s = 0;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) s += x[i] * x[i];
     s = warp_sum(s);
     if (threadIdx.x % 32 == 0) atomicAdd(out, s);
-}
-// x *= 1 / (sqrt(*sumsq) + eps)
-__global__ void scale_by_inverse_norm(float *x, const float *sumsq, size_t n, float eps) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) x[i] /= sqrtf(*sumsq) + eps;
-}
-// out[c, r] = in[r, c]
-__global__ void transpose(float *out, const float *in, int rows, int cols) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < (size_t)rows * cols) { int r = (int)(i / cols), c = (int)(i % cols); out[(size_t)c * rows + r] = in[i]; }
 }
 // MuonEq-R (warp per row): each row of x (rows x cols) divided by its L2 norm; zero rows stay zero
 __global__ void row_normalize(float *x, int rows, int cols) {
@@ -1091,13 +1078,6 @@ __global__ void ns_combine_bf16(bf16 *out, const bf16 *x, const bf16 *y, float p
     if (i >= n) return;
     float a = __bfloat162float(__float2bfloat16_rn(p * __bfloat162float(x[i]))), b = __bfloat162float(__float2bfloat16_rn(q * __bfloat162float(y[i])));
     out[i] = __float2bfloat16_rn(a + b);
-}
-// x (bf16 values) /= (||x|| + eps) in bf16: the norm sqrt(sumsq[0]) rounded, plus eps rounded, the quotient rounded
-__global__ void scale_by_inverse_norm_bf16(float *x, const float *sumsq, size_t n, float eps) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    float nb = __bfloat162float(__float2bfloat16_rn(sqrtf(sumsq[0]))), den = __bfloat162float(__float2bfloat16_rn(nb + eps));
-    x[i] = __bfloat162float(__float2bfloat16_rn(x[i] / den));
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -1488,7 +1468,9 @@ typedef struct {
     __nv_bfloat16 *q16, *k16, *v16, *dy16;   // [N, d], [N, kv], [N, kv], [N, d]: bf16 copies for the flash kernels (4c) of the
                                              // layer at hand; only under PRECISION=bf16 with head_dim 64 or 128 (else NULL)
     float **skip_grad;       // [encoder positions][N, d]: gradient reaching an encoder output through its skip
-    float *ns[5];            // Newton-Schulz scratch (largest matrix)
+    float *ns[5];            // Newton-Schulz scratch: [batch, rows, cols] of the largest Muon group (muon_alloc, chapter 6)
+    struct MuonPlan *muon;   // the Muon matrices grouped by shape, this rank's share of each (chapter 6)
+    int rank, world;         // this process among the ranks (chapter 9; 0 and 1 for one process), set before trainer_alloc
     float *norm;             // [1] reduction target
     cublasHandle_t blas;
     // PRECISION=bf16 (use_bf16): GEMMs through cuBLASLt on bf16 operands (section "GEMMs" below)
@@ -1498,7 +1480,7 @@ typedef struct {
     int shadow_stale;        // 1: the weights changed since the shadow was built
     bf16 *lt_in[2], *lt_out; // [lt_cap] each: activation operands cast to bf16, a bf16 GEMM output before it is widened
     size_t lt_cap;
-    bf16 *nsb[4];            // bf16 Newton-Schulz buffers (X, A, B, BX; the largest matrix)
+    bf16 *nsb[4];            // bf16 Newton-Schulz buffers (X, A, B, BX; as ns)
     cublasLtHandle_t lt;
     void *lt_ws;             // [LT_WORKSPACE bytes]
     struct LtPlan *plans;    // [LT_MAX_PLANS]: one per GEMM shape and operand alignment, made at its first call
@@ -1518,7 +1500,8 @@ typedef struct {
 #define LT_WORKSPACE ((size_t)32 << 20)
 #define LT_MAX_PLANS 256
 struct LtPlan {   // one GEMM shape and operand alignment: its descriptor, layouts (C = D) and the heuristic's algorithm
-    int ta, tb, M, N, K, dtype, align[3];   // align: bytes (up to 256) of our A, B and C pointers
+    int ta, tb, M, N, K, dtype, align[3];   // align: bytes (up to 256) of our A, B and C pointers (and of their strides)
+    int batch;                              // > 1: a packed strided batch (entry i of A at A + i M K, B + i K N, C + i M N)
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t a, b, d;
     cublasLtMatmulAlgo_t algo;
@@ -1527,19 +1510,24 @@ struct LtPlan {   // one GEMM shape and operand alignment: its descriptor, layou
 // align_of: the alignment of p in bytes, up to 256 (cuBLASLt's default assumption)
 static int align_of(const void *p) { uintptr_t u = (uintptr_t)p; return u % 256 == 0 ? 256 : (int)(u & (~u + 1)); }
 
-// lt_plan: the plan of (ta, tb, M, N, K, D type, alignments), made and cached at its first use. The gradients of
-// the parameter table (dW's C) start where their tensor does, so their alignment varies: the heuristic is told it.
-static const LtPlan *lt_plan(Trainer *tr, int ta, int tb, int M, int N, int K, cudaDataType_t dtype, const void *A, const void *B, const void *C) {
-    int al[3] = {align_of(A), align_of(B), align_of(C)};
+// lt_plan: the plan of (ta, tb, M, N, K, D type, alignments, batch), made and cached at its first use. The gradients
+// of the parameter table (dW's C) start where their tensor does, so their alignment varies: the heuristic is told it.
+// A batch (Muon's Newton-Schulz, chapter 6) is packed: every entry's alignment is its base's and its stride's.
+static int align_batched(const void *p, size_t stride_bytes, int batch) {
+    return batch > 1 ? align_of((const void *)((uintptr_t)p | (uintptr_t)stride_bytes)) : align_of(p);
+}
+static const LtPlan *lt_plan(Trainer *tr, int ta, int tb, int M, int N, int K, cudaDataType_t dtype, const void *A, const void *B, const void *C, int batch) {
+    size_t cb = dtype == CUDA_R_16BF ? 2 : 4;
+    int al[3] = {align_batched(A, (size_t)M * K * 2, batch), align_batched(B, (size_t)K * N * 2, batch), align_batched(C, (size_t)M * N * cb, batch)};
     for (int i = 0; i < tr->nplans; i++) {
         const LtPlan *p = &tr->plans[i];
         if (p->ta == ta && p->tb == tb && p->M == M && p->N == N && p->K == K && p->dtype == (int)dtype && p->align[0] == al[0] && p->align[1] == al[1] &&
-            p->align[2] == al[2])
+            p->align[2] == al[2] && p->batch == batch)
             return p;
     }
     if (tr->nplans == LT_MAX_PLANS) golf_die("internal: more than %d GEMM plans", LT_MAX_PLANS);
     LtPlan *p = &tr->plans[tr->nplans++];
-    p->ta = ta; p->tb = tb; p->M = M; p->N = N; p->K = K; p->dtype = (int)dtype;
+    p->ta = ta; p->tb = tb; p->M = M; p->N = N; p->K = K; p->dtype = (int)dtype; p->batch = batch;
     for (int i = 0; i < 3; i++) p->align[i] = al[i];
     int32_t opa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasCheck(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -1548,6 +1536,15 @@ static const LtPlan *lt_plan(Trainer *tr, int ta, int tb, int M, int N, int K, c
     cublasCheck(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, tb ? K : N, tb ? N : K, tb ? K : N));   // our B, column-major
     cublasCheck(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, ta ? M : K, ta ? K : M, ta ? M : K));   // our A
     cublasCheck(cublasLtMatrixLayoutCreate(&p->d, dtype, N, M, N));                                   // C^T
+    if (batch > 1) {   // entry strides in elements: cuBLAS's A is our B [K, N], its B our A [M, K], D our C [M, N]
+        int32_t bc = batch;
+        int64_t stride[3] = {(int64_t)K * N, (int64_t)M * K, (int64_t)M * N};
+        cublasLtMatrixLayout_t lay[3] = {p->a, p->b, p->d};
+        for (int i = 0; i < 3; i++) {
+            cublasCheck(cublasLtMatrixLayoutSetAttribute(lay[i], CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof(bc)));
+            cublasCheck(cublasLtMatrixLayoutSetAttribute(lay[i], CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride[i], sizeof(stride[i])));
+        }
+    }
     cublasLtMatmulPreference_t pref;
     uint64_t ws = LT_WORKSPACE;
     cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
@@ -1560,15 +1557,17 @@ static const LtPlan *lt_plan(Trainer *tr, int ta, int tb, int M, int N, int K, c
     cublasLtMatmulHeuristicResult_t h;
     int got = 0;
     cublasCheck(cublasLtMatmulAlgoGetHeuristic(tr->lt, p->desc, p->a, p->b, p->d, p->d, pref, 1, &h, &got));
-    if (got < 1) golf_die("cuBLASLt has no algorithm for a bf16 GEMM %d x %d x %d (ta %d, tb %d)", M, N, K, ta, tb);
+    if (got < 1) golf_die("cuBLASLt has no algorithm for a bf16 GEMM %d x %d x %d (ta %d, tb %d, batch %d)", M, N, K, ta, tb, batch);
     p->algo = h.algo;
     cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
     return p;
 }
 
-// lt_gemm: gemm's bf16 form on bf16 A, B; C of type dtype (CUDA_R_32F or CUDA_R_16BF; beta = 0 for bf16)
-static void lt_gemm(Trainer *tr, int ta, int tb, int M, int N, int K, float alpha, const bf16 *A, const bf16 *B, float beta, void *C, cudaDataType_t dtype) {
-    const LtPlan *p = lt_plan(tr, ta, tb, M, N, K, dtype, A, B, C);
+// lt_gemm: gemm's bf16 form on bf16 A, B; C of type dtype (CUDA_R_32F or CUDA_R_16BF; beta = 0 for bf16); batch > 1:
+// that many packed entries (lt_plan)
+static void lt_gemm(Trainer *tr, int ta, int tb, int M, int N, int K, float alpha, const bf16 *A, const bf16 *B, float beta, void *C, cudaDataType_t dtype,
+                    int batch = 1) {
+    const LtPlan *p = lt_plan(tr, ta, tb, M, N, K, dtype, A, B, C, batch);
     cublasCheck(cublasLtMatmul(tr->lt, p->desc, &alpha, B, p->a, A, p->b, &beta, C, p->d, C, p->d, &p->algo, tr->lt_ws, LT_WORKSPACE, cudaStreamPerThread));
 }
 
@@ -1656,6 +1655,7 @@ static void *dmalloc_bytes(size_t n) {
 static float *dmalloc(size_t n) { return (float *)dmalloc_bytes((n ? n : 1) * sizeof(float)); }
 static bf16 *dmalloc_bf16(size_t n) { return (bf16 *)dmalloc_bytes((n ? n : 1) * sizeof(bf16)); }
 
+static void muon_alloc(Trainer *tr);
 static void trainer_alloc(Trainer *tr, int B) {
     const Config *c = &tr->c;
     int d = c->model_dim, hd = d / c->num_heads, kv = c->num_kv_heads * hd, F = c->mlp_hidden, T = c->train_seq_len;
@@ -1719,11 +1719,6 @@ static void trainer_alloc(Trainer *tr, int B) {
     tr->skip_grad = (float **)galloc((size_t)(emax + 1) * sizeof(float *));
     for (int l = 0; l < emax; l++) tr->skip_grad[l] = dmalloc(N * d);
     tr->looped = c->loop_enc > 0;
-    size_t big = 0;
-    for (int i = 0; i < tr->host.n; i++) { size_t s = (size_t)tr->host.spec[i].rows * tr->host.spec[i].cols; if (s > big) big = s; }
-    int side = d > F ? d : F;
-    mem_class(MEM_NS);
-    for (int i = 0; i < 5; i++) tr->ns[i] = dmalloc(big > (size_t)side * side ? big : (size_t)side * side);
     mem_class(MEM_SMALL);
     tr->norm = dmalloc(1);
     tr->tok = (int *)dmalloc_bytes(N * sizeof(int));
@@ -1763,10 +1758,8 @@ static void trainer_alloc(Trainer *tr, int B) {
         for (int i = 0; i < 2; i++) tr->lt_in[i] = dmalloc_bf16(tr->lt_cap);
         tr->lt_out = dmalloc_bf16(tr->lt_cap);
         tr->lt_ws = dmalloc_bytes(LT_WORKSPACE);
-        mem_class(MEM_NS);
-        size_t nsn = big > (size_t)side * side ? big : (size_t)side * side;
-        for (int i = 0; i < 4; i++) tr->nsb[i] = dmalloc_bf16(nsn);
     }
+    muon_alloc(tr);   // Muon's groups and Newton-Schulz buffers (chapter 6)
     if (g_mem.plan_only) return;
     cublasCheck(cublasCreate(&tr->blas));
     cublasCheck(cublasSetStream(tr->blas, cudaStreamPerThread));   // the stream every launch uses, so that a capture holds the GEMMs
@@ -1968,6 +1961,10 @@ static void embed_backward(Trainer *tr, float *dx, float *t1, float *t2) {
     }
 }
 
+// grad_ready (chapter 9): backward's hook: physical layer l's gradients are complete (l < 0: all of them); with
+// several ranks it starts the all-reduce of every bucket that is now complete (the accumulation's last micro-step).
+static void grad_ready(Trainer *tr, int layer);
+
 // backward: gradients of every parameter ADDED into tr->grads (forward must have run with grad_scale != 0), along
 // the same schedule; a physical layer used at several positions gathers the gradients of all of them.
 static void backward(Trainer *tr) {
@@ -2081,13 +2078,29 @@ static void backward(Trainer *tr) {
             if (lanes_in == 2) LAUNCH1D(scale_backward, nd, tr->skip_grad[enc - 1 - i], dx1, w, N, d, 1);
         }
         // dx is now dL/dxin[pos] = dL/dxout[pos-1] (or, for pos = 0, part of dL/dx0)
+        int used_again = 0;   // --- hook (chapter 9): layer l is complete after its last position in backward's order
+        for (int q = 0; q < pos; q++) used_again |= idx[q] == l;
+        if (!used_again) grad_ready(tr, l);
     }
     LAUNCH1D(axpy, (size_t)N * d, dx, dx0, 1.0f, (size_t)N * d);                                               // dL/dx0 in total
     embed_backward(tr, dx, t1, t2);
+    grad_ready(tr, -1);   // --- hook (chapter 9): everything is complete
 }
 
 // ----------------------------------------------------------------------------------------------------
-// 6. optimizers: Adam (embeddings, head, control tensors) and Muon (block matrices), stepped per tensor
+// 6. optimizers: Adam (embeddings, head, control tensors) stepped per tensor; Muon (block matrices) batched by shape
+//
+//    Muon's groups: the Muon matrices of one shape and class (all c_q and proj of every layer, all c_k and c_v, all
+//    fc, all mlp.proj, ...), each in parameter-table order. Per group, momentum (Nesterov), [MuonEq-R,] the
+//    normalization and the Newton-Schulz iterations run once on a packed [batch, rows, cols] stack (strided-batched
+//    GEMMs: cublasSgemmStridedBatched, or cuBLASLt's batched layouts under PRECISION=bf16), each matrix with the
+//    arithmetic it had alone (the same kernels' per-element expressions, the same per-matrix norm reduction, one
+//    GEMM per entry). With several ranks, as train_gpt.py's distributed Muon, the work is split: group g's `count`
+//    matrices go to the ranks in order, q = ceil(count / world) each (rank r: matrices [r q, min((r + 1) q, count)));
+//    each rank updates the momentum of and orthogonalizes only its share, the updates are gathered (ncclAllGather of
+//    q matrices per rank: rank-major, so table order) and every rank applies all of them. A matrix's update is then
+//    computed by exactly one rank with one process's arithmetic (bit-identical for the same gradient); the momentum
+//    of the other ranks' matrices is never read on a rank.
 
 // Newton-Schulz coefficients (a, b, c): the baseline's fixed triple, and Polar Express's per-iteration ones
 // (MUON_POLAR_EXPRESS; iterations past the fifth reuse the last).
@@ -2095,17 +2108,138 @@ static const float NS_FIXED[3] = {3.4445f, -4.7750f, 2.0315f};
 static const float NS_POLAR[5][3] = {{8.1566f, -22.4833f, 15.8788f}, {4.0429f, -2.8089f, 0.5000f}, {3.8917f, -2.7725f, 0.5061f},
                                      {3.2858f, -2.3681f, 0.4645f}, {2.3465f, -1.7098f, 0.4232f}};
 
-// newton_schulz: X (rows x cols, rows <= cols, in ns[0]) <- the quintic Newton-Schulz iteration, `steps` times:
-// A = X X^T, B = b A + c A A, X = a X + B X.
-static float *newton_schulz(Trainer *tr, int rows, int cols, int steps) {
+// --- Muon's batched kernels: over a packed stack of `total` = batch * n values (n = rows * cols per matrix); the
+// _at kernels address the flat parameter buffers through off[k], the offset of the stack's matrix k there.
+// muon_momentum_stack: at the group's offsets buf = mu buf + g, and u = g + mu buf (Nesterov) packed [batch, n]
+__global__ void muon_momentum_stack(float *u, float *buf, const float *g, const size_t *off, size_t n, size_t total, float mu) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    size_t o = off[i / n] + i % n;
+    buf[o] = mu * buf[o] + g[o]; u[i] = g[o] + mu * buf[o];
+}
+// out[k] += sum of squares of matrix k (blockIdx.y) of x [batch, n]: sum_squares's reduction per matrix
+__global__ void sum_squares_batched(float *out, const float *x, size_t n) {
+    x += (size_t)blockIdx.y * n;
+    float s = 0;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) s += x[i] * x[i];
+    s = warp_sum(s);
+    if (threadIdx.x % 32 == 0) atomicAdd(out + blockIdx.y, s);
+}
+// matrix k of x [batch, n] /= sqrt(sumsq[k]) + eps: in float32, or (bf16 values) in bf16: the norm sqrt(sumsq[k])
+// rounded, plus eps rounded, the quotient rounded
+__global__ void scale_by_inverse_norm_batched(float *x, const float *sumsq, size_t n, size_t total, float eps) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < total) x[i] /= sqrtf(sumsq[i / n]) + eps;
+}
+__global__ void scale_by_inverse_norm_bf16_batched(float *x, const float *sumsq, size_t n, size_t total, float eps) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    float nb = __bfloat162float(__float2bfloat16_rn(sqrtf(sumsq[i / n]))), den = __bfloat162float(__float2bfloat16_rn(nb + eps));
+    x[i] = __bfloat162float(__float2bfloat16_rn(x[i] / den));
+}
+// out[k][c, r] = in[k][r, c] for every matrix k of the stack (rows x cols each)
+__global__ void transpose_batched(float *out, const float *in, int rows, int cols, size_t total) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    size_t rc = (size_t)rows * cols, k = i / rc, j = i % rc;
+    int r = (int)(j / cols), c = (int)(j % cols);
+    out[k * rc + (size_t)c * rows + r] = in[i];
+}
+// p at the offsets *= a (decoupled weight decay, a = 1 - lr wd);  p at the offsets += a x (x packed [batch, n])
+__global__ void scale_at(float *p, const size_t *off, size_t n, size_t total, float a) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < total) p[off[i / n] + i % n] *= a;
+}
+__global__ void axpy_at(float *p, const float *x, const size_t *off, size_t n, size_t total, float a) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < total) p[off[i / n] + i % n] += a * x[i];
+}
+
+typedef struct {
+    int cls, rows, cols, count;   // the class, the shape [rows, cols] and the number of its matrices
+    int share, first, mine;       // q = ceil(count / world); this rank's first matrix and how many it computes (<= q)
+    int *tensor;                  // [count] their parameter-table indices, in table order
+    size_t *doff;                 // [count] device: their offsets in the flat buffers (params, grads, muon_buf)
+} MuonGroup;
+typedef struct MuonPlan {
+    int n;                        // groups
+    MuonGroup *g;                 // [n], in the order of their first matrix in the table
+    float *norms;                 // [largest count]: per-matrix sums of squares
+    float *gathered;              // [world q rows cols] of the largest group: every rank's updates (world > 1; else NULL)
+} MuonPlan;
+
+// muon_alloc: the groups of the parameter table, this rank's share of each, and the Newton-Schulz buffers: ns[0..4]
+// (and nsb[0..3] under PRECISION=bf16) hold the largest stack a rank computes, [q, rows, cols] (q = count for one
+// process; A = X X^T [q, r, r] fits as r = min(rows, cols)). Called by trainer_alloc (counted in the memory plan).
+static void muon_alloc(Trainer *tr) {
+    const GolfModel *m = &tr->host;
+    int world = tr->world > 0 ? tr->world : 1, rank = tr->rank;
+    MuonPlan *P = (MuonPlan *)galloc(sizeof(MuonPlan));
+    memset(P, 0, sizeof(*P));
+    P->g = (MuonGroup *)galloc((size_t)m->n * sizeof(MuonGroup));
+    for (int i = 0; i < m->n; i++) {
+        const ParamSpec *s = &m->spec[i];
+        if (class_optimizer(s->cls) != OPTIM_MUON) continue;
+        int k = 0;
+        while (k < P->n && !(P->g[k].cls == s->cls && P->g[k].rows == s->rows && P->g[k].cols == s->cols)) k++;
+        MuonGroup *g = &P->g[k];
+        if (k == P->n) {
+            memset(g, 0, sizeof(*g));
+            g->cls = s->cls; g->rows = s->rows; g->cols = s->cols;
+            g->tensor = (int *)galloc((size_t)m->n * sizeof(int));
+            P->n++;
+        }
+        g->tensor[g->count++] = i;
+    }
+    size_t nsn = 1, gath = 1;
+    int cmax = 1;
+    for (int k = 0; k < P->n; k++) {
+        MuonGroup *g = &P->g[k];
+        size_t n = (size_t)g->rows * g->cols;
+        g->share = (g->count + world - 1) / world;
+        g->first = rank * g->share < g->count ? rank * g->share : g->count;
+        g->mine = g->count - g->first < g->share ? g->count - g->first : g->share;
+        if ((size_t)g->share * n > nsn) nsn = (size_t)g->share * n;
+        if ((size_t)world * g->share * n > gath) gath = (size_t)world * g->share * n;
+        if (g->count > cmax) cmax = g->count;
+    }
+    mem_class(MEM_NS);
+    for (int i = 0; i < 5; i++) tr->ns[i] = dmalloc(nsn);
+    if (tr->use_bf16)
+        for (int i = 0; i < 4; i++) tr->nsb[i] = dmalloc_bf16(nsn);
+    P->gathered = world > 1 ? dmalloc(gath) : NULL;
+    mem_class(MEM_SMALL);
+    P->norms = dmalloc(cmax);
+    for (int k = 0; k < P->n; k++) {
+        MuonGroup *g = &P->g[k];
+        g->doff = (size_t *)dmalloc_bytes((size_t)g->count * sizeof(size_t));
+        size_t *h = (size_t *)galloc((size_t)g->count * sizeof(size_t));
+        for (int j = 0; j < g->count; j++) h[j] = m->spec[g->tensor[j]].offset;
+        if (!g_mem.plan_only) cudaCheck(cudaMemcpy(g->doff, h, (size_t)g->count * sizeof(size_t), cudaMemcpyHostToDevice));
+        free(h);
+    }
+    tr->muon = P;
+}
+
+// gemm_batched: gemm (PRECISION=fp32) on `batch` packed entries: entry i of A at A + i M K, of B at B + i K N, of C
+// at C + i M N; one cublasSgemmStridedBatched.
+static void gemm_batched(Trainer *tr, int ta, int tb, int M, int N, int K, float alpha, const float *A, const float *B, float beta, float *C, int batch) {
+    cublasCheck(cublasSgemmStridedBatched(tr->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B, tb ? K : N,
+                                          (long long)K * N, A, ta ? M : K, (long long)M * K, &beta, C, N, (long long)M * N, batch));
+}
+
+// newton_schulz: X [batch, rows, cols] (rows <= cols, in ns[0]) <- the quintic Newton-Schulz iteration on every
+// matrix, `steps` times: A = X X^T, B = b A + c A A, X = a X + B X.
+static float *newton_schulz(Trainer *tr, int rows, int cols, int steps, int batch) {
     float *X = tr->ns[0], *A = tr->ns[1], *Bm = tr->ns[2], *Xn = tr->ns[3];
+    size_t na = (size_t)batch * rows * rows, nx = (size_t)batch * rows * cols;
     for (int s = 0; s < steps; s++) {
         const float *k = tr->tc.muon_polar_express ? NS_POLAR[s < 4 ? s : 4] : NS_FIXED;
-        gemm(tr, 0, 1, rows, rows, cols, 1, X, X, 0, A);
-        cudaCheck(cudaMemcpyAsync(Bm, A, (size_t)rows * rows * 4, cudaMemcpyDeviceToDevice));
-        gemm(tr, 0, 0, rows, rows, rows, k[2], A, A, k[1], Bm);
-        cudaCheck(cudaMemcpyAsync(Xn, X, (size_t)rows * cols * 4, cudaMemcpyDeviceToDevice));
-        gemm(tr, 0, 0, rows, cols, rows, 1, Bm, X, k[0], Xn);
+        gemm_batched(tr, 0, 1, rows, rows, cols, 1, X, X, 0, A, batch);             // A = X X^T   [batch, rows, rows]
+        cudaCheck(cudaMemcpyAsync(Bm, A, na * 4, cudaMemcpyDeviceToDevice));
+        gemm_batched(tr, 0, 0, rows, rows, rows, k[2], A, A, k[1], Bm, batch);      // B = b A + c A A
+        cudaCheck(cudaMemcpyAsync(Xn, X, nx * 4, cudaMemcpyDeviceToDevice));
+        gemm_batched(tr, 0, 0, rows, cols, rows, 1, Bm, X, k[0], Xn, batch);        // X = a X + B X   [batch, rows, cols]
         float *t = X; X = Xn; Xn = t;
     }
     tr->ns[0] = X; tr->ns[3] = Xn;
@@ -2113,50 +2247,60 @@ static float *newton_schulz(Trainer *tr, int rows, int cols, int steps) {
 }
 // newton_schulz_bf16 (PRECISION=bf16): the same iteration as train_gpt.py runs it, X in bf16, every product on bf16
 // operands with float32 accumulation rounded to bf16, every elementwise step rounded to bf16 (test/reference.py's
-// zeropower_via_newtonschulz5 on the CPU): A = X X^T, B = b A + c (A A), X = a X + B X. X in ns[0] (float32 holding
-// bf16 values) in and out.
-static float *newton_schulz_bf16(Trainer *tr, int rows, int cols, int steps) {
+// zeropower_via_newtonschulz5 on the CPU): A = X X^T, B = b A + c (A A), X = a X + B X; each GEMM one batched
+// cuBLASLt matmul over the stack. X in ns[0] (float32 holding bf16 values) in and out.
+static float *newton_schulz_bf16(Trainer *tr, int rows, int cols, int steps, int batch) {
     bf16 *X = tr->nsb[0], *A = tr->nsb[1], *Bm = tr->nsb[2], *BX = tr->nsb[3];
-    size_t nx = (size_t)rows * cols, na = (size_t)rows * rows;
+    size_t nx = (size_t)batch * rows * cols, na = (size_t)batch * rows * rows;
     LAUNCH1D(to_bf16, nx, X, tr->ns[0], 1.0f, nx);
     for (int s = 0; s < steps; s++) {
         const float *k = tr->tc.muon_polar_express ? NS_POLAR[s < 4 ? s : 4] : NS_FIXED;
-        lt_gemm(tr, 0, 1, rows, rows, cols, 1, X, X, 0, A, CUDA_R_16BF);     // A = X X^T      [rows, rows]
-        lt_gemm(tr, 0, 0, rows, rows, rows, 1, A, A, 0, Bm, CUDA_R_16BF);    // A A
-        LAUNCH1D(ns_combine_bf16, na, Bm, A, Bm, k[1], k[2], na);             // B = b A + c A A
-        lt_gemm(tr, 0, 0, rows, cols, rows, 1, Bm, X, 0, BX, CUDA_R_16BF);   // B X            [rows, cols]
-        LAUNCH1D(ns_combine_bf16, nx, X, X, BX, k[0], 1.0f, nx);              // X = a X + B X
+        lt_gemm(tr, 0, 1, rows, rows, cols, 1, X, X, 0, A, CUDA_R_16BF, batch);     // A = X X^T      [batch, rows, rows]
+        lt_gemm(tr, 0, 0, rows, rows, rows, 1, A, A, 0, Bm, CUDA_R_16BF, batch);    // A A
+        LAUNCH1D(ns_combine_bf16, na, Bm, A, Bm, k[1], k[2], na);                    // B = b A + c A A
+        lt_gemm(tr, 0, 0, rows, cols, rows, 1, Bm, X, 0, BX, CUDA_R_16BF, batch);   // B X            [batch, rows, cols]
+        LAUNCH1D(ns_combine_bf16, nx, X, X, BX, k[0], 1.0f, nx);                     // X = a X + B X
     }
     LAUNCH1D(widen_bf16, nx, tr->ns[0], X, nx);
     return tr->ns[0];
 }
 
-// muon_step: one tensor: momentum, [MuonEq-R row normalization,] normalize, orthogonalize (on the transpose when
-// rows > cols), [decoupled weight decay p *= 1 - lr wd,] and p -= lr * sqrt(max(1, rows/cols)) * X. PRECISION=bf16
-// as train_gpt.py: the update rounded to bf16 before the normalization, normalized and orthogonalized in bf16, scaled
-// in bf16 (p -= lr * bf16(scale X)); momentum and p stay float32.
-static void muon_step(Trainer *tr, int i, float lr, float mu) {
-    const ParamSpec *s = &tr->host.spec[i];
-    size_t n = (size_t)s->rows * s->cols;
-    float *u = tr->ns[4];
-    int b16 = tr->use_bf16;
-    LAUNCH1D(muon_momentum, n, u, tr->muon_buf + s->offset, tr->grads + s->offset, n, mu);
-    if (tr->tc.muon_eq_r) LAUNCH_WARPS(row_normalize, s->rows, u, s->rows, s->cols);
-    if (b16) LAUNCH1D(round_bf16, n, u, n);
-    cudaCheck(cudaMemsetAsync(tr->norm, 0, 4));
-    KERNEL_LAUNCH(sum_squares, 256, 256, 0, tr->norm, u, n);
-    cudaCheck(cudaGetLastError());
-    if (b16) LAUNCH1D(scale_by_inverse_norm_bf16, n, u, tr->norm, n, 1e-7f);
-    else LAUNCH1D(scale_by_inverse_norm, n, u, tr->norm, n, 1e-7f);
-    int transposed = s->rows > s->cols, r = transposed ? s->cols : s->rows, cc = transposed ? s->rows : s->cols;
-    if (transposed) LAUNCH1D(transpose, n, tr->ns[0], u, s->rows, s->cols);
-    else cudaCheck(cudaMemcpyAsync(tr->ns[0], u, n * 4, cudaMemcpyDeviceToDevice));
-    float *X = b16 ? newton_schulz_bf16(tr, r, cc, tr->tc.muon_backend_steps) : newton_schulz(tr, r, cc, tr->tc.muon_backend_steps);
-    if (transposed) { LAUNCH1D(transpose, n, u, X, r, cc); X = u; }
-    float scale = sqrtf(fmaxf(1.0f, (float)s->rows / (float)s->cols));
-    if (tr->tc.muon_wd > 0) LAUNCH1D(scale_inplace, n, tr->dparam[i], (float)(1.0 - lr * tr->tc.muon_wd), n);
-    if (b16 && scale != 1.0f) { LAUNCH1D(scale_inplace, n, X, scale, n); LAUNCH1D(round_bf16, n, X, n); }
-    LAUNCH1D(axpy, n, tr->dparam[i], X, b16 ? -lr : -lr * scale, n);
+static void muon_all_gather(const float *send, float *recv, size_t count);   // chapter 9
+
+// muon_group_step: one group: this rank's share gets momentum, [MuonEq-R row normalization,] normalization and
+// orthogonalization (on the transposes when rows > cols); with several ranks the updates are gathered; then every
+// matrix of the group gets [decoupled weight decay p *= 1 - lr wd,] and p -= lr * sqrt(max(1, rows/cols)) * X.
+// PRECISION=bf16 as train_gpt.py: the update rounded to bf16 before the normalization, normalized and orthogonalized
+// in bf16, scaled in bf16 (p -= lr * bf16(scale X)); momentum and p stay float32.
+static void muon_group_step(Trainer *tr, const MuonGroup *g, float lr, float mu) {
+    const TrainConfig *c = &tr->tc;
+    int b = g->mine, b16 = tr->use_bf16, R = g->rows, C = g->cols;
+    size_t n = (size_t)R * C, nb = (size_t)b * n, nall = (size_t)g->count * n;
+    float *u = tr->ns[4], *X = tr->ns[0], *norms = tr->muon->norms;
+    float scale = sqrtf(fmaxf(1.0f, (float)R / (float)C));
+    if (b > 0) {
+        LAUNCH1D(muon_momentum_stack, nb, u, tr->muon_buf, tr->grads, g->doff + g->first, n, nb, mu);     // u [b, R, C]
+        if (c->muon_eq_r) LAUNCH_WARPS(row_normalize, (size_t)b * R, u, b * R, C);
+        if (b16) LAUNCH1D(round_bf16, nb, u, nb);
+        cudaCheck(cudaMemsetAsync(norms, 0, (size_t)b * 4));
+        KERNEL_LAUNCH(sum_squares_batched, dim3(256, b), 256, 0, norms, u, n);
+        cudaCheck(cudaGetLastError());
+        if (b16) LAUNCH1D(scale_by_inverse_norm_bf16_batched, nb, u, norms, n, nb, 1e-7f);
+        else LAUNCH1D(scale_by_inverse_norm_batched, nb, u, norms, n, nb, 1e-7f);
+        int transposed = R > C, r = transposed ? C : R, cc = transposed ? R : C;
+        if (transposed) LAUNCH1D(transpose_batched, nb, tr->ns[0], u, R, C, nb);                        // [b, C, R]
+        else cudaCheck(cudaMemcpyAsync(tr->ns[0], u, nb * 4, cudaMemcpyDeviceToDevice));
+        X = b16 ? newton_schulz_bf16(tr, r, cc, c->muon_backend_steps, b) : newton_schulz(tr, r, cc, c->muon_backend_steps, b);
+        if (transposed) { LAUNCH1D(transpose_batched, nb, u, X, r, cc, nb); X = u; }                     // [b, R, C]
+        if (b16 && scale != 1.0f) { LAUNCH1D(scale_inplace, nb, X, scale, nb); LAUNCH1D(round_bf16, nb, X, nb); }
+    }
+    const float *upd = X;
+    if (tr->world > 1) {   // every rank's q updates (X holds at least q matrices; past `mine` they are never applied)
+        muon_all_gather(X, tr->muon->gathered, (size_t)g->share * n);
+        upd = tr->muon->gathered;
+    }
+    if (c->muon_wd > 0) LAUNCH1D(scale_at, nall, tr->params, g->doff, n, nall, (float)(1.0 - lr * c->muon_wd));
+    LAUNCH1D(axpy_at, nall, tr->params, upd, g->doff, n, nall, b16 ? -lr : -lr * scale);
 }
 
 // train_cap_seconds: the training wallclock cap: MAX_WALLCLOCK_SECONDS less the GPTQ export's reserve (0: no cap).
@@ -2203,7 +2347,8 @@ static double muon_momentum_at(const TrainConfig *c, int step) {
     return (1 - frac) * c->muon_momentum_warmup_start + frac * c->muon_momentum;
 }
 
-// optimizer_step: every tensor by its class's optimizer and LR times lr_scale; adam_t counts Adam steps.
+// optimizer_step: every tensor by its class's optimizer and LR times lr_scale (Adam per tensor, Muon per group);
+// adam_t counts Adam steps.
 static void optimizer_step(Trainer *tr, double lr_scale, double mu, int adam_t) {
     const TrainConfig *c = &tr->tc;
     if (c->grad_clip_norm > 0) {
@@ -2216,10 +2361,17 @@ static void optimizer_step(Trainer *tr, double lr_scale, double mu, int adam_t) 
         const ParamSpec *s = &tr->host.spec[i];
         size_t n = (size_t)s->rows * s->cols;
         float lr = (float)(class_lr(c, s->cls) * lr_scale);
-        if (class_optimizer(s->cls) == OPTIM_MUON) { muon_step(tr, i, lr, (float)mu); continue; }
+        if (class_optimizer(s->cls) == OPTIM_MUON) {   // stepped by its group below, in the master weights
+            if (tr->dparam[i] != tr->params + s->offset) golf_die("internal: Muon steps the master weights (QAT's copy is still in use)");
+            continue;
+        }
         if (c->adam_wd > 0) LAUNCH1D(scale_inplace, n, tr->dparam[i], (float)(1.0 - lr * c->adam_wd), n);
         LAUNCH1D(adam_update, n, tr->dparam[i], tr->grads + s->offset, tr->adam_m + s->offset, tr->adam_v + s->offset, n, lr, (float)c->beta1,
                       (float)c->beta2, (float)c->adam_eps, bc1, bc2);
+    }
+    for (int k = 0; k < tr->muon->n; k++) {
+        const MuonGroup *g = &tr->muon->g[k];
+        muon_group_step(tr, g, (float)(class_lr(c, g->cls) * lr_scale), (float)mu);
     }
     params_changed(tr);
 }
@@ -2388,7 +2540,7 @@ static void evaluate_val(Trainer *tr, const Dist *dd, const int32_t *val, size_t
 }
 
 // ----------------------------------------------------------------------------------------------------
-// 9. multi-GPU: who the ranks are, one NCCL communicator for the gradients, host-side reductions
+// 9. multi-GPU: who the ranks are, one NCCL communicator (the gradient buckets, Muon's gather), host-side reductions
 //
 //    The launch is decided once, in dist_init: started by mpirun (Open MPI, MPICH, PMIx set their variables):
 //    MPI's rank and size, the local rank from MPI's shared-memory split, the NCCL id broadcast over MPI and host
@@ -2689,6 +2841,116 @@ static void all_reduce_grads(Trainer *tr, const Dist *dd) {
 #endif
 }
 
+// --- Gradient buckets: the flat gradient buffer in parameter-table order cut into buckets of BUCKET_CAP_MB (the last
+//     shorter). On the accumulation's last micro-step (grad_buckets_begin(tr, 1)), backward calls grad_ready(tr, l)
+//     once physical layer l's gradients are complete (after its last position in backward's order) and
+//     grad_ready(tr, -1) at its end; each call starts the all-reduce of every bucket all of whose tensors are now
+//     complete, on the communication stream after an event on the compute stream (the same order on every rank:
+//     the schedule is). grad_buckets_wait makes the compute stream wait for all of them (the optimizer comes next).
+//     One process: nothing.
+typedef struct {
+    int n;                       // buckets
+    size_t cap;                  // elements per bucket
+    int *first, *last;           // [n] the first and last tensor (table index) bucket b overlaps
+    int *issued, *done;          // [n] all-reduce started this step; [tensors] gradient complete this step
+    int *layer_first;            // [L + 1] table index of layer l's first tensor (layer_first[L]: past the last layer's)
+    int live;                    // 1: this backward is the last micro-step's: grad_ready starts buckets
+    cudaStream_t comm;           // the communication stream (non-blocking: no implicit order with the legacy stream)
+    cudaEvent_t ready, finished; // compute stream -> comm stream; comm stream -> compute stream
+} GradBuckets;
+static GradBuckets g_buckets;
+
+// grad_buckets_init: the buckets of tr's parameter table (several ranks; after trainer_alloc).
+static void grad_buckets_init(Trainer *tr) {
+    GradBuckets *B = &g_buckets;
+    const GolfModel *m = &tr->host;
+    memset(B, 0, sizeof(*B));
+    if (tr->world == 1) return;
+    double cap = tr->tc.bucket_cap_mb * 1048576.0 / sizeof(float);
+    B->cap = cap < 1 ? 1 : cap > (double)m->numel ? m->numel : (size_t)cap;
+    B->n = (int)((m->numel + B->cap - 1) / B->cap);
+    B->first = (int *)galloc((size_t)B->n * sizeof(int)); B->last = (int *)galloc((size_t)B->n * sizeof(int));
+    B->issued = (int *)galloc((size_t)B->n * sizeof(int)); B->done = (int *)galloc((size_t)m->n * sizeof(int));
+    for (int b = 0, t = 0; b < B->n; b++) {   // tensor t spans [offset, offset + rows cols)
+        size_t lo = (size_t)b * B->cap, hi = lo + B->cap < m->numel ? lo + B->cap : m->numel;
+        while (m->spec[t].offset + (size_t)m->spec[t].rows * m->spec[t].cols <= lo) t++;
+        B->first[b] = t;
+        int u = t;
+        while (u + 1 < m->n && m->spec[u + 1].offset < hi) u++;
+        B->last[b] = u;
+    }
+    int L = tr->c.num_layers;
+    B->layer_first = (int *)galloc((size_t)(L + 1) * sizeof(int));
+    for (int l = 0; l <= L; l++) {
+        size_t off = l < L ? (size_t)(m->layer[l].c_q - m->params) : (size_t)(m->skip_weights - m->params);
+        int i = 0;
+        while (i < m->n && m->spec[i].offset != off) i++;
+        if (i == m->n) golf_die("internal: layer %d's first tensor is not in the parameter table", l);
+        B->layer_first[l] = i;
+    }
+    cudaCheck(cudaStreamCreateWithFlags(&B->comm, cudaStreamNonBlocking));
+    cudaCheck(cudaEventCreate(&B->ready));
+    cudaCheck(cudaEventCreate(&B->finished));
+}
+
+// grad_buckets_begin: before a micro-step's backward; live = 1 on the accumulation's last micro-step.
+static void grad_buckets_begin(Trainer *tr, int live) {
+    GradBuckets *B = &g_buckets;
+    if (tr->world == 1) return;
+    B->live = live;
+    memset(B->issued, 0, (size_t)B->n * sizeof(int));
+    memset(B->done, 0, (size_t)tr->host.n * sizeof(int));
+}
+
+static void grad_ready(Trainer *tr, int layer) {
+    GradBuckets *B = &g_buckets;
+    if (tr->world == 1 || !B->live) return;
+    int t0 = layer < 0 ? 0 : B->layer_first[layer], t1 = layer < 0 ? tr->host.n : B->layer_first[layer + 1];
+    for (int t = t0; t < t1; t++) B->done[t] = 1;
+    int recorded = 0;
+    for (int b = 0; b < B->n; b++) {
+        if (B->issued[b]) continue;
+        int complete = 1;
+        for (int t = B->first[b]; t <= B->last[b] && complete; t++) complete = B->done[t];
+        if (!complete) continue;
+        if (!recorded) {   // the comm stream starts after everything backward queued so far
+            cudaCheck(cudaEventRecord(B->ready, 0));
+            cudaCheck(cudaStreamWaitEvent(B->comm, B->ready, 0));
+            recorded = 1;
+        }
+        size_t lo = (size_t)b * B->cap, len = lo + B->cap < tr->host.numel ? B->cap : tr->host.numel - lo;
+#ifdef USE_NCCL
+        ncclCheck(ncclAllReduce(tr->grads + lo, tr->grads + lo, len, ncclFloat, ncclSum, g_nccl, B->comm));
+#else
+        (void)len;
+        golf_die("internal: gradient buckets over several ranks in a build without NCCL");
+#endif
+        B->issued[b] = 1;
+    }
+}
+
+// grad_buckets_wait: after the last micro-step: the compute stream waits for every bucket's all-reduce.
+static void grad_buckets_wait(Trainer *tr) {
+    GradBuckets *B = &g_buckets;
+    if (tr->world == 1) return;
+    for (int b = 0; b < B->n; b++)
+        if (!B->issued[b]) golf_die("internal: gradient bucket %d of %d was never all-reduced (a tensor backward never completed)", b, B->n);
+    cudaCheck(cudaEventRecord(B->finished, B->comm));
+    cudaCheck(cudaStreamWaitEvent(0, B->finished, 0));
+    B->live = 0;
+}
+
+// muon_all_gather: recv [world, count] = every rank's send [count], in rank order (counts are elements; Muon's
+// sharded updates, chapter 6)
+static void muon_all_gather(const float *send, float *recv, size_t count) {
+#ifdef USE_NCCL
+    ncclCheck(ncclAllGather(send, recv, count, ncclFloat, g_nccl, 0));
+#else
+    (void)send; (void)recv; (void)count;
+    golf_die("internal: Muon's gather over several ranks in a build without NCCL");
+#endif
+}
+
 static void dist_finish(Dist *dd) {
 #ifdef USE_NCCL
     if (dd->world > 1) ncclCommDestroy(g_nccl);
@@ -2843,7 +3105,7 @@ static void log_code(const char *argv0) {
 // losses into losses[m] (pinned, accum x N). All of it on the per-thread default stream (train_golf is built with
 // --default-stream per-thread) with no host sync, so the same calls either run now or are recorded by a capture.
 // What changes from step to step lives in memory the calls read: the tokens in xs / ys, the weights on the device.
-static void micro_steps(Trainer *tr, int accum, float grad_scale, const int32_t *xs, const int32_t *ys, float *losses) {
+static void micro_steps(Trainer *tr, int accum, float grad_scale, const int32_t *xs, const int32_t *ys, float *losses, int capturing) {
     size_t N = (size_t)tr->N;
     cudaCheck(cudaMemsetAsync(tr->grads, 0, tr->host.numel * 4, cudaStreamPerThread));
     for (int micro = 0; micro < accum; micro++) {
@@ -2851,6 +3113,9 @@ static void micro_steps(Trainer *tr, int accum, float grad_scale, const int32_t 
         cudaCheck(cudaMemcpyAsync(tr->tok, xs + micro * N, N * sizeof(int), cudaMemcpyHostToDevice, cudaStreamPerThread));
         cudaCheck(cudaMemcpyAsync(tr->tgt, ys + micro * N, N * sizeof(int), cudaMemcpyHostToDevice, cudaStreamPerThread));
         forward(tr, grad_scale);
+        // eager: the last micro-step all-reduces its buckets during backward (section 9); a captured step issues them
+        // after its replay (the capture holds one stream)
+        grad_buckets_begin(tr, micro == accum - 1 && !capturing);
         backward(tr);
         cudaCheck(cudaMemcpyAsync(losses + micro * N, tr->loss, N * sizeof(float), cudaMemcpyDeviceToHost, cudaStreamPerThread));
     }
@@ -2870,7 +3135,7 @@ static void step_graph_drop(StepGraph *g) {
 static void step_graph_capture(StepGraph *g, Trainer *tr, int accum, float grad_scale, const int32_t *xs, const int32_t *ys, float *losses) {
     params_changed(tr);   // every step starts on new weights: the graph must hold the bf16 shadow's rebuild
     cudaCheck(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeGlobal));
-    micro_steps(tr, accum, grad_scale, xs, ys, losses);
+    micro_steps(tr, accum, grad_scale, xs, ys, losses, 1);
     cudaCheck(cudaStreamEndCapture(cudaStreamPerThread, &g->graph));
     cudaCheck(cudaGraphInstantiate(&g->exec, g->graph, 0));
 }
@@ -2891,6 +3156,7 @@ int main(int argc, char **argv) {
     g_master = dd.rank == 0;
     Trainer tr;
     memset(&tr, 0, sizeof(tr));
+    tr.rank = dd.rank; tr.world = dd.world;
     config_parse(&tr.tc, argc, argv);
     const TrainConfig *tc = &tr.tc;
     const char *bad = config_validate(tc, dd.world);
@@ -2938,6 +3204,7 @@ int main(int argc, char **argv) {
     model_config(tc, &tr.c);   // validated above
     model_layout(&tr.host, &tr.c);
     trainer_alloc(&tr, (int)(local / tc->train_seq_len));
+    grad_buckets_init(&tr);
     if (tc->init_ckpt[0]) {
         size_t n;
         uint8_t *p = read_file(tc->init_ckpt, &n);
@@ -3021,13 +3288,15 @@ int main(int argc, char **argv) {
                 log0("cuda_graph: captured the %d micro-steps at step:%d", accum, step + 1);
             }
             cudaCheck(cudaGraphLaunch(graph.exec, cudaStreamPerThread));
+            grad_buckets_begin(&tr, 1);   // the replayed backward issued no buckets: all of them now, after it
+            grad_ready(&tr, -1);
         } else {
             step_graph_drop(&graph);
-            micro_steps(&tr, accum, grad_scale, xs, ys, losses);
+            micro_steps(&tr, accum, grad_scale, xs, ys, losses, 0);
         }
         graph.key = key;
         EMU_MARK("optimizer");
-        all_reduce_grads(&tr, &dd);
+        grad_buckets_wait(&tr);   // the gradients summed over the ranks (section 9's buckets)
         if (step == 0 && tc->dump_grads[0] && g_master) {
             float *g = (float *)galloc(tr.host.numel * sizeof(float));
             cudaCheck(cudaMemcpy(g, tr.grads, tr.host.numel * 4, cudaMemcpyDeviceToHost));   // waits for the step's losses too

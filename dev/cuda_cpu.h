@@ -33,7 +33,8 @@
  *     227 KiB); a copy, set or GEMM operand outside the device allocations (cudaMemcpy & co return
  *     cudaErrorInvalidValue, and cudaGetErrorString says what was outside what).
  *   Memory: cudaMalloc is one 256-byte aligned heap block per allocation (so ASan, `make cpu SANITIZE=1`, sees an overrun as a heap
- *     overflow), tracked with its size; streams and events run in order (everything is synchronous).
+ *     overflow), tracked with its size; streams and events run in order (everything is synchronous;
+ *     cudaStreamWaitEvent checks its event and returns).
  *   Stream capture and graphs (section 8b): cudaStreamBeginCapture / EndCapture / IsCapturing, cudaGraphInstantiate,
  *     cudaGraphLaunch, cudaGraphExecDestroy, cudaGraphDestroy. While a stream is captured, every kernel launch (its
  *     arguments copied by value), cudaMemsetAsync, cudaMemcpyAsync, cuBLAS / cuBLASLt call and NCCL call issued to it
@@ -49,7 +50,8 @@
  *     GOLF_EMU_CBLAS, plain loops; CUBLAS_TF32_TENSOR_OP_MATH rounds the operands to TF32 (10 mantissa bits,
  *     nearest even) first. fp16/bf16 conversions round to nearest even, as the GPU's _rn intrinsics do.
  *   cuBLASLt (section 9b): cublasLtMatmul on bf16 A and B with CUBLAS_COMPUTE_32F, C = D in bf16 or float32,
- *     TRANSA / TRANSB, column-major layouts, the workspace preference and a one-algorithm heuristic; operands
+ *     TRANSA / TRANSB, column-major layouts (strided batches: BATCH_COUNT, STRIDED_BATCH_OFFSET), the workspace
+ *     preference and a one-algorithm heuristic; operands
  *     decoded exactly, summed in float32 as cublasSgemm, the result rounded to D's type (nearest even). Any other
  *     attribute, type or a layout that does not fit the op is a fault naming the call site.
  *   NCCL: a communicator of the processes that called ncclCommInitRank with one id. ncclGetUniqueId opens a
@@ -410,6 +412,9 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d);
 cudaError_t cudaDeviceSynchronize(void);
 cudaError_t cudaDeviceReset(void);
 cudaError_t cudaStreamCreate(cudaStream_t *s);
+enum { cudaStreamDefault = 0, cudaStreamNonBlocking = 1 };
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags);
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags = 0);
 cudaError_t cudaStreamDestroy(cudaStream_t s);
 cudaError_t cudaStreamSynchronize(cudaStream_t s);
 cudaError_t cudaEventCreate(cudaEvent_t *e);
@@ -1337,7 +1342,14 @@ inline cudaError_t cudaDeviceSynchronize(void) { golf_emu::forbidden("cudaDevice
 inline cudaError_t cudaDeviceReset(void) { return cudaSuccess; }
 struct golf_stream { int unused; };
 inline cudaError_t cudaStreamCreate(cudaStream_t *s) { *s = new golf_stream(); return cudaSuccess; }
+inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) {
+    if (flags != cudaStreamDefault && flags != cudaStreamNonBlocking) return cudaErrorInvalidValue;
+    *s = new golf_stream();
+    return cudaSuccess;
+}
 inline cudaError_t cudaStreamDestroy(cudaStream_t s) { delete s; return cudaSuccess; }
+// cudaStreamWaitEvent: everything already ran in order; an event no cudaEventCreate made is an error
+inline cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t e, unsigned flags) { return e && flags == 0 ? cudaSuccess : cudaErrorInvalidValue; }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t) { golf_emu::forbidden("cudaStreamSynchronize", "a stream synchronization"); return cudaSuccess; }
 inline cudaError_t cudaEventCreate(cudaEvent_t *e) { *e = new golf_event{0}; return cudaSuccess; }
 inline cudaError_t cudaEventDestroy(cudaEvent_t e) { delete e; return cudaSuccess; }
@@ -1546,7 +1558,9 @@ inline cublasStatus_t golf_cublasSgemmStridedBatched(const char *file, int line,
 
 // --- 9b. cuBLASLt: the matmul train_golf.cu's PRECISION=bf16 uses -------------------------------------
 // Handles, a matmul descriptor (compute type CUBLAS_COMPUTE_32F, scale type CUDA_R_32F, TRANSA / TRANSB only),
-// column-major matrix layouts (CUDA_R_16BF or CUDA_R_32F; the ORDER attribute is not emulated), a preference with
+// column-major matrix layouts (CUDA_R_16BF or CUDA_R_32F; of the layout attributes only BATCH_COUNT, an int32_t >= 1,
+// and STRIDED_BATCH_OFFSET, an int64_t >= 0 in elements, are emulated: every layout of a matmul must hold the same
+// batch count, D's entries must not overlap, and every entry's pointer meets the algorithm's alignments), a preference with
 // MAX_WORKSPACE_BYTES and MIN_ALIGNMENT_{A,B,C,D}_BYTES (default 256, as cuBLASLt's), a heuristic that returns one
 // algorithm for those alignments (a pointer less aligned at the matmul is a fault, as it can be an error on a GPU),
 // and cublasLtMatmul: D = alpha op(A) op(B) + beta C
@@ -1561,11 +1575,13 @@ typedef enum { CUBLASLT_MATMUL_DESC_COMPUTE_TYPE = 0, CUBLASLT_MATMUL_DESC_SCALE
                CUBLASLT_MATMUL_DESC_TRANSB = 4, CUBLASLT_MATMUL_DESC_EPILOGUE = 7 } cublasLtMatmulDescAttributes_t;
 typedef enum { CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES = 6,
                CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES = 7, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES = 8 } cublasLtMatmulPreferenceAttributes_t;
+typedef enum { CUBLASLT_MATRIX_LAYOUT_TYPE = 0, CUBLASLT_MATRIX_LAYOUT_ORDER = 1, CUBLASLT_MATRIX_LAYOUT_ROWS = 2, CUBLASLT_MATRIX_LAYOUT_COLS = 3,
+               CUBLASLT_MATRIX_LAYOUT_LD = 4, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT = 5, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET = 6 } cublasLtMatrixLayoutAttribute_t;
 typedef struct { uint64_t data[8]; } cublasLtMatmulAlgo_t;
 typedef struct { cublasLtMatmulAlgo_t algo; size_t workspaceSize; cublasStatus_t state; float wavesCount; int reserved[4]; } cublasLtMatmulHeuristicResult_t;
 struct golf_lt { int magic; };
 struct golf_lt_desc { int magic; cublasComputeType_t compute; cudaDataType_t scale; int ta, tb; };
-struct golf_lt_layout { int magic; cudaDataType_t type; uint64_t rows, cols; int64_t ld; };
+struct golf_lt_layout { int magic; cudaDataType_t type; uint64_t rows, cols; int64_t ld; int32_t batch; int64_t stride; };   // stride: elements
 struct golf_lt_pref { int magic; uint64_t workspace; uint32_t align[4]; };   // align: A, B, C, D
 typedef golf_lt *cublasLtHandle_t;
 typedef golf_lt_desc *cublasLtMatmulDesc_t;
@@ -1648,7 +1664,30 @@ inline cublasStatus_t golf_ltMatrixLayoutCreate(const char *file, int line, cubl
     if (ld < (int64_t)(rows > 1 ? rows : 1) || rows > INT32_MAX || cols > INT32_MAX)
         golf_emu::fault("cublasLtMatrixLayoutCreate at %s: %llu x %llu with ld %lld (column-major: ld >= rows)", site.c_str(), (unsigned long long)rows,
                         (unsigned long long)cols, (long long)ld);
-    *l = new golf_lt_layout{golf_emu::LT_LAYOUT, type, rows, cols, ld};
+    *l = new golf_lt_layout{golf_emu::LT_LAYOUT, type, rows, cols, ld, 1, 0};
+    return CUBLAS_STATUS_SUCCESS;
+}
+// cublasLtMatrixLayoutSetAttribute: BATCH_COUNT (int32_t >= 1) and STRIDED_BATCH_OFFSET (int64_t >= 0, elements); others fault
+inline cublasStatus_t golf_ltMatrixLayoutSetAttribute(const char *file, int line, cublasLtMatrixLayout_t l, cublasLtMatrixLayoutAttribute_t a,
+                                                      const void *buf, size_t size) {
+    std::string site = golf_emu::site_of(file, line);
+    const char *fn = "cublasLtMatrixLayoutSetAttribute";
+    golf_emu::lt_object(fn, site.c_str(), "the layout", l, golf_emu::LT_LAYOUT);
+    if (!buf) golf_emu::fault("%s at %s: the value is NULL", fn, site.c_str());
+    if (a == CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT) {
+        int32_t v;
+        if (size != sizeof(v)) golf_emu::fault("%s at %s: BATCH_COUNT takes an int32_t, got %zu bytes", fn, site.c_str(), size);
+        memcpy(&v, buf, sizeof(v));
+        if (v < 1) golf_emu::fault("%s at %s: BATCH_COUNT %d (must be >= 1)", fn, site.c_str(), (int)v);
+        l->batch = v;
+    } else if (a == CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET) {
+        int64_t v;
+        if (size != sizeof(v)) golf_emu::fault("%s at %s: STRIDED_BATCH_OFFSET takes an int64_t, got %zu bytes", fn, site.c_str(), size);
+        memcpy(&v, buf, sizeof(v));
+        if (v < 0) golf_emu::fault("%s at %s: STRIDED_BATCH_OFFSET %lld (must be >= 0)", fn, site.c_str(), (long long)v);
+        l->stride = v;
+    } else
+        golf_emu::fault("%s at %s: attribute %d is not emulated (BATCH_COUNT and STRIDED_BATCH_OFFSET are)", fn, site.c_str(), (int)a);
     return CUBLAS_STATUS_SUCCESS;
 }
 inline cublasStatus_t golf_ltMatrixLayoutDestroy(const char *file, int line, cublasLtMatrixLayout_t l) {
@@ -1726,28 +1765,44 @@ inline cublasStatus_t golf_ltMatmul(const char *file, int line, cublasLtHandle_t
     golf_emu::lt_object(fn, s, "layout A", Al, golf_emu::LT_LAYOUT);
     if (!alpha || !beta) golf_emu::fault("%s at %s: alpha or beta is NULL", fn, s);
     uint64_t m = Dl->rows, n = Dl->cols, k = d->ta == CUBLAS_OP_T ? Al->rows : Al->cols;
-    golf_emu::lt_operand(fn, s, "A", A, Al, d->ta == CUBLAS_OP_T ? k : m, d->ta == CUBLAS_OP_T ? m : k, 1);
-    golf_emu::lt_operand(fn, s, "B", B, Bl, d->tb == CUBLAS_OP_T ? n : k, d->tb == CUBLAS_OP_T ? k : n, 1);
-    golf_emu::lt_operand(fn, s, "D", D, Dl, m, n, 0);
+    golf_emu::lt_object(fn, s, "layout B", Bl, golf_emu::LT_LAYOUT);
+    golf_emu::lt_object(fn, s, "layout C", Cl, golf_emu::LT_LAYOUT);
+    int batch = Dl->batch;
+    if (Al->batch != batch || Bl->batch != batch || Cl->batch != batch)
+        golf_emu::fault("%s at %s: batch counts A %d, B %d, C %d, D %d: only equal counts are emulated", fn, s, (int)Al->batch, (int)Bl->batch,
+                        (int)Cl->batch, (int)batch);
+    if (batch > 1 && m && n && (uint64_t)Dl->stride < (n - 1) * (uint64_t)Dl->ld + m)
+        golf_emu::fault("%s at %s: D's batch entries overlap (STRIDED_BATCH_OFFSET %lld under the %llu x %llu matrix, ld %lld)", fn, s,
+                        (long long)Dl->stride, (unsigned long long)m, (unsigned long long)n, (long long)Dl->ld);
+    // batch entry i's operands: the base pointers plus i strides (elements of each layout's type)
+    auto at = [](const void *p, const golf_lt_layout *l, int i) {
+        return p ? (const void *)((const char *)p + (size_t)i * (size_t)l->stride * golf_emu::lt_type_bytes(l->type)) : p;
+    };
     float fa, fb;
     memcpy(&fa, alpha, 4); memcpy(&fb, beta, 4);
-    golf_emu::lt_object(fn, s, "layout C", Cl, golf_emu::LT_LAYOUT);
-    if (Cl->type != Dl->type || Cl->rows != Dl->rows || Cl->cols != Dl->cols || Cl->ld != Dl->ld)
-        golf_emu::fault("%s at %s: C's layout (%s %llu x %llu, ld %lld) differs from D's (%s %llu x %llu, ld %lld): not emulated", fn, s,
-                        golf_emu::lt_type_name(Cl->type), (unsigned long long)Cl->rows, (unsigned long long)Cl->cols, (long long)Cl->ld,
-                        golf_emu::lt_type_name(Dl->type), (unsigned long long)Dl->rows, (unsigned long long)Dl->cols, (long long)Dl->ld);
-    if (fb != 0.f) golf_emu::lt_operand(fn, s, "C", C, Cl, m, n, 0);
+    if (Cl->type != Dl->type || Cl->rows != Dl->rows || Cl->cols != Dl->cols || Cl->ld != Dl->ld || Cl->stride != Dl->stride)
+        golf_emu::fault("%s at %s: C's layout (%s %llu x %llu, ld %lld, stride %lld) differs from D's (%s %llu x %llu, ld %lld, stride %lld): not emulated",
+                        fn, s, golf_emu::lt_type_name(Cl->type), (unsigned long long)Cl->rows, (unsigned long long)Cl->cols, (long long)Cl->ld,
+                        (long long)Cl->stride, golf_emu::lt_type_name(Dl->type), (unsigned long long)Dl->rows, (unsigned long long)Dl->cols,
+                        (long long)Dl->ld, (long long)Dl->stride);
+    for (int i = 0; i < batch; i++) {
+        golf_emu::lt_operand(fn, s, "A", at(A, Al, i), Al, d->ta == CUBLAS_OP_T ? k : m, d->ta == CUBLAS_OP_T ? m : k, 1);
+        golf_emu::lt_operand(fn, s, "B", at(B, Bl, i), Bl, d->tb == CUBLAS_OP_T ? n : k, d->tb == CUBLAS_OP_T ? k : n, 1);
+        golf_emu::lt_operand(fn, s, "D", at(D, Dl, i), Dl, m, n, 0);
+        if (fb != 0.f) golf_emu::lt_operand(fn, s, "C", at(C, Cl, i), Cl, m, n, 0);
+    }
     if (algo && (algo->data[0] != (uint64_t)golf_emu::LT_ALGO || algo->data[1] != (uint64_t)d->ta || algo->data[2] != (uint64_t)d->tb ||
                  algo->data[3] != (uint64_t)Dl->type))
         golf_emu::fault("%s at %s: the algorithm is not one cublasLtMatmulAlgoGetHeuristic returned for this descriptor and D type", fn, s);
-    if (algo) {
-        const void *ptr[4] = {A, B, C, D};
+    for (int e = 0; algo && e < batch; e++) {
+        const void *ptr[4] = {at(A, Al, e), at(B, Bl, e), at(C, Cl, e), at(D, Dl, e)};
         for (int i = 0; i < 4; i++) {
             uintptr_t u = (uintptr_t)ptr[i];
             uint64_t al = u ? (u & (~u + 1)) : 256;   // the lowest set bit: the pointer's alignment
             if (al < algo->data[4 + i])
-                golf_emu::fault("%s at %s: %c is aligned to %llu bytes, under the %llu the algorithm was chosen for (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_%c_BYTES)",
-                                fn, s, "ABCD"[i], (unsigned long long)al, (unsigned long long)algo->data[4 + i], "ABCD"[i]);
+                golf_emu::fault("%s at %s: %c (batch entry %d) is aligned to %llu bytes, under the %llu the algorithm was chosen for "
+                                "(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_%c_BYTES)", fn, s, "ABCD"[i], e, (unsigned long long)al,
+                                (unsigned long long)algo->data[4 + i], "ABCD"[i]);
         }
     }
     if (wsbytes) {
@@ -1756,22 +1811,26 @@ inline cublasStatus_t golf_ltMatmul(const char *file, int line, cublasLtHandle_t
     }
     double t0 = golf_emu::now_us();
     if (m == 0 || n == 0 || golf_emu::log_only()) {
-        golf_emu::log_gemm(fn, s, (int)m, (int)n, (int)k, 1, "bf16", A, B, D, 0.0);
+        golf_emu::log_gemm(fn, s, (int)m, (int)n, (int)k, batch, "bf16", A, B, D, 0.0);
         return CUBLAS_STATUS_SUCCESS;
     }
-    std::vector<float> a = golf_emu::lt_decode(A, Al), b = golf_emu::lt_decode(B, Bl), acc((size_t)m * n);
-    golf_emu::gemm(CUBLAS_DEFAULT_MATH, d->ta == CUBLAS_OP_T, d->tb == CUBLAS_OP_T, (int)m, (int)n, (int)k, 1.0f, a.data(), (int)Al->ld, b.data(), (int)Bl->ld,
-                   0.0f, acc.data(), (int)m);
-    for (uint64_t j = 0; j < n; j++)
-        for (uint64_t i = 0; i < m; i++) {
-            size_t at = (size_t)j * Dl->ld + i;
-            float c = 0.f;
-            if (fb != 0.f) c = Cl->type == CUDA_R_32F ? ((const float *)C)[at] : __bfloat162float(((const __nv_bfloat16 *)C)[at]);
-            float v = fb != 0.f ? fa * acc[(size_t)j * m + i] + fb * c : fa * acc[(size_t)j * m + i];
-            if (Dl->type == CUDA_R_32F) ((float *)D)[at] = v;
-            else ((__nv_bfloat16 *)D)[at] = __float2bfloat16_rn(v);
-        }
-    golf_emu::log_gemm(fn, s, (int)m, (int)n, (int)k, 1, "bf16", A, B, D, golf_emu::now_us() - t0);
+    for (int e = 0; e < batch; e++) {   // each entry as one unbatched matmul
+        const void *Ce = at(C, Cl, e);
+        void *De = (void *)at(D, Dl, e);
+        std::vector<float> a = golf_emu::lt_decode(at(A, Al, e), Al), b = golf_emu::lt_decode(at(B, Bl, e), Bl), acc((size_t)m * n);
+        golf_emu::gemm(CUBLAS_DEFAULT_MATH, d->ta == CUBLAS_OP_T, d->tb == CUBLAS_OP_T, (int)m, (int)n, (int)k, 1.0f, a.data(), (int)Al->ld, b.data(),
+                       (int)Bl->ld, 0.0f, acc.data(), (int)m);
+        for (uint64_t j = 0; j < n; j++)
+            for (uint64_t i = 0; i < m; i++) {
+                size_t o = (size_t)j * Dl->ld + i;
+                float c = 0.f;
+                if (fb != 0.f) c = Cl->type == CUDA_R_32F ? ((const float *)Ce)[o] : __bfloat162float(((const __nv_bfloat16 *)Ce)[o]);
+                float v = fb != 0.f ? fa * acc[(size_t)j * m + i] + fb * c : fa * acc[(size_t)j * m + i];
+                if (Dl->type == CUDA_R_32F) ((float *)De)[o] = v;
+                else ((__nv_bfloat16 *)De)[o] = __float2bfloat16_rn(v);
+            }
+    }
+    golf_emu::log_gemm(fn, s, (int)m, (int)n, (int)k, batch, "bf16", A, B, D, golf_emu::now_us() - t0);
     return CUBLAS_STATUS_SUCCESS;
 }
 #define cublasLtCreate(h) golf_ltCreate(h)
@@ -1781,6 +1840,7 @@ inline cublasStatus_t golf_ltMatmul(const char *file, int line, cublasLtHandle_t
 #define cublasLtMatmulDescSetAttribute(...) golf_ltMatmulDescSetAttribute(__FILE__, __LINE__, __VA_ARGS__)
 #define cublasLtMatrixLayoutCreate(...) golf_ltMatrixLayoutCreate(__FILE__, __LINE__, __VA_ARGS__)
 #define cublasLtMatrixLayoutDestroy(...) golf_ltMatrixLayoutDestroy(__FILE__, __LINE__, __VA_ARGS__)
+#define cublasLtMatrixLayoutSetAttribute(...) golf_ltMatrixLayoutSetAttribute(__FILE__, __LINE__, __VA_ARGS__)
 #define cublasLtMatmulPreferenceCreate(p) golf_ltMatmulPreferenceCreate(p)
 #define cublasLtMatmulPreferenceDestroy(...) golf_ltMatmulPreferenceDestroy(__FILE__, __LINE__, __VA_ARGS__)
 #define cublasLtMatmulPreferenceSetAttribute(...) golf_ltMatmulPreferenceSetAttribute(__FILE__, __LINE__, __VA_ARGS__)

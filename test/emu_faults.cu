@@ -12,7 +12,10 @@
 //   emu_faults lt TA TB M N K DTYPE BETA SEED   one cublasLtMatmul (bf16 A, B; C = D of DTYPE bf16 or f32; alpha
 //                             0.75; lda, ldb, ldd past the rows; C NaN when BETA is 0): m n k, then A, B, C (as
 //                             decoded floats), D, one "%a" matrix per line, column-major; "padding" if D's rows past m changed
-//   emu_faults lt_fault WHAT  a bad cuBLASLt call (ld, type, dims, attr, cd, algo, align): the fault's message, exit 1
+//   emu_faults lt_fault WHAT  a bad cuBLASLt call (ld, type, dims, attr, cd, algo, align, batch, overlap, layout_attr):
+//                             the fault's message, exit 1
+//   emu_faults lt_batch       a strided batch of 3 bf16 matmuls (BATCH_COUNT, STRIDED_BATCH_OFFSET) against the 3 alone:
+//                             "same" when every bit of D agrees, else "differ"
 //   emu_faults kernels SEED   train_golf.cu's deterministic kernels on random inputs: one line per kernel, the
 //                             name and a hex digest of its outputs (run under several GOLF_EMU_ORDERs, must agree)
 //   emu_faults attention T HD H KV SEED [flash]   the attention kernels on random inputs: q, k, v, dy, then y, lse,
@@ -499,7 +502,8 @@ static int lt_run(int ta, int tb, int m, int n, int k, int f32, float beta, uint
 
 // lt_fault: one bad cuBLASLt call on a 4 x 4 x 4 bf16 GEMM: an ld under the rows, an fp32 operand, B's layout with
 // another k, an epilogue attribute, C's layout other than D's, an algorithm the heuristic did not return, an A 2 bytes
-// past an allocation's start under the default (256-byte) alignment the heuristic assumed
+// past an allocation's start under the default (256-byte) alignment the heuristic assumed; batches: A's layout with
+// BATCH_COUNT 2 and the others 1, every layout with 2 entries but D's stride 0 (overlapping entries), the ORDER attribute
 static int lt_fault(const char *what) {
     cublasLtHandle_t h;
     cublasLtMatmulDesc_t desc;
@@ -514,6 +518,19 @@ static int lt_fault(const char *what) {
     cublasCheck(cublasLtMatrixLayoutCreate(&l16, CUDA_R_16BF, 4, 4, 4));
     cublasCheck(cublasLtMatrixLayoutCreate(&l32, CUDA_R_32F, 4, 4, 4));
     cublasCheck(cublasLtMatrixLayoutCreate(&l45, CUDA_R_16BF, 5, 4, 5));
+    int32_t two = 2, order = 0;
+    int64_t stride16 = 16, stride0 = 0;
+    if (!strcmp(what, "layout_attr")) cublasCheck(cublasLtMatrixLayoutSetAttribute(l16, CUBLASLT_MATRIX_LAYOUT_ORDER, &order, sizeof(order)));
+    if (!strcmp(what, "batch") || !strcmp(what, "overlap")) {
+        cublasCheck(cublasLtMatrixLayoutSetAttribute(l16, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &two, sizeof(two)));
+        cublasCheck(cublasLtMatrixLayoutSetAttribute(l16, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, !strcmp(what, "batch") ? &stride16 : &stride0, sizeof(int64_t)));
+    }
+    if (!strcmp(what, "overlap")) {   // A and B (l32 below) as l16, D's stride 0
+        cublasCheck(cublasLtMatrixLayoutDestroy(l32));
+        cublasCheck(cublasLtMatrixLayoutCreate(&l32, CUDA_R_16BF, 4, 4, 4));
+        cublasCheck(cublasLtMatrixLayoutSetAttribute(l32, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &two, sizeof(two)));
+        cublasCheck(cublasLtMatrixLayoutSetAttribute(l32, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride16, sizeof(stride16)));
+    }
     cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
     cublasLtMatmulHeuristicResult_t res;
     int got = 0;
@@ -522,7 +539,13 @@ static int lt_fault(const char *what) {
     int type = !strcmp(what, "type"), dims = !strcmp(what, "dims"), cd = !strcmp(what, "cd");
     if (!strcmp(what, "algo")) res.algo.data[0] = 0;
     const bf16 *a = !strcmp(what, "align") ? d + 1 : d;
-    cublasCheck(cublasLtMatmul(h, desc, &one, a, type ? l32 : l16, d, dims ? l45 : l16, &zero, d, cd ? l32 : l16, d, l16, &res.algo, NULL, 0, 0));
+    if (!strcmp(what, "batch")) {   // A with 2 entries, B, C, D with 1
+        cublasLtMatrixLayout_t one16;
+        cublasCheck(cublasLtMatrixLayoutCreate(&one16, CUDA_R_16BF, 4, 4, 4));
+        cublasCheck(cublasLtMatmul(h, desc, &one, a, l16, d, one16, &zero, d, one16, d, one16, &res.algo, NULL, 0, 0));
+    } else if (!strcmp(what, "overlap"))   // A, B 2 entries 16 apart; C = D 2 entries at one place
+        cublasCheck(cublasLtMatmul(h, desc, &one, a, l32, d, l32, &zero, d, l16, d, l16, &res.algo, NULL, 0, 0));
+    else cublasCheck(cublasLtMatmul(h, desc, &one, a, type ? l32 : l16, d, dims ? l45 : l16, &zero, d, cd ? l32 : l16, d, l16, &res.algo, NULL, 0, 0));
     printf("no fault\n");
     return 0;
 }
@@ -642,6 +665,48 @@ static int graph_fault(const char *what) {
     return 0;
 }
 
+// lt_batch: D_i = A_i B_i^T (i < 3; 5 x 6 x 7, bf16 A and B, float32 D) as one strided batch and as 3 matmuls
+static int lt_batch(void) {
+    const int m = 5, n = 6, k = 7, nb = 3;
+    size_t na = (size_t)m * k, nbb = (size_t)n * k, nd = (size_t)m * n;
+    std::vector<bf16> A(nb * na), B(nb * nbb);
+    uint64_t seed = 77;
+    for (auto &x : A) x = __float2bfloat16_rn((float)rng_normal(&seed));
+    for (auto &x : B) x = __float2bfloat16_rn((float)rng_normal(&seed));
+    bf16 *dA, *dB;
+    float *dD, *dE;
+    cudaCheck(cudaMalloc(&dA, nb * na * 2)); cudaCheck(cudaMalloc(&dB, nb * nbb * 2));
+    cudaCheck(cudaMalloc(&dD, nb * nd * 4)); cudaCheck(cudaMalloc(&dE, nb * nd * 4));
+    cudaCheck(cudaMemcpy(dA, A.data(), nb * na * 2, cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(dB, B.data(), nb * nbb * 2, cudaMemcpyHostToDevice));
+    cublasLtHandle_t h;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t la, lb, ld, la1, lb1, ld1;
+    int32_t opb = CUBLAS_OP_T, bc = nb;
+    int64_t sa = (int64_t)na, sb = (int64_t)nbb, sd = (int64_t)nd;
+    cublasCheck(cublasLtCreate(&h));
+    cublasCheck(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof(opb)));
+    cublasCheck(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, m, k, m)); cublasCheck(cublasLtMatrixLayoutCreate(&la1, CUDA_R_16BF, m, k, m));
+    cublasCheck(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, n, k, n)); cublasCheck(cublasLtMatrixLayoutCreate(&lb1, CUDA_R_16BF, n, k, n));
+    cublasCheck(cublasLtMatrixLayoutCreate(&ld, CUDA_R_32F, m, n, m)); cublasCheck(cublasLtMatrixLayoutCreate(&ld1, CUDA_R_32F, m, n, m));
+    cublasLtMatrixLayout_t lay[3] = {la, lb, ld};
+    int64_t st[3] = {sa, sb, sd};
+    for (int i = 0; i < 3; i++) {
+        cublasCheck(cublasLtMatrixLayoutSetAttribute(lay[i], CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof(bc)));
+        cublasCheck(cublasLtMatrixLayoutSetAttribute(lay[i], CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &st[i], sizeof(st[i])));
+    }
+    float one = 1, zero = 0;
+    cublasCheck(cublasLtMatmul(h, desc, &one, dA, la, dB, lb, &zero, dD, ld, dD, ld, NULL, NULL, 0, 0));
+    for (int i = 0; i < nb; i++)
+        cublasCheck(cublasLtMatmul(h, desc, &one, dA + i * na, la1, dB + i * nbb, lb1, &zero, dE + i * nd, ld1, dE + i * nd, ld1, NULL, NULL, 0, 0));
+    std::vector<float> D(nb * nd), E(nb * nd);
+    cudaCheck(cudaMemcpy(D.data(), dD, nb * nd * 4, cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(E.data(), dE, nb * nd * 4, cudaMemcpyDeviceToHost));
+    printf("%s\n", memcmp(D.data(), E.data(), nb * nd * 4) ? "differ" : "same");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     g_golf_prog = "emu_faults";
     if (argc < 2) { fprintf(stderr, "usage: emu_faults FAULT|smem_ok|race|collectives|convert|gemm|ptx|kernels SEED|attention T HD H KV SEED [flash]\n"); return 2; }
@@ -684,6 +749,7 @@ int main(int argc, char **argv) {
         return lt_run(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), atoi(argv[6]), !strcmp(argv[7], "f32"), (float)atof(argv[8]),
                       strtoull(argv[9], NULL, 10));
     else if (!strcmp(w, "lt_fault") && argc == 3) return lt_fault(argv[2]);
+    else if (!strcmp(w, "lt_batch")) return lt_batch();
     else if (!strcmp(w, "kernels") && argc == 3) return run_kernels(strtoull(argv[2], NULL, 10));
     else if (!strcmp(w, "attention") && (argc == 7 || (argc == 8 && !strcmp(argv[7], "flash"))))
         return run_attention(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), strtoull(argv[6], NULL, 10), argc == 8);

@@ -135,8 +135,10 @@ def check_gemm(R, exe):
 
 LT_FAULTS = [("ld", "ld 3 (column-major: ld >= rows)"), ("type", "A is CUDA_R_32F: only CUDA_R_16BF operands"),
              ("dims", "layout of B is 5 x 4 but the op needs 4 x 4"), ("attr", "attribute 7 is not emulated"),
-             ("cd", "C's layout (CUDA_R_32F 4 x 4, ld 4) differs from D's"), ("algo", "not one cublasLtMatmulAlgoGetHeuristic returned"),
-             ("align", "A is aligned to 2 bytes, under the 256 the algorithm was chosen for")]
+             ("cd", "C's layout (CUDA_R_32F 4 x 4, ld 4, stride 0) differs from D's"), ("algo", "not one cublasLtMatmulAlgoGetHeuristic returned"),
+             ("align", "A (batch entry 0) is aligned to 2 bytes, under the 256 the algorithm was chosen for"),
+             ("batch", "batch counts A 2, B 1, C 1, D 1: only equal counts are emulated"), ("overlap", "D's batch entries overlap"),
+             ("layout_attr", "attribute 1 is not emulated (BATCH_COUNT and STRIDED_BATCH_OFFSET are)")]
 
 
 def check_cublaslt(R, exe):
@@ -180,6 +182,9 @@ def check_cublaslt(R, exe):
         p = emu(exe, "lt_fault", name)
         R.check(f"cuBLASLt fault {name}: exit 1, the message and the call site", p.returncode == 1 and want in p.stderr and "at test/emu_faults.cu:" in p.stderr,
                 p.stderr.strip()[-300:])
+    p = emu(exe, "lt_batch")
+    R.check("cublasLtMatmul: a strided batch of 3 (BATCH_COUNT, STRIDED_BATCH_OFFSET) gives the bits of the 3 matmuls alone",
+            p.returncode == 0 and p.stdout.strip() == "same", (p.stdout + p.stderr).strip()[-300:])
 
 
 def check_orders(R, exe):

@@ -117,7 +117,7 @@ typedef struct {
     double max_wallclock_seconds, qk_gain_init, rope_base, logit_softcap, embed_lr, head_lr, tied_embed_lr;
     double tied_embed_init_std, matrix_lr, scalar_lr, muon_momentum, muon_momentum_warmup_start, beta1, beta2;
     double adam_eps, grad_clip_norm, sdclip_k, muon_wd, adam_wd, warmdown_frac, min_lr_frac, dist_timeout, bucket_cap_mb;
-    int muon_eq_r, muon_polar_express;
+    int muon_eq_r, muon_polar_express, flash_attention;
     // architecture options (golf_infer.c's Config; README "Architecture options")
     int mlp_hidden, bigram_vocab_size, bigram_dim, smear_gate, xsa_last_n, rope_dims, ln_scale, parallel_from, skip_gates, attn_out_gate;
     double mlp_leaky_slope, loop_start_frac;
@@ -207,6 +207,7 @@ static const ConfigEntry CONFIG[] = {
     CI(gptq_tokens, "GPTQ_TOKENS", "65536", "GPTQ calibration: the first N tokens of the train shards"),
     CS(precision, "PRECISION", "bf16", "bf16 (train_gpt.py's autocast): GEMMs and attention on bf16 operands with fp32 accumulation; fp32: everything in fp32 (the exact path)"),
     CI(plan_memory, "PLAN_MEMORY", "0", "1: print the device memory plan of this config per GPU and exit (no GPU used; dev/bench_train.sh --memory)"),
+    CI(flash_attention, "FLASH_ATTENTION", "0", "1: with PRECISION=bf16 and head_dim 64 or 128, attention on the tensor-core flash kernels (4c; README: not yet the default)"),
     CI(math_tf32, "MATH_TF32", "0", "1: TF32 tensor cores in the fp32 GEMMs"),
     CI(cuda_graph, "CUDA_GRAPH", "1", "1: a training step's micro-steps captured once as a CUDA graph and replayed (main); 0: issued eagerly"),
     CS(dump_grads, "DUMP_GRADS", "", "write step 0's loss and gradients here (checkpoint format, grad.<name>), for tests"),
@@ -337,6 +338,7 @@ static const char *config_validate(const TrainConfig *c, int world) {
     if (c->quant_embed[0] && export_scheme(c->quant_embed) < 0) return "QUANT_EMBED must be one of fp16 int8 int6 int5 int4 ternary (or empty: QUANT)";
     if (clip_from_name(c->quant_clip) < 0) return "QUANT_CLIP must be search, none or sdclip";
     if (strcmp(c->precision, "bf16") && strcmp(c->precision, "fp32")) return "PRECISION must be bf16 or fp32";
+    if (c->flash_attention != 0 && c->flash_attention != 1) return "FLASH_ATTENTION must be 0 or 1";
     if (!(c->dist_timeout > 0)) return "DIST_TIMEOUT must be positive";
     if (!(c->bucket_cap_mb > 0)) return "BUCKET_CAP_MB must be positive";
     if ((c->qat != 0 && c->qat != 1) || !(c->qat_start_frac >= 0 && c->qat_start_frac <= 1)) return "QAT must be 0 or 1 and QAT_START_FRAC in [0, 1]";
@@ -1711,7 +1713,7 @@ static void trainer_alloc(Trainer *tr, int B) {
     for (int i = 0; i < 6; i++) tr->scratch[i] = dmalloc(N * wmax);
     tr->Dbuf = dmalloc(N * c->num_heads);
     tr->q16 = tr->k16 = tr->v16 = tr->dy16 = NULL;
-    if (!strcmp(tr->tc.precision, "bf16") && (hd == 64 || hd == 128)) {
+    if (!strcmp(tr->tc.precision, "bf16") && tr->tc.flash_attention && (hd == 64 || hd == 128)) {
         tr->q16 = (__nv_bfloat16 *)dmalloc_bytes(N * d * sizeof(__nv_bfloat16)); tr->dy16 = (__nv_bfloat16 *)dmalloc_bytes(N * d * sizeof(__nv_bfloat16));
         tr->k16 = (__nv_bfloat16 *)dmalloc_bytes(N * kv * sizeof(__nv_bfloat16)); tr->v16 = (__nv_bfloat16 *)dmalloc_bytes(N * kv * sizeof(__nv_bfloat16));
     }

@@ -655,42 +655,6 @@ def apply_partial_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return torch.cat((apply_rotary(x[..., :rotated], cos, sin), x[..., rotated:]), dim=-1)
 
 
-class FlashBf16Attention(torch.autograd.Function):
-    """Causal attention as a bf16 flash kernel computes it on tensor cores (--device cpu --amp's model of SDPA's flash
-    kernel and of train_golf's, chapter 4c): q, k, v [B, H, T, D] already bf16-valued (k, v repeated per query head).
-    Forward: scores S = q k^T / sqrt(D) in float32, e = exp(S - rowmax) in float32; y = (bf16(e) v) / sum(e) -- P is
-    rounded to bf16 before its mma, its row sum is not. Backward from the saved lse: P = exp(S - lse); dV = bf16(P)^T
-    bf16(dY); dP = bf16(dY) v^T; D = rowsum(dY * y) in float32; dS = P (dP - D), rounded to bf16 before dQ = dS k and
-    dK = dS^T q (times 1/sqrt(D)). A kernel rounds exp(S - running max) tile by tile instead of exp(S - rowmax): the
-    same relative rounding at other points, which the bf16 tolerance (the reference's own amp-vs-fp32 distance)
-    covers."""
-
-    @staticmethod
-    def forward(ctx, q, k, v):
-        scale = 1.0 / math.sqrt(q.size(-1))
-        T = q.size(2)
-        future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)
-        s = (q @ k.transpose(-2, -1) * scale).masked_fill(future, float("-inf"))
-        m = s.amax(dim=-1, keepdim=True)
-        e = torch.exp(s - m)
-        l = e.sum(dim=-1, keepdim=True)
-        y = (bf16r(e) @ v) / l
-        ctx.save_for_backward(q, k, v, y, m + torch.log(l))
-        return y
-
-    @staticmethod
-    def backward(ctx, dy):
-        q, k, v, y, lse = ctx.saved_tensors
-        scale = 1.0 / math.sqrt(q.size(-1))
-        T = q.size(2)
-        future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)
-        p = torch.exp((q @ k.transpose(-2, -1) * scale).masked_fill(future, float("-inf")) - lse)
-        dyb = bf16r(dy)
-        dv = bf16r(p).transpose(-2, -1) @ dyb
-        ds = bf16r(p * (dyb @ v.transpose(-2, -1) - (dy * y).sum(dim=-1, keepdim=True)))
-        return ds @ k * scale, ds.transpose(-2, -1) @ q * scale, dv
-
-
 def causal_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """q [B, H, T, D], k and v [B, Hkv, T, D] -> [B, H, T, D]. Query head h uses kv head h // (H/Hkv)
     (repeat_interleave, as scaled_dot_product_attention's enable_gqa). Scale 1/sqrt(D)."""
@@ -702,8 +666,6 @@ def causal_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         v = v.repeat_interleave(num_heads // num_kv_heads, dim=1)
     if FAST_KERNELS["on"] and hasattr(F, "scaled_dot_product_attention"):
         return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    if CPU_AMP["on"] and head_dim in (64, 128):   # train_golf's flash kernels' head dims (others: its SIMT kernels)
-        return FlashBf16Attention.apply(q, k, v)
     scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(head_dim))  # [B, H, T, T]
     future = torch.ones(seq_len, seq_len, dtype=torch.bool, device=q.device).triu(1)
     scores = scores.masked_fill(future, float("-inf"))

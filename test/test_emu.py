@@ -451,7 +451,7 @@ def check_trainer(R, exe):
             losses = {}
             for prec in ("fp32", "bf16"):
                 log = tmp / f"launches_{prec}_{heads}.log"
-                env = dict(os.environ, **TRAINER_SHAPE, NUM_HEADS=heads, PRECISION=prec, DATA_PATH=str(data),
+                env = dict(os.environ, **TRAINER_SHAPE, NUM_HEADS=heads, PRECISION=prec, FLASH_ATTENTION="1", DATA_PATH=str(data),
                            TOKENIZER_PATH=str(shared / "tokenizers" / "fineweb_1024_bpe.model"), OUT_DIR=str(tmp / prec),
                            RUN_ID=f"emu_{prec}", GOLF_EMU_LOG=str(log), OMP_WAIT_POLICY="passive")
                 p = subprocess.run([str(cpu)], capture_output=True, text=True, env=env, cwd=tmp)

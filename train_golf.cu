@@ -792,14 +792,18 @@ __global__ void column_dot(float *dcol, const float *a, const float *b, int N, i
     atomicAdd(&dcol[c], s);
 }
 
-// (leaky) relu^2 forward: u = T(r^2) with r = x > 0 ? x : slope x;  backward: dx = 2 r (x > 0 ? 1 : slope) du
-template <class T> __global__ void relu2_forward(T *u, const float *x, float slope, size_t n) {
+// (leaky) relu^2 forward: u = T(r^2) with r = x > 0 ? x : slope x;  backward: dx = 2 r (x > 0 ? 1 : slope) du.
+// x: float, or bf16 under PRECISION=bf16 (the fc GEMM's bf16 output kept as it is; widened exactly on load, so the
+// same bits as the float copy gemm_act would have widened)
+__device__ inline float load_f(const float *p) { return *p; }
+__device__ inline float load_f(const bf16 *p) { return __bfloat162float(*p); }
+template <class T> __global__ void relu2_forward(T *u, const T *xp, float slope, size_t n) {   // x and u of one type
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) { float r = x[i] > 0.f ? x[i] : slope * x[i]; store_scaled(&u[i], r * r, 1.0f); }
+    if (i < n) { float x = load_f(&xp[i]), r = x > 0.f ? x : slope * x; store_scaled(&u[i], r * r, 1.0f); }
 }
-__global__ void relu2_backward(float *dx, const float *du, const float *x, float slope, size_t n) {
+template <class TX> __global__ void relu2_backward(float *dx, const float *du, const TX *xp, float slope, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) dx[i] = x[i] > 0.f ? 2.f * x[i] * du[i] : 2.f * slope * slope * x[i] * du[i];
+    if (i < n) { float x = load_f(&xp[i]); dx[i] = x > 0.f ? 2.f * x * du[i] : 2.f * slope * slope * x * du[i]; }
 }
 
 // q/k preparation forward (row kernel, a row per token and head): out = gain[h] * rope(rmsnorm(raw)) over head_dim, RoPE on
@@ -1491,8 +1495,9 @@ typedef struct {   // activations of one block for a batch of N tokens
     float *ao;      // [N, d]: attention projection
     float *xa;      // [N, d]: xm + attn_scale * ao
     float *h2, *r2; // [N, d], [N]: rmsnorm(xa) (h2: PRECISION=fp32)
-    float *up, *u;  // [N, F]: fc output, relu^2 (u: PRECISION=fp32)
+    float *up, *u;  // [N, F]: fc output, relu^2 (both PRECISION=fp32)
     bf16 *h2b, *ub; // [N, d], [N, F]: ls * h2 and u in bf16 (PRECISION=bf16: the only copy)
+    bf16 *upb;      // [N, F]: the fc output in bf16 (PRECISION=bf16: the GEMM's own bf16 result, the only copy)
     float *mo;      // [N, d]: MLP projection
     float *xout;    // [N, d]: xa + mlp_scale * mo (lane 0 of a parallel block)
     float *xin1, *xout1;  // [N, d]: lane 1 in and out (PARALLEL_FROM; else NULL)
@@ -1670,6 +1675,13 @@ static void gemm_act(Trainer *tr, int ta, int tb, int M, int N, int K, float alp
     lt_gemm(tr, ta, tb, M, N, K, 1, bf16_operand(tr, A, (size_t)M * K, 0, alpha), bf16_operand(tr, B, (size_t)K * N, 1, 1.0f), 0, tr->lt_out, CUDA_R_16BF);
     LAUNCH1D(widen_bf16, n, C, tr->lt_out, n);
 }
+// gemm_bf16_out (PRECISION=bf16): C[M, N] = bf16(op(A) op(B)), the tensor cores' bf16 output kept as it is (what
+// gemm_act widens into float; here it stays bf16 for a consumer that reads bf16)
+template <class TA>
+static void gemm_bf16_out(Trainer *tr, int ta, int tb, int M, int N, int K, const TA *A, const float *B, bf16 *C) {
+    if (!tr->use_bf16) golf_die("internal: a bf16 GEMM output under PRECISION=fp32");
+    lt_gemm(tr, ta, tb, M, N, K, 1, bf16_operand(tr, A, (size_t)M * K, 0, 1.0f), bf16_operand(tr, B, (size_t)K * N, 1, 1.0f), 0, C, CUDA_R_16BF);
+}
 template <class TX> static void gemm_dw(Trainer *tr, int M, int N, int K, float s, const float *dY, const TX *X, float *dW) {
     if (!tr->use_bf16) { gemm(tr, 1, 0, M, N, K, s, dY, X, 1.0f, dW); return; }
     lt_gemm(tr, 1, 0, M, N, K, 1, bf16_operand(tr, dY, (size_t)M * K, 0, 1.0f), bf16_operand(tr, X, (size_t)K * N, 1, s), 1, dW, CUDA_R_32F);
@@ -1681,7 +1693,7 @@ template <class TX> static void gemm_dw(Trainer *tr, int M, int N, int K, float 
 enum { MEM_WEIGHTS, MEM_GRADS, MEM_OPTIM, MEM_BLOCK_ACTS, MEM_EMBED_ACTS, MEM_LOGITS, MEM_SCRATCH, MEM_NS, MEM_SMALL, MEM_CLASSES };
 static const char *MEM_CLASS_NAME[MEM_CLASSES] = {
     "weights (params; QAT copy, EMA when on)", "gradients", "optimizer state (Adam m, v; Muon momentum)", "block activations (all positions)",
-    "embedding, lanes, final norm", "logits (dlogits in place) and loss", "backward scratch and skip gradients", "Newton-Schulz scratch",
+    "embedding, lanes, final norm", "logits of one head chunk (dlogits in place), loss", "backward scratch and skip gradients", "Newton-Schulz scratch",
     "tokens, RoPE tables, small"};
 // cuBLAS allocates its own workspace (not through dmalloc): its default on Hopper is 32 MiB per handle
 static const size_t CUBLAS_WORKSPACE_BYTES = (size_t)32 << 20;
@@ -1730,7 +1742,8 @@ static void trainer_alloc(Trainer *tr, int B) {
         a->qr = dmalloc(N * d); a->kr = dmalloc(N * kv); a->v = dmalloc(N * kv); a->q = dmalloc(N * d); a->k = dmalloc(N * kv);
         a->rq = dmalloc(N * c->num_heads); a->rk = dmalloc(N * c->num_kv_heads);
         a->y = dmalloc(N * d); a->lse = dmalloc(N * c->num_heads); a->ao = dmalloc(N * d); a->xa = rc ? sh.xa : dmalloc(N * d);
-        a->r2 = dmalloc(N); a->up = dmalloc(N * F); a->mo = dmalloc(N * d); a->xout = dmalloc(N * d);
+        a->r2 = dmalloc(N); a->mo = dmalloc(N * d); a->xout = dmalloc(N * d);
+        a->up = b16 ? NULL : dmalloc(N * F); a->upb = b16 ? dmalloc_bf16(N * F) : NULL;
         a->h2 = a->u = NULL; a->h2b = a->ub = NULL;
         if (rc) { a->h2 = sh.h2; a->u = sh.u; a->h2b = sh.h2b; a->ub = sh.ub; }
         else if (b16) { a->h2b = dmalloc_bf16(N * d); a->ub = dmalloc_bf16(N * F); }
@@ -2003,8 +2016,8 @@ static void forward(Trainer *tr, float grad_scale) {
         gemm_act(tr, 0, 1, N, d, d, 1, a->yx, PARAM(lp->proj), a->ao);
         mlp_norm(tr, a, lp, par, ls);
         if (tr->use_bf16) {   // h2 and u in bf16 only; ls applied before h2's rounding
-            gemm_act(tr, 0, 1, N, F, d, 1, a->h2b, PARAM(lp->fc), a->up);
-            LAUNCH1D(relu2_forward<bf16>, (size_t)N * F, a->ub, a->up, c->mlp_leaky_slope, (size_t)N * F);
+            gemm_bf16_out(tr, 0, 1, N, F, d, a->h2b, PARAM(lp->fc), a->upb);
+            LAUNCH1D(relu2_forward<bf16>, (size_t)N * F, a->ub, a->upb, c->mlp_leaky_slope, (size_t)N * F);
             gemm_act(tr, 0, 1, N, d, F, 1, a->ub, PARAM(lp->mlp_proj), a->mo);
         } else {
             gemm_act(tr, 0, 1, N, F, d, ls, a->h2, PARAM(lp->fc), a->up);
@@ -2066,7 +2079,7 @@ static void block_recompute(Trainer *tr, BlockActs *a, const LayerParams *lp, in
     size_t nF = (size_t)tr->N * c->mlp_hidden;
     attn_norm(tr, a, lp);
     mlp_norm(tr, a, lp, par, ls);
-    if (tr->use_bf16) LAUNCH1D(relu2_forward<bf16>, nF, a->ub, a->up, c->mlp_leaky_slope, nF);
+    if (tr->use_bf16) LAUNCH1D(relu2_forward<bf16>, nF, a->ub, a->upb, c->mlp_leaky_slope, nF);
     else LAUNCH1D(relu2_forward<float>, nF, a->u, a->up, c->mlp_leaky_slope, nF);
 }
 
@@ -2113,7 +2126,8 @@ static void backward(Trainer *tr) {
         if (tr->use_bf16) gemm(tr, 1, 0, d, F, N, 1, t1, a->ub, 1, GRAD(lp->mlp_proj));                  // dW mlp.proj
         else gemm(tr, 1, 0, d, F, N, 1, t1, a->u, 1, GRAD(lp->mlp_proj));
         gemm(tr, 0, 0, N, F, d, 1, t1, PARAM(lp->mlp_proj), 0, t2);                                        // du
-        LAUNCH1D(relu2_backward, (size_t)N * F, t2, t2, a->up, c->mlp_leaky_slope, (size_t)N * F);          // dup
+        if (tr->use_bf16) LAUNCH1D(relu2_backward<bf16>, (size_t)N * F, t2, t2, a->upb, c->mlp_leaky_slope, (size_t)N * F);   // dup
+        else LAUNCH1D(relu2_backward<float>, (size_t)N * F, t2, t2, a->up, c->mlp_leaky_slope, (size_t)N * F);
         if (tr->use_bf16) gemm_dw(tr, F, d, N, 1, t2, a->h2b, GRAD(lp->fc));                             // dW fc (ls is in h2b)
         else gemm_dw(tr, F, d, N, ls, t2, a->h2, GRAD(lp->fc));
         gemm(tr, 0, 0, N, d, F, ls, t2, PARAM(lp->fc), 0, t1);                                             // dh2

@@ -54,7 +54,7 @@ from harness import Results  # noqa: E402
 # A small model: the kernels see GQA, U-Net skips, head_dim 64; fast enough to run K steps twice.
 SHAPE = {"NUM_LAYERS": "4", "MODEL_DIM": "128", "NUM_HEADS": "2", "NUM_KV_HEADS": "1", "MLP_MULT": "2", "TRAIN_SEQ_LEN": "128",
          "TRAIN_BATCH_TOKENS": "8192", "VAL_BATCH_SIZE": "8192", "ITERATIONS": "20", "WARMDOWN_ITERS": "5",
-         "MAX_WALLCLOCK_SECONDS": "0"}
+         "MAX_WALLCLOCK_SECONDS": "0", "LOGIT_CHUNK": "96"}   # the head in chunks of 96 tokens: several, and a short last one
 # Tolerances. Both sides compute in float32 (train_golf: cuBLAS fp32 GEMMs, TF32 off; the reference: --no-amp);
 # they differ only in summation order (cuBLAS blocking, atomics over 8,192 tokens, online softmax), ~1e-6
 # relative per operation, grown through 4 layers and the backward pass: 1e-3 of a tensor's largest gradient

@@ -22,6 +22,9 @@
  *   final_model.ckpt (float32), final_model.golf: the run folder that dev/submit.sh packages.
  *   PLAN_MEMORY=1 prints the device memory plan per GPU instead (bytes per buffer class from trainer_alloc's own
  *   sizes, the cuBLAS workspace, the fit on an H100 80GB) and exits, touching no GPU (dev/bench_train.sh --memory).
+ *   Activation memory: LOGIT_CHUNK tokens of logits at a time (the head's forward, CE gradient and GEMMs per chunk);
+ *   RECOMPUTE=1 recomputes the norm outputs, xm, xa and relu^2 in the backward from what each position keeps;
+ *   FUSE=1 runs the residual mix / scale-add and the next norm as one kernel (both: the plain path's bits).
  *   Export options (test/reference.py has the same QAT and EMA): QAT=1 trains the matrices on their fake-quantized
  *   values from QAT_START_FRAC of training on (straight-through gradient); EMA_DECAY > 0 evaluates, saves and exports
  *   the EMA of the weights; GPTQ_RESERVE_SECONDS > 0 stops training that much before MAX_WALLCLOCK_SECONDS and
@@ -33,7 +36,7 @@
  *   and the outputs y, dq, dk, dv in fp32 (chapter 4c). PRECISION=fp32 (the default): GEMMs in cuBLAS fp32
  *   (TF32 tensor cores with MATH_TF32=1). PRECISION=bf16, train_gpt.py's autocast as tensor cores compute it:
  *   every GEMM (forward and gradient) through cuBLASLt on bf16 operands (a bf16 shadow of the weights; the MLP's and
- *   the final norm's outputs and relu^2 written only in bf16 by their kernels; other activations and the gradients
+ *   the final norm's outputs, the fc output and relu^2 kept only in bf16; other activations and the gradients
  *   cast on the fly) with fp32 accumulation; forward GEMM outputs and attention's q, k, v rounded to bf16; dX and
  *   dW kept in fp32 (dW accumulated into the fp32 gradients); Muon's Newton-Schulz in bf16 (test/reference.py
  *   --device cpu --amp is the model of all of it).

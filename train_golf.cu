@@ -22,6 +22,9 @@
  *   final_model.ckpt (float32), final_model.golf: the run folder that dev/submit.sh packages.
  *   PLAN_MEMORY=1 prints the device memory plan per GPU instead (bytes per buffer class from trainer_alloc's own
  *   sizes, the cuBLAS workspace, the fit on an H100 80GB) and exits, touching no GPU (dev/bench_train.sh --memory).
+ *   Activation memory: LOGIT_CHUNK tokens of logits at a time (the head's forward, CE gradient and GEMMs per chunk);
+ *   RECOMPUTE=1 recomputes the norm outputs, xm, xa and relu^2 in the backward from what each position keeps;
+ *   FUSE=1 runs the residual mix / scale-add and the next norm as one kernel (both: the plain path's bits).
  *   Export options (test/reference.py has the same QAT and EMA): QAT=1 trains the matrices on their fake-quantized
  *   values from QAT_START_FRAC of training on (straight-through gradient); EMA_DECAY > 0 evaluates, saves and exports
  *   the EMA of the weights; GPTQ_RESERVE_SECONDS > 0 stops training that much before MAX_WALLCLOCK_SECONDS and
@@ -30,10 +33,11 @@
  *   Numerics (PRECISION): fp32 master weights, optimizer state, residual stream, norms, softmax statistics, the loss
  *   and every reduction. PRECISION=bf16 (the default; train_gpt.py's autocast as tensor cores compute it): every GEMM,
  *   forward and gradient, through cuBLASLt on bf16 operands with fp32 accumulation (a bf16 shadow of the weights; the
- *   MLP's and the final norm's outputs and relu^2 written only in bf16 by their kernels, other operands cast on the
- *   fly); forward GEMM outputs rounded to bf16, dX and dW in fp32; attention as flash kernels on tensor cores for
- *   head_dim 64 and 128 (bf16 q, k, v, dy, P and dS into mma.sync, fp32 accumulation, softmax / lse / D and y, dq, dk,
- *   dv in fp32; chapter 4c; other head dims: the SIMT kernels on bf16-rounded q, k); Muon's Newton-Schulz in bf16.
+ *   MLP's and the final norm's outputs, the fc output and relu^2 kept only in bf16, other operands cast on the
+ *   fly); forward GEMM outputs rounded to bf16, dX and dW in fp32; attention with FLASH_ATTENTION=1 as flash kernels
+ *   on tensor cores for head_dim 64 and 128 (bf16 q, k, v, dy, P and dS into mma.sync, fp32 accumulation, softmax /
+ *   lse / D and y, dq, dk, dv in fp32; chapter 4c), otherwise the SIMT kernels on bf16-rounded q, k; Muon's
+ *   Newton-Schulz in bf16.
  *   test/reference.py --device cpu --amp models all of it. PRECISION=fp32: the exact path, GEMMs in cuBLAS fp32 (TF32
  *   tensor cores with MATH_TF32=1), attention a fused online-softmax SIMT kernel per query (no T x T buffer).
  *   CUDA_GRAPH=1 (the default): a step's micro-steps are captured once as a CUDA graph and replayed, with no host
@@ -122,7 +126,7 @@ typedef struct {
     int mlp_hidden, bigram_vocab_size, bigram_dim, smear_gate, xsa_last_n, rope_dims, ln_scale, parallel_from, skip_gates, attn_out_gate;
     double mlp_leaky_slope, loop_start_frac;
     char loop_encoder[256], loop_decoder[256], preset[32];
-    int plan_memory, cuda_graph;
+    int plan_memory, cuda_graph, logit_chunk, recompute, fuse;
 } TrainConfig;
 
 enum { OPT_INT, OPT_FLOAT, OPT_STR };
@@ -208,6 +212,9 @@ static const ConfigEntry CONFIG[] = {
     CS(precision, "PRECISION", "bf16", "bf16 (train_gpt.py's autocast): GEMMs and attention on bf16 operands with fp32 accumulation; fp32: everything in fp32 (the exact path)"),
     CI(plan_memory, "PLAN_MEMORY", "0", "1: print the device memory plan of this config per GPU and exit (no GPU used; dev/bench_train.sh --memory)"),
     CI(flash_attention, "FLASH_ATTENTION", "0", "1: with PRECISION=bf16 and head_dim 64 or 128, attention on the tensor-core flash kernels (4c; README: not yet the default)"),
+    CI(logit_chunk, "LOGIT_CHUNK", "8192", "tokens per pass of the head (logits, softcapped CE and its gradient, lm_head GEMMs) over a chunk; 0: the whole micro-batch"),
+    CI(recompute, "RECOMPUTE", "1", "1: the backward recomputes the norm outputs and relu^2 from what it keeps (one buffer each); 0: every block position keeps them"),
+    CI(fuse, "FUSE", "1", "1: the residual mix and the scale-add each fused with the norm after it (one pass, the same bits); 0: the plain kernels"),
     CI(math_tf32, "MATH_TF32", "0", "1: TF32 tensor cores in the fp32 GEMMs"),
     CI(cuda_graph, "CUDA_GRAPH", "1", "1: a training step's micro-steps captured once as a CUDA graph and replayed (main); 0: issued eagerly"),
     CS(dump_grads, "DUMP_GRADS", "", "write step 0's loss and gradients here (checkpoint format, grad.<name>), for tests"),
@@ -327,6 +334,7 @@ static const char *config_validate(const TrainConfig *c, int world) {
     if (c->ttt_chunk_tokens < 0 || c->ttt_chunk_tokens % c->train_seq_len || c->ttt_steps < 1 || !(c->ttt_lr >= 0))
         return "TTT_CHUNK_TOKENS must be 0 or a multiple of TRAIN_SEQ_LEN, TTT_STEPS >= 1, TTT_LR >= 0";
     if (!(c->loop_start_frac >= 0 && c->loop_start_frac <= 1)) return "LOOP_START_FRAC must be in [0, 1]";
+    if (c->logit_chunk < 0 || (c->recompute != 0 && c->recompute != 1) || (c->fuse != 0 && c->fuse != 1)) return "LOGIT_CHUNK must be >= 0, RECOMPUTE and FUSE 0 or 1";
     if (!(c->warmdown_frac >= 0 && c->warmdown_frac <= 1) || !(c->min_lr_frac >= 0 && c->min_lr_frac <= 1)) return "WARMDOWN_FRAC and MIN_LR_FRAC must be in [0, 1]";
     if (c->muon_wd < 0 || c->adam_wd < 0) return "MUON_WD and ADAM_WD must be >= 0";
     // the options golf_infer.c and test/reference.py run, that this version's GPU kernels do not yet
@@ -725,6 +733,44 @@ __global__ void rmsnorm_backward(float *dx, const float *dy, const float *x, con
     }
 }
 
+// Fused forms (FUSE=1) of a residual step and the norm after it, one pass over the row instead of two: the same
+// per-element expressions in the same order as the plain kernels (mix_forward / scale_add_forward, then
+// rmsnorm_forward), so the same bits. The residual output is written too (the next step and the backward read it).
+// mix + rmsnorm forward (row kernel): xm = mix[0, c] x + mix[1, c] x0; out = T(s xm rstd), rstd of xm (xm != x, x0)
+template <class T> __global__ void mix_rmsnorm_forward(float *xm, T *out, float *rstd, const float *x, const float *x0, const float *mix, int rows, int d, float s) {
+    int row, lane;
+    bool store;
+    if (!row_of(rows, &row, &lane, &store)) return;
+    size_t o = (size_t)row * d;
+    float ss = 0;
+    for (int i = lane; i < d; i += ROW_LANES) {
+        float m = mix[i] * x[o + i] + mix[d + i] * x0[o + i];
+        ss += m * m;
+        if (store) xm[o + i] = m;
+    }
+    float r = rsqrtf(row_sum(ss) / d + RMS_EPS_F);
+    if (!store) return;
+    for (int i = lane; i < d; i += ROW_LANES) store_scaled(&out[o + i], xm[o + i] * r, s);
+    if (lane == 0) rstd[row] = r;
+}
+// scale-add + rmsnorm forward (row kernel): xa = x + sc[c] y; out = T(s xa rstd), rstd of xa (xa != x, y)
+template <class T> __global__ void scale_add_rmsnorm_forward(float *xa, T *out, float *rstd, const float *x, const float *sc, const float *y, int rows, int d, float s) {
+    int row, lane;
+    bool store;
+    if (!row_of(rows, &row, &lane, &store)) return;
+    size_t o = (size_t)row * d;
+    float ss = 0;
+    for (int i = lane; i < d; i += ROW_LANES) {
+        float m = x[o + i] + sc[i] * y[o + i];
+        ss += m * m;
+        if (store) xa[o + i] = m;
+    }
+    float r = rsqrtf(row_sum(ss) / d + RMS_EPS_F);
+    if (!store) return;
+    for (int i = lane; i < d; i += ROW_LANES) store_scaled(&out[o + i], xa[o + i] * r, s);
+    if (lane == 0) rstd[row] = r;
+}
+
 // residual mix forward: out = mix[0, c] * x + mix[1, c] * x0
 __global__ void mix_forward(float *out, const float *x, const float *x0, const float *mix, int N, int d) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -755,14 +801,18 @@ __global__ void column_dot(float *dcol, const float *a, const float *b, int N, i
     atomicAdd(&dcol[c], s);
 }
 
-// (leaky) relu^2 forward: u = T(r^2) with r = x > 0 ? x : slope x;  backward: dx = 2 r (x > 0 ? 1 : slope) du
-template <class T> __global__ void relu2_forward(T *u, const float *x, float slope, size_t n) {
+// (leaky) relu^2 forward: u = T(r^2) with r = x > 0 ? x : slope x;  backward: dx = 2 r (x > 0 ? 1 : slope) du.
+// x: float, or bf16 under PRECISION=bf16 (the fc GEMM's bf16 output kept as it is; widened exactly on load, so the
+// same bits as the float copy gemm_act would have widened)
+__device__ inline float load_f(const float *p) { return *p; }
+__device__ inline float load_f(const bf16 *p) { return __bfloat162float(*p); }
+template <class T> __global__ void relu2_forward(T *u, const T *xp, float slope, size_t n) {   // x and u of one type
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) { float r = x[i] > 0.f ? x[i] : slope * x[i]; store_scaled(&u[i], r * r, 1.0f); }
+    if (i < n) { float x = load_f(&xp[i]), r = x > 0.f ? x : slope * x; store_scaled(&u[i], r * r, 1.0f); }
 }
-__global__ void relu2_backward(float *dx, const float *du, const float *x, float slope, size_t n) {
+template <class TX> __global__ void relu2_backward(float *dx, const float *du, const TX *xp, float slope, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) dx[i] = x[i] > 0.f ? 2.f * x[i] * du[i] : 2.f * slope * slope * x[i] * du[i];
+    if (i < n) { float x = load_f(&xp[i]); dx[i] = x > 0.f ? 2.f * x * du[i] : 2.f * slope * slope * x * du[i]; }
 }
 
 // q/k preparation forward (row kernel, a row per token and head): out = gain[h] * rope(rmsnorm(raw)) over head_dim, RoPE on
@@ -1432,8 +1482,9 @@ typedef struct {   // activations of one block for a batch of N tokens
     float *ao;      // [N, d]: attention projection
     float *xa;      // [N, d]: xm + attn_scale * ao
     float *h2, *r2; // [N, d], [N]: rmsnorm(xa) (h2: PRECISION=fp32)
-    float *up, *u;  // [N, F]: fc output, relu^2 (u: PRECISION=fp32)
+    float *up, *u;  // [N, F]: fc output, relu^2 (both PRECISION=fp32)
     bf16 *h2b, *ub; // [N, d], [N, F]: ls * h2 and u in bf16 (PRECISION=bf16: the only copy)
+    bf16 *upb;      // [N, F]: the fc output in bf16 (PRECISION=bf16: the GEMM's own bf16 result, the only copy)
     float *mo;      // [N, d]: MLP projection
     float *xout;    // [N, d]: xa + mlp_scale * mo (lane 0 of a parallel block)
     float *xin1, *xout1;  // [N, d]: lane 1 in and out (PARALLEL_FROM; else NULL)
@@ -1461,7 +1512,9 @@ typedef struct {
     float *xf;               // [N, d]: the lane mean before the final norm (PARALLEL_FROM)
     const float *final_in;   // the final norm's input of the last forward
     float *vec[2];           // [d] skip weights in use, column sums
-    float *x0, *r0, *hf, *rf, *logits, *loss;   // [N,d], [N], [N,d], [N], [N,V], [N] (hf: PRECISION=fp32)
+    float *x0, *r0, *hf, *rf, *logits, *loss;   // [N,d], [N], [N,d], [N], [chunk,V], [N] (hf: PRECISION=fp32)
+    int chunk;               // tokens per pass of the head (LOGIT_CHUNK, at most N): logits live only a chunk at a time
+    float *dhf;              // [N, d]: dL/dhf, left by forward for backward (= scratch[2], backward's first t1)
     bf16 *hfb;               // [N, d]: the final norm's output in bf16 (PRECISION=bf16: the only copy)
     float *cosv, *sinv;      // [T, hd/2] RoPE tables
     int *tok, *tgt;          // [N] device tokens
@@ -1628,6 +1681,13 @@ static void gemm_act(Trainer *tr, int ta, int tb, int M, int N, int K, float alp
     lt_gemm(tr, ta, tb, M, N, K, 1, bf16_operand(tr, A, (size_t)M * K, 0, alpha), bf16_operand(tr, B, (size_t)K * N, 1, 1.0f), 0, tr->lt_out, CUDA_R_16BF);
     LAUNCH1D(widen_bf16, n, C, tr->lt_out, n);
 }
+// gemm_bf16_out (PRECISION=bf16): C[M, N] = bf16(op(A) op(B)), the tensor cores' bf16 output kept as it is (what
+// gemm_act widens into float; here it stays bf16 for a consumer that reads bf16)
+template <class TA>
+static void gemm_bf16_out(Trainer *tr, int ta, int tb, int M, int N, int K, const TA *A, const float *B, bf16 *C) {
+    if (!tr->use_bf16) golf_die("internal: a bf16 GEMM output under PRECISION=fp32");
+    lt_gemm(tr, ta, tb, M, N, K, 1, bf16_operand(tr, A, (size_t)M * K, 0, 1.0f), bf16_operand(tr, B, (size_t)K * N, 1, 1.0f), 0, C, CUDA_R_16BF);
+}
 template <class TX> static void gemm_dw(Trainer *tr, int M, int N, int K, float s, const float *dY, const TX *X, float *dW) {
     if (!tr->use_bf16) { gemm(tr, 1, 0, M, N, K, s, dY, X, 1.0f, dW); return; }
     lt_gemm(tr, 1, 0, M, N, K, 1, bf16_operand(tr, dY, (size_t)M * K, 0, 1.0f), bf16_operand(tr, X, (size_t)K * N, 1, s), 1, dW, CUDA_R_32F);
@@ -1639,7 +1699,7 @@ template <class TX> static void gemm_dw(Trainer *tr, int M, int N, int K, float 
 enum { MEM_WEIGHTS, MEM_GRADS, MEM_OPTIM, MEM_BLOCK_ACTS, MEM_EMBED_ACTS, MEM_LOGITS, MEM_SCRATCH, MEM_NS, MEM_SMALL, MEM_CLASSES };
 static const char *MEM_CLASS_NAME[MEM_CLASSES] = {
     "weights (params; QAT copy, EMA when on)", "gradients", "optimizer state (Adam m, v; Muon momentum)", "block activations (all positions)",
-    "embedding, lanes, final norm", "logits (dlogits in place) and loss", "backward scratch and skip gradients", "Newton-Schulz scratch",
+    "embedding, lanes, final norm", "logits of one head chunk (dlogits in place), loss", "backward scratch and skip gradients", "Newton-Schulz scratch",
     "tokens, RoPE tables, small"};
 // cuBLAS allocates its own workspace (not through dmalloc): its default on Hopper is 32 MiB per handle
 static const size_t CUBLAS_WORKSPACE_BYTES = (size_t)32 << 20;
@@ -1671,18 +1731,30 @@ static void trainer_alloc(Trainer *tr, int B) {
     int e0, d0, e1, d1, idx[MAX_LAYERS];
     int npos = schedule(c, 0, &e0, &d0, idx), nloop = schedule(c, 1, &e1, &d1, idx), P = npos > nloop ? npos : nloop;
     tr->acts = (BlockActs *)galloc((size_t)P * sizeof(BlockActs));
+    // RECOMPUTE=1: xm, h1, xa, h2 and u (cheap elementwise / row functions of what a position keeps) get one buffer
+    // shared by all positions; forward writes them there, backward's block_recompute rewrites them, same bits
+    int b16 = strcmp(tr->tc.precision, "bf16") == 0, rc = tr->tc.recompute;
+    BlockActs sh;
+    memset(&sh, 0, sizeof(sh));
+    if (rc) {
+        mem_class(MEM_SCRATCH);
+        sh.xm = dmalloc(N * d); sh.h1 = dmalloc(N * d); sh.xa = dmalloc(N * d);
+        if (b16) { sh.h2b = dmalloc_bf16(N * d); sh.ub = dmalloc_bf16(N * F); }
+        else { sh.h2 = dmalloc(N * d); sh.u = dmalloc(N * F); }
+    }
     mem_class(MEM_BLOCK_ACTS);
     for (int l = 0; l < P; l++) {
         BlockActs *a = &tr->acts[l];
-        a->xin = dmalloc(N * d); a->xm = dmalloc(N * d); a->h1 = dmalloc(N * d); a->r1 = dmalloc(N);
+        a->xin = dmalloc(N * d); a->xm = rc ? sh.xm : dmalloc(N * d); a->h1 = rc ? sh.h1 : dmalloc(N * d); a->r1 = dmalloc(N);
         a->qr = dmalloc(N * d); a->kr = dmalloc(N * kv); a->v = dmalloc(N * kv); a->q = dmalloc(N * d); a->k = dmalloc(N * kv);
         a->rq = dmalloc(N * c->num_heads); a->rk = dmalloc(N * c->num_kv_heads);
-        a->y = dmalloc(N * d); a->lse = dmalloc(N * c->num_heads); a->ao = dmalloc(N * d); a->xa = dmalloc(N * d);
-        int b16 = strcmp(tr->tc.precision, "bf16") == 0;
-        a->h2 = b16 ? NULL : dmalloc(N * d); a->r2 = dmalloc(N); a->up = dmalloc(N * F); a->u = b16 ? NULL : dmalloc(N * F);
-        a->mo = dmalloc(N * d); a->xout = dmalloc(N * d);
-        a->h2b = a->ub = NULL;
-        if (b16) { a->h2b = dmalloc_bf16(N * d); a->ub = dmalloc_bf16(N * F); }
+        a->y = dmalloc(N * d); a->lse = dmalloc(N * c->num_heads); a->ao = dmalloc(N * d); a->xa = rc ? sh.xa : dmalloc(N * d);
+        a->r2 = dmalloc(N); a->mo = dmalloc(N * d); a->xout = dmalloc(N * d);
+        a->up = b16 ? NULL : dmalloc(N * F); a->upb = b16 ? dmalloc_bf16(N * F) : NULL;
+        a->h2 = a->u = NULL; a->h2b = a->ub = NULL;
+        if (rc) { a->h2 = sh.h2; a->u = sh.u; a->h2b = sh.h2b; a->ub = sh.ub; }
+        else if (b16) { a->h2b = dmalloc_bf16(N * d); a->ub = dmalloc_bf16(N * F); }
+        else { a->h2 = dmalloc(N * d); a->u = dmalloc(N * F); }
         a->ya = c->xsa_last_n ? dmalloc(N * d) : a->y;
         a->yx = c->attn_out_gate ? dmalloc(N * d) : a->ya;
         a->sg = c->attn_out_gate ? dmalloc(N * c->num_heads) : NULL;
@@ -1707,10 +1779,12 @@ static void trainer_alloc(Trainer *tr, int B) {
     mem_class(MEM_EMBED_ACTS); tr->x0 = dmalloc(N * d); tr->r0 = dmalloc(N); tr->rf = dmalloc(N);
     if (strcmp(tr->tc.precision, "bf16") == 0) tr->hfb = dmalloc_bf16(N * d);
     else tr->hf = dmalloc(N * d);
-    mem_class(MEM_LOGITS); tr->logits = dmalloc(N * c->vocab_size); tr->loss = dmalloc(N);
+    tr->chunk = tr->tc.logit_chunk > 0 && tr->tc.logit_chunk < tr->N ? tr->tc.logit_chunk : tr->N;
+    mem_class(MEM_LOGITS); tr->logits = dmalloc((size_t)tr->chunk * c->vocab_size); tr->loss = dmalloc(N);
     mem_class(MEM_SCRATCH);
     int wmax = d > F ? d : F;
     for (int i = 0; i < 6; i++) tr->scratch[i] = dmalloc(N * wmax);
+    tr->dhf = tr->scratch[2];
     tr->Dbuf = dmalloc(N * c->num_heads);
     tr->q16 = tr->k16 = tr->v16 = tr->dy16 = NULL;
     if (!strcmp(tr->tc.precision, "bf16") && tr->tc.flash_attention && (hd == 64 || hd == 128)) {
@@ -1743,11 +1817,10 @@ static void trainer_alloc(Trainer *tr, int B) {
     if (tr->tc.qat) tr->qparams = dmalloc(numel);
     if (tr->tc.ema_decay > 0) tr->ema = dmalloc(numel);
     tr->use_bf16 = strcmp(tr->tc.precision, "bf16") == 0;
-    if (tr->use_bf16) {   // the shadow, the operand scratch (the widest activation: [N, max(d, F, V, d_b)]), NS buffers
+    if (tr->use_bf16) {   // the shadow, the operand scratch (the widest activation: [N, max(d, F, d_b)] or [chunk, V]), NS buffers
         size_t w = (size_t)(d > F ? d : F);
-        if ((size_t)c->vocab_size > w) w = c->vocab_size;
         if ((size_t)c->bigram_dim > w) w = c->bigram_dim;
-        tr->lt_cap = N * w;
+        tr->lt_cap = N * w > (size_t)tr->chunk * c->vocab_size ? N * w : (size_t)tr->chunk * c->vocab_size;
         tr->wbf_off = (size_t *)galloc((size_t)tr->host.n * sizeof(size_t));
         size_t at = 0;
         for (int i = 0; i < tr->host.n; i++) {
@@ -1845,7 +1918,49 @@ static void flash_cast(Trainer *tr, const BlockActs *a, int N, int d, int kv) {
     LAUNCH1D(to_bf16, (size_t)N * kv, tr->v16, a->v, 1.0f, (size_t)N * kv);
 }
 
-// forward: loss per token into tr->loss; with grad_scale != 0 also leaves dloss/dlogits in tr->logits.
+// attn_norm: xm = mix(xin, x0) and h1 = rmsnorm(xm) (rstd r1) of position a; FUSE=1: one pass (mix_rmsnorm_forward)
+static void attn_norm(Trainer *tr, BlockActs *a, const LayerParams *lp) {
+    int N = tr->N, d = tr->c.model_dim;
+    if (tr->tc.fuse) { LAUNCH_ROWS(mix_rmsnorm_forward<float>, N, a->xm, a->h1, a->r1, a->xin, tr->x0, PARAM(lp->resid_mix), N, d, 1.0f); return; }
+    LAUNCH1D(mix_forward, (size_t)N * d, a->xm, a->xin, tr->x0, PARAM(lp->resid_mix), N, d);
+    LAUNCH_ROWS(rmsnorm_forward<float>, N, a->h1, a->r1, a->xm, N, d, 1.0f);
+}
+// mlp_norm: xa = xm + attn_scale ao (a plain block; a parallel block's MLP reads lane 1, xin1) and h2 = rmsnorm of
+// the MLP's input (rstd r2): fp32 into h2 (ls goes on the GEMM), bf16 into h2b with ls before the rounding;
+// FUSE=1 on a plain block: one pass (scale_add_rmsnorm_forward)
+template <class T> static void mlp_norm_into(Trainer *tr, BlockActs *a, const LayerParams *lp, int par, T *h2, float s) {
+    int N = tr->N, d = tr->c.model_dim;
+    if (!par && tr->tc.fuse) { LAUNCH_ROWS(scale_add_rmsnorm_forward<T>, N, a->xa, h2, a->r2, a->xm, PARAM(lp->attn_scale), a->ao, N, d, s); return; }
+    if (!par) LAUNCH1D(scale_add_forward, (size_t)N * d, a->xa, a->xm, PARAM(lp->attn_scale), a->ao, N, d);
+    LAUNCH_ROWS(rmsnorm_forward<T>, N, h2, a->r2, par ? a->xin1 : a->xa, N, d, s);
+}
+static void mlp_norm(Trainer *tr, BlockActs *a, const LayerParams *lp, int par, float ls) {
+    if (tr->use_bf16) mlp_norm_into(tr, a, lp, par, a->h2b, ls);
+    else mlp_norm_into(tr, a, lp, par, a->h2, 1.0f);
+}
+
+// head_chunks: the head over tr->chunk tokens at a time, so that no [N, V] logits exist. Per chunk [n0, n0 + nc):
+// logits[nc, V] = hf[n0:] @ W^T; softcapped CE (loss[n0:], and with grad_scale != 0 the logits replaced by
+// dL/dlogits, in the same kernel); then at once GRAD(lm_head) += dlogits^T hf[n0:] and dhf[n0:] = dlogits @ W.
+// A token's loss and dlogits are the unchunked ones (per row the same GEMM and kernel); lm_head's gradient sums the
+// chunks in order (one GEMM per chunk, beta 1), so its fp32 rounding differs from one GEMM over N by summation order.
+template <class TH> static void head_chunks(Trainer *tr, const TH *hf, float grad_scale) {
+    const Config *c = &tr->c;
+    int N = tr->N, d = c->model_dim, V = c->vocab_size;
+    const float *W = PARAM(tr->host.lm_head);
+    for (int n0 = 0; n0 < N; n0 += tr->chunk) {
+        int nc = N - n0 < tr->chunk ? N - n0 : tr->chunk;
+        const TH *h = hf + (size_t)n0 * d;
+        gemm_act(tr, 0, 1, nc, V, d, 1, h, W, tr->logits);
+        LAUNCH_ROWS(softcap_cross_entropy, nc, tr->logits, tr->loss + n0, tr->tgt + n0, nc, V, c->logit_softcap, grad_scale);
+        if (grad_scale == 0.f) continue;
+        gemm(tr, 1, 0, V, d, nc, 1, tr->logits, h, 1, GRAD(tr->host.lm_head));
+        gemm(tr, 0, 0, nc, d, V, 1, tr->logits, W, 0, tr->dhf + (size_t)n0 * d);
+    }
+}
+
+// forward: loss per token into tr->loss; with grad_scale != 0 also the head's gradients: GRAD(lm_head) (added) and
+// dL/dhf in tr->dhf, for backward (which must follow before the next forward).
 // Runs the schedule of tr->looped; acts[pos] holds virtual position pos (physical layer idx[pos]).
 static void forward(Trainer *tr, float grad_scale) {
     const Config *c = &tr->c;
@@ -1872,8 +1987,7 @@ static void forward(Trainer *tr, float grad_scale) {
         }
         if (!par && lanes == 2) { LAUNCH1D(lane_mean, nd, a->xin, a->xin, a->xin1, nd); lanes = 1; }                   // merge
         else if (par && lanes == 1) { cudaCheck(cudaMemcpyAsync(a->xin1, a->xin, nd * 4, cudaMemcpyDeviceToDevice)); lanes = 2; }   // split
-        LAUNCH1D(mix_forward, (size_t)N * d, a->xm, a->xin, tr->x0, PARAM(lp->resid_mix), N, d);
-        LAUNCH_ROWS(rmsnorm_forward<float>, N, a->h1, a->r1, a->xm, N, d, 1.0f);
+        attn_norm(tr, a, lp);
         gemm_act(tr, 0, 1, N, d, d, ls, a->h1, PARAM(lp->c_q), a->qr);   // ls: LN_SCALE's 1/sqrt(l+1) on the norm output
         gemm_act(tr, 0, 1, N, kv, d, ls, a->h1, PARAM(lp->c_k), a->kr);
         gemm_act(tr, 0, 1, N, kv, d, ls, a->h1, PARAM(lp->c_v), a->v);
@@ -1901,15 +2015,12 @@ static void forward(Trainer *tr, float grad_scale) {
         }
         if (a->sg) LAUNCH_WARPS(attn_gate_forward, (size_t)N * H, a->yx, a->sg, a->ya, a->h1, PARAM(lp->attn_gate), ls, N, H, hd, d);
         gemm_act(tr, 0, 1, N, d, d, 1, a->yx, PARAM(lp->proj), a->ao);
-        if (!par) LAUNCH1D(scale_add_forward, nd, a->xa, a->xm, PARAM(lp->attn_scale), a->ao, N, d);
-        const float *mlp_in = par ? a->xin1 : a->xa;   // a parallel block's MLP reads lane 1
+        mlp_norm(tr, a, lp, par, ls);
         if (tr->use_bf16) {   // h2 and u in bf16 only; ls applied before h2's rounding
-            LAUNCH_ROWS(rmsnorm_forward<bf16>, N, a->h2b, a->r2, mlp_in, N, d, ls);
-            gemm_act(tr, 0, 1, N, F, d, 1, a->h2b, PARAM(lp->fc), a->up);
-            LAUNCH1D(relu2_forward<bf16>, (size_t)N * F, a->ub, a->up, c->mlp_leaky_slope, (size_t)N * F);
+            gemm_bf16_out(tr, 0, 1, N, F, d, a->h2b, PARAM(lp->fc), a->upb);
+            LAUNCH1D(relu2_forward<bf16>, (size_t)N * F, a->ub, a->upb, c->mlp_leaky_slope, (size_t)N * F);
             gemm_act(tr, 0, 1, N, d, F, 1, a->ub, PARAM(lp->mlp_proj), a->mo);
         } else {
-            LAUNCH_ROWS(rmsnorm_forward<float>, N, a->h2, a->r2, mlp_in, N, d, 1.0f);
             gemm_act(tr, 0, 1, N, F, d, ls, a->h2, PARAM(lp->fc), a->up);
             LAUNCH1D(relu2_forward<float>, (size_t)N * F, a->u, a->up, c->mlp_leaky_slope, (size_t)N * F);
             gemm_act(tr, 0, 1, N, d, F, 1, a->u, PARAM(lp->mlp_proj), a->mo);
@@ -1924,12 +2035,11 @@ static void forward(Trainer *tr, float grad_scale) {
     if (lanes == 2) { LAUNCH1D(lane_mean, nd, tr->xf, tr->acts[P - 1].xout, tr->acts[P - 1].xout1, nd); tr->final_in = tr->xf; }
     if (tr->use_bf16) {
         LAUNCH_ROWS(rmsnorm_forward<bf16>, N, tr->hfb, tr->rf, tr->final_in, N, d, 1.0f);
-        gemm_act(tr, 0, 1, N, c->vocab_size, d, 1, tr->hfb, PARAM(tr->host.lm_head), tr->logits);
+        head_chunks(tr, tr->hfb, grad_scale);
     } else {
         LAUNCH_ROWS(rmsnorm_forward<float>, N, tr->hf, tr->rf, tr->final_in, N, d, 1.0f);
-        gemm_act(tr, 0, 1, N, c->vocab_size, d, 1, tr->hf, PARAM(tr->host.lm_head), tr->logits);
+        head_chunks(tr, tr->hf, grad_scale);
     }
-    LAUNCH_ROWS(softcap_cross_entropy, N, tr->logits, tr->loss, tr->tgt, N, c->vocab_size, c->logit_softcap, grad_scale);
 }
 
 // column_grad: dcol += sum over tokens of a * b (per column)
@@ -1963,6 +2073,17 @@ static void embed_backward(Trainer *tr, float *dx, float *t1, float *t2) {
     }
 }
 
+// block_recompute (RECOMPUTE=1): xm, h1, xa, h2 (their rstd too) and u of position a again, by forward's own steps
+// (attn_norm, mlp_norm, relu2_forward) on the same inputs, so the same bits
+static void block_recompute(Trainer *tr, BlockActs *a, const LayerParams *lp, int par, float ls) {
+    const Config *c = &tr->c;
+    size_t nF = (size_t)tr->N * c->mlp_hidden;
+    attn_norm(tr, a, lp);
+    mlp_norm(tr, a, lp, par, ls);
+    if (tr->use_bf16) LAUNCH1D(relu2_forward<bf16>, nF, a->ub, a->upb, c->mlp_leaky_slope, nF);
+    else LAUNCH1D(relu2_forward<float>, nF, a->u, a->up, c->mlp_leaky_slope, nF);
+}
+
 // grad_ready (chapter 9): backward's hook: physical layer l's gradients are complete (l < 0: all of them); with
 // several ranks it starts the all-reduce of every bucket that is now complete (the accumulation's last micro-step).
 static void grad_ready(Trainer *tr, int layer);
@@ -1976,10 +2097,8 @@ static void backward(Trainer *tr) {
     int enc, dec, idx[MAX_LAYERS], P = schedule(c, tr->looped, &enc, &dec, idx), ns = num_skips(enc, dec);
     float *dx = tr->scratch[0], *dx0 = tr->scratch[1], *t1 = tr->scratch[2], *t2 = tr->scratch[3], *t3 = tr->scratch[4], *t4 = tr->scratch[5];
     cudaCheck(cudaMemsetAsync(dx0, 0, (size_t)N * d * 4));
-    // head: logits = hf @ W^T, tr->logits holds dL/dlogits
-    if (tr->use_bf16) gemm(tr, 1, 0, c->vocab_size, d, N, 1, tr->logits, tr->hfb, 1, GRAD(m->lm_head));
-    else gemm(tr, 1, 0, c->vocab_size, d, N, 1, tr->logits, tr->hf, 1, GRAD(m->lm_head));
-    gemm(tr, 0, 0, N, d, c->vocab_size, 1, tr->logits, PARAM(m->lm_head), 0, t1);
+    // head: forward's head_chunks left dL/dhf in t1 (tr->dhf) and added lm_head's gradient
+    if (t1 != tr->dhf) golf_die("internal: dL/dhf is not in backward's first scratch");
     size_t nd = (size_t)N * d;
     float *dx1 = tr->dlane1;   // lane 1's gradient while two lanes are live
     LAUNCH_ROWS(rmsnorm_backward, N, dx, t1, tr->final_in, tr->rf, N, d, 0);
@@ -1993,6 +2112,7 @@ static void backward(Trainer *tr) {
         int l = idx[pos], par = is_parallel(c, l), lanes_in = pos > 0 && is_parallel(c, idx[pos - 1]) ? 2 : 1;
         const LayerParams *lp = &m->layer[l];
         float ls = ln_scale_of(c, l);
+        if (tr->tc.recompute) block_recompute(tr, a, lp, par, ls);
         if (pos < enc && pos >= enc - ns) {   // its skip's gradient (halved onto both lanes when it handed on their mean)
             LAUNCH1D(axpy, nd, dx, tr->skip_grad[pos], par ? 0.5f : 1.0f, nd);
             if (par) LAUNCH1D(axpy, nd, dx1, tr->skip_grad[pos], 0.5f, nd);
@@ -2011,7 +2131,8 @@ static void backward(Trainer *tr) {
         if (tr->use_bf16) gemm(tr, 1, 0, d, F, N, 1, t1, a->ub, 1, GRAD(lp->mlp_proj));                  // dW mlp.proj
         else gemm(tr, 1, 0, d, F, N, 1, t1, a->u, 1, GRAD(lp->mlp_proj));
         gemm(tr, 0, 0, N, F, d, 1, t1, PARAM(lp->mlp_proj), 0, t2);                                        // du
-        LAUNCH1D(relu2_backward, (size_t)N * F, t2, t2, a->up, c->mlp_leaky_slope, (size_t)N * F);          // dup
+        if (tr->use_bf16) LAUNCH1D(relu2_backward<bf16>, (size_t)N * F, t2, t2, a->upb, c->mlp_leaky_slope, (size_t)N * F);   // dup
+        else LAUNCH1D(relu2_backward<float>, (size_t)N * F, t2, t2, a->up, c->mlp_leaky_slope, (size_t)N * F);
         if (tr->use_bf16) gemm_dw(tr, F, d, N, 1, t2, a->h2b, GRAD(lp->fc));                             // dW fc (ls is in h2b)
         else gemm_dw(tr, F, d, N, ls, t2, a->h2, GRAD(lp->fc));
         gemm(tr, 0, 0, N, d, F, ls, t2, PARAM(lp->fc), 0, t1);                                             // dh2

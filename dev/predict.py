@@ -125,6 +125,10 @@ KERNELS = {
     "skip_weight_grads": lambda a, g: ew(a[5], 6, 8),
     "rmsnorm_forward": lambda a, g: (3 * a[3] * a[4], 4 * (2 * a[3] * a[4] + a[3])),
     "rmsnorm_backward": lambda a, g: (7 * a[4] * a[5], 4 * ((3 + a[6]) * a[4] * a[5] + a[4])),
+    # fused (FUSE=1): the residual step and the norm after it in one pass (args: out, h, rstd, x, x0|s, mix|y, rows, d):
+    # reads x and x0 (or y) and the column vector once, writes the residual and the norm output (float or bf16: counted as float)
+    "mix_rmsnorm_forward": lambda a, g: (6 * a[6] * a[7], 4 * (4 * a[6] * a[7] + a[6])),
+    "scale_add_rmsnorm_forward": lambda a, g: (5 * a[6] * a[7], 4 * (4 * a[6] * a[7] + a[6])),
     "mix_forward": lambda a, g: ew(a[4] * a[5], 3, 3),
     "mix_backward": lambda a, g: ew(a[4] * a[5], 4, 3),
     "scale_add_forward": lambda a, g: ew(a[4] * a[5], 3, 2),

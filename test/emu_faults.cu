@@ -18,6 +18,7 @@
 //                             "same" when every bit of D agrees, else "differ"
 //   emu_faults kernels SEED   train_golf.cu's deterministic kernels on random inputs: one line per kernel, the
 //                             name and a hex digest of its outputs (run under several GOLF_EMU_ORDERs, must agree)
+//   emu_faults fused SEED     each fused kernel (FUSE=1) against the plain kernels it replaces: "same" or "DIFF" per case
 //   emu_faults attention T HD H KV SEED [flash]   the attention kernels on random inputs: q, k, v, dy, then y, lse,
 //                             dq, dk, dv as float32 little-endian on stdout (checked against float64 by test_emu.py);
 //                             flash: the bf16 tensor-core kernels (inputs rounded to bf16 first)
@@ -378,6 +379,10 @@ static int run_kernels(uint64_t seed) {
     printf("rmsnorm_forward %016llx\n", (unsigned long long)(digest(o, (size_t)N * d) ^ digest(rs, N)));
     LAUNCH_ROWS(rmsnorm_backward, N, o, y, x, rs, N, d, 1);
     printf("rmsnorm_backward %016llx\n", (unsigned long long)digest(o, (size_t)N * d));
+    LAUNCH_ROWS(mix_rmsnorm_forward<float>, N, dq, o, rs, x, y, w, N, d, 0.5f);
+    printf("mix_rmsnorm_forward %016llx\n", (unsigned long long)(digest(dq, (size_t)N * d) ^ digest(o, (size_t)N * d) ^ digest(rs, N)));
+    LAUNCH_ROWS(scale_add_rmsnorm_forward<float>, N, dq, o, rs, x, w, y, N, d, 0.5f);
+    printf("scale_add_rmsnorm_forward %016llx\n", (unsigned long long)(digest(dq, (size_t)N * d) ^ digest(o, (size_t)N * d) ^ digest(rs, N)));
     LAUNCH_ROWS(qk_prep_forward, (size_t)N * H, o, rs, x, g, cs, sn, N, T, H, hd, 16);
     printf("qk_prep_forward %016llx\n", (unsigned long long)digest(o, (size_t)N * d));
     LAUNCH_ROWS(softcap_cross_entropy, N, logits, loss, tgt, N, V, 30.f, 0.5f);
@@ -391,6 +396,39 @@ static int run_kernels(uint64_t seed) {
     KERNEL_LAUNCH(attention_backward_dq<32>, dim3(blocks_for(T, ATT_ROWS), 2 * H), ATT_ROWS, 0, dq, D, y, o, q, k, v, lse, T, H, KV);
     KERNEL_LAUNCH(attention_backward_dkv<32>, dim3(blocks_for(T, ATT_ROWS), 2 * KV), ATT_ROWS, 0, dk, dv, y, q, k, v, lse, D, T, H, KV);
     printf("attention_backward %016llx\n", (unsigned long long)(digest(dq, (size_t)N * H * hd) ^ digest(dk, (size_t)N * KV * hd) ^ digest(dv, (size_t)N * KV * hd)));
+    return 0;
+}
+
+// fused: each fused kernel of train_golf.cu (FUSE=1) against the plain kernels it replaces, on random rows of
+// d = 64 and d = 100 (a tail lane count), fp32 and bf16 outputs, ls 1 and 0.7; "name same" or "name DIFF" per case
+// (the same per-element arithmetic in the same order: the bits must match)
+static int bits_equal(const void *a, const void *b, size_t bytes) {
+    std::vector<unsigned char> ha(bytes), hb(bytes);
+    cudaCheck(cudaMemcpy(ha.data(), a, bytes, cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(hb.data(), b, bytes, cudaMemcpyDeviceToHost));
+    return !memcmp(ha.data(), hb.data(), bytes);
+}
+template <class T> static void fused_case(const char *tag, int N, int d, float s, uint64_t *r) {
+    float *x = random_device((size_t)N * d, r, 2), *x0 = random_device((size_t)N * d, r, 1), *mix = random_device((size_t)2 * d, r, 1.5f);
+    float *m1 = random_device((size_t)N * d, r, 1), *m2 = random_device((size_t)N * d, r, 1), *r1 = random_device(N, r, 1), *r2 = random_device(N, r, 1);
+    T *o1, *o2;
+    cudaCheck(cudaMalloc(&o1, (size_t)N * d * sizeof(T)));
+    cudaCheck(cudaMalloc(&o2, (size_t)N * d * sizeof(T)));
+    size_t nd = (size_t)N * d, ob = nd * sizeof(T);
+    LAUNCH1D(mix_forward, nd, m1, x, x0, mix, N, d);                                   // plain: mix, then the norm
+    LAUNCH_ROWS(rmsnorm_forward<T>, N, o1, r1, m1, N, d, s);
+    LAUNCH_ROWS(mix_rmsnorm_forward<T>, N, m2, o2, r2, x, x0, mix, N, d, s);          // fused
+    printf("mix_rmsnorm_forward %s d=%d s=%g %s\n", tag, d, s, bits_equal(m1, m2, nd * 4) && bits_equal(o1, o2, ob) && bits_equal(r1, r2, N * 4) ? "same" : "DIFF");
+    LAUNCH1D(scale_add_forward, nd, m1, x, mix, x0, N, d);                             // plain: scale-add, then the norm
+    LAUNCH_ROWS(rmsnorm_forward<T>, N, o1, r1, m1, N, d, s);
+    LAUNCH_ROWS(scale_add_rmsnorm_forward<T>, N, m2, o2, r2, x, mix, x0, N, d, s);    // fused
+    printf("scale_add_rmsnorm_forward %s d=%d s=%g %s\n", tag, d, s, bits_equal(m1, m2, nd * 4) && bits_equal(o1, o2, ob) && bits_equal(r1, r2, N * 4) ? "same" : "DIFF");
+    cudaFree(x); cudaFree(x0); cudaFree(mix); cudaFree(m1); cudaFree(m2); cudaFree(r1); cudaFree(r2); cudaFree(o1); cudaFree(o2);
+}
+static int run_fused(uint64_t seed) {
+    uint64_t r = seed;
+    for (int d : {64, 100})
+        for (float s : {1.0f, 0.7f}) { fused_case<float>("fp32", 37, d, s, &r); fused_case<bf16>("bf16", 37, d, s, &r); }
     return 0;
 }
 
@@ -709,7 +747,7 @@ static int lt_batch(void) {
 
 int main(int argc, char **argv) {
     g_golf_prog = "emu_faults";
-    if (argc < 2) { fprintf(stderr, "usage: emu_faults FAULT|smem_ok|race|collectives|convert|gemm|ptx|kernels SEED|attention T HD H KV SEED [flash]\n"); return 2; }
+    if (argc < 2) { fprintf(stderr, "usage: emu_faults FAULT|smem_ok|race|collectives|convert|gemm|ptx|kernels SEED|fused SEED|attention T HD H KV SEED [flash]\n"); return 2; }
     const char *w = argv[1];
     float *x;
     cudaCheck(cudaMalloc(&x, 4096 * 4));
@@ -751,6 +789,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(w, "lt_fault") && argc == 3) return lt_fault(argv[2]);
     else if (!strcmp(w, "lt_batch")) return lt_batch();
     else if (!strcmp(w, "kernels") && argc == 3) return run_kernels(strtoull(argv[2], NULL, 10));
+    else if (!strcmp(w, "fused") && argc == 3) return run_fused(strtoull(argv[2], NULL, 10));
     else if (!strcmp(w, "attention") && (argc == 7 || (argc == 8 && !strcmp(argv[7], "flash"))))
         return run_attention(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), strtoull(argv[6], NULL, 10), argc == 8);
     else if (!strcmp(w, "ptx")) return check_ptx();

@@ -13,6 +13,8 @@
                call (ld, type, dims, attribute, C/D layouts, algorithm, alignment) faults with its call site
   orders       train_golf.cu's deterministic kernels give the same bits under forward, reverse and two random
                orders, on one OS thread and on two
+  fused        each fused kernel (FUSE=1: residual mix / scale-add with the next norm) gives the bits of the plain
+               kernels it replaces, fp32 and bf16 outputs, under forward and random fiber orders
   attention    the attention kernels (forward, dq, dk, dv) against float64 for T in {1, 17, 128, 1024}, head_dim 64
                and 128, GQA ratios 1, 2, 4
   ptx          mma.sync, ldmatrix, cp.async (the CPU build's tensor-core instructions) against scalar models; their faults
@@ -197,6 +199,16 @@ def check_orders(R, exe):
     n = len(base.splitlines())
     diff = [f"{k}" for k, v in outs.items() if v != base]
     R.check(f"{n} deterministic kernels give the same bits under {len(ORDERS)} orders on 1 and 2 OS threads", n >= 8 and not diff, "differ: " + ", ".join(diff))
+
+
+def check_fused(R, exe):
+    # the fused kernels compute each element with the plain kernels' expressions in their order: bit for bit
+    for order in ("forward", "random:5"):
+        p = emu(exe, "fused", 3, order=order)
+        lines = p.stdout.splitlines()
+        bad = [ln for ln in lines if not ln.endswith(" same")]
+        R.check(f"{len(lines)} fused-kernel cases give the plain kernels' bits ({order} order)", p.returncode == 0 and len(lines) == 16 and not bad,
+                "; ".join(bad[:4]) or p.stderr[-200:])
 
 
 def attention_ref(q, k, v, dy):
@@ -482,7 +494,7 @@ def main():
     if not exe.exists():
         raise SystemExit(f"test_emu.py: {exe} is missing: run make test/emu_faults first")
     R = Results()
-    for fn in (check_faults, check_collectives, check_race, check_convert, check_gemm, check_cublaslt, check_orders, check_attention, check_ptx, check_flash, check_trainer, check_graph, check_graph_trainer):
+    for fn in (check_faults, check_collectives, check_race, check_convert, check_gemm, check_cublaslt, check_orders, check_fused, check_attention, check_ptx, check_flash, check_trainer, check_graph, check_graph_trainer):
         if args.only and fn.__name__[len("check_"):] not in args.only.split(","):
             continue
         try:

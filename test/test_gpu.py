@@ -16,7 +16,8 @@ dev/cuda_cpu.h; the reference on the CPU; a smaller batch and the first VAL_TOKE
   options    the architecture options train_golf's kernels implement (OPTION_SETS below): step-0 loss and gradients
              again; and EVAL_STRIDE's sliding-window roundtrip val_bpb equals golf_infer --stride's
   perturbed  step-0 loss and gradients again from `reference.py init --perturb` (every tensor moved by O(1), so no
-             term vanishes at a zero gate, a unit scale or a mix of [1, 0]), for the baseline and every option set
+             term vanishes at a zero gate, a unit scale or a mix of [1, 0]), for the baseline, every option set and
+             the plain paths (FUSE=0 RECOMPUTE=0 LOGIT_CHUNK=0)
   qat_ema    QAT=1 with EMA_DECAY: the K-step losses against the reference's, the roundtrip against golf_infer
   gptq       GPTQ_RESERVE_SECONDS > 0: the GPTQ export's roundtrip val_bpb equals golf_infer's on its blob
   ranks2     (with --cpu) two ranks by mpirun -np 2 and two started torchrun-style end with the final weights of one
@@ -54,7 +55,7 @@ from harness import Results  # noqa: E402
 # A small model: the kernels see GQA, U-Net skips, head_dim 64; fast enough to run K steps twice.
 SHAPE = {"NUM_LAYERS": "4", "MODEL_DIM": "128", "NUM_HEADS": "2", "NUM_KV_HEADS": "1", "MLP_MULT": "2", "TRAIN_SEQ_LEN": "128",
          "TRAIN_BATCH_TOKENS": "8192", "VAL_BATCH_SIZE": "8192", "ITERATIONS": "20", "WARMDOWN_ITERS": "5",
-         "MAX_WALLCLOCK_SECONDS": "0"}
+         "MAX_WALLCLOCK_SECONDS": "0", "LOGIT_CHUNK": "96"}   # the head in chunks of 96 tokens: several, and a short last one
 # Tolerances. Both sides compute in float32 (train_golf: cuBLAS fp32 GEMMs, TF32 off; the reference: --no-amp);
 # they differ only in summation order (cuBLAS blocking, atomics over 8,192 tokens, online softmax), ~1e-6
 # relative per operation, grown through 4 layers and the backward pass: 1e-3 of a tensor's largest gradient
@@ -70,6 +71,8 @@ OPTION_SETS = [{"MLP_LEAKY_SLOPE": "0.5", "LN_SCALE": "1", "ROPE_DIMS": "32", "M
                # lanes split at layer 2, hand their mean to skips, take skips on both lanes, merge for layer 1, split again
                {"PARALLEL_FROM": "2", "LOOP_ENCODER": "0,1,2,3,2", "LOOP_DECODER": "3,1,3", "SKIP_GATES": "1"}]
 
+# The plain paths beside the defaults: unfused norms, every activation kept, the head over the whole micro-batch
+PLAIN_PATHS = {"FUSE": "0", "RECOMPUTE": "0", "LOGIT_CHUNK": "0"}
 
 # --cpu: train_golf_cpu and a smaller batch (8 micro-steps of 2 sequences), the first VAL_TOKENS_CPU val tokens
 CPU_SHAPE = {"TRAIN_BATCH_TOKENS": "2048", "VAL_BATCH_SIZE": "4096"}
@@ -482,7 +485,7 @@ def main():
                             (p2.stderr[-300:]).strip())
                 else:
                     R.skip("mpirun -np 1", "no mpirun on this machine")
-            for options in [{}] + OPTION_SETS:
+            for options in [{}] + OPTION_SETS + [PLAIN_PATHS]:
                 check_perturbed(R, args, env, tmp, options)
             for options in OPTION_SETS:
                 check_options(R, args, env, tmp, data, tok, options)

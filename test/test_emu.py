@@ -409,20 +409,29 @@ GRAPH_RUNS = [("fp32", {"PRECISION": "fp32"}), ("bf16", {"PRECISION": "bf16"}),
                                         "ATTN_OUT_GATE": "1", "MLP_LEAKY_SLOPE": "0.5", "EMA_DECAY": "0.9"})]
 
 
-def check_graph_trainer(R, exe):
-    import re
-    import shutil
+def trainer_setup(R, prefix):
+    """(train_golf_cpu, the shared folder, a new temporary folder, a 4,096-token val cut in it) for the trainer
+    checks, or None (a failed check) when train_golf_cpu is not built"""
     import tempfile
     sys.path.insert(0, str(ROOT / "dev"))
     from val_cut import val_cut
     cpu = ROOT / "train_golf_cpu"
     if not cpu.exists():
         R.check("train_golf_cpu is built (make cpu)", False, str(cpu))
-        return
+        return None
     shared = ROOT.parent / "shared"
-    tmp = Path(tempfile.mkdtemp(prefix="test_emu_graph_"))
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    return cpu, shared, tmp, val_cut(shared / "data" / "sample_sp1024", tmp / "data", 4096)
+
+
+def check_graph_trainer(R, exe):
+    import re
+    import shutil
+    setup = trainer_setup(R, "test_emu_graph_")
+    if setup is None:
+        return
+    cpu, shared, tmp, data = setup
     try:
-        data = val_cut(shared / "data" / "sample_sp1024", tmp / "data", 4096)
         for name, extra in GRAPH_RUNS:
             out = {}
             for graph in ("1", "0"):
@@ -448,17 +457,11 @@ def check_graph_trainer(R, exe):
 def check_trainer(R, exe):
     import re
     import shutil
-    import tempfile
-    sys.path.insert(0, str(ROOT / "dev"))
-    from val_cut import val_cut
-    cpu = ROOT / "train_golf_cpu"
-    if not cpu.exists():
-        R.check("train_golf_cpu is built (make cpu)", False, str(cpu))
+    setup = trainer_setup(R, "test_emu_")
+    if setup is None:
         return
-    shared = ROOT.parent / "shared"
-    tmp = Path(tempfile.mkdtemp(prefix="test_emu_"))
+    cpu, shared, tmp, data = setup
     try:
-        data = val_cut(shared / "data" / "sample_sp1024", tmp / "data", 4096)
         for heads in ("2", "1"):   # head_dim 64, 128
             losses = {}
             for prec in ("fp32", "bf16"):

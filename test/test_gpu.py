@@ -23,6 +23,7 @@ dev/cuda_cpu.h; the reference on the CPU; a smaller batch and the first VAL_TOKE
   ranks2     (with --cpu) two ranks by mpirun -np 2 and two started torchrun-style end with the final weights of one
              process (1e-5 of each tensor's largest entry), both writing final_model.golf
   asan       (with --cpu) a short run of train_golf_cpu_asan (ASan + UBSan) reports nothing, with PRECISION=fp32 and bf16
+             (the latter with QAT and FLASH_ATTENTION=1)
   bf16       PRECISION=bf16 against `reference.py debug-state --device cpu --amp` (its model of the tensor cores'
              autocast): step-0 loss and every gradient from the default init (and the K-step losses) and from
              `init --perturb` for the baseline and every option set, within the bound of check_bf16; from the
@@ -381,7 +382,7 @@ def check_asan(R, env, tmp, ck):
         R.skip("ASan run", f"{exe} is not built (make cpu SANITIZE=1)")
         return
     (tmp / "asan").mkdir(exist_ok=True)
-    for precision, extra in (("fp32", {}), ("bf16", {"QAT": "1", "QUANT": "int6"})):
+    for precision, extra in (("fp32", {}), ("bf16", {"QAT": "1", "QUANT": "int6", "FLASH_ATTENTION": "1"})):
         p = run([exe], env=dict(env, **extra, PRECISION=precision, INIT_CKPT=str(ck), ITERATIONS="1", OUT_DIR=str(tmp / "asan"),
                                 ASAN_OPTIONS="detect_leaks=0"), cwd=tmp)
         bad = [ln for ln in p.stderr.splitlines() if "AddressSanitizer" in ln or "runtime error" in ln]
@@ -391,7 +392,7 @@ def check_asan(R, env, tmp, ck):
 
 def check_coverage(R, log):
     """every __global__ kernel of train_golf.cu was launched by the runs above (the CPU build's launch log)"""
-    kernels = set(re.findall(r"__global__ void (\w+)", (ROOT / "train_golf.cu").read_text()))
+    kernels = set(re.findall(r"__global__ void (?:__launch_bounds__\([^)]*\) )?(\w+)", (ROOT / "train_golf.cu").read_text()))
     ran = {line.split()[0].split("<")[0] for line in log.read_text().splitlines() if line.strip()} if log.exists() else set()
     missing = sorted(kernels - ran)
     R.check(f"every one of train_golf.cu's {len(kernels)} kernels ran", not missing, "never launched: " + ", ".join(missing))

@@ -42,6 +42,9 @@ ifeq ($(USE_NCCL),1)
   NVCC_NCCL := -DUSE_NCCL -lnccl
 endif
 
+# plain `make` builds `all` (the C tools and, when nvcc is found, train_golf), whatever rule comes first below
+.DEFAULT_GOAL := all
+
 C_TARGETS    := tokenize $(if $(wildcard golf_infer.c),golf_infer golf_export)
 CUDA_TARGETS := $(if $(and $(NVCC),$(wildcard train_golf.cu)),train_golf)
 
@@ -53,9 +56,11 @@ CXX      ?= c++
 CPU_BLAS ?= $(shell printf '\043include <cblas.h>\nint main(void) { return 0; }\n' | $(CXX) -x c++ - -lopenblas -o /dev/null >/dev/null 2>&1 && echo 1 || echo 0)
 CPU_MPI_CFLAGS := $(if $(filter 1,$(USE_MPI)),-DUSE_MPI $(shell mpicxx --showme:compile 2>/dev/null))
 CPU_MPI_LFLAGS := $(if $(filter 1,$(USE_MPI)),$(shell mpicxx --showme:link 2>/dev/null))
-CPU_FLAGS := -x c++ -std=c++17 -g -Wall -Wextra -Wno-unused-function -Idev/cpu -I. -DUSE_NCCL $(OPENMP) \
-             $(if $(filter 1,$(CPU_BLAS)),-DGOLF_EMU_CBLAS) $(CPU_MPI_CFLAGS)
-CPU_LIBS  := $(if $(filter 1,$(CPU_BLAS)),-lopenblas) $(CPU_MPI_LFLAGS) -lm
+CPU_FLAGS_NOMPI := -x c++ -std=c++17 -g -Wall -Wextra -Wno-unused-function -Idev/cpu -I. -DUSE_NCCL $(OPENMP) \
+                   $(if $(filter 1,$(CPU_BLAS)),-DGOLF_EMU_CBLAS)
+CPU_LIBS_NOMPI  := $(if $(filter 1,$(CPU_BLAS)),-lopenblas) -lm
+CPU_FLAGS := $(CPU_FLAGS_NOMPI) $(CPU_MPI_CFLAGS)
+CPU_LIBS  := $(CPU_MPI_LFLAGS) $(CPU_LIBS_NOMPI)
 CPU_BIN   := train_golf_cpu$(if $(filter 1,$(SANITIZE)),_asan)
 CPU_ASAN  := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 CPU_DEPS  := train_golf.cu golf_infer.c dev/golf_export.c dev/cuda_cpu.h $(wildcard dev/cpu/*.h)
@@ -68,6 +73,12 @@ train_golf_cpu_asan: $(CPU_DEPS)
 # the emulator's own checks (test/emu_faults.cu: faults, collectives, orders, copies)
 test/emu_faults: test/emu_faults.cu $(CPU_DEPS)
 	$(CXX) -O2 $(CPU_FLAGS) -Wno-unused-variable -o $@ $< $(CPU_LIBS)
+# train_golf.cu's host code (test/train_host.cu, -DTESTING) on the CPU build, without MPI and, when mpicxx is found,
+# with it, for test/test_train_host.py (needs no nvcc)
+test/train_host_cpu: test/train_host.cu $(CPU_DEPS)
+	$(CXX) -O1 $(CPU_FLAGS_NOMPI) -o $@ $< $(CPU_LIBS_NOMPI)
+test/train_host_cpu_mpi: test/train_host.cu $(CPU_DEPS)
+	$(CXX) -O1 $(CPU_FLAGS) -o $@ $< $(CPU_LIBS)
 # attention-only speed: flash (bf16) against SIMT (fp32) kernels; the CPU build is a smoke test of the driver
 dev/bench_attention: dev/bench_attention.cu train_golf.cu golf_infer.c dev/golf_export.c
 	$(NVCC) $(NVCCFLAGS) $(if $(OPENMP),-Xcompiler $(OPENMP) -lgomp) -I. -o $@ $< $(NVCC_LIBS) $(NVCC_MPI) $(NVCC_NCCL)
@@ -105,14 +116,15 @@ train_golf: train_golf.cu golf_infer.c dev/golf_export.c
 # --- tests and benchmarks -----------------------------------------------------------------------------
 # OpenMP threads that spin while waiting slow everything down when the tests share the cores
 test: export OMP_WAIT_POLICY = passive
-test: tokenize golf_infer golf_export $(CUDA_TARGETS) train_golf_cpu train_golf_cpu_asan test/emu_faults dev/bench_attention_cpu
+test: tokenize golf_infer golf_export $(CUDA_TARGETS) train_golf_cpu train_golf_cpu_asan test/emu_faults dev/bench_attention_cpu \
+      test/train_host_cpu $(if $(filter 1,$(USE_MPI)),test/train_host_cpu_mpi)
 	$(PYTHON) test/test_tokenize.py --tokenize ./tokenize
 	$(PYTHON) test/test_reference.py
 	$(PYTHON) test/test_features.py
 	$(PYTHON) test/test_infer.py
 	$(PYTHON) test/test_arch.py
 	$(PYTHON) test/test_quant.py
-	$(PYTHON) test/test_train_host.py $(if $(NVCC),--nvcc $(NVCC))
+	$(PYTHON) test/test_train_host.py --exe test/train_host_cpu $(if $(filter 1,$(USE_MPI)),--exe-mpi test/train_host_cpu_mpi) $(if $(NVCC),--nvcc $(NVCC))
 	$(PYTHON) test/test_tools.py
 	$(PYTHON) test/test_submit.py
 	$(PYTHON) test/test_badinput.py
@@ -134,4 +146,4 @@ bench: tokenize golf_infer golf_export
 	bash dev/bench_infer.sh
 
 clean:
-	rm -f tokenize golf_infer golf_export train_golf train_golf_cpu train_golf_cpu_asan test/emu_faults
+	rm -f tokenize golf_infer golf_export train_golf train_golf_cpu train_golf_cpu_asan test/emu_faults test/train_host_cpu test/train_host_cpu_mpi dev/bench_attention dev/bench_attention_cpu

@@ -1,8 +1,10 @@
 #!/usr/bin/python3
-"""CPU tests of train_golf.cu's host code (built with nvcc -DTESTING into test/train_host.cu's driver; no GPU
-needed), against test/reference.py:
+"""CPU tests of train_golf.cu's host code (test/train_host.cu's driver, -DTESTING), against test/reference.py.
+The checks run on the CPU build of the driver (make test/train_host_cpu, and test/train_host_cpu_mpi where mpicxx
+is found), so they need no nvcc and no GPU:
 
-  build      train_golf.cu compiles with nvcc (skipped, with a message, when nvcc is missing)
+  build      the same driver compiles with nvcc too, plain and with MPI (only this check needs nvcc; skipped, with a
+             message, without it)
   config     defaults equal reference.py's (train_gpt.py's) for every shared name; environment < flag;
              unknown flags and bad values are usage errors; validation of world sizes and shapes
   batches    for world sizes 1, 2, 4, 8 the tokens all ranks read over the micro-steps of a step are the
@@ -12,7 +14,7 @@ needed), against test/reference.py:
   checkpoint the seeded init written by train_golf loads strictly into the reference and has its shapes
   export     train_golf's export path writes the same blob bytes as golf_export for the same scheme, and with
              GPTQ_RESERVE_SECONDS the same as golf_export --gptq on the same training tokens
-  mpi        with `mpirun -np 4` over MPI alone: local ranks on one host, each rank's data span, the stop
+  mpi        with `mpirun -np 4` over MPI alone (the driver built with MPI): local ranks on one host, each rank's data span, the stop
              step agreed by all ranks, a sum over ranks, the id rank 0 broadcasts
   env        4 processes started torchrun-style (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR=127.0.0.1,
              MASTER_PORT) as two simulated hosts of two: the TCP bootstrap gives all the same id bytes, local ranks,
@@ -20,7 +22,8 @@ needed), against test/reference.py:
              WORLD_SIZE are errors that name the problem; a build without MPI refuses to run under mpirun; with
              TORCHELASTIC_USE_AGENT_STORE=True (torchrun's agent holds MASTER_PORT) the ranks meet on MASTER_PORT + 1
 
-Usage: /usr/bin/python3 test/test_train_host.py [--nvcc PATH] [--shared DIR]
+Usage: /usr/bin/python3 test/test_train_host.py --exe test/train_host_cpu [--exe-mpi test/train_host_cpu_mpi]
+                                                [--nvcc PATH] [--shared DIR]
 The last line printed is "N passed, M failed, K skipped"; exit status 1 if anything failed.
 """
 
@@ -227,18 +230,12 @@ def check_dist_rows(stdout, world, launch, reached, tokens, local_of):
     return not bad, "; ".join(bad)
 
 
-def check_mpi(R, nvcc, tmp, shared, tokens):
+def check_mpi(R, exe, shared, tokens):
     """the host side of multi-GPU runs over MPI alone: local ranks, data spans, the agreed stop, the id broadcast"""
-    mpicc, mpirun = shutil.which("mpicc"), shutil.which("mpirun")
-    if not mpicc or not mpirun:
-        R.skip("mpi", "no mpicc/mpirun (install libopenmpi-dev openmpi-bin)")
-        return
-    cflags = run([mpicc, "--showme:compile"]).stdout.split()
-    lflags = run([mpicc, "--showme:link"]).stdout.split()
-    exe = tmp / "train_host_mpi"
-    keep = [f for f in cflags + lflags if f.startswith(("-I", "-L", "-l"))]
-    p = run([nvcc, "-O1", "-std=c++17", "-arch=sm_90", "-DUSE_MPI", f"-I{ROOT}", "-o", exe, ROOT / "test" / "train_host.cu", "-lcublas", "-lcublasLt", *keep])
-    if not R.check("mpi: train_golf.cu's host code builds with MPI", p.returncode == 0, p.stderr.strip()[-400:]):
+    mpirun = shutil.which("mpirun")
+    if not exe or not mpirun:
+        R.skip("mpi", "no MPI build of the driver (make test/train_host_cpu_mpi needs mpicxx) or no mpirun "
+               "(install libopenmpi-dev openmpi-bin)")
         return
     pattern = str(shared / "data" / "sample_sp1024" / "fineweb_train_*.bin")
     mpi_env = clean_env(OMPI_MCA_btl="self,vader", OMPI_MCA_rmaps_base_oversubscribe="1")
@@ -362,35 +359,57 @@ def check_env(R, exe, shared, tokens):
                 p.stderr.strip()[-200:])
 
 
+def build_nvcc(R, nvcc, tmp):
+    """the driver under nvcc: train_golf.cu's host code compiles for the GPU build too, plain and with MPI"""
+    p = run([nvcc, "-O1", "-std=c++17", "-arch=sm_90", f"-I{ROOT}", "-o", tmp / "train_host", ROOT / "test" / "train_host.cu",
+             "-lcublas", "-lcublasLt"])
+    R.check("build: train_golf.cu's host code compiles with nvcc (-DTESTING)", p.returncode == 0, p.stderr.strip()[-600:])
+    mpicc = shutil.which("mpicc")
+    if not mpicc:
+        R.skip("build with MPI", "no mpicc")
+        return
+    flags = run([mpicc, "--showme:compile"]).stdout.split() + run([mpicc, "--showme:link"]).stdout.split()
+    keep = [f for f in flags if f.startswith(("-I", "-L", "-l"))]
+    p = run([nvcc, "-O1", "-std=c++17", "-arch=sm_90", "-DUSE_MPI", f"-I{ROOT}", "-o", tmp / "train_host_mpi",
+             ROOT / "test" / "train_host.cu", "-lcublas", "-lcublasLt", *keep])
+    R.check("build: train_golf.cu's host code compiles with nvcc and MPI", p.returncode == 0, p.stderr.strip()[-400:])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--nvcc", default=None, help="nvcc to build with (default: PATH, then /usr/local/cuda/bin/nvcc)")
+    ap.add_argument("--exe", required=True, help="the driver's CPU build (make test/train_host_cpu)")
+    ap.add_argument("--exe-mpi", default=None, help="the driver's CPU build with MPI (make test/train_host_cpu_mpi)")
+    ap.add_argument("--nvcc", default=None, help="nvcc for the build check (default: PATH, then /usr/local/cuda/bin/nvcc; 'none': skip it)")
     ap.add_argument("--shared", default=None, help="shared data folder (default: ../shared beside the repository)")
     args = ap.parse_args()
     shared = Path(args.shared).resolve() if args.shared else ROOT.parent / "shared"
+    exe, exe_mpi = Path(args.exe).resolve(), Path(args.exe_mpi).resolve() if args.exe_mpi else None
+    for e in (exe, exe_mpi):
+        if e and not os.access(e, os.X_OK):
+            sys.exit(f"test_train_host: {e} is not an executable: build it first (make {e.relative_to(ROOT) if e.is_relative_to(ROOT) else e})")
     R = Results()
     nvcc = args.nvcc or shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").exists() else None)
+    nvcc = None if nvcc == "none" else nvcc
+    if nvcc and not shutil.which(nvcc):
+        sys.exit(f"test_train_host: --nvcc {nvcc}: not an executable")
     tmp = Path(tempfile.mkdtemp(prefix="test_train_host_"))
     try:
-        if not nvcc:
-            R.skip("everything", "no nvcc found: train_golf.cu's host code cannot be built here")
+        if nvcc:
+            build_nvcc(R, nvcc, tmp)
         else:
-            exe = tmp / "train_host"
-            p = run([nvcc, "-O1", "-std=c++17", "-arch=sm_90", f"-I{ROOT}", "-o", exe, ROOT / "test" / "train_host.cu", "-lcublas", "-lcublasLt"])
-            R.check("build: train_golf.cu's host code compiles with nvcc (-DTESTING)", p.returncode == 0, p.stderr.strip()[-600:])
-            if p.returncode == 0:
-                have_shards = (shared / "data" / "sample_sp1024").exists()
-                tokens = reference.TokenStream(str(shared / "data" / "sample_sp1024" / "fineweb_train_*.bin")).take(8 * 65) if have_shards else None
-                for fn, fargs in [(check_config, (R, exe)), (check_batches, (R, exe, shared)), (check_schedule, (R, exe)),
-                                  (check_checkpoint_export, (R, exe, tmp, shared)), (check_mpi, (R, nvcc, tmp, shared, tokens)),
-                                  (check_env, (R, exe, shared, tokens))]:
-                    if fn in (check_batches, check_mpi, check_env) and not have_shards:
-                        R.skip(fn.__name__[6:], f"no shards in {shared}")
-                        continue
-                    try:
-                        fn(*fargs)
-                    except Exception as e:  # one group's crash is a failure; the others still run
-                        R.check(f"{fn.__name__} ran", False, str(e)[-500:])
+            R.skip("build", "no nvcc found: the nvcc compile of the host code is not checked here (every other check runs on the CPU build)")
+        have_shards = (shared / "data" / "sample_sp1024").exists()
+        tokens = reference.TokenStream(str(shared / "data" / "sample_sp1024" / "fineweb_train_*.bin")).take(8 * 65) if have_shards else None
+        for fn, fargs in [(check_config, (R, exe)), (check_batches, (R, exe, shared)), (check_schedule, (R, exe)),
+                          (check_checkpoint_export, (R, exe, tmp, shared)), (check_mpi, (R, exe_mpi, shared, tokens)),
+                          (check_env, (R, exe, shared, tokens))]:
+            if fn in (check_batches, check_mpi, check_env) and not have_shards:
+                R.skip(fn.__name__[6:], f"no shards in {shared}")
+                continue
+            try:
+                fn(*fargs)
+            except Exception as e:  # one group's crash is a failure; the others still run
+                R.check(f"{fn.__name__} ran", False, str(e)[-500:])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     R.finish()

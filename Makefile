@@ -2,11 +2,12 @@
 #   make            tokenize, golf_infer (C, system compiler) and train_golf (CUDA, when nvcc is found)
 #   make cpu        train_golf_cpu: train_golf.cu on the CPU (dev/cuda_cpu.h emulates CUDA, cuBLAS, NCCL);
 #                   SANITIZE=1 builds train_golf_cpu_asan with ASan + UBSan
-#   make test       every test that runs without a GPU (train_golf.cu's kernels through train_golf_cpu)
+#   make test       every test that runs without a GPU (train_golf.cu's kernels through train_golf_cpu), each suite in
+#                   turn and a summary at the end (ONLY=WORD: the suites whose command has WORD)
 #   make test-gpu   GPU tests (skipped, with a message, when no CUDA device is visible)
 #   make bench      benchmarks (dev/bench_*.sh)
 #   make clean
-# Overridable: CC, CFLAGS, CXX, PYTHON, CUDA_HOME, NVCC, CUDA_ARCH, NVCCFLAGS, USE_MPI=0, USE_NCCL=0, CPU_BLAS=0, SANITIZE=1.
+# Overridable: ONLY, CC, CFLAGS, CXX, PYTHON, CUDA_HOME, NVCC, CUDA_ARCH, NVCCFLAGS, USE_MPI=0, USE_NCCL=0, CPU_BLAS=0, SANITIZE=1.
 
 CC      ?= cc
 CFLAGS  ?= -O3 -std=c99 -Wall -Wextra
@@ -118,19 +119,20 @@ train_golf: train_golf.cu golf_infer.c dev/golf_export.c
 test: export OMP_WAIT_POLICY = passive
 test: tokenize golf_infer golf_export $(CUDA_TARGETS) train_golf_cpu train_golf_cpu_asan test/emu_faults dev/bench_attention_cpu \
       test/train_host_cpu $(if $(filter 1,$(USE_MPI)),test/train_host_cpu_mpi)
-	$(PYTHON) test/test_tokenize.py --tokenize ./tokenize
-	$(PYTHON) test/test_reference.py
-	$(PYTHON) test/test_features.py
-	$(PYTHON) test/test_infer.py
-	$(PYTHON) test/test_arch.py
-	$(PYTHON) test/test_quant.py
-	$(PYTHON) test/test_train_host.py --exe test/train_host_cpu $(if $(filter 1,$(USE_MPI)),--exe-mpi test/train_host_cpu_mpi) $(if $(NVCC),--nvcc $(NVCC))
-	$(PYTHON) test/test_tools.py
-	$(PYTHON) test/test_submit.py
-	$(PYTHON) test/test_badinput.py
-	$(PYTHON) test/test_emu.py
-	$(PYTHON) test/test_plan.py
-	$(PYTHON) test/test_gpu.py --cpu
+	$(PYTHON) test/run_suites.py $(if $(ONLY),--only $(ONLY)) \
+	  '$(PYTHON) test/test_tokenize.py --tokenize ./tokenize' \
+	  '$(PYTHON) test/test_reference.py' \
+	  '$(PYTHON) test/test_features.py' \
+	  '$(PYTHON) test/test_infer.py' \
+	  '$(PYTHON) test/test_arch.py' \
+	  '$(PYTHON) test/test_quant.py' \
+	  '$(PYTHON) test/test_train_host.py --exe test/train_host_cpu $(if $(filter 1,$(USE_MPI)),--exe-mpi test/train_host_cpu_mpi) $(if $(NVCC),--nvcc $(NVCC))' \
+	  '$(PYTHON) test/test_tools.py' \
+	  '$(PYTHON) test/test_submit.py' \
+	  '$(PYTHON) test/test_badinput.py' \
+	  '$(PYTHON) test/test_emu.py' \
+	  '$(PYTHON) test/test_plan.py' \
+	  '$(PYTHON) test/test_gpu.py --cpu'
 
 test-gpu:
 	@if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L 2>/dev/null | grep -q GPU; then \

@@ -15,7 +15,8 @@
  *       the cores this process may use; waiting threads sleep unless OMP_WAIT_POLICY is set.
  *   ./golf_infer MODEL (--tokenizer M.model | --byte260) (--generate "TEXT" | --generate-ids "ID ...") [-n 200]
  *                [--temp 0.8] [--top-k 40] [--seed S]
- *       prints the prompt and a sampled continuation (the text prompt is encoded after a BOS; ids go to stderr)
+ *       prints the prompt and a sampled continuation, always valid UTF-8 (a byte that does not complete a character
+ *       prints as U+FFFD); the prompt's and the continuation's ids go to stderr
  *   ./golf_infer MODEL --logits-ids "ID ..."  prints the logits of every position (for tests)
  *   MODEL is a blob (.golf) or a float32 checkpoint; the magic tells which.
  *   Build: cc -O3 -std=c99 -march=native -ffp-contract=fast -fopenmp golf_infer.c -lm (-march, -ffp-contract and
@@ -1417,6 +1418,26 @@ static GOLF_UNUSED size_t piece_text(const Pieces *v, int id, char *out) {
     return n;
 }
 
+// utf8_emit: write the complete UTF-8 characters at the start of buf[0..*n) to f and keep the rest in buf. A byte
+// that cannot start or continue a well-formed character (RFC 3629: no overlongs, surrogates or code points above
+// U+10FFFF) becomes U+FFFD, as sentencepiece's decoder does, so the text printed is always valid UTF-8; at the end
+// (last) an unfinished character becomes U+FFFD too.
+static GOLF_UNUSED void utf8_emit(FILE *f, unsigned char *buf, int *n, int last) {
+    int i = 0;
+    while (i < *n) {
+        unsigned c = buf[i];
+        int len = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+        unsigned lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80, hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;   // 2nd byte's range
+        int k = 1;
+        while (len && k < len && i + k < *n && buf[i + k] >= (k == 1 ? lo : 0x80) && buf[i + k] <= (k == 1 ? hi : 0xbf)) k++;
+        if (len && k == len) { fwrite(buf + i, 1, (size_t)len, f); i += len; }
+        else if (len && i + k == *n && !last) break;   // a well-formed start that awaits its next bytes
+        else { fputs("\xef\xbf\xbd", f); i += len ? k : 1; }   // U+FFFD for the ill-formed start (or stray byte)
+    }
+    memmove(buf, buf + i, (size_t)(*n - i));
+    *n -= i;
+}
+
 // piece_id: the id of a normal or user-defined piece equal to s[0..n), or -1 (a linear scan: prompts are short).
 static int piece_id(const Pieces *v, const char *s, int n) {
     for (int i = 0; i < v->n; i++)
@@ -1534,9 +1555,25 @@ static void usage(int status) {
             "usage: golf_infer MODEL --val 'DIR/fineweb_val_*.bin' (--tokenizer M.model | --byte260) [--seq-len T] [--stride S]\n"
             "                  [--max-tokens N] [--threads K]\n"
             "       golf_infer MODEL (--tokenizer M.model | --byte260) (--generate \"TEXT\" | --generate-ids \"ID ...\") [-n 200] [--temp 0.8]\n"
-            "                  [--top-k 40] [--seed S]\n"
+            "                  [--top-k 40] [--seed 1337]\n"
             "       golf_infer MODEL --logits-ids \"ID ...\"\n"
-            "MODEL: a .golf blob or a golf float32 checkpoint.\n");
+            "MODEL: a .golf blob or a golf float32 checkpoint (the magic tells which).\n"
+            "\n"
+            "scoring (prints val_loss, val_bpb, the tokens and bytes scored, and the artifact's byte count):\n"
+            "  --val GLOB         val shards (quote the *), e.g. 'data/datasets/fineweb10B_sp1024/fineweb_val_*.bin'\n"
+            "  --tokenizer M      the SentencePiece .model of the shards: val_bpb counts each token's UTF-8 bytes from it\n"
+            "  --byte260          instead of --tokenizer: the byte-level vocabulary (4 specials + 256 bytes)\n"
+            "  --seq-len T        evaluation sequence length (default: the model's TRAIN_SEQ_LEN)\n"
+            "  --stride S         sliding windows of T tokens every S, the first scoring all, each later one its last S (0: disjoint)\n"
+            "  --max-tokens N     score only the first N val tokens (default: all; train_golf's VAL_MAX_TOKENS=N scores the same)\n"
+            "  --threads K        OpenMP threads (default OMP_NUM_THREADS, else every core)\n"
+            "generation (prints the prompt and a continuation; ids on stderr):\n"
+            "  --generate TEXT    a text prompt (encoded after a BOS)    --generate-ids IDS   a prompt of token ids\n"
+            "  -n N               tokens to sample (default 200)         --temp X             temperature (default 0.8; 0: argmax)\n"
+            "  --top-k K          sample among the K likeliest (default 40; 0: all)    --seed S   sampling seed (default 1337)\n"
+            "  --logits-ids IDS   print every position's logits (for tests)\n"
+            "example: golf_infer final_model.golf --val 'data/datasets/fineweb10B_sp1024/fineweb_val_*.bin' \\\n"
+            "           --tokenizer data/tokenizers/fineweb_1024_bpe.model --max-tokens 1000000\n");
     exit(status);
 }
 
@@ -1639,17 +1676,23 @@ int main(int argc, char **argv) {
         acts_alloc(&a, c, np);
         acts_cache(&a, c, T);
         float *logits = galloc((size_t)c->vocab_size * 4);
-        char text[64];
+        int maxlen = 5, pending = 0;
+        for (int i = 0; i < pieces.n; i++) maxlen = pieces.plen[i] > maxlen ? pieces.plen[i] : maxlen;
+        unsigned char *text = galloc((size_t)maxlen + 4);   // bytes not yet printed: an unfinished character + one piece
         for (int t = np; t < T; t++) {   // the prompt in one forward, then one token a step on the KV cache
             a.pos0 = t == np ? 0 : t - 1;
             forward(&m, ids + a.pos0, t - a.pos0, &a);
             logits_at(&m, a.h + (size_t)(t - a.pos0 - 1) * c->model_dim, logits);
             ids[t] = sample(logits, c->vocab_size, temp, top_k, &seed);
-            fwrite(text, 1, piece_text(&pieces, ids[t], text), stdout);
+            pending += (int)piece_text(&pieces, ids[t], (char *)text + pending);
+            utf8_emit(stdout, text, &pending, t == T - 1);
             fflush(stdout);
         }
         putchar('\n');
-        free(prompt); free(ids); free(logits); acts_free(&a); pieces_free(&pieces); model_free(&m);
+        fprintf(stderr, "continuation ids:");
+        for (int t = np; t < T; t++) fprintf(stderr, " %d", ids[t]);
+        fputc('\n', stderr);
+        free(text); free(prompt); free(ids); free(logits); acts_free(&a); pieces_free(&pieces); model_free(&m);
         return 0;
     }
 

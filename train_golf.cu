@@ -107,6 +107,7 @@
 #endif
 
 static double wall_ms(void) { struct timeval tv; gettimeofday(&tv, NULL); return tv.tv_sec * 1e3 + tv.tv_usec * 1e-3; }
+static int g_master = 1;   // rank 0: the one process that logs and writes files (main sets it)
 
 // ----------------------------------------------------------------------------------------------------
 // 2. config: ONE table drives parsing, --help and the printed resolved config
@@ -127,6 +128,7 @@ typedef struct {
     double mlp_leaky_slope, loop_start_frac;
     char loop_encoder[256], loop_decoder[256], preset[32];
     int plan_memory, cuda_graph, logit_chunk, recompute, fuse;
+    int val_max_tokens;
 } TrainConfig;
 
 enum { OPT_INT, OPT_FLOAT, OPT_STR };
@@ -146,6 +148,7 @@ static const ConfigEntry CONFIG[] = {
     CF(ttt_lr, "TTT_LR", "0.002", "TTT: SGD learning rate"),
     CI(ttt_steps, "TTT_STEPS", "1", "TTT: SGD steps per chunk, each on the whole chunk"),
     CI(val_loss_every, "VAL_LOSS_EVERY", "1000", "validate every N steps (0: only at the end)"),
+    CI(val_max_tokens, "VAL_MAX_TOKENS", "0", "score only the first N val tokens (0: all of them; golf_infer --max-tokens N scores the same)"),
     CI(train_log_every, "TRAIN_LOG_EVERY", "200", "log the train loss every N steps (and the first 10)"),
     CI(iterations, "ITERATIONS", "20000", "training steps"),
     CI(warmdown_iters, "WARMDOWN_ITERS", "150", "linear LR warmdown length (steps, or their time under the wallclock cap)"),
@@ -197,7 +200,7 @@ static const ConfigEntry CONFIG[] = {
     CF(beta2, "BETA2", "0.95", "Adam beta2"),
     CF(adam_eps, "ADAM_EPS", "1e-8", "Adam epsilon"),
     CF(grad_clip_norm, "GRAD_CLIP_NORM", "0", "clip the global gradient norm (0: off)"),
-    CS(preset, "PRESET", "baseline", "a record's recipe (README \"Presets\"): baseline r0322 r0405; env and flags override it"),
+    CS(preset, "PRESET", "baseline", "a record's recipe, or cpu (a small model for the CPU build); listed below --help's table; env and flags override it"),
     CS(out_dir, "OUT_DIR", ".", "where final_model.ckpt and final_model.golf go"),
     CS(init_ckpt, "INIT_CKPT", "", "start from this golf checkpoint instead of the seeded init"),
     CS(quant, "QUANT", "int8", "export scheme of the matrices: int8 int6 int5 int4 ternary fp16"),
@@ -243,6 +246,10 @@ static const Preset PRESETS[] = {
               "EMA_DECAY=0.9965 GRAD_CLIP_NORM=0.3 MUON_MOMENTUM=0.99 MUON_MOMENTUM_WARMUP_START=0.92 MUON_MOMENTUM_WARMUP_STEPS=1500 "
               "MATRIX_LR=0.022 SCALAR_LR=0.02 TIED_EMBED_LR=0.03 WARMDOWN_FRAC=0.667 QUANT=int6 QUANT_EMBED=int8 QUANT_CLIP=sdclip",
      "04-05 SP8192 + loops + parallel residuals (1.0856)"},
+    // not a record: a model the CPU build (make cpu) trains in minutes, scored on a cut of the val split
+    {"cpu", "NUM_LAYERS=2 MODEL_DIM=128 NUM_HEADS=2 NUM_KV_HEADS=1 TRAIN_SEQ_LEN=128 TRAIN_BATCH_TOKENS=4096 VAL_BATCH_SIZE=4096 "
+            "VAL_MAX_TOKENS=65536 ITERATIONS=100000 MAX_WALLCLOCK_SECONDS=90 WARMDOWN_ITERS=20 VAL_LOSS_EVERY=0 TRAIN_LOG_EVERY=10",
+     "none: 2x128, seq 128, 4,096 tokens/step for 90 s, scored on the first 65,536 val tokens (the CPU build's first run)"},
 };
 
 // config_flag: "--num-layers" for "NUM_LAYERS".
@@ -275,13 +282,24 @@ static const char *config_set(TrainConfig *c, const ConfigEntry *e, const char *
     return NULL;
 }
 
-static void config_help(void) {
+// config_help: --help: the table, the presets, and a first command for this build (prog: the binary's name).
+static void config_help(const char *prog) {
     char flag[64];
-    printf("usage: train_golf [--flag value ...]   (or the environment variable of the same name)\n\n");
+    const char *base = strrchr(prog, '/') ? strrchr(prog, '/') + 1 : prog;
+    printf("usage: %s [--flag value ...]   (or the environment variable of the same name)\n\n", base);
     for (int i = 0; i < NCONFIG; i++) {
         config_flag(CONFIG[i].name, flag, sizeof(flag));
         printf("  %-30s %-28s default %-12s %s\n", flag, CONFIG[i].name, CONFIG[i].dflt[0] ? CONFIG[i].dflt : "\"\"", CONFIG[i].help);
     }
+    printf("\npresets (PRESET=name or --preset name; README \"Presets\" has their settings):\n");
+    for (size_t p = 0; p < sizeof(PRESETS) / sizeof(PRESETS[0]); p++) printf("  %-10s record: %s\n", PRESETS[p].name, PRESETS[p].record);
+#ifdef GOLF_CPU
+    printf("\nThis is the CPU build: train_golf.cu with CUDA emulated on the CPU (every kernel runs, slowly). A first run:\n"
+           "  %s --preset cpu --data-path ../shared/data/sample_sp1024 --tokenizer-path ../shared/tokenizers/fineweb_1024_bpe.model\n"
+           "(or DATA_PATH/TOKENIZER_PATH of your shards; bash dev/quickstart.sh does it all)\n", prog);
+#else
+    printf("\nOn 8 GPUs: mpirun -np 8 %s (as root: mpirun --allow-run-as-root); one GPU: %s\n", prog, prog);
+#endif
 }
 
 // parse_layer_list: "0,1,2" into idx (at most cap); the count, or -1 when it is not such a list.
@@ -378,7 +396,9 @@ static const char *preset_apply(TrainConfig *c, const char *name) {
         }
         return NULL;
     }
-    snprintf(why, sizeof(why), "unknown preset '%s' (baseline r0322 r0405)", name);
+    int k = snprintf(why, sizeof(why), "unknown preset '%s' (one of:", name);
+    for (size_t p = 0; p < sizeof(PRESETS) / sizeof(PRESETS[0]) && k < (int)sizeof(why); p++) k += snprintf(why + k, sizeof(why) - k, " %s", PRESETS[p].name);
+    if (k < (int)sizeof(why)) snprintf(why + k, sizeof(why) - k, ")");
     return why;
 }
 
@@ -404,7 +424,7 @@ static void config_parse(TrainConfig *c, int argc, char **argv) {
         if (v && (err = config_set(c, &CONFIG[i], v))) golf_die("environment %s='%s': %s", CONFIG[i].name, v, err);
     }
     for (int a = 1; a < argc; a++) {
-        if (strcmp(argv[a], "-h") == 0 || strcmp(argv[a], "--help") == 0) { config_help(); exit(0); }
+        if (strcmp(argv[a], "-h") == 0 || strcmp(argv[a], "--help") == 0) { config_help(argv[0]); exit(0); }
         const char *arg = argv[a], *eq = strchr(arg, '=');
         size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
         int k;
@@ -2580,6 +2600,18 @@ static void upload_tokens(Trainer *tr, const int32_t *x, const int32_t *y) {
 
 // score_windows: add the NLL, target count and bytes of windows [w0, w1) (tokens val[start, start + T], scoring
 // positions from[w]..T-1) into sums, in batches of tr->B windows (short last batches padded and not counted).
+// eval_progress: a line on stderr (rank 0) at most every 10 s of an evaluation: windows scored of this rank's share.
+static struct { double t0, last; size_t done, total; } g_eval;
+static void eval_progress(size_t n) {
+    g_eval.done += n;
+    double now = wall_ms();
+    if (!g_master || now - g_eval.last < 10000 || g_eval.done >= g_eval.total) return;
+    g_eval.last = now;
+    double s = (now - g_eval.t0) / 1000;
+    fprintf(stderr, "eval: %zu/%zu windows (%.0f%%) in %.0fs, about %.0fs left\n", g_eval.done, g_eval.total, 100.0 * g_eval.done / g_eval.total, s,
+            s * (g_eval.total - g_eval.done) / g_eval.done);
+}
+
 static void score_windows(Trainer *tr, const int32_t *val, const size_t *start, const int *from, size_t w0, size_t w1, const ByteLut *lut, double *sums) {
     int T = tr->T;
     float *loss = (float *)galloc((size_t)tr->N * sizeof(float));
@@ -2599,6 +2631,7 @@ static void score_windows(Trainer *tr, const int32_t *val, const size_t *start, 
             sums[1] += 1;
             sums[2] += lut->base_bytes[y[k]] + (lut->has_leading_space[y[k]] && !lut->is_boundary[x[k]]);
         }
+        eval_progress(nb);
     }
     free(loss); free(x); free(y);
 }
@@ -2645,6 +2678,9 @@ static void evaluate_val(Trainer *tr, const Dist *dd, const int32_t *val, size_t
     size_t *start = (size_t *)galloc(nw * sizeof(size_t));
     int *from = (int *)galloc(nw * sizeof(int));
     eval_windows(targets, T, tr->tc.eval_stride, start, from);
+    g_eval.t0 = g_eval.last = wall_ms();
+    g_eval.done = 0;
+    g_eval.total = nw * (dd->rank + 1) / dd->world - nw * dd->rank / dd->world;
     double sums[3] = {0, 0, 0};   // nll, tokens, bytes
     if (!C) score_windows(tr, val, start, from, nw * dd->rank / dd->world, nw * (dd->rank + 1) / dd->world, lut, sums);
     else
@@ -3194,7 +3230,6 @@ static void broadcast_bytes(const Dist *dd, Bytes *b) {
 
 #ifndef TESTING
 static FILE *g_log[2];   // logs/RUN_ID.txt and OUT_DIR/train.log (the run folder's copy, for dev/submit.sh)
-static int g_master = 1;
 static void log0(const char *fmt, ...) {
     if (!g_master) return;
     va_list ap;
@@ -3204,6 +3239,24 @@ static void log0(const char *fmt, ...) {
     for (int k = 0; k < 2; k++)
         if (g_log[k]) { va_start(ap, fmt); vfprintf(g_log[k], fmt, ap); va_end(ap); fputc('\n', g_log[k]); fflush(g_log[k]); }
 }
+
+#ifdef GOLF_CPU
+// cpu_model_name: the processor's name from /proc/cpuinfo ("CPU" where there is none), for the CPU build's hardware line.
+static const char *cpu_model_name(void) {
+    static char name[256] = "CPU";
+    char line[512];
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    while (f && fgets(line, sizeof(line), f)) {
+        char *colon = strchr(line, ':');
+        if (strncmp(line, "model name", 10) != 0 || !colon) continue;
+        snprintf(name, sizeof(name), "%s", colon + 2);
+        name[strcspn(name, "\n")] = 0;
+        break;
+    }
+    if (f) fclose(f);
+    return name;
+}
+#endif
 
 // log_code: the log's "code:" line, size and CRC-32 of golf_infer.c (the artifact's code) and train_golf.cu beside the binary.
 static void log_code(const char *argv0) {
@@ -3319,8 +3372,16 @@ int main(int argc, char **argv) {
         char host[256] = "?";
         cudaCheck(cudaGetDeviceProperties(&prop, dd.local_rank));
         gethostname(host, sizeof(host) - 1);
+#ifdef GOLF_CPU
+        char name[512];   // the CPU build: this machine's processor and memory, not the emulated device's
+        snprintf(name, sizeof(name), "CPU build on %s, %ld cores: CUDA emulated by dev/cuda_cpu.h, not a GPU's speed", cpu_model_name(),
+                 sysconf(_SC_NPROCESSORS_ONLN));
+        log0("hardware: %d x %s (%zu MiB; rank 0 on host %s; launch %s)", dd.world, name, (size_t)((double)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE)) >> 20,
+             host, DIST_MODE_NAME[dd.mode]);
+#else
         log0("hardware: %d x %s (%zu MiB; rank 0 on host %s; launch %s)", dd.world, prop.name, (size_t)(prop.totalGlobalMem >> 20), host,
              DIST_MODE_NAME[dd.mode]);
+#endif
     }
     int accum = 8 / dd.world;
     size_t local = (size_t)tc->train_batch_tokens / (dd.world * accum);
@@ -3359,9 +3420,12 @@ int main(int argc, char **argv) {
     snprintf(pattern, sizeof(pattern), "%s/fineweb_val_*.bin", tc->data_path);
     size_t nval;
     int32_t *val = load_shards(pattern, &nval, tc->vocab_size);
+    size_t nval_all = nval - 1;
+    if (tc->val_max_tokens > 0 && (size_t)tc->val_max_tokens + 1 < nval) nval = (size_t)tc->val_max_tokens + 1;   // golf_infer --max-tokens's cut
     if (nval < (size_t)tc->train_seq_len + 1) golf_die("the val split (%zu tokens) is shorter than one sequence", nval);
     nval = (nval - 1) / tc->train_seq_len * tc->train_seq_len + 1;
-    log0("val_loader:shards pattern=%s tokens:%zu", pattern, nval - 1);
+    if (nval - 1 < nval_all) log0("val_loader:shards pattern=%s tokens:%zu (the first %zu of %zu: VAL_MAX_TOKENS=%d)", pattern, nval - 1, nval - 1, nval_all, tc->val_max_tokens);
+    else log0("val_loader:shards pattern=%s tokens:%zu", pattern, nval - 1);
     snprintf(pattern, sizeof(pattern), "%s/fineweb_train_*.bin", tc->data_path);
     TokenStream stream;
     stream_open(&stream, pattern, tc->vocab_size);
@@ -3436,7 +3500,10 @@ int main(int argc, char **argv) {
         double approx = train_ms + wall_ms() - t0;
         if (tc->train_log_every > 0 && (step <= 10 || step % tc->train_log_every == 0 || stop_after >= 0)) {
             double train_loss = step_loss(losses, accum, local);   // the host's one read of the step's losses
-            log0("step:%d/%d train_loss:%.4f train_time:%.0fms step_avg:%.2fms", step, tc->iterations, train_loss, approx, approx / step);
+            // eta: the training time left, at this step_avg, to ITERATIONS or to the wallclock cap, whichever comes first
+            double eta = (tc->iterations - step) * approx / step;
+            if (train_cap_seconds(tc) > 0) eta = fmin(eta, fmax(0.0, 1000.0 * train_cap_seconds(tc) - approx));
+            log0("step:%d/%d train_loss:%.4f train_time:%.0fms step_avg:%.2fms eta:%.0fs", step, tc->iterations, train_loss, approx, approx / step, eta / 1000);
         }
         int reached = train_cap_seconds(tc) > 0 && approx >= 1000.0 * train_cap_seconds(tc);
         if (stop_after < 0 && agree_stop(&dd, reached)) stop_after = step;
@@ -3445,10 +3512,13 @@ int main(int argc, char **argv) {
     cudaCheck(cudaMemGetInfo(&free_b, &total_b));
     // train_golf frees nothing before this point: its high-water is what dmalloc handed out; the device's use adds the
     // CUDA context and cuBLAS's workspace
+#ifdef GOLF_CPU
+    (void)free_b; (void)total_b;   // the emulated device's sizes are not this machine's
+    log0("peak memory: %zu MiB allocated by train_golf (high-water %zu bytes; plan: PLAN_MEMORY=1); the CPU build's emulated device "
+         "allocations peaked at %zu bytes of host memory", g_mem.peak >> 20, g_mem.peak, golf_emu::heap().peak);
+#else
     log0("peak memory: %zu MiB allocated by train_golf (high-water %zu bytes; plan: PLAN_MEMORY=1), device %zu MiB in use of %zu MiB",
          g_mem.peak >> 20, g_mem.peak, (total_b - free_b) >> 20, total_b >> 20);
-#ifdef GOLF_CPU
-    log0("peak memory (CPU emulation): high-water of the emulator's tracked allocations %zu bytes", golf_emu::heap().peak);
 #endif
     step_graph_drop(&graph);
     cudaCheck(cudaFreeHost(xs));
@@ -3473,7 +3543,8 @@ int main(int argc, char **argv) {
         checkpoint_write(ck_path, &tr.host, step);
         FILE *f = fopen(blob_path, "wb");
         if (!f || fwrite(blob.p, 1, blob.n, f) != blob.n || fclose(f) != 0) golf_die("cannot write '%s': %s", blob_path, strerror(errno));
-        log0("Serialized model %s: %zu bytes crc32:%08x", tc->quant, blob.n, (unsigned)crc32(blob.p, blob.n));
+        // the blob's own closing CRC-32 (of every byte before it); a CRC over the whole blob would be CRC-32's constant residue
+        log0("Serialized model %s: %zu bytes crc32:%08x", tc->quant, blob.n, (unsigned)crc32(blob.p, blob.n - 4));
     }
     GolfModel back;
     char why[512];

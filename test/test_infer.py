@@ -292,7 +292,7 @@ def check_generate(R, b, shared, tmp, ck):
         bad = []
         for text in prompts:
             p = run([b / "golf_infer", vck, "--tokenizer", path, "--generate", text, "-n", "3", "--seed", "5"])
-            got = [int(t) for t in p.stderr.split("prompt ids:")[1].split()]
+            got = [int(t) for t in p.stderr.split("prompt ids:")[1].split("\n")[0].split()]
             want = [sp.bos_id()] + sp.encode(text)
             if got != want:
                 bad.append(f"{text!r}: {got} vs {want}")
@@ -301,6 +301,30 @@ def check_generate(R, b, shared, tmp, ck):
     outs = [run([b / "golf_infer", ck, "--tokenizer", tok, "--generate", "Once upon a time", "-n", "30", "--seed", str(s)]).stdout for s in (1, 1, 2)]
     R.check("generate: the same seed gives the same text, another seed another", outs[0] == outs[1] and outs[0] != outs[2]
             and outs[0].startswith("Once upon a time"), repr(outs[0][:80]))
+    # hot sampling picks byte pieces that split characters: the text must still be valid UTF-8, each ill-formed
+    # stretch one U+FFFD as Python's decode(errors="replace") (the Unicode standard's maximal-subpart practice) gives
+    sp1 = spm.SentencePieceProcessor(model_file=str(tok))
+    piece_bytes = lambda i: (bytes([int(sp1.id_to_piece(i)[3:5], 16)]) if sp1.is_byte(i) else b"" if sp1.is_control(i)
+                             else sp1.id_to_piece(i).replace("\u2581", " ").encode())
+    bad, ill = [], 0
+    for seed in range(1, 7):
+        p = subprocess.run([str(b / "golf_infer"), str(ck), "--tokenizer", str(tok), "--generate-ids", "1", "-n", "300", "--temp", "3",
+                            "--top-k", "0", "--seed", str(seed)], capture_output=True)
+        ids = [int(t) for t in p.stderr.decode().split("continuation ids:")[1].split()]
+        raw = b"".join(piece_bytes(i) for i in ids)
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            ill += 1
+        want = raw.decode("utf-8", errors="replace") + "\n"
+        try:
+            got = p.stdout.decode("utf-8")
+        except UnicodeDecodeError as e:
+            got = f"(invalid UTF-8: {e})"
+        if p.returncode != 0 or got != want:
+            bad.append(f"seed {seed}: {got[:60]!r} vs {want[:60]!r}")
+    R.check(f"generate: the text is valid UTF-8, ill-formed bytes as U+FFFD like Python's decoder ({ill} of 6 samples had split characters)",
+            not bad and ill > 0, "; ".join(bad)[:400] if bad else "" if ill else "no sample had a split character: the check saw nothing")
     greedy = run([b / "golf_infer", ck, "--tokenizer", tok, "--generate-ids", "1 300 400", "-n", "5", "--temp", "0"])
     ids = [1, 300, 400]
     for _ in range(5):   # greedy continuation from the reference's logits

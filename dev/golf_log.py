@@ -166,6 +166,12 @@ def crc32_file(path):
     return f"{zlib.crc32(Path(path).read_bytes()) & 0xFFFFFFFF:08x}"
 
 
+def blob_crc(path):
+    """the CRC-32 a .golf blob closes with (of every byte before its last 4), as train_golf's Serialized line logs it;
+    the CRC-32 of a whole blob would be CRC-32's residue, the same for every intact blob"""
+    return f"{zlib.crc32(Path(path).read_bytes()[:-4]) & 0xFFFFFFFF:08x}"
+
+
 BLOB_MAGIC, BLOB_VERSION, BLOB_HEADER_BYTES = 20261124, 2, 256   # golf_infer.c's blob header (64 x uint32)
 
 
@@ -251,8 +257,8 @@ def check_runs(folders, code_dir):
         if log.serialized:
             if log.serialized[1] != size:
                 errs.append(f"serialized {log.serialized[1]} bytes but {blob} has {size} bytes: not this run's blob")
-            elif log.serialized[2] and log.serialized[2] != crc32_file(blob):
-                errs.append(f"wrote a blob with crc32 {log.serialized[2]} but {blob} has crc32 {crc32_file(blob)}: not this run's blob")
+            elif log.serialized[2] and log.serialized[2] != blob_crc(blob):
+                errs.append(f"wrote a blob with crc32 {log.serialized[2]} but {blob} has crc32 {blob_crc(blob)}: not this run's blob")
         for name, (nb, crc) in code.items():
             if log.code and log.code.get(name) != (nb, crc):
                 got = log.code.get(name)

@@ -81,7 +81,7 @@ def make_run(folder, seed, *, blob_bytes=4_000_000, train_ms=598_047, eval_ms=31
               f"stopping_early: wallclock_cap train_time:{train_ms:.0f}ms step:{steps}/20000",
               "peak memory: 10472 MiB in use of 81559 MiB"]
     if finished:
-        lines += [f"Serialized model int8: {model} bytes crc32:{crc(blob)}",
+        lines += [f"Serialized model int8: {model} bytes crc32:{crc(body)}",   # the blob's own closing CRC, as train_golf logs it
                   f"final_int8_roundtrip val_loss:{val[0]:.4f} val_bpb:{val[1]:.4f} eval_time:{eval_ms:.0f}ms",
                   f"final_int8_roundtrip_exact val_loss:{val[0]:.8f} val_bpb:{val[1]:.8f}",
                   f"artifact: golf_infer.c {code_bytes} + model {model} = {code_bytes + model} bytes (limit 16000000) "
@@ -91,10 +91,12 @@ def make_run(folder, seed, *, blob_bytes=4_000_000, train_ms=598_047, eval_ms=31
 
 
 def swap_blob(folder):
-    """the run folder with its blob's first 16 bytes flipped: same size, not the blob its log describes"""
+    """the run folder with another intact blob of the same size (bytes past the header flipped, its CRC-32 redone): not the
+    blob its log describes, though whole-file CRC-32s of the two would be equal (both the CRC residue)"""
     blob = folder / "final_model.golf"
     data = blob.read_bytes()
-    blob.write_bytes(bytes(b ^ 0xFF for b in data[:16]) + data[16:])
+    body = data[:256] + bytes(b ^ 0xFF for b in data[256:272]) + data[272:-4]
+    blob.write_bytes(body + struct.pack("<I", zlib.crc32(body)))
     return folder
 
 

@@ -128,6 +128,7 @@ test: tokenize golf_infer golf_export $(CUDA_TARGETS) train_golf_cpu train_golf_
 	  '$(PYTHON) test/test_quant.py' \
 	  '$(PYTHON) test/test_train_host.py --exe test/train_host_cpu $(if $(filter 1,$(USE_MPI)),--exe-mpi test/train_host_cpu_mpi) $(if $(NVCC),--nvcc $(NVCC))' \
 	  '$(PYTHON) test/test_tools.py' \
+	  '$(PYTHON) test/test_quickstart.py' \
 	  '$(PYTHON) test/test_submit.py' \
 	  '$(PYTHON) test/test_badinput.py' \
 	  '$(PYTHON) test/test_emu.py' \

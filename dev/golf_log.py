@@ -5,7 +5,7 @@ turn finished train_golf runs into a records folder (the back end of dev/submit.
 Lines read (anything else is ignored):
   config NAME=value                                          train_golf's resolved config
   command: ...  code: golf_infer.c bytes:N crc32:X train_golf.cu bytes:N crc32:X  hardware: ...
-  step:N/M train_loss:x [train_time:Tms [step_avg:Ams]]          (a line of this kind that does not parse is an error)
+  step:N/M train_loss:x [train_time:Tms [step_avg:Ams]] [eta:Ns]  (a line of this kind that does not parse is an error)
   step:N/M val_loss:x val_bpb:y [train_time:Tms [step_avg:Ams]]  (likewise)
   stopping_early: ...
   Serialized model SCHEME: N bytes [crc32:X]

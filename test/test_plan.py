@@ -101,7 +101,7 @@ def check_highwater(R, tmp, shared):
     log = tmp / "launches.log"
     p = run([bin_], env=dict(base, GOLF_EMU_LOG=str(log)), cwd=tmp)
     ok = R.check("a 1-step train_golf_cpu run of the small config", p.returncode == 0, (p.stdout + p.stderr)[-400:])
-    emu = re.search(r"high-water of the emulator's tracked allocations (\d+) bytes", p.stdout)
+    emu = re.search(r"the CPU build's emulated device allocations peaked at (\d+) bytes", p.stdout)
     mine = re.search(r"peak memory: \d+ MiB allocated by train_golf \(high-water (\d+) bytes", p.stdout)
     if ok and plan and emu and mine:
         a, e, w = int(plan["allocated_bytes"]), int(emu.group(1)), int(plan["workspace_bytes"])

@@ -234,7 +234,8 @@ typedef struct {
     Config c;
     int n;                 // tensors
     ParamSpec *spec;       // [n]
-    size_t numel;          // floats in params
+    size_t numel;          // floats in params: the tensors, each starting 16-byte aligned (zero padding between)
+    size_t nparams;        // the tensors' elements (numel less the padding)
     float *params;         // the flat buffer
     float *tok_emb;        // [V, d]
     float *bigram_embed;   // [V_b, d_b]
@@ -311,8 +312,9 @@ static void spec_add(GolfModel *m, const char *name, int ndim, int d0, int d1, i
     s->rows = ndim == 2 ? d0 : 1;
     s->cols = ndim == 2 ? d1 : d0;
     s->cls = cls;
-    s->offset = m->numel;
-    m->numel += (size_t)s->rows * (size_t)s->cols;
+    s->offset = (m->numel + 3) & ~(size_t)3;   // 16 bytes: cuBLASLt's tensor-core kernels need aligned operands
+    m->numel = s->offset + (size_t)s->rows * (size_t)s->cols;
+    m->nparams += (size_t)s->rows * (size_t)s->cols;
 }
 
 // model_layout: build the parameter table of config c and allocate the flat buffer.

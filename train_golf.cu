@@ -3403,7 +3403,7 @@ int main(int argc, char **argv) {
     } else init_params(&tr.host, tc);
     params_upload(&tr);
     if (tr.ema) cudaCheck(cudaMemcpy(tr.ema, tr.params, tr.host.numel * 4, cudaMemcpyDeviceToDevice));   // the EMA starts at the initial weights
-    log0("model_params:%zu", tr.host.numel);
+    log0("model_params:%zu", tr.host.nparams);
     log0("world_size:%d grad_accum_steps:%d", dd.world, accum);
 
     // tokenizer tables and the val split

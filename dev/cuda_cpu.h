@@ -1562,7 +1562,8 @@ inline cublasStatus_t golf_cublasSgemmStridedBatched(const char *file, int line,
 // and STRIDED_BATCH_OFFSET, an int64_t >= 0 in elements, are emulated: every layout of a matmul must hold the same
 // batch count, D's entries must not overlap, and every entry's pointer meets the algorithm's alignments), a preference with
 // MAX_WORKSPACE_BYTES and MIN_ALIGNMENT_{A,B,C,D}_BYTES (default 256, as cuBLASLt's), a heuristic that returns one
-// algorithm for those alignments (a pointer less aligned at the matmul is a fault, as it can be an error on a GPU),
+// algorithm for those alignments (a pointer less aligned at the matmul is a fault, as it can be an error on a GPU; so is,
+// with an algorithm from the heuristic, any operand under 16 bytes: on Hopper the heuristic may have none for it),
 // and cublasLtMatmul: D = alpha op(A) op(B) + beta C
 // with A and B in bf16 (decoded exactly), the products summed in float32 by the emulator's sgemm (OpenBLAS's order,
 // or the loops' ascending k), then d = alpha * acc + beta * c in float32 (C not read when beta = 0), rounded to D's
@@ -1794,12 +1795,16 @@ inline cublasStatus_t golf_ltMatmul(const char *file, int line, cublasLtHandle_t
     if (algo && (algo->data[0] != (uint64_t)golf_emu::LT_ALGO || algo->data[1] != (uint64_t)d->ta || algo->data[2] != (uint64_t)d->tb ||
                  algo->data[3] != (uint64_t)Dl->type))
         golf_emu::fault("%s at %s: the algorithm is not one cublasLtMatmulAlgoGetHeuristic returned for this descriptor and D type", fn, s);
-    for (int e = 0; algo && e < batch; e++) {
+    for (int e = 0; e < batch; e++) {
         const void *ptr[4] = {at(A, Al, e), at(B, Bl, e), at(C, Cl, e), at(D, Dl, e)};
         for (int i = 0; i < 4; i++) {
             uintptr_t u = (uintptr_t)ptr[i];
             uint64_t al = u ? (u & (~u + 1)) : 256;   // the lowest set bit: the pointer's alignment
-            if (al < algo->data[4 + i])
+            if (algo && al < 16 && (i != 2 || fb != 0.f))   // a heuristic's algorithm: Hopper's tensor-core kernels move 16-byte vectors
+                golf_emu::fault("%s at %s: %c (batch entry %d) is aligned to %llu bytes: cuBLASLt's tensor-core kernels need 16 "
+                                "(the heuristic may return no algorithm on a GPU); keep every operand 16-byte aligned", fn, s, "ABCD"[i], e,
+                                (unsigned long long)al);
+            if (algo && al < algo->data[4 + i])
                 golf_emu::fault("%s at %s: %c (batch entry %d) is aligned to %llu bytes, under the %llu the algorithm was chosen for "
                                 "(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_%c_BYTES)", fn, s, "ABCD"[i], e, (unsigned long long)al,
                                 (unsigned long long)algo->data[4 + i], "ABCD"[i]);

@@ -591,7 +591,7 @@ static size_t predict_blob_bytes(const SizeModel *sm, const Config *c, const Exp
         if (values[k] > 0)
             printf("  %-8s %-8s %11.0f values -> %11.0f bytes (%.3f bits/value with scales)\n", CLASS_NAME[k], SCHEME_NAME[o->scheme[k]], values[k], bytes[k],
                    8 * bytes[k] / values[k]);
-    *params = m.numel;
+    *params = m.nparams;
     model_free(&m);
     return (size_t)llround(total);
 }
@@ -794,7 +794,7 @@ int main(int argc, char **argv) {
     if (!o.quiet) printf("golf_export: %s -> %s\n", in, outp);
     blob_encode(&m, &o, &blob);
     write_whole(outp, blob.p, blob.n);
-    printf("model: %zu bytes (%zu parameters, %.3f bits/parameter)\n", blob.n, m.numel, 8.0 * blob.n / (double)m.numel);
+    printf("model: %zu bytes (%zu parameters, %.3f bits/parameter)\n", blob.n, m.nparams, 8.0 * blob.n / (double)m.nparams);
     char line[512];
     puts(artifact_line(code_path(argv[0]), blob.n, line, sizeof(line)));
     int fits = budget < 0 || budget_report(code_bytes(argv[0]), blob.n, budget);

@@ -12,7 +12,7 @@
 //   emu_faults lt TA TB M N K DTYPE BETA SEED   one cublasLtMatmul (bf16 A, B; C = D of DTYPE bf16 or f32; alpha
 //                             0.75; lda, ldb, ldd past the rows; C NaN when BETA is 0): m n k, then A, B, C (as
 //                             decoded floats), D, one "%a" matrix per line, column-major; "padding" if D's rows past m changed
-//   emu_faults lt_fault WHAT  a bad cuBLASLt call (ld, type, dims, attr, cd, algo, align, batch, overlap, layout_attr):
+//   emu_faults lt_fault WHAT  a bad cuBLASLt call (ld, type, dims, attr, cd, algo, align, align16, batch, overlap, layout_attr):
 //                             the fault's message, exit 1
 //   emu_faults lt_batch       a strided batch of 3 bf16 matmuls (BATCH_COUNT, STRIDED_BATCH_OFFSET) against the 3 alone:
 //                             "same" when every bit of D agrees, else "differ"
@@ -540,7 +540,8 @@ static int lt_run(int ta, int tb, int m, int n, int k, int f32, float beta, uint
 
 // lt_fault: one bad cuBLASLt call on a 4 x 4 x 4 bf16 GEMM: an ld under the rows, an fp32 operand, B's layout with
 // another k, an epilogue attribute, C's layout other than D's, an algorithm the heuristic did not return, an A 2 bytes
-// past an allocation's start under the default (256-byte) alignment the heuristic assumed; batches: A's layout with
+// past an allocation's start (under the 16 bytes every cuBLASLt operand needs), one 16 bytes past it (under the
+// default 256-byte alignment the heuristic assumed); batches: A's layout with
 // BATCH_COUNT 2 and the others 1, every layout with 2 entries but D's stride 0 (overlapping entries), the ORDER attribute
 static int lt_fault(const char *what) {
     cublasLtHandle_t h;
@@ -576,7 +577,7 @@ static int lt_fault(const char *what) {
     float one = 1, zero = 0;
     int type = !strcmp(what, "type"), dims = !strcmp(what, "dims"), cd = !strcmp(what, "cd");
     if (!strcmp(what, "algo")) res.algo.data[0] = 0;
-    const bf16 *a = !strcmp(what, "align") ? d + 1 : d;
+    const bf16 *a = !strcmp(what, "align") ? d + 1 : !strcmp(what, "align16") ? d + 8 : d;   // 2 bytes / 16 bytes past the start
     if (!strcmp(what, "batch")) {   // A with 2 entries, B, C, D with 1
         cublasLtMatrixLayout_t one16;
         cublasCheck(cublasLtMatrixLayoutCreate(&one16, CUDA_R_16BF, 4, 4, 4));

@@ -138,7 +138,8 @@ def check_gemm(R, exe):
 LT_FAULTS = [("ld", "ld 3 (column-major: ld >= rows)"), ("type", "A is CUDA_R_32F: only CUDA_R_16BF operands"),
              ("dims", "layout of B is 5 x 4 but the op needs 4 x 4"), ("attr", "attribute 7 is not emulated"),
              ("cd", "C's layout (CUDA_R_32F 4 x 4, ld 4, stride 0) differs from D's"), ("algo", "not one cublasLtMatmulAlgoGetHeuristic returned"),
-             ("align", "A (batch entry 0) is aligned to 2 bytes, under the 256 the algorithm was chosen for"),
+             ("align", "A (batch entry 0) is aligned to 2 bytes: cuBLASLt's tensor-core kernels need 16"),
+             ("align16", "A (batch entry 0) is aligned to 16 bytes, under the 256 the algorithm was chosen for"),
              ("batch", "batch counts A 2, B 1, C 1, D 1: only equal counts are emulated"), ("overlap", "D's batch entries overlap"),
              ("layout_attr", "attribute 1 is not emulated (BATCH_COUNT and STRIDED_BATCH_OFFSET are)")]
 

@@ -34,9 +34,9 @@
  *   and every reduction. PRECISION=bf16 (the default; train_gpt.py's autocast as tensor cores compute it): every GEMM,
  *   forward and gradient, through cuBLASLt on bf16 operands with fp32 accumulation (a bf16 shadow of the weights; the
  *   MLP's and the final norm's outputs, the fc output and relu^2 kept only in bf16, other operands cast on the
- *   fly); forward GEMM outputs rounded to bf16, dX and dW in fp32; attention with FLASH_ATTENTION=1 as flash kernels
- *   on tensor cores for head_dim 64 and 128 (bf16 q, k, v, dy, P and dS into mma.sync, fp32 accumulation, softmax /
- *   lse / D and y, dq, dk, dv in fp32; chapter 4c), otherwise the SIMT kernels on bf16-rounded q, k; Muon's
+ *   fly); forward GEMM outputs rounded to bf16, dX and dW in fp32; attention as flash kernels on tensor cores for
+ *   head_dim 64 and 128 (FLASH_ATTENTION=1, the default: bf16 q, k, v, dy, P and dS into mma.sync, fp32 accumulation,
+ *   softmax / lse / D and y, dq, dk, dv in fp32; chapter 4c), otherwise the SIMT kernels on bf16-rounded q, k; Muon's
  *   Newton-Schulz in bf16.
  *   test/reference.py --device cpu --amp models all of it. PRECISION=fp32: the exact path, GEMMs in cuBLAS fp32 (TF32
  *   tensor cores with MATH_TF32=1), attention a fused online-softmax SIMT kernel per query (no T x T buffer).
@@ -214,7 +214,7 @@ static const ConfigEntry CONFIG[] = {
     CI(gptq_tokens, "GPTQ_TOKENS", "65536", "GPTQ calibration: the first N tokens of the train shards"),
     CS(precision, "PRECISION", "bf16", "bf16 (train_gpt.py's autocast): GEMMs and attention on bf16 operands with fp32 accumulation; fp32: everything in fp32 (the exact path)"),
     CI(plan_memory, "PLAN_MEMORY", "0", "1: print the device memory plan of this config per GPU and exit (no GPU used; dev/bench_train.sh --memory)"),
-    CI(flash_attention, "FLASH_ATTENTION", "0", "1: with PRECISION=bf16 and head_dim 64 or 128, attention on the tensor-core flash kernels (4c; README: not yet the default)"),
+    CI(flash_attention, "FLASH_ATTENTION", "1", "1: with PRECISION=bf16 and head_dim 64 or 128, attention on the tensor-core flash kernels (4c); 0: the SIMT kernels on bf16-rounded q, k, v"),
     CI(logit_chunk, "LOGIT_CHUNK", "8192", "tokens per pass of the head (logits, softcapped CE and its gradient, lm_head GEMMs) over a chunk; 0: the whole micro-batch"),
     CI(recompute, "RECOMPUTE", "1", "1: the backward recomputes the norm outputs and relu^2 from what it keeps (one buffer each); 0: every block position keeps them"),
     CI(fuse, "FUSE", "1", "1: the residual mix and the scale-add each fused with the norm after it (one pass, the same bits); 0: the plain kernels"),
@@ -1328,13 +1328,18 @@ template <int HD> __global__ void __launch_bounds__(FA_THREADS) flash_forward(fl
         for (int r = 0; r < 2; r++)
             if (row[r] < T) lse[((size_t)b * H + h) * T + row[r]] = m[r] + logf(l[r]);
 }
-// flash backward, before the two passes (thread per token and head): dy16 = bf16(dy), D[(b*H + h)*T + t] = dy_t . y_t (fp32)
+// flash backward, before the two passes (thread per token and head): dy16 = bf16(dy), D[(b*H + h)*T + t] = dy16_t . y_t
+// (fp32 sums; from the rounded dy that dP = dy16 . v reads, so that sum_s P_ts (dP_ts - D_t) = 0 holds up to y's rounding)
 __global__ void flash_backward_prep(__nv_bfloat16 *dy16, float *D, const float *dy, const float *y, int N, int T, int H, int HD) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= N * H) return;
     const float *a = dy + (size_t)i * HD, *c = y + (size_t)i * HD;
     float s = 0.f;
-    for (int e = 0; e < HD; e++) { s += a[e] * c[e]; dy16[(size_t)i * HD + e] = __float2bfloat16_rn(a[e]); }
+    for (int e = 0; e < HD; e++) {
+        __nv_bfloat16 r = __float2bfloat16_rn(a[e]);
+        dy16[(size_t)i * HD + e] = r;
+        s += __bfloat162float(r) * c[e];
+    }
     int n = i / H, h = i % H;
     D[((size_t)(n / T) * H + h) * T + n % T] = s;
 }

@@ -433,7 +433,7 @@ static int run_fused(uint64_t seed) {
 }
 
 // attention: the three kernels on random q, k, v, dy of [1, T] sequences; raw float32 outputs on stdout
-static void round_bf16_device(float *d, size_t n) {   // d = bf16(d): inputs the flash kernels' casts keep exactly
+static void round_bf16_device(float *d, size_t n) {   // d = bf16(d): q, k, v that the flash kernels' casts keep exactly
     std::vector<float> h(n);
     cudaCheck(cudaMemcpy(h.data(), d, n * 4, cudaMemcpyDeviceToHost));
     for (auto &x : h) x = __bfloat162float(__float2bfloat16_rn(x));
@@ -448,7 +448,7 @@ static int run_attention(int T, int hd, int H, int KV, uint64_t seed, int flash)
     cudaCheck(cudaMalloc(&y, nq * 4)); cudaCheck(cudaMalloc(&dq, nq * 4)); cudaCheck(cudaMalloc(&dk, nk * 4)); cudaCheck(cudaMalloc(&dv, nk * 4));
     cudaCheck(cudaMalloc(&lse, (size_t)T * H * 4)); cudaCheck(cudaMalloc(&D, (size_t)T * H * 4));
     if (flash) {
-        round_bf16_device(q, nq); round_bf16_device(k, nk); round_bf16_device(v, nk); round_bf16_device(dy, nq);
+        round_bf16_device(q, nq); round_bf16_device(k, nk); round_bf16_device(v, nk);   // dy stays float32, as in training
         __nv_bfloat16 *q16, *k16, *v16, *dy16;
         cudaCheck(cudaMalloc(&q16, nq * 2)); cudaCheck(cudaMalloc(&k16, nk * 2)); cudaCheck(cudaMalloc(&v16, nk * 2)); cudaCheck(cudaMalloc(&dy16, nq * 2));
         LAUNCH1D(to_bf16, nq, q16, q, 1.0f, nq);

@@ -555,6 +555,7 @@ RMS_NORM_EPS = float(torch.finfo(torch.float32).eps)  # 2^-23 = 1.19209289550781
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 FAST_KERNELS = {"on": False}
 CPU_AMP = {"on": False}   # --device cpu --amp: Bf16Linear and bf16 attention inputs (the tensor cores' autocast)
+FLASH_BOUND = {"on": False}   # debug-state: each attention's q_gain_flash_bound summed on its module (_qgain_bound)
 
 
 def autocast_context(device, amp: bool):
@@ -673,6 +674,42 @@ def causal_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     return torch.matmul(probs.to(v.dtype), v)
 
 
+def q_gain_flash_bound(q: Tensor, k: Tensor, v: Tensor, dy: Tensor, gain: Tensor) -> Tensor:
+    """How far a bf16 flash attention backward's roundings may move the gradient of q_gain from its exact value, per
+    head [H] (float64), for q [B, H, T, D] (q_gain applied), k, v [B, Hkv, T, D] and dy, the gradient of the attention
+    output. The gradient is g_h = scale sum_{b,t,s} dS_ts (qhat_t . k_s), qhat = q / q_gain, dS_ts = P_ts (dP_ts - D_t),
+    dP_ts = dy_t . v_s, D_t = dy_t . y_t: a sum that cancels heavily (sum_s dS_ts = 0), so neither a bound relative to g
+    nor the worst case of every rounding adding up (sum_i |a_i|: thousands of times the errors seen) makes a check.
+    The flash kernels round to bfloat16 (8 significant bits, relative error at most u = 2^-8), each an independent event:
+      dS_ts for the dq product:               a = u |dS_ts| scale |qhat_t . k_s|                       per (b, t, s)
+      dy_ti in dP and D (D from the rounded dy): g moves by delta dy_ti c_ti, c_ti = scale sum_s P_ts (v_si - y_ti)
+                                                (qhat_t . k_s):  a = 2 u |dy_ti| |c_ti|                 per (b, t, i)
+                                                (twice u: the later layers' roundings reach dy as a relative
+                                                perturbation of the same size as its own rounding)
+      P_ts in the forward's P V, moving D_t by dy_t . v_s delta P_ts:
+                                                a = u P_ts |dy_t . v_s| scale |sum_s' P_ts' qhat_t . k_s'|  per (b, t, s)
+    Under the probabilistic model of rounding errors (independent, mean zero, |delta_i| <= a_i; Higham and Mary, SIAM J.
+    Sci. Comput. 41 (2019)), Hoeffding's inequality bounds the sum: P(|sum delta_i| > lam sqrt(sum a_i^2)) <= 2
+    exp(-lam^2 / 2); lam = 6 puts that below 3e-8 per head. Returns lam sqrt(sum a^2) (fp32 accumulation and products of
+    two roundings are far below it), computed in float64 from the float32 tensors."""
+    B, H, T, Dh = q.shape
+    q, k, v, dy, gain = (t.detach().double() for t in (q, k, v, dy, gain))
+    if k.size(1) != H:
+        k, v = k.repeat_interleave(H // k.size(1), dim=1), v.repeat_interleave(H // v.size(1), dim=1)
+    scale, u, lam = 1.0 / math.sqrt(Dh), 2.0 ** -8, 6.0
+    qk = q @ k.transpose(-2, -1)                                                   # [B, H, T, T]
+    future = torch.ones(T, T, dtype=torch.bool).triu(1)
+    P = torch.softmax((qk * scale).masked_fill(future, float("-inf")), dim=-1)
+    y = P @ v
+    qhk = qk / gain[None, :, None, None]                                           # qhat_t . k_s
+    dS = P * (dy @ v.transpose(-2, -1) - (dy * y).sum(-1, keepdim=True))
+    a_ds = u * dS.abs() * scale * qhk.abs()
+    c = scale * ((P * qhk) @ v - y * (P * qhk).sum(-1, keepdim=True))             # [B, H, T, D]
+    a_dy = 2 * u * dy.abs() * c.abs()
+    a_p = u * P * (dy @ v.transpose(-2, -1)).abs() * scale * (P * qhk).sum(-1, keepdim=True).abs()
+    return lam * ((a_ds ** 2).sum(dim=(0, 2, 3)) + (a_dy ** 2).sum(dim=(0, 2, 3)) + (a_p ** 2).sum(dim=(0, 2, 3))).sqrt()
+
+
 def exclusive_self_attention(y: Tensor, v: Tensor) -> Tensor:
     """XSA: y [B, H, T, D] minus its component along the token's own value vector: y_h - (y_h . vhat) vhat,
     vhat = v_g / ||v_g|| (v [B, Hkv, T, D] after c_v, no norm, no RoPE; g = h // (H/Hkv); no eps)."""
@@ -788,6 +825,11 @@ class CausalSelfAttention(nn.Module):
         k = apply_partial_rotary(k, cos, sin)
         q = q * self.q_gain.to(dtype=q.dtype)[None, :, None, None]
         y = causal_attention(q, k, v)                                   # [B, H, T, D]
+        if FLASH_BOUND["on"] and y.requires_grad:   # debug-state: q_gain_flash_bound once dy is known
+            def add_bound(dy, q=q.detach(), k=k.detach(), v=v.detach()):
+                b = q_gain_flash_bound(q, k, v, dy, self.q_gain)
+                self._qgain_bound = b if getattr(self, "_qgain_bound", None) is None else self._qgain_bound + b
+            y.register_hook(add_bound)
         if self.xsa:
             y = exclusive_self_attention(y, v)
         if self.gate_w is not None:
@@ -2134,6 +2176,7 @@ def debug_state(model: GPT, cfg: Config, opts, k_steps: int) -> tuple[list, list
       debug.logits       float32 [B, T, V] logits of debug.x (after the softcap)
       debug.loss         float32 [1]     mean cross-entropy on the batch
       grad.<key>         float32         d(debug.loss)/d(parameter), every state_dict key
+      bound.<key>.q_gain float64 [H]     q_gain_flash_bound of the layer's attention(s) in that backward (q_gain keys)
       debug.losses       float32 [K]     losses of optimizer steps 0..K-1 (step k's batch is the loader's
                                          k-th, loss taken before step k's update; debug.losses[0] is
                                          debug.loss), lr multiplier by iterations (lr_mul with no
@@ -2149,9 +2192,13 @@ def debug_state(model: GPT, cfg: Config, opts, k_steps: int) -> tuple[list, list
     weights = [(k, v.detach().float().cpu().clone()) for k, v in model.state_dict().items()]
     with torch.no_grad(), autocast_context(device, amp):
         logits = model.forward_logits(x.to(device)).float().cpu()
+    FLASH_BOUND["on"] = True
     loss = trainer.loss_and_grad(x, y)
+    FLASH_BOUND["on"] = False
     params = dict(model.named_parameters())
     grads = [(f"grad.{k}", params[k].grad.detach().float().cpu().clone()) for k, _ in weights]
+    grads += [(f"bound.{name}.q_gain", mod._qgain_bound.cpu()) for name, mod in model.named_modules()
+              if getattr(mod, "_qgain_bound", None) is not None]
     losses = []
     for step in range(k_steps):
         if step > 0:

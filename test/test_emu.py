@@ -270,13 +270,15 @@ U32, UB16 = 2.0 ** -24, 2.0 ** -8   # unit roundoffs of float32 (24 significant 
 
 def flash_bound(q, k, v, dy, y_got):
     """Elementwise first-order bounds on |flash - float64| for y, lse, dq, dk, dv (the same shapes as attention_ref's),
-    for inputs that are bf16 values (so the kernels' casts are exact). The kernels' own roundings, each bounded by the
-    data:
+    for q, k, v that are bf16 values (so the kernels' casts are exact) and a float32 dy, as training hands them. The
+    kernels' own roundings, each bounded by the data:
       scores  s = q.k * scale: a chain of HD fp32 additions of exact bf16 products: |ds| <= (HD + 1) u32 A, A = scale sum |q_i k_i|
       p       exp(s - m) in fp32: relative (HD + 1) u32 A + u32 |s - m| + 2 u32 (expf); the online rescaling adds 4 u32 a tile
       P V     P rounded to bf16 (relative u_bf16) for the mma, fp32 chains of T additions: y errs by
               sum_s P (e_p |v_s - y_t| + u_bf16 |v_s|) + (T + 2 + tiles) u32 (P|v| + |y|)
       lse     m + log l: sum_s P e_p + (T + 2) u32 + 2 u32 (|lse| + |m|)
+      dy      rounded to bf16 (relative u_bf16) for dP = dy16.v and D = dy16.y (so both read one dy): dS moves by
+              P u_bf16 |dy|.|v_s - y_t| <= P u_bf16 (|dy||v|^T + |dy|.|y|), dv by u_bf16 P^T |dy|
       backward (from the kernel's y, and its lse within the bound above): P = exp(s - lse) relative
               e_P = e_s + u32 |s - lse| + 2 u32 + b_lse; dP = dy.v with (HD + 1) u32 B, B = sum |dy_i v_i|; D = dy.y_got off by
               sum |dy| b_y + (HD + 1) u32 sum |dy y|; dS = P (dP - D) then bf16: E = P (e_P |dP - D| + (HD + 1) u32 B + b_D) +
@@ -312,10 +314,11 @@ def flash_bound(q, k, v, dy, y_got):
         D = (dY * y_got[:, h]).sum(1, keepdims=True)
         bD = (np.abs(dY) * by[:, h]).sum(1, keepdims=True) + (hd + 1) * U32 * (np.abs(dY) * np.abs(y_got[:, h])).sum(1, keepdims=True)
         dS = P * (dP - D)
-        E = P * (eP * np.abs(dP - D) + (hd + 1) * U32 * B + bD) + (UB16 + 2 * U32) * np.abs(dS)
+        E = P * (eP * np.abs(dP - D) + (hd + 1) * U32 * B + bD + UB16 * (B + (np.abs(dY) * np.abs(y_got[:, h])).sum(1, keepdims=True))) \
+            + (UB16 + 2 * U32) * np.abs(dS)
         bdq[:, h] = scale * (E @ np.abs(K) + (T + 2) * U32 * np.abs(dS) @ np.abs(K))
         bdk[:, kh] += scale * (E.T @ np.abs(Q) + (G * T + 2) * U32 * np.abs(dS).T @ np.abs(Q))
-        bdv[:, kh] += (P * (eP + UB16)).T @ np.abs(dY) + (G * T + 1) * U32 * P.T @ np.abs(dY)
+        bdv[:, kh] += (P * (eP + 2 * UB16)).T @ np.abs(dY) + (G * T + 1) * U32 * P.T @ np.abs(dY)
     return [1.01 * b for b in (by, blse, bdq, bdk, bdv)]
 
 

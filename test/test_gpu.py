@@ -26,7 +26,8 @@ dev/cuda_cpu.h; the reference on the CPU; a smaller batch and the first VAL_TOKE
              (the latter with QAT and FLASH_ATTENTION=1)
   bf16       PRECISION=bf16 against `reference.py debug-state --device cpu --amp` (its model of the tensor cores'
              autocast): step-0 loss and every gradient from the default init (and the K-step losses) and from
-             `init --perturb` for the baseline and every option set, within the bound of check_bf16; from the
+             `init --perturb` for the baseline (flash and SIMT attention) and every option set, within the bound of
+             check_bf16 (q_gain under flash: plus the reference's q_gain_flash_bound); from the
              perturbed inits each Muon matrix's first update against the reference's bf16 Newton-Schulz of
              train_golf's own gradient (check_bf16_muon)
 Every check but bf16 runs PRECISION=fp32.
@@ -312,20 +313,38 @@ def check_bf16(R, args, env, tmp, label, init_flags, k):
             f"{l0:.6f} vs {w0:.6f} (fp32 {f0:.6f}): {abs(l0 - w0):.1e} vs {tol:.1e}")
     worst, bad, nearer = "", [], []
     wr = 0.0
+    flash = env.get("FLASH_ATTENTION", "1") == "1"   # train_golf's default under PRECISION=bf16 (head_dim 64 here)
     for name, g in want.items():
         if not name.startswith("grad."):
             continue
         d = rel_err(ref32[name], g)
         err, err32 = rel_err(got[name], g), rel_err(got[name], ref32[name])
+        bound = want.get("bound." + name[5:]) if flash else None
+        if bound is not None:
+            # q_gain under the flash kernels: their own roundings (P, dS, dy in bf16), which --amp does not model, move
+            # this heavily cancelling sum by up to the reference's q_gain_flash_bound (per head, derived there); so per
+            # entry |golf - amp| <= 2 D + that bound + the float32 tolerance, and no "nearer" requirement
+            scale = max(np.abs(g).max(), 1e-30)
+            ratio = float((np.abs(got[name] - g) / (2 * d * scale + bound + GRAD_RTOL_OF_MAX * scale)).max())
+            if ratio > wr:
+                wr, worst = ratio, f"{name}: {ratio:.2f} of 2 D + flash bound + tol"
+            if ratio > 1:
+                bad.append(f"{name}: {err:.1e} of its largest entry, {ratio:.2f} of 2 D + the flash bound {np.asarray(bound).max():.1e} + tol")
+            continue
         if err / (2 * d + GRAD_RTOL_OF_MAX) > wr:
             wr, worst = err / (2 * d + GRAD_RTOL_OF_MAX), f"{name}: {err:.1e} vs {2 * d + GRAD_RTOL_OF_MAX:.1e}"
         if err > 2 * d + GRAD_RTOL_OF_MAX:
             bad.append(f"{name}: {err:.1e} > 2 * {d:.1e} + {GRAD_RTOL_OF_MAX}")
-        if d > GRAD_RTOL_OF_MAX and not err < err32:
+        if d > GRAD_RTOL_OF_MAX and not err < err32 and not flash:
             nearer.append(f"{name}: {err:.1e} from --amp, {err32:.1e} from fp32")
-    R.check(f"{label}every bf16 gradient within 2 D + {GRAD_RTOL_OF_MAX} of the --amp reference's (D: its distance to fp32)", not bad,
+    R.check(f"{label}every bf16 gradient within 2 D + {GRAD_RTOL_OF_MAX} of the --amp reference's (D: its distance to fp32; "
+            f"q_gain{' plus the flash kernels bound' if flash else ''})", not bad,
             f"worst {worst}; " + "; ".join(bad[:5]))
-    R.check(f"{label}every bf16 gradient with D > {GRAD_RTOL_OF_MAX} nearer the --amp reference than the fp32 one", not nearer, "; ".join(nearer[:5]))
+    # the "nearer" rule needs train_golf to make --amp's roundings: the SIMT attention does (FLASH_ATTENTION=0, checked
+    # from the perturbed init below); the flash kernels' own roundings of P, dS and dy can put a gradient that attention
+    # dominates nearer float32 (seen: blocks.3.attn_scale, 5.9e-3 from --amp and 5.1e-3 from fp32, within its 2 D of 1.1e-2)
+    if not flash:
+        R.check(f"{label}every bf16 gradient with D > {GRAD_RTOL_OF_MAX} nearer the --amp reference than the fp32 one", not nearer, "; ".join(nearer[:5]))
     if k == 1:
         check_bf16_muon(R, dict(env, ITERATIONS="1"), label, ck, grads, tmp / "final_model.ckpt")
     if k > 1:
@@ -431,7 +450,7 @@ def main():
         env["GOLF_EMU_LOG"] = str(tmp / "launches.log")   # every launch of every run: which kernels ran
     try:
         check_bf16(R, args, env, tmp, "bf16 default init: ", [], args.k)
-        for options in [{}] + OPTION_SETS:
+        for options in [{"FLASH_ATTENTION": "0"}] + [{}] + OPTION_SETS:
             check_bf16(R, args, dict(env, **options), tmp, "bf16 perturbed init " + " ".join(f"{k}={v}" for k, v in options.items()) + ": ",
                        ["--random-init", "--perturb"], 1)
         if not args.bf16_only:

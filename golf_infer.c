@@ -187,12 +187,12 @@ typedef struct {
     // the record-stack options (README "Architecture options"); all 0 = the baseline
     float mlp_leaky_slope;           // MLP activation (x > 0 ? x : slope x)^2
     int bigram_vocab, bigram_dim;    // BigramHash table V_b x d_b (V_b 0 = off)
-    int smear_gate;                  // SmearGate on the normalized embeddings
+    int smear_gate;                  // SmearGate on the raw embeddings, before their norm
     int xsa_last_n;                  // XSA on layers >= L - n
     int rope_dims;                   // RoPE on the first R dims of a head (0 = all)
     int ln_scale;                    // block norms times 1/sqrt(layer + 1)
     int parallel_from;               // layers >= P run two residual lanes (0 = off)
-    int skip_gates;                  // sigmoid-gated U-Net skips
+    int skip_gates;                  // gated U-Net skips: lerp(w skip, x, sigmoid(g))
     int attn_out_gate;               // per-head sigmoid gate on the attention output
     int loop_enc, loop_dec;          // depth-recurrence schedule lengths (0, 0 = none)
     int loop[MAX_SCHEDULE];          // encoder then decoder physical layer indices

@@ -166,13 +166,13 @@ static const ConfigEntry CONFIG[] = {
     CF(mlp_leaky_slope, "MLP_LEAKY_SLOPE", "0", "MLP activation (x > 0 ? x : slope x)^2; 0 = relu^2, 0.5 = LeakyReLU(0.5)^2"),
     CI(bigram_vocab_size, "BIGRAM_VOCAB_SIZE", "0", "BigramHash buckets (0: off)"),
     CI(bigram_dim, "BIGRAM_DIM", "128", "BigramHash embedding width"),
-    CI(smear_gate, "SMEAR_GATE", "0", "1: SmearGate on the embeddings"),
+    CI(smear_gate, "SMEAR_GATE", "0", "1: SmearGate, April form (04-27, 04-29): e_t += lam sigmoid(w . e_t[:12]) e_{t-1} on the raw embedding, before its norm"),
     CI(xsa_last_n, "XSA_LAST_N", "0", "XSA on the last N layers"),
     CI(rope_dims, "ROPE_DIMS", "0", "RoPE on the first R dims of each head (0: all)"),
     CI(ln_scale, "LN_SCALE", "0", "1: block norms times 1/sqrt(layer + 1)"),
-    CI(parallel_from, "PARALLEL_FROM", "0", "layers >= P run two residual lanes (0: off)"),
-    CI(skip_gates, "SKIP_GATES", "0", "1: sigmoid-gated U-Net skips"),
-    CI(attn_out_gate, "ATTN_OUT_GATE", "0", "1: per-head sigmoid gate on the attention output"),
+    CI(parallel_from, "PARALLEL_FROM", "0", "layers >= P run two residual lanes, 04-29's form: lane 0 carried raw, skips into lane 0 (0: off)"),
+    CI(skip_gates, "SKIP_GATES", "0", "1: gated U-Net skips as 04-05's: lerp(w skip, x, sigmoid(g))"),
+    CI(attn_out_gate, "ATTN_OUT_GATE", "0", "1: per-head sigmoid gate on the attention output (04-29's sparse gate)"),
     CS(loop_encoder, "LOOP_ENCODER", "", "depth recurrence: encoder layer indices, e.g. 0,1,2,3,4,5,3,4"),
     CS(loop_decoder, "LOOP_DECODER", "", "depth recurrence: decoder layer indices, e.g. 5,3,4,5,6,7,8,9,10"),
     CF(loop_start_frac, "LOOP_START_FRAC", "0", "use the loop schedule from this fraction of training on"),
@@ -230,8 +230,8 @@ typedef struct { const char *name, *settings, *record; } Preset;   // record: th
 static const Preset PRESETS[] = {
     {"baseline", "", "2026-03-17_NaiveBaseline"},
     // from RECORDS.md, then (guesses) the optimizer settings of the record's lineage; ROPE_BASE: the record's Rotary
-    // rescales its base for sequences past 1024 (base * (T / 1024)^(R / (R - 2)), R = 16), at T = 2048 a fixed 22081.79
-    {"r0322", "NUM_LAYERS=11 MLP_MULT=3 TRAIN_SEQ_LEN=2048 TRAIN_BATCH_TOKENS=786432 XSA_LAST_N=4 ROPE_DIMS=16 ROPE_BASE=22081.79027 LN_SCALE=1 EMA_DECAY=0.997 "
+    // rescales its base for sequences past 1024 (base * (T / 1024)^(R / (R - 2)), R = 16), at T = 2048 22081.79, written to the 6 digits the config log prints
+    {"r0322", "NUM_LAYERS=11 MLP_MULT=3 TRAIN_SEQ_LEN=2048 TRAIN_BATCH_TOKENS=786432 XSA_LAST_N=4 ROPE_DIMS=16 ROPE_BASE=22081.8 LN_SCALE=1 EMA_DECAY=0.997 "
               "BIGRAM_VOCAB_SIZE=2048 BIGRAM_DIM=128 SMEAR_GATE=1 MUON_WD=0.04 WARMDOWN_ITERS=3500 EVAL_STRIDE=64 QUANT=int6 QUANT_CLIP=search "
               "ADAM_WD=0.04 MATRIX_LR=0.025 SCALAR_LR=0.025 TIED_EMBED_LR=0.035 MUON_MOMENTUM=0.99 MUON_MOMENTUM_WARMUP_START=0.92 "
               "MUON_MOMENTUM_WARMUP_STEPS=1500 GRAD_CLIP_NORM=0.3",
@@ -664,18 +664,18 @@ __global__ void lane_mean(float *out, const float *a, const float *b, size_t n) 
     if (i < n) out[i] = 0.5f * (a[i] + b[i]);
 }
 // parallel residual lanes forward: with A = attn_scale ao and M = mlp_scale mo,
-// out0 = rho0 x0 + mix00 A + mix01 M, out1 = rho1 x1 + mix10 A + mix11 M (x0: lane 0 as it came in, not its residual mix)
-__global__ void lane_combine_forward(float *out0, float *out1, const float *xm, const float *x1, const float *ao, const float *mo,
+// out0 = rho0 l0 + mix00 A + mix01 M, out1 = rho1 x1 + mix10 A + mix11 M (l0: lane 0 as it came in, not its residual mix)
+__global__ void lane_combine_forward(float *out0, float *out1, const float *l0, const float *x1, const float *ao, const float *mo,
                                      const float *as, const float *ms, const float *rho, const float *mix, int N, int d) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)N * d) return;
     float A = as[i % d] * ao[i], M = ms[i % d] * mo[i];
-    out0[i] = rho[0] * xm[i] + mix[0] * A + mix[1] * M;
+    out0[i] = rho[0] * l0[i] + mix[0] * A + mix[1] * M;
     out1[i] = rho[1] * x1[i] + mix[2] * A + mix[3] * M;
 }
-// parallel residual lanes backward (xm: lane 0 as it came in): from d0, d1 (the lanes' output gradients): gA = mix00 d0 + mix10 d1,
+// parallel residual lanes backward (l0: lane 0 as it came in): from d0, d1 (the lanes' output gradients): gA = mix00 d0 + mix10 d1,
 // gM = mix01 d0 + mix11 d1, d0 <- rho0 d0, d1 <- rho1 d1 (the direct paths); drho and dmix summed over elements
-__global__ void lane_combine_backward(float *gA, float *gM, float *d0, float *d1, float *drho, float *dmix, const float *xm, const float *x1,
+__global__ void lane_combine_backward(float *gA, float *gM, float *d0, float *d1, float *drho, float *dmix, const float *l0, const float *x1,
                                       const float *ao, const float *mo, const float *as, const float *ms, const float *rho, const float *mix,
                                       int N, int d) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -684,7 +684,7 @@ __global__ void lane_combine_backward(float *gA, float *gM, float *d0, float *d1
         float A = as[i % d] * ao[i], M = ms[i % d] * mo[i], g0 = d0[i], g1 = d1[i];
         gA[i] = mix[0] * g0 + mix[2] * g1;
         gM[i] = mix[1] * g0 + mix[3] * g1;
-        s[0] = xm[i] * g0; s[1] = x1[i] * g1; s[2] = A * g0; s[3] = M * g0; s[4] = A * g1; s[5] = M * g1;
+        s[0] = l0[i] * g0; s[1] = x1[i] * g1; s[2] = A * g0; s[3] = M * g0; s[4] = A * g1; s[5] = M * g1;
         d0[i] = rho[0] * g0;
         d1[i] = rho[1] * g1;
     }

@@ -17,10 +17,10 @@ FUSED_CE_ENABLED=0 turns off), flash_attn_interface.flash_attn_func (causal GQA 
 triton (a stub; its MLP kernel is only on the fused training path, which MLP.use_fused = False turns off, leaving
 the record's own unfused math). The records' math is never changed.
 
-Records golf claims: 2026-04-05 (preset r0405) and 2026-04-29 (SMEAR_GATE, ATTN_OUT_GATE, PARALLEL_FROM and the
-rest as flags). Not claimed here: 2026-03-31 (its parallel-residual form: each lane its own resid_mix and norms),
-2026-04-10 (per-document attention), 2026-04-27 and 2026-05-01 (LQER, 2 sigmoid gates, CaseOps and eval-time
-forms golf does not have).
+Records golf claims: 2026-04-05 (preset r0405), 2026-04-27 and 2026-04-29 (SMEAR_GATE, ATTN_OUT_GATE, PARALLEL_FROM
+and the rest as flags; 04-27 at its default SPARSE_ATTN_GATE_SCALE of 1; their LQER, CaseOps and phased TTT are
+export, data and eval forms, not the model). Not claimed: 2026-03-31 (its parallel-residual form), 2026-04-10
+(per-document attention, fused MLP) and 2026-05-01 (AsymLogit, n-gram tilt, eval context 2560).
 
 Usage: /usr/bin/python3 test/test_records.py [--shared DIR] [--keep]
 Prints PASS/FAIL/SKIP per check and "N passed, M failed, K skipped"; exit status 1 on any failure.
@@ -60,6 +60,14 @@ RECORDS = {
     "2026-04-05_SP8192_GPTQ-Embeddings_SDClip_Loop45x2": {
         "env": {},
         "golf": dict(mlp_leaky_slope=0.5, ln_scale=1, skip_gates=1, qk_gain_init=4.0),
+    },
+    # 04-27's run sets SPARSE_ATTN_GATE_SCALE=0.5, which golf's gate (scale 1) has only as gate weights times 0.5:
+    # the same forward, other gradients; its model is checked at the default scale 1
+    "2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611": {
+        "env": {"SMEAR_GATE_ENABLED": "1", "SPARSE_ATTN_GATE_ENABLED": "1", "PARALLEL_START_LAYER": "4",
+                "FUSED_CE_ENABLED": "0", "ROPE_YARN": "0"},
+        "golf": dict(mlp_leaky_slope=0.5, ln_scale=1, skip_gates=1, qk_gain_init=5.0, smear_gate=1, attn_out_gate=1,
+                     parallel_from=4),
     },
     "2026-04-29_SmearGateBOSFix_3Seed_1.06141": {
         "env": {"SMEAR_GATE_ENABLED": "1", "SPARSE_ATTN_GATE_ENABLED": "1", "PARALLEL_START_LAYER": "4",
@@ -272,6 +280,8 @@ def check_record(R, folder: Path, spec: dict, shared: Path, tmp: Path) -> None:
     label = folder.name[:10]
     env = dict(SHAPE, **spec["env"])
     ns = load_record(folder, env)
+    if "BOS_ID" in ns and ns["BOS_ID"] is None:   # 04-27 sets it in its data loader (to 1) before any forward
+        ns["BOS_ID"] = 1
     torch.manual_seed(0)
     model = record_model(ns, looping=True)
     perturb(model, seed=1234)

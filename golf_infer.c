@@ -31,13 +31,14 @@
  *       [22] skip_gates [23] attn_out_gate [24] loop encoder length [25] loop decoder length
  *       [26..57] the loop schedule's physical layer indices, encoder first.
  *   Checkpoint (float32, written by train_golf and test/reference.py, read here):
- *     256 x int32 header: [0] 20261125 magic  [1] version 2 (1, without options, is read too)  [2] number of
+ *     256 x int32 header: [0] 20261125 magic  [1] version 3 (1 and 2 are read too when SMEAR_GATE, SKIP_GATES and
+ *       PARALLEL_FROM are off: version 3 changed their forms to the records')  [2] number of
  *       tensor records, the config words, [13] steps trained, rest 0.
  *     Then records: int32 name_len, name (train_gpt.py state_dict key), int32 dtype (0 float32, 1 int32),
  *     int32 ndim, int32 dims[ndim], prod(dims) elements row-major. Records may come in any order; the
  *     model's tensors are found by name and must have the parameter table's shapes. Others are ignored.
  *   Blob (.golf, written by dev/golf_export.c, read here):
- *     64 x uint32 header: [0] 20261124 magic [1] 2 version [2] total blob bytes (with the CRC), the config
+ *     64 x uint32 header: [0] 20261124 magic [1] 3 version (2 read as for checkpoints) [2] total blob bytes (with the CRC), the config
  *       words, [13] number of tensors, [58..63] 0.
  *     Tensor table, one 8-byte entry per tensor of the parameter table, in its order:
  *       uint8 scheme, uint8 code model, uint16 group (ternary: columns per scale, 0 = whole row), uint32 payload bytes.
@@ -547,7 +548,18 @@ static GOLF_UNUSED void byte_lut_free(ByteLut *t) { free(t->base_bytes); free(t-
 // ----------------------------------------------------------------------------------------------------
 // 4. checkpoint reader (float32)
 
-enum { CKPT_MAGIC = 20261125, CKPT_VERSION = 2, CKPT_HEADER_INTS = 256, BLOB_MAGIC = 20261124, BLOB_VERSION = 2, BLOB_HEADER_INTS = 64 };
+enum { CKPT_MAGIC = 20261125, CKPT_VERSION = 3, CKPT_HEADER_INTS = 256, BLOB_MAGIC = 20261124, BLOB_VERSION = 3, BLOB_HEADER_INTS = 64 };
+
+// version_problem: NULL when a file of `version` with config c means what this code computes, else why not. Version 3
+// has the records' definitions of SMEAR_GATE (on the raw embedding), SKIP_GATES (lerp) and PARALLEL_FROM (lane 0
+// carried raw, skips into lane 0); version 2 (and 1) files mean the same only when none of the three is on.
+static const char *version_problem(uint32_t version, const Config *c, uint32_t current) {
+    if (version == current) return NULL;
+    if (c->smear_gate || c->skip_gates || c->parallel_from)
+        return "written before version 3, when SMEAR_GATE, SKIP_GATES and PARALLEL_FROM computed other forms than the "
+               "records': it uses one of them, so its weights mean another model (train it again)";
+    return NULL;
+}
 
 // checkpoint_load: fill m (laid out by its header) from a checkpoint file's bytes; NULL or the problem.
 static GOLF_UNUSED const char *checkpoint_load(GolfModel *m, const uint8_t *p, size_t n, char *why, size_t why_n) {
@@ -556,10 +568,11 @@ static GOLF_UNUSED const char *checkpoint_load(GolfModel *m, const uint8_t *p, s
     if (n < CKPT_HEADER_INTS * 4) return "shorter than the checkpoint header";
     for (int i = 0; i < CKPT_HEADER_INTS; i++) h[i] = rd32(p + 4 * i);
     if (h[0] != CKPT_MAGIC) return "bad magic (not a golf checkpoint)";
-    if (h[1] != 1 && h[1] != CKPT_VERSION) return "unsupported checkpoint version (this reads 1 and 2)";
+    if (h[1] < 1 || h[1] > CKPT_VERSION) return "unsupported checkpoint version (this reads 1 to 3)";
     Config c;
     config_header(&c, h, 0);   // version 1 has zeros in the new words: the baseline
     const char *bad = config_check(&c);
+    if (!bad) bad = version_problem(h[1], &c, CKPT_VERSION);
     if (bad) return bad;
     model_layout(m, &c);
     const char *err = NULL;
@@ -760,12 +773,13 @@ static GOLF_UNUSED const char *blob_load(GolfModel *m, const uint8_t *p, size_t 
     if (n < BLOB_HEADER_INTS * 4 + 4) return "shorter than the blob header";
     for (int i = 0; i < BLOB_HEADER_INTS; i++) h[i] = rd32(p + 4 * i);
     if (h[0] != BLOB_MAGIC) return "bad magic (not a golf blob)";
-    if (h[1] != BLOB_VERSION) return "unsupported blob version (this reads 2; export the checkpoint again)";
+    if (h[1] < 2 || h[1] > BLOB_VERSION) return "unsupported blob version (this reads 2 and 3; export the checkpoint again)";
     if (h[2] != n) { snprintf(why, why_n, "blob is %zu bytes but its header says %u (truncated or padded)", n, h[2]); return why; }
     if (crc32(p, n - 4) != rd32(p + n - 4)) return "checksum mismatch: the blob is corrupted";
     Config c;
     config_header(&c, h, 0);
     const char *bad = config_check(&c);
+    if (!bad) bad = version_problem(h[1], &c, BLOB_VERSION);
     if (bad) return bad;
     model_layout(m, &c);
     if (h[13] != (uint32_t)m->n) { snprintf(why, why_n, "blob holds %u tensors but its config needs %d", h[13], m->n); return why; }

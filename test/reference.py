@@ -1140,7 +1140,8 @@ def apply_baseline_dtypes(model: GPT) -> None:
 # 5. Checkpoint container
 # ====================================================================================================
 # Little-endian. Header: 256 int32:
-#   h[0] = 20261125 (magic)   h[1] = version (1 or 2)   h[2] = number of tensor records
+#   h[0] = 20261125 (magic)   h[1] = version (1: no options; 3; 2 is read without SMEAR_GATE, SKIP_GATES, PARALLEL_FROM)
+#   h[2] = number of tensor records
 #   h[3] vocab_size  h[4] num_layers  h[5] model_dim  h[6] num_heads  h[7] num_kv_heads
 #   h[8] mlp_hidden (the actual MLP width: MLP_HIDDEN, else MLP_MULT * MODEL_DIM)  h[9] tie_embeddings (0/1)
 #   h[10] rope_base as float32 bits  h[11] logit_softcap as float32 bits  h[12] train_seq_len
@@ -1157,8 +1158,8 @@ def apply_baseline_dtypes(model: GPT) -> None:
 # keys in state_dict order; other records (debug.*, grad.*) may follow.
 
 CKPT_MAGIC = 20261125
-CKPT_VERSION = 2
-CKPT_VERSIONS_READ = (1, 2)
+CKPT_VERSION = 3   # 3: SMEAR_GATE, SKIP_GATES, PARALLEL_FROM in the records' forms (golf_infer.c's version_problem)
+CKPT_VERSIONS_READ = (1, 2, 3)
 CKPT_HEADER_INTS = 256
 CKPT_LOOP_WORD = 26   # first word of the loop schedules
 DTYPE_CODES = {0: np.dtype("<f4"), 1: np.dtype("<i4")}
@@ -1229,6 +1230,9 @@ def header_problem(h: np.ndarray) -> str | None:
     """What is wrong with a header's model words beyond model_config_problem, or None."""
     if int(h[1]) not in CKPT_VERSIONS_READ:
         return f"unsupported checkpoint version {int(h[1])} (this reads versions {', '.join(map(str, CKPT_VERSIONS_READ))})"
+    if int(h[1]) == 2 and (h[17] or h[21] or h[22]):
+        return ("written before version 3, when SMEAR_GATE, SKIP_GATES and PARALLEL_FROM computed other forms than the "
+                "records': it uses one of them, so its weights mean another model (train it again)")
     if min(int(v) for v in h[3:9]) <= 0:
         return (f"invalid model shape in header (vocab, layers, dim, heads, kv_heads, mlp_hidden): "
                 f"{[int(v) for v in h[3:9]]}; all must be positive")

@@ -619,10 +619,10 @@ def check_checkpoint(res, tmp):
     data = path.read_bytes()
     h = struct.unpack("<256i", data[:1024])
     f32 = lambda v: struct.unpack("<i", struct.pack("<f", v))[0]  # noqa: E731
-    want = {0: 20261125, 1: 2, 3: 64, 4: 4, 5: 32, 6: 4, 7: 2, 8: 45, 9: 0, 12: 20, 13: 9, 14: f32(0.5), 15: 7, 16: 5, 17: 1,
+    want = {0: 20261125, 1: 3, 3: 64, 4: 4, 5: 32, 6: 4, 7: 2, 8: 45, 9: 0, 12: 20, 13: 9, 14: f32(0.5), 15: 7, 16: 5, 17: 1,
             18: 2, 19: 4, 20: 1, 21: 2, 22: 1, 23: 1, 24: 4, 25: 4, 26: 0, 27: 2, 28: 1, 29: 3, 30: 2, 31: 0, 32: 3, 33: 1}
     wrong = {k: (h[k], v) for k, v in want.items() if h[k] != v}
-    res.check("checkpoint: version 2 header words 3..33 as the spec lists them (MLP_HIDDEN 45 stored directly)",
+    res.check("checkpoint: version 3 header words 3..33 as the spec lists them (MLP_HIDDEN 45 stored directly)",
               not wrong and not any(h[34:]), str(wrong))
     c = R.read_container(path)
     back = {f: getattr(c.config, f) for f in R.SHAPE_FIELDS + R.FEATURE_FIELDS}
@@ -669,7 +669,8 @@ def check_checkpoint(res, tmp):
     refused("loop_half", patched(25, 0), "invalid loop schedule lengths")
     refused("loop_layer", patched(27, 9), "outside 0..NUM_LAYERS-1")
     refused("after_loop", patched(40, 3), "past the loop schedule")
-    refused("version", patched(1, 3), "unsupported checkpoint version 3")
+    refused("version", patched(1, 4), "unsupported checkpoint version 4")
+    refused("version2", patched(1, 2), "written before version 3")   # SMEAR_GATE, SKIP_GATES, PARALLEL_FROM on: their old forms
     refused("rope", patched(19, 3), "ROPE_DIMS=3 must be even")
     refused("no_bigram", patched(15, 0), "unexpected ['bigram.")   # header without the feature, tensors present
     records = [(k, v) for k, v in R.read_container(path).tensors.items() if k != "blocks.2.lane_mix"]

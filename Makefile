@@ -125,6 +125,7 @@ test: tokenize golf_infer golf_export $(CUDA_TARGETS) train_golf_cpu train_golf_
 	  '$(PYTHON) test/test_features.py' \
 	  '$(PYTHON) test/test_infer.py' \
 	  '$(PYTHON) test/test_arch.py' \
+	  '$(PYTHON) test/test_records.py' \
 	  '$(PYTHON) test/test_quant.py' \
 	  '$(PYTHON) test/test_train_host.py --exe test/train_host_cpu $(if $(filter 1,$(USE_MPI)),--exe-mpi test/train_host_cpu_mpi) $(if $(NVCC),--nvcc $(NVCC))' \
 	  '$(PYTHON) test/test_tools.py' \

@@ -31,13 +31,14 @@
  *       [22] skip_gates [23] attn_out_gate [24] loop encoder length [25] loop decoder length
  *       [26..57] the loop schedule's physical layer indices, encoder first.
  *   Checkpoint (float32, written by train_golf and test/reference.py, read here):
- *     256 x int32 header: [0] 20261125 magic  [1] version 2 (1, without options, is read too)  [2] number of
+ *     256 x int32 header: [0] 20261125 magic  [1] version 3 (1 and 2 are read too when SMEAR_GATE, SKIP_GATES and
+ *       PARALLEL_FROM are off: version 3 changed their forms to the records')  [2] number of
  *       tensor records, the config words, [13] steps trained, rest 0.
  *     Then records: int32 name_len, name (train_gpt.py state_dict key), int32 dtype (0 float32, 1 int32),
  *     int32 ndim, int32 dims[ndim], prod(dims) elements row-major. Records may come in any order; the
  *     model's tensors are found by name and must have the parameter table's shapes. Others are ignored.
  *   Blob (.golf, written by dev/golf_export.c, read here):
- *     64 x uint32 header: [0] 20261124 magic [1] 2 version [2] total blob bytes (with the CRC), the config
+ *     64 x uint32 header: [0] 20261124 magic [1] 3 version (2 read as for checkpoints) [2] total blob bytes (with the CRC), the config
  *       words, [13] number of tensors, [58..63] 0.
  *     Tensor table, one 8-byte entry per tensor of the parameter table, in its order:
  *       uint8 scheme, uint8 code model, uint16 group (ternary: columns per scale, 0 = whole row), uint32 payload bytes.
@@ -188,12 +189,12 @@ typedef struct {
     // the record-stack options (README "Architecture options"); all 0 = the baseline
     float mlp_leaky_slope;           // MLP activation (x > 0 ? x : slope x)^2
     int bigram_vocab, bigram_dim;    // BigramHash table V_b x d_b (V_b 0 = off)
-    int smear_gate;                  // SmearGate on the normalized embeddings
+    int smear_gate;                  // SmearGate on the raw embeddings, before their norm
     int xsa_last_n;                  // XSA on layers >= L - n
     int rope_dims;                   // RoPE on the first R dims of a head (0 = all)
     int ln_scale;                    // block norms times 1/sqrt(layer + 1)
     int parallel_from;               // layers >= P run two residual lanes (0 = off)
-    int skip_gates;                  // sigmoid-gated U-Net skips
+    int skip_gates;                  // gated U-Net skips: lerp(w skip, x, sigmoid(g))
     int attn_out_gate;               // per-head sigmoid gate on the attention output
     int loop_enc, loop_dec;          // depth-recurrence schedule lengths (0, 0 = none)
     int loop[MAX_SCHEDULE];          // encoder then decoder physical layer indices
@@ -547,7 +548,18 @@ static GOLF_UNUSED void byte_lut_free(ByteLut *t) { free(t->base_bytes); free(t-
 // ----------------------------------------------------------------------------------------------------
 // 4. checkpoint reader (float32)
 
-enum { CKPT_MAGIC = 20261125, CKPT_VERSION = 2, CKPT_HEADER_INTS = 256, BLOB_MAGIC = 20261124, BLOB_VERSION = 2, BLOB_HEADER_INTS = 64 };
+enum { CKPT_MAGIC = 20261125, CKPT_VERSION = 3, CKPT_HEADER_INTS = 256, BLOB_MAGIC = 20261124, BLOB_VERSION = 3, BLOB_HEADER_INTS = 64 };
+
+// version_problem: NULL when a file of `version` with config c means what this code computes, else why not. Version 3
+// has the records' definitions of SMEAR_GATE (on the raw embedding), SKIP_GATES (lerp) and PARALLEL_FROM (lane 0
+// carried raw, skips into lane 0); version 2 (and 1) files mean the same only when none of the three is on.
+static const char *version_problem(uint32_t version, const Config *c, uint32_t current) {
+    if (version == current) return NULL;
+    if (c->smear_gate || c->skip_gates || c->parallel_from)
+        return "written before version 3, when SMEAR_GATE, SKIP_GATES and PARALLEL_FROM computed other forms than the "
+               "records': it uses one of them, so its weights mean another model (train it again)";
+    return NULL;
+}
 
 // checkpoint_load: fill m (laid out by its header) from a checkpoint file's bytes; NULL or the problem.
 static GOLF_UNUSED const char *checkpoint_load(GolfModel *m, const uint8_t *p, size_t n, char *why, size_t why_n) {
@@ -556,10 +568,11 @@ static GOLF_UNUSED const char *checkpoint_load(GolfModel *m, const uint8_t *p, s
     if (n < CKPT_HEADER_INTS * 4) return "shorter than the checkpoint header";
     for (int i = 0; i < CKPT_HEADER_INTS; i++) h[i] = rd32(p + 4 * i);
     if (h[0] != CKPT_MAGIC) return "bad magic (not a golf checkpoint)";
-    if (h[1] != 1 && h[1] != CKPT_VERSION) return "unsupported checkpoint version (this reads 1 and 2)";
+    if (h[1] < 1 || h[1] > CKPT_VERSION) return "unsupported checkpoint version (this reads 1 to 3)";
     Config c;
     config_header(&c, h, 0);   // version 1 has zeros in the new words: the baseline
     const char *bad = config_check(&c);
+    if (!bad) bad = version_problem(h[1], &c, CKPT_VERSION);
     if (bad) return bad;
     model_layout(m, &c);
     const char *err = NULL;
@@ -760,12 +773,13 @@ static GOLF_UNUSED const char *blob_load(GolfModel *m, const uint8_t *p, size_t 
     if (n < BLOB_HEADER_INTS * 4 + 4) return "shorter than the blob header";
     for (int i = 0; i < BLOB_HEADER_INTS; i++) h[i] = rd32(p + 4 * i);
     if (h[0] != BLOB_MAGIC) return "bad magic (not a golf blob)";
-    if (h[1] != BLOB_VERSION) return "unsupported blob version (this reads 2; export the checkpoint again)";
+    if (h[1] < 2 || h[1] > BLOB_VERSION) return "unsupported blob version (this reads 2 and 3; export the checkpoint again)";
     if (h[2] != n) { snprintf(why, why_n, "blob is %zu bytes but its header says %u (truncated or padded)", n, h[2]); return why; }
     if (crc32(p, n - 4) != rd32(p + n - 4)) return "checksum mismatch: the blob is corrupted";
     Config c;
     config_header(&c, h, 0);
     const char *bad = config_check(&c);
+    if (!bad) bad = version_problem(h[1], &c, BLOB_VERSION);
     if (bad) return bad;
     model_layout(m, &c);
     if (h[13] != (uint32_t)m->n) { snprintf(why, why_n, "blob holds %u tensors but its config needs %d", h[13], m->n); return why; }
@@ -1139,6 +1153,13 @@ static void merge_lanes(Acts *a, int d) {
     a->lanes = 1;
 }
 
+// set_lanes: the lanes layer l runs on: a sequential layer merges two lanes, a parallel one splits one stream into
+// two equal lanes.
+static void set_lanes(const Config *c, int l, Acts *a) {
+    if (!is_parallel(c, l)) merge_lanes(a, c->model_dim);
+    else if (a->lanes == 1) { memcpy(a->x1, a->x, (size_t)a->T * c->model_dim * 4); a->lanes = 2; }
+}
+
 // block: physical layer l on the stream (one lane), or on two lanes when the layer is parallel.
 static void block(const GolfModel *m, int l, Acts *a) {
     const Config *c = &m->c;
@@ -1146,11 +1167,11 @@ static void block(const GolfModel *m, int l, Acts *a) {
     int T = a->T, d = c->model_dim;
     size_t n = (size_t)T * d;
     float s = ln_scale_of(c, l);
-    if (!is_parallel(c, l)) merge_lanes(a, d);
-    else if (a->lanes == 1) { memcpy(a->x1, a->x, n * 4); a->lanes = 2; }
+    set_lanes(c, l, a);
+    float *xm = a->lanes == 1 ? a->x : a->br0;   // the residual mix: in place on one stream; lane 0 itself goes on raw
 OMP(omp parallel for schedule(static))
     for (int t = 0; t < T; t++)
-        for (int i = 0; i < d; i++) { size_t k = (size_t)t * d + i; a->x[k] = p->resid_mix[i] * a->x[k] + p->resid_mix[d + i] * a->x0[k]; }
+        for (int i = 0; i < d; i++) { size_t k = (size_t)t * d + i; xm[k] = p->resid_mix[i] * a->x[k] + p->resid_mix[d + i] * a->x0[k]; }
     if (a->lanes == 1) {
         attn_branch(m, l, a, a->x, a->br0, s);
 OMP(omp parallel for schedule(static))
@@ -1158,9 +1179,9 @@ OMP(omp parallel for schedule(static))
         mlp_branch(m, l, a, a->x, a->br0, s);
 OMP(omp parallel for schedule(static))
         for (size_t i = 0; i < n; i++) a->x[i] += a->br0[i];
-    } else {   // attention reads lane 0, the MLP lane 1; both lanes take both branches
+    } else {   // attention reads the mix of lane 0, the MLP lane 1; both lanes take both branches
+        attn_branch(m, l, a, a->br0, a->br0, s);
         mlp_branch(m, l, a, a->x1, a->br1, s);
-        attn_branch(m, l, a, a->x, a->br0, s);
         for (size_t i = 0; i < n; i++) {
             a->x[i] = p->lane_rho[0] * a->x[i] + p->lane_mix[0] * a->br0[i] + p->lane_mix[1] * a->br1[i];
             a->x1[i] = p->lane_rho[1] * a->x1[i] + p->lane_mix[2] * a->br0[i] + p->lane_mix[3] * a->br1[i];
@@ -1168,34 +1189,33 @@ OMP(omp parallel for schedule(static))
     }
 }
 
-// embed_token: out = the normalized token (+ BigramHash) embedding of tok[0] (tok[-1] its predecessor unless first);
-// e is scratch [d].
-static void embed_token(const GolfModel *m, const int32_t *tok, int first, float *e, float *out) {
+// embed_token: out = the raw token (+ BigramHash) embedding of tok[0] (tok[-1] its predecessor unless first).
+static void embed_token(const GolfModel *m, const int32_t *tok, int first, float *out) {
     const Config *c = &m->c;
     int d = c->model_dim, db = c->bigram_dim;
-    memcpy(e, m->tok_emb + (size_t)tok[0] * d, (size_t)d * 4);
+    memcpy(out, m->tok_emb + (size_t)tok[0] * d, (size_t)d * 4);
     if (c->bigram_vocab) {   // idx_0 = V_b - 1, idx_t = (36313 t_i xor 27191 t_{i-1}) mod (V_b - 1)
         int64_t idx = first ? c->bigram_vocab - 1 : ((36313 * (int64_t)tok[0]) ^ (27191 * (int64_t)tok[-1])) % (c->bigram_vocab - 1);
         const float *row = m->bigram_embed + (size_t)idx * db;
-        for (int j = 0; j < d; j++) e[j] += m->bigram_scale[0] * dot(m->bigram_proj + (size_t)j * db, row, db);
+        for (int j = 0; j < d; j++) out[j] += m->bigram_scale[0] * dot(m->bigram_proj + (size_t)j * db, row, db);
     }
-    rmsnorm(out, e, d);
 }
 
-// embed: x0 = the normalized token (+ BigramHash) embeddings of tokens[0..T), then SmearGate (with pos0 > 0,
+// embed: x0 = rms_norm(SmearGate(e)) of the raw token (+ BigramHash) embeddings e of tokens[0..T) (with pos0 > 0,
 // tokens[-1] and tokens[-2] are the tokens before the first).
 static void embed(const GolfModel *m, const int32_t *tokens, Acts *a) {
     const Config *c = &m->c;
     int T = a->T, d = c->model_dim;
 OMP(omp parallel for schedule(static))
-    for (int t = 0; t < T; t++) embed_token(m, tokens + t, a->pos0 + t % a->seq == 0, a->h + (size_t)t * d, a->x + (size_t)t * d);
-    if (c->smear_gate)   // x_t += lam * sigmoid(w . x_t[:12]) * x_{t-1}, except at position 0 and BOS; from the end so x_{t-1} is unsmeared
+    for (int t = 0; t < T; t++) embed_token(m, tokens + t, a->pos0 + t % a->seq == 0, a->x + (size_t)t * d);
+    if (c->smear_gate)   // e_t += lam * sigmoid(w . e_t[:12]) * e_{t-1}, except at position 0 and BOS; from the end so e_{t-1} is unsmeared
         for (int t = T - 1; t >= 0; t--) {
             if (tokens[t] == 1 || a->pos0 + t % a->seq == 0) continue;
             float *x = a->x + (size_t)t * d, g = m->smear_lam[0] * sigmoidf(dot(m->smear_w, x, SMEAR_DIMS)), *prev = x - d;
-            if (t % a->seq == 0) embed_token(m, tokens + t - 1, a->pos0 == 1, a->h, prev = a->y);   // the cached predecessor, again
+            if (t % a->seq == 0) embed_token(m, tokens + t - 1, a->pos0 == 1, prev = a->y);   // the cached predecessor, again
             for (int i = 0; i < d; i++) x[i] += g * prev[i];
         }
+    norm_scaled(a->x, a->x, T, d, 1.0f);
     memcpy(a->x0, a->x, (size_t)T * d * 4);
 }
 
@@ -1220,13 +1240,14 @@ static GOLF_UNUSED void forward_seqs(const GolfModel *m, const int32_t *tokens, 
         }
     }
     for (int i = 0; i < dec; i++) {
-        if (i < ns) {   // x += [sigmoid(gate) *] skip_weight * skip, on every live lane
+        set_lanes(c, idx[enc + i], a);
+        if (i < ns) {   // into lane 0 (a->x) only: x + w skip, or lerp(w skip, x, sigmoid(gate)) = g x + (1 - g) w skip
             const float *sk = a->skips + (size_t)(ns - 1 - i) * n, *w = m->skip_weights + (size_t)i * d;
             const float *g = m->skip_gates ? m->skip_gates + (size_t)i * d : NULL;
             for (size_t k = 0; k < n; k++) {
-                float add = (g ? sigmoidf(g[k % d]) * w[k % d] : w[k % d]) * sk[k];
-                a->x[k] += add;
-                if (a->lanes == 2) a->x1[k] += add;
+                float ws = w[k % d] * sk[k];
+                if (g) { float s = sigmoidf(g[k % d]); a->x[k] = s * a->x[k] + (1.0f - s) * ws; }
+                else a->x[k] += ws;
             }
         }
         a->vpos = enc + i;

@@ -169,13 +169,13 @@ static const ConfigEntry CONFIG[] = {
     CF(mlp_leaky_slope, "MLP_LEAKY_SLOPE", "0", "MLP activation (x > 0 ? x : slope x)^2; 0 = relu^2, 0.5 = LeakyReLU(0.5)^2"),
     CI(bigram_vocab_size, "BIGRAM_VOCAB_SIZE", "0", "BigramHash buckets (0: off)"),
     CI(bigram_dim, "BIGRAM_DIM", "128", "BigramHash embedding width"),
-    CI(smear_gate, "SMEAR_GATE", "0", "1: SmearGate on the embeddings"),
+    CI(smear_gate, "SMEAR_GATE", "0", "1: SmearGate, April form (04-27, 04-29): e_t += lam sigmoid(w . e_t[:12]) e_{t-1} on the raw embedding, before its norm"),
     CI(xsa_last_n, "XSA_LAST_N", "0", "XSA on the last N layers"),
     CI(rope_dims, "ROPE_DIMS", "0", "RoPE on the first R dims of each head (0: all)"),
     CI(ln_scale, "LN_SCALE", "0", "1: block norms times 1/sqrt(layer + 1)"),
-    CI(parallel_from, "PARALLEL_FROM", "0", "layers >= P run two residual lanes (0: off)"),
-    CI(skip_gates, "SKIP_GATES", "0", "1: sigmoid-gated U-Net skips"),
-    CI(attn_out_gate, "ATTN_OUT_GATE", "0", "1: per-head sigmoid gate on the attention output"),
+    CI(parallel_from, "PARALLEL_FROM", "0", "layers >= P run two residual lanes, 04-29's form: lane 0 carried raw, skips into lane 0 (0: off)"),
+    CI(skip_gates, "SKIP_GATES", "0", "1: gated U-Net skips as 04-05's: lerp(w skip, x, sigmoid(g))"),
+    CI(attn_out_gate, "ATTN_OUT_GATE", "0", "1: per-head sigmoid gate on the attention output (04-29's sparse gate)"),
     CS(loop_encoder, "LOOP_ENCODER", "", "depth recurrence: encoder layer indices, e.g. 0,1,2,3,4,5,3,4"),
     CS(loop_decoder, "LOOP_DECODER", "", "depth recurrence: decoder layer indices, e.g. 5,3,4,5,6,7,8,9,10"),
     CF(loop_start_frac, "LOOP_START_FRAC", "0", "use the loop schedule from this fraction of training on"),
@@ -228,28 +228,30 @@ static const int NCONFIG = (int)(sizeof(CONFIG) / sizeof(CONFIG[0]));
 
 // Presets: a record's settings as NAME=value words, applied over the defaults and under the environment
 // and flags. Keys a preset sets that this build lacks are errors (the table is checked at start).
-typedef struct { const char *name, *settings, *record; } Preset;
+typedef struct { const char *name, *settings, *record; } Preset;   // record: the folder of openai/parameter-golf's
+                                                                   // records/track_10min_16mb/ it reproduces
 static const Preset PRESETS[] = {
-    {"baseline", "", "train_gpt.py's baseline (03-17, 1.2244)"},
-    // from RECORDS.md, then (guesses) the optimizer settings of the record's lineage
-    {"r0322", "NUM_LAYERS=11 MLP_MULT=3 TRAIN_SEQ_LEN=2048 TRAIN_BATCH_TOKENS=786432 XSA_LAST_N=4 ROPE_DIMS=16 LN_SCALE=1 EMA_DECAY=0.997 "
+    {"baseline", "", "2026-03-17_NaiveBaseline"},
+    // from RECORDS.md, then (guesses) the optimizer settings of the record's lineage; ROPE_BASE: the record's Rotary
+    // rescales its base for sequences past 1024 (base * (T / 1024)^(R / (R - 2)), R = 16), at T = 2048 22081.79, written to the 6 digits the config log prints
+    {"r0322", "NUM_LAYERS=11 MLP_MULT=3 TRAIN_SEQ_LEN=2048 TRAIN_BATCH_TOKENS=786432 XSA_LAST_N=4 ROPE_DIMS=16 ROPE_BASE=22081.8 LN_SCALE=1 EMA_DECAY=0.997 "
               "BIGRAM_VOCAB_SIZE=2048 BIGRAM_DIM=128 SMEAR_GATE=1 MUON_WD=0.04 WARMDOWN_ITERS=3500 EVAL_STRIDE=64 QUANT=int6 QUANT_CLIP=search "
               "ADAM_WD=0.04 MATRIX_LR=0.025 SCALAR_LR=0.025 TIED_EMBED_LR=0.035 MUON_MOMENTUM=0.99 MUON_MOMENTUM_WARMUP_START=0.92 "
               "MUON_MOMENTUM_WARMUP_STEPS=1500 GRAD_CLIP_NORM=0.3",
-     "03-22 11L EMA + GPTQ-lite (1.1228)"},
-    // layers 4-5 run three times: 0,1,2,3,4,5,4,5,4,5,6,7,8,9,10 cut after its first 7 positions; then guesses
-    // carried over from the lineage (XSA on all layers, partial RoPE, LN scale, gated skips, EMA, LRs)
+     "2026-03-22_11L_EMA_GPTQ-lite_warmdown3500_QAT015_1.1233"},
+    // the record's defaults (its run command sets none): layers 4-5 run three times, 0,1,2,3,4,5,4,5,4,5,6,7,8,9,10
+    // cut after its first 7 positions; no parallel residuals; test/test_records.py checks them against its code
     {"r0405", "VOCAB_SIZE=8192 DATA_PATH=./data/datasets/fineweb10B_sp8192 TOKENIZER_PATH=./data/tokenizers/fineweb_8192_bpe.model "
               "TIE_EMBEDDINGS=1 NUM_LAYERS=11 MLP_MULT=4 TRAIN_SEQ_LEN=2048 TRAIN_BATCH_TOKENS=786432 MUON_EQ_R=1 MUON_WD=0.085 "
-              "LOOP_START_FRAC=0.5 QK_GAIN_INIT=5 PARALLEL_FROM=7 MLP_LEAKY_SLOPE=0.5 EVAL_STRIDE=64 "
+              "LOOP_START_FRAC=0.5 QK_GAIN_INIT=4 MLP_LEAKY_SLOPE=0.5 EVAL_STRIDE=64 "
               "LOOP_ENCODER=0,1,2,3,4,5,4 LOOP_DECODER=5,4,5,6,7,8,9,10 XSA_LAST_N=11 ROPE_DIMS=16 LN_SCALE=1 SKIP_GATES=1 "
-              "EMA_DECAY=0.9965 GRAD_CLIP_NORM=0.3 MUON_MOMENTUM=0.99 MUON_MOMENTUM_WARMUP_START=0.92 MUON_MOMENTUM_WARMUP_STEPS=1500 "
-              "MATRIX_LR=0.022 SCALAR_LR=0.02 TIED_EMBED_LR=0.03 WARMDOWN_FRAC=0.667 QUANT=int6 QUANT_EMBED=int8 QUANT_CLIP=sdclip",
-     "04-05 SP8192 + loops + parallel residuals (1.0856)"},
+              "EMA_DECAY=0.997 GRAD_CLIP_NORM=0.3 MUON_MOMENTUM=0.99 MUON_MOMENTUM_WARMUP_START=0.92 MUON_MOMENTUM_WARMUP_STEPS=1500 "
+              "MATRIX_LR=0.02 SCALAR_LR=0.02 TIED_EMBED_LR=0.03 WARMDOWN_FRAC=0.667 QUANT=int6 QUANT_EMBED=int8 QUANT_CLIP=sdclip",
+     "2026-04-05_SP8192_GPTQ-Embeddings_SDClip_Loop45x2"},
     // not a record: a model the CPU build (make cpu) trains in minutes, scored on a cut of the val split
     {"cpu", "NUM_LAYERS=2 MODEL_DIM=128 NUM_HEADS=2 NUM_KV_HEADS=1 TRAIN_SEQ_LEN=128 TRAIN_BATCH_TOKENS=4096 VAL_BATCH_SIZE=4096 "
             "VAL_MAX_TOKENS=65536 ITERATIONS=100000 MAX_WALLCLOCK_SECONDS=90 WARMDOWN_ITERS=20 VAL_LOSS_EVERY=0 TRAIN_LOG_EVERY=10",
-     "none: 2x128, seq 128, 4,096 tokens/step for 90 s, scored on the first 65,536 val tokens (the CPU build's first run)"},
+     "none: the CPU build's first run (2x128, seq 128, 4,096 tokens/step for 90 s, val on its first 65,536 tokens)"},
 };
 
 // config_flag: "--num-layers" for "NUM_LAYERS".
@@ -291,8 +293,8 @@ static void config_help(const char *prog) {
         config_flag(CONFIG[i].name, flag, sizeof(flag));
         printf("  %-30s %-28s default %-12s %s\n", flag, CONFIG[i].name, CONFIG[i].dflt[0] ? CONFIG[i].dflt : "\"\"", CONFIG[i].help);
     }
-    printf("\npresets (PRESET=name or --preset name; README \"Presets\" has their settings):\n");
-    for (size_t p = 0; p < sizeof(PRESETS) / sizeof(PRESETS[0]); p++) printf("  %-10s record: %s\n", PRESETS[p].name, PRESETS[p].record);
+    printf("\npresets (--preset NAME: the record of openai/parameter-golf records/track_10min_16mb/ it reproduces):\n");
+    for (size_t p = 0; p < sizeof(PRESETS) / sizeof(PRESETS[0]); p++) printf("  %-10s %s\n", PRESETS[p].name, PRESETS[p].record);
 #ifdef GOLF_CPU
     printf("\nThis is the CPU build: train_golf.cu with CUDA emulated on the CPU (every kernel runs, slowly). A first run:\n"
            "  %s --preset cpu --data-path ../shared/data/sample_sp1024 --tokenizer-path ../shared/tokenizers/fineweb_1024_bpe.model\n"
@@ -680,18 +682,18 @@ __global__ void lane_mean(float *out, const float *a, const float *b, size_t n) 
     if (i < n) out[i] = 0.5f * (a[i] + b[i]);
 }
 // parallel residual lanes forward: with A = attn_scale ao and M = mlp_scale mo,
-// out0 = rho0 xm + mix00 A + mix01 M, out1 = rho1 x1 + mix10 A + mix11 M
-__global__ void lane_combine_forward(float *out0, float *out1, const float *xm, const float *x1, const float *ao, const float *mo,
+// out0 = rho0 l0 + mix00 A + mix01 M, out1 = rho1 x1 + mix10 A + mix11 M (l0: lane 0 as it came in, not its residual mix)
+__global__ void lane_combine_forward(float *out0, float *out1, const float *l0, const float *x1, const float *ao, const float *mo,
                                      const float *as, const float *ms, const float *rho, const float *mix, int N, int d) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)N * d) return;
     float A = as[i % d] * ao[i], M = ms[i % d] * mo[i];
-    out0[i] = rho[0] * xm[i] + mix[0] * A + mix[1] * M;
+    out0[i] = rho[0] * l0[i] + mix[0] * A + mix[1] * M;
     out1[i] = rho[1] * x1[i] + mix[2] * A + mix[3] * M;
 }
-// parallel residual lanes backward: from d0, d1 (the lanes' output gradients): gA = mix00 d0 + mix10 d1,
+// parallel residual lanes backward (l0: lane 0 as it came in): from d0, d1 (the lanes' output gradients): gA = mix00 d0 + mix10 d1,
 // gM = mix01 d0 + mix11 d1, d0 <- rho0 d0, d1 <- rho1 d1 (the direct paths); drho and dmix summed over elements
-__global__ void lane_combine_backward(float *gA, float *gM, float *d0, float *d1, float *drho, float *dmix, const float *xm, const float *x1,
+__global__ void lane_combine_backward(float *gA, float *gM, float *d0, float *d1, float *drho, float *dmix, const float *l0, const float *x1,
                                       const float *ao, const float *mo, const float *as, const float *ms, const float *rho, const float *mix,
                                       int N, int d) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -700,7 +702,7 @@ __global__ void lane_combine_backward(float *gA, float *gM, float *d0, float *d1
         float A = as[i % d] * ao[i], M = ms[i % d] * mo[i], g0 = d0[i], g1 = d1[i];
         gA[i] = mix[0] * g0 + mix[2] * g1;
         gM[i] = mix[1] * g0 + mix[3] * g1;
-        s[0] = xm[i] * g0; s[1] = x1[i] * g1; s[2] = A * g0; s[3] = M * g0; s[4] = A * g1; s[5] = M * g1;
+        s[0] = l0[i] * g0; s[1] = x1[i] * g1; s[2] = A * g0; s[3] = M * g0; s[4] = A * g1; s[5] = M * g1;
         d0[i] = rho[0] * g0;
         d1[i] = rho[1] * g1;
     }
@@ -710,18 +712,33 @@ __global__ void lane_combine_backward(float *gA, float *gM, float *d0, float *d1
     }
 }
 
-// gated U-Net skip weights: weff = (gated ? sigmoid(g) : 1) * w;  backward from S = sum over tokens of skip * dx:
-// dw += (gated ? sigmoid(g) : 1) S, dg += w sigmoid'(g) S
-__global__ void skip_weight_eff(float *weff, const float *w, const float *g, int d) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < d) weff[i] = g ? w[i] / (1.f + expf(-g[i])) : w[i];
+// U-Net skip into lane 0: out = x + w sk, or gated (SKIP_GATES) lerp(w sk, x, s) = s x + (1 - s) w sk, s = sigmoid(g)
+__device__ float skip_gate_of(const float *g, int c) { return g ? 1.f / (1.f + expf(-g[c])) : 1.f; }
+__global__ void skip_forward(float *out, const float *x, const float *sk, const float *w, const float *g, int N, int d) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)N * d) return;
+    int c = (int)(i % d);
+    float ws = w[c] * sk[i];
+    if (g) { float s = skip_gate_of(g, c); out[i] = s * x[i] + (1.f - s) * ws; }
+    else out[i] = x[i] + ws;
 }
+// skip backward (elementwise part): from dout (in dx): dsk = (1 - s) w dout (w dout ungated), dx = s dout (dout ungated)
+__global__ void skip_backward(float *dx, float *dsk, const float *w, const float *g, int N, int d) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)N * d) return;
+    int c = (int)(i % d);
+    float s = skip_gate_of(g, c), go = dx[i];
+    dsk[i] = (g ? 1.f - s : 1.f) * w[c] * go;
+    dx[i] = s * go;
+}
+// skip weight gradients from the column sums S[c] = sum sk dout, S[d + c] = sum x dout (gated only):
+// dw += (1 - s) S (S ungated), dg += s (1 - s) (S[d + c] - w S)
 __global__ void skip_weight_grads(float *dw, float *dg, const float *S, const float *w, const float *g, int d) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= d) return;
-    float s = g ? 1.f / (1.f + expf(-g[i])) : 1.f;
-    dw[i] += s * S[i];
-    if (g) dg[i] += w[i] * s * (1.f - s) * S[i];
+    float s = skip_gate_of(g, i);
+    dw[i] += (g ? 1.f - s : 1.f) * S[i];
+    if (g) dg[i] += s * (1.f - s) * (S[d + i] - w[i] * S[i]);
 }
 
 // rmsnorm forward (row kernel): out = T(s x rstd), rstd = 1/sqrt(mean(x^2) + eps)
@@ -1494,7 +1511,7 @@ template <class F> static void with_flash_head_dim(int hd, F f) {
 #define LAUNCH_WARPS(kernel, warps, ...) do { size_t w_ = (warps); if (w_) { KERNEL_LAUNCH(kernel, blocks_for(w_, 8), 256, 0, __VA_ARGS__); cudaCheck(cudaGetLastError()); } } while (0)
 
 typedef struct {   // activations of one block for a batch of N tokens
-    float *xin;     // [N, d] block input (after the skip add)
+    float *xin;     // [N, d] block input (lane 0 of a parallel block; after the skip)
     float *xm;      // [N, d] after the residual mix
     float *h1, *r1; // [N, d], [N]: rmsnorm(xm)
     float *qr, *kr, *v;  // [N, d], [N, kv], [N, kv]: projections
@@ -1512,7 +1529,7 @@ typedef struct {   // activations of one block for a batch of N tokens
     bf16 *upb;      // [N, F]: the fc output in bf16 (PRECISION=bf16: the GEMM's own bf16 result, the only copy)
     float *mo;      // [N, d]: MLP projection
     float *xout;    // [N, d]: xa + mlp_scale * mo (lane 0 of a parallel block)
-    float *xin1, *xout1;  // [N, d]: lane 1 in and out (PARALLEL_FROM; else NULL)
+    float *xin1, *xout1;  // [N, d]: lane 1 in and out (PARALLEL_FROM; else NULL); a sequential block after lanes: their mean
     float *sk;      // [N, d]: what an encoder position hands to its skip: xout, or the lane mean
     float *skbuf;   // [N, d]: the lane mean's buffer (PARALLEL_FROM)
 } BlockActs;
@@ -1528,7 +1545,7 @@ typedef struct {
     BlockActs *acts;         // [positions]: one per virtual layer of the longer schedule
     int looped;              // 1: the loop schedule (LOOP_ENCODER/LOOP_DECODER) runs, 0: the plain one
     float *e;                // [N, d] token (+ BigramHash) embeddings
-    float *xn, *smear_g;     // [N, d], [N]: rmsnorm(e) and the SmearGate values (SMEAR_GATE)
+    float *xn, *smear_g;     // [N, d], [N]: SmearGate(e), the norm's input, and the gate values (SMEAR_GATE)
     int *bidx;               // [N] BigramHash indices
     float *be, *bp;          // [N, d_b], [N, d]: BigramHash rows and their projection
     float *dvx;              // [N, kv]: XSA's part of dv
@@ -1536,7 +1553,7 @@ typedef struct {
     float *lane_g[2], *dlane1;   // [N, d] each (PARALLEL_FROM): branch gradients gA, gM; lane 1's gradient
     float *xf;               // [N, d]: the lane mean before the final norm (PARALLEL_FROM)
     const float *final_in;   // the final norm's input of the last forward
-    float *vec[2];           // [d] skip weights in use, column sums
+    float *vec[2];           // [d], [2, d]: scratch, column sums
     float *x0, *r0, *hf, *rf, *logits, *loss;   // [N,d], [N], [N,d], [N], [chunk,V], [N] (hf: PRECISION=fp32)
     int chunk;               // tokens per pass of the head (LOGIT_CHUNK, at most N): logits live only a chunk at a time
     float *dhf;              // [N, d]: dL/dhf, left by forward for backward (= scratch[2], backward's first t1)
@@ -1800,7 +1817,7 @@ static void trainer_alloc(Trainer *tr, int B) {
     mem_class(MEM_SCRATCH);
     tr->dvx = dmalloc(c->xsa_last_n ? N * kv : 1);
     tr->gate_dh = dmalloc(c->attn_out_gate ? N * d : 1);
-    mem_class(MEM_SMALL); tr->vec[0] = dmalloc(d); tr->vec[1] = dmalloc(d);
+    mem_class(MEM_SMALL); tr->vec[0] = dmalloc(d); tr->vec[1] = dmalloc(2 * d);
     mem_class(MEM_EMBED_ACTS); tr->x0 = dmalloc(N * d); tr->r0 = dmalloc(N); tr->rf = dmalloc(N);
     if (strcmp(tr->tc.precision, "bf16") == 0) tr->hfb = dmalloc_bf16(N * d);
     else tr->hf = dmalloc(N * d);
@@ -1912,7 +1929,7 @@ static float *param_of(const Trainer *tr, const float *view) {
 #define PARAM(view) param_of(tr, (view))
 #define GRAD(view) (tr->grads + ((view) - tr->host.params))
 
-// embed_forward: x0 = SmearGate(rmsnorm(tok_emb[tok] + BigramHash)), keeping what the backward needs.
+// embed_forward: x0 = rmsnorm(SmearGate(tok_emb[tok] + BigramHash)), keeping what the backward needs.
 static void embed_forward(Trainer *tr) {
     const Config *c = &tr->c;
     const GolfModel *m = &tr->host;
@@ -1924,16 +1941,16 @@ static void embed_forward(Trainer *tr) {
         gemm_act(tr, 0, 1, N, d, c->bigram_dim, 1, tr->be, PARAM(m->bigram_proj), tr->bp);
         LAUNCH1D(add_scaled, (size_t)N * d, tr->e, tr->bp, PARAM(m->bigram_scale), (size_t)N * d);
     }
-    LAUNCH_ROWS(rmsnorm_forward<float>, N, c->smear_gate ? tr->xn : tr->x0, tr->r0, tr->e, N, d, 1.0f);
-    if (c->smear_gate) LAUNCH_WARPS(smear_forward, N, tr->x0, tr->smear_g, tr->xn, PARAM(m->smear_w), PARAM(m->smear_lam), tr->tok, N, tr->T, d);
+    if (c->smear_gate) LAUNCH_WARPS(smear_forward, N, tr->xn, tr->smear_g, tr->e, PARAM(m->smear_w), PARAM(m->smear_lam), tr->tok, N, tr->T, d);
+    LAUNCH_ROWS(rmsnorm_forward<float>, N, tr->x0, tr->r0, c->smear_gate ? tr->xn : tr->e, N, d, 1.0f);
 }
 
-// skip_weights_in_use: tr->vec[0] = decoder skip i's weights (times sigmoid of its gate with SKIP_GATES).
-static const float *skip_weights_in_use(Trainer *tr, int i) {
-    int d = tr->c.model_dim;
+// skip_params: decoder skip i's weights and gates (gates NULL without SKIP_GATES); grads = 1: their gradients
+static void skip_params(const Trainer *tr, int i, float **w, float **g, int grads) {
     const GolfModel *m = &tr->host;
-    LAUNCH1D(skip_weight_eff, (size_t)d, tr->vec[0], PARAM(m->skip_weights) + (size_t)i * d, m->skip_gates ? PARAM(m->skip_gates) + (size_t)i * d : (const float *)NULL, d);
-    return tr->vec[0];
+    size_t o = (size_t)i * tr->c.model_dim;
+    *w = (grads ? GRAD(m->skip_weights) : PARAM(m->skip_weights)) + o;
+    *g = m->skip_gates ? (grads ? GRAD(m->skip_gates) : PARAM(m->skip_gates)) + o : NULL;
 }
 
 // flash_cast: tr->q16, k16, v16 = bf16 of the block's q, k, v (flash attention's inputs)
@@ -2001,17 +2018,16 @@ static void forward(Trainer *tr, float grad_scale) {
         const LayerParams *lp = &tr->host.layer[l];
         float ls = ln_scale_of(c, l);
         const float *prev = pos == 0 ? tr->x0 : tr->acts[pos - 1].xout, *prev1 = lanes == 2 ? tr->acts[pos - 1].xout1 : NULL;
+        // the block's lanes first (a sequential block merges two into xin1, a parallel one starts lane 1 from the
+        // stream), then the skip into lane 0 only
+        if (!par && lanes == 2) { LAUNCH1D(lane_mean, nd, a->xin1, prev, prev1, nd); prev = a->xin1; lanes = 1; }   // merge
+        else if (par) { cudaCheck(cudaMemcpyAsync(a->xin1, lanes == 2 ? prev1 : prev, nd * 4, cudaMemcpyDeviceToDevice)); lanes = 2; }
         int i = pos - enc;   // decoder index
-        if (i >= 0 && i < ns) {   // the skip goes to every live lane
-            const float *w = skip_weights_in_use(tr, i), *sk = tr->acts[enc - 1 - i].sk;
-            LAUNCH1D(scale_add_forward, nd, a->xin, prev, w, sk, N, d);
-            if (lanes == 2) LAUNCH1D(scale_add_forward, nd, a->xin1, prev1, w, sk, N, d);
-        } else {
-            cudaCheck(cudaMemcpyAsync(a->xin, prev, nd * 4, cudaMemcpyDeviceToDevice));
-            if (lanes == 2) cudaCheck(cudaMemcpyAsync(a->xin1, prev1, nd * 4, cudaMemcpyDeviceToDevice));
-        }
-        if (!par && lanes == 2) { LAUNCH1D(lane_mean, nd, a->xin, a->xin, a->xin1, nd); lanes = 1; }                   // merge
-        else if (par && lanes == 1) { cudaCheck(cudaMemcpyAsync(a->xin1, a->xin, nd * 4, cudaMemcpyDeviceToDevice)); lanes = 2; }   // split
+        if (i >= 0 && i < ns) {
+            float *w, *g;
+            skip_params(tr, i, &w, &g, 0);
+            LAUNCH1D(skip_forward, nd, a->xin, prev, tr->acts[enc - 1 - i].sk, w, g, N, d);
+        } else cudaCheck(cudaMemcpyAsync(a->xin, prev, nd * 4, cudaMemcpyDeviceToDevice));
         attn_norm(tr, a, lp);
         gemm_act(tr, 0, 1, N, d, d, ls, a->h1, PARAM(lp->c_q), a->qr);   // ls: LN_SCALE's 1/sqrt(l+1) on the norm output
         gemm_act(tr, 0, 1, N, kv, d, ls, a->h1, PARAM(lp->c_k), a->kr);
@@ -2051,7 +2067,7 @@ static void forward(Trainer *tr, float grad_scale) {
             gemm_act(tr, 0, 1, N, d, F, 1, a->u, PARAM(lp->mlp_proj), a->mo);
         }
         if (!par) LAUNCH1D(scale_add_forward, nd, a->xout, a->xa, PARAM(lp->mlp_scale), a->mo, N, d);
-        else LAUNCH1D(lane_combine_forward, nd, a->xout, a->xout1, a->xm, a->xin1, a->ao, a->mo, PARAM(lp->attn_scale), PARAM(lp->mlp_scale),
+        else LAUNCH1D(lane_combine_forward, nd, a->xout, a->xout1, a->xin, a->xin1, a->ao, a->mo, PARAM(lp->attn_scale), PARAM(lp->mlp_scale),
                       PARAM(lp->lane_rho), PARAM(lp->lane_mix), N, d);
         a->sk = a->xout;
         if (lanes == 2 && pos < enc) { LAUNCH1D(lane_mean, nd, a->skbuf, a->xout, a->xout1, nd); a->sk = a->skbuf; }   // a skip takes the lane mean
@@ -2079,12 +2095,12 @@ static void embed_backward(Trainer *tr, float *dx, float *t1, float *t2) {
     const Config *c = &tr->c;
     const GolfModel *m = &tr->host;
     int N = tr->N, d = c->model_dim;
-    if (c->smear_gate) {   // dx: dL/dx0 -> dL/dxn
-        LAUNCH_WARPS(smear_backward, N, t1, GRAD(m->smear_w), GRAD(m->smear_lam), dx, tr->xn, tr->smear_g, PARAM(m->smear_w), PARAM(m->smear_lam),
+    LAUNCH_ROWS(rmsnorm_backward, N, t2, dx, c->smear_gate ? tr->xn : tr->e, tr->r0, N, d, 0);   // t2 = dL/d(the norm's input)
+    if (c->smear_gate) {   // t2: dL/dxn -> dL/de
+        LAUNCH_WARPS(smear_backward, N, t1, GRAD(m->smear_w), GRAD(m->smear_lam), t2, tr->e, tr->smear_g, PARAM(m->smear_w), PARAM(m->smear_lam),
                      tr->tok, N, tr->T, d);
-        cudaCheck(cudaMemcpyAsync(dx, t1, (size_t)N * d * 4, cudaMemcpyDeviceToDevice));
+        cudaCheck(cudaMemcpyAsync(t2, t1, (size_t)N * d * 4, cudaMemcpyDeviceToDevice));
     }
-    LAUNCH_ROWS(rmsnorm_backward, N, t2, dx, tr->e, tr->r0, N, d, 0);   // t2 = dL/de
     LAUNCH1D(embedding_backward, (size_t)N * d, GRAD(m->tok_emb), t2, tr->tok, N, d);
     if (c->bigram_vocab) {   // e += scale * bp, bp = be @ proj^T, be = bigram.embed[idx]
         int db = c->bigram_dim;
@@ -2148,7 +2164,7 @@ static void backward(Trainer *tr) {
         const float *mlp_in = a->xa;
         if (par) {
             gA = tr->lane_g[0]; gM = tr->lane_g[1]; mlp_acc = dx1; mlp_in = a->xin1;
-            LAUNCH1D(lane_combine_backward, nd, gA, gM, dx, dx1, GRAD(lp->lane_rho), GRAD(lp->lane_mix), a->xm, a->xin1, a->ao, a->mo,
+            LAUNCH1D(lane_combine_backward, nd, gA, gM, dx, dx1, GRAD(lp->lane_rho), GRAD(lp->lane_mix), a->xin, a->xin1, a->ao, a->mo,
                      PARAM(lp->attn_scale), PARAM(lp->mlp_scale), PARAM(lp->lane_rho), PARAM(lp->lane_mix), N, d);
         }
         column_grad(GRAD(lp->mlp_scale), gM, a->mo, N, d);
@@ -2205,26 +2221,30 @@ static void backward(Trainer *tr) {
         gemm_dw(tr, d, d, N, ls, t1, a->h1, GRAD(lp->c_q));
         gemm(tr, 0, 0, N, d, d, ls, t1, PARAM(lp->c_q), 1, dh1);                                           // + from q
         if (a->sg) LAUNCH1D(axpy, (size_t)N * d, dh1, tr->gate_dh, 1.0f, (size_t)N * d);                       // + from the gate
-        LAUNCH_ROWS(rmsnorm_backward, N, dx, dh1, a->xm, a->r1, N, d, 1);                                    // dxm
-        column_grad(GRAD(lp->resid_mix), dx, a->xin, N, d);
-        column_grad(GRAD(lp->resid_mix) + d, dx, tr->x0, N, d);
-        LAUNCH1D(mix_backward, (size_t)N * d, dx, dx0, dx, PARAM(lp->resid_mix), N, d);                       // dxin
+        // dxm: the residual mix's gradient; a parallel block's lane 0 goes on raw (dx holds its direct part), so its
+        // attention part is taken alone (in lane_g[0], free after dao) and added after the mix's backward
+        float *dxm = par ? tr->lane_g[0] : dx;
+        LAUNCH_ROWS(rmsnorm_backward, N, dxm, dh1, a->xm, a->r1, N, d, par ? 0 : 1);
+        column_grad(GRAD(lp->resid_mix), dxm, a->xin, N, d);
+        column_grad(GRAD(lp->resid_mix) + d, dxm, tr->x0, N, d);
+        LAUNCH1D(mix_backward, (size_t)N * d, dxm, dx0, dxm, PARAM(lp->resid_mix), N, d);                     // dxin
+        if (par) LAUNCH1D(axpy, nd, dx, dxm, 1.0f, nd);
+        int i = pos - enc;
+        if (i >= 0 && i < ns) {   // xin = skip(base, sk[enc-1-i]) into lane 0: base + w sk, or s base + (1 - s) w sk
+            const float *sk = tr->acts[enc - 1 - i].sk, *base = !par && lanes_in == 2 ? a->xin1 : pos == 0 ? tr->x0 : tr->acts[pos - 1].xout;
+            float *w, *g, *dw, *dg;
+            skip_params(tr, i, &w, &g, 0);
+            skip_params(tr, i, &dw, &dg, 1);
+            cudaCheck(cudaMemsetAsync(tr->vec[1], 0, (size_t)2 * d * 4));
+            column_grad(tr->vec[1], dx, sk, N, d);
+            if (g) column_grad(tr->vec[1] + d, dx, base, N, d);
+            LAUNCH1D(skip_weight_grads, (size_t)d, dw, dg, tr->vec[1], w, g, d);
+            LAUNCH1D(skip_backward, nd, dx, tr->skip_grad[enc - 1 - i], w, g, N, d);                          // dx: dL/dbase
+        }
         if (!par && lanes_in == 2) {   // the block merged two lanes: each gets half
             LAUNCH1D(scale_inplace, nd, dx, 0.5f, nd);
             cudaCheck(cudaMemcpyAsync(dx1, dx, nd * 4, cudaMemcpyDeviceToDevice));
         } else if (par && lanes_in == 1) LAUNCH1D(axpy, nd, dx, dx1, 1.0f, nd);   // the block split one stream in two
-        int i = pos - enc;
-        if (i >= 0 && i < ns) {   // xin = xout[pos-1] + weff_i * sk[enc-1-i] on every live lane, weff = [sigmoid(gate) *] skip_weights[i]
-            const float *sk = tr->acts[enc - 1 - i].sk;
-            cudaCheck(cudaMemsetAsync(tr->vec[1], 0, (size_t)d * 4));
-            column_grad(tr->vec[1], dx, sk, N, d);
-            if (lanes_in == 2) column_grad(tr->vec[1], dx1, sk, N, d);
-            LAUNCH1D(skip_weight_grads, (size_t)d, GRAD(m->skip_weights) + (size_t)i * d, m->skip_gates ? GRAD(m->skip_gates) + (size_t)i * d : (float *)NULL,
-                     tr->vec[1], PARAM(m->skip_weights) + (size_t)i * d, m->skip_gates ? PARAM(m->skip_gates) + (size_t)i * d : (const float *)NULL, d);
-            const float *w = skip_weights_in_use(tr, i);
-            LAUNCH1D(scale_backward, nd, tr->skip_grad[enc - 1 - i], dx, w, N, d, 0);
-            if (lanes_in == 2) LAUNCH1D(scale_backward, nd, tr->skip_grad[enc - 1 - i], dx1, w, N, d, 1);
-        }
         // dx is now dL/dxin[pos] = dL/dxout[pos-1] (or, for pos = 0, part of dL/dx0)
         int used_again = 0;   // --- hook (chapter 9): layer l is complete after its last position in backward's order
         for (int q = 0; q < pos; q++) used_again |= idx[q] == l;

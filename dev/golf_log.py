@@ -172,7 +172,7 @@ def blob_crc(path):
     return f"{zlib.crc32(Path(path).read_bytes()[:-4]) & 0xFFFFFFFF:08x}"
 
 
-BLOB_MAGIC, BLOB_VERSION, BLOB_HEADER_BYTES = 20261124, 2, 256   # golf_infer.c's blob header (64 x uint32)
+BLOB_MAGIC, BLOB_VERSIONS, BLOB_HEADER_BYTES = 20261124, (2, 3), 256   # golf_infer.c's blob header (64 x uint32)
 
 
 def blob_problem(path):
@@ -183,8 +183,8 @@ def blob_problem(path):
     magic, version, total = struct.unpack("<3I", data[:12])
     if magic != BLOB_MAGIC:
         return f"not a .golf blob (magic {magic}, expected {BLOB_MAGIC})"
-    if version != BLOB_VERSION:
-        return f"blob version {version}, expected {BLOB_VERSION}"
+    if version not in BLOB_VERSIONS:
+        return f"blob version {version}, expected one of {BLOB_VERSIONS} (golf_infer.c)"
     if total != len(data):
         return f"its header says {total} bytes but the file has {len(data)}: truncated or extended"
     if zlib.crc32(data[:-4]) & 0xFFFFFFFF != struct.unpack("<I", data[-4:])[0]:

@@ -121,8 +121,9 @@ KERNELS = {
     "lane_mean": lambda a, g: ew(a[3], 3, 2),
     "lane_combine_forward": lambda a, g: ew(a[10] * a[11], 6, 10),
     "lane_combine_backward": lambda a, g: ew(a[14] * a[15], 10, 20),
-    "skip_weight_eff": lambda a, g: ew(a[3], 3, 5),
-    "skip_weight_grads": lambda a, g: ew(a[5], 6, 8),
+    "skip_forward": lambda a, g: ew(a[5] * a[6], 3, 8),
+    "skip_backward": lambda a, g: ew(a[4] * a[5], 3, 7),
+    "skip_weight_grads": lambda a, g: ew(a[5], 7, 10),
     "rmsnorm_forward": lambda a, g: (3 * a[3] * a[4], 4 * (2 * a[3] * a[4] + a[3])),
     "rmsnorm_backward": lambda a, g: (7 * a[4] * a[5], 4 * ((3 + a[6]) * a[4] * a[5] + a[4])),
     # fused (FUSE=1): the residual step and the norm after it in one pass (args: out, h, rstd, x, x0|s, mix|y, rows, d):

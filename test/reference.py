@@ -58,7 +58,7 @@ Facts a C/CUDA implementation must reproduce exactly
   val_bpb (section 7).
 * Features (the spec golf_infer.c and train_golf.cu share; classes GPT, Block, BigramHash, SmearGate,
   exclusive_self_attention, apply_partial_rotary): e = tok_emb[t] (+ bigram.scale * bigram.proj(
-  bigram.embed[hash])); x0 = rms_norm(e), then SmearGate; a_in = rms_norm(x) / sqrt(l + 1) with LN_SCALE;
+  bigram.embed[hash])); x0 = rms_norm(SmearGate(e)); a_in = rms_norm(x) / sqrt(l + 1) with LN_SCALE;
   XSA then the output gate on each head's attention output; lanes for l >= PARALLEL_FROM; schedules
   and skips in GPT's docstring. Init: bigram.embed N(0, 0.02), bigram.proj 0, bigram.scale 0.05;
   smear.gate_w, smear.lam, attn.gate_w, skip_gates 0; lane_rho 1.1, lane_mix 1; rounded to bf16 like
@@ -159,12 +159,12 @@ HYPERPARAMETERS = [
     ("MLP_LEAKY_SLOPE", float, 0.0, "model"),   # activation (x > 0 ? x : slope x)^2; 0 = relu^2
     ("BIGRAM_VOCAB_SIZE", int, 0, "model"),     # BigramHash table rows V_b (0: off; >= 2 when on)
     ("BIGRAM_DIM", int, 128, "model"),          # BigramHash table width d_b
-    ("SMEAR_GATE", int, 0, "model"),            # SmearGate on the embedding (needs MODEL_DIM >= 12)
+    ("SMEAR_GATE", int, 0, "model"),            # SmearGate, April form: on the raw embedding before its norm (MODEL_DIM >= 12)
     ("XSA_LAST_N", int, 0, "model"),            # XSA on layers >= NUM_LAYERS - XSA_LAST_N
     ("ROPE_DIMS", int, 0, "model"),             # RoPE on the first R dims of each head (0: all)
     ("LN_SCALE", int, 0, "model"),              # block norm outputs times 1/sqrt(layer + 1)
-    ("PARALLEL_FROM", int, 0, "model"),         # two-lane parallel residual blocks from this layer (0: off)
-    ("SKIP_GATES", int, 0, "model"),            # sigmoid-gated U-Net skips
+    ("PARALLEL_FROM", int, 0, "model"),         # two-lane parallel residual blocks from this layer, 04-29's form (0: off)
+    ("SKIP_GATES", int, 0, "model"),            # gated U-Net skips: lerp(w skip, x, sigmoid(g)) (04-05)
     ("ATTN_OUT_GATE", int, 0, "model"),         # per-head sigmoid gate on the attention output
     ("LOOP_ENCODER", str, "", "model"),         # depth recurrence: encoder layer schedule, e.g. "0,1,2,3,4,5,3,4"
     ("LOOP_DECODER", str, "", "model"),         # and decoder schedule, e.g. "5,3,4,5,6,7,8,9,10"
@@ -204,32 +204,40 @@ PRESETS = {
     # 2026-03-22 record, 1.1228 bpb: 11L EMA GPTQ-lite warmdown 3500 (on 03-21's partial RoPE + LN scale,
     # 03-20's XSA4 + EMA, 03-19's BigramHash + SmearGate + Muon WD).
     "r0322": {
-        # from RECORDS.md / the issue
+        # from RECORDS.md / the issue (its SmearGate is the March per-dimension form, which golf does not yet have:
+        # SMEAR_GATE=1 here is the April form)
         "NUM_LAYERS": 11, "MLP_MULT": 3, "TRAIN_SEQ_LEN": 2048, "TRAIN_BATCH_TOKENS": 786_432, "XSA_LAST_N": 4,
+        # the record's Rotary rescales its base past 1024 tokens: 1e4 * (2048 / 1024)^(16 / 14) = 22081.79 at its 2048
+        # (to the 6 digits train_golf's config log prints)
+        "ROPE_BASE": 22081.8,
         "ROPE_DIMS": 16, "LN_SCALE": 1, "EMA_DECAY": 0.997, "BIGRAM_VOCAB_SIZE": 2048, "BIGRAM_DIM": 128,
         "SMEAR_GATE": 1, "MUON_WD": 0.04, "WARMDOWN_ITERS": 3500, "EVAL_STRIDE": 64, "QUANT": "int6",
         # guess: optimizer settings of the record's lineage
         "ADAM_WD": 0.04, "MATRIX_LR": 0.025, "SCALAR_LR": 0.025, "TIED_EMBED_LR": 0.035, "MUON_MOMENTUM": 0.99,
         "MUON_MOMENTUM_WARMUP_START": 0.92, "MUON_MOMENTUM_WARMUP_STEPS": 1500, "GRAD_CLIP_NORM": 0.3,
     },
-    # 2026-04-05 record, 1.0856 bpb: SP8192, MLP 4x, MuonEq-R, layers 4-5 looped from 50% of training,
-    # parallel residuals (on 04-03's MuonEq-R and 03-31's parallel residuals).
+    # 2026-04-05 record, 1.0856 bpb: SP8192, MLP 4x, MuonEq-R, layers 4-5 looped from 50% of training
+    # (no parallel residuals); the record's own defaults, which its run command keeps (test/test_records.py).
     "r0405": {
-        # from RECORDS.md / the issue
         "VOCAB_SIZE": 8192, "DATA_PATH": "./data/datasets/fineweb10B_sp8192",
         "TOKENIZER_PATH": "./data/tokenizers/fineweb_8192_bpe.model", "TIE_EMBEDDINGS": 1, "NUM_LAYERS": 11,
         "MLP_MULT": 4, "TRAIN_SEQ_LEN": 2048, "TRAIN_BATCH_TOKENS": 786_432, "MUON_EQ_R": 1, "MUON_WD": 0.085,
-        "LOOP_START_FRAC": 0.5, "QK_GAIN_INIT": 5.0, "PARALLEL_FROM": 7, "MLP_LEAKY_SLOPE": 0.5, "EVAL_STRIDE": 64,
+        "LOOP_START_FRAC": 0.5, "QK_GAIN_INIT": 4.0, "MLP_LEAKY_SLOPE": 0.5, "EVAL_STRIDE": 64,
         "QUANT": "int6", "QUANT_EMBED": "int8",
         # layers 4-5 run three times: the flat order 0,1,2,3,4,5,4,5,4,5,6,7,8,9,10 cut after its first half
         # (15 // 2 = 7 positions), the rule behind RECORDS.md's example for layers 3-5
         "LOOP_ENCODER": "0,1,2,3,4,5,4", "LOOP_DECODER": "5,4,5,6,7,8,9,10",
-        # guess: carried over from the lineage (03-25 XSA on all layers, 03-21 partial RoPE + LN scale, EMA)
-        "XSA_LAST_N": 11, "ROPE_DIMS": 16, "LN_SCALE": 1, "SKIP_GATES": 1, "EMA_DECAY": 0.9965,
+        "XSA_LAST_N": 11, "ROPE_DIMS": 16, "LN_SCALE": 1, "SKIP_GATES": 1, "EMA_DECAY": 0.997,
         "GRAD_CLIP_NORM": 0.3, "MUON_MOMENTUM": 0.99, "MUON_MOMENTUM_WARMUP_START": 0.92,
-        "MUON_MOMENTUM_WARMUP_STEPS": 1500, "MATRIX_LR": 0.022, "SCALAR_LR": 0.02, "TIED_EMBED_LR": 0.03,
+        "MUON_MOMENTUM_WARMUP_STEPS": 1500, "MATRIX_LR": 0.02, "SCALAR_LR": 0.02, "TIED_EMBED_LR": 0.03,
         "WARMDOWN_FRAC": 0.667,
     },
+}
+# The record folder (openai/parameter-golf records/track_10min_16mb/) each preset reproduces.
+PRESET_RECORDS = {
+    "baseline": "2026-03-17_NaiveBaseline",
+    "r0322": "2026-03-22_11L_EMA_GPTQ-lite_warmdown3500_QAT015_1.1233",
+    "r0405": "2026-04-05_SP8192_GPTQ-Embeddings_SDClip_Loop45x2",
 }
 # The clip rules of the records' exports (GPTQ-lite search, SDClip) are train_golf's QUANT_CLIP, which this
 # reference does not have (its QAT fake-quantizes with golf_export's --clip none rule).
@@ -389,7 +397,8 @@ def default_config(**overrides) -> Config:
 
 def add_hyperparameter_flags(parser: argparse.ArgumentParser, groups: tuple[str, ...]) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                        help="hyperparameter recipe applied before the environment and the flags (default baseline)")
+                        help="hyperparameter recipe applied before the environment and the flags (default baseline); "
+                             "each reproduces a record: " + ", ".join(f"{k} = {v}" for k, v in PRESET_RECORDS.items()))
     for name, typ, default, group in HYPERPARAMETERS:
         if group in groups:
             parser.add_argument(flag_name(name), *FLAG_ALIASES.get(name, ()), dest=name.lower(), type=typ, default=None,
@@ -891,11 +900,11 @@ class Block(nn.Module):
         return x
 
     def forward_lanes(self, lane0: Tensor, lane1: Tensor, x0: Tensor) -> tuple[Tensor, Tensor]:
-        """Parallel residuals: attention reads lane0 (mixed with x0), the MLP reads lane1 as it came in;
-        lane_k <- lane_rho[k] lane_k + lane_mix[k, 0] attn + lane_mix[k, 1] mlp."""
+        """Parallel residuals: attention reads resid_mix(lane0, x0), the MLP reads lane1 as it came in;
+        lane_k <- lane_rho[k] lane_k + lane_mix[k, 0] attn + lane_mix[k, 1] mlp, lane0 the raw lane (not the mix)."""
         mix = self.resid_mix.to(dtype=lane0.dtype)
-        lane0 = mix[0][None, None, :] * lane0 + mix[1][None, None, :] * x0
-        attn = self.attn_scale.to(dtype=lane0.dtype)[None, None, :] * self.attn(self.normed(self.attn_norm, lane0))
+        attn_in = mix[0][None, None, :] * lane0 + mix[1][None, None, :] * x0   # what attention reads; lane0 goes on raw
+        attn = self.attn_scale.to(dtype=lane0.dtype)[None, None, :] * self.attn(self.normed(self.attn_norm, attn_in))
         mlp = self.mlp_scale.to(dtype=lane0.dtype)[None, None, :] * self.mlp(self.normed(self.mlp_norm, lane1))
         rho, pm = self.lane_rho.to(dtype=lane0.dtype), self.lane_mix.to(dtype=lane0.dtype)
         return (rho[0] * lane0 + pm[0, 0] * attn + pm[0, 1] * mlp,
@@ -951,8 +960,9 @@ class GPT(nn.Module):
     """The model of a Config. Layers run in a schedule (encoder, decoder) of physical layer indices: the
     default one (first NUM_LAYERS // 2, the rest) or, when LOOP_ENCODER / LOOP_DECODER are set, the loop
     one (set_schedule). A schedule with ns = min(len(enc), len(dec)) skips pushes the outputs of its last ns
-    encoder positions; decoder position i < ns adds skip_weights[i] (times sigmoid(skip_gates[i]) with
-    SKIP_GATES) * the skip pushed (ns - 1 - i)-th, before its block."""
+    encoder positions; decoder position i < ns takes the skip pushed (ns - 1 - i)-th before its block
+    (apply_skip: x + w skip, or lerp(w skip, x, sigmoid(gate)) with SKIP_GATES), on lane 0 only when the
+    block is parallel (the lanes split from one stream first, lane 1 without the skip)."""
 
     def __init__(self, cfg: Config):
         super().__init__()
@@ -1002,21 +1012,22 @@ class GPT(nn.Module):
         return self.loop_schedule if self.looped else self.default_schedule
 
     def embed(self, input_ids: Tensor) -> Tensor:
-        """x0 [B, T, dim]: rms_norm(tok_emb[t] (+ BigramHash)), then SmearGate."""
+        """x0 [B, T, dim]: rms_norm(SmearGate(tok_emb[t] (+ BigramHash))): the smear acts on the raw embedding."""
         e = self.tok_emb(input_ids)
         if self.bigram is not None:
             e = e + self.bigram(input_ids).to(dtype=e.dtype)
-        x = rms_norm(e)
         if self.smear is not None:
-            x = self.smear(x, input_ids)
-        return x
+            e = self.smear(e, input_ids)
+        return rms_norm(e)
 
-    def skip_term(self, i: int, skip: Tensor) -> Tensor:
-        """What decoder position i adds: skip_weights[i] * skip, gated by sigmoid(skip_gates[i]) with SKIP_GATES."""
-        w = self.skip_weights[i].to(dtype=skip.dtype)
-        if self.skip_gates is not None:
-            w = torch.sigmoid(self.skip_gates[i].to(dtype=skip.dtype)) * w
-        return w[None, None, :] * skip
+    def apply_skip(self, i: int, x: Tensor, skip: Tensor) -> Tensor:
+        """Decoder position i's skip into x: x + w skip, or with SKIP_GATES lerp(w skip, x, g) =
+        g x + (1 - g) w skip, g = sigmoid(skip_gates[i]), w = skip_weights[i]."""
+        scaled = self.skip_weights[i].to(dtype=skip.dtype)[None, None, :] * skip
+        if self.skip_gates is None:
+            return x + scaled
+        g = torch.sigmoid(self.skip_gates[i].to(dtype=skip.dtype))[None, None, :]
+        return g * x + (1 - g) * scaled
 
     def run_block(self, layer: int, x: Tensor | None, lanes: tuple | None, x0: Tensor) -> tuple:
         """One block on the stream: returns (x, None) after a sequential block, (None, lanes) after a
@@ -1041,12 +1052,15 @@ class GPT(nn.Module):
             if e >= len(encoder) - ns:
                 skips.append(x if lanes is None else (lanes[0] + lanes[1]) / 2)
         for i, layer in enumerate(decoder):
-            if i < ns:
+            if i < ns:   # lanes split (or merged) first; the skip goes into lane 0 only
+                if self.blocks[layer].parallel and lanes is None:
+                    x, lanes = None, (x, x)
+                elif not self.blocks[layer].parallel and lanes is not None:
+                    x, lanes = (lanes[0] + lanes[1]) / 2, None
                 if lanes is None:
-                    x = x + self.skip_term(i, skips[ns - 1 - i])
+                    x = self.apply_skip(i, x, skips[ns - 1 - i])
                 else:
-                    add = self.skip_term(i, skips[ns - 1 - i])
-                    lanes = (lanes[0] + add, lanes[1] + add)
+                    lanes = (self.apply_skip(i, lanes[0], skips[ns - 1 - i]), lanes[1])
             x, lanes = self.run_block(layer, x, lanes, x0)
         if lanes is not None:
             x = (lanes[0] + lanes[1]) / 2
@@ -1168,7 +1182,8 @@ def apply_baseline_dtypes(model: GPT) -> None:
 # 5. Checkpoint container
 # ====================================================================================================
 # Little-endian. Header: 256 int32:
-#   h[0] = 20261125 (magic)   h[1] = version (1 or 2)   h[2] = number of tensor records
+#   h[0] = 20261125 (magic)   h[1] = version (1: no options; 3; 2 is read without SMEAR_GATE, SKIP_GATES, PARALLEL_FROM)
+#   h[2] = number of tensor records
 #   h[3] vocab_size  h[4] num_layers  h[5] model_dim  h[6] num_heads  h[7] num_kv_heads
 #   h[8] mlp_hidden (the actual MLP width: MLP_HIDDEN, else MLP_MULT * MODEL_DIM)  h[9] tie_embeddings (0/1)
 #   h[10] rope_base as float32 bits  h[11] logit_softcap as float32 bits  h[12] train_seq_len
@@ -1185,8 +1200,8 @@ def apply_baseline_dtypes(model: GPT) -> None:
 # keys in state_dict order; other records (debug.*, grad.*) may follow.
 
 CKPT_MAGIC = 20261125
-CKPT_VERSION = 2
-CKPT_VERSIONS_READ = (1, 2)
+CKPT_VERSION = 3   # 3: SMEAR_GATE, SKIP_GATES, PARALLEL_FROM in the records' forms (golf_infer.c's version_problem)
+CKPT_VERSIONS_READ = (1, 2, 3)
 CKPT_HEADER_INTS = 256
 CKPT_LOOP_WORD = 26   # first word of the loop schedules
 DTYPE_CODES = {0: np.dtype("<f4"), 1: np.dtype("<i4")}
@@ -1257,6 +1272,9 @@ def header_problem(h: np.ndarray) -> str | None:
     """What is wrong with a header's model words beyond model_config_problem, or None."""
     if int(h[1]) not in CKPT_VERSIONS_READ:
         return f"unsupported checkpoint version {int(h[1])} (this reads versions {', '.join(map(str, CKPT_VERSIONS_READ))})"
+    if int(h[1]) == 2 and (h[17] or h[21] or h[22]):
+        return ("written before version 3, when SMEAR_GATE, SKIP_GATES and PARALLEL_FROM computed other forms than the "
+                "records': it uses one of them, so its weights mean another model (train it again)")
     if min(int(v) for v in h[3:9]) <= 0:
         return (f"invalid model shape in header (vocab, layers, dim, heads, kv_heads, mlp_hidden): "
                 f"{[int(v) for v in h[3:9]]}; all must be positive")

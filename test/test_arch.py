@@ -14,6 +14,7 @@ Usage: test/test_arch.py [--bin DIR] [--shared DIR] [--keep]
 import struct
 import sys
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,27 @@ def check_blob(R, b, shared, tmp, val):
             f"val_bpb {c[1]:.9f} vs {r[1]:.9f} (rel {rel(c[1], r[1]):.1e}, bound {EVAL_RTOL:g})")
 
 
+def check_versions(R, b, tmp):
+    """version 3 changed SMEAR_GATE, SKIP_GATES and PARALLEL_FROM to the records' forms: a version 2 checkpoint or blob
+    using one of them is refused (its weights mean another model), one without them still loads"""
+    ck, blob = tmp / "v.bin", tmp / "v.golf"
+    ref("init", "--random-init", "--seed", "4", *TINY, "--smear-gate", "1", "--out", ck)
+    run([b / "golf_export", ck, blob, "--quant", "int8", "--quiet"])
+    plain = tmp / "v_plain.bin"
+    ref("init", "--random-init", "--seed", "4", *TINY, "--xsa-last-n", "1", "--out", plain)
+    for label, path, refused in (("checkpoint with SMEAR_GATE", ck, True), ("blob with SMEAR_GATE", blob, True),
+                                 ("checkpoint with XSA only", plain, False)):
+        data = bytearray(path.read_bytes())
+        struct.pack_into("<i", data, 4, 2)
+        if path.suffix == ".golf":   # the blob's closing CRC-32 over the patched bytes
+            struct.pack_into("<I", data, len(data) - 4, zlib.crc32(bytes(data[:-4])))
+        old = tmp / f"v2_{path.name}"
+        old.write_bytes(data)
+        p = run([b / "golf_infer", old, "--logits-ids", "1 2"], expect=None)
+        ok = (p.returncode == 1 and "written before version 3" in p.stderr and str(old) in p.stderr) if refused else p.returncode == 0
+        R.check(f"version 2 {label}: {'refused, naming the file and why' if refused else 'still read'}", ok, p.stderr.strip()[-200:])
+
+
 def check_header(R, b, tmp):
     ck = tmp / "hdr.bin"
     ref("init", "--random-init", "--seed", "1", *TINY, "--out", ck)
@@ -110,7 +132,7 @@ def main():
             R.skip("everything", f"no shared data in {shared} (pass --shared DIR)")
         else:
             val = make_val_shards(b, shared, tmp)
-            run_groups(R, [(check_logits, (R, b, tmp)), (check_blob, (R, b, shared, tmp, val)), (check_header, (R, b, tmp))])
+            run_groups(R, [(check_logits, (R, b, tmp)), (check_blob, (R, b, shared, tmp, val)), (check_header, (R, b, tmp)), (check_versions, (R, b, tmp))])
     finally:
         R.cleanup(tmp, keep)
     R.finish()

@@ -138,14 +138,14 @@ def np_forward(state, cfg, ids, looped):
         vb = cfg.bigram_vocab_size
         rows = [vb - 1] + [((36313 * ids[i]) ^ (27191 * ids[i - 1])) % (vb - 1) for i in range(1, T)]
         e += w["bigram.scale"][0] * (w["bigram.embed.weight"][rows] @ w["bigram.proj.weight"].T)
-    x = rms(e)
-    if cfg.smear_gate:
-        smeared = x.copy()
+    if cfg.smear_gate:   # on the raw embedding, before the norm
+        smeared = e.copy()
         for t in range(1, T):
             if ids[t] != 1:
-                g = sigmoid(x[t, :12] @ w["smear.gate_w"])
-                smeared[t] = x[t] + w["smear.lam"][0] * g * x[t - 1]
-        x = smeared
+                g = sigmoid(e[t, :12] @ w["smear.gate_w"])
+                smeared[t] = e[t] + w["smear.lam"][0] * g * e[t - 1]
+        e = smeared
+    x = rms(e)
     x0 = x
 
     def attention(l, a_in):
@@ -184,8 +184,7 @@ def np_forward(state, cfg, ids, looped):
         rm = w[p + "resid_mix"]
         if 1 <= cfg.parallel_from <= l:
             lane0, lane1 = lanes if lanes is not None else (x, x)
-            lane0 = rm[0] * lane0 + rm[1] * x0
-            a = attention(l, rms(lane0) * scale(l))
+            a = attention(l, rms(rm[0] * lane0 + rm[1] * x0) * scale(l))   # lane 0 itself goes on unmixed
             m = mlp(l, rms(lane1) * scale(l))
             rho, pm = w[p + "lane_rho"], w[p + "lane_mix"]
             return None, (rho[0] * lane0 + pm[0, 0] * a + pm[0, 1] * m, rho[1] * lane1 + pm[1, 0] * a + pm[1, 1] * m)
@@ -207,13 +206,23 @@ def np_forward(state, cfg, ids, looped):
         if e_pos >= len(enc) - ns:
             skips.append(x if lanes is None else (lanes[0] + lanes[1]) / 2)
     for i, l in enumerate(dec):
-        if i < ns:
-            gate = sigmoid(w["skip_gates"][i]) if cfg.skip_gates else 1.0
-            add = gate * w["skip_weights"][i] * skips[ns - 1 - i]
-            if lanes is None:
-                x = x + add
+        if i < ns:   # lanes split or merged first, then the skip into lane 0 only
+            par = 1 <= cfg.parallel_from <= l
+            if par and lanes is None:
+                x, lanes = None, (x, x)
+            elif not par and lanes is not None:
+                x, lanes = (lanes[0] + lanes[1]) / 2, None
+            ws = w["skip_weights"][i] * skips[ns - 1 - i]
+            cur = x if lanes is None else lanes[0]
+            if cfg.skip_gates:   # lerp(ws, cur, g)
+                g = sigmoid(w["skip_gates"][i])
+                cur = g * cur + (1 - g) * ws
             else:
-                lanes = (lanes[0] + add, lanes[1] + add)
+                cur = cur + ws
+            if lanes is None:
+                x = cur
+            else:
+                lanes = (cur, lanes[1])
         x, lanes = block(l, x, lanes)
     if lanes is not None:
         x = (lanes[0] + lanes[1]) / 2
@@ -546,7 +555,7 @@ def check_presets(res):
     lines = dict(re.findall(r"^config (\w+)=(.*)$", p.stdout, re.M))
     want = {"NUM_LAYERS": "5 (flag)", "XSA_LAST_N": "2 (flag)", "MLP_MULT": "4 (env)", "MATRIX_LR": "0.5 (env)",
             "ROPE_DIMS": "16 (preset r0322)", "EMA_DECAY": "0.997 (preset r0322)", "MODEL_DIM": "512 (default)",
-            "ROPE_BASE": "10000.0 (default)"}
+            "ROPE_BASE": "22081.8 (preset r0322)", "LOGIT_SOFTCAP": "30.0 (default)"}
     res.check("presets: default < preset < environment < flag (reference.py config)",
               p.returncode == 0 and all(lines.get(k) == v for k, v in want.items()) and len(lines) == len(R.HYPERPARAMETERS),
               "; ".join(f"{k}={lines.get(k)}" for k in want if lines.get(k) != want[k]) or last_line(p.stderr))
@@ -610,10 +619,10 @@ def check_checkpoint(res, tmp):
     data = path.read_bytes()
     h = struct.unpack("<256i", data[:1024])
     f32 = lambda v: struct.unpack("<i", struct.pack("<f", v))[0]  # noqa: E731
-    want = {0: 20261125, 1: 2, 3: 64, 4: 4, 5: 32, 6: 4, 7: 2, 8: 45, 9: 0, 12: 20, 13: 9, 14: f32(0.5), 15: 7, 16: 5, 17: 1,
+    want = {0: 20261125, 1: 3, 3: 64, 4: 4, 5: 32, 6: 4, 7: 2, 8: 45, 9: 0, 12: 20, 13: 9, 14: f32(0.5), 15: 7, 16: 5, 17: 1,
             18: 2, 19: 4, 20: 1, 21: 2, 22: 1, 23: 1, 24: 4, 25: 4, 26: 0, 27: 2, 28: 1, 29: 3, 30: 2, 31: 0, 32: 3, 33: 1}
     wrong = {k: (h[k], v) for k, v in want.items() if h[k] != v}
-    res.check("checkpoint: version 2 header words 3..33 as the spec lists them (MLP_HIDDEN 45 stored directly)",
+    res.check("checkpoint: version 3 header words 3..33 as the spec lists them (MLP_HIDDEN 45 stored directly)",
               not wrong and not any(h[34:]), str(wrong))
     c = R.read_container(path)
     back = {f: getattr(c.config, f) for f in R.SHAPE_FIELDS + R.FEATURE_FIELDS}
@@ -660,7 +669,8 @@ def check_checkpoint(res, tmp):
     refused("loop_half", patched(25, 0), "invalid loop schedule lengths")
     refused("loop_layer", patched(27, 9), "outside 0..NUM_LAYERS-1")
     refused("after_loop", patched(40, 3), "past the loop schedule")
-    refused("version", patched(1, 3), "unsupported checkpoint version 3")
+    refused("version", patched(1, 4), "unsupported checkpoint version 4")
+    refused("version2", patched(1, 2), "written before version 3")   # SMEAR_GATE, SKIP_GATES, PARALLEL_FROM on: their old forms
     refused("rope", patched(19, 3), "ROPE_DIMS=3 must be even")
     refused("no_bigram", patched(15, 0), "unexpected ['bigram.")   # header without the feature, tensors present
     records = [(k, v) for k, v in R.read_container(path).tensors.items() if k != "blocks.2.lane_mix"]

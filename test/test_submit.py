@@ -57,7 +57,7 @@ def make_run(folder, seed, *, blob_bytes=4_000_000, train_ms=598_047, eval_ms=31
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     # a blob's frame (magic, version, total size, CRC-32) around seeded random bytes
-    body = struct.pack("<3I", 20261124, 2, blob_bytes) + bytes(244) + random.Random(seed).randbytes(blob_bytes - 260)
+    body = struct.pack("<3I", 20261124, 3, blob_bytes) + bytes(244) + random.Random(seed).randbytes(blob_bytes - 260)
     blob = body + struct.pack("<I", zlib.crc32(body))
     (folder / "final_model.golf").write_bytes(blob)
     cfg = {"DATA_PATH": "./data/datasets/fineweb10B_sp1024", "TOKENIZER_PATH": "./data/tokenizers/fineweb_1024_bpe.model",

@@ -63,6 +63,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -2942,6 +2943,56 @@ static GOLF_UNUSED void dist_bootstrap(Dist *dd, uint8_t *id, size_t n, double t
     dd->peer[0] = fd;
 }
 
+// --- The watchdog (several ranks, armed during training): a thread that ends this rank with a message when the main
+//     thread made no progress (watchdog_beat: every step, every host reduction) for DIST_TIMEOUT seconds, when NCCL
+//     reports an asynchronous error, or, in a torchrun-style launch, when a peer's connection closed (rank 0 sees
+//     every rank's, the others rank 0's): it aborts the NCCL communicator (ncclCommAbort) so that nothing waits on it,
+//     and exits 1. Under mpirun a rank that dies is MPI's to report (mpirun ends the job); a hung one trips the
+//     timeout. It is disarmed before a rank may leave on purpose (signals, a non-finite stop, the end of training).
+static double g_dist_timeout_s = 300, g_gptq_reserve_s = 0;   // DIST_TIMEOUT and GPTQ_RESERVE_SECONDS, set by main
+static struct { int64_t beat_ms; int armed, started; const Dist *dd; pthread_t thread; } g_watch;
+static void watchdog_beat(void) { __atomic_store_n(&g_watch.beat_ms, (int64_t)wall_ms(), __ATOMIC_RELAXED); }
+static void watchdog_arm(int on) { watchdog_beat(); __atomic_store_n(&g_watch.armed, on, __ATOMIC_RELEASE); }
+static void *watchdog_main(void *) {
+    const Dist *dd = g_watch.dd;
+    char why[512];
+    for (;;) {
+        usleep(100 * 1000);
+        if (!__atomic_load_n(&g_watch.armed, __ATOMIC_ACQUIRE)) continue;
+        why[0] = 0;
+        double idle = wall_ms() - (double)__atomic_load_n(&g_watch.beat_ms, __ATOMIC_RELAXED);
+        if (idle > 1000.0 * g_dist_timeout_s)
+            snprintf(why, sizeof(why), "no progress for %.0fs (DIST_TIMEOUT=%gs): another rank died or hangs, or this one hangs", idle / 1000, g_dist_timeout_s);
+#ifdef USE_NCCL
+        ncclResult_t async = ncclSuccess;
+        if (!why[0] && ncclCommGetAsyncError(g_nccl, &async) == ncclSuccess && async != ncclSuccess && async != ncclInProgress)
+            snprintf(why, sizeof(why), "NCCL reports an asynchronous error: %.300s", ncclGetErrorString(async));
+#endif
+        for (int k = 0; !why[0] && dd->mode == DIST_ENV && dd->peer && k < dd->world; k++) {
+            struct pollfd pf = {dd->peer[k], POLLRDHUP, 0};
+            if (dd->peer[k] >= 0 && poll(&pf, 1, 0) == 1 && (pf.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+                snprintf(why, sizeof(why), "rank %d is gone (its connection to %s closed)", k, dd->rank == 0 ? "rank 0" : "this rank");
+        }
+        if (!why[0] || !__atomic_load_n(&g_watch.armed, __ATOMIC_ACQUIRE)) continue;
+        fprintf(stderr, "train_golf: error: rank %d: %s: stopping every rank\n  hint: the first rank's output that names another "
+                "reason is the cause\n", dd->rank, why);
+        fflush(NULL);
+#ifdef USE_NCCL
+        ncclCommAbort(g_nccl);
+#endif
+        _exit(1);
+    }
+    return NULL;
+}
+// watchdog_start: the thread (several ranks; after the NCCL communicator exists), disarmed.
+static void watchdog_start(const Dist *dd) {
+    if (dd->world == 1 || g_watch.started) return;
+    g_watch.dd = dd;
+    if (pthread_create(&g_watch.thread, NULL, watchdog_main, NULL) != 0) golf_die("rank %d: cannot start the watchdog thread: %s", dd->rank, strerror(errno));
+    pthread_detach(g_watch.thread);
+    g_watch.started = 1;
+}
+
 // dist_reduce: v[0..n) summed (RED_SUM) or maximized (RED_MAX) over all ranks, the same result on every rank.
 static void dist_reduce(const Dist *dd, double *v, int n, int op) {
     if (dd->world == 1) return;
@@ -2949,21 +3000,24 @@ static void dist_reduce(const Dist *dd, double *v, int n, int op) {
     if (dd->mode == DIST_MPI) { mpiCheck(MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, op == RED_SUM ? MPI_SUM : MPI_MAX, MPI_COMM_WORLD)); return; }
 #endif
     if (dd->mode != DIST_ENV || !dd->peer) golf_die("internal: a reduction over %d ranks before they were connected", dd->world);
-    double in[16];
+    double in[16], deadline = wall_ms() + 1000.0 * g_dist_timeout_s;   // every socket operation has DIST_TIMEOUT
     if (n > 16) golf_die("internal: dist_reduce of %d values (at most 16)", n);
     size_t bytes = (size_t)n * sizeof(double);
     const char *err;
     if (dd->rank == 0) {
         for (int r = 1; r < dd->world; r++) {
-            if ((err = sock_io(dd->peer[r], in, bytes, 0, -1))) golf_die("rank 0: lost rank %d during a reduction: %s\n  hint: see rank %d's output", r, err, r);
+            if ((err = sock_io(dd->peer[r], in, bytes, 0, deadline)))
+                golf_die("rank 0: lost rank %d during a reduction: %s (DIST_TIMEOUT=%gs)\n  hint: see rank %d's output", r, err, g_dist_timeout_s, r);
             for (int k = 0; k < n; k++) v[k] = op == RED_SUM ? v[k] + in[k] : (in[k] > v[k] ? in[k] : v[k]);
         }
         for (int r = 1; r < dd->world; r++)
-            if ((err = sock_io(dd->peer[r], v, bytes, 1, -1))) golf_die("rank 0: lost rank %d during a reduction: %s", r, err);
+            if ((err = sock_io(dd->peer[r], v, bytes, 1, deadline))) golf_die("rank 0: lost rank %d during a reduction: %s", r, err);
+        watchdog_beat();
         return;
     }
-    if ((err = sock_io(dd->peer[0], v, bytes, 1, -1)) || (err = sock_io(dd->peer[0], v, bytes, 0, -1)))
-        golf_die("rank %d: lost rank 0 during a reduction: %s\n  hint: see rank 0's output", dd->rank, err);
+    if ((err = sock_io(dd->peer[0], v, bytes, 1, deadline)) || (err = sock_io(dd->peer[0], v, bytes, 0, deadline)))
+        golf_die("rank %d: lost rank 0 during a reduction: %s (DIST_TIMEOUT=%gs)\n  hint: see rank 0's output", dd->rank, err, g_dist_timeout_s);
+    watchdog_beat();
 }
 
 static void all_reduce_doubles(const Dist *dd, double *v, int n) { dist_reduce(dd, v, n, RED_SUM); }
@@ -3217,16 +3271,19 @@ static void broadcast_bytes(const Dist *dd, Bytes *b) {
 #endif
     if (dd->mode != DIST_ENV || !dd->peer) golf_die("internal: a broadcast over %d ranks before they were connected", dd->world);
     const char *err;
+    // rank 0 encodes the blob (GPTQ within its reserve) while the others wait: DIST_TIMEOUT plus that reserve
+    double deadline = wall_ms() + 1000.0 * (g_dist_timeout_s + g_gptq_reserve_s);
     if (dd->rank == 0) {
         for (int r = 1; r < dd->world; r++)
-            if ((err = sock_io(dd->peer[r], &n, sizeof(n), 1, -1)) || (err = sock_io(dd->peer[r], b->p, (size_t)n, 1, -1)))
+            if ((err = sock_io(dd->peer[r], &n, sizeof(n), 1, deadline)) || (err = sock_io(dd->peer[r], b->p, (size_t)n, 1, deadline)))
                 golf_die("rank 0: lost rank %d while sending the blob: %s\n  hint: see rank %d's output", r, err, r);
         return;
     }
-    if ((err = sock_io(dd->peer[0], &n, sizeof(n), 0, -1))) golf_die("rank %d: lost rank 0 before the blob: %s\n  hint: see rank 0's output", dd->rank, err);
+    if ((err = sock_io(dd->peer[0], &n, sizeof(n), 0, deadline)))
+        golf_die("rank %d: lost rank 0 before the blob: %s (DIST_TIMEOUT=%gs + GPTQ_RESERVE_SECONDS)\n  hint: see rank 0's output", dd->rank, err, g_dist_timeout_s);
     b->p = (uint8_t *)galloc((size_t)n ? (size_t)n : 1);
     b->n = b->cap = (size_t)n;
-    if ((err = sock_io(dd->peer[0], b->p, (size_t)n, 0, -1))) golf_die("rank %d: lost rank 0 during the blob: %s\n  hint: see rank 0's output", dd->rank, err);
+    if ((err = sock_io(dd->peer[0], b->p, (size_t)n, 0, deadline))) golf_die("rank %d: lost rank 0 during the blob: %s\n  hint: see rank 0's output", dd->rank, err);
 }
 
 // --- The training state: what a run needs to go on after a step as if it had never stopped (CHECKPOINT_EVERY,
@@ -3563,7 +3620,10 @@ int main(int argc, char **argv) {
     log0("command: %s", cmd);
     free(cmd);
     log_code(argv[0]);
+    g_dist_timeout_s = tc->dist_timeout;
+    g_gptq_reserve_s = tc->gptq_reserve_seconds;
     dist_init_gpu(&dd, tc->dist_timeout);
+    watchdog_start(&dd);
     {
         cudaDeviceProp prop;
         char host[256] = "?";
@@ -3628,6 +3688,7 @@ int main(int argc, char **argv) {
 
     // training; SIGTERM / SIGINT end it after the step they arrive in
     signals_catch(1);
+    watchdog_arm(1);
     double train_ms = rs.train_ms, t0 = wall_ms(), pre_loss = 0, pre_bpb = 0, state_ms = t0;
     int step = rs.step, stop_after = rs.stop_after, adam_t = rs.adam_t, qat_on = rs.qat_on;
     // the step's batches and per-token losses in pinned host memory (copied by micro_steps, read when a step is logged)
@@ -3657,6 +3718,7 @@ int main(int argc, char **argv) {
             if (stop_after >= 0 && step < tc->iterations) log0("stopping_early: wallclock_cap train_time:%.0fms step:%d/%d", train_ms, step, tc->iterations);
             break;
         }
+        watchdog_beat();
         double elapsed = train_ms + wall_ms() - t0, scale = lr_mul(tc, step, elapsed);
         RunState before = {step, adam_t, qat_on, stop_after, elapsed, stream.file, stream.pos};   // the last good state
         tr.looped = tr.c.loop_enc > 0 && training_fraction(tc, step, elapsed) >= tc->loop_start_frac;   // depth recurrence from LOOP_START_FRAC
@@ -3711,6 +3773,7 @@ int main(int argc, char **argv) {
             if (bad[0]) snprintf(what + strlen(what), sizeof(what) - strlen(what), "%strain loss %g%s", bad[1] ? "; " : "", train_loss,
                                  isfinite(train_loss) ? " here, non-finite on another rank" : "");
             if (!skip_nonfinite) {
+                watchdog_arm(0);   // every rank leaves now: a peer's closed connection is no failure
                 state_write(state_path, &tr, &dd, &before, stream.files.gl_pathc);
                 log0("nonfinite: step:%d/%d (%s): stopped before its update; the last good state (after step %d) is in %s", step + 1,
                      tc->iterations, what, step, state_path);
@@ -3737,12 +3800,14 @@ int main(int argc, char **argv) {
         dist_reduce(&dd, flags, 3, RED_MAX);
         if (stop_after < 0 && flags[0]) stop_after = step;
         if (flags[1] || flags[2] || (tc->checkpoint_every > 0 && step % tc->checkpoint_every == 0)) {
+            if (flags[1]) watchdog_arm(0);   // every rank leaves after this state
             double w0 = wall_ms();
             RunState now = {step, adam_t, qat_on, stop_after, approx, stream.file, stream.pos};
             state_write(state_path, &tr, &dd, &now, stream.files.gl_pathc);
             log0("state: step:%d/%d written to %s in %.0fms", step, tc->iterations, state_path, wall_ms() - w0);
             state_ms = wall_ms();
             t0 += state_ms - w0;   // writing the state is not training time
+            watchdog_beat();
         }
         if (flags[1]) {
             int sig = (int)flags[1];
@@ -3753,6 +3818,7 @@ int main(int argc, char **argv) {
         }
     }
     signals_catch(0);   // the final evaluation and export: a signal ends the run at once
+    watchdog_arm(0);    // the ranks part at different times from here on (socket deadlines still hold)
     size_t free_b, total_b;
     cudaCheck(cudaMemGetInfo(&free_b, &total_b));
     // train_golf frees nothing before this point: its high-water is what dmalloc handed out; the device's use adds the

@@ -62,7 +62,9 @@
  *   NCCL: a communicator of the processes that called ncclCommInitRank with one id. ncclGetUniqueId opens a
  *     TCP listener (MASTER_ADDR or 127.0.0.1, a free port) and writes its address into the id; the ranks
  *     connect to it (a star through rank 0). ncclAllReduce / ncclBroadcast / ncclAllGather move the bytes
- *     through rank 0, which combines in rank order (every rank gets the same bits). Counts are elements.
+ *     through rank 0, which combines in rank order (every rank gets the same bits). Counts are elements. A rank that
+ *     is gone (its connection closed) is ncclRemoteError naming it; ncclCommAbort (any thread) shuts the connections
+ *     down, after which ncclCommGetAsyncError says ncclRemoteError.
  *   The device: GOLF_EMU_DEVICES (default 8) H100 SXM 80GB with their properties.
  *   GOLF_EMU_LOG=path appends one line per launch and per GEMM, for dev/predict.py (fields separated by spaces):
  *     KERNEL FILE:LINE grid X,Y,Z block X,Y,Z smem BYTES us MICROSECONDS args A...
@@ -103,6 +105,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <poll.h>
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -473,7 +476,7 @@ cublasStatus_t cublasSetWorkspace(cublasHandle_t h, void *workspace, size_t byte
 #define NCCL_UNIQUE_ID_BYTES 128
 typedef struct { char internal[NCCL_UNIQUE_ID_BYTES]; } ncclUniqueId;
 typedef enum { ncclSuccess = 0, ncclUnhandledCudaError = 1, ncclSystemError = 2, ncclInternalError = 3, ncclInvalidArgument = 4,
-               ncclInvalidUsage = 5, ncclRemoteError = 6 } ncclResult_t;
+               ncclInvalidUsage = 5, ncclRemoteError = 6, ncclInProgress = 7 } ncclResult_t;
 typedef enum { ncclInt8 = 0, ncclChar = 0, ncclUint8 = 1, ncclInt32 = 2, ncclInt = 2, ncclUint32 = 3, ncclInt64 = 4, ncclUint64 = 5,
                ncclFloat16 = 6, ncclHalf = 6, ncclFloat32 = 7, ncclFloat = 7, ncclFloat64 = 8, ncclDouble = 8, ncclBfloat16 = 9 } ncclDataType_t;
 typedef enum { ncclSum = 0, ncclProd = 1, ncclMax = 2, ncclMin = 3, ncclAvg = 4 } ncclRedOp_t;
@@ -482,6 +485,8 @@ const char *ncclGetErrorString(ncclResult_t r);
 ncclResult_t ncclGetUniqueId(ncclUniqueId *id);
 ncclResult_t ncclCommInitRank(ncclComm_t *c, int nranks, ncclUniqueId id, int rank);
 ncclResult_t ncclCommDestroy(ncclComm_t c);
+ncclResult_t ncclCommAbort(ncclComm_t c);
+ncclResult_t ncclCommGetAsyncError(ncclComm_t c, ncclResult_t *e);
 ncclResult_t ncclCommCount(ncclComm_t c, int *n);
 ncclResult_t ncclCommUserRank(ncclComm_t c, int *r);
 ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataType_t t, ncclRedOp_t op, ncclComm_t c, cudaStream_t s);
@@ -1902,6 +1907,7 @@ inline cublasStatus_t golf_ltMatmul(const char *file, int line, cublasLtHandle_t
 struct golf_nccl {
     int rank, n;
     std::vector<int> peer;   // rank 0: the socket of every other rank; others: peer[0] is rank 0's
+    std::atomic<int> aborted{0};   // ncclCommAbort was called (from any thread)
 };
 
 namespace golf_emu {
@@ -2056,6 +2062,22 @@ inline ncclResult_t ncclCommDestroy(ncclComm_t c) {
     for (int fd : c->peer)
         if (fd >= 0) close(fd);
     delete c;
+    return ncclSuccess;
+}
+// ncclCommAbort (from any thread, e.g. a watchdog): the connections are shut down, so a collective waiting on them
+// returns ncclRemoteError; the communicator is not freed (the thread blocked in it may still hold it)
+inline ncclResult_t ncclCommAbort(ncclComm_t c) {
+    if (!c) return ncclSuccess;
+    c->aborted = 1;
+    for (int fd : c->peer)
+        if (fd >= 0) shutdown(fd, SHUT_RDWR);
+    return ncclSuccess;
+}
+// ncclCommGetAsyncError: ncclRemoteError once aborted, else ncclSuccess (the emulation's collectives report their
+// errors when called)
+inline ncclResult_t ncclCommGetAsyncError(ncclComm_t c, ncclResult_t *e) {
+    if (!c || !e) return ncclInvalidArgument;
+    *e = c->aborted ? ncclRemoteError : ncclSuccess;
     return ncclSuccess;
 }
 inline ncclResult_t ncclCommCount(ncclComm_t c, int *n) { *n = c->n; return ncclSuccess; }

@@ -10,6 +10,10 @@
   ranks      2 ranks started torchrun-style: the NaN stop on every rank (exit 1) with a state that resumes to the
              uninterrupted 2-rank bits; SIGTERM sent to rank 1 alone stops both after the same step (143) with a state
              that resumes to the same bits; the same NaN stop and resume under mpirun -np 2 (when mpirun exists)
+  deadrank   2 ranks, DIST_TIMEOUT=10: rank 1 killed with SIGKILL in mid-run -> rank 0 exits 1 within DIST_TIMEOUT naming
+             rank 1 (torchrun-style), and rank 0 killed -> rank 1 exits naming rank 0; rank 1 stopped (SIGSTOP, a hang)
+             -> rank 0's watchdog ends it within DIST_TIMEOUT (+ 3 s of polling and exit); under mpirun -np 2 a rank
+             killed ends the job (non-zero) within DIST_TIMEOUT
   refusals   RESUME of a state written by another config (naming the entries), by another world size, a truncated
              state, a file that is no state, a missing file; CHECKPOINT_EVERY < 0, ON_NONFINITE other than stop/skip, a
              bad GOLF_INJECT_NAN; a CUDA driver older than the runtime (GOLF_EMU_DRIVER_VERSION): each exits 1 or 2 with
@@ -83,8 +87,9 @@ def run1(ctx, name, **extra):
 def start_ranks(ctx, out, world=2, **extra):
     """world processes started torchrun-style; returns the Popen list (rank order)"""
     port = str(free_port())
+    extra = dict({"DIST_TIMEOUT": "60"}, **extra)
     return [subprocess.Popen([str(ctx.exe)], env=ctx.env(out, RANK=str(r), WORLD_SIZE=str(world), LOCAL_RANK=str(r), MASTER_ADDR="127.0.0.1",
-                                                     MASTER_PORT=port, DIST_TIMEOUT="60", **extra),
+                                                     MASTER_PORT=port, **extra),
                              cwd=ctx.tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(world)]
 
 
@@ -249,6 +254,76 @@ def check_ranks(R, ctx):
         R.check("mpirun -np 2: RESUME ends bit for bit as the uninterrupted torchrun-style 2-rank run", p.returncode == 0 and ok, detail + " " + tail(p))
 
 
+DEAD_TIMEOUT = 10   # DIST_TIMEOUT of the dead-rank runs; the watchdog polls every 0.1 s, a step takes about 1 s here
+
+
+def line_wait(proc, pattern, limit=300):
+    """read proc's stdout by the line until pattern (or its end); returns what was read"""
+    text, t0 = "", time.time()
+    while time.time() - t0 < limit:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        text += line
+        if re.search(pattern, line):
+            break
+    return text
+
+
+def check_deadrank(R, ctx):
+    long = dict(ITERATIONS="40", DIST_TIMEOUT=str(DEAD_TIMEOUT))
+    for victim, how in ((1, signal.SIGKILL), (0, signal.SIGKILL), (1, signal.SIGSTOP)):
+        procs = start_ranks(ctx, ctx.tmp / f"dead{victim}", **long)
+        other = 1 - victim
+        line_wait(procs[0], r"step:2/40 train_loss")
+        procs[victim].send_signal(how)
+        t0 = time.time()
+        try:
+            _, err = procs[other].communicate(timeout=DEAD_TIMEOUT + 60)
+            took = time.time() - t0
+        except subprocess.TimeoutExpired:
+            procs[other].kill()
+            _, err = procs[other].communicate()
+            took = None
+        if how == signal.SIGSTOP:
+            procs[victim].kill()
+            procs[victim].send_signal(signal.SIGCONT)
+        procs[victim].communicate()
+        name = "SIGKILL" if how == signal.SIGKILL else "SIGSTOP (hung)"
+        want = f"rank {victim}" if how == signal.SIGKILL else "no progress for"
+        limit = DEAD_TIMEOUT + 3
+        R.check(f"torchrun-style: rank {victim} {name} -> rank {other} exits 1 within DIST_TIMEOUT={DEAD_TIMEOUT}s (+3 s), naming "
+                f"{'it' if how == signal.SIGKILL else 'the stall'}", procs[other].returncode == 1 and took is not None and took < limit and want in err,
+                f"rc {procs[other].returncode} after {took}s: {err[-300:]}")
+    if not shutil.which("mpirun"):
+        R.skip("mpirun -np 2: a rank killed", "no mpirun on this machine")
+        return
+    out = ctx.tmp / "deadmpi"
+    proc = subprocess.Popen([shutil.which("mpirun"), "--allow-run-as-root", "--oversubscribe", "-np", "2", str(ctx.exe)], env=ctx.env(out, **long),
+                            cwd=ctx.tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line_wait(proc, r"step:2/40 train_loss")
+    kids = []
+    for d in Path("/proc").iterdir():   # the ranks: train_golf_cpu processes below mpirun
+        try:
+            stat = (d / "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) == proc.pid and "train_golf_cpu" in (d / "cmdline").read_text():
+                kids.append(int(d.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    if kids:
+        os.kill(max(kids), signal.SIGKILL)
+    t0 = time.time()
+    try:
+        proc.communicate(timeout=DEAD_TIMEOUT + 60)
+        took = time.time() - t0
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        took = None
+    R.check(f"mpirun -np 2: a rank killed with SIGKILL ends the job (non-zero) within DIST_TIMEOUT={DEAD_TIMEOUT}s",
+            len(kids) == 2 and proc.returncode != 0 and took is not None and took < DEAD_TIMEOUT + 3, f"ranks {kids}, rc {proc.returncode} after {took}s")
+
+
 def check_refusals(R, ctx):
     p, out = run1(ctx, "ref", CHECKPOINT_EVERY="3", ITERATIONS="3")
     st = out / "train_state.bin"
@@ -286,7 +361,7 @@ def check_refusals(R, ctx):
     R.check("--checkpoint-every x is a usage error (exit 2)", p.returncode == 2 and "--checkpoint-every" in p.stderr, tail(p))
 
 
-GROUPS = {"resume": check_resume, "signals": check_signals, "ranks": check_ranks, "refusals": check_refusals}
+GROUPS = {"resume": check_resume, "signals": check_signals, "ranks": check_ranks, "deadrank": check_deadrank, "refusals": check_refusals}
 
 
 def main():

@@ -335,6 +335,7 @@ static const char *config_validate(const TrainConfig *c, int world) {
     static char why[256];
     if (world < 1 || 8 % world) return "the number of ranks must divide 8 (1, 2, 4 or 8)";
     int accum = 8 / world;
+    if (c->train_seq_len < 1 || c->train_batch_tokens < 1) return "TRAIN_SEQ_LEN and TRAIN_BATCH_TOKENS must be positive";
     if (c->train_batch_tokens % (world * accum * c->train_seq_len))
         return "TRAIN_BATCH_TOKENS must be a multiple of 8 * TRAIN_SEQ_LEN";
     if (c->val_batch_size / (world * accum) < c->train_seq_len) return "VAL_BATCH_SIZE must give every rank at least one sequence";
@@ -361,6 +362,17 @@ static const char *config_validate(const TrainConfig *c, int world) {
     if (c->flash_attention != 0 && c->flash_attention != 1) return "FLASH_ATTENTION must be 0 or 1";
     if (!(c->dist_timeout > 0)) return "DIST_TIMEOUT must be positive";
     if (!(c->bucket_cap_mb > 0)) return "BUCKET_CAP_MB must be positive";
+    if (c->embed_lr < 0 || c->head_lr < 0 || c->tied_embed_lr < 0 || c->matrix_lr < 0 || c->scalar_lr < 0 || c->grad_clip_norm < 0)
+        return "learning rates (EMBED_LR, HEAD_LR, TIED_EMBED_LR, MATRIX_LR, SCALAR_LR) and GRAD_CLIP_NORM must be >= 0";
+    if (!(c->beta1 >= 0 && c->beta1 < 1) || !(c->beta2 >= 0 && c->beta2 < 1) || !(c->muon_momentum >= 0 && c->muon_momentum < 1) ||
+        !(c->muon_momentum_warmup_start >= 0 && c->muon_momentum_warmup_start < 1))
+        return "BETA1, BETA2, MUON_MOMENTUM and MUON_MOMENTUM_WARMUP_START must be in [0, 1)";
+    if (!(c->adam_eps > 0) || c->tied_embed_init_std < 0 || c->max_wallclock_seconds < 0)
+        return "ADAM_EPS must be > 0, TIED_EMBED_INIT_STD and MAX_WALLCLOCK_SECONDS >= 0";
+    if (c->warmdown_iters < 0 || c->muon_momentum_warmup_steps < 0 || c->train_log_every < 0 || c->val_loss_every < 0)
+        return "WARMDOWN_ITERS, MUON_MOMENTUM_WARMUP_STEPS, TRAIN_LOG_EVERY and VAL_LOSS_EVERY must be >= 0";
+    if (c->bigram_vocab_size < 0 || (c->bigram_vocab_size > 0 && c->bigram_dim < 1)) return "BIGRAM_VOCAB_SIZE must be >= 0 and BIGRAM_DIM >= 1";
+    if (c->sdclip_k < 0.001) return "SDCLIP_K must be at least 0.001";
     if (c->checkpoint_every < 0 || !(c->checkpoint_every_seconds >= 0)) return "CHECKPOINT_EVERY and CHECKPOINT_EVERY_SECONDS must be >= 0";
     if (strcmp(c->on_nonfinite, "stop") && strcmp(c->on_nonfinite, "skip")) return "ON_NONFINITE must be stop or skip";
     if ((c->qat != 0 && c->qat != 1) || !(c->qat_start_frac >= 0 && c->qat_start_frac <= 1)) return "QAT must be 0 or 1 and QAT_START_FRAC in [0, 1]";
@@ -3490,6 +3502,22 @@ static void log_code(const char *argv0) {
     log0("%s", line);
 }
 
+// shard_check: a shard's header (magic, version) and size against its token count (golf_infer.c's shard format;
+// load_shard_file checks the same and the tokens when the shard is read); dies naming the file.
+static void shard_check(const char *path) {
+    FILE *f = fopen(path, "rb");
+    uint8_t h[12];
+    struct stat st;
+    if (!f || fstat(fileno(f), &st) != 0) golf_die("shard '%s': cannot read it: %s", path, strerror(errno));
+    size_t got = fread(h, 1, sizeof(h), f);
+    fclose(f);
+    if (got != sizeof(h) || (size_t)st.st_size < SHARD_HEADER_INTS * 4 || rd32(h) != SHARD_MAGIC || rd32(h + 4) != SHARD_VERSION)
+        golf_die("shard '%s': bad header (expected magic %d, version %d)", path, SHARD_MAGIC, SHARD_VERSION);
+    size_t count = rd32(h + 8);
+    if ((size_t)st.st_size != SHARD_HEADER_INTS * 4 + 2 * count)
+        golf_die("shard '%s': %zu bytes, but its header's %zu tokens need %zu (truncated?)", path, (size_t)st.st_size, count, SHARD_HEADER_INTS * 4 + 2 * count);
+}
+
 // SIGTERM / SIGINT during training: the first is noted (main's loop finishes the step, writes the training state and
 // exits 128 + the signal: 143, 130); a second one exits at once.
 static volatile sig_atomic_t g_signal;
@@ -3622,6 +3650,30 @@ int main(int argc, char **argv) {
     log_code(argv[0]);
     g_dist_timeout_s = tc->dist_timeout;
     g_gptq_reserve_s = tc->gptq_reserve_seconds;
+
+    // the inputs, checked before any work: the tokenizer against VOCAB_SIZE, the val split (every token < VOCAB_SIZE),
+    // every train shard's header and size (its tokens when the stream reaches it; the first one now)
+    size_t n;
+    uint8_t *mp = read_file(tc->tokenizer_path, &n);
+    Pieces pieces;
+    const char *err = pieces_parse(&pieces, mp, n);
+    if (err) golf_die("TOKENIZER_PATH '%s': %s", tc->tokenizer_path, err);
+    free(mp);
+    if (pieces.n != tc->vocab_size) golf_die("VOCAB_SIZE=%d does not match tokenizer vocab_size=%d (%s)", tc->vocab_size, pieces.n, tc->tokenizer_path);
+    ByteLut lut;
+    byte_lut_build(&lut, &pieces, tc->vocab_size);
+    char pattern[2048];
+    snprintf(pattern, sizeof(pattern), "%s/fineweb_val_*.bin", tc->data_path);
+    size_t nval;
+    int32_t *val = load_shards(pattern, &nval, tc->vocab_size);
+    if (nval < (size_t)tc->train_seq_len + 1) golf_die("the val split (%zu tokens) is shorter than one sequence", nval);
+    nval = (nval - 1) / tc->train_seq_len * tc->train_seq_len + 1;
+    log0("val_loader:shards pattern=%s tokens:%zu", pattern, nval - 1);
+    snprintf(pattern, sizeof(pattern), "%s/fineweb_train_*.bin", tc->data_path);
+    TokenStream stream;
+    stream_open(&stream, pattern, tc->vocab_size);
+    for (size_t f = 1; f < stream.files.gl_pathc; f++) shard_check(stream.files.gl_pathv[f]);
+
     dist_init_gpu(&dd, tc->dist_timeout);
     watchdog_start(&dd);
     {
@@ -3655,26 +3707,6 @@ int main(int argc, char **argv) {
     log0("model_params:%zu", tr.host.numel);
     log0("world_size:%d grad_accum_steps:%d", dd.world, accum);
 
-    // tokenizer tables and the val split
-    size_t n;
-    uint8_t *mp = read_file(tc->tokenizer_path, &n);
-    Pieces pieces;
-    const char *err = pieces_parse(&pieces, mp, n);
-    if (err) golf_die("TOKENIZER_PATH '%s': %s", tc->tokenizer_path, err);
-    free(mp);
-    if (pieces.n != tc->vocab_size) golf_die("VOCAB_SIZE=%d does not match tokenizer vocab_size=%d (%s)", tc->vocab_size, pieces.n, tc->tokenizer_path);
-    ByteLut lut;
-    byte_lut_build(&lut, &pieces, tc->vocab_size);
-    char pattern[2048];
-    snprintf(pattern, sizeof(pattern), "%s/fineweb_val_*.bin", tc->data_path);
-    size_t nval;
-    int32_t *val = load_shards(pattern, &nval, tc->vocab_size);
-    if (nval < (size_t)tc->train_seq_len + 1) golf_die("the val split (%zu tokens) is shorter than one sequence", nval);
-    nval = (nval - 1) / tc->train_seq_len * tc->train_seq_len + 1;
-    log0("val_loader:shards pattern=%s tokens:%zu", pattern, nval - 1);
-    snprintf(pattern, sizeof(pattern), "%s/fineweb_train_*.bin", tc->data_path);
-    TokenStream stream;
-    stream_open(&stream, pattern, tc->vocab_size);
     int32_t *chunk = (int32_t *)galloc((local + 1) * dd.world * 4);
     float grad_scale = 1.0f / (float)(local * accum * dd.world);   // mean over the global batch, summed over ranks
     char state_path[2048];
@@ -3849,8 +3881,11 @@ int main(int argc, char **argv) {
     if (g_master) {
         log0("final_prequant_exact val_loss:%.8f val_bpb:%.8f", pre_loss, pre_bpb);
         checkpoint_write(ck_path, &tr.host, step);
-        FILE *f = fopen(blob_path, "wb");
-        if (!f || fwrite(blob.p, 1, blob.n, f) != blob.n || fclose(f) != 0) golf_die("cannot write '%s': %s", blob_path, strerror(errno));
+        char tmp[4096];   // written under a temporary name, then renamed: never a half-written blob
+        snprintf(tmp, sizeof(tmp), "%s.tmp", blob_path);
+        FILE *f = fopen(tmp, "wb");
+        if (!f || fwrite(blob.p, 1, blob.n, f) != blob.n || fclose(f) != 0) { remove(tmp); golf_die("cannot write '%s': %s", tmp, strerror(errno)); }
+        if (rename(tmp, blob_path) != 0) golf_die("cannot rename '%s' to '%s': %s", tmp, blob_path, strerror(errno));
         log0("Serialized model %s: %zu bytes crc32:%08x", tc->quant, blob.n, (unsigned)crc32(blob.p, blob.n));
     }
     GolfModel back;

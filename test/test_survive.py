@@ -18,6 +18,10 @@
              state, a file that is no state, a missing file; CHECKPOINT_EVERY < 0, ON_NONFINITE other than stop/skip, a
              bad GOLF_INJECT_NAN; a CUDA driver older than the runtime (GOLF_EMU_DRIVER_VERSION): each exits 1 or 2 with
              a message naming the file or variable and leaves the state file byte for byte unchanged
+  badinput   before any work (no model_params line): a val shard with a wrong magic, a train shard past the first that is
+             truncated, no val shard, a val token >= VOCAB_SIZE, a tokenizer of another vocabulary size, an OUT_DIR that
+             is a file, numbers out of range (TRAIN_SEQ_LEN=0, MATRIX_LR=-1, BETA2=1, ADAM_EPS=0, SDCLIP_K=0) and not
+             finite (GRAD_CLIP_NORM=inf): exit 1 naming the file or variable, every input byte for byte unchanged
 
 Usage: /usr/bin/python3 test/test_survive.py [--bin DIR] [--shared DIR] [--keep] [--only GROUP,...]
 The last line printed is "N passed, M failed, K skipped"; exit status 1 if anything failed.
@@ -29,6 +33,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -361,7 +366,67 @@ def check_refusals(R, ctx):
     R.check("--checkpoint-every x is a usage error (exit 2)", p.returncode == 2 and "--checkpoint-every" in p.stderr, tail(p))
 
 
-GROUPS = {"resume": check_resume, "signals": check_signals, "ranks": check_ranks, "deadrank": check_deadrank, "refusals": check_refusals}
+def shard(tokens, count=None):
+    """a shard's bytes: the 256-int header (magic 20240520, version 1, count) and the uint16 tokens"""
+    head = [20240520, 1, len(tokens) if count is None else count] + [0] * 253
+    return struct.pack("<256i", *head) + struct.pack(f"<{len(tokens)}H", *tokens)
+
+
+def check_badinput(R, ctx):
+    root = ctx.tmp / "badinput"
+    val = (ctx.data / "fineweb_val_000000.bin").read_bytes()
+    train = sorted(ctx.data.glob("fineweb_train_*.bin"))[0]
+    folders = {}
+
+    def folder(name, files):
+        d = root / name
+        d.mkdir(parents=True, exist_ok=True)
+        for fname, content in files.items():
+            if isinstance(content, Path):
+                (d / fname).symlink_to(content.resolve())
+            else:
+                (d / fname).write_bytes(content)
+        folders[name] = d
+        return d
+
+    good_train = {"fineweb_train_000000.bin": train}
+    folder("magic", dict(good_train, **{"fineweb_val_000000.bin": b"\x00\x01" + val[2:]}))
+    folder("truncated", dict(good_train, **{"fineweb_val_000000.bin": val, "fineweb_train_000001.bin": shard(list(range(500)), count=1000)}))
+    folder("noval", dict(good_train))
+    folder("token", dict(good_train, **{"fineweb_val_000000.bin": shard([5] * 100 + [1024] + [7] * 100)}))
+    outfile = root / "not_a_folder"
+    outfile.write_bytes(b"a file where OUT_DIR should be\n")
+    cases = [  # (what, environment, what stderr must hold)
+        ("a val shard with a wrong magic", dict(DATA_PATH=str(folders["magic"])), ["magic/fineweb_val_000000.bin", "bad header"]),
+        ("a truncated second train shard", dict(DATA_PATH=str(folders["truncated"])), ["fineweb_train_000001.bin", "truncated"]),
+        ("no val shard", dict(DATA_PATH=str(folders["noval"])), ["no files match", "fineweb_val_*.bin"]),
+        ("a val token >= VOCAB_SIZE", dict(DATA_PATH=str(folders["token"])), ["token/fineweb_val_000000.bin", "token 1024 at position 100",
+                                                                                "outside the model's vocabulary (1024)"]),
+        ("a tokenizer of another vocabulary size", dict(TOKENIZER_PATH=str(ctx.tok.parent / "fineweb_4096_bpe.model")),
+         ["VOCAB_SIZE=1024 does not match tokenizer vocab_size=4096", "fineweb_4096_bpe.model"]),
+        ("an OUT_DIR that is a file", dict(OUT_DIR=str(outfile)), ["not_a_folder"]),
+        ("TRAIN_SEQ_LEN=0", dict(TRAIN_SEQ_LEN="0"), ["TRAIN_SEQ_LEN"]),
+        ("MATRIX_LR=-1", dict(MATRIX_LR="-1"), ["MATRIX_LR"]),
+        ("BETA2=1", dict(BETA2="1"), ["BETA2"]),
+        ("ADAM_EPS=0", dict(ADAM_EPS="0"), ["ADAM_EPS"]),
+        ("SDCLIP_K=0", dict(SDCLIP_K="0"), ["SDCLIP_K"]),
+        ("GRAD_CLIP_NORM=inf", dict(GRAD_CLIP_NORM="inf"), ["GRAD_CLIP_NORM", "not a number"]),
+    ]
+    inputs = sorted(f for f in root.rglob("*") if f.is_file()) + [ctx.data / "fineweb_val_000000.bin", train]
+    before = {f: f.read_bytes() for f in inputs}
+    for what, extra, want in cases:
+        out = root / "out"
+        env = ctx.env(out, ITERATIONS="1")
+        env.update(extra)
+        p = subprocess.run([str(ctx.exe)], env=env, cwd=ctx.tmp, capture_output=True, text=True, timeout=300)
+        R.check(f"refused before any work: {what} (exit 1, named)", p.returncode == 1 and all(w in p.stderr for w in want) and "model_params" not in p.stdout
+                and "Traceback" not in p.stderr, tail(p))
+    R.check("the refused runs left every input byte for byte unchanged", all(f.read_bytes() == b for f, b in before.items()))
+    R.check("no final_model.golf from a refused run", not (root / "out" / "final_model.golf").exists())
+
+
+GROUPS = {"resume": check_resume, "signals": check_signals, "ranks": check_ranks, "deadrank": check_deadrank, "refusals": check_refusals,
+          "badinput": check_badinput}
 
 
 def main():

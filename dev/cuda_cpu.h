@@ -40,11 +40,16 @@
  *     arguments copied by value), cudaMemsetAsync, cudaMemcpyAsync, cuBLAS / cuBLASLt call and NCCL call issued to it
  *     is recorded instead of run; a launch of the instantiated graph runs them in order. Stream 0 in a runtime call
  *     (and KERNEL_LAUNCH's stream) is the per-thread default stream (train_golf is built with --default-stream
- *     per-thread), 0 inside a library is the legacy stream. Faults naming the call site: during a capture a
- *     synchronous cudaMemcpy / cudaMemset, cudaDeviceSynchronize / cudaStreamSynchronize / cudaEventSynchronize,
- *     cudaMemcpyAsync to or from pageable host memory (a host read of device memory included), cudaMalloc / cudaFree /
- *     cudaMallocHost / cudaFreeHost, a library call on the legacy stream, a second capture; a launch of a graph never
- *     instantiated or destroyed, ending a capture never begun. One capture at a time.
+ *     per-thread), 0 inside a library is the legacy stream. Faults naming the call site: a capture begun in
+ *     cudaStreamCaptureModeGlobal (another thread's CUDA call would invalidate it: ThreadLocal is what a step needs);
+ *     during a capture a synchronous cudaMemcpy / cudaMemset, cudaDeviceSynchronize / cudaStreamSynchronize /
+ *     cudaEventSynchronize, cudaMemcpyAsync to or from pageable host memory (a host read of device memory included),
+ *     cudaMalloc / cudaFree / cudaMallocHost / cudaFreeHost, a library call on the legacy stream, a cuBLAS call on a
+ *     handle without cublasSetWorkspace, a second capture; a launch of a graph never instantiated or destroyed, ending
+ *     a capture never begun; a library call (cuBLAS, cuBLASLt, NCCL) on the legacy stream during a training step
+ *     (between EMU_MARK("step") and EMU_MARK("step_end")), captured or not. One capture at a time.
+ *   Versions: cudaRuntimeGetVersion is 12080, cudaDriverGetVersion GOLF_EMU_DRIVER_VERSION (default 12080); a driver
+ *     older than the runtime makes cudaGetDeviceCount fail with cudaErrorInsufficientDriver.
  *   cuBLAS: cublasSgemm and cublasSgemmStridedBatched with cuBLAS's column-major meaning (ops, leading
  *     dimensions, strides, alpha, beta; beta = 0 never reads C), on CBLAS (OpenBLAS) or, without
  *     GOLF_EMU_CBLAS, plain loops; CUBLAS_TF32_TENSOR_OP_MATH rounds the operands to TF32 (10 mantissa bits,
@@ -57,7 +62,9 @@
  *   NCCL: a communicator of the processes that called ncclCommInitRank with one id. ncclGetUniqueId opens a
  *     TCP listener (MASTER_ADDR or 127.0.0.1, a free port) and writes its address into the id; the ranks
  *     connect to it (a star through rank 0). ncclAllReduce / ncclBroadcast / ncclAllGather move the bytes
- *     through rank 0, which combines in rank order (every rank gets the same bits). Counts are elements.
+ *     through rank 0, which combines in rank order (every rank gets the same bits). Counts are elements. A rank that
+ *     is gone (its connection closed) is ncclRemoteError naming it; ncclCommAbort (any thread) shuts the connections
+ *     down, after which ncclCommGetAsyncError says ncclRemoteError.
  *   The device: GOLF_EMU_DEVICES (default 8) H100 SXM 80GB with their properties.
  *   GOLF_EMU_LOG=path appends one line per launch and per GEMM, for dev/predict.py (fields separated by spaces):
  *     KERNEL FILE:LINE grid X,Y,Z block X,Y,Z smem BYTES us MICROSECONDS args A...
@@ -98,6 +105,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <poll.h>
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -192,7 +200,7 @@ static inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short u) { __nv_bfloat
 // 3. faults and allocations
 
 typedef enum { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2, cudaErrorInvalidConfiguration = 9,
-               cudaErrorInvalidDevice = 101 } cudaError_t;
+               cudaErrorInsufficientDriver = 35, cudaErrorInvalidDevice = 101 } cudaError_t;
 typedef cudaError_t cudaError;
 
 namespace golf_emu {
@@ -201,6 +209,7 @@ struct Launch;   // the running launch (section 6)
 inline thread_local const Launch *cur_launch = nullptr;
 void fault(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 inline thread_local char last_error[512];   // what cudaGetErrorString / ncclGetErrorString say of the last failed call
+inline int &in_step(void) { static int open = 0; return open; }   // 1 between the marks step and step_end (EMU_MARK)
 
 struct Heap {
     std::mutex mu;
@@ -406,6 +415,8 @@ cudaError_t cudaMemset(void *p, int v, size_t n);
 cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s = 0);
 cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b);
 cudaError_t cudaGetDeviceCount(int *n);
+cudaError_t cudaDriverGetVersion(int *v);
+cudaError_t cudaRuntimeGetVersion(int *v);
 cudaError_t cudaSetDevice(int d);
 cudaError_t cudaGetDevice(int *d);
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d);
@@ -451,11 +462,12 @@ typedef enum { CUBLAS_STATUS_SUCCESS = 0, CUBLAS_STATUS_NOT_INITIALIZED = 1, CUB
                CUBLAS_STATUS_EXECUTION_FAILED = 13 } cublasStatus_t;
 typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1, CUBLAS_OP_C = 2 } cublasOperation_t;
 typedef enum { CUBLAS_DEFAULT_MATH = 0, CUBLAS_TENSOR_OP_MATH = 1, CUBLAS_PEDANTIC_MATH = 2, CUBLAS_TF32_TENSOR_OP_MATH = 3 } cublasMath_t;
-typedef struct golf_cublas { cublasMath_t math; cudaStream_t stream; } *cublasHandle_t;
+typedef struct golf_cublas { cublasMath_t math; cudaStream_t stream; void *workspace; size_t workspace_bytes; } *cublasHandle_t;
 cublasStatus_t cublasCreate(cublasHandle_t *h);
 cublasStatus_t cublasDestroy(cublasHandle_t h);
 cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m);
 cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s);
+cublasStatus_t cublasSetWorkspace(cublasHandle_t h, void *workspace, size_t bytes);
 // cublasSgemm and cublasSgemmStridedBatched: macros over golf_cublasSgemm* (section 9 below), which add the call site
 
 // ----------------------------------------------------------------------------------------------------
@@ -464,7 +476,7 @@ cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s);
 #define NCCL_UNIQUE_ID_BYTES 128
 typedef struct { char internal[NCCL_UNIQUE_ID_BYTES]; } ncclUniqueId;
 typedef enum { ncclSuccess = 0, ncclUnhandledCudaError = 1, ncclSystemError = 2, ncclInternalError = 3, ncclInvalidArgument = 4,
-               ncclInvalidUsage = 5, ncclRemoteError = 6 } ncclResult_t;
+               ncclInvalidUsage = 5, ncclRemoteError = 6, ncclInProgress = 7 } ncclResult_t;
 typedef enum { ncclInt8 = 0, ncclChar = 0, ncclUint8 = 1, ncclInt32 = 2, ncclInt = 2, ncclUint32 = 3, ncclInt64 = 4, ncclUint64 = 5,
                ncclFloat16 = 6, ncclHalf = 6, ncclFloat32 = 7, ncclFloat = 7, ncclFloat64 = 8, ncclDouble = 8, ncclBfloat16 = 9 } ncclDataType_t;
 typedef enum { ncclSum = 0, ncclProd = 1, ncclMax = 2, ncclMin = 3, ncclAvg = 4 } ncclRedOp_t;
@@ -473,6 +485,8 @@ const char *ncclGetErrorString(ncclResult_t r);
 ncclResult_t ncclGetUniqueId(ncclUniqueId *id);
 ncclResult_t ncclCommInitRank(ncclComm_t *c, int nranks, ncclUniqueId id, int rank);
 ncclResult_t ncclCommDestroy(ncclComm_t c);
+ncclResult_t ncclCommAbort(ncclComm_t c);
+ncclResult_t ncclCommGetAsyncError(ncclComm_t c, ncclResult_t *e);
 ncclResult_t ncclCommCount(ncclComm_t c, int *n);
 ncclResult_t ncclCommUserRank(ncclComm_t c, int *r);
 ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataType_t t, ncclRedOp_t op, ncclComm_t c, cudaStream_t s);
@@ -1090,13 +1104,16 @@ inline void log_memcpy(const char *fn, const void *dst, const void *src, size_t 
     if (kind == cudaMemcpyDefault) { dd = overlaps_device(dst, n); sd = overlaps_device(src, n); }
     if (dd || sd) log_copy(fn, n, dd && sd ? "d2d" : dd ? "h2d" : "d2h");
 }
-// mark: the line `mark LABEL` (EMU_MARK); GOLF_EMU_EXIT_AT=LABEL exits here
+// mark: the line `mark LABEL` (EMU_MARK); GOLF_EMU_EXIT_AT=LABEL exits here. The marks step and step_end open and
+// close a training step (in_step).
 inline void mark(const char *label) {
     if (capture_default()) {   // a captured phase: its line comes at every replay
         std::string l = label;
         record([l] { mark(l.c_str()); });
         return;
     }
+    if (!strcmp(label, "step")) in_step() = 1;
+    if (!strcmp(label, "step_end")) in_step() = 0;
     if (FILE *log = launch_log()) fprintf(log, "mark %s\n", label);
     const char *stop = getenv("GOLF_EMU_EXIT_AT");
     if (stop && strcmp(stop, label) == 0) {
@@ -1145,6 +1162,10 @@ inline void record(std::function<void()> node) { capture().graph->nodes.push_bac
 // lib_captured: the same for a library call on stream s, where 0 is the legacy stream: a fault while capturing
 inline int lib_captured(cudaStream_t s, const char *fn, const char *site) {
     Capture &c = capture();
+    if ((s == 0 || s == cudaStreamLegacy) && in_step() && !c.replaying)
+        fault("%s at %s: issued to the legacy default stream during a training step (between the marks step and step_end): it is "
+              "ordered with the per-thread stream only by the legacy stream's implicit synchronisation; pass cudaStreamPerThread "
+              "(cuBLAS: cublasSetStream)", fn, site);
     if (!c.graph || c.replaying) return 0;
     if (s == 0 || s == cudaStreamLegacy)
         fault("%s at %s: issued to the legacy default stream while a stream capture (begun at %s) is active: pass cudaStreamPerThread "
@@ -1178,6 +1199,7 @@ inline const char *cudaGetErrorName(cudaError_t e) {
     case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorInsufficientDriver: return "cudaErrorInsufficientDriver";
     }
     return "cudaErrorUnknown";
 }
@@ -1312,7 +1334,18 @@ inline cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b) {
 }
 inline int golf_emu_devices(void) { long n = atol(golf_emu::env_or("GOLF_EMU_DEVICES", "8")); return n > 0 && n <= 64 ? (int)n : 8; }
 inline thread_local int golf_emu_device = 0;
-inline cudaError_t cudaGetDeviceCount(int *n) { *n = golf_emu_devices(); return cudaSuccess; }
+// the runtime's CUDA version (12.8) and the driver's (GOLF_EMU_DRIVER_VERSION, default the same): a driver older than
+// the runtime fails the first device call with cudaErrorInsufficientDriver, as CUDA's does
+inline int golf_emu_runtime_version(void) { return 12080; }
+inline int golf_emu_driver_version(void) { long v = atol(golf_emu::env_or("GOLF_EMU_DRIVER_VERSION", "12080")); return v > 0 ? (int)v : 12080; }
+inline cudaError_t cudaDriverGetVersion(int *v) { *v = golf_emu_driver_version(); return cudaSuccess; }
+inline cudaError_t cudaRuntimeGetVersion(int *v) { *v = golf_emu_runtime_version(); return cudaSuccess; }
+inline cudaError_t cudaGetDeviceCount(int *n) {
+    if (golf_emu_driver_version() < golf_emu_runtime_version())
+        return golf_emu::fail(cudaErrorInsufficientDriver, "CUDA driver version is insufficient for CUDA runtime version");
+    *n = golf_emu_devices();
+    return cudaSuccess;
+}
 inline cudaError_t cudaSetDevice(int d) {
     if (d < 0 || d >= golf_emu_devices()) return golf_emu::fail(cudaErrorInvalidDevice, "cudaSetDevice(%d): the emulation has %d devices (GOLF_EMU_DEVICES)", d, golf_emu_devices());
     golf_emu_device = d;
@@ -1382,6 +1415,9 @@ inline cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode 
     if (s == cudaStreamLegacy) fault("cudaStreamBeginCapture at %s: the legacy default stream cannot be captured (cudaStreamPerThread)", at.c_str());
     if (c.graph) fault("cudaStreamBeginCapture at %s: a capture is already active (begun at %s)", at.c_str(), c.site.c_str());
     if (mode < cudaStreamCaptureModeGlobal || mode > cudaStreamCaptureModeRelaxed) fault("cudaStreamBeginCapture at %s: unknown mode %d", at.c_str(), (int)mode);
+    if (mode == cudaStreamCaptureModeGlobal)
+        fault("cudaStreamBeginCapture at %s: cudaStreamCaptureModeGlobal: an unsafe CUDA call from any other thread (NCCL's or an MPI "
+              "transport's helper threads) during the capture invalidates it; capture in cudaStreamCaptureModeThreadLocal", at.c_str());
     c.graph = new golf_graph();
     c.stream = is_default(s) ? cudaStreamPerThread : s;
     c.site = at;
@@ -1450,14 +1486,31 @@ inline cublasStatus_t cublasCreate(cublasHandle_t *h) {
         long n = atol(golf_emu::env_or("GOLF_EMU_BLAS_THREADS", "1"));
         openblas_set_num_threads(n > 0 ? (int)n : 1);
     }
-    *h = new golf_cublas{CUBLAS_DEFAULT_MATH, nullptr};
+    *h = new golf_cublas{CUBLAS_DEFAULT_MATH, nullptr, nullptr, 0};
     return CUBLAS_STATUS_SUCCESS;
 }
 inline cublasStatus_t cublasDestroy(cublasHandle_t h) { delete h; return CUBLAS_STATUS_SUCCESS; }
 inline cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m) { if (!h) return CUBLAS_STATUS_NOT_INITIALIZED; h->math = m; return CUBLAS_STATUS_SUCCESS; }
 inline cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) { if (!h) return CUBLAS_STATUS_NOT_INITIALIZED; h->stream = s; return CUBLAS_STATUS_SUCCESS; }
+// cublasSetWorkspace: the handle's workspace, which must lie in device memory (a capture then never makes cuBLAS allocate)
+inline cublasStatus_t cublasSetWorkspace(cublasHandle_t h, void *w, size_t bytes) {
+    char why[256];
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (bytes && !golf_emu::device_range(w, bytes, why, sizeof(why)))
+        golf_emu::fault("cublasSetWorkspace at %s: the workspace %s", golf_emu::call_at().c_str(), why);
+    h->workspace = w;
+    h->workspace_bytes = bytes;
+    return CUBLAS_STATUS_SUCCESS;
+}
 
 namespace golf_emu {
+// captured_workspace: a cuBLAS call recorded by a capture needs the handle's own workspace (cublasSetWorkspace);
+// without one cuBLAS may allocate it inside the capture
+inline void captured_workspace(cublasHandle_t h, const char *fn, const char *site) {
+    if (!h->workspace)
+        fault("%s at %s: recorded by a stream capture (begun at %s) on a cuBLAS handle without a workspace: cuBLAS may allocate "
+              "one inside the capture (cublasSetWorkspace)", fn, site, capture().site.c_str());
+}
 inline float tf32(float x) {   // nearest even to 10 mantissa bits (inf and NaN kept)
     uint32_t u = golf_f2u(x);
     if ((u & 0x7f800000u) == 0x7f800000u) return x;
@@ -1525,6 +1578,7 @@ inline cublasStatus_t golf_cublasSgemm(const char *file, int line, cublasHandle_
     std::string site = golf_emu::site_of(file, line);
     cublasStatus_t s = golf_emu::gemm_args("cublasSgemm", site.c_str(), h, ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
     if (s == CUBLAS_STATUS_SUCCESS && golf_emu::lib_captured(h->stream, "cublasSgemm", site.c_str())) {   // alpha, beta read now
+        golf_emu::captured_workspace(h, "cublasSgemm", site.c_str());
         float a = *alpha, b = *beta;
         golf_emu::record([=] { golf_cublasSgemm(file, line, h, ta, tb, m, n, k, &a, A, lda, B, ldb, &b, C, ldc); });
         return s;
@@ -1544,6 +1598,7 @@ inline cublasStatus_t golf_cublasSgemmStridedBatched(const char *file, int line,
         if (s != CUBLAS_STATUS_SUCCESS) return s;
     }
     if (golf_emu::lib_captured(h->stream, "cublasSgemmStridedBatched", site.c_str())) {
+        golf_emu::captured_workspace(h, "cublasSgemmStridedBatched", site.c_str());
         float a = *alpha, b = *beta;
         golf_emu::record([=] { golf_cublasSgemmStridedBatched(file, line, h, ta, tb, m, n, k, &a, A, lda, sA, B, ldb, sB, &b, C, ldc, sC, batch); });
         return CUBLAS_STATUS_SUCCESS;
@@ -1857,6 +1912,7 @@ inline cublasStatus_t golf_ltMatmul(const char *file, int line, cublasLtHandle_t
 struct golf_nccl {
     int rank, n;
     std::vector<int> peer;   // rank 0: the socket of every other rank; others: peer[0] is rank 0's
+    std::atomic<int> aborted{0};   // ncclCommAbort was called (from any thread)
 };
 
 namespace golf_emu {
@@ -2011,6 +2067,22 @@ inline ncclResult_t ncclCommDestroy(ncclComm_t c) {
     for (int fd : c->peer)
         if (fd >= 0) close(fd);
     delete c;
+    return ncclSuccess;
+}
+// ncclCommAbort (from any thread, e.g. a watchdog): the connections are shut down, so a collective waiting on them
+// returns ncclRemoteError; the communicator is not freed (the thread blocked in it may still hold it)
+inline ncclResult_t ncclCommAbort(ncclComm_t c) {
+    if (!c) return ncclSuccess;
+    c->aborted = 1;
+    for (int fd : c->peer)
+        if (fd >= 0) shutdown(fd, SHUT_RDWR);
+    return ncclSuccess;
+}
+// ncclCommGetAsyncError: ncclRemoteError once aborted, else ncclSuccess (the emulation's collectives report their
+// errors when called)
+inline ncclResult_t ncclCommGetAsyncError(ncclComm_t c, ncclResult_t *e) {
+    if (!c || !e) return ncclInvalidArgument;
+    *e = c->aborted ? ncclRemoteError : ncclSuccess;
     return ncclSuccess;
 }
 inline ncclResult_t ncclCommCount(ncclComm_t c, int *n) { *n = c->n; return ncclSuccess; }

@@ -29,8 +29,10 @@
 //                             run eagerly N times, then captured once and replayed N times from the same start: "ok N"
 //                             when the device bytes and the host's copies agree bit for bit, else the mismatch, exit 1
 //   emu_faults graph_fault WHAT   what a stream capture forbids (memcpy, sync, stream_sync, d2h_pageable,
-//                             h2d_pageable, malloc, legacy_gemm, twice) or a graph misused (uninstantiated, destroyed,
-//                             end_unbegun): the fault's message, exit 1
+//                             h2d_pageable, malloc, legacy_gemm, no_workspace, twice, global: a capture in
+//                             cudaStreamCaptureModeGlobal), a graph misused (uninstantiated, destroyed, end_unbegun) or
+//                             a library call on the legacy stream inside a training step (legacy_step): the fault's
+//                             message, exit 1
 #define TESTING
 #include "../train_golf.cu"
 #include <vector>
@@ -635,6 +637,9 @@ static int check_graph(int n) {
     cudaCheck(cudaMallocHost(&g.h_out, GN * 4));
     cublasCheck(cublasCreate(&g.blas));
     cublasCheck(cublasSetStream(g.blas, cudaStreamPerThread));
+    void *ws;   // the handle's own workspace, so that a capture never makes cuBLAS allocate
+    cudaCheck(cudaMalloc(&ws, 1 << 20));
+    cublasCheck(cublasSetWorkspace(g.blas, ws, 1 << 20));
     std::vector<float> seen[2], last[2];
     for (int mode = 0; mode < 2; mode++) {   // 0: eager, 1: captured once, replayed
         rig_start(&g);
@@ -643,7 +648,7 @@ static int check_graph(int n) {
         cudaGraphExec_t exec = NULL;
         if (mode) {
             cudaStreamCaptureStatus st;
-            cudaCheck(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeGlobal));
+            cudaCheck(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeThreadLocal));
             cudaCheck(cudaStreamIsCapturing(cudaStreamPerThread, &st));
             if (st != cudaStreamCaptureStatusActive) { printf("cudaStreamIsCapturing: not active during the capture\n"); return 1; }
             rig_sequence(&g, a);
@@ -681,7 +686,14 @@ static int graph_fault(const char *what) {
     cublasCheck(cublasCreate(&blas));   // its stream never set: the legacy default stream
     if (!strcmp(what, "end_unbegun")) cudaCheck(cudaStreamEndCapture(cudaStreamPerThread, &graph));
     if (!strcmp(what, "uninstantiated")) cudaCheck(cudaGraphLaunch(exec, cudaStreamPerThread));
-    cudaCheck(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeGlobal));
+    if (!strcmp(what, "global")) cudaCheck(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeGlobal));
+    if (!strcmp(what, "legacy_step")) {   // outside any capture, but inside a training step
+        float one = 1, zero = 0;
+        EMU_MARK("step");
+        cublasCheck(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, 8, 8, 8, &one, d, 8, d + 64, 8, &zero, d + 128, 8));
+    }
+    if (!strcmp(what, "no_workspace")) cublasCheck(cublasSetStream(blas, cudaStreamPerThread));
+    cudaCheck(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeThreadLocal));
     KERNEL_LAUNCH(k_nop, 1, 32, 0, d);
     if (!strcmp(what, "memcpy")) cudaCheck(cudaMemcpy(d, host, sizeof(host), cudaMemcpyHostToDevice));
     else if (!strcmp(what, "sync")) cudaCheck(cudaDeviceSynchronize());
@@ -689,8 +701,8 @@ static int graph_fault(const char *what) {
     else if (!strcmp(what, "d2h_pageable")) cudaCheck(cudaMemcpyAsync(host, d, sizeof(host), cudaMemcpyDeviceToHost, cudaStreamPerThread));
     else if (!strcmp(what, "h2d_pageable")) cudaCheck(cudaMemcpyAsync(d, host, sizeof(host), cudaMemcpyHostToDevice, cudaStreamPerThread));
     else if (!strcmp(what, "malloc")) { float *e; cudaCheck(cudaMalloc(&e, 64)); }
-    else if (!strcmp(what, "twice")) cudaCheck(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeGlobal));
-    else if (!strcmp(what, "legacy_gemm")) {
+    else if (!strcmp(what, "twice")) cudaCheck(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeThreadLocal));
+    else if (!strcmp(what, "legacy_gemm") || !strcmp(what, "no_workspace")) {
         float one = 1, zero = 0;
         cublasCheck(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, 8, 8, 8, &one, d, 8, d + 64, 8, &zero, d + 128, 8));
     }

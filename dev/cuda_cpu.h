@@ -1471,6 +1471,103 @@ inline void gemm_operand(const char *fn, const char *site, const char *what, con
     size_t n = ((size_t)(cols - 1) * ld + rows) * sizeof(float);
     if (!device_range(p, n, why, sizeof(why))) fault("%s at %s: operand %s (%d x %d, ld %d): %s", fn, site, what, rows, cols, ld, why);
 }
+#ifndef GOLF_EMU_CBLAS
+// The loops' GEMM (no CBLAS): every C(i,j) is s = op(A)(i,0) op(B)(0,j) + ... summed in float32 in ascending p from
+// s = 0, one rounded multiply and one rounded add per term (never fused), then alpha s, or alpha s + beta C(i,j).
+// Made fast without changing a bit: op(A) is packed in panels of MR = 2W rows, op(B) by columns, a tile of MR x
+// GEMM_NR sums on vector registers of W floats (the widest the CPU has, picked at run time: a lane's arithmetic is
+// the scalar one), k in slices of GEMM_KC (a partial sum is stored and reloaded exactly), and OpenMP threads
+// (GOLF_EMU_THREADS) take whole panels: the bits depend on neither the width nor the thread count.
+enum { GEMM_NR = 6, GEMM_KC = 256 };
+// GEMM_NO_FMA: a multiply and an add stay two rounded operations (AVX-512F brings FMA, which compilers contract into)
+#if defined(__clang__)
+#define GEMM_NO_FMA
+#define GEMM_NO_FMA_BODY _Pragma("clang fp contract(off)")
+#else
+#define GEMM_NO_FMA __attribute__((optimize("fp-contract=off")))
+#define GEMM_NO_FMA_BODY
+#endif
+// gemm_tile_body: t (GEMM_NR columns of MR floats) += the kc terms of panel slice a (kc rows of MR) and of columns b
+// (GEMM_NR of them, ldb apart); first: start from zero instead of t
+template <int W> static inline __attribute__((always_inline)) void gemm_tile_body(int kc, const float *a, const float *b, size_t ldb, float *t, int first) {
+    GEMM_NO_FMA_BODY
+    typedef float V __attribute__((vector_size(W * 4)));
+    V c[GEMM_NR][2];   // unrolled loops over it: it lives in registers
+#pragma GCC unroll 16
+    for (int j = 0; j < 2 * GEMM_NR; j++) {
+        if (first) c[j / 2][j % 2] = V{};
+        else memcpy(&c[j / 2][j % 2], t + (size_t)j * W, sizeof(V));
+    }
+    for (int p = 0; p < kc; p++) {
+        V a0, a1;
+        memcpy(&a0, a + (size_t)p * 2 * W, sizeof(V));
+        memcpy(&a1, a + (size_t)p * 2 * W + W, sizeof(V));
+#pragma GCC unroll 16
+        for (int j = 0; j < GEMM_NR; j++) {
+            float bj = b[(size_t)j * ldb + p];
+            c[j][0] = c[j][0] + a0 * bj;   // a rounded product, then a rounded sum: GEMM_NO_FMA keeps them apart
+            c[j][1] = c[j][1] + a1 * bj;
+        }
+    }
+#pragma GCC unroll 16
+    for (int j = 0; j < 2 * GEMM_NR; j++) memcpy(t + (size_t)j * W, &c[j / 2][j % 2], sizeof(V));
+}
+typedef void (*gemm_tile_fn)(int, const float *, const float *, size_t, float *, int);
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx512f"))) GEMM_NO_FMA static void gemm_tile16(int kc, const float *a, const float *b, size_t ldb, float *t, int first) { gemm_tile_body<16>(kc, a, b, ldb, t, first); }
+__attribute__((target("avx"))) GEMM_NO_FMA static void gemm_tile8(int kc, const float *a, const float *b, size_t ldb, float *t, int first) { gemm_tile_body<8>(kc, a, b, ldb, t, first); }
+#endif
+GEMM_NO_FMA static void gemm_tile4(int kc, const float *a, const float *b, size_t ldb, float *t, int first) { gemm_tile_body<4>(kc, a, b, ldb, t, first); }
+// gemm_width: W, the floats per vector register of the tile function it returns (GOLF_EMU_GEMM_WIDTH=4|8|16 caps it)
+inline int gemm_width(gemm_tile_fn *fn) {
+    static int w = [] {
+        int cap = atoi(env_or("GOLF_EMU_GEMM_WIDTH", "16")), v = 4;
+#if defined(__x86_64__) && defined(__GNUC__)
+        __builtin_cpu_init();
+        if (cap >= 16 && __builtin_cpu_supports("avx512f")) v = 16;
+        else if (cap >= 8 && __builtin_cpu_supports("avx")) v = 8;
+#endif
+        return v;
+    }();
+#if defined(__x86_64__) && defined(__GNUC__)
+    *fn = w == 16 ? gemm_tile16 : w == 8 ? gemm_tile8 : gemm_tile4;
+#else
+    *fn = gemm_tile4;
+#endif
+    return w;
+}
+inline void gemm_loops(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    gemm_tile_fn tile;
+    const int mr = 2 * gemm_width(&tile), np = (m + mr - 1) / mr, nb = (n + GEMM_NR - 1) / GEMM_NR;
+    const size_t kk = k > 0 ? (size_t)k : 1;
+    // ap: panel q, row p, lane r = op(A)(q mr + r, p) (zero past m); bp: column j, row p = op(B)(p, j) (zero past n);
+    // acc: panel q, column j, lane r = the sum so far of C(q mr + r, j)
+    std::vector<float> ap((size_t)np * kk * mr, 0.f), bp((size_t)nb * GEMM_NR * kk, 0.f), acc((size_t)np * nb * GEMM_NR * mr);
+    for (int i = 0; i < m; i++)
+        for (int p = 0; p < k; p++) ap[((size_t)(i / mr) * kk + p) * mr + i % mr] = ta ? A[p + (size_t)i * lda] : A[i + (size_t)p * lda];
+    for (int j = 0; j < n; j++)
+        for (int p = 0; p < k; p++) bp[(size_t)j * kk + p] = tb ? B[j + (size_t)p * ldb] : B[p + (size_t)j * ldb];
+    int nt = emu_threads() < np ? emu_threads() : np;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt > 0 ? nt : 1)
+#endif
+    for (int q = 0; q < np; q++) {
+        float *t = acc.data() + (size_t)q * nb * GEMM_NR * mr;
+        if (k == 0) std::fill(t, t + (size_t)nb * GEMM_NR * mr, 0.f);
+        for (int p0 = 0; p0 < k; p0 += GEMM_KC) {
+            int kc = k - p0 < GEMM_KC ? k - p0 : GEMM_KC;
+            for (int jb = 0; jb < nb; jb++)
+                tile(kc, ap.data() + ((size_t)q * kk + p0) * mr, bp.data() + (size_t)jb * GEMM_NR * kk + p0, kk, t + (size_t)jb * GEMM_NR * mr, p0 == 0);
+        }
+    }
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) {
+            float s = acc[((size_t)(i / mr) * nb * GEMM_NR + j) * mr + i % mr];
+            float *c = &C[i + (size_t)j * ldc];
+            *c = beta == 0.f ? alpha * s : alpha * s + beta * *c;
+        }
+}
+#endif
 // gemm: one column-major C = alpha op(A) op(B) + beta C (cuBLAS's meaning; C is not read when beta = 0)
 inline void gemm(cublasMath_t math, int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda, const float *B, int ldb, float beta,
                  float *C, int ldc) {
@@ -1485,13 +1582,7 @@ inline void gemm(cublasMath_t math, int ta, int tb, int m, int n, int k, float a
 #ifdef GOLF_EMU_CBLAS
     if (m && n) cblas_sgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 #else
-    for (int j = 0; j < n; j++)
-        for (int i = 0; i < m; i++) {
-            float s = 0;
-            for (int p = 0; p < k; p++) s += (ta ? A[p + (size_t)i * lda] : A[i + (size_t)p * lda]) * (tb ? B[j + (size_t)p * ldb] : B[p + (size_t)j * ldb]);
-            float *c = &C[i + (size_t)j * ldc];
-            *c = beta == 0.f ? alpha * s : alpha * s + beta * *c;
-        }
+    if (m && n) gemm_loops(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 #endif
 }
 inline cublasStatus_t gemm_args(const char *fn, const char *site, cublasHandle_t h, int ta, int tb, int m, int n, int k, const float *A, int lda,

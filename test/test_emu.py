@@ -7,7 +7,8 @@
   collectives  every warp collective against a scalar model, under three fiber orders
   race         a kernel without its barrier gives different results under two orders; with it, the same
   convert      fp16 and bf16 conversions against numpy / torch (nearest even), tf32 against a float64 rounding
-  gemm         cublasSgemm / StridedBatched over ops, leading dimensions, alpha, beta against float64
+  gemm         cublasSgemm / StridedBatched over ops, leading dimensions, alpha, beta against float64; the loops'
+               GEMM (no CBLAS) equals the scalar ascending-k loop bit for bit at every vector width and thread count
   cublasLt     cublasLtMatmul (bf16 A, B; C = D in bf16 or float32) over both transposes of each operand, beta 0 and 1
                and odd sizes against float64 on the same bf16 values, within the float32 accumulation bound; each bad
                call (ld, type, dims, attribute, C/D layouts, algorithm, alignment) faults with its call site
@@ -133,6 +134,17 @@ def check_gemm(R, exe):
     err = float(p.stdout.strip()) if p.returncode == 0 and p.stdout.strip() else float("inf")
     R.check("cublasSgemm and StridedBatched (ops N/T, ld > rows, alpha, beta, beta = 0 with NaN in C) equal float64 within 1.6e-6", err <= 1.6e-6,
             f"{err:.2e} {p.stdout.strip()[-200:]}")
+    # the loops' GEMM (no CBLAS) runs tiles on vector registers and OpenMP threads: the bits of the scalar loop at each
+    # vector width (GOLF_EMU_GEMM_WIDTH caps it; a CPU without the ISA runs a narrower one, the same bits) and thread count
+    for width in ("16", "8", "4"):
+        for threads in ("1", "2"):
+            p = subprocess.run([str(exe), "gemm_bits"], capture_output=True, text=True,
+                               env=dict(os.environ, GOLF_EMU_GEMM_WIDTH=width, GOLF_EMU_THREADS=threads))
+            if p.returncode == 0 and p.stdout.strip() == "cblas":
+                R.skip(f"loops GEMM bits (width {width}, {threads} threads)", "built with CBLAS: OpenBLAS sums in its own order")
+                break
+            R.check(f"the loops' GEMM (vector width <= {width}, {threads} threads) equals the scalar ascending-k loop bit for bit",
+                    p.returncode == 0 and p.stdout.strip() == "ok", (p.stdout + p.stderr).strip()[-300:])
 
 
 LT_FAULTS = [("ld", "ld 3 (column-major: ld >= rows)"), ("type", "A is CUDA_R_32F: only CUDA_R_16BF operands"),

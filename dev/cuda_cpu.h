@@ -250,17 +250,21 @@ struct CpCopy {               // one cp.async of 16 bytes in flight: lands in *d
     int group;                 // the thread's commit-group index it belongs to (the open group: not committed yet)
 };
 
-struct ThreadState {
+struct ThreadState {         // what the scheduler touches for every thread (16 bytes; the rest is in Block's side arrays)
     int state;
     Fiber *fiber;            // the fiber it runs on (after it started)
-    LaneOp lane;
+};
+struct CpState {
     std::vector<CpCopy> cp;  // its cp.async copies in flight, in issue order
-    int cp_groups;           // cp.async groups it has committed
+    int groups = 0;          // cp.async groups it has committed
 };
 
 struct Block {               // the scheduler of the block an OS thread is running
     int nthreads = 0, ndone = 0, nbarrier = 0, cursor = 0;
     std::vector<ThreadState> th;
+    std::vector<LaneOp> lane;  // per thread: its pending warp collective
+    std::vector<CpState> cp;   // per thread: its cp.async state (reset only after a block that used cp.async)
+    int cp_used = 0;
     std::vector<int> order;  // start and resume order
     std::vector<int> warp_order, warp_pos;   // per warp: its threads in that order (32 slots), the next slot to look at
     std::vector<int> warp_fill;              // make_order's scratch
@@ -628,8 +632,9 @@ inline void check_exit(Block *b, int t) {
     if (!b->warp_arrived[w]) return;
     for (int k = 0; k < 32 && 32 * w + k < b->nthreads; k++) {
         const ThreadState &o = b->th[32 * w + k];
-        if (o.state == T_WARP && (o.lane.mask >> (t % 32) & 1u))
-            fault("lane %d exited while lane %d waits for it in %s (mask 0x%08x)", t % 32, k, op_name(o.lane.op), o.lane.mask);
+        const LaneOp &ol = b->lane[32 * w + k];
+        if (o.state == T_WARP && (ol.mask >> (t % 32) & 1u))
+            fault("lane %d exited while lane %d waits for it in %s (mask 0x%08x)", t % 32, k, op_name(ol.op), ol.mask);
     }
 }
 
@@ -651,9 +656,9 @@ inline void fiber_main(void) {
             b = blk;
             b->th[t].state = T_DONE;
             b->ndone++;
-            if (!b->th[t].cp.empty())
+            if (b->cp_used && !b->cp[t].cp.empty())
                 fault("thread exits with %zu cp.async copies it never waited for (cp_async_commit + cp_async_wait): their data is never read",
-                      b->th[t].cp.size());
+                      b->cp[t].cp.size());
             b->warp_exited[t / 32] |= 1u << (t % 32);
             check_exit(b, t);
         }
@@ -739,7 +744,7 @@ inline void make_order(Block *b) {
     }
     for (int i = 0; i < b->nthreads; i++)
         if (b->th[i].state == T_WARP) {
-            const LaneOp &o = b->th[i].lane;
+            const LaneOp &o = b->lane[i];
             int w = i / 32, missing = -1;
             for (int k = 0; k < 32; k++)
                 if ((o.mask >> k & 1u) && !(b->warp_arrived[w] >> k & 1u)) { missing = k; break; }
@@ -758,10 +763,14 @@ inline void make_order(Block *b) {
 // run_block: every thread of the current block (blockIdx, blockDim set) to its end
 inline void run_block(Block *b) {
     int n = (int)(blockDim.x * blockDim.y * blockDim.z);
-    if ((int)b->th.size() < n) { b->th.resize(n); b->order.resize(n); b->warp_arrived.resize((n + 31) / 32); b->warp_exited.resize((n + 31) / 32); b->warp_order.resize((size_t)32 * ((n + 31) / 32)); b->warp_pos.resize((n + 31) / 32); b->warp_ready.resize((n + 31) / 32); }
+    if ((int)b->th.size() < n) { b->th.resize(n); b->lane.resize(n); b->cp.resize(n); b->order.resize(n); b->warp_arrived.resize((n + 31) / 32); b->warp_exited.resize((n + 31) / 32); b->warp_order.resize((size_t)32 * ((n + 31) / 32)); b->warp_pos.resize((n + 31) / 32); b->warp_ready.resize((n + 31) / 32); }
     b->nthreads = n;
     b->ndone = b->nbarrier = b->cursor = 0;
-    for (int i = 0; i < n; i++) { b->th[i].state = T_UNSTARTED; b->th[i].cp.clear(); b->th[i].cp_groups = 0; }
+    for (int i = 0; i < n; i++) b->th[i].state = T_UNSTARTED;
+    if (b->cp_used) {   // a thread's copies are all waited for when it exits: only the group counts remain
+        for (auto &c : b->cp) { c.cp.clear(); c.groups = 0; }
+        b->cp_used = 0;
+    }
     for (int w = 0; w < (n + 31) / 32; w++) b->warp_arrived[w] = b->warp_exited[w] = b->warp_ready[w] = 0;
     make_order(b);
     while (b->ndone < n) {
@@ -829,31 +838,33 @@ inline uint64_t collective(int op, unsigned mask, uint64_t value, int arg, int w
     if (width < 1 || width > 32 || (width & (width - 1))) fault("%s with width %d: not a power of two in 1..32", op_name(op), width);
     if (mask & b->warp_exited[w]) fault("%s with mask 0x%08x names lane %d, which has exited", op_name(op), mask, __builtin_ctz(mask & b->warp_exited[w]));
     ThreadState &me = b->th[t];
-    me.lane.op = op; me.lane.mask = mask; me.lane.value = value; me.lane.arg = arg; me.lane.width = width;
+    LaneOp &mine = b->lane[t];
+    mine.op = op; mine.mask = mask; mine.value = value; mine.arg = arg; mine.width = width;
     b->warp_arrived[w] |= 1u << l;
     if ((b->warp_arrived[w] & mask) != mask) {   // wait for the others
         me.state = T_WARP;
         suspend(w);
-        return me.lane.result;
+        return mine.result;
     }
     // the last lane to arrive: check that all agree, then give every lane its result
-    ThreadState *lane = &b->th[32 * w];
+    ThreadState *lth = &b->th[32 * w];
+    LaneOp *lane = &b->lane[32 * w];
     for (unsigned m = mask; m; m &= m - 1) {
-        const LaneOp &o = lane[__builtin_ctz(m)].lane;
+        const LaneOp &o = lane[__builtin_ctz(m)];
         if (o.op != op || o.mask != mask)
             fault("lanes %d and %d meet in different collectives: %s (mask 0x%08x) and %s (mask 0x%08x)", l, __builtin_ctz(m), op_name(op), mask,
                   op_name(o.op), o.mask);
     }
     if (op == C_MMA || op == C_LDMATRIX) {   // every lane's value is a pointer to its operands and results
         uint64_t frame[32];
-        for (int k = 0; k < 32; k++) frame[k] = lane[k].lane.value;
+        for (int k = 0; k < 32; k++) frame[k] = lane[k].value;
         tensor_op(op, frame);
     }
     uint64_t vote = 0;
-    for (unsigned m = mask; m; m &= m - 1) vote |= (uint64_t)(lane[__builtin_ctz(m)].lane.value != 0) << __builtin_ctz(m);
+    for (unsigned m = mask; m; m &= m - 1) vote |= (uint64_t)(lane[__builtin_ctz(m)].value != 0) << __builtin_ctz(m);
     for (unsigned m = mask; m; m &= m - 1) {
         int k = __builtin_ctz(m);
-        LaneOp &o = lane[k].lane;
+        LaneOp &o = lane[k];
         int wd = o.width, base = k & ~(wd - 1), src = k;
         switch (op) {
         case C_SHFL: src = base + (o.arg & (wd - 1)); break;
@@ -865,16 +876,16 @@ inline uint64_t collective(int op, unsigned mask, uint64_t value, int arg, int w
         if (op <= C_SHFL_DOWN) {
             if (src < 0 || src > 31 || !(mask >> src & 1u))
                 fault("lane %d's %s reads lane %d, which is not in the mask 0x%08x", k, op_name(op), src, mask);
-            o.result = lane[src].lane.value;
+            o.result = lane[src].value;
         } else if (op == C_BALLOT) o.result = vote;
         else if (op == C_ANY) o.result = vote != 0;
         else if (op == C_ALL) o.result = vote == mask;
         else o.result = 0;
-        if (k != l) lane[k].state = T_READY;
+        if (k != l) lth[k].state = T_READY;
     }
     b->warp_ready[w] |= mask & ~(1u << l);
     b->warp_arrived[w] &= ~mask;
-    return me.lane.result;
+    return mine.result;
 }
 
 // --- 5b. tensor cores and asynchronous copies: mma.sync, ldmatrix, cp.async ----------------------------
@@ -948,10 +959,11 @@ inline void ldmatrix(uint32_t *r, const void *row, int n, int trans) {
     LdmFrame f{row, r, n, trans};
     collective(C_LDMATRIX, 0xffffffffu, (uint64_t)(uintptr_t)&f, 0, 32);
 }
-inline ThreadState &cp_thread(const char *what) {
+inline CpState &cp_thread(const char *what) {
     Block *b = blk;
     if (!b || b->cur < 0) fault("%s outside a kernel", what);
-    return b->th[b->cur];
+    b->cp_used = 1;
+    return b->cp[b->cur];
 }
 
 }  // namespace golf_emu
@@ -969,24 +981,24 @@ static inline void ldmatrix_x2_trans(uint32_t r[2], const void *smem) { golf_emu
 // cp.async.cg.shared.global [smem], [gmem], 16: the 16 source bytes are read now and land in shared memory only at
 // the cp_async_wait that covers their group (the latest a GPU may deliver them), so reading before it reads stale data
 static inline void cp_async_16(void *smem, const void *gmem) {
-    golf_emu::ThreadState &th = golf_emu::cp_thread("cp.async");
+    golf_emu::CpState &th = golf_emu::cp_thread("cp.async");
     char why[200];
     if ((uintptr_t)smem % 16 || (uintptr_t)gmem % 16) golf_emu::fault("cp.async of 16 bytes from %p to %p: both must be 16-byte aligned", gmem, smem);
     if (!golf_emu::device_range(gmem, 16, why, sizeof(why))) golf_emu::fault("cp.async source: %s", why);
     golf_emu::CpCopy c;
     c.dst = smem;
     memcpy(c.bytes, gmem, 16);
-    c.group = th.cp_groups;
+    c.group = th.groups;
     th.cp.push_back(c);
 }
 // cp.async.commit_group: the thread's copies since the last commit form a group
-static inline void cp_async_commit(void) { golf_emu::cp_thread("cp.async.commit_group").cp_groups++; }
+static inline void cp_async_commit(void) { golf_emu::cp_thread("cp.async.commit_group").groups++; }
 // cp.async.wait_group N: every committed group but the newest N has landed (uncommitted copies are not waited for)
 template <int N> static inline void cp_async_wait(void) {
-    golf_emu::ThreadState &th = golf_emu::cp_thread("cp.async.wait_group");
+    golf_emu::CpState &th = golf_emu::cp_thread("cp.async.wait_group");
     size_t keep = 0;
     for (size_t i = 0; i < th.cp.size(); i++) {
-        if (th.cp[i].group < th.cp_groups - N) memcpy(th.cp[i].dst, th.cp[i].bytes, 16);
+        if (th.cp[i].group < th.groups - N) memcpy(th.cp[i].dst, th.cp[i].bytes, 16);
         else th.cp[keep++] = th.cp[i];
     }
     th.cp.resize(keep);
@@ -1543,10 +1555,18 @@ inline void gemm_loops(int ta, int tb, int m, int n, int k, float alpha, const f
     // ap: panel q, row p, lane r = op(A)(q mr + r, p) (zero past m); bp: column j, row p = op(B)(p, j) (zero past n);
     // acc: panel q, column j, lane r = the sum so far of C(q mr + r, j)
     std::vector<float> ap((size_t)np * kk * mr, 0.f), bp((size_t)nb * GEMM_NR * kk, 0.f), acc((size_t)np * nb * GEMM_NR * mr);
-    for (int i = 0; i < m; i++)
-        for (int p = 0; p < k; p++) ap[((size_t)(i / mr) * kk + p) * mr + i % mr] = ta ? A[p + (size_t)i * lda] : A[i + (size_t)p * lda];
-    for (int j = 0; j < n; j++)
-        for (int p = 0; p < k; p++) bp[(size_t)j * kk + p] = tb ? B[j + (size_t)p * ldb] : B[p + (size_t)j * ldb];
+    for (int q = 0; q < np; q++) {
+        int r1 = m - q * mr < mr ? m - q * mr : mr;
+        float *dst = ap.data() + (size_t)q * kk * mr;
+        const float *src = A + (size_t)q * mr * (ta ? lda : 1);
+        if (ta) for (int r = 0; r < r1; r++) for (int p = 0; p < k; p++) dst[(size_t)p * mr + r] = src[p + (size_t)r * lda];
+        else for (int p = 0; p < k; p++) memcpy(dst + (size_t)p * mr, src + (size_t)p * lda, (size_t)r1 * sizeof(float));
+    }
+    for (int j = 0; j < n; j++) {
+        float *dst = bp.data() + (size_t)j * kk;
+        if (tb) for (int p = 0; p < k; p++) dst[p] = B[j + (size_t)p * ldb];
+        else memcpy(dst, B + (size_t)j * ldb, (size_t)k * sizeof(float));
+    }
     int nt = emu_threads() < np ? emu_threads() : np;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(nt > 0 ? nt : 1)
@@ -1561,10 +1581,12 @@ inline void gemm_loops(int ta, int tb, int m, int n, int k, float alpha, const f
         }
     }
     for (int j = 0; j < n; j++)
-        for (int i = 0; i < m; i++) {
-            float s = acc[((size_t)(i / mr) * nb * GEMM_NR + j) * mr + i % mr];
-            float *c = &C[i + (size_t)j * ldc];
-            *c = beta == 0.f ? alpha * s : alpha * s + beta * *c;
+        for (int q = 0; q < np; q++) {
+            const float *s = acc.data() + ((size_t)q * nb * GEMM_NR + j) * mr;
+            float *c = C + (size_t)j * ldc + (size_t)q * mr;
+            int r1 = m - q * mr < mr ? m - q * mr : mr;
+            if (beta == 0.f) for (int r = 0; r < r1; r++) c[r] = alpha * s[r];
+            else for (int r = 0; r < r1; r++) c[r] = alpha * s[r] + beta * c[r];
         }
 }
 #endif

@@ -47,7 +47,9 @@
  *     instantiated or destroyed, ending a capture never begun. One capture at a time.
  *   cuBLAS: cublasSgemm and cublasSgemmStridedBatched with cuBLAS's column-major meaning (ops, leading
  *     dimensions, strides, alpha, beta; beta = 0 never reads C), on CBLAS (OpenBLAS) or, without
- *     GOLF_EMU_CBLAS, plain loops; CUBLAS_TF32_TENSOR_OP_MATH rounds the operands to TF32 (10 mantissa bits,
+ *     GOLF_EMU_CBLAS, loops: each entry summed in float32 over ascending k with no fused multiply-add (the bits of
+ *     the plain scalar loop), run as vector-register tiles on OpenMP threads (GOLF_EMU_GEMM_WIDTH=4|8|16 caps the
+ *     floats per vector; the widest the CPU has by default); CUBLAS_TF32_TENSOR_OP_MATH rounds the operands to TF32 (10 mantissa bits,
  *     nearest even) first. fp16/bf16 conversions round to nearest even, as the GPU's _rn intrinsics do.
  *   cuBLASLt (section 9b): cublasLtMatmul on bf16 A and B with CUBLAS_COMPUTE_32F, C = D in bf16 or float32,
  *     TRANSA / TRANSB, column-major layouts (strided batches: BATCH_COUNT, STRIDED_BATCH_OFFSET), the workspace
@@ -313,7 +315,7 @@ struct Launch {
     dim3 grid, block;
     size_t smem;
     const void *func;
-    void (*thread_main)(const void *);   // runs the kernel once, for the current fiber
+    void (*threads)(const void *);       // run_threads for this kernel and args (section 5): the block's threads on the running fiber
     const void *args;
     std::string argtext;                 // the arguments as the launch log writes them (when GOLF_EMU_LOG is set)
 };
@@ -333,26 +335,27 @@ template <class T> std::string arg_text(const T &v) {
     else snprintf(b, sizeof(b), "s%zu", sizeof(T));
     return b;
 }
-template <class... P> struct Bound {
-    void (*k)(P...);
+template <class F> void run_threads(F &&body);
+// Bound: a launch's converted arguments; K, the kernel, is a template argument so that run_threads calls it directly
+template <auto K, class... P> struct Bound {
     std::tuple<typename std::decay<P>::type...> a;
-    static void call(const void *self) { const Bound *b = (const Bound *)self; std::apply(b->k, b->a); }
+    static void threads(const void *self) { const Bound *b = (const Bound *)self; run_threads([b] { std::apply(K, b->a); }); }
 };
-template <class... P, class... A>
+template <auto K, class... P, class... A>
 void launch(const char *name, const char *file, int line, dim3 grid, dim3 block, size_t smem, void (*k)(P...), A &&...a) {
     static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong number of arguments");
-    Bound<P...> b{k, std::tuple<typename std::decay<P>::type...>(std::forward<A>(a)...)};
-    Launch L{name, file, line, grid, block, smem, (const void *)k, &Bound<P...>::call, &b, std::string()};
+    Bound<K, P...> b{std::tuple<typename std::decay<P>::type...>(std::forward<A>(a)...)};
+    Launch L{name, file, line, grid, block, smem, (const void *)k, &Bound<K, P...>::threads, &b, std::string()};
     if (launch_log()) std::apply([&L](const auto &...x) { ((L.argtext += " " + arg_text(x)), ...); }, b.a);
     if (capture_default()) {   // recorded with its converted arguments (by value); run at every cudaGraphLaunch
-        auto keep = std::make_shared<Bound<P...>>(b);
+        auto keep = std::make_shared<Bound<K, P...>>(b);
         record([keep, L]() mutable { L.args = keep.get(); run(L); });
         return;
     }
     run(L);
 }
 }  // namespace golf_emu
-#define KERNEL_LAUNCH(kernel, grid, block, smem, ...) golf_emu::launch(#kernel, __FILE__, __LINE__, (grid), (block), (smem), kernel, __VA_ARGS__)
+#define KERNEL_LAUNCH(kernel, grid, block, smem, ...) golf_emu::launch<kernel>(#kernel, __FILE__, __LINE__, (grid), (block), (smem), kernel, __VA_ARGS__)
 namespace golf_emu { void mark(const char *label); }
 #define EMU_MARK(label) golf_emu::mark(label)
 
@@ -640,28 +643,39 @@ inline void check_exit(Block *b, int t) {
 
 // fiber_main: start the block's threads in order, one after another on this stack, until one waits (then the
 // scheduler starts the next ones on another fiber) or none is left (then this fiber goes back to the pool)
+// run_threads: start the block's unstarted threads in order, one after another on the running fiber (self), each
+// running the kernel (body) to its end, until one waits (then the scheduler starts the next ones on another fiber
+// and this loop goes on when that thread is resumed and ends) or none is left. Instantiated per kernel
+// (Bound::threads), so the kernel is a direct call the compiler may inline.
+template <class F> inline void run_threads(F &&body) {
+    Block *b = blk;
+    Fiber *self = b->cur_fiber;
+    while (b->cursor < b->nthreads) {
+        int t = b->order[b->cursor++];
+        b->th[t].state = T_RUNNING;
+        b->th[t].fiber = self;
+        set_thread_index(t);
+        body();
+        b = blk;
+        b->th[t].state = T_DONE;
+        b->ndone++;
+        if (b->cp_used && !b->cp[t].cp.empty())
+            fault("thread exits with %zu cp.async copies it never waited for (cp_async_commit + cp_async_wait): their data is never read",
+                  b->cp[t].cp.size());
+        b->warp_exited[t / 32] |= 1u << (t % 32);
+        check_exit(b, t);
+    }
+}
+
+// fiber_main: run the launch's threads (run_threads) until none is left, then go back to the pool
 inline void fiber_main(void) {
 #ifdef __SANITIZE_ADDRESS__
     __sanitizer_finish_switch_fiber(nullptr, (const void **)&blk->sched_stack_bottom, &blk->sched_stack_size);
 #endif
     for (;;) {
+        Fiber *self = blk->cur_fiber;
+        cur_launch->threads(cur_launch->args);
         Block *b = blk;
-        Fiber *self = b->cur_fiber;
-        while (b->cursor < b->nthreads) {
-            int t = b->order[b->cursor++];
-            b->th[t].state = T_RUNNING;
-            b->th[t].fiber = self;
-            set_thread_index(t);
-            cur_launch->thread_main(cur_launch->args);
-            b = blk;
-            b->th[t].state = T_DONE;
-            b->ndone++;
-            if (b->cp_used && !b->cp[t].cp.empty())
-                fault("thread exits with %zu cp.async copies it never waited for (cp_async_commit + cp_async_wait): their data is never read",
-                      b->cp[t].cp.size());
-            b->warp_exited[t / 32] |= 1u << (t % 32);
-            check_exit(b, t);
-        }
         b->cur = -1;
         b->free_fibers.push_back(self);
         switch_to(self, &b->sched);

@@ -49,8 +49,8 @@
  *     dimensions, strides, alpha, beta; beta = 0 never reads C), on CBLAS (OpenBLAS) or, without
  *     GOLF_EMU_CBLAS, loops: each entry summed in float32 over ascending k with no fused multiply-add (the bits of
  *     the plain scalar loop), run as vector-register tiles on OpenMP threads (GOLF_EMU_GEMM_WIDTH=4|8|16 caps the
- *     floats per vector; the widest the CPU has by default); CUBLAS_TF32_TENSOR_OP_MATH rounds the operands to TF32 (10 mantissa bits,
- *     nearest even) first. fp16/bf16 conversions round to nearest even, as the GPU's _rn intrinsics do.
+ *     floats per vector; the widest the CPU has by default); CUBLAS_TF32_TENSOR_OP_MATH rounds the operands to
+ *     TF32 (10 mantissa bits, nearest even) first. fp16/bf16 conversions round to nearest even, as the GPU's _rn intrinsics do.
  *   cuBLASLt (section 9b): cublasLtMatmul on bf16 A and B with CUBLAS_COMPUTE_32F, C = D in bf16 or float32,
  *     TRANSA / TRANSB, column-major layouts (strided batches: BATCH_COUNT, STRIDED_BATCH_OFFSET), the workspace
  *     preference and a one-algorithm heuristic; operands
@@ -641,8 +641,6 @@ inline void check_exit(Block *b, int t) {
     }
 }
 
-// fiber_main: start the block's threads in order, one after another on this stack, until one waits (then the
-// scheduler starts the next ones on another fiber) or none is left (then this fiber goes back to the pool)
 // run_threads: start the block's unstarted threads in order, one after another on the running fiber (self), each
 // running the kernel (body) to its end, until one waits (then the scheduler starts the next ones on another fiber
 // and this loop goes on when that thread is resumed and ends) or none is left. Instantiated per kernel

@@ -30,12 +30,17 @@ NVCCFLAGS ?= -O3 -std=c++17 -arch=sm_$(CUDA_ARCH) -lineinfo -Xcompiler -Wall,-We
 NVCC_LIBS := -lcublas -lcublasLt
 
 comma := ,
+# mpi_flags(WRAPPER,compile|link): an MPI compiler wrapper's flags: Open MPI's `--showme:compile` / `--showme:link`; else
+# MPICH's and Intel MPI's `-show` (the whole command line: its -I/-D or -L/-l/-Wl words); else pkg-config's mpich or ompi
+mpi_words = $(if $(filter compile,$(2)),-I% -D% -pthread,-L% -l% -Wl$(comma)% -pthread)
+mpi_flags = $(or $(shell $(1) --showme:$(2) 2>/dev/null),$(filter $(mpi_words),$(shell $(1) -show 2>/dev/null)),$(shell \
+            pkg-config --$(if $(filter compile,$(2)),cflags,libs) mpich 2>/dev/null || pkg-config --$(if $(filter compile,$(2)),cflags,libs) ompi 2>/dev/null))
 USE_MPI  ?= $(if $(shell command -v mpicc 2>/dev/null),1,0)
 USE_NCCL ?= $(if $(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h),1,0)
 ifeq ($(USE_MPI),1)
   # mpicc's flags, with what nvcc does not take itself handed to the host compiler/linker
-  MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
-  MPI_LFLAGS := $(shell mpicc --showme:link 2>/dev/null)
+  MPI_CFLAGS := $(call mpi_flags,mpicc,compile)
+  MPI_LFLAGS := $(call mpi_flags,mpicc,link)
   NVCC_MPI   := -DUSE_MPI $(filter -I% -D%,$(MPI_CFLAGS)) $(addprefix -Xcompiler ,$(filter-out -I% -D%,$(MPI_CFLAGS))) \
                 $(filter -L% -l%,$(MPI_LFLAGS)) $(addprefix -Xlinker ,$(patsubst -Wl$(comma)%,%,$(filter -Wl$(comma)%,$(MPI_LFLAGS))))
 endif
@@ -55,8 +60,8 @@ CUDA_TARGETS := $(if $(and $(NVCC),$(wildcard train_golf.cu)),train_golf)
 # else loops; MPI when mpicxx is found; NCCL always (emulated over TCP).
 CXX      ?= c++
 CPU_BLAS ?= $(shell printf '\043include <cblas.h>\nint main(void) { return 0; }\n' | $(CXX) -x c++ - -lopenblas -o /dev/null >/dev/null 2>&1 && echo 1 || echo 0)
-CPU_MPI_CFLAGS := $(if $(filter 1,$(USE_MPI)),-DUSE_MPI $(shell mpicxx --showme:compile 2>/dev/null))
-CPU_MPI_LFLAGS := $(if $(filter 1,$(USE_MPI)),$(shell mpicxx --showme:link 2>/dev/null))
+CPU_MPI_CFLAGS := $(if $(filter 1,$(USE_MPI)),-DUSE_MPI $(call mpi_flags,mpicxx,compile))
+CPU_MPI_LFLAGS := $(if $(filter 1,$(USE_MPI)),$(call mpi_flags,mpicxx,link))
 CPU_FLAGS_NOMPI := -x c++ -std=c++17 -g -Wall -Wextra -Wno-unused-function -Idev/cpu -I. -DUSE_NCCL $(OPENMP) \
                    $(if $(filter 1,$(CPU_BLAS)),-DGOLF_EMU_CBLAS)
 CPU_LIBS_NOMPI  := $(if $(filter 1,$(CPU_BLAS)),-lopenblas) -lm
@@ -134,6 +139,7 @@ test: tokenize golf_infer golf_export $(CUDA_TARGETS) train_golf_cpu train_golf_
 	  '$(PYTHON) test/test_badinput.py' \
 	  '$(PYTHON) test/test_emu.py' \
 	  '$(PYTHON) test/test_plan.py' \
+	  '$(PYTHON) test/test_survive.py' \
 	  '$(PYTHON) test/test_gpu.py --cpu'
 
 test-gpu:

@@ -63,6 +63,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -94,8 +96,10 @@
 // 1. checks
 
 #define cudaCheck(call) do { cudaError_t e_ = (call); if (e_ != cudaSuccess) \
-    golf_die("CUDA: %s (%s:%d: %s)\n  hint: is a GPU visible (nvidia-smi)? out of memory: lower TRAIN_BATCH_TOKENS", \
-             cudaGetErrorString(e_), __FILE__, __LINE__, #call); } while (0)
+    golf_die("CUDA: %s (%s:%d: %s)\n  hint: %s", cudaGetErrorString(e_), __FILE__, __LINE__, #call, \
+             e_ == cudaErrorInsufficientDriver ? "the NVIDIA driver is older than the CUDA toolkit train_golf was built with: update the " \
+             "driver (nvidia-smi shows the CUDA version it supports) or rebuild with an older toolkit (CUDA_HOME=...)" \
+             : "is a GPU visible (nvidia-smi)? out of memory: lower TRAIN_BATCH_TOKENS"); } while (0)
 #define cublasCheck(call) do { cublasStatus_t s_ = (call); if (s_ != CUBLAS_STATUS_SUCCESS) \
     golf_die("cuBLAS status %d (%s:%d: %s)", (int)s_, __FILE__, __LINE__, #call); } while (0)
 #ifdef USE_NCCL
@@ -129,6 +133,10 @@ typedef struct {
     char loop_encoder[256], loop_decoder[256], preset[32];
     int plan_memory, cuda_graph, logit_chunk, recompute, fuse;
     int val_max_tokens;
+    // surviving a run (chapter 10's training state; main): CHECKPOINT_EVERY, RESUME, ON_NONFINITE
+    int checkpoint_every;
+    double checkpoint_every_seconds;
+    char resume[1024], on_nonfinite[8];
 } TrainConfig;
 
 enum { OPT_INT, OPT_FLOAT, OPT_STR };
@@ -223,6 +231,10 @@ static const ConfigEntry CONFIG[] = {
     CS(dump_grads, "DUMP_GRADS", "", "write step 0's loss and gradients here (checkpoint format, grad.<name>), for tests"),
     CF(dist_timeout, "DIST_TIMEOUT", "300", "seconds the ranks of a RANK/WORLD_SIZE launch wait for each other at the start"),
     CF(bucket_cap_mb, "BUCKET_CAP_MB", "25", "several ranks: MiB of the flat gradient buffer per all-reduce bucket, each started as soon as backward completes it"),
+    CI(checkpoint_every, "CHECKPOINT_EVERY", "0", "write the training state (OUT_DIR/train_state.bin) after every N steps (0: off)"),
+    CF(checkpoint_every_seconds, "CHECKPOINT_EVERY_SECONDS", "0", "write the training state when this many seconds of training passed since the last (0: off)"),
+    CS(resume, "RESUME", "", "continue the run whose training state is this file (same config and code)"),
+    CS(on_nonfinite, "ON_NONFINITE", "stop", "a non-finite train loss or gradient norm: stop (write the last good state, exit 1) or skip (the step's update)"),
 };
 static const int NCONFIG = (int)(sizeof(CONFIG) / sizeof(CONFIG[0]));
 
@@ -343,6 +355,7 @@ static const char *config_validate(const TrainConfig *c, int world) {
     static char why[256];
     if (world < 1 || 8 % world) return "the number of ranks must divide 8 (1, 2, 4 or 8)";
     int accum = 8 / world;
+    if (c->train_seq_len < 1 || c->train_batch_tokens < 1) return "TRAIN_SEQ_LEN and TRAIN_BATCH_TOKENS must be positive";
     if (c->train_batch_tokens % (world * accum * c->train_seq_len))
         return "TRAIN_BATCH_TOKENS must be a multiple of 8 * TRAIN_SEQ_LEN";
     if (c->val_batch_size / (world * accum) < c->train_seq_len) return "VAL_BATCH_SIZE must give every rank at least one sequence";
@@ -369,6 +382,19 @@ static const char *config_validate(const TrainConfig *c, int world) {
     if (c->flash_attention != 0 && c->flash_attention != 1) return "FLASH_ATTENTION must be 0 or 1";
     if (!(c->dist_timeout > 0)) return "DIST_TIMEOUT must be positive";
     if (!(c->bucket_cap_mb > 0)) return "BUCKET_CAP_MB must be positive";
+    if (c->embed_lr < 0 || c->head_lr < 0 || c->tied_embed_lr < 0 || c->matrix_lr < 0 || c->scalar_lr < 0 || c->grad_clip_norm < 0)
+        return "learning rates (EMBED_LR, HEAD_LR, TIED_EMBED_LR, MATRIX_LR, SCALAR_LR) and GRAD_CLIP_NORM must be >= 0";
+    if (!(c->beta1 >= 0 && c->beta1 < 1) || !(c->beta2 >= 0 && c->beta2 < 1) || !(c->muon_momentum >= 0 && c->muon_momentum < 1) ||
+        !(c->muon_momentum_warmup_start >= 0 && c->muon_momentum_warmup_start < 1))
+        return "BETA1, BETA2, MUON_MOMENTUM and MUON_MOMENTUM_WARMUP_START must be in [0, 1)";
+    if (!(c->adam_eps > 0) || c->tied_embed_init_std < 0 || c->max_wallclock_seconds < 0)
+        return "ADAM_EPS must be > 0, TIED_EMBED_INIT_STD and MAX_WALLCLOCK_SECONDS >= 0";
+    if (c->warmdown_iters < 0 || c->muon_momentum_warmup_steps < 0 || c->train_log_every < 0 || c->val_loss_every < 0)
+        return "WARMDOWN_ITERS, MUON_MOMENTUM_WARMUP_STEPS, TRAIN_LOG_EVERY and VAL_LOSS_EVERY must be >= 0";
+    if (c->bigram_vocab_size < 0 || (c->bigram_vocab_size > 0 && c->bigram_dim < 1)) return "BIGRAM_VOCAB_SIZE must be >= 0 and BIGRAM_DIM >= 1";
+    if (c->sdclip_k < 0.001) return "SDCLIP_K must be at least 0.001";
+    if (c->checkpoint_every < 0 || !(c->checkpoint_every_seconds >= 0)) return "CHECKPOINT_EVERY and CHECKPOINT_EVERY_SECONDS must be >= 0";
+    if (strcmp(c->on_nonfinite, "stop") && strcmp(c->on_nonfinite, "skip")) return "ON_NONFINITE must be stop or skip";
     if ((c->qat != 0 && c->qat != 1) || !(c->qat_start_frac >= 0 && c->qat_start_frac <= 1)) return "QAT must be 0 or 1 and QAT_START_FRAC in [0, 1]";
     if (!(c->ema_decay >= 0 && c->ema_decay < 1)) return "EMA_DECAY must be in [0, 1)";
     if (c->gptq_reserve_seconds < 0 || (c->max_wallclock_seconds > 0 && c->gptq_reserve_seconds >= c->max_wallclock_seconds))
@@ -1019,7 +1045,7 @@ template <int HD> __global__ void attention_backward_dkv(float *dk, float *dv, c
 
 // softcapped cross-entropy (row kernel), logits replaced by dloss/dlogits * grad_scale when grad_scale != 0:
 // z = cap tanh(l / cap); loss[n] = logsumexp(z) - z[y]; dl = (softmax(z) - onehot(y)) (1 - tanh^2) grad_scale.
-// Every lane reads z[y] before the last reduction, so no lane overwrites it first.
+// Every lane reads z[y] before the __syncwarp that precedes the writes, so no lane overwrites it first.
 __global__ void softcap_cross_entropy(float *logits, float *loss, const int *targets, int N, int V, float cap, float grad_scale) {
     int n, lane;
     bool store;
@@ -1032,6 +1058,7 @@ __global__ void softcap_cross_entropy(float *logits, float *loss, const int *tar
     mx = row_max(mx);
     for (int v = lane; v < V; v += ROW_LANES) sum += expf(cap * tanhf(l[v] / cap) - mx);
     float zy = cap * tanhf(l[y] / cap), lse = mx + logf(row_sum(sum));
+    __syncwarp();   // every lane's read of l[y] before any lane's write below: a shuffle orders no memory
     if (!store) return;
     if (pad) {
         if (lane == 0) loss[n] = 0.f;
@@ -1054,12 +1081,29 @@ __global__ void adam_update(float *p, const float *g, float *m, float *v, size_t
     v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
     p[i] -= lr / bc1 * m[i] / (sqrtf(v[i]) / sqrtf(bc2) + eps);
 }
-// sum of squares into *out (atomic); used for norms
-__global__ void sum_squares(float *out, const float *x, size_t n) {
+// the gradient's sum of squares without atomics, so that every run and every rank (holding the same all-reduced
+// gradient) gets the same bits: sum_squares_blocks writes block b's sum of its grid-stride elements to part[b] (a fixed
+// order: per thread, then the warp tree, then the block's warps in order), sum_partials (one warp) sums the nb partial
+// sums in order per lane, then by the warp tree, into *out. A NaN or an infinity anywhere makes *out non-finite.
+#define NORM_BLOCKS 1024
+__global__ void sum_squares_blocks(float *part, const float *x, size_t n) {
+    __shared__ float red[32];
     float s = 0;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) s += x[i] * x[i];
     s = warp_sum(s);
-    if (threadIdx.x % 32 == 0) atomicAdd(out, s);
+    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = s;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float t = 0;
+        for (int w = 0; w < (int)blockDim.x / 32; w++) t += red[w];
+        part[blockIdx.x] = t;
+    }
+}
+__global__ void sum_partials(float *out, const float *part, int nb) {
+    float s = 0;
+    for (int i = threadIdx.x; i < nb; i += 32) s += part[i];
+    s = warp_sum(s);
+    if (threadIdx.x == 0) *out = s;
 }
 // MuonEq-R (warp per row): each row of x (rows x cols) divided by its L2 norm; zero rows stay zero
 __global__ void row_normalize(float *x, int rows, int cols) {
@@ -1743,7 +1787,8 @@ static const char *MEM_CLASS_NAME[MEM_CLASSES] = {
     "weights (params; QAT copy, EMA when on)", "gradients", "optimizer state (Adam m, v; Muon momentum)", "block activations (all positions)",
     "embedding, lanes, final norm", "logits of one head chunk (dlogits in place), loss", "backward scratch and skip gradients", "Newton-Schulz scratch",
     "tokens, RoPE tables, small"};
-// cuBLAS allocates its own workspace (not through dmalloc): its default on Hopper is 32 MiB per handle
+// cuBLAS's workspace, allocated here (dmalloc) and handed to the handle with cublasSetWorkspace, so that cuBLAS never
+// allocates one itself inside a CUDA graph capture; the size of cuBLAS's own default on Hopper, 32 MiB
 static const size_t CUBLAS_WORKSPACE_BYTES = (size_t)32 << 20;
 static struct { int cls, plan_only; size_t bytes[MEM_CLASSES], count[MEM_CLASSES], in_use, peak; } g_mem;
 static void mem_class(int cls) { g_mem.cls = cls; }
@@ -1838,7 +1883,7 @@ static void trainer_alloc(Trainer *tr, int B) {
     for (int l = 0; l < emax; l++) tr->skip_grad[l] = dmalloc(N * d);
     tr->looped = c->loop_enc > 0;
     mem_class(MEM_SMALL);
-    tr->norm = dmalloc(1);
+    tr->norm = dmalloc(1 + NORM_BLOCKS);   // the gradient's sum of squares, then sum_squares_blocks's partial sums
     tr->tok = (int *)dmalloc_bytes(N * sizeof(int));
     tr->tgt = (int *)dmalloc_bytes(N * sizeof(int));
     // RoPE tables, computed like torch in float32 (inv_freq = 1 / base^(2i/R), angle = t * inv_freq), cos/sin rounded once
@@ -1877,9 +1922,12 @@ static void trainer_alloc(Trainer *tr, int B) {
         tr->lt_ws = dmalloc_bytes(LT_WORKSPACE);
     }
     muon_alloc(tr);   // Muon's groups and Newton-Schulz buffers (chapter 6)
+    mem_class(MEM_SCRATCH);
+    void *blas_ws = dmalloc_bytes(CUBLAS_WORKSPACE_BYTES);
     if (g_mem.plan_only) return;
     cublasCheck(cublasCreate(&tr->blas));
     cublasCheck(cublasSetStream(tr->blas, cudaStreamPerThread));   // the stream every launch uses, so that a capture holds the GEMMs
+    cublasCheck(cublasSetWorkspace(tr->blas, blas_ws, CUBLAS_WORKSPACE_BYTES));
     cublasCheck(cublasSetMathMode(tr->blas, tr->tc.math_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
     if (tr->use_bf16) {
         cublasCheck(cublasLtCreate(&tr->lt));
@@ -1888,7 +1936,7 @@ static void trainer_alloc(Trainer *tr, int B) {
     }
 }
 
-// memory_plan_print: the bytes trainer_alloc asked for, per class, with the cuBLAS workspace and the fit on an H100
+// memory_plan_print: the bytes trainer_alloc asked for, per class (the cuBLAS workspace among them), and the fit on an H100
 // 80GB (81,559 MiB, less 512 MiB for the CUDA context); the last line is one key:value summary for scripts.
 static void memory_plan_print(const Trainer *tr) {
     const Config *c = &tr->c;
@@ -1896,7 +1944,7 @@ static void memory_plan_print(const Trainer *tr) {
     size_t total = 0, count = 0;
     for (int k = 0; k < MEM_CLASSES; k++) { total += g_mem.bytes[k]; count += g_mem.count[k]; }
     const double MiB = 1048576.0, card = 81559 * MiB, usable = card - 512 * MiB;
-    size_t planned = total + CUBLAS_WORKSPACE_BYTES;
+    size_t planned = total;   // the cuBLAS workspace is one of the scratch allocations
     printf("memory plan per GPU (PLAN_MEMORY=1; trainer_alloc's sizes, nothing allocated): %d x %d = %d tokens per micro-step "
            "(TRAIN_BATCH_TOKENS %d / 8), %d block positions, %zu parameters\n", tr->B, tr->T, tr->N, tr->tc.train_batch_tokens, P, tr->host.numel);
     printf("  %-48s %6s %16s %12s\n", "class", "allocs", "bytes", "MiB");
@@ -1905,7 +1953,7 @@ static void memory_plan_print(const Trainer *tr) {
         if (k == MEM_BLOCK_ACTS) printf("  %-48s %6s %16zu %12.1f\n", "  per block position", "", g_mem.bytes[k] / P, g_mem.bytes[k] / P / MiB);
     }
     printf("  %-48s %6zu %16zu %12.1f\n", "allocated by train_golf (dmalloc)", count, total, total / MiB);
-    printf("  %-48s %6s %16zu %12.1f\n", "cuBLAS workspace (cuBLAS's own, default)", "", CUBLAS_WORKSPACE_BYTES, CUBLAS_WORKSPACE_BYTES / MiB);
+    printf("  %-48s %6s %16zu %12.1f\n", "  of which the cuBLAS workspace (cublasSetWorkspace)", "", CUBLAS_WORKSPACE_BYTES, CUBLAS_WORKSPACE_BYTES / MiB);
     printf("  %-48s %6s %16zu %12.1f\n", "planned total", "", planned, planned / MiB);
     printf("  cudaMalloc rounds each allocation up (at most 2 MiB each: at most %.0f MiB more); the CUDA context (~512 MiB) is outside the plan\n",
            count * 2.0);
@@ -2515,15 +2563,19 @@ static double muon_momentum_at(const TrainConfig *c, int step) {
     return (1 - frac) * c->muon_momentum_warmup_start + frac * c->muon_momentum;
 }
 
+// grad_sumsq: the gradient's sum of squares into tr->norm[0] (deterministic: the same bits on every rank)
+static void grad_sumsq(Trainer *tr) {
+    KERNEL_LAUNCH(sum_squares_blocks, NORM_BLOCKS, 256, 0, tr->norm + 1, tr->grads, tr->host.numel);
+    cudaCheck(cudaGetLastError());
+    KERNEL_LAUNCH(sum_partials, 1, 32, 0, tr->norm, tr->norm + 1, NORM_BLOCKS);
+    cudaCheck(cudaGetLastError());
+}
+
 // optimizer_step: every tensor by its class's optimizer and LR times lr_scale (Adam per tensor, Muon per group);
-// adam_t counts Adam steps.
+// adam_t counts Adam steps. GRAD_CLIP_NORM reads grad_sumsq's tr->norm[0] (computed before).
 static void optimizer_step(Trainer *tr, double lr_scale, double mu, int adam_t) {
     const TrainConfig *c = &tr->tc;
-    if (c->grad_clip_norm > 0) {
-        cudaCheck(cudaMemsetAsync(tr->norm, 0, 4));
-        KERNEL_LAUNCH(sum_squares, 1024, 256, 0, tr->norm, tr->grads, tr->host.numel);
-        LAUNCH1D(clip_scale, tr->host.numel, tr->grads, tr->norm, (float)c->grad_clip_norm, tr->host.numel);
-    }
+    if (c->grad_clip_norm > 0) LAUNCH1D(clip_scale, tr->host.numel, tr->grads, tr->norm, (float)c->grad_clip_norm, tr->host.numel);
     float bc1 = (float)(1 - pow(c->beta1, adam_t)), bc2 = (float)(1 - pow(c->beta2, adam_t));
     for (int i = 0; i < tr->host.n; i++) {
         const ParamSpec *s = &tr->host.spec[i];
@@ -2964,6 +3016,56 @@ static GOLF_UNUSED void dist_bootstrap(Dist *dd, uint8_t *id, size_t n, double t
     dd->peer[0] = fd;
 }
 
+// --- The watchdog (several ranks, armed during training): a thread that ends this rank with a message when the main
+//     thread made no progress (watchdog_beat: every step, every host reduction) for DIST_TIMEOUT seconds, when NCCL
+//     reports an asynchronous error, or, in a torchrun-style launch, when a peer's connection closed (rank 0 sees
+//     every rank's, the others rank 0's): it aborts the NCCL communicator (ncclCommAbort) so that nothing waits on it,
+//     and exits 1. Under mpirun a rank that dies is MPI's to report (mpirun ends the job); a hung one trips the
+//     timeout. It is disarmed before a rank may leave on purpose (signals, a non-finite stop, the end of training).
+static double g_dist_timeout_s = 300, g_gptq_reserve_s = 0;   // DIST_TIMEOUT and GPTQ_RESERVE_SECONDS, set by main
+static struct { int64_t beat_ms; int armed, started; const Dist *dd; pthread_t thread; } g_watch;
+static void watchdog_beat(void) { __atomic_store_n(&g_watch.beat_ms, (int64_t)wall_ms(), __ATOMIC_RELAXED); }
+static void watchdog_arm(int on) { watchdog_beat(); __atomic_store_n(&g_watch.armed, on, __ATOMIC_RELEASE); }
+static void *watchdog_main(void *) {
+    const Dist *dd = g_watch.dd;
+    char why[512];
+    for (;;) {
+        usleep(100 * 1000);
+        if (!__atomic_load_n(&g_watch.armed, __ATOMIC_ACQUIRE)) continue;
+        why[0] = 0;
+        double idle = wall_ms() - (double)__atomic_load_n(&g_watch.beat_ms, __ATOMIC_RELAXED);
+        if (idle > 1000.0 * g_dist_timeout_s)
+            snprintf(why, sizeof(why), "no progress for %.0fs (DIST_TIMEOUT=%gs): another rank died or hangs, or this one hangs", idle / 1000, g_dist_timeout_s);
+#ifdef USE_NCCL
+        ncclResult_t async = ncclSuccess;
+        if (!why[0] && ncclCommGetAsyncError(g_nccl, &async) == ncclSuccess && async != ncclSuccess && async != ncclInProgress)
+            snprintf(why, sizeof(why), "NCCL reports an asynchronous error: %.300s", ncclGetErrorString(async));
+#endif
+        for (int k = 0; !why[0] && dd->mode == DIST_ENV && dd->peer && k < dd->world; k++) {
+            struct pollfd pf = {dd->peer[k], POLLRDHUP, 0};
+            if (dd->peer[k] >= 0 && poll(&pf, 1, 0) == 1 && (pf.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+                snprintf(why, sizeof(why), "rank %d is gone (its connection to %s closed)", k, dd->rank == 0 ? "rank 0" : "this rank");
+        }
+        if (!why[0] || !__atomic_load_n(&g_watch.armed, __ATOMIC_ACQUIRE)) continue;
+        fprintf(stderr, "train_golf: error: rank %d: %s: stopping every rank\n  hint: the first rank's output that names another "
+                "reason is the cause\n", dd->rank, why);
+        fflush(NULL);
+#ifdef USE_NCCL
+        ncclCommAbort(g_nccl);
+#endif
+        _exit(1);
+    }
+    return NULL;
+}
+// watchdog_start: the thread (several ranks; after the NCCL communicator exists), disarmed.
+static void watchdog_start(const Dist *dd) {
+    if (dd->world == 1 || g_watch.started) return;
+    g_watch.dd = dd;
+    if (pthread_create(&g_watch.thread, NULL, watchdog_main, NULL) != 0) golf_die("rank %d: cannot start the watchdog thread: %s", dd->rank, strerror(errno));
+    pthread_detach(g_watch.thread);
+    g_watch.started = 1;
+}
+
 // dist_reduce: v[0..n) summed (RED_SUM) or maximized (RED_MAX) over all ranks, the same result on every rank.
 static void dist_reduce(const Dist *dd, double *v, int n, int op) {
     if (dd->world == 1) return;
@@ -2971,35 +3073,38 @@ static void dist_reduce(const Dist *dd, double *v, int n, int op) {
     if (dd->mode == DIST_MPI) { mpiCheck(MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, op == RED_SUM ? MPI_SUM : MPI_MAX, MPI_COMM_WORLD)); return; }
 #endif
     if (dd->mode != DIST_ENV || !dd->peer) golf_die("internal: a reduction over %d ranks before they were connected", dd->world);
-    double in[16];
+    double in[16], deadline = wall_ms() + 1000.0 * g_dist_timeout_s;   // every socket operation has DIST_TIMEOUT
     if (n > 16) golf_die("internal: dist_reduce of %d values (at most 16)", n);
     size_t bytes = (size_t)n * sizeof(double);
     const char *err;
     if (dd->rank == 0) {
         for (int r = 1; r < dd->world; r++) {
-            if ((err = sock_io(dd->peer[r], in, bytes, 0, -1))) golf_die("rank 0: lost rank %d during a reduction: %s\n  hint: see rank %d's output", r, err, r);
+            if ((err = sock_io(dd->peer[r], in, bytes, 0, deadline)))
+                golf_die("rank 0: lost rank %d during a reduction: %s (DIST_TIMEOUT=%gs)\n  hint: see rank %d's output", r, err, g_dist_timeout_s, r);
             for (int k = 0; k < n; k++) v[k] = op == RED_SUM ? v[k] + in[k] : (in[k] > v[k] ? in[k] : v[k]);
         }
         for (int r = 1; r < dd->world; r++)
-            if ((err = sock_io(dd->peer[r], v, bytes, 1, -1))) golf_die("rank 0: lost rank %d during a reduction: %s", r, err);
+            if ((err = sock_io(dd->peer[r], v, bytes, 1, deadline))) golf_die("rank 0: lost rank %d during a reduction: %s", r, err);
+        watchdog_beat();
         return;
     }
-    if ((err = sock_io(dd->peer[0], v, bytes, 1, -1)) || (err = sock_io(dd->peer[0], v, bytes, 0, -1)))
-        golf_die("rank %d: lost rank 0 during a reduction: %s\n  hint: see rank 0's output", dd->rank, err);
+    if ((err = sock_io(dd->peer[0], v, bytes, 1, deadline)) || (err = sock_io(dd->peer[0], v, bytes, 0, deadline)))
+        golf_die("rank %d: lost rank 0 during a reduction: %s (DIST_TIMEOUT=%gs)\n  hint: see rank 0's output", dd->rank, err, g_dist_timeout_s);
+    watchdog_beat();
 }
 
 static void all_reduce_doubles(const Dist *dd, double *v, int n) { dist_reduce(dd, v, n, RED_SUM); }
 
-// agree_stop: every rank stops when any rank reached the wallclock cap.
-static int agree_stop(const Dist *dd, int reached) {
-    double v = reached;
-    dist_reduce(dd, &v, 1, RED_MAX);
-    return v != 0;
-}
-
 // dist_init_gpu: this rank's GPU (its local rank) and, for several ranks, the NCCL communicator.
 static void dist_init_gpu(Dist *dd, double timeout_s) {
-    int ndev = 0;
+    int ndev = 0, drv = 0, rt = 0;
+    cudaCheck(cudaRuntimeGetVersion(&rt));
+    if (cudaDriverGetVersion(&drv) != cudaSuccess || drv == 0)
+        golf_die("rank %d: no NVIDIA driver found (cudaDriverGetVersion)\n  hint: install the NVIDIA driver; nvidia-smi must list the GPUs", dd->rank);
+    if (drv < rt)   // the first device call would fail with a bare "CUDA driver version is insufficient"
+        golf_die("rank %d: the NVIDIA driver supports CUDA up to %d.%d, but train_golf was built with CUDA %d.%d\n  hint: update the driver, "
+                 "or rebuild with a CUDA toolkit no newer than %d.%d (make CUDA_HOME=/usr/local/cuda-%d.%d)", dd->rank, drv / 1000, drv % 1000 / 10,
+                 rt / 1000, rt % 1000 / 10, drv / 1000, drv % 1000 / 10, drv / 1000, drv % 1000 / 10);
     cudaCheck(cudaGetDeviceCount(&ndev));
     if (dd->local_rank >= ndev) golf_die("rank %d is local rank %d but this host has %d GPUs", dd->rank, dd->local_rank, ndev);
     cudaCheck(cudaSetDevice(dd->local_rank));
@@ -3019,7 +3124,7 @@ static void dist_init_gpu(Dist *dd, double timeout_s) {
 static void all_reduce_grads(Trainer *tr, const Dist *dd) {
     if (dd->world == 1) return;
 #ifdef USE_NCCL
-    ncclCheck(ncclAllReduce(tr->grads, tr->grads, tr->host.numel, ncclFloat, ncclSum, g_nccl, 0));
+    ncclCheck(ncclAllReduce(tr->grads, tr->grads, tr->host.numel, ncclFloat, ncclSum, g_nccl, cudaStreamPerThread));
 #else
     (void)tr;
 #endif
@@ -3031,7 +3136,8 @@ static void all_reduce_grads(Trainer *tr, const Dist *dd) {
 //     grad_ready(tr, -1) at its end; each call starts the all-reduce of every bucket all of whose tensors are now
 //     complete, on the communication stream after an event on the compute stream (the same order on every rank:
 //     the schedule is). grad_buckets_wait makes the compute stream wait for all of them (the optimizer comes next).
-//     One process: nothing.
+//     One process: nothing. NCCL gets explicit streams (the comm stream, cudaStreamPerThread): libnccl is not built
+//     with per-thread default streams, so a 0 there would be the legacy stream.
 typedef struct {
     int n;                       // buckets
     size_t cap;                  // elements per bucket
@@ -3098,7 +3204,7 @@ static void grad_ready(Trainer *tr, int layer) {
         for (int t = B->first[b]; t <= B->last[b] && complete; t++) complete = B->done[t];
         if (!complete) continue;
         if (!recorded) {   // the comm stream starts after everything backward queued so far
-            cudaCheck(cudaEventRecord(B->ready, 0));
+            cudaCheck(cudaEventRecord(B->ready, cudaStreamPerThread));
             cudaCheck(cudaStreamWaitEvent(B->comm, B->ready, 0));
             recorded = 1;
         }
@@ -3120,7 +3226,7 @@ static void grad_buckets_wait(Trainer *tr) {
     for (int b = 0; b < B->n; b++)
         if (!B->issued[b]) golf_die("internal: gradient bucket %d of %d was never all-reduced (a tensor backward never completed)", b, B->n);
     cudaCheck(cudaEventRecord(B->finished, B->comm));
-    cudaCheck(cudaStreamWaitEvent(0, B->finished, 0));
+    cudaCheck(cudaStreamWaitEvent(cudaStreamPerThread, B->finished, 0));
     B->live = 0;
 }
 
@@ -3128,7 +3234,7 @@ static void grad_buckets_wait(Trainer *tr) {
 // sharded updates, chapter 6)
 static void muon_all_gather(const float *send, float *recv, size_t count) {
 #ifdef USE_NCCL
-    ncclCheck(ncclAllGather(send, recv, count, ncclFloat, g_nccl, 0));
+    ncclCheck(ncclAllGather(send, recv, count, ncclFloat, g_nccl, cudaStreamPerThread));
 #else
     (void)send; (void)recv; (void)count;
     golf_die("internal: Muon's gather over several ranks in a build without NCCL");
@@ -3238,16 +3344,190 @@ static void broadcast_bytes(const Dist *dd, Bytes *b) {
 #endif
     if (dd->mode != DIST_ENV || !dd->peer) golf_die("internal: a broadcast over %d ranks before they were connected", dd->world);
     const char *err;
+    // rank 0 encodes the blob (GPTQ within its reserve) while the others wait: DIST_TIMEOUT plus that reserve
+    double deadline = wall_ms() + 1000.0 * (g_dist_timeout_s + g_gptq_reserve_s);
     if (dd->rank == 0) {
         for (int r = 1; r < dd->world; r++)
-            if ((err = sock_io(dd->peer[r], &n, sizeof(n), 1, -1)) || (err = sock_io(dd->peer[r], b->p, (size_t)n, 1, -1)))
+            if ((err = sock_io(dd->peer[r], &n, sizeof(n), 1, deadline)) || (err = sock_io(dd->peer[r], b->p, (size_t)n, 1, deadline)))
                 golf_die("rank 0: lost rank %d while sending the blob: %s\n  hint: see rank %d's output", r, err, r);
         return;
     }
-    if ((err = sock_io(dd->peer[0], &n, sizeof(n), 0, -1))) golf_die("rank %d: lost rank 0 before the blob: %s\n  hint: see rank 0's output", dd->rank, err);
+    if ((err = sock_io(dd->peer[0], &n, sizeof(n), 0, deadline)))
+        golf_die("rank %d: lost rank 0 before the blob: %s (DIST_TIMEOUT=%gs + GPTQ_RESERVE_SECONDS)\n  hint: see rank 0's output", dd->rank, err, g_dist_timeout_s);
     b->p = (uint8_t *)galloc((size_t)n ? (size_t)n : 1);
     b->n = b->cap = (size_t)n;
-    if ((err = sock_io(dd->peer[0], b->p, (size_t)n, 0, -1))) golf_die("rank %d: lost rank 0 during the blob: %s\n  hint: see rank 0's output", dd->rank, err);
+    if ((err = sock_io(dd->peer[0], b->p, (size_t)n, 0, deadline))) golf_die("rank %d: lost rank 0 during the blob: %s\n  hint: see rank 0's output", dd->rank, err);
+}
+
+// --- The training state: what a run needs to go on after a step as if it had never stopped (CHECKPOINT_EVERY,
+//     CHECKPOINT_EVERY_SECONDS, RESUME; also written on SIGTERM/SIGINT and before a non-finite stop, main). One file,
+//     OUT_DIR/train_state.bin, written by rank 0 under PATH.tmp, flushed to disk, then renamed over PATH. Host byte
+//     order (little-endian on every machine train_golf runs on):
+//       u32 STATE_MAGIC, STATE_VERSION, world, has_ema; u64 numel
+//       u32 CRC-32 of golf_infer.c and of train_golf.cu beside the binary (0 when not found)
+//       u32 n, then n bytes: "NAME=value\n" for every config entry that decides what is computed (state_free's are not)
+//       i32 step (steps done), adam_t, qat_on, stop_after; f64 train_ms (training time so far)
+//       u64 shard index and position in it, u64 shard count: the data stream (every rank reads the same stream and
+//         takes its own span of each chunk, so this one position is every rank's)
+//       f32 [numel] each: the weights, Adam m, Adam v, Muon momentum (every rank's share), the EMA (when has_ema)
+//       u32 CRC-32 of every byte before it
+//     No random numbers are drawn after the init, so there is no generator state; QAT's fake-quantized weights and the
+//     bf16 shadow are recomputed from the weights. Under PRECISION=fp32 or bf16 the CPU build with GOLF_EMU_THREADS=1
+//     resumes bit for bit. On a GPU the float atomics (embedding_backward, dot_accumulate, column_dot, the gate and
+//     gain gradients, Muon's per-matrix norms) sum in an order that varies from run to run, resumed or not.
+
+static const uint32_t STATE_MAGIC = 0x74736c67u;   // "glst"
+static const uint32_t STATE_VERSION = 1;
+typedef struct { int step, adam_t, qat_on, stop_after; double train_ms; size_t file, pos; } RunState;
+static uint32_t g_code_crc[2];   // CRC-32 of CODE_FILES beside the binary (log_code), 0 when missing
+static const char *CODE_FILES[2] = {"golf_infer.c", "train_golf.cu"};
+
+// code_file: the path of CODE_FILES[k] beside the binary (golf_infer.c's code_path's folder).
+static void code_file(const char *argv0, int k, char *path, size_t n) {
+    const char *gi = code_path(argv0);
+    snprintf(path, n, "%.*s%s", (int)(strlen(gi) - strlen("golf_infer.c")), gi, CODE_FILES[k]);
+}
+
+// state_free: 1 for the config entries that control the run but not what it computes (a resume may change them).
+static int state_free(const char *name) {
+    static const char *FREE[] = {"RUN_ID", "OUT_DIR", "RESUME", "CHECKPOINT_EVERY", "CHECKPOINT_EVERY_SECONDS", "ON_NONFINITE", "DIST_TIMEOUT",
+                                 "TRAIN_LOG_EVERY", "VAL_LOSS_EVERY", "CUDA_GRAPH", "DUMP_GRADS", "PLAN_MEMORY", "DATA_PATH", "TOKENIZER_PATH"};
+    for (size_t i = 0; i < sizeof(FREE) / sizeof(FREE[0]); i++) if (strcmp(FREE[i], name) == 0) return 1;
+    return 0;
+}
+
+// state_config: the "NAME=value\n" lines of the entries that decide the computation (floats to the last bit).
+static void state_config(const TrainConfig *c, Bytes *b) {
+    char line[1400];
+    for (int i = 0; i < NCONFIG; i++) {
+        if (state_free(CONFIG[i].name)) continue;
+        const void *p = (const char *)c + CONFIG[i].offset;
+        if (CONFIG[i].type == OPT_INT) snprintf(line, sizeof(line), "%s=%d\n", CONFIG[i].name, *(const int *)p);
+        else if (CONFIG[i].type == OPT_FLOAT) snprintf(line, sizeof(line), "%s=%.17g\n", CONFIG[i].name, *(const double *)p);
+        else snprintf(line, sizeof(line), "%s=%s\n", CONFIG[i].name, (const char *)p);
+        bytes_put(b, line, strlen(line));
+    }
+}
+
+// muon_shares: zero, in host momentum mom, every Muon matrix this rank does not update (another rank's share).
+static void muon_shares(const Trainer *tr, float *mom) {
+    for (int k = 0; k < tr->muon->n; k++) {
+        const MuonGroup *g = &tr->muon->g[k];
+        for (int j = 0; j < g->count; j++) {
+            const ParamSpec *s = &tr->host.spec[g->tensor[j]];
+            if (j < g->first || j >= g->first + g->mine) memset(mom + s->offset, 0, (size_t)s->rows * s->cols * 4);
+        }
+    }
+}
+
+// state_write: the training state at rs into path (rank 0 writes; every rank must call it: the Muon momentum of all
+// shares is summed over the ranks as integers, each rank's other entries being zero, so its bits arrive unchanged).
+// Uses the gradient buffer as scratch.
+static void state_write(const char *path, Trainer *tr, const Dist *dd, const RunState *rs, size_t nfiles) {
+    size_t numel = tr->host.numel;
+    float *host = (float *)galloc(numel * 4);
+    const float *mom_dev = tr->muon_buf;
+    if (dd->world > 1) {
+#ifdef USE_NCCL
+        cudaCheck(cudaMemcpy(tr->grads, tr->muon_buf, numel * 4, cudaMemcpyDeviceToDevice));
+        ncclCheck(ncclAllReduce(tr->grads, tr->grads, numel, ncclInt32, ncclSum, g_nccl, cudaStreamPerThread));
+        mom_dev = tr->grads;
+#endif
+    }
+    if (dd->rank != 0) { cudaCheck(cudaDeviceSynchronize()); free(host); return; }
+    Bytes b = {NULL, 0, 0}, conf = {NULL, 0, 0};
+    uint32_t head[4] = {STATE_MAGIC, STATE_VERSION, (uint32_t)dd->world, tr->ema != NULL};
+    uint64_t n64 = numel, where[3] = {rs->file, rs->pos, nfiles};
+    int32_t ints[4] = {rs->step, rs->adam_t, rs->qat_on, rs->stop_after};
+    state_config(&tr->tc, &conf);
+    uint32_t clen = (uint32_t)conf.n;
+    bytes_put(&b, head, sizeof(head)); bytes_put(&b, &n64, 8); bytes_put(&b, g_code_crc, 8);
+    bytes_put(&b, &clen, 4); bytes_put(&b, conf.p, conf.n);
+    bytes_put(&b, ints, sizeof(ints)); bytes_put(&b, &rs->train_ms, 8); bytes_put(&b, where, sizeof(where));
+    const float *tensors[5] = {tr->params, tr->adam_m, tr->adam_v, mom_dev, tr->ema};
+    for (int k = 0; k < (tr->ema ? 5 : 4); k++) {
+        cudaCheck(cudaMemcpy(host, tensors[k], numel * 4, cudaMemcpyDeviceToHost));
+        bytes_put(&b, host, numel * 4);
+    }
+    uint32_t crc = crc32(b.p, b.n);
+    bytes_put(&b, &crc, 4);
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) golf_die("cannot create '%s': %s\n  hint: OUT_DIR must be writable (the training state goes there)", tmp, strerror(errno));
+    if (fwrite(b.p, 1, b.n, f) != b.n || fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0) {
+        remove(tmp);
+        golf_die("cannot write '%s': %s", tmp, strerror(errno));
+    }
+    if (rename(tmp, path) != 0) golf_die("cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
+    free(b.p); free(conf.p); free(host);
+}
+
+// state_load: the training state in path onto the trainer (every rank reads it), rs and the data stream s; dies naming
+// the file and what differs when it is not a state of this config, code, world size and data.
+static void state_load(const char *path, Trainer *tr, const Dist *dd, RunState *rs, TokenStream *s) {
+    size_t n, numel = tr->host.numel;
+    uint8_t *p = read_file(path, &n);
+    Bytes conf = {NULL, 0, 0};
+    state_config(&tr->tc, &conf);
+    uint32_t head[4], code[2], clen = 0;
+    uint64_t n64 = 0, where[3];
+    if (n >= 36) { memcpy(head, p, 16); memcpy(&n64, p + 16, 8); memcpy(code, p + 24, 8); memcpy(&clen, p + 32, 4); }
+    if (n < 36 || head[0] != STATE_MAGIC) golf_die("RESUME '%s': not a train_golf training state (%s)", path, n < 36 ? "too short" : "wrong magic");
+    if (head[1] != STATE_VERSION) golf_die("RESUME '%s': state version %u, this train_golf reads version %u", path, head[1], STATE_VERSION);
+    size_t want = 36 + (size_t)clen + 16 + 8 + 24 + (size_t)n64 * 4 * (head[3] ? 5 : 4) + 4;
+    if (n != want || crc32(p, n - 4) != rd32(p + n - 4))
+        golf_die("RESUME '%s': %s: the file is truncated or corrupted\n  hint: an older state (a copy) or a fresh run", path,
+                 n != want ? "wrong size" : "checksum mismatch");
+    if ((int)head[2] != dd->world)
+        golf_die("RESUME '%s': written by a run of %u ranks, this one has %d\n  hint: resume with the same number of ranks (the data split "
+                 "and Muon's shares depend on it)", path, head[2], dd->world);
+    for (int k = 0; k < 2; k++)
+        if (code[k] != g_code_crc[k])
+            golf_die("RESUME '%s': written by other code: %s crc32:%08x there, %08x here\n  hint: resume with the code that wrote it", path,
+                     CODE_FILES[k], (unsigned)code[k], (unsigned)g_code_crc[k]);
+    const char *theirs = (const char *)p + 36;
+    if (clen != conf.n || memcmp(theirs, conf.p, conf.n) != 0) {   // name every entry that differs
+        char diff[2048] = "";
+        const char *a = theirs, *ae = theirs + clen, *b = (const char *)conf.p, *be = b + conf.n;
+        while (a < ae || b < be) {
+            const char *an = (const char *)memchr(a, '\n', (size_t)(ae - a)), *bn = (const char *)memchr(b, '\n', (size_t)(be - b));
+            if (!an) an = ae;
+            if (!bn) bn = be;
+            if (an - a != bn - b || memcmp(a, b, (size_t)(an - a)) != 0)
+                snprintf(diff + strlen(diff), sizeof(diff) - strlen(diff), "\n  there %.*s, here %.*s", (int)(an - a), a, (int)(bn - b), b);
+            a = an < ae ? an + 1 : ae;
+            b = bn < be ? bn + 1 : be;
+        }
+        golf_die("RESUME '%s': written by another config:%s\n  hint: resume with the settings of the run that wrote it", path, diff);
+    }
+    if (n64 != numel || (head[3] != 0) != (tr->ema != NULL)) golf_die("internal: RESUME '%s': the same config with another parameter count", path);
+    const uint8_t *q = p + 36 + clen;
+    int32_t ints[4];
+    memcpy(ints, q, 16); memcpy(&rs->train_ms, q + 16, 8); memcpy(where, q + 24, 24);
+    rs->step = ints[0]; rs->adam_t = ints[1]; rs->qat_on = ints[2]; rs->stop_after = ints[3];
+    if (where[2] != s->files.gl_pathc || where[0] >= where[2])
+        golf_die("RESUME '%s': the run read %llu train shards, DATA_PATH '%s' holds %zu\n  hint: resume on the same data", path,
+                 (unsigned long long)where[2], tr->tc.data_path, (size_t)s->files.gl_pathc);
+    if (where[0] != s->file) {
+        free(s->tok);
+        s->file = (size_t)where[0];
+        s->tok = load_shard_file(s->files.gl_pathv[s->file], &s->ntok, s->vocab);
+    }
+    if (where[1] > s->ntok)
+        golf_die("RESUME '%s': the run stood at token %llu of '%s', which holds %zu\n  hint: resume on the same data", path,
+                 (unsigned long long)where[1], s->files.gl_pathv[s->file], s->ntok);
+    s->pos = (size_t)where[1];
+    float *host = (float *)galloc(numel * 4);
+    float *tensors[5] = {tr->params, tr->adam_m, tr->adam_v, tr->muon_buf, tr->ema};
+    q += 48;
+    for (int k = 0; k < (tr->ema ? 5 : 4); k++, q += numel * 4) {
+        memcpy(host, q, numel * 4);
+        if (k == 3) muon_shares(tr, host);
+        cudaCheck(cudaMemcpy(tensors[k], host, numel * 4, cudaMemcpyHostToDevice));
+    }
+    params_changed(tr);
+    free(host); free(conf.p); free(p);
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -3284,20 +3564,73 @@ static const char *cpu_model_name(void) {
 #endif
 
 // log_code: the log's "code:" line, size and CRC-32 of golf_infer.c (the artifact's code) and train_golf.cu beside the binary.
+// Their CRCs are kept in g_code_crc (the training state records them).
 static void log_code(const char *argv0) {
-    const char *gi = code_path(argv0), *names[2] = {"golf_infer.c", "train_golf.cu"};
-    int dir = (int)(strlen(gi) - strlen("golf_infer.c"));
     char line[1024] = "code:", path[4096];
     for (int k = 0; k < 2; k++) {
-        snprintf(path, sizeof(path), "%.*s%s", dir, gi, names[k]);
+        code_file(argv0, k, path, sizeof(path));
         struct stat st;
         size_t n, len = strlen(line);
-        if (stat(path, &st) != 0) { snprintf(line + len, sizeof(line) - len, " %s missing (%.300s)", names[k], path); continue; }
+        if (stat(path, &st) != 0) { snprintf(line + len, sizeof(line) - len, " %s missing (%.300s)", CODE_FILES[k], path); continue; }
         uint8_t *p = read_file(path, &n);
-        snprintf(line + len, sizeof(line) - len, " %s bytes:%zu crc32:%08x", names[k], n, (unsigned)crc32(p, n));
+        g_code_crc[k] = crc32(p, n);
+        snprintf(line + len, sizeof(line) - len, " %s bytes:%zu crc32:%08x", CODE_FILES[k], n, (unsigned)g_code_crc[k]);
         free(p);
     }
     log0("%s", line);
+}
+
+// shard_check: a shard's header (magic, version) and size against its token count (golf_infer.c's shard format;
+// load_shard_file checks the same and the tokens when the shard is read); dies naming the file.
+static void shard_check(const char *path) {
+    FILE *f = fopen(path, "rb");
+    uint8_t h[12];
+    struct stat st;
+    if (!f || fstat(fileno(f), &st) != 0) golf_die("shard '%s': cannot read it: %s", path, strerror(errno));
+    size_t got = fread(h, 1, sizeof(h), f);
+    fclose(f);
+    if (got != sizeof(h) || (size_t)st.st_size < SHARD_HEADER_INTS * 4 || rd32(h) != SHARD_MAGIC || rd32(h + 4) != SHARD_VERSION)
+        golf_die("shard '%s': bad header (expected magic %d, version %d)", path, SHARD_MAGIC, SHARD_VERSION);
+    size_t count = rd32(h + 8);
+    if ((size_t)st.st_size != SHARD_HEADER_INTS * 4 + 2 * count)
+        golf_die("shard '%s': %zu bytes, but its header's %zu tokens need %zu (truncated?)", path, (size_t)st.st_size, count, SHARD_HEADER_INTS * 4 + 2 * count);
+}
+
+// SIGTERM / SIGINT during training: the first is noted (main's loop finishes the step, writes the training state and
+// exits 128 + the signal: 143, 130); a second one exits at once.
+static volatile sig_atomic_t g_signal;
+static void on_signal(int sig) {
+    if (g_signal) _exit(128 + sig);
+    g_signal = sig;
+}
+static void signals_catch(int on) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on ? on_signal : SIG_DFL;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+}
+
+// nan_hook: GOLF_INJECT_NAN=STEP[:NAME] (tests): at training step STEP (as the log numbers it, from 1) a NaN goes into
+// the gradient of parameter NAME (default: the first) on every rank, or NAME=loss into the step's first token loss.
+// Returns STEP (0: unset) and the tensor index in *tensor (-1: the loss); dies on a bad value.
+static int nan_hook(const GolfModel *m, int *tensor) {
+    const char *v = getenv("GOLF_INJECT_NAN");
+    if (!v || !*v) return 0;
+    char *end;
+    long st = strtol(v, &end, 10);
+    if (end == v || st < 1 || st > 2147483647L || (*end && *end != ':'))
+        golf_die("environment GOLF_INJECT_NAN='%s': not STEP[:NAME] with STEP >= 1", v);
+    *tensor = 0;
+    if (*end == ':') {
+        const char *name = end + 1;
+        *tensor = strcmp(name, "loss") == 0 ? -1 : -2;
+        for (int i = 0; i < m->n && *tensor == -2; i++) if (strcmp(m->spec[i].name, name) == 0) *tensor = i;
+        if (*tensor == -2) golf_die("environment GOLF_INJECT_NAN='%s': '%s' is neither loss nor a parameter of this model", v, name);
+    }
+    return (int)st;
 }
 
 // --- the training step's micro-steps: issued eagerly, or captured once as a CUDA graph and replayed ---
@@ -3335,7 +3668,8 @@ static void step_graph_drop(StepGraph *g) {
 }
 static void step_graph_capture(StepGraph *g, Trainer *tr, int accum, float grad_scale, const int32_t *xs, const int32_t *ys, float *losses) {
     params_changed(tr);   // every step starts on new weights: the graph must hold the bf16 shadow's rebuild
-    cudaCheck(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeGlobal));
+    // ThreadLocal: NCCL's and MPI's helper threads may call CUDA during the capture (Global mode would invalidate it)
+    cudaCheck(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeThreadLocal));
     micro_steps(tr, accum, grad_scale, xs, ys, losses, 1);
     cudaCheck(cudaStreamEndCapture(cudaStreamPerThread, &g->graph));
     cudaCheck(cudaGraphInstantiate(&g->exec, g->graph, 0));
@@ -3367,11 +3701,12 @@ int main(int argc, char **argv) {
         if (mkdir(tc->out_dir, 0777) != 0 && errno != EEXIST) golf_die("OUT_DIR '%s': cannot create it: %s", tc->out_dir, strerror(errno));
         char path[2048];
         snprintf(path, sizeof(path), "logs/%s.txt", tc->run_id);
-        g_log[0] = fopen(path, "w");
+        const char *mode = tc->resume[0] ? "a" : "w";   // a resumed run continues its logs
+        g_log[0] = fopen(path, mode);
         if (!g_log[0]) golf_die("cannot create '%s': %s", path, strerror(errno));
         printf("%s\n", path);
         snprintf(path, sizeof(path), "%s/train.log", tc->out_dir);
-        g_log[1] = fopen(path, "w");
+        g_log[1] = fopen(path, mode);
         if (!g_log[1]) golf_die("cannot create '%s': %s", path, strerror(errno));
     }
     if (tc->plan_memory) {   // the device memory plan (bench_train.sh --memory): no log files, no GPU, no kernel
@@ -3391,7 +3726,37 @@ int main(int argc, char **argv) {
     log0("command: %s", cmd);
     free(cmd);
     log_code(argv[0]);
+    g_dist_timeout_s = tc->dist_timeout;
+    g_gptq_reserve_s = tc->gptq_reserve_seconds;
+
+    // the inputs, checked before any work: the tokenizer against VOCAB_SIZE, the val split (every token < VOCAB_SIZE),
+    // every train shard's header and size (its tokens when the stream reaches it; the first one now)
+    size_t n;
+    uint8_t *mp = read_file(tc->tokenizer_path, &n);
+    Pieces pieces;
+    const char *err = pieces_parse(&pieces, mp, n);
+    if (err) golf_die("TOKENIZER_PATH '%s': %s", tc->tokenizer_path, err);
+    free(mp);
+    if (pieces.n != tc->vocab_size) golf_die("VOCAB_SIZE=%d does not match tokenizer vocab_size=%d (%s)", tc->vocab_size, pieces.n, tc->tokenizer_path);
+    ByteLut lut;
+    byte_lut_build(&lut, &pieces, tc->vocab_size);
+    char pattern[2048];
+    snprintf(pattern, sizeof(pattern), "%s/fineweb_val_*.bin", tc->data_path);
+    size_t nval;
+    int32_t *val = load_shards(pattern, &nval, tc->vocab_size);
+    size_t nval_all = nval - 1;
+    if (tc->val_max_tokens > 0 && (size_t)tc->val_max_tokens + 1 < nval) nval = (size_t)tc->val_max_tokens + 1;   // golf_infer --max-tokens's cut
+    if (nval < (size_t)tc->train_seq_len + 1) golf_die("the val split (%zu tokens) is shorter than one sequence", nval);
+    nval = (nval - 1) / tc->train_seq_len * tc->train_seq_len + 1;
+    if (nval - 1 < nval_all) log0("val_loader:shards pattern=%s tokens:%zu (the first %zu of %zu: VAL_MAX_TOKENS=%d)", pattern, nval - 1, nval - 1, nval_all, tc->val_max_tokens);
+    else log0("val_loader:shards pattern=%s tokens:%zu", pattern, nval - 1);
+    snprintf(pattern, sizeof(pattern), "%s/fineweb_train_*.bin", tc->data_path);
+    TokenStream stream;
+    stream_open(&stream, pattern, tc->vocab_size);
+    for (size_t f = 1; f < stream.files.gl_pathc; f++) shard_check(stream.files.gl_pathv[f]);
+
     dist_init_gpu(&dd, tc->dist_timeout);
+    watchdog_start(&dd);
     {
         cudaDeviceProp prop;
         char host[256] = "?";
@@ -3431,35 +3796,22 @@ int main(int argc, char **argv) {
     log0("model_params:%zu", tr.host.nparams);
     log0("world_size:%d grad_accum_steps:%d", dd.world, accum);
 
-    // tokenizer tables and the val split
-    size_t n;
-    uint8_t *mp = read_file(tc->tokenizer_path, &n);
-    Pieces pieces;
-    const char *err = pieces_parse(&pieces, mp, n);
-    if (err) golf_die("TOKENIZER_PATH '%s': %s", tc->tokenizer_path, err);
-    free(mp);
-    if (pieces.n != tc->vocab_size) golf_die("VOCAB_SIZE=%d does not match tokenizer vocab_size=%d (%s)", tc->vocab_size, pieces.n, tc->tokenizer_path);
-    ByteLut lut;
-    byte_lut_build(&lut, &pieces, tc->vocab_size);
-    char pattern[2048];
-    snprintf(pattern, sizeof(pattern), "%s/fineweb_val_*.bin", tc->data_path);
-    size_t nval;
-    int32_t *val = load_shards(pattern, &nval, tc->vocab_size);
-    size_t nval_all = nval - 1;
-    if (tc->val_max_tokens > 0 && (size_t)tc->val_max_tokens + 1 < nval) nval = (size_t)tc->val_max_tokens + 1;   // golf_infer --max-tokens's cut
-    if (nval < (size_t)tc->train_seq_len + 1) golf_die("the val split (%zu tokens) is shorter than one sequence", nval);
-    nval = (nval - 1) / tc->train_seq_len * tc->train_seq_len + 1;
-    if (nval - 1 < nval_all) log0("val_loader:shards pattern=%s tokens:%zu (the first %zu of %zu: VAL_MAX_TOKENS=%d)", pattern, nval - 1, nval - 1, nval_all, tc->val_max_tokens);
-    else log0("val_loader:shards pattern=%s tokens:%zu", pattern, nval - 1);
-    snprintf(pattern, sizeof(pattern), "%s/fineweb_train_*.bin", tc->data_path);
-    TokenStream stream;
-    stream_open(&stream, pattern, tc->vocab_size);
     int32_t *chunk = (int32_t *)galloc((local + 1) * dd.world * 4);
     float grad_scale = 1.0f / (float)(local * accum * dd.world);   // mean over the global batch, summed over ranks
+    char state_path[2048];
+    snprintf(state_path, sizeof(state_path), "%s/train_state.bin", tc->out_dir);
+    RunState rs = {0, 0, 0, -1, 0, 0, 0};
+    if (tc->resume[0]) {
+        state_load(tc->resume, &tr, &dd, &rs, &stream);
+        log0("resume: %s at step:%d/%d train_time:%.0fms", tc->resume, rs.step, tc->iterations, rs.train_ms);
+    }
+    int nan_tensor = 0, nan_step = nan_hook(&tr.host, &nan_tensor), skip_nonfinite = strcmp(tc->on_nonfinite, "skip") == 0;
 
-    // training
-    double train_ms = 0, t0 = wall_ms(), pre_loss = 0, pre_bpb = 0;
-    int step = 0, stop_after = -1, adam_t = 0, qat_on = 0;
+    // training; SIGTERM / SIGINT end it after the step they arrive in
+    signals_catch(1);
+    watchdog_arm(1);
+    double train_ms = rs.train_ms, t0 = wall_ms(), pre_loss = 0, pre_bpb = 0, state_ms = t0;
+    int step = rs.step, stop_after = rs.stop_after, adam_t = rs.adam_t, qat_on = rs.qat_on;
     // the step's batches and per-token losses in pinned host memory (copied by micro_steps, read when a step is logged)
     int32_t *xs, *ys;
     float *losses;
@@ -3487,7 +3839,9 @@ int main(int argc, char **argv) {
             if (stop_after >= 0 && step < tc->iterations) log0("stopping_early: wallclock_cap train_time:%.0fms step:%d/%d", train_ms, step, tc->iterations);
             break;
         }
+        watchdog_beat();
         double elapsed = train_ms + wall_ms() - t0, scale = lr_mul(tc, step, elapsed);
+        RunState before = {step, adam_t, qat_on, stop_after, elapsed, stream.file, stream.pos};   // the last good state
         tr.looped = tr.c.loop_enc > 0 && training_fraction(tc, step, elapsed) >= tc->loop_start_frac;   // depth recurrence from LOOP_START_FRAC
         if (qat_on != qat_active(tc, step, elapsed)) { qat_on = !qat_on; log0("qat:%s step:%d scheme:%s", qat_on ? "on" : "off", step, tc->quant); }
         if (qat_on) qat_weights(&tr, 1);
@@ -3516,23 +3870,80 @@ int main(int argc, char **argv) {
             container_write(tc->dump_grads, &tr.host, g, "grad.", 0, &l);
             free(g);
         }
+        // a non-finite loss or gradient norm (any rank's loss; the norm is the same on every rank): stop before the
+        // update with the last good state written, or skip the update (ON_NONFINITE)
+        if (nan_step == step + 1 && nan_tensor >= 0) cudaCheck(cudaMemset(tr.grads + tr.host.spec[nan_tensor].offset, 0xff, 4));
+        grad_sumsq(&tr);
+        float sumsq;
+        cudaCheck(cudaMemcpy(&sumsq, tr.norm, 4, cudaMemcpyDeviceToHost));   // waits for the step: its losses are in too
+        if (nan_step == step + 1 && nan_tensor < 0) losses[0] = NAN;
+        double train_loss = step_loss(losses, accum, local), bad[2] = {isfinite(train_loss) ? 0.0 : 1.0, isfinite(sumsq) ? 0.0 : 1.0};
+        dist_reduce(&dd, bad, 2, RED_MAX);
+        if (bad[0] || bad[1]) {
+            char what[512] = "";
+            if (bad[1]) {   // the first tensor in table order holding a NaN or an infinity
+                float *g = (float *)galloc(tr.host.numel * 4);
+                cudaCheck(cudaMemcpy(g, tr.grads, tr.host.numel * 4, cudaMemcpyDeviceToHost));
+                size_t i = 0;
+                while (i < tr.host.numel && isfinite(g[i])) i++;
+                int t = 0;
+                while (t + 1 < tr.host.n && tr.host.spec[t + 1].offset <= i) t++;
+                snprintf(what, sizeof(what), "gradient norm^2 %g, first non-finite gradient in %s", sumsq, i < tr.host.numel ? tr.host.spec[t].name : "none");
+                free(g);
+            }
+            if (bad[0]) snprintf(what + strlen(what), sizeof(what) - strlen(what), "%strain loss %g%s", bad[1] ? "; " : "", train_loss,
+                                 isfinite(train_loss) ? " here, non-finite on another rank" : "");
+            if (!skip_nonfinite) {
+                watchdog_arm(0);   // every rank leaves now: a peer's closed connection is no failure
+                state_write(state_path, &tr, &dd, &before, stream.files.gl_pathc);
+                log0("nonfinite: step:%d/%d (%s): stopped before its update; the last good state (after step %d) is in %s", step + 1,
+                     tc->iterations, what, step, state_path);
+                dist_finish(&dd);
+                golf_die("a non-finite train loss or gradient at step %d (%s)\n  hint: RESUME=%s continues from the step before; ON_NONFINITE=skip "
+                         "skips such steps; a lower learning rate or GRAD_CLIP_NORM may avoid them", step + 1, what, state_path);
+            }
+            log0("nonfinite: step:%d/%d (%s): its update skipped (ON_NONFINITE=skip)", step + 1, tc->iterations, what);
+        }
         if (qat_on) qat_weights(&tr, 0);
-        optimizer_step(&tr, scale, muon_momentum_at(tc, step), ++adam_t);
-        if (tr.ema) LAUNCH1D(ema_update, tr.host.numel, tr.ema, tr.params, tr.host.numel, (float)tc->ema_decay);
+        if (!bad[0] && !bad[1]) {
+            optimizer_step(&tr, scale, muon_momentum_at(tc, step), ++adam_t);
+            if (tr.ema) LAUNCH1D(ema_update, tr.host.numel, tr.ema, tr.params, tr.host.numel, (float)tc->ema_decay);
+        }
         step++;
         EMU_MARK("step_end");
         cudaCheck(cudaDeviceSynchronize());
         double approx = train_ms + wall_ms() - t0;
         if (tc->train_log_every > 0 && (step <= 10 || step % tc->train_log_every == 0 || stop_after >= 0)) {
-            double train_loss = step_loss(losses, accum, local);   // the host's one read of the step's losses
             // eta: the training time left, at this step_avg, to ITERATIONS or to the wallclock cap, whichever comes first
             double eta = (tc->iterations - step) * approx / step;
             if (train_cap_seconds(tc) > 0) eta = fmin(eta, fmax(0.0, 1000.0 * train_cap_seconds(tc) - approx));
             log0("step:%d/%d train_loss:%.4f train_time:%.0fms step_avg:%.2fms eta:%.0fs", step, tc->iterations, train_loss, approx, approx / step, eta / 1000);
         }
-        int reached = train_cap_seconds(tc) > 0 && approx >= 1000.0 * train_cap_seconds(tc);
-        if (stop_after < 0 && agree_stop(&dd, reached)) stop_after = step;
+        // agreed by every rank: the wallclock cap reached, a signal, the state due by time (each rank's clock)
+        double flags[3] = {train_cap_seconds(tc) > 0 && approx >= 1000.0 * train_cap_seconds(tc) ? 1.0 : 0.0, (double)g_signal,
+                           tc->checkpoint_every_seconds > 0 && wall_ms() - state_ms >= 1000.0 * tc->checkpoint_every_seconds ? 1.0 : 0.0};
+        dist_reduce(&dd, flags, 3, RED_MAX);
+        if (stop_after < 0 && flags[0]) stop_after = step;
+        if (flags[1] || flags[2] || (tc->checkpoint_every > 0 && step % tc->checkpoint_every == 0)) {
+            if (flags[1]) watchdog_arm(0);   // every rank leaves after this state
+            double w0 = wall_ms();
+            RunState now = {step, adam_t, qat_on, stop_after, approx, stream.file, stream.pos};
+            state_write(state_path, &tr, &dd, &now, stream.files.gl_pathc);
+            log0("state: step:%d/%d written to %s in %.0fms", step, tc->iterations, state_path, wall_ms() - w0);
+            state_ms = wall_ms();
+            t0 += state_ms - w0;   // writing the state is not training time
+            watchdog_beat();
+        }
+        if (flags[1]) {
+            int sig = (int)flags[1];
+            log0("signal: %s during step:%d/%d: stopped after it; RESUME=%s continues the run", sig == SIGINT ? "SIGINT" : "SIGTERM", step,
+                 tc->iterations, state_path);
+            dist_finish(&dd);
+            exit(128 + sig);
+        }
     }
+    signals_catch(0);   // the final evaluation and export: a signal ends the run at once
+    watchdog_arm(0);    // the ranks part at different times from here on (socket deadlines still hold)
     size_t free_b, total_b;
     cudaCheck(cudaMemGetInfo(&free_b, &total_b));
     // train_golf frees nothing before this point: its high-water is what dmalloc handed out; the device's use adds the
@@ -3566,8 +3977,11 @@ int main(int argc, char **argv) {
     if (g_master) {
         log0("final_prequant_exact val_loss:%.8f val_bpb:%.8f", pre_loss, pre_bpb);
         checkpoint_write(ck_path, &tr.host, step);
-        FILE *f = fopen(blob_path, "wb");
-        if (!f || fwrite(blob.p, 1, blob.n, f) != blob.n || fclose(f) != 0) golf_die("cannot write '%s': %s", blob_path, strerror(errno));
+        char tmp[4096];   // written under a temporary name, then renamed: never a half-written blob
+        snprintf(tmp, sizeof(tmp), "%s.tmp", blob_path);
+        FILE *f = fopen(tmp, "wb");
+        if (!f || fwrite(blob.p, 1, blob.n, f) != blob.n || fclose(f) != 0) { remove(tmp); golf_die("cannot write '%s': %s", tmp, strerror(errno)); }
+        if (rename(tmp, blob_path) != 0) golf_die("cannot rename '%s' to '%s': %s", tmp, blob_path, strerror(errno));
         // the blob's own closing CRC-32 (of every byte before it); a CRC over the whole blob would be CRC-32's constant residue
         log0("Serialized model %s: %zu bytes crc32:%08x", tc->quant, blob.n, (unsigned)crc32(blob.p, blob.n - 4));
     }

@@ -11,9 +11,10 @@
 #   Then attention alone (dev/bench_attention.cu): ms and TFLOP/s of the flash (bf16) and SIMT (fp32) kernels at
 #   head_dim 64 and 128 (model dim 512), T = 1024, 64 sequences.
 #   Then a per-kernel breakdown of train_golf's steps (nsys, when installed) so the next optimisation is chosen by data.
-#   --cpu: the CPU build instead (no GPU needed): train_golf_cpu (PRECISION=fp32) against test/reference.py on the CPU (float32, same
-#   threads) at test/test_gpu.py's SHAPE (4 layers x 128, seq 128, 8,192 tokens per step): ms/step of each over the
-#   steps after WARM and their ratio (the CPU build's target: within 3x).
+#   --cpu: the CPU build instead (no GPU needed): train_golf_cpu (its default PRECISION=bf16; PRECISION=fp32 in the
+#   environment for the fp32 path) against test/reference.py on the CPU (float32, same threads) at test/test_gpu.py's
+#   SHAPE (4 layers x 128, seq 128, 8,192 tokens per step): ms/step of each over the steps after WARM and their ratio
+#   (the CPU build's target: within 3x).
 #   --memory [FLAGS...]: the device memory plan per GPU of the config that train_golf's FLAGS and environment give
 #   (e.g. --memory --preset r0405), without a GPU and without allocating it: train_golf_cpu with PLAN_MEMORY=1 runs
 #   trainer_alloc's own size arithmetic and prints bytes per buffer class, the cuBLAS workspace, the total and whether
@@ -87,7 +88,7 @@ if [ "$CPU" = 1 ]; then
   /usr/bin/python3 dev/val_cut.py "$src" "$DATA_PATH" 8192 || exit 1
   export NUM_LAYERS=4 MODEL_DIM=128 NUM_HEADS=2 NUM_KV_HEADS=1 MLP_MULT=2 TRAIN_SEQ_LEN=128 TRAIN_BATCH_TOKENS=8192 VAL_BATCH_SIZE=8192
   export ITERATIONS=$STEPS WARMDOWN_ITERS=0 MAX_WALLCLOCK_SECONDS=0 VAL_LOSS_EVERY=0 TRAIN_LOG_EVERY=1 OUT_DIR=$OUT
-  PRECISION=fp32 ./train_golf_cpu > "$OUT/cpu_golf.log" 2>&1 || { echo "bench_train: train_golf_cpu failed (see $OUT/cpu_golf.log)"; exit 1; }
+  PRECISION=${PRECISION:-bf16} ./train_golf_cpu > "$OUT/cpu_golf.log" 2>&1 || { echo "bench_train: train_golf_cpu failed (see $OUT/cpu_golf.log)"; exit 1; }
   /usr/bin/python3 test/reference.py train --out "$OUT/cpu_ref.ckpt" --device cpu --no-amp > "$OUT/cpu_ref.log" 2>&1 ||
     { echo "bench_train: reference.py train failed (see $OUT/cpu_ref.log)"; exit 1; }
   ms() {   # mean ms/step over the steps after WARM, from train_time:
@@ -96,7 +97,7 @@ if [ "$CPU" = 1 ]; then
   }
   g=$(ms "$OUT/cpu_golf.log"); r=$(ms "$OUT/cpu_ref.log")
   echo "bench_train --cpu: $(date +%F), $(nproc) cores, threads ${OMP_NUM_THREADS:-all}; 4x128 seq 128, 8192 tokens/step, steps $((WARM + 1))..$STEPS"
-  echo "train_golf_cpu ms/step $g   reference.py (torch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)'), cpu, float32) ms/step $r   ratio golf/ref $(awk -v a="$g" -v b="$r" 'BEGIN { printf "%.2f", a / b }')x"
+  echo "train_golf_cpu (PRECISION=${PRECISION:-bf16}) ms/step $g   reference.py (torch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)'), cpu, float32) ms/step $r   ratio golf/ref $(awk -v a="$g" -v b="$r" 'BEGIN { printf "%.2f", a / b }')x"
   exit 0
 fi
 if ! nvidia-smi -L 2>/dev/null | grep -q GPU; then echo "bench_train: no CUDA device visible (nvidia-smi lists none): skipped"; exit 0; fi

@@ -40,15 +40,22 @@
  *     arguments copied by value), cudaMemsetAsync, cudaMemcpyAsync, cuBLAS / cuBLASLt call and NCCL call issued to it
  *     is recorded instead of run; a launch of the instantiated graph runs them in order. Stream 0 in a runtime call
  *     (and KERNEL_LAUNCH's stream) is the per-thread default stream (train_golf is built with --default-stream
- *     per-thread), 0 inside a library is the legacy stream. Faults naming the call site: during a capture a
- *     synchronous cudaMemcpy / cudaMemset, cudaDeviceSynchronize / cudaStreamSynchronize / cudaEventSynchronize,
- *     cudaMemcpyAsync to or from pageable host memory (a host read of device memory included), cudaMalloc / cudaFree /
- *     cudaMallocHost / cudaFreeHost, a library call on the legacy stream, a second capture; a launch of a graph never
- *     instantiated or destroyed, ending a capture never begun. One capture at a time.
+ *     per-thread), 0 inside a library is the legacy stream. Faults naming the call site: a capture begun in
+ *     cudaStreamCaptureModeGlobal (another thread's CUDA call would invalidate it: ThreadLocal is what a step needs);
+ *     during a capture a synchronous cudaMemcpy / cudaMemset, cudaDeviceSynchronize / cudaStreamSynchronize /
+ *     cudaEventSynchronize, cudaMemcpyAsync to or from pageable host memory (a host read of device memory included),
+ *     cudaMalloc / cudaFree / cudaMallocHost / cudaFreeHost, a library call on the legacy stream, a cuBLAS call on a
+ *     handle without cublasSetWorkspace, a second capture; a launch of a graph never instantiated or destroyed, ending
+ *     a capture never begun; a library call (cuBLAS, cuBLASLt, NCCL) on the legacy stream during a training step
+ *     (between EMU_MARK("step") and EMU_MARK("step_end")), captured or not. One capture at a time.
+ *   Versions: cudaRuntimeGetVersion is 12080, cudaDriverGetVersion GOLF_EMU_DRIVER_VERSION (default 12080); a driver
+ *     older than the runtime makes cudaGetDeviceCount fail with cudaErrorInsufficientDriver.
  *   cuBLAS: cublasSgemm and cublasSgemmStridedBatched with cuBLAS's column-major meaning (ops, leading
  *     dimensions, strides, alpha, beta; beta = 0 never reads C), on CBLAS (OpenBLAS) or, without
- *     GOLF_EMU_CBLAS, plain loops; CUBLAS_TF32_TENSOR_OP_MATH rounds the operands to TF32 (10 mantissa bits,
- *     nearest even) first. fp16/bf16 conversions round to nearest even, as the GPU's _rn intrinsics do.
+ *     GOLF_EMU_CBLAS, loops: each entry summed in float32 over ascending k with no fused multiply-add (the bits of
+ *     the plain scalar loop), run as vector-register tiles on OpenMP threads (GOLF_EMU_GEMM_WIDTH=4|8|16 caps the
+ *     floats per vector; the widest the CPU has by default); CUBLAS_TF32_TENSOR_OP_MATH rounds the operands to
+ *     TF32 (10 mantissa bits, nearest even) first. fp16/bf16 conversions round to nearest even, as the GPU's _rn intrinsics do.
  *   cuBLASLt (section 9b): cublasLtMatmul on bf16 A and B with CUBLAS_COMPUTE_32F, C = D in bf16 or float32,
  *     TRANSA / TRANSB, column-major layouts (strided batches: BATCH_COUNT, STRIDED_BATCH_OFFSET), the workspace
  *     preference and a one-algorithm heuristic; operands
@@ -57,7 +64,9 @@
  *   NCCL: a communicator of the processes that called ncclCommInitRank with one id. ncclGetUniqueId opens a
  *     TCP listener (MASTER_ADDR or 127.0.0.1, a free port) and writes its address into the id; the ranks
  *     connect to it (a star through rank 0). ncclAllReduce / ncclBroadcast / ncclAllGather move the bytes
- *     through rank 0, which combines in rank order (every rank gets the same bits). Counts are elements.
+ *     through rank 0, which combines in rank order (every rank gets the same bits). Counts are elements. A rank that
+ *     is gone (its connection closed) is ncclRemoteError naming it; ncclCommAbort (any thread) shuts the connections
+ *     down, after which ncclCommGetAsyncError says ncclRemoteError.
  *   The device: GOLF_EMU_DEVICES (default 8) H100 SXM 80GB with their properties.
  *   GOLF_EMU_LOG=path appends one line per launch and per GEMM, for dev/predict.py (fields separated by spaces):
  *     KERNEL FILE:LINE grid X,Y,Z block X,Y,Z smem BYTES us MICROSECONDS args A...
@@ -98,6 +107,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <poll.h>
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -192,7 +202,7 @@ static inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short u) { __nv_bfloat
 // 3. faults and allocations
 
 typedef enum { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2, cudaErrorInvalidConfiguration = 9,
-               cudaErrorInvalidDevice = 101 } cudaError_t;
+               cudaErrorInsufficientDriver = 35, cudaErrorInvalidDevice = 101 } cudaError_t;
 typedef cudaError_t cudaError;
 
 namespace golf_emu {
@@ -201,6 +211,7 @@ struct Launch;   // the running launch (section 6)
 inline thread_local const Launch *cur_launch = nullptr;
 void fault(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 inline thread_local char last_error[512];   // what cudaGetErrorString / ncclGetErrorString say of the last failed call
+inline int &in_step(void) { static int open = 0; return open; }   // 1 between the marks step and step_end (EMU_MARK)
 
 struct Heap {
     std::mutex mu;
@@ -250,17 +261,21 @@ struct CpCopy {               // one cp.async of 16 bytes in flight: lands in *d
     int group;                 // the thread's commit-group index it belongs to (the open group: not committed yet)
 };
 
-struct ThreadState {
+struct ThreadState {         // what the scheduler touches for every thread (16 bytes; the rest is in Block's side arrays)
     int state;
     Fiber *fiber;            // the fiber it runs on (after it started)
-    LaneOp lane;
+};
+struct CpState {
     std::vector<CpCopy> cp;  // its cp.async copies in flight, in issue order
-    int cp_groups;           // cp.async groups it has committed
+    int groups = 0;          // cp.async groups it has committed
 };
 
 struct Block {               // the scheduler of the block an OS thread is running
     int nthreads = 0, ndone = 0, nbarrier = 0, cursor = 0;
     std::vector<ThreadState> th;
+    std::vector<LaneOp> lane;  // per thread: its pending warp collective
+    std::vector<CpState> cp;   // per thread: its cp.async state (reset only after a block that used cp.async)
+    int cp_used = 0;
     std::vector<int> order;  // start and resume order
     std::vector<int> warp_order, warp_pos;   // per warp: its threads in that order (32 slots), the next slot to look at
     std::vector<int> warp_fill;              // make_order's scratch
@@ -309,7 +324,7 @@ struct Launch {
     dim3 grid, block;
     size_t smem;
     const void *func;
-    void (*thread_main)(const void *);   // runs the kernel once, for the current fiber
+    void (*threads)(const void *);       // run_threads for this kernel and args (section 5): the block's threads on the running fiber
     const void *args;
     std::string argtext;                 // the arguments as the launch log writes them (when GOLF_EMU_LOG is set)
 };
@@ -329,26 +344,27 @@ template <class T> std::string arg_text(const T &v) {
     else snprintf(b, sizeof(b), "s%zu", sizeof(T));
     return b;
 }
-template <class... P> struct Bound {
-    void (*k)(P...);
+template <class F> void run_threads(F &&body);
+// Bound: a launch's converted arguments; K, the kernel, is a template argument so that run_threads calls it directly
+template <auto K, class... P> struct Bound {
     std::tuple<typename std::decay<P>::type...> a;
-    static void call(const void *self) { const Bound *b = (const Bound *)self; std::apply(b->k, b->a); }
+    static void threads(const void *self) { const Bound *b = (const Bound *)self; run_threads([b] { std::apply(K, b->a); }); }
 };
-template <class... P, class... A>
+template <auto K, class... P, class... A>
 void launch(const char *name, const char *file, int line, dim3 grid, dim3 block, size_t smem, void (*k)(P...), A &&...a) {
     static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong number of arguments");
-    Bound<P...> b{k, std::tuple<typename std::decay<P>::type...>(std::forward<A>(a)...)};
-    Launch L{name, file, line, grid, block, smem, (const void *)k, &Bound<P...>::call, &b, std::string()};
+    Bound<K, P...> b{std::tuple<typename std::decay<P>::type...>(std::forward<A>(a)...)};
+    Launch L{name, file, line, grid, block, smem, (const void *)k, &Bound<K, P...>::threads, &b, std::string()};
     if (launch_log()) std::apply([&L](const auto &...x) { ((L.argtext += " " + arg_text(x)), ...); }, b.a);
     if (capture_default()) {   // recorded with its converted arguments (by value); run at every cudaGraphLaunch
-        auto keep = std::make_shared<Bound<P...>>(b);
+        auto keep = std::make_shared<Bound<K, P...>>(b);
         record([keep, L]() mutable { L.args = keep.get(); run(L); });
         return;
     }
     run(L);
 }
 }  // namespace golf_emu
-#define KERNEL_LAUNCH(kernel, grid, block, smem, ...) golf_emu::launch(#kernel, __FILE__, __LINE__, (grid), (block), (smem), kernel, __VA_ARGS__)
+#define KERNEL_LAUNCH(kernel, grid, block, smem, ...) golf_emu::launch<kernel>(#kernel, __FILE__, __LINE__, (grid), (block), (smem), kernel, __VA_ARGS__)
 namespace golf_emu { void mark(const char *label); }
 #define EMU_MARK(label) golf_emu::mark(label)
 
@@ -406,6 +422,8 @@ cudaError_t cudaMemset(void *p, int v, size_t n);
 cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s = 0);
 cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b);
 cudaError_t cudaGetDeviceCount(int *n);
+cudaError_t cudaDriverGetVersion(int *v);
+cudaError_t cudaRuntimeGetVersion(int *v);
 cudaError_t cudaSetDevice(int d);
 cudaError_t cudaGetDevice(int *d);
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d);
@@ -451,11 +469,12 @@ typedef enum { CUBLAS_STATUS_SUCCESS = 0, CUBLAS_STATUS_NOT_INITIALIZED = 1, CUB
                CUBLAS_STATUS_EXECUTION_FAILED = 13 } cublasStatus_t;
 typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1, CUBLAS_OP_C = 2 } cublasOperation_t;
 typedef enum { CUBLAS_DEFAULT_MATH = 0, CUBLAS_TENSOR_OP_MATH = 1, CUBLAS_PEDANTIC_MATH = 2, CUBLAS_TF32_TENSOR_OP_MATH = 3 } cublasMath_t;
-typedef struct golf_cublas { cublasMath_t math; cudaStream_t stream; } *cublasHandle_t;
+typedef struct golf_cublas { cublasMath_t math; cudaStream_t stream; void *workspace; size_t workspace_bytes; } *cublasHandle_t;
 cublasStatus_t cublasCreate(cublasHandle_t *h);
 cublasStatus_t cublasDestroy(cublasHandle_t h);
 cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m);
 cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s);
+cublasStatus_t cublasSetWorkspace(cublasHandle_t h, void *workspace, size_t bytes);
 // cublasSgemm and cublasSgemmStridedBatched: macros over golf_cublasSgemm* (section 9 below), which add the call site
 
 // ----------------------------------------------------------------------------------------------------
@@ -464,7 +483,7 @@ cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s);
 #define NCCL_UNIQUE_ID_BYTES 128
 typedef struct { char internal[NCCL_UNIQUE_ID_BYTES]; } ncclUniqueId;
 typedef enum { ncclSuccess = 0, ncclUnhandledCudaError = 1, ncclSystemError = 2, ncclInternalError = 3, ncclInvalidArgument = 4,
-               ncclInvalidUsage = 5, ncclRemoteError = 6 } ncclResult_t;
+               ncclInvalidUsage = 5, ncclRemoteError = 6, ncclInProgress = 7 } ncclResult_t;
 typedef enum { ncclInt8 = 0, ncclChar = 0, ncclUint8 = 1, ncclInt32 = 2, ncclInt = 2, ncclUint32 = 3, ncclInt64 = 4, ncclUint64 = 5,
                ncclFloat16 = 6, ncclHalf = 6, ncclFloat32 = 7, ncclFloat = 7, ncclFloat64 = 8, ncclDouble = 8, ncclBfloat16 = 9 } ncclDataType_t;
 typedef enum { ncclSum = 0, ncclProd = 1, ncclMax = 2, ncclMin = 3, ncclAvg = 4 } ncclRedOp_t;
@@ -473,6 +492,8 @@ const char *ncclGetErrorString(ncclResult_t r);
 ncclResult_t ncclGetUniqueId(ncclUniqueId *id);
 ncclResult_t ncclCommInitRank(ncclComm_t *c, int nranks, ncclUniqueId id, int rank);
 ncclResult_t ncclCommDestroy(ncclComm_t c);
+ncclResult_t ncclCommAbort(ncclComm_t c);
+ncclResult_t ncclCommGetAsyncError(ncclComm_t c, ncclResult_t *e);
 ncclResult_t ncclCommCount(ncclComm_t c, int *n);
 ncclResult_t ncclCommUserRank(ncclComm_t c, int *r);
 ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataType_t t, ncclRedOp_t op, ncclComm_t c, cudaStream_t s);
@@ -628,35 +649,45 @@ inline void check_exit(Block *b, int t) {
     if (!b->warp_arrived[w]) return;
     for (int k = 0; k < 32 && 32 * w + k < b->nthreads; k++) {
         const ThreadState &o = b->th[32 * w + k];
-        if (o.state == T_WARP && (o.lane.mask >> (t % 32) & 1u))
-            fault("lane %d exited while lane %d waits for it in %s (mask 0x%08x)", t % 32, k, op_name(o.lane.op), o.lane.mask);
+        const LaneOp &ol = b->lane[32 * w + k];
+        if (o.state == T_WARP && (ol.mask >> (t % 32) & 1u))
+            fault("lane %d exited while lane %d waits for it in %s (mask 0x%08x)", t % 32, k, op_name(ol.op), ol.mask);
     }
 }
 
-// fiber_main: start the block's threads in order, one after another on this stack, until one waits (then the
-// scheduler starts the next ones on another fiber) or none is left (then this fiber goes back to the pool)
+// run_threads: start the block's unstarted threads in order, one after another on the running fiber (self), each
+// running the kernel (body) to its end, until one waits (then the scheduler starts the next ones on another fiber
+// and this loop goes on when that thread is resumed and ends) or none is left. Instantiated per kernel
+// (Bound::threads), so the kernel is a direct call the compiler may inline.
+template <class F> inline void run_threads(F &&body) {
+    Block *b = blk;
+    Fiber *self = b->cur_fiber;
+    while (b->cursor < b->nthreads) {
+        int t = b->order[b->cursor++];
+        b->th[t].state = T_RUNNING;
+        b->th[t].fiber = self;
+        set_thread_index(t);
+        body();
+        b = blk;
+        b->th[t].state = T_DONE;
+        b->ndone++;
+        if (b->cp_used && !b->cp[t].cp.empty())
+            fault("thread exits with %zu cp.async copies it never waited for (cp_async_commit + cp_async_wait): their data is never read",
+                  b->cp[t].cp.size());
+        b->warp_exited[t / 32] |= 1u << (t % 32);
+        check_exit(b, t);
+    }
+}
+
+// fiber_main: run the launch's threads (run_threads) until none is left, then go back to the pool
 inline void fiber_main(void) {
 #ifdef __SANITIZE_ADDRESS__
     __sanitizer_finish_switch_fiber(nullptr, (const void **)&blk->sched_stack_bottom, &blk->sched_stack_size);
 #endif
     for (;;) {
+        Fiber *self = blk->cur_fiber;
+        cur_launch->threads(cur_launch->args);
         Block *b = blk;
-        Fiber *self = b->cur_fiber;
-        while (b->cursor < b->nthreads) {
-            int t = b->order[b->cursor++];
-            b->th[t].state = T_RUNNING;
-            b->th[t].fiber = self;
-            set_thread_index(t);
-            cur_launch->thread_main(cur_launch->args);
-            b = blk;
-            b->th[t].state = T_DONE;
-            b->ndone++;
-            if (!b->th[t].cp.empty())
-                fault("thread exits with %zu cp.async copies it never waited for (cp_async_commit + cp_async_wait): their data is never read",
-                      b->th[t].cp.size());
-            b->warp_exited[t / 32] |= 1u << (t % 32);
-            check_exit(b, t);
-        }
         b->cur = -1;
         b->free_fibers.push_back(self);
         switch_to(self, &b->sched);
@@ -739,7 +770,7 @@ inline void make_order(Block *b) {
     }
     for (int i = 0; i < b->nthreads; i++)
         if (b->th[i].state == T_WARP) {
-            const LaneOp &o = b->th[i].lane;
+            const LaneOp &o = b->lane[i];
             int w = i / 32, missing = -1;
             for (int k = 0; k < 32; k++)
                 if ((o.mask >> k & 1u) && !(b->warp_arrived[w] >> k & 1u)) { missing = k; break; }
@@ -758,10 +789,14 @@ inline void make_order(Block *b) {
 // run_block: every thread of the current block (blockIdx, blockDim set) to its end
 inline void run_block(Block *b) {
     int n = (int)(blockDim.x * blockDim.y * blockDim.z);
-    if ((int)b->th.size() < n) { b->th.resize(n); b->order.resize(n); b->warp_arrived.resize((n + 31) / 32); b->warp_exited.resize((n + 31) / 32); b->warp_order.resize((size_t)32 * ((n + 31) / 32)); b->warp_pos.resize((n + 31) / 32); b->warp_ready.resize((n + 31) / 32); }
+    if ((int)b->th.size() < n) { b->th.resize(n); b->lane.resize(n); b->cp.resize(n); b->order.resize(n); b->warp_arrived.resize((n + 31) / 32); b->warp_exited.resize((n + 31) / 32); b->warp_order.resize((size_t)32 * ((n + 31) / 32)); b->warp_pos.resize((n + 31) / 32); b->warp_ready.resize((n + 31) / 32); }
     b->nthreads = n;
     b->ndone = b->nbarrier = b->cursor = 0;
-    for (int i = 0; i < n; i++) { b->th[i].state = T_UNSTARTED; b->th[i].cp.clear(); b->th[i].cp_groups = 0; }
+    for (int i = 0; i < n; i++) b->th[i].state = T_UNSTARTED;
+    if (b->cp_used) {   // a thread's copies are all waited for when it exits: only the group counts remain
+        for (auto &c : b->cp) { c.cp.clear(); c.groups = 0; }
+        b->cp_used = 0;
+    }
     for (int w = 0; w < (n + 31) / 32; w++) b->warp_arrived[w] = b->warp_exited[w] = b->warp_ready[w] = 0;
     make_order(b);
     while (b->ndone < n) {
@@ -829,31 +864,33 @@ inline uint64_t collective(int op, unsigned mask, uint64_t value, int arg, int w
     if (width < 1 || width > 32 || (width & (width - 1))) fault("%s with width %d: not a power of two in 1..32", op_name(op), width);
     if (mask & b->warp_exited[w]) fault("%s with mask 0x%08x names lane %d, which has exited", op_name(op), mask, __builtin_ctz(mask & b->warp_exited[w]));
     ThreadState &me = b->th[t];
-    me.lane.op = op; me.lane.mask = mask; me.lane.value = value; me.lane.arg = arg; me.lane.width = width;
+    LaneOp &mine = b->lane[t];
+    mine.op = op; mine.mask = mask; mine.value = value; mine.arg = arg; mine.width = width;
     b->warp_arrived[w] |= 1u << l;
     if ((b->warp_arrived[w] & mask) != mask) {   // wait for the others
         me.state = T_WARP;
         suspend(w);
-        return me.lane.result;
+        return mine.result;
     }
     // the last lane to arrive: check that all agree, then give every lane its result
-    ThreadState *lane = &b->th[32 * w];
+    ThreadState *lth = &b->th[32 * w];
+    LaneOp *lane = &b->lane[32 * w];
     for (unsigned m = mask; m; m &= m - 1) {
-        const LaneOp &o = lane[__builtin_ctz(m)].lane;
+        const LaneOp &o = lane[__builtin_ctz(m)];
         if (o.op != op || o.mask != mask)
             fault("lanes %d and %d meet in different collectives: %s (mask 0x%08x) and %s (mask 0x%08x)", l, __builtin_ctz(m), op_name(op), mask,
                   op_name(o.op), o.mask);
     }
     if (op == C_MMA || op == C_LDMATRIX) {   // every lane's value is a pointer to its operands and results
         uint64_t frame[32];
-        for (int k = 0; k < 32; k++) frame[k] = lane[k].lane.value;
+        for (int k = 0; k < 32; k++) frame[k] = lane[k].value;
         tensor_op(op, frame);
     }
     uint64_t vote = 0;
-    for (unsigned m = mask; m; m &= m - 1) vote |= (uint64_t)(lane[__builtin_ctz(m)].lane.value != 0) << __builtin_ctz(m);
+    for (unsigned m = mask; m; m &= m - 1) vote |= (uint64_t)(lane[__builtin_ctz(m)].value != 0) << __builtin_ctz(m);
     for (unsigned m = mask; m; m &= m - 1) {
         int k = __builtin_ctz(m);
-        LaneOp &o = lane[k].lane;
+        LaneOp &o = lane[k];
         int wd = o.width, base = k & ~(wd - 1), src = k;
         switch (op) {
         case C_SHFL: src = base + (o.arg & (wd - 1)); break;
@@ -865,16 +902,16 @@ inline uint64_t collective(int op, unsigned mask, uint64_t value, int arg, int w
         if (op <= C_SHFL_DOWN) {
             if (src < 0 || src > 31 || !(mask >> src & 1u))
                 fault("lane %d's %s reads lane %d, which is not in the mask 0x%08x", k, op_name(op), src, mask);
-            o.result = lane[src].lane.value;
+            o.result = lane[src].value;
         } else if (op == C_BALLOT) o.result = vote;
         else if (op == C_ANY) o.result = vote != 0;
         else if (op == C_ALL) o.result = vote == mask;
         else o.result = 0;
-        if (k != l) lane[k].state = T_READY;
+        if (k != l) lth[k].state = T_READY;
     }
     b->warp_ready[w] |= mask & ~(1u << l);
     b->warp_arrived[w] &= ~mask;
-    return me.lane.result;
+    return mine.result;
 }
 
 // --- 5b. tensor cores and asynchronous copies: mma.sync, ldmatrix, cp.async ----------------------------
@@ -948,10 +985,11 @@ inline void ldmatrix(uint32_t *r, const void *row, int n, int trans) {
     LdmFrame f{row, r, n, trans};
     collective(C_LDMATRIX, 0xffffffffu, (uint64_t)(uintptr_t)&f, 0, 32);
 }
-inline ThreadState &cp_thread(const char *what) {
+inline CpState &cp_thread(const char *what) {
     Block *b = blk;
     if (!b || b->cur < 0) fault("%s outside a kernel", what);
-    return b->th[b->cur];
+    b->cp_used = 1;
+    return b->cp[b->cur];
 }
 
 }  // namespace golf_emu
@@ -969,24 +1007,24 @@ static inline void ldmatrix_x2_trans(uint32_t r[2], const void *smem) { golf_emu
 // cp.async.cg.shared.global [smem], [gmem], 16: the 16 source bytes are read now and land in shared memory only at
 // the cp_async_wait that covers their group (the latest a GPU may deliver them), so reading before it reads stale data
 static inline void cp_async_16(void *smem, const void *gmem) {
-    golf_emu::ThreadState &th = golf_emu::cp_thread("cp.async");
+    golf_emu::CpState &th = golf_emu::cp_thread("cp.async");
     char why[200];
     if ((uintptr_t)smem % 16 || (uintptr_t)gmem % 16) golf_emu::fault("cp.async of 16 bytes from %p to %p: both must be 16-byte aligned", gmem, smem);
     if (!golf_emu::device_range(gmem, 16, why, sizeof(why))) golf_emu::fault("cp.async source: %s", why);
     golf_emu::CpCopy c;
     c.dst = smem;
     memcpy(c.bytes, gmem, 16);
-    c.group = th.cp_groups;
+    c.group = th.groups;
     th.cp.push_back(c);
 }
 // cp.async.commit_group: the thread's copies since the last commit form a group
-static inline void cp_async_commit(void) { golf_emu::cp_thread("cp.async.commit_group").cp_groups++; }
+static inline void cp_async_commit(void) { golf_emu::cp_thread("cp.async.commit_group").groups++; }
 // cp.async.wait_group N: every committed group but the newest N has landed (uncommitted copies are not waited for)
 template <int N> static inline void cp_async_wait(void) {
-    golf_emu::ThreadState &th = golf_emu::cp_thread("cp.async.wait_group");
+    golf_emu::CpState &th = golf_emu::cp_thread("cp.async.wait_group");
     size_t keep = 0;
     for (size_t i = 0; i < th.cp.size(); i++) {
-        if (th.cp[i].group < th.cp_groups - N) memcpy(th.cp[i].dst, th.cp[i].bytes, 16);
+        if (th.cp[i].group < th.groups - N) memcpy(th.cp[i].dst, th.cp[i].bytes, 16);
         else th.cp[keep++] = th.cp[i];
     }
     th.cp.resize(keep);
@@ -1090,13 +1128,16 @@ inline void log_memcpy(const char *fn, const void *dst, const void *src, size_t 
     if (kind == cudaMemcpyDefault) { dd = overlaps_device(dst, n); sd = overlaps_device(src, n); }
     if (dd || sd) log_copy(fn, n, dd && sd ? "d2d" : dd ? "h2d" : "d2h");
 }
-// mark: the line `mark LABEL` (EMU_MARK); GOLF_EMU_EXIT_AT=LABEL exits here
+// mark: the line `mark LABEL` (EMU_MARK); GOLF_EMU_EXIT_AT=LABEL exits here. The marks step and step_end open and
+// close a training step (in_step).
 inline void mark(const char *label) {
     if (capture_default()) {   // a captured phase: its line comes at every replay
         std::string l = label;
         record([l] { mark(l.c_str()); });
         return;
     }
+    if (!strcmp(label, "step")) in_step() = 1;
+    if (!strcmp(label, "step_end")) in_step() = 0;
     if (FILE *log = launch_log()) fprintf(log, "mark %s\n", label);
     const char *stop = getenv("GOLF_EMU_EXIT_AT");
     if (stop && strcmp(stop, label) == 0) {
@@ -1145,6 +1186,10 @@ inline void record(std::function<void()> node) { capture().graph->nodes.push_bac
 // lib_captured: the same for a library call on stream s, where 0 is the legacy stream: a fault while capturing
 inline int lib_captured(cudaStream_t s, const char *fn, const char *site) {
     Capture &c = capture();
+    if ((s == 0 || s == cudaStreamLegacy) && in_step() && !c.replaying)
+        fault("%s at %s: issued to the legacy default stream during a training step (between the marks step and step_end): it is "
+              "ordered with the per-thread stream only by the legacy stream's implicit synchronisation; pass cudaStreamPerThread "
+              "(cuBLAS: cublasSetStream)", fn, site);
     if (!c.graph || c.replaying) return 0;
     if (s == 0 || s == cudaStreamLegacy)
         fault("%s at %s: issued to the legacy default stream while a stream capture (begun at %s) is active: pass cudaStreamPerThread "
@@ -1178,6 +1223,7 @@ inline const char *cudaGetErrorName(cudaError_t e) {
     case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorInsufficientDriver: return "cudaErrorInsufficientDriver";
     }
     return "cudaErrorUnknown";
 }
@@ -1312,7 +1358,18 @@ inline cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b) {
 }
 inline int golf_emu_devices(void) { long n = atol(golf_emu::env_or("GOLF_EMU_DEVICES", "8")); return n > 0 && n <= 64 ? (int)n : 8; }
 inline thread_local int golf_emu_device = 0;
-inline cudaError_t cudaGetDeviceCount(int *n) { *n = golf_emu_devices(); return cudaSuccess; }
+// the runtime's CUDA version (12.8) and the driver's (GOLF_EMU_DRIVER_VERSION, default the same): a driver older than
+// the runtime fails the first device call with cudaErrorInsufficientDriver, as CUDA's does
+inline int golf_emu_runtime_version(void) { return 12080; }
+inline int golf_emu_driver_version(void) { long v = atol(golf_emu::env_or("GOLF_EMU_DRIVER_VERSION", "12080")); return v > 0 ? (int)v : 12080; }
+inline cudaError_t cudaDriverGetVersion(int *v) { *v = golf_emu_driver_version(); return cudaSuccess; }
+inline cudaError_t cudaRuntimeGetVersion(int *v) { *v = golf_emu_runtime_version(); return cudaSuccess; }
+inline cudaError_t cudaGetDeviceCount(int *n) {
+    if (golf_emu_driver_version() < golf_emu_runtime_version())
+        return golf_emu::fail(cudaErrorInsufficientDriver, "CUDA driver version is insufficient for CUDA runtime version");
+    *n = golf_emu_devices();
+    return cudaSuccess;
+}
 inline cudaError_t cudaSetDevice(int d) {
     if (d < 0 || d >= golf_emu_devices()) return golf_emu::fail(cudaErrorInvalidDevice, "cudaSetDevice(%d): the emulation has %d devices (GOLF_EMU_DEVICES)", d, golf_emu_devices());
     golf_emu_device = d;
@@ -1382,6 +1439,9 @@ inline cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode 
     if (s == cudaStreamLegacy) fault("cudaStreamBeginCapture at %s: the legacy default stream cannot be captured (cudaStreamPerThread)", at.c_str());
     if (c.graph) fault("cudaStreamBeginCapture at %s: a capture is already active (begun at %s)", at.c_str(), c.site.c_str());
     if (mode < cudaStreamCaptureModeGlobal || mode > cudaStreamCaptureModeRelaxed) fault("cudaStreamBeginCapture at %s: unknown mode %d", at.c_str(), (int)mode);
+    if (mode == cudaStreamCaptureModeGlobal)
+        fault("cudaStreamBeginCapture at %s: cudaStreamCaptureModeGlobal: an unsafe CUDA call from any other thread (NCCL's or an MPI "
+              "transport's helper threads) during the capture invalidates it; capture in cudaStreamCaptureModeThreadLocal", at.c_str());
     c.graph = new golf_graph();
     c.stream = is_default(s) ? cudaStreamPerThread : s;
     c.site = at;
@@ -1450,14 +1510,31 @@ inline cublasStatus_t cublasCreate(cublasHandle_t *h) {
         long n = atol(golf_emu::env_or("GOLF_EMU_BLAS_THREADS", "1"));
         openblas_set_num_threads(n > 0 ? (int)n : 1);
     }
-    *h = new golf_cublas{CUBLAS_DEFAULT_MATH, nullptr};
+    *h = new golf_cublas{CUBLAS_DEFAULT_MATH, nullptr, nullptr, 0};
     return CUBLAS_STATUS_SUCCESS;
 }
 inline cublasStatus_t cublasDestroy(cublasHandle_t h) { delete h; return CUBLAS_STATUS_SUCCESS; }
 inline cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m) { if (!h) return CUBLAS_STATUS_NOT_INITIALIZED; h->math = m; return CUBLAS_STATUS_SUCCESS; }
 inline cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) { if (!h) return CUBLAS_STATUS_NOT_INITIALIZED; h->stream = s; return CUBLAS_STATUS_SUCCESS; }
+// cublasSetWorkspace: the handle's workspace, which must lie in device memory (a capture then never makes cuBLAS allocate)
+inline cublasStatus_t cublasSetWorkspace(cublasHandle_t h, void *w, size_t bytes) {
+    char why[256];
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (bytes && !golf_emu::device_range(w, bytes, why, sizeof(why)))
+        golf_emu::fault("cublasSetWorkspace at %s: the workspace %s", golf_emu::call_at().c_str(), why);
+    h->workspace = w;
+    h->workspace_bytes = bytes;
+    return CUBLAS_STATUS_SUCCESS;
+}
 
 namespace golf_emu {
+// captured_workspace: a cuBLAS call recorded by a capture needs the handle's own workspace (cublasSetWorkspace);
+// without one cuBLAS may allocate it inside the capture
+inline void captured_workspace(cublasHandle_t h, const char *fn, const char *site) {
+    if (!h->workspace)
+        fault("%s at %s: recorded by a stream capture (begun at %s) on a cuBLAS handle without a workspace: cuBLAS may allocate "
+              "one inside the capture (cublasSetWorkspace)", fn, site, capture().site.c_str());
+}
 inline float tf32(float x) {   // nearest even to 10 mantissa bits (inf and NaN kept)
     uint32_t u = golf_f2u(x);
     if ((u & 0x7f800000u) == 0x7f800000u) return x;
@@ -1471,6 +1548,113 @@ inline void gemm_operand(const char *fn, const char *site, const char *what, con
     size_t n = ((size_t)(cols - 1) * ld + rows) * sizeof(float);
     if (!device_range(p, n, why, sizeof(why))) fault("%s at %s: operand %s (%d x %d, ld %d): %s", fn, site, what, rows, cols, ld, why);
 }
+#ifndef GOLF_EMU_CBLAS
+// The loops' GEMM (no CBLAS): every C(i,j) is s = op(A)(i,0) op(B)(0,j) + ... summed in float32 in ascending p from
+// s = 0, one rounded multiply and one rounded add per term (never fused), then alpha s, or alpha s + beta C(i,j).
+// Made fast without changing a bit: op(A) is packed in panels of MR = 2W rows, op(B) by columns, a tile of MR x
+// GEMM_NR sums on vector registers of W floats (the widest the CPU has, picked at run time: a lane's arithmetic is
+// the scalar one), k in slices of GEMM_KC (a partial sum is stored and reloaded exactly), and OpenMP threads
+// (GOLF_EMU_THREADS) take whole panels: the bits depend on neither the width nor the thread count.
+enum { GEMM_NR = 6, GEMM_KC = 256 };
+// GEMM_NO_FMA: a multiply and an add stay two rounded operations (AVX-512F brings FMA, which compilers contract into)
+#if defined(__clang__)
+#define GEMM_NO_FMA
+#define GEMM_NO_FMA_BODY _Pragma("clang fp contract(off)")
+#else
+#define GEMM_NO_FMA __attribute__((optimize("fp-contract=off")))
+#define GEMM_NO_FMA_BODY
+#endif
+// gemm_tile_body: t (GEMM_NR columns of MR floats) += the kc terms of panel slice a (kc rows of MR) and of columns b
+// (GEMM_NR of them, ldb apart); first: start from zero instead of t
+template <int W> static inline __attribute__((always_inline)) void gemm_tile_body(int kc, const float *a, const float *b, size_t ldb, float *t, int first) {
+    GEMM_NO_FMA_BODY
+    typedef float V __attribute__((vector_size(W * 4)));
+    V c[GEMM_NR][2];   // unrolled loops over it: it lives in registers
+#pragma GCC unroll 16
+    for (int j = 0; j < 2 * GEMM_NR; j++) {
+        if (first) c[j / 2][j % 2] = V{};
+        else memcpy(&c[j / 2][j % 2], t + (size_t)j * W, sizeof(V));
+    }
+    for (int p = 0; p < kc; p++) {
+        V a0, a1;
+        memcpy(&a0, a + (size_t)p * 2 * W, sizeof(V));
+        memcpy(&a1, a + (size_t)p * 2 * W + W, sizeof(V));
+#pragma GCC unroll 16
+        for (int j = 0; j < GEMM_NR; j++) {
+            float bj = b[(size_t)j * ldb + p];
+            c[j][0] = c[j][0] + a0 * bj;   // a rounded product, then a rounded sum: GEMM_NO_FMA keeps them apart
+            c[j][1] = c[j][1] + a1 * bj;
+        }
+    }
+#pragma GCC unroll 16
+    for (int j = 0; j < 2 * GEMM_NR; j++) memcpy(t + (size_t)j * W, &c[j / 2][j % 2], sizeof(V));
+}
+typedef void (*gemm_tile_fn)(int, const float *, const float *, size_t, float *, int);
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx512f"))) GEMM_NO_FMA static void gemm_tile16(int kc, const float *a, const float *b, size_t ldb, float *t, int first) { gemm_tile_body<16>(kc, a, b, ldb, t, first); }
+__attribute__((target("avx"))) GEMM_NO_FMA static void gemm_tile8(int kc, const float *a, const float *b, size_t ldb, float *t, int first) { gemm_tile_body<8>(kc, a, b, ldb, t, first); }
+#endif
+GEMM_NO_FMA static void gemm_tile4(int kc, const float *a, const float *b, size_t ldb, float *t, int first) { gemm_tile_body<4>(kc, a, b, ldb, t, first); }
+// gemm_width: W, the floats per vector register of the tile function it returns (GOLF_EMU_GEMM_WIDTH=4|8|16 caps it)
+inline int gemm_width(gemm_tile_fn *fn) {
+    static int w = [] {
+        int cap = atoi(env_or("GOLF_EMU_GEMM_WIDTH", "16")), v = 4;
+#if defined(__x86_64__) && defined(__GNUC__)
+        __builtin_cpu_init();
+        if (cap >= 16 && __builtin_cpu_supports("avx512f")) v = 16;
+        else if (cap >= 8 && __builtin_cpu_supports("avx")) v = 8;
+#endif
+        return v;
+    }();
+#if defined(__x86_64__) && defined(__GNUC__)
+    *fn = w == 16 ? gemm_tile16 : w == 8 ? gemm_tile8 : gemm_tile4;
+#else
+    *fn = gemm_tile4;
+#endif
+    return w;
+}
+inline void gemm_loops(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    gemm_tile_fn tile;
+    const int mr = 2 * gemm_width(&tile), np = (m + mr - 1) / mr, nb = (n + GEMM_NR - 1) / GEMM_NR;
+    const size_t kk = k > 0 ? (size_t)k : 1;
+    // ap: panel q, row p, lane r = op(A)(q mr + r, p) (zero past m); bp: column j, row p = op(B)(p, j) (zero past n);
+    // acc: panel q, column j, lane r = the sum so far of C(q mr + r, j)
+    std::vector<float> ap((size_t)np * kk * mr, 0.f), bp((size_t)nb * GEMM_NR * kk, 0.f), acc((size_t)np * nb * GEMM_NR * mr);
+    for (int q = 0; q < np; q++) {
+        int r1 = m - q * mr < mr ? m - q * mr : mr;
+        float *dst = ap.data() + (size_t)q * kk * mr;
+        const float *src = A + (size_t)q * mr * (ta ? lda : 1);
+        if (ta) for (int r = 0; r < r1; r++) for (int p = 0; p < k; p++) dst[(size_t)p * mr + r] = src[p + (size_t)r * lda];
+        else for (int p = 0; p < k; p++) memcpy(dst + (size_t)p * mr, src + (size_t)p * lda, (size_t)r1 * sizeof(float));
+    }
+    for (int j = 0; j < n; j++) {
+        float *dst = bp.data() + (size_t)j * kk;
+        if (tb) for (int p = 0; p < k; p++) dst[p] = B[j + (size_t)p * ldb];
+        else memcpy(dst, B + (size_t)j * ldb, (size_t)k * sizeof(float));
+    }
+    int nt = emu_threads() < np ? emu_threads() : np;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt > 0 ? nt : 1)
+#endif
+    for (int q = 0; q < np; q++) {
+        float *t = acc.data() + (size_t)q * nb * GEMM_NR * mr;
+        if (k == 0) std::fill(t, t + (size_t)nb * GEMM_NR * mr, 0.f);
+        for (int p0 = 0; p0 < k; p0 += GEMM_KC) {
+            int kc = k - p0 < GEMM_KC ? k - p0 : GEMM_KC;
+            for (int jb = 0; jb < nb; jb++)
+                tile(kc, ap.data() + ((size_t)q * kk + p0) * mr, bp.data() + (size_t)jb * GEMM_NR * kk + p0, kk, t + (size_t)jb * GEMM_NR * mr, p0 == 0);
+        }
+    }
+    for (int j = 0; j < n; j++)
+        for (int q = 0; q < np; q++) {
+            const float *s = acc.data() + ((size_t)q * nb * GEMM_NR + j) * mr;
+            float *c = C + (size_t)j * ldc + (size_t)q * mr;
+            int r1 = m - q * mr < mr ? m - q * mr : mr;
+            if (beta == 0.f) for (int r = 0; r < r1; r++) c[r] = alpha * s[r];
+            else for (int r = 0; r < r1; r++) c[r] = alpha * s[r] + beta * c[r];
+        }
+}
+#endif
 // gemm: one column-major C = alpha op(A) op(B) + beta C (cuBLAS's meaning; C is not read when beta = 0)
 inline void gemm(cublasMath_t math, int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda, const float *B, int ldb, float beta,
                  float *C, int ldc) {
@@ -1485,13 +1669,7 @@ inline void gemm(cublasMath_t math, int ta, int tb, int m, int n, int k, float a
 #ifdef GOLF_EMU_CBLAS
     if (m && n) cblas_sgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 #else
-    for (int j = 0; j < n; j++)
-        for (int i = 0; i < m; i++) {
-            float s = 0;
-            for (int p = 0; p < k; p++) s += (ta ? A[p + (size_t)i * lda] : A[i + (size_t)p * lda]) * (tb ? B[j + (size_t)p * ldb] : B[p + (size_t)j * ldb]);
-            float *c = &C[i + (size_t)j * ldc];
-            *c = beta == 0.f ? alpha * s : alpha * s + beta * *c;
-        }
+    if (m && n) gemm_loops(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 #endif
 }
 inline cublasStatus_t gemm_args(const char *fn, const char *site, cublasHandle_t h, int ta, int tb, int m, int n, int k, const float *A, int lda,
@@ -1525,6 +1703,7 @@ inline cublasStatus_t golf_cublasSgemm(const char *file, int line, cublasHandle_
     std::string site = golf_emu::site_of(file, line);
     cublasStatus_t s = golf_emu::gemm_args("cublasSgemm", site.c_str(), h, ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
     if (s == CUBLAS_STATUS_SUCCESS && golf_emu::lib_captured(h->stream, "cublasSgemm", site.c_str())) {   // alpha, beta read now
+        golf_emu::captured_workspace(h, "cublasSgemm", site.c_str());
         float a = *alpha, b = *beta;
         golf_emu::record([=] { golf_cublasSgemm(file, line, h, ta, tb, m, n, k, &a, A, lda, B, ldb, &b, C, ldc); });
         return s;
@@ -1544,6 +1723,7 @@ inline cublasStatus_t golf_cublasSgemmStridedBatched(const char *file, int line,
         if (s != CUBLAS_STATUS_SUCCESS) return s;
     }
     if (golf_emu::lib_captured(h->stream, "cublasSgemmStridedBatched", site.c_str())) {
+        golf_emu::captured_workspace(h, "cublasSgemmStridedBatched", site.c_str());
         float a = *alpha, b = *beta;
         golf_emu::record([=] { golf_cublasSgemmStridedBatched(file, line, h, ta, tb, m, n, k, &a, A, lda, sA, B, ldb, sB, &b, C, ldc, sC, batch); });
         return CUBLAS_STATUS_SUCCESS;
@@ -1857,6 +2037,7 @@ inline cublasStatus_t golf_ltMatmul(const char *file, int line, cublasLtHandle_t
 struct golf_nccl {
     int rank, n;
     std::vector<int> peer;   // rank 0: the socket of every other rank; others: peer[0] is rank 0's
+    std::atomic<int> aborted{0};   // ncclCommAbort was called (from any thread)
 };
 
 namespace golf_emu {
@@ -2011,6 +2192,22 @@ inline ncclResult_t ncclCommDestroy(ncclComm_t c) {
     for (int fd : c->peer)
         if (fd >= 0) close(fd);
     delete c;
+    return ncclSuccess;
+}
+// ncclCommAbort (from any thread, e.g. a watchdog): the connections are shut down, so a collective waiting on them
+// returns ncclRemoteError; the communicator is not freed (the thread blocked in it may still hold it)
+inline ncclResult_t ncclCommAbort(ncclComm_t c) {
+    if (!c) return ncclSuccess;
+    c->aborted = 1;
+    for (int fd : c->peer)
+        if (fd >= 0) shutdown(fd, SHUT_RDWR);
+    return ncclSuccess;
+}
+// ncclCommGetAsyncError: ncclRemoteError once aborted, else ncclSuccess (the emulation's collectives report their
+// errors when called)
+inline ncclResult_t ncclCommGetAsyncError(ncclComm_t c, ncclResult_t *e) {
+    if (!c || !e) return ncclInvalidArgument;
+    *e = c->aborted ? ncclRemoteError : ncclSuccess;
     return ncclSuccess;
 }
 inline ncclResult_t ncclCommCount(ncclComm_t c, int *n) { *n = c->n; return ncclSuccess; }

@@ -9,6 +9,9 @@
 //   emu_faults convert        fp16 / bf16 / tf32 of the floats on stdin (one per line): "h b t" hex per line
 //   emu_faults gemm           cublasSgemm / StridedBatched over ops, leading dimensions, alpha, beta (0 with NaN in
 //                             C) against a float64 loop: the largest error relative to the largest |C|
+//   emu_faults gemm_bits      the loops' cublasSgemm (no CBLAS) against the plain scalar loop it must equal bit for bit
+//                             (ascending k, float32, no fused multiply-add) at sizes across its tile and k-slice edges,
+//                             ops N/T, alpha, beta: "ok", the first differing entry and exit 1, or "cblas" (OpenBLAS's order)
 //   emu_faults lt TA TB M N K DTYPE BETA SEED   one cublasLtMatmul (bf16 A, B; C = D of DTYPE bf16 or f32; alpha
 //                             0.75; lda, ldb, ldd past the rows; C NaN when BETA is 0): m n k, then A, B, C (as
 //                             decoded floats), D, one "%a" matrix per line, column-major; "padding" if D's rows past m changed
@@ -29,8 +32,10 @@
 //                             run eagerly N times, then captured once and replayed N times from the same start: "ok N"
 //                             when the device bytes and the host's copies agree bit for bit, else the mismatch, exit 1
 //   emu_faults graph_fault WHAT   what a stream capture forbids (memcpy, sync, stream_sync, d2h_pageable,
-//                             h2d_pageable, malloc, legacy_gemm, twice) or a graph misused (uninstantiated, destroyed,
-//                             end_unbegun): the fault's message, exit 1
+//                             h2d_pageable, malloc, legacy_gemm, no_workspace, twice, global: a capture in
+//                             cudaStreamCaptureModeGlobal), a graph misused (uninstantiated, destroyed, end_unbegun) or
+//                             a library call on the legacy stream inside a training step (legacy_step): the fault's
+//                             message, exit 1
 #define TESTING
 #include "../train_golf.cu"
 #include <vector>
@@ -635,6 +640,9 @@ static int check_graph(int n) {
     cudaCheck(cudaMallocHost(&g.h_out, GN * 4));
     cublasCheck(cublasCreate(&g.blas));
     cublasCheck(cublasSetStream(g.blas, cudaStreamPerThread));
+    void *ws;   // the handle's own workspace, so that a capture never makes cuBLAS allocate
+    cudaCheck(cudaMalloc(&ws, 1 << 20));
+    cublasCheck(cublasSetWorkspace(g.blas, ws, 1 << 20));
     std::vector<float> seen[2], last[2];
     for (int mode = 0; mode < 2; mode++) {   // 0: eager, 1: captured once, replayed
         rig_start(&g);
@@ -643,7 +651,7 @@ static int check_graph(int n) {
         cudaGraphExec_t exec = NULL;
         if (mode) {
             cudaStreamCaptureStatus st;
-            cudaCheck(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeGlobal));
+            cudaCheck(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeThreadLocal));
             cudaCheck(cudaStreamIsCapturing(cudaStreamPerThread, &st));
             if (st != cudaStreamCaptureStatusActive) { printf("cudaStreamIsCapturing: not active during the capture\n"); return 1; }
             rig_sequence(&g, a);
@@ -681,7 +689,14 @@ static int graph_fault(const char *what) {
     cublasCheck(cublasCreate(&blas));   // its stream never set: the legacy default stream
     if (!strcmp(what, "end_unbegun")) cudaCheck(cudaStreamEndCapture(cudaStreamPerThread, &graph));
     if (!strcmp(what, "uninstantiated")) cudaCheck(cudaGraphLaunch(exec, cudaStreamPerThread));
-    cudaCheck(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeGlobal));
+    if (!strcmp(what, "global")) cudaCheck(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeGlobal));
+    if (!strcmp(what, "legacy_step")) {   // outside any capture, but inside a training step
+        float one = 1, zero = 0;
+        EMU_MARK("step");
+        cublasCheck(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, 8, 8, 8, &one, d, 8, d + 64, 8, &zero, d + 128, 8));
+    }
+    if (!strcmp(what, "no_workspace")) cublasCheck(cublasSetStream(blas, cudaStreamPerThread));
+    cudaCheck(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeThreadLocal));
     KERNEL_LAUNCH(k_nop, 1, 32, 0, d);
     if (!strcmp(what, "memcpy")) cudaCheck(cudaMemcpy(d, host, sizeof(host), cudaMemcpyHostToDevice));
     else if (!strcmp(what, "sync")) cudaCheck(cudaDeviceSynchronize());
@@ -689,8 +704,8 @@ static int graph_fault(const char *what) {
     else if (!strcmp(what, "d2h_pageable")) cudaCheck(cudaMemcpyAsync(host, d, sizeof(host), cudaMemcpyDeviceToHost, cudaStreamPerThread));
     else if (!strcmp(what, "h2d_pageable")) cudaCheck(cudaMemcpyAsync(d, host, sizeof(host), cudaMemcpyHostToDevice, cudaStreamPerThread));
     else if (!strcmp(what, "malloc")) { float *e; cudaCheck(cudaMalloc(&e, 64)); }
-    else if (!strcmp(what, "twice")) cudaCheck(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeGlobal));
-    else if (!strcmp(what, "legacy_gemm")) {
+    else if (!strcmp(what, "twice")) cudaCheck(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeThreadLocal));
+    else if (!strcmp(what, "legacy_gemm") || !strcmp(what, "no_workspace")) {
         float one = 1, zero = 0;
         cublasCheck(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, 8, 8, 8, &one, d, 8, d + 64, 8, &zero, d + 128, 8));
     }
@@ -746,6 +761,53 @@ static int lt_batch(void) {
     return 0;
 }
 
+// check_gemm_bits: the loops' GEMM is the scalar loop C(i,j) = alpha s (+ beta C(i,j)), s += a b for p = 0..k-1
+static int check_gemm_bits(void) {
+#ifdef GOLF_EMU_CBLAS
+    printf("cblas\n");
+    return 0;
+#else
+    cublasHandle_t h;
+    cublasCheck(cublasCreate(&h));
+    uint64_t r = 19;
+    static const int shapes[][3] = {{77, 41, 300}, {1, 1, 1}, {33, 7, 256}, {64, 12, 513}, {5, 130, 3}, {40, 6, 0}};
+    for (const auto &sh : shapes)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int bc = 0; bc < 2; bc++) {
+                    int m = sh[0], n = sh[1], k = sh[2], lda = (ta ? k : m) + 1, ldb = (tb ? n : k) + 2, ldc = m + 3;
+                    std::vector<float> A((size_t)lda * (ta ? m : k) + 1), B((size_t)ldb * (tb ? k : n) + 1), C((size_t)ldc * n), want;
+                    for (auto &x : A) x = (float)(rng_uniform(&r) * 2 - 1) * (rng_uniform(&r) < 0.1 ? 1e4f : 1.f);   // wide range: rounding matters
+                    for (auto &x : B) x = (float)(rng_uniform(&r) * 2 - 1);
+                    for (auto &x : C) x = (float)(rng_uniform(&r) * 2 - 1);
+                    float alpha = 0.7f, beta = bc ? -1.3f : 0.f;
+                    want = C;
+                    for (int j = 0; j < n; j++)
+                        for (int i = 0; i < m; i++) {
+                            float s = 0;
+                            for (int p = 0; p < k; p++) s += (ta ? A[p + (size_t)i * lda] : A[i + (size_t)p * lda]) * (tb ? B[j + (size_t)p * ldb] : B[p + (size_t)j * ldb]);
+                            float &c = want[i + (size_t)j * ldc];
+                            c = beta == 0.f ? alpha * s : alpha * s + beta * c;
+                        }
+                    float *dA, *dB, *dC;
+                    cudaCheck(cudaMalloc(&dA, A.size() * 4)); cudaCheck(cudaMalloc(&dB, B.size() * 4)); cudaCheck(cudaMalloc(&dC, C.size() * 4));
+                    cudaCheck(cudaMemcpy(dA, A.data(), A.size() * 4, cudaMemcpyHostToDevice));
+                    cudaCheck(cudaMemcpy(dB, B.data(), B.size() * 4, cudaMemcpyHostToDevice));
+                    cudaCheck(cudaMemcpy(dC, C.data(), C.size() * 4, cudaMemcpyHostToDevice));
+                    cublasCheck(cublasSgemm(h, ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k, &alpha, dA, lda, dB, ldb, &beta, dC, ldc));
+                    cudaCheck(cudaMemcpy(C.data(), dC, C.size() * 4, cudaMemcpyDeviceToHost));
+                    cudaFree(dA); cudaFree(dB); cudaFree(dC);
+                    for (size_t e = 0; e < C.size(); e++)
+                        if (memcmp(&C[e], &want[e], 4)) {
+                            printf("%dx%dx%d op %d%d beta %g: entry %zu is %a, the scalar loop gives %a\n", m, n, k, ta, tb, beta, e, C[e], want[e]);
+                            return 1;
+                        }
+                }
+    printf("ok\n");
+    return 0;
+#endif
+}
+
 int main(int argc, char **argv) {
     g_golf_prog = "emu_faults";
     if (argc < 2) { fprintf(stderr, "usage: emu_faults FAULT|smem_ok|race|collectives|convert|gemm|ptx|kernels SEED|fused SEED|attention T HD H KV SEED [flash]\n"); return 2; }
@@ -778,6 +840,7 @@ int main(int argc, char **argv) {
         }
     } else if (!strcmp(w, "collectives")) return check_collectives();
     else if (!strcmp(w, "gemm")) return check_gemm();
+    else if (!strcmp(w, "gemm_bits")) return check_gemm_bits();
     else if (!strcmp(w, "convert")) {
         double f;
         while (scanf("%lf", &f) == 1) {

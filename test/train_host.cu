@@ -119,13 +119,14 @@ int main(int argc, char **argv) {
         stream_open(&s, argv[2], 65536);
         int32_t *chunk = (int32_t *)galloc((local + 1) * dd.world * 4), *x = (int32_t *)galloc(local * 4), *y = (int32_t *)galloc(local * 4);
         next_batch(&s, chunk, x, y, local, dd.rank, dd.world);
-        int stop = agree_stop(&dd, dd.rank == atoi(argv[4]));
+        double stop = dd.rank == atoi(argv[4]) ? 1 : 0;   // main's agreed stop: any rank's flag, the maximum over the ranks
+        dist_reduce(&dd, &stop, 1, RED_MAX);
         double sum = dd.rank + 1;
         all_reduce_doubles(&dd, &sum, 1);
         char hex[257];
         for (int k = 0; k < 128; k++) snprintf(hex + 2 * k, 3, "%02x", id[k]);
         printf("rank %d world %d local %d launch %s x0 %d stop %d sum %.17g id %s\n", dd.rank, dd.world, dd.local_rank, DIST_MODE_NAME[dd.mode],
-               x[0], stop, sum, hex);
+               x[0], (int)stop, sum, hex);
         fflush(stdout);
         stream_close(&s);
         dist_finish(&dd);

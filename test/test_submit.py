@@ -4,8 +4,8 @@ lines train_golf writes (config, command, code, hardware, step lines, Serialized
 blob of chosen size. No GPU, no training.
 
   layout     the folder records/<date>_<NAME>/ holds what openai/parameter-golf's records hold (README.md,
-             submission.json, the train logs, the code: there train_gpt.py, here golf_infer.c counted + train_golf.cu)
-             plus the blobs; the copies equal their sources
+             submission.json, the train logs, train_gpt.py: the counted code, dev/golf_log.py's train_gpt of this checkout)
+             plus the blobs and golf_infer.c; the copies equal their sources
   values     submission.json: name, date, seeds, bytes, val_bpb/val_loss = the mean over seeds of the final
              roundtrip (exact line), recomputed here from the numbers the test wrote; README carries them
   refusals   artifact > 16,000,000 bytes, train > 600 s, eval > 600 s, unfinished log, logs that disagree (config,
@@ -28,7 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "test"))
+sys.path.insert(0, str(ROOT / "dev"))
 from harness import Results  # noqa: E402
+import golf_log  # noqa: E402
 
 SUBMIT = ROOT / "dev" / "submit.sh"
 LIMIT = 16_000_000
@@ -36,6 +38,8 @@ LIMIT = 16_000_000
 # submission.json, train.log, train_gpt.py; multi-seed records: train_seed<S>.log), and submission.json's keys there.
 RECORD_FILES = {"README.md", "submission.json"}
 RECORD_JSON_KEYS = {"name", "date", "val_loss", "val_bpb", "bytes_total", "bytes_code"}
+# the train_gpt.py of this checkout and the config of make_run's command line (--quant int8): the counted code
+PACKED = golf_log.train_gpt(ROOT, {"QUANT": "int8"})
 
 
 def crc(data):
@@ -51,9 +55,10 @@ def code_line():
 
 
 def make_run(folder, seed, *, blob_bytes=4_000_000, train_ms=598_047, eval_ms=31_000, val=(2.0604, 1.21687994),
-             finished=True, config=None, code=None, log_model_bytes=None):
+             finished=True, config=None, code=None, log_model_bytes=None, counted=None, args="--quant int8"):
     """A train_golf run folder: final_model.golf (blob_bytes: a blob header, seeded random bytes, the CRC-32) and train.log as train_golf writes it,
-    with the given train time (last step line), eval time, final roundtrip (val_loss, val_bpb)."""
+    with the given train time (last step line), eval time, final roundtrip (val_loss, val_bpb). counted: (name, bytes) of the
+    artifact line's code (default golf_infer.c: a run of train_golf itself); args: the command line's arguments."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     # a blob's frame (magic, version, total size, CRC-32) around seeded random bytes
@@ -66,10 +71,10 @@ def make_run(folder, seed, *, blob_bytes=4_000_000, train_ms=598_047, eval_ms=31
            "NUM_KV_HEADS": "4", "MLP_MULT": "2", "TIE_EMBEDDINGS": "1", "MATRIX_LR": "0.04", "OUT_DIR": str(folder), "QUANT": "int8",
            "QUANT_CLIP": "search", "DIST_TIMEOUT": "300"}
     cfg.update(config or {})
-    code_bytes = (ROOT / "golf_infer.c").stat().st_size
+    counted_name, code_bytes = counted or ("golf_infer.c", (ROOT / "golf_infer.c").stat().st_size)
     model = len(blob) if log_model_bytes is None else log_model_bytes
     lines = [f"config {k}={v}" for k, v in cfg.items()]
-    lines += [f"command: SEED={seed} OUT_DIR={folder} ./train_golf --quant int8", code or code_line(),
+    lines += [f"command: SEED={seed} OUT_DIR={folder} ./train_golf {args}", code or code_line(),
               "hardware: 8 x NVIDIA H100 80GB HBM3 (81559 MiB; rank 0 on host node1; launch mpirun)",
               "model_params:17059912", "world_size:8 grad_accum_steps:1",
               "step:0/20000 val_loss:6.9370 val_bpb:4.0978 train_time:0ms step_avg:0.01ms"]
@@ -84,7 +89,7 @@ def make_run(folder, seed, *, blob_bytes=4_000_000, train_ms=598_047, eval_ms=31
         lines += [f"Serialized model int8: {model} bytes crc32:{crc(blob)}",
                   f"final_int8_roundtrip val_loss:{val[0]:.4f} val_bpb:{val[1]:.4f} eval_time:{eval_ms:.0f}ms",
                   f"final_int8_roundtrip_exact val_loss:{val[0]:.8f} val_bpb:{val[1]:.8f}",
-                  f"artifact: golf_infer.c {code_bytes} + model {model} = {code_bytes + model} bytes (limit 16000000) "
+                  f"artifact: {counted_name} {code_bytes} + model {model} = {code_bytes + model} bytes (limit 16000000) "
                   f"{'OK' if code_bytes + model <= LIMIT else 'OVER'}"]
     (folder / "train.log").write_text("\n".join(lines) + "\n")
     return folder
@@ -113,16 +118,18 @@ def check_layout_values(R, tmp):
     if not ok:
         return
     files = {f.name for f in dest.iterdir()}
-    want = RECORD_FILES | {"golf_infer.c", "train_golf.cu"} | {f"train_seed{s}.log" for s in vals} | {f"final_model_seed{s}.golf" for s in vals}
-    R.check("layout: README.md, submission.json, a train log per seed, the code, the blobs (as openai/parameter-golf's records, "
-            "with golf_infer.c as the counted code)", files == want, f"extra {sorted(files - want)}, missing {sorted(want - files)}")
+    want = RECORD_FILES | {"train_gpt.py", "golf_infer.c"} | {f"train_seed{s}.log" for s in vals} | {f"final_model_seed{s}.golf" for s in vals}
+    R.check("layout: README.md, submission.json, a train log per seed, train_gpt.py, the blobs and golf_infer.c (as "
+            "openai/parameter-golf's records, plus the blobs and their scorer)", files == want, f"extra {sorted(files - want)}, missing {sorted(want - files)}")
     same = all((dest / f"train_seed{s}.log").read_bytes() == (tmp / f"run{s}" / "train.log").read_bytes()
                and (dest / f"final_model_seed{s}.golf").read_bytes() == (tmp / f"run{s}" / "final_model.golf").read_bytes() for s in vals)
-    same &= all((dest / c).read_bytes() == (ROOT / c).read_bytes() for c in ("golf_infer.c", "train_golf.cu"))
-    R.check("layout: logs, blobs and code are byte copies of their sources", same)
+    same &= (dest / "golf_infer.c").read_bytes() == (ROOT / "golf_infer.c").read_bytes()
+    R.check("layout: logs, blobs and golf_infer.c are byte copies of their sources", same)
+    R.check("layout: train_gpt.py is dev/golf_log.py's train_gpt of this checkout and the logs' config (QUANT=int8)",
+            (dest / "train_gpt.py").read_bytes() == PACKED)
     R.check("layout: no temporary folder left in records/", [f.name for f in recs.iterdir()] == [dest.name], str(list(recs.iterdir())))
     sub = json.loads((dest / "submission.json").read_text())
-    code_bytes = (ROOT / "golf_infer.c").stat().st_size
+    code_bytes = len(PACKED)
     mean_bpb = sum(v[1] for v in vals.values()) / 3
     mean_loss = sum(v[0] for v in vals.values()) / 3
     # submission.json keeps 8 decimals (the exact lines' precision): |error| <= 5e-9 plus float rounding
@@ -162,7 +169,7 @@ def check_layout_values(R, tmp):
 
 def check_refusals(R, tmp):
     recs = tmp / "refused"
-    code_bytes = (ROOT / "golf_infer.c").stat().st_size
+    code_bytes = len(PACKED)
     other_code = code_line().replace("golf_infer.c bytes:", "golf_infer.c bytes:1")
     cases = [
         ("artifact over 16,000,000 bytes", lambda d: [make_run(d / "a", 1, blob_bytes=LIMIT - code_bytes + 1)], "artifact too large"),
@@ -178,6 +185,13 @@ def check_refusals(R, tmp):
         ("a blob of the right size but other bytes", lambda d: [swap_blob(make_run(d / "a", 1))], "not this run's blob"),
         ("a log that ran other code", lambda d: [make_run(d / "a", 1, code=other_code)], "package the code that ran"),
         ("a log without a code line", lambda d: [make_run(d / "a", 1, code="model_params:1")], "no 'code:' line"),
+        ("a run of this train_gpt.py (its artifact line counts it)", lambda d: [make_run(d / "a", 1, counted=("train_gpt.py", code_bytes))], None),
+        ("a run of another train_gpt.py", lambda d: [make_run(d / "a", 1, counted=("train_gpt.py", code_bytes + 1))],
+         f"ran a train_gpt.py of {code_bytes + 1} bytes"),
+        ("an artifact line counting another file", lambda d: [make_run(d / "a", 1, counted=("other.c", 5))], "counted other.c as the code"),
+        ("a run from INIT_CKPT (a file the record does not carry)", lambda d: [make_run(d / "a", 1, args="--quant int8 --init-ckpt x.ckpt", config={"INIT_CKPT": "x.ckpt"})],
+         "set INIT_CKPT=x.ckpt"),
+        ("a command line with an argument that is not a flag", lambda d: [make_run(d / "a", 1, args="--quant")], "argument '--quant' is not"),
     ]
     for i, (what, build, want) in enumerate(cases):
         d = tmp / f"case{i}"

@@ -15,6 +15,7 @@ import base64, glob, lzma, os, shutil, subprocess, sys, time, zlib
 CONFIG = {}
 SOURCES = (0, 0)  # characters and CRC-32 of the sources' text
 MARK = b"\n# golf sources, xz + base85:\n#"
+SYSTEM_LIBS = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib"]
 ME = os.path.abspath(__file__)
 
 
@@ -65,11 +66,11 @@ def gpu_make_args():
         die("nvcc not found (PATH, $CUDA_HOME/bin, /usr/local/cuda/bin): install the CUDA toolkit or set CUDA_HOME; "
             "GOLF_CPU=1 runs the CPU build instead")
     cuda = cuda or os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
-    libs = [cuda + "/lib64", cuda + "/lib"] + glob.glob(cuda + "/targets/*/lib")
-    known = subprocess.run(["sh", "-c", "ldconfig -p 2>/dev/null"], capture_output=True, text=True).stdout
+    # where the link finds -lcublas: the toolkit's folders (nvcc adds them), LIBRARY_PATH, the system's
+    libs = [cuda + "/lib64", cuda + "/lib"] + glob.glob(cuda + "/targets/*/lib") + os.environ.get("LIBRARY_PATH", "").split(":") + SYSTEM_LIBS
     for lib in ("libcublas.so", "libcublasLt.so"):
-        if not find([d + "/" + lib for d in libs]) and f" {lib} " not in known:
-            die(f"the CUDA library {lib} is missing (searched {', '.join(libs)} and ldconfig): install cuBLAS (CUDA toolkit)")
+        if not find([d + "/" + lib for d in libs if d]):
+            die(f"the CUDA library {lib} is missing (searched {', '.join(d for d in libs if d)}): install cuBLAS (CUDA toolkit)")
     args = ["train_golf", "USE_MPI=0", "NVCC=" + nvcc, "CUDA_HOME=" + cuda]
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not find([cuda + "/include/nccl.h", "/usr/include/nccl.h"]):
         pip = find([p + "/nvidia/nccl" for p in sys.path])  # PyTorch's wheel ships nccl.h and libnccl.so.2
@@ -78,7 +79,7 @@ def gpu_make_args():
                 f"{os.environ['WORLD_SIZE']} needs it; install libnccl-dev")
         args += ["USE_NCCL=1", f"NVCC_NCCL=-DUSE_NCCL -I{pip}/include -L{pip}/lib -l:libnccl.so.2 -Xlinker -rpath={pip}/lib"]
     gpus = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout if shutil.which("nvidia-smi") else ""
-    n, need = gpus.count("GPU "), int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    n, need = sum(g.startswith("GPU ") for g in gpus.splitlines()), int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     if n < need:
         die(f"no GPU for each local rank: nvidia-smi lists {n}, {need} needed" + ("" if shutil.which("nvidia-smi") else
             " (nvidia-smi not found: no NVIDIA driver)") + "; GOLF_CPU=1 runs the CPU build instead")

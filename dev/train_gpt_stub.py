@@ -120,6 +120,7 @@ def build(cpu):
     except SystemExit:
         os.makedirs(root, exist_ok=True)
         open(failed, "w").close()
+        os.utime(failed)  # the waiting ranks read its time: this start's failure, not an earlier one
         raise
 
 

@@ -161,6 +161,15 @@ def check_layout_values(R, tmp):
     R.check("README.md: score, artifact bytes, train and eval time, steps, hardware, command, pre-quant bpb, config, files",
             all(n in readme for n in need), f"missing: {[n for n in need if n not in readme]}")
 
+    # golf_log.py pack: the same file without runs; a setting that is not NAME=value is a usage error
+    out = tmp / "packed.py"
+    p = subprocess.run([sys.executable, ROOT / "dev" / "golf_log.py", "pack", "--code", ROOT, "--out", out, "QUANT=int8"], capture_output=True, text=True)
+    R.check("golf_log.py pack --code . --out F QUANT=int8 writes the train_gpt.py submit.sh wrote", p.returncode == 0 and out.read_bytes() == PACKED,
+            p.stderr.strip())
+    p = subprocess.run([sys.executable, ROOT / "dev" / "golf_log.py", "pack", "--code", ROOT, "--out", tmp / "x.py", "quant"], capture_output=True, text=True)
+    R.check("golf_log.py pack with 'quant' (not NAME=value) -> exit 2, says so, writes nothing", p.returncode == 2 and "'quant' is not a NAME=value" in p.stderr
+            and not (tmp / "x.py").exists(), p.stderr.strip())
+
     # one seed, and the folder already there
     run = make_run(tmp / "single", 2024)
     p = submit("--records", recs, "--date", "2026-11-25", run, "ThreeSeeds")

@@ -16,7 +16,8 @@ blob of chosen size. No GPU, no training.
              itself: one build per node, the record's config passed, its log and blob written, the blob's val_bpb
              (golf_infer) equal to the log's roundtrip line, the artifact line counting train_gpt.py; those runs
              packaged again give the same train_gpt.py; README and submission.json agree with the logs; a damaged,
-             truncated or undecodable embedded payload, and a missing nvcc, cuBLAS, NCCL or GPU, stop it with a message
+             truncated or undecodable embedded payload, and a missing nvcc, cuBLAS, NCCL or GPU, stop it with a message;
+             where nvcc is installed, the CUDA build of its sources (train_golf then stops: no device)
 
 Usage: /usr/bin/python3 test/test_submit.py [--keep] [--shared DIR] [--only GROUP,...]
 The last line printed is "N passed, M failed, K skipped"; exit status 1 if anything failed.
@@ -465,6 +466,23 @@ def check_record(R, tmp, shared):
     R.check("record: one GPU for 2 local ranks -> exit 1, 'nvidia-smi lists 1, 2 needed'", p.returncode == 1 and "nvidia-smi lists 1, 2 needed" in p.stderr
             and "Traceback" not in p.stderr, p.stderr.strip())
     R.check("record: none of these reached make (no cuda build folder)", not list(tmp.glob("t_*/golf_build/cuda-*[!d]")))
+
+    # with a real nvcc (no GPU): the CUDA build of the unpacked sources, then train_golf stopping for want of a device
+    real = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
+    if not Path(real).exists():
+        R.skip("record: the nvcc build of train_gpt.py's sources", "no nvcc on this machine")
+        return
+    smi = tmp / "smi_only"
+    smi.mkdir()
+    shutil.copy(fake / "nvidia-smi", smi / "nvidia-smi")
+    env = dict(gpu, PATH=f"{smi}:{Path(real).parent}:{plain}", CUDA_HOME=str(Path(real).resolve().parent.parent), OUT_DIR=str(tmp / "t_cuda" / "out"))
+    cwd = tmp / "t_cuda"
+    cwd.mkdir()
+    p = subprocess.run(["/usr/bin/python3", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    built = list(cwd.glob("golf_build/cuda-*/train_golf"))
+    R.check(f"record: with nvcc ({real}) train_gpt.py builds train_golf from its sources (make train_golf) and runs it, which stops "
+            "with its CUDA message (no device here)", "train_gpt.py: building" in p.stdout and len(built) == 1 and p.returncode != 0
+            and "CUDA: " in p.stdout + p.stderr and "Traceback" not in p.stderr, (p.stdout + p.stderr).strip()[-400:])
 
 
 def main():

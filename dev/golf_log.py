@@ -212,9 +212,9 @@ def load_stub(code_dir):
 
 def train_gpt(code_dir, config):
     """train_gpt.py's bytes: code_dir's stub with CONFIG (NAME -> value) and SOURCES (characters, CRC-32 of the text)
-    filled in, then its MARK line and the text: xz of every packed file (its path, a newline, its size, a newline, its bytes), in base85 (Python's
-    standard library, as the records pack theirs). The same sources and config give the same bytes. LogError naming a
-    missing source."""
+    filled in, then its MARK line and the text: xz of every packed file (its path, a newline, its size, a newline, its
+    bytes) in base85 (Python's standard library, as the records pack theirs). The same sources and config give the same
+    bytes. LogError naming a missing source."""
     code_dir = Path(code_dir)
     names = list(PACKED) + sorted(f"dev/cpu/{p.name}" for p in (code_dir / "dev" / "cpu").glob("*.h"))
     raw = bytearray()
@@ -566,7 +566,7 @@ def main(argv=None):
         runs, packed = check_runs(args.runs, args.code)
         write_submission(args.out, runs, packed, args.name, args.date, args.code, args.baseline, args.author, args.github_id, args.blurb)
     except LogError as e:
-        print(f"submit: refused: {e}", file=sys.stderr)
+        print(f"pack: error: {e}" if args.cmd == "pack" else f"submit: refused: {e}", file=sys.stderr)
         return 1
     return 0
 

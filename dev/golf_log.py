@@ -10,18 +10,25 @@ Lines read (anything else is ignored):
   stopping_early: ...
   Serialized model SCHEME: N bytes [crc32:X]
   final_SCHEME_roundtrip val_loss:x val_bpb:y [eval_time:Tms]  and  final_SCHEME_roundtrip_exact val_loss:x val_bpb:y
-  artifact: golf_infer.c N + model M = T bytes ...
+  artifact: FILE N + model M = T bytes ...                   FILE: the counted code (golf_infer.c, or train_gpt.py)
 
   python3 dev/golf_log.py submission --out DIR --name NAME --date YYYY-MM-DD --code DIR [--baseline LOSS]
                                      [--author A] [--github-id G] [--blurb TEXT] RUN_DIR...
       checks the runs (see check_runs) and fills DIR: README.md, submission.json, train_seed<S>.log,
-      final_model_seed<S>.golf, golf_infer.c, train_golf.cu. Exit 1 with the reasons when a check fails. Only the
-      Python standard library is needed.
+      final_model_seed<S>.golf, train_gpt.py (the counted code: see train_gpt), golf_infer.c (the blob's scorer, a copy
+      of the one inside train_gpt.py). Exit 1 with the reasons when a check fails. Only the Python standard library
+      is needed.
+
+  python3 dev/golf_log.py pack --code DIR --out FILE [NAME=value ...]
+      writes the train_gpt.py of DIR's sources with the given config (what submission writes, without runs).
 """
 
 import argparse
+import base64
 import json
+import lzma
 import re
+import shlex
 import shutil
 import struct
 import sys
@@ -33,7 +40,14 @@ ARTIFACT_LIMIT = 16_000_000      # bytes: counted code + compressed model
 TRAIN_LIMIT_MS = 600_000         # 10 minutes of training (train_time of the log)
 EVAL_LIMIT_MS = 600_000          # 10 minutes of evaluation (eval_time of the final roundtrip line)
 PER_SEED_KEYS = ("SEED", "RUN_ID", "OUT_DIR")   # config values that may differ between the seeds of one submission
-CODE_FILES = ("golf_infer.c", "train_golf.cu")  # the artifact's code (counted) and the training code
+CODE_FILES = ("golf_infer.c", "train_golf.cu")  # the code the log's code: line names (scorer and trainer)
+# what train_gpt.py carries: everything `make train_golf` and `make train_golf_cpu` read (plus dev/cpu/*.h)
+PACKED = ("Makefile", "train_golf.cu", "golf_infer.c", "dev/golf_export.c", "dev/cuda_cpu.h")
+STUB = "dev/train_gpt_stub.py"
+COUNTED = "train_gpt.py"
+# config a record does not carry: per run (the seed, names, folders) or per machine (where the data is)
+RECORD_SKIP = ("SEED", "RUN_ID", "OUT_DIR", "DATA_PATH", "TOKENIZER_PATH")
+RECORD_REFUSE = ("INIT_CKPT", "DUMP_GRADS", "PLAN_MEMORY")   # runs a record cannot reproduce
 
 NUM = r"([-+0-9.eEinfaINF]+)"
 TIME = rf"(?: train_time:{NUM}ms(?: step_avg:{NUM}ms)?)?(?:\s|$)"
@@ -42,7 +56,7 @@ RE_VAL = re.compile(rf"^step:(\d+)/(\d+) val_loss:{NUM} val_bpb:{NUM}{TIME}")
 RE_STEP_KIND = re.compile(r"^step:\d+/\d+ (train_loss|val_loss):")
 RE_FINAL = re.compile(rf"^final_(\w+?)_roundtrip(_exact)? val_loss:{NUM} val_bpb:{NUM}(?: eval_time:{NUM}ms)?")
 RE_SERIAL = re.compile(r"^Serialized model (\S+): (\d+) bytes(?: crc32:([0-9a-f]{8}))?")
-RE_ARTIFACT = re.compile(r"^artifact: golf_infer\.c (\d+) \+ model (\d+) = (\d+) bytes")
+RE_ARTIFACT = re.compile(r"^artifact: (\S+) (\d+) \+ model (\d+) = (\d+) bytes")
 RE_CODE = re.compile(r" (\S+) bytes:(\d+) crc32:([0-9a-f]{8})")
 RE_HARDWARE = re.compile(r"^hardware: (\d+) x (.+) \((\d+) MiB; rank 0 on host (\S+); launch (\S+)\)$")
 
@@ -64,7 +78,7 @@ class Log:
     stopped_early: bool = False
     serialized: tuple = None                         # (scheme, bytes, crc32 hex or None)
     final: dict = field(default_factory=dict)        # "plain"/"exact" -> (scheme, val_loss, val_bpb, eval_ms or None)
-    artifact: tuple = None                           # (code bytes, model bytes, total)
+    artifact: tuple = None                           # (counted file's name, its bytes, model bytes, total)
 
     def final_result(self):
         """(val_loss, val_bpb) of the final roundtrip: the exact line when there is one."""
@@ -138,7 +152,7 @@ def read_log(path):
         elif line.startswith("artifact: "):
             m = RE_ARTIFACT.match(line)
             if m:
-                log.artifact = (int(m[1]), int(m[2]), int(m[3]))
+                log.artifact = (m[1], int(m[2]), int(m[3]), int(m[4]))
     return log
 
 
@@ -148,6 +162,78 @@ def read_curves(path):
     if not log.train and not log.val:
         raise LogError(f"{path}: no 'step:N/M train_loss:...' or 'step:N/M val_loss:...' lines: not a train log")
     return log
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# train_gpt.py: the submission's code, one file (dev/train_gpt_stub.py with the record's config and golf's sources)
+
+
+def record_config(log):
+    """The config a record's train_gpt.py passes to train_golf, NAME -> value: the log's command line (its NAME=value
+    settings, then the program and its --flag value arguments) without RECORD_SKIP. LogError naming the log when there
+    is none, it does not parse, or it sets one of RECORD_REFUSE."""
+    if not log.command:
+        raise LogError(f"{log.path}: no 'command:' line: the config to carry in {COUNTED} is unknown")
+    try:
+        words = shlex.split(log.command)
+    except ValueError as e:
+        raise LogError(f"{log.path}: the 'command:' line does not parse ({e})") from None
+    cfg, i = {}, 0
+    while i < len(words) and "=" in words[i] and words[i].split("=", 1)[0] in log.config:
+        k, v = words[i].split("=", 1)
+        cfg[k] = v
+        i += 1
+    args = words[i + 1:]
+    while args:
+        a = args.pop(0)
+        flag, eq, v = a.partition("=")
+        name = flag[2:].upper().replace("-", "_")
+        if not flag.startswith("--") or name not in log.config or (not eq and not args):
+            raise LogError(f"{log.path}: the 'command:' line's argument '{a}' is not a train_golf flag with a value")
+        cfg[name] = v if eq else args.pop(0)
+    bad = [f"{k}={cfg[k]}" for k in RECORD_REFUSE if cfg.get(k, "") not in ("", "0")]
+    if bad:
+        raise LogError(f"{log.path}: the run set {', '.join(bad)}: a record cannot reproduce it (a file it does not carry, or "
+                       "not a training run)")
+    return {k: cfg[k] for k in sorted(cfg) if k not in RECORD_SKIP}
+
+
+def load_stub(code_dir):
+    """dev/train_gpt_stub.py of code_dir as a module (its MARK and sources() define the packed format's reading side)"""
+    import importlib.util
+    path = Path(code_dir) / STUB
+    if not path.is_file():
+        raise LogError(f"{path}: missing (the stub of {COUNTED})")
+    spec = importlib.util.spec_from_file_location("train_gpt_stub", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def train_gpt(code_dir, config):
+    """train_gpt.py's bytes: code_dir's stub with CONFIG (NAME -> value) and SOURCES (characters, CRC-32 of the text)
+    filled in, then its MARK line and the text: xz of every packed file (its path, a newline, its size, a newline, its
+    bytes) in base85 (Python's standard library, as the records pack theirs). The same sources and config give the same
+    bytes. LogError naming a missing source."""
+    code_dir = Path(code_dir)
+    names = list(PACKED) + sorted(f"dev/cpu/{p.name}" for p in (code_dir / "dev" / "cpu").glob("*.h"))
+    raw = bytearray()
+    for name in names:
+        path = code_dir / name
+        if not path.is_file():
+            raise LogError(f"{path}: missing ({COUNTED} carries it)")
+        data = path.read_bytes()
+        raw += f"{name}\n{len(data)}\n".encode() + data
+    text = base64.b85encode(lzma.compress(bytes(raw), preset=9 | lzma.PRESET_EXTREME))
+    stub = load_stub(code_dir)
+    src = (code_dir / STUB).read_text()
+    fills = {"CONFIG = {}\n": "CONFIG = {" + ", ".join(f"{k!r}: {v!r}" for k, v in config.items()) + "}\n",
+             "SOURCES = (0, 0)": f"SOURCES = ({len(text)}, 0x{zlib.crc32(text):08x})"}
+    for old, new in fills.items():
+        if src.count(old) != 1:
+            raise LogError(f"{code_dir / STUB}: expected one '{old.strip()}' line to fill in")
+        src = src.replace(old, new)
+    return src.encode() + stub.MARK + text + b"\n"
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -196,8 +282,10 @@ def check_runs(folders, code_dir):
     """The runs of one submission, or LogError listing every violation: each run folder holds train.log and
     final_model.golf; each log finished (final roundtrip and artifact lines), names its code (code: line) and seed;
     training <= 600 s and evaluation <= 600 s; the blob is the one the log wrote (size and CRC-32) and with
-    golf_infer.c fits in 16,000,000 bytes; the code in code_dir is the code the runs used; the logs agree with each
-    other (config apart from SEED/RUN_ID/OUT_DIR, code, hardware) and their seeds differ."""
+    train_gpt.py (made from code_dir and the first log's config: the counted code) fits in 16,000,000 bytes; the code
+    in code_dir is the code the runs used, and a run's artifact line counted the golf_infer.c of code_dir (a run of
+    train_golf itself) or this train_gpt.py (a run of it); the logs agree with each other (config apart from
+    SEED/RUN_ID/OUT_DIR, code, hardware) and their seeds differ. Returns (runs, train_gpt.py's bytes)."""
     errors, runs = [], []
     code = {}
     for name in CODE_FILES:
@@ -247,13 +335,11 @@ def check_runs(folders, code_dir):
         if problem:
             errs.append(f"{blob}: {problem}")
         if log.artifact:
-            cb, mb, tot = log.artifact
+            _, cb, mb, tot = log.artifact
             if mb != size:
                 errs.append(f"says the model is {mb} bytes but {blob} has {size} bytes: not this run's blob")
             if cb + mb != tot:
                 errs.append(f"artifact line does not add up: {cb} + {mb} != {tot}")
-            if "golf_infer.c" in code and cb != code["golf_infer.c"][0]:
-                errs.append(f"counted golf_infer.c as {cb} bytes but {Path(code_dir) / 'golf_infer.c'} has {code['golf_infer.c'][0]}")
         if log.serialized:
             if log.serialized[1] != size:
                 errs.append(f"serialized {log.serialized[1]} bytes but {blob} has {size} bytes: not this run's blob")
@@ -264,12 +350,29 @@ def check_runs(folders, code_dir):
                 got = log.code.get(name)
                 errs.append(f"ran {name} " + (f"of {got[0]} bytes crc32 {got[1]}" if got else "(not recorded)")
                             + f", but {Path(code_dir) / name} is {nb} bytes crc32 {crc}: package the code that ran (--code DIR)")
-        total = code.get("golf_infer.c", (0,))[0] + size
-        if total > ARTIFACT_LIMIT:
-            errs.append(f"artifact too large: golf_infer.c {code.get('golf_infer.c', (0,))[0]} + model {size} ({blob}) = {total} bytes, "
-                        f"over the limit of {ARTIFACT_LIMIT:,}")
         errors += [f"{logp}: {e}" for e in errs]
         runs.append(Run(folder, log, blob, log.config.get("SEED", "?")))
+    # the counted code: train_gpt.py of code_dir's sources and the first run's config
+    packed = None
+    if runs and len(code) == len(CODE_FILES):
+        try:
+            packed = train_gpt(code_dir, record_config(runs[0].log))
+        except LogError as e:
+            errors.append(str(e))
+    for r in runs if packed else []:
+        logp, size = r.log.path, r.blob.stat().st_size
+        if r.log.artifact:
+            name, cb = r.log.artifact[:2]
+            if name not in ("golf_infer.c", COUNTED):
+                errors.append(f"{logp}: counted {name} as the code: expected golf_infer.c (train_golf run itself) or {COUNTED}")
+            elif name == "golf_infer.c" and cb != code["golf_infer.c"][0]:
+                errors.append(f"{logp}: counted golf_infer.c as {cb} bytes but {Path(code_dir) / 'golf_infer.c'} has {code['golf_infer.c'][0]}")
+            elif name == COUNTED and cb != len(packed):
+                errors.append(f"{logp}: ran a {COUNTED} of {cb} bytes, but the one made from {code_dir} and the config of "
+                              f"{runs[0].log.path} has {len(packed)} bytes: package the code and config that ran")
+        if len(packed) + size > ARTIFACT_LIMIT:
+            errors.append(f"{logp}: artifact too large: {COUNTED} {len(packed)} + model {size} ({r.blob}) = {len(packed) + size} bytes, "
+                          f"over the limit of {ARTIFACT_LIMIT:,}")
     # the seeds of one submission: same config, code and hardware; different seeds
     if len(runs) > 1:
         first = runs[0]
@@ -291,7 +394,7 @@ def check_runs(folders, code_dir):
             seen.setdefault(r.seed, r.log.path)
     if errors:
         raise LogError("\n".join(errors))
-    return runs
+    return runs, packed
 
 
 def seed_result(r, code_bytes):
@@ -314,10 +417,10 @@ def mean(xs):
     return sum(xs) / len(xs) if xs else None
 
 
-def write_submission(out, runs, name, date, code_dir, baseline=None, author=None, github_id=None, blurb=None):
-    """Fill folder out (which exists and is empty) with the checked runs' submission."""
+def write_submission(out, runs, packed, name, date, code_dir, baseline=None, author=None, github_id=None, blurb=None):
+    """Fill folder out (which exists and is empty) with the checked runs' submission; packed: train_gpt.py's bytes."""
     out, code_dir = Path(out), Path(code_dir)
-    code_bytes = (code_dir / "golf_infer.c").stat().st_size
+    code_bytes = len(packed)
     res = {r.seed: seed_result(r, code_bytes) for r in runs}
     seeds = [r.seed for r in runs]
     sub = {"name": name, "date": date, "track": "10min_16mb"}
@@ -351,10 +454,19 @@ def write_submission(out, runs, name, date, code_dir, baseline=None, author=None
         shutil.copyfile(r.log.path, out / f"train_seed{r.seed}.log")
         shutil.copyfile(r.blob, out / f"final_model_seed{r.seed}.golf")
         files += [f"train_seed{r.seed}.log", f"final_model_seed{r.seed}.golf"]
-    for c in CODE_FILES:
-        shutil.copyfile(code_dir / c, out / c)
+    (out / COUNTED).write_bytes(packed)
+    shutil.copyfile(code_dir / "golf_infer.c", out / "golf_infer.c")
     (out / "submission.json").write_text(json.dumps(sub, indent=2) + "\n")
     (out / "README.md").write_text(render_readme(sub, runs, res, code_bytes))
+
+
+def launched(runs):
+    """how the runs were started, from their artifact lines"""
+    counted = {r.log.artifact[0] for r in runs if r.log.artifact}
+    if counted == {COUNTED}:
+        return f"by this {COUNTED}"
+    return f"by train_golf itself (the same sources; {COUNTED} made from them and the runs' config)" + \
+        (f", some by {COUNTED}" if COUNTED in counted else "")
 
 
 def render_readme(sub, runs, res, code_bytes):
@@ -387,7 +499,7 @@ def render_readme(sub, runs, res, code_bytes):
     if "p_value" in sub:
         lines.append(f"- Significance: one-sided t test of an improvement of at least 0.005 nats over the baseline val_loss "
                      f"{sub['baseline_val_loss']}: p = {sub['p_value']:.3g} (`dev/significance.py`).")
-    lines += [f"- Artifact: golf_infer.c {code_bytes:,} + model {largest['bytes_model']:,} = **{largest['bytes_total']:,} bytes** "
+    lines += [f"- Artifact: {COUNTED} {code_bytes:,} + model {largest['bytes_model']:,} = **{largest['bytes_total']:,} bytes** "
               f"(largest seed; limit {ARTIFACT_LIMIT:,}). The tokenizer is not counted.",
               f"- Hardware: {f'{hw[0]} x {hw[1]} ({hw[2]:,} MiB each), launch: {hw[4]}' if hw else 'not recorded'}.",
               f"- Time: training at most {max(s['train_time_ms'] for s in res.values()) / 1000:.1f} s, evaluation at most "
@@ -405,12 +517,22 @@ def render_readme(sub, runs, res, code_bytes):
               f"arguments){'; started by mpirun with ' + str(hw[0]) + ' ranks' if hw and hw[4] == 'mpirun' else ''}"
               f"{'; started torchrun-style with ' + str(hw[0]) + ' ranks (RANK/WORLD_SIZE/LOCAL_RANK)' if hw and hw[4] == 'env' else ''}:", "",
               "```bash", log0.command or "(not recorded)", "```", "",
+              "## Run", "",
+              "```bash",
+              "torchrun --standalone --nproc_per_node=8 train_gpt.py   # DATA_PATH, TOKENIZER_PATH, SEED: train_golf's defaults, or set them",
+              "```", "",
+              f"`{COUNTED}` carries golf's sources (train_golf.cu, golf_infer.c, dev/golf_export.c, the Makefile and the CPU "
+              "build's dev/cuda_cpu.h) xz-compressed in base85. Each node's local rank 0 unpacks and builds `train_golf` "
+              "(make, nvcc, cuBLAS; NCCL for several ranks) in `golf_build/` while the other local ranks wait, before "
+              "train_golf's timer starts; every rank then runs it with torchrun's environment and the config above "
+              f"(the environment wins). The runs above were started {launched(runs)}. `GOLF_UNPACK=DIR python3 {COUNTED}` "
+              "writes the sources out; `GOLF_CPU=1` builds the CPU build instead (CUDA emulated on the CPU, for tests).", "",
               "## Included files", "",
-              f"- `golf_infer.c` — the artifact's code, counted ({code_bytes:,} bytes): C99, libc and libm only. Build: "
-              "`cc -O3 -std=c99 -fopenmp -o golf_infer golf_infer.c -lm`; score a blob: `./golf_infer final_model_seedS.golf --val "
-              "'fineweb_val_*.bin' --tokenizer fineweb_1024_bpe.model` (prints val_bpb and the artifact line).",
-              "- `train_golf.cu` — the training code (not counted; built in the golf repository with `make`, which also needs "
-              "`dev/golf_export.c`).",
+              f"- `{COUNTED}` — all the code, counted ({code_bytes:,} bytes): the trainer, its export and its evaluation.",
+              "- `golf_infer.c` — the blob's decoder and CPU scorer (C99, libc and libm only; the same file is inside "
+              f"`{COUNTED}`, counted there). Build: `cc -O3 -std=c99 -fopenmp -o golf_infer golf_infer.c -lm`; score a blob: "
+              "`./golf_infer final_model_seedS.golf --val 'fineweb_val_*.bin' --tokenizer fineweb_1024_bpe.model` (prints "
+              "val_bpb and the artifact line).",
               "- " + ", ".join(f"`train_seed{r.seed}.log`" for r in runs) + " — the training logs.",
               "- " + ", ".join(f"`final_model_seed{r.seed}.golf`" for r in runs) + " — the model blobs the logs describe.",
               "- `submission.json` — the numbers above, machine-readable.", ""]
@@ -424,18 +546,33 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="empty folder to fill")
     p.add_argument("--name", required=True)
     p.add_argument("--date", required=True)
-    p.add_argument("--code", required=True, help="folder holding golf_infer.c and train_golf.cu")
+    p.add_argument("--code", required=True, help="folder holding golf's sources (golf_infer.c, train_golf.cu, ...)")
     p.add_argument("--baseline", type=float, help="baseline val_loss: adds the p-value of the 0.005-nat rule (2+ seeds)")
     p.add_argument("--author")
     p.add_argument("--github-id")
     p.add_argument("--blurb")
     p.add_argument("runs", nargs="+", help="run folders (train_golf's OUT_DIR)")
+    p = sub.add_parser("pack", help=f"write the {COUNTED} of a folder's sources and a config (no runs)")
+    p.add_argument("--code", required=True, help="folder holding golf's sources")
+    p.add_argument("--out", required=True, help=f"the file to write (e.g. {COUNTED})")
+    p.add_argument("config", nargs="*", help="NAME=value settings it passes to train_golf")
     args = ap.parse_args(argv)
     try:
-        runs = check_runs(args.runs, args.code)
-        write_submission(args.out, runs, args.name, args.date, args.code, args.baseline, args.author, args.github_id, args.blurb)
+        if args.cmd == "pack":
+            bad = [c for c in args.config if not re.match(r"^[A-Z][A-Z0-9_]*=", c)]
+            if bad:
+                print(f"pack: '{bad[0]}' is not a NAME=value setting", file=sys.stderr)
+                return 2
+            data = train_gpt(args.code, dict(sorted(c.split("=", 1) for c in args.config)))
+            tmp = Path(args.out).with_name(Path(args.out).name + ".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(args.out)
+            print(f"pack: wrote {args.out} ({len(data)} bytes)")
+            return 0
+        runs, packed = check_runs(args.runs, args.code)
+        write_submission(args.out, runs, packed, args.name, args.date, args.code, args.baseline, args.author, args.github_id, args.blurb)
     except LogError as e:
-        print(f"submit: refused: {e}", file=sys.stderr)
+        print(f"pack: error: {e}" if args.cmd == "pack" else f"submit: refused: {e}", file=sys.stderr)
         return 1
     return 0
 

@@ -3,19 +3,24 @@
 #
 #   dev/submit.sh [options] RUN_DIR [RUN_DIR ...] NAME
 #
-# Each RUN_DIR is a train_golf OUT_DIR (train.log + final_model.golf), one per seed. Writes RECORDS/<date>_<NAME>/:
+# Each RUN_DIR is a train_golf OUT_DIR (train.log + final_model.golf), one per seed, from train_golf itself or from a
+# record's train_gpt.py. Writes RECORDS/<date>_<NAME>/:
+#   train_gpt.py          all the code, counted: golf's sources (xz + base85) and the runs' config in one file that
+#                         `torchrun --standalone --nproc_per_node=8 train_gpt.py` runs (dev/train_gpt_stub.py)
 #   README.md             results per seed and their mean, artifact bytes, hardware, times, config, command line
-#   submission.json       name, date, val_bpb and val_loss (means over the seeds of the final roundtrip), bytes_total,
-#                         bytes_model, bytes_code, seeds, seed_results, ...
+#   submission.json       name, date, val_bpb and val_loss (means over the seeds of the final roundtrip), bytes_total
+#                         (train_gpt.py + the largest blob), bytes_model, bytes_code (train_gpt.py), seeds, seed_results
 #   train_seed<S>.log     each run's log;  final_model_seed<S>.golf  each run's blob
-#   golf_infer.c          the artifact's code (counted);  train_golf.cu  the training code
-# Refuses, naming the file and changing nothing, when a blob is not an intact .golf blob, an artifact exceeds 16,000,000 bytes, training or evaluation
-# exceeded 600 s, a log did not finish, a log disagrees with its blob, with the packaged code or with the other logs,
-# or the folder exists (without --force). The folder is built beside its final place and renamed into it at the end.
+#   golf_infer.c          the blob's CPU scorer (also inside train_gpt.py)
+# Refuses, naming the file and changing nothing, when a blob is not an intact .golf blob, train_gpt.py + a blob exceeds
+# 16,000,000 bytes, training or evaluation exceeded 600 s, a log did not finish, a log disagrees with its blob, with the
+# packaged code (its code: line, or the size of the train_gpt.py it ran) or with the other logs, the config cannot be
+# carried (INIT_CKPT, DUMP_GRADS, PLAN_MEMORY), or the folder exists (without --force). The folder is built beside its
+# final place and renamed into it at the end.
 # Options:
 #   --records DIR     where the folder goes (default: ./records)
 #   --date YYYY-MM-DD the folder's and submission.json's date (default: today, UTC)
-#   --code DIR        folder holding the golf_infer.c and train_golf.cu that ran (default: this repository)
+#   --code DIR        folder holding the sources that ran (default: this repository)
 #   --baseline LOSS   add the p-value of the challenge's 0.005-nat rule against this val_loss (2+ seeds)
 #   --author A  --github-id G  --blurb TEXT     submission.json metadata
 #   --force           replace an existing folder of the same name

@@ -8,7 +8,7 @@ dev/cuda_cpu.h; the reference on the CPU; a smaller batch and the first VAL_TOKE
   steps      the training losses of K steps (iteration-based warmdown, no wallclock cap) against the
              reference's debug.losses
   roundtrip  train_golf's final_<scheme>_roundtrip val_bpb equals golf_infer's on the blob it wrote
-  submit     dev/submit.sh accepts that run's folder (train.log + final_model.golf) as a records folder
+  submit     dev/submit.sh reads that run's folder (train.log + final_model.golf) and refuses it: it started from INIT_CKPT
   mpirun     the same short run under `mpirun -np 1` (when the build has MPI) gives the same losses
   env        the same run started torchrun-style (RANK=0 WORLD_SIZE=1 LOCAL_RANK=0) gives the same losses; with 2+ GPUs,
              two ranks started torchrun-style (TCP bootstrap of NCCL, no MPI) end with the same roundtrip val_loss
@@ -480,8 +480,9 @@ def main():
                         f"{a} vs {b}")
                 p3 = subprocess.run(["bash", ROOT / "dev" / "submit.sh", "--records", tmp / "records", "--date", "2026-01-01", tmp, "test_gpu"],
                                     capture_output=True, text=True)
-                R.check("dev/submit.sh packages the run folder", p3.returncode == 0 and (tmp / "records" / "2026-01-01_test_gpu" / "submission.json").exists(),
-                        (p3.stdout + p3.stderr).strip()[-400:])
+                # this run started from INIT_CKPT, which a record's train_gpt.py cannot carry (test_submit.py packages real runs)
+                R.check("dev/submit.sh reads the run folder and refuses it for its INIT_CKPT, writing nothing", p3.returncode == 1
+                        and "set INIT_CKPT=" in p3.stderr and not (tmp / "records" / "2026-01-01_test_gpu").exists(), (p3.stdout + p3.stderr).strip()[-400:])
                 launch = dict(env, INIT_CKPT=str(ck), MASTER_ADDR="127.0.0.1", MASTER_PORT="29517")
                 p4 = run([BIN], env=dict(launch, RANK="0", WORLD_SIZE="1", LOCAL_RANK="0"), cwd=tmp)
                 l4 = train_losses(p4.stdout)

@@ -483,8 +483,9 @@ def check_record(R, tmp, shared):
     p = subprocess.run(["/usr/bin/python3", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
     built = list(cwd.glob("golf_build/cuda-*/train_golf"))
     R.check(f"record: with nvcc ({real}) train_gpt.py builds train_golf from its sources (make train_golf) and runs it, which stops "
-            "with its CUDA message (no device here)", "train_gpt.py: building" in p.stdout and len(built) == 1 and p.returncode != 0
-            and "CUDA: " in p.stdout + p.stderr and "Traceback" not in p.stderr, (p.stdout + p.stderr).strip()[-400:])
+            "with its CUDA or driver message (no device here)", "train_gpt.py: building" in p.stdout and len(built) == 1 and p.returncode != 0
+            and ("CUDA: " in p.stdout + p.stderr or "no NVIDIA driver found" in p.stdout + p.stderr) and "Traceback" not in p.stderr,
+            (p.stdout + p.stderr).strip()[-400:])
 
 
 def main():

@@ -20,6 +20,11 @@
  *     "code:" (bytes and CRC-32 of golf_infer.c and train_golf.cu beside the binary) and "hardware:".
  *   Outputs (rank 0): logs/RUN_ID.txt, and in OUT_DIR (created if missing): train.log (the same log),
  *   final_model.ckpt (float32), final_model.golf: the run folder that dev/submit.sh packages.
+ *   Surviving a run: CHECKPOINT_EVERY (steps) / CHECKPOINT_EVERY_SECONDS write OUT_DIR/train_state.bin, RESUME=path
+ *   continues from it (the uninterrupted run's bits in the CPU build); a non-finite loss or gradient norm stops every
+ *   rank with the state of the last good step (ON_NONFINITE=skip skips the update); SIGTERM / SIGINT finish the step,
+ *   write the state and exit 143 / 130; a watchdog ends every rank within DIST_TIMEOUT of a dead or stalled one.
+ *   PRESET=cpu and VAL_MAX_TOKENS=N size a run for the CPU build (make cpu: train_golf_cpu, CUDA emulated).
  *   PLAN_MEMORY=1 prints the device memory plan per GPU instead (bytes per buffer class from trainer_alloc's own
  *   sizes, the cuBLAS workspace, the fit on an H100 80GB) and exits, touching no GPU (dev/bench_train.sh --memory).
  *   Activation memory: LOGIT_CHUNK tokens of logits at a time (the head's forward, CE gradient and GEMMs per chunk);

@@ -809,7 +809,11 @@ def test_debug_state(tmp, shared):
     keys = list(model.state_dict())
     check(list(c.tensors)[:len(keys)] == keys, "weights first, in state_dict order")
     names = list(c.tensors)[len(keys):]
-    check(names == ["debug.x", "debug.y", "debug.logits", "debug.loss"] + [f"grad.{n}" for n in keys] + ["debug.losses"], f"records {names}")
+    bounds = [f"bound.{n}" for n in keys if n.endswith(".attn.q_gain")]   # q_gain_flash_bound of each attention
+    check(names == ["debug.x", "debug.y", "debug.logits", "debug.loss"] + [f"grad.{n}" for n in keys] + bounds + ["debug.losses"],
+          f"records {names}")
+    check(all(c.tensors[b].shape == c.tensors[b[6:]].shape and np.all(np.isfinite(c.tensors[b])) and np.all(c.tensors[b] > 0)
+              for b in bounds), "bound.*.q_gain: one positive finite bound per head")
     for n in keys:
         check(np.array_equal(c.tensors[n], model.state_dict()[n].numpy()), f"weight {n}")
     x, y = R.TrainLoader(str(shared.data / "fineweb_train_*.bin"), 2048, 64).next_batch()

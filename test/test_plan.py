@@ -141,7 +141,7 @@ def check_predict(R, tmp, shared):
     for name, (flags, weights) in shapes.items():
         p = run(bench + ["--predict"] + flags, env=env)
         s = summary(p.stdout, "predict")
-        ok = p.returncode == 0 and bool(s) and "PREDICTION" in p.stdout and "attention_forward" in p.stdout and "gradient all-reduce" in p.stdout
+        ok = p.returncode == 0 and bool(s) and "PREDICTION" in p.stdout and "flash_forward" in p.stdout and "gradient all-reduce" in p.stdout   # bf16: flash by default
         R.check(f"--predict {name}: a table labelled PREDICTION with totals", ok, "" if ok else (p.stdout + p.stderr)[-500:])
         if not ok:
             continue

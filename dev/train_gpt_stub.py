@@ -58,6 +58,13 @@ def find(paths):
     return next((p for p in paths if p and os.path.exists(p)), None)
 
 
+def nvcc_toolkit(nvcc):
+    """the toolkit folder nvcc itself uses (its TOP; nvcc may be a wrapper script elsewhere), else the folder above its bin/"""
+    p = subprocess.run([nvcc, "--dryrun", "-c", "-x", "cu", os.devnull, "-o", os.devnull], capture_output=True, text=True)
+    top = next((l.split("TOP=", 1)[1].strip() for l in (p.stdout + p.stderr).splitlines() if "TOP=" in l), "")
+    return os.path.normpath(top) if top else os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
+
+
 def gpu_make_args():
     """make's arguments for train_golf: stops when nvcc, the CUDA libraries, NCCL (several ranks) or the GPUs are missing"""
     cuda = os.environ.get("CUDA_HOME") or find(["/usr/local/cuda", "/opt/cuda"]) or ""
@@ -65,7 +72,7 @@ def gpu_make_args():
     if not nvcc:
         die("nvcc not found (PATH, $CUDA_HOME/bin, /usr/local/cuda/bin): install the CUDA toolkit or set CUDA_HOME; "
             "GOLF_CPU=1 runs the CPU build instead")
-    cuda = cuda or os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
+    cuda = cuda or nvcc_toolkit(nvcc)
     # where the link finds -lcublas: the toolkit's folders (nvcc adds them), LIBRARY_PATH, the system's
     libs = [cuda + "/lib64", cuda + "/lib"] + glob.glob(cuda + "/targets/*/lib") + os.environ.get("LIBRARY_PATH", "").split(":") + SYSTEM_LIBS
     for lib in ("libcublas.so", "libcublasLt.so"):

@@ -28,6 +28,7 @@ import json
 import os
 import random
 import re
+import runpy
 import shutil
 import struct
 import subprocess
@@ -477,7 +478,16 @@ def check_record(R, tmp, shared):
     smi = tmp / "smi_only"
     smi.mkdir()
     shutil.copy(fake / "nvidia-smi", smi / "nvidia-smi")
-    env = dict(gpu, PATH=f"{smi}:{Path(real).parent}:{plain}", CUDA_HOME=str(Path(real).resolve().parent.parent), OUT_DIR=str(tmp / "t_cuda" / "out"))
+    # nvcc as a wrapper script outside the toolkit, as some machines install it: the stub asks nvcc for its toolkit
+    wrap = tmp / "nvcc_wrapper"
+    wrap.mkdir()
+    (wrap / "nvcc").write_text(f'#!/bin/sh\nexec {Path(real).resolve()} "$@"\n')
+    (wrap / "nvcc").chmod(0o755)
+    stub = runpy.run_path(str(ROOT / "dev" / "train_gpt_stub.py"), run_name="stub")
+    top = Path(real).resolve().parent.parent
+    R.check("record: the stub's nvcc_toolkit finds the toolkit behind a wrapper nvcc script", Path(stub["nvcc_toolkit"](str(wrap / "nvcc"))) == top,
+            f"{stub['nvcc_toolkit'](str(wrap / 'nvcc'))} vs {top}")
+    env = dict(gpu, PATH=f"{smi}:{wrap}:{plain}", OUT_DIR=str(tmp / "t_cuda" / "out"))
     cwd = tmp / "t_cuda"
     cwd.mkdir()
     p = subprocess.run(["/usr/bin/python3", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT)

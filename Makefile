@@ -73,7 +73,7 @@ CPU_DEPS  := train_golf.cu golf_infer.c dev/golf_export.c dev/cuda_cpu.h $(wildc
 
 cpu: $(CPU_BIN)
 train_golf_cpu: $(CPU_DEPS)
-	$(CXX) -O2 $(CPU_FLAGS) -o $@ train_golf.cu $(CPU_LIBS)
+	$(CXX) -O3 $(CPU_FLAGS) -o $@ train_golf.cu $(CPU_LIBS)
 train_golf_cpu_asan: $(CPU_DEPS)
 	$(CXX) $(CPU_ASAN) $(CPU_FLAGS) -o $@ train_golf.cu $(CPU_LIBS)
 # the emulator's own checks (test/emu_faults.cu: faults, collectives, orders, copies)

@@ -280,6 +280,7 @@ struct Block {               // the scheduler of the block an OS thread is runni
     std::vector<int> warp_order, warp_pos;   // per warp: its threads in that order (32 slots), the next slot to look at
     std::vector<int> warp_fill;              // make_order's scratch
     int order_n = -1;                        // the block size order and warp_order were made for (fixed orders)
+    int forward = 0;                         // order is 0, 1, 2, ...: a warp's order is its lane order
     std::vector<unsigned> warp_arrived;   // per warp: lanes waiting in a collective
     std::vector<unsigned> warp_exited;    // per warp: lanes that have exited
     std::vector<unsigned> warp_ready;     // per warp: lanes released from a wait, not yet resumed
@@ -701,6 +702,13 @@ inline Fiber *next_fiber(Block *b, int w) {
     if (w >= 0 && b->warp_ready[w]) {
         unsigned ready = b->warp_ready[w];
         int n = b->nthreads, start = b->warp_pos[w];
+        if (b->forward) {   // the warp's lanes in lane order: the first ready one from where the last pick was, by a bit scan
+            int p = (__builtin_ctz(start ? ready >> start | ready << (32 - start) : ready) + start) & 31, t = 32 * w + p;
+            b->warp_pos[w] = (p + 1) & 31;
+            b->warp_ready[w] &= ~(1u << p);
+            b->th[t].state = T_RUNNING;
+            return b->th[t].fiber;
+        }
         for (int i = 0; i < 32; i++) {   // the warp's lanes in the block's order, from where the last pick was
             int p = (start + i) & 31, t = b->warp_order[(size_t)32 * w + p];
             if (t < n && (ready >> (t % 32) & 1u)) {
@@ -749,6 +757,7 @@ inline Order order_setting(void) {
 inline void make_order(Block *b) {
     Order o = order_setting();
     int n = b->nthreads;
+    b->forward = o.mode == 0;
     if (o.mode != 2 && b->order_n == n) { for (int w = 0; w < (n + 31) / 32; w++) b->warp_pos[w] = 0; return; }   // as last block
     b->order_n = o.mode != 2 ? n : -1;
     for (int i = 0; i < n; i++) b->order[i] = o.mode == 1 ? n - 1 - i : i;
@@ -872,7 +881,7 @@ inline uint64_t collective(int op, unsigned mask, uint64_t value, int arg, int w
         suspend(w);
         return mine.result;
     }
-    // the last lane to arrive: check that all agree, then give every lane its result
+    // the last lane to arrive: check that all agree, then give every lane its result (one pass per operation)
     ThreadState *lth = &b->th[32 * w];
     LaneOp *lane = &b->lane[32 * w];
     for (unsigned m = mask; m; m &= m - 1) {
@@ -880,34 +889,33 @@ inline uint64_t collective(int op, unsigned mask, uint64_t value, int arg, int w
         if (o.op != op || o.mask != mask)
             fault("lanes %d and %d meet in different collectives: %s (mask 0x%08x) and %s (mask 0x%08x)", l, __builtin_ctz(m), op_name(op), mask,
                   op_name(o.op), o.mask);
+        lth[__builtin_ctz(m)].state = T_READY;
     }
-    if (op == C_MMA || op == C_LDMATRIX) {   // every lane's value is a pointer to its operands and results
+    me.state = T_RUNNING;
+    if (op <= C_SHFL_DOWN) {
+        for (unsigned m = mask; m; m &= m - 1) {
+            int k = __builtin_ctz(m);
+            LaneOp &o = lane[k];
+            int wd = o.width, base = k & ~(wd - 1), src = k;
+            switch (op) {
+            case C_SHFL: src = base + (o.arg & (wd - 1)); break;
+            case C_SHFL_XOR: src = k ^ o.arg; if (src > base + wd - 1) src = k; break;
+            case C_SHFL_UP: src = k - o.arg; if (src < base) src = k; break;
+            default: src = k + o.arg; if (src > base + wd - 1) src = k; break;   // C_SHFL_DOWN
+            }
+            if ((unsigned)src > 31u || !(mask >> src & 1u))
+                fault("lane %d's %s reads lane %d, which is not in the mask 0x%08x", k, op_name(op), src, mask);
+            o.result = lane[src].value;
+        }
+    } else if (op == C_MMA || op == C_LDMATRIX) {   // every lane's value is a pointer to its operands and results
         uint64_t frame[32];
         for (int k = 0; k < 32; k++) frame[k] = lane[k].value;
         tensor_op(op, frame);
-    }
-    uint64_t vote = 0;
-    for (unsigned m = mask; m; m &= m - 1) vote |= (uint64_t)(lane[__builtin_ctz(m)].value != 0) << __builtin_ctz(m);
-    for (unsigned m = mask; m; m &= m - 1) {
-        int k = __builtin_ctz(m);
-        LaneOp &o = lane[k];
-        int wd = o.width, base = k & ~(wd - 1), src = k;
-        switch (op) {
-        case C_SHFL: src = base + (o.arg & (wd - 1)); break;
-        case C_SHFL_XOR: src = k ^ o.arg; if (src > base + wd - 1) src = k; break;
-        case C_SHFL_UP: src = k - o.arg; if (src < base) src = k; break;
-        case C_SHFL_DOWN: src = k + o.arg; if (src > base + wd - 1) src = k; break;
-        default: break;
-        }
-        if (op <= C_SHFL_DOWN) {
-            if (src < 0 || src > 31 || !(mask >> src & 1u))
-                fault("lane %d's %s reads lane %d, which is not in the mask 0x%08x", k, op_name(op), src, mask);
-            o.result = lane[src].value;
-        } else if (op == C_BALLOT) o.result = vote;
-        else if (op == C_ANY) o.result = vote != 0;
-        else if (op == C_ALL) o.result = vote == mask;
-        else o.result = 0;
-        if (k != l) lth[k].state = T_READY;
+    } else {
+        uint64_t vote = 0;
+        for (unsigned m = mask; m; m &= m - 1) vote |= (uint64_t)(lane[__builtin_ctz(m)].value != 0) << __builtin_ctz(m);
+        uint64_t r = op == C_BALLOT ? vote : op == C_ANY ? vote != 0 : op == C_ALL ? vote == mask : 0;
+        for (unsigned m = mask; m; m &= m - 1) lane[__builtin_ctz(m)].result = r;
     }
     b->warp_ready[w] |= mask & ~(1u << l);
     b->warp_arrived[w] &= ~mask;
@@ -934,6 +942,8 @@ struct LdmFrame { const void *row; uint32_t *r; int n, trans; };
 inline float bf16_lo(uint32_t u) { return golf_u2f(u << 16); }
 inline float bf16_hi(uint32_t u) { return golf_u2f(u & 0xffff0000u); }
 
+typedef float f4 __attribute__((vector_size(16)));   // 4 floats: one SSE / NEON register
+
 inline void tensor_op(int op, uint64_t *const frame) {
     if (op == C_MMA) {
         float A[16][16], B[16][8], D[16][8];
@@ -947,12 +957,17 @@ inline void tensor_op(int op, uint64_t *const frame) {
             }
             D[g][2 * t] = f->c[0]; D[g][2 * t + 1] = f->c[1]; D[g + 8][2 * t] = f->c[2]; D[g + 8][2 * t + 1] = f->c[3];
         }
-        for (int i = 0; i < 16; i++)
-            for (int j = 0; j < 8; j++) {
-                float s = D[i][j];
-                for (int k = 0; k < 16; k++) s += A[i][k] * B[k][j];   // exact product, one rounding per addition
-                D[i][j] = s;
+        for (int i = 0; i < 16; i++) {   // a row's 8 columns as two 4-float vectors; each element adds k = 0..15 in order
+            f4 d0, d1;
+            memcpy(&d0, D[i], 16); memcpy(&d1, D[i] + 4, 16);
+            for (int k = 0; k < 16; k++) {
+                f4 b0, b1;
+                memcpy(&b0, B[k], 16); memcpy(&b1, B[k] + 4, 16);
+                d0 += A[i][k] * b0;   // exact product (8 x 8 significant bits), one rounding per addition
+                d1 += A[i][k] * b1;
             }
+            memcpy(D[i], &d0, 16); memcpy(D[i] + 4, &d1, 16);
+        }
         for (int l = 0; l < 32; l++) {   // after every lane's C was read: d may be c
             const MmaFrame *f = (const MmaFrame *)(uintptr_t)frame[l];
             int g = l >> 2, t = l & 3;

@@ -186,7 +186,7 @@ enum { MAX_LAYERS = 1024, MAX_SCHEDULE = 32, SMEAR_DIMS = 12, GATE_DIMS = 12 }; 
 typedef struct {
     int vocab_size, num_layers, model_dim, num_heads, num_kv_heads, mlp_hidden, tie_embeddings, train_seq_len;
     float rope_base, logit_softcap;
-    // the record-stack options (README "Architecture options"); all 0 = the baseline
+    // the record-stack options (README "Presets and the records they reproduce"); all 0 = the baseline
     float mlp_leaky_slope;           // MLP activation (x > 0 ? x : slope x)^2
     int bigram_vocab, bigram_dim;    // BigramHash table V_b x d_b (V_b 0 = off)
     int smear_gate;                  // SmearGate on the raw embeddings, before their norm

@@ -132,7 +132,7 @@ typedef struct {
     double tied_embed_init_std, matrix_lr, scalar_lr, muon_momentum, muon_momentum_warmup_start, beta1, beta2;
     double adam_eps, grad_clip_norm, sdclip_k, muon_wd, adam_wd, warmdown_frac, min_lr_frac, dist_timeout, bucket_cap_mb;
     int muon_eq_r, muon_polar_express, flash_attention;
-    // architecture options (golf_infer.c's Config; README "Architecture options")
+    // architecture options (golf_infer.c's Config; README "Presets and the records they reproduce")
     int mlp_hidden, bigram_vocab_size, bigram_dim, smear_gate, xsa_last_n, rope_dims, ln_scale, parallel_from, skip_gates, attn_out_gate;
     double mlp_leaky_slope, loop_start_frac;
     char loop_encoder[256], loop_decoder[256], preset[32];
@@ -537,7 +537,7 @@ static double rng_normal(uint64_t *s) { double u = rng_uniform(s), v = rng_unifo
 
 // init_params: train_gpt.py's init rules with golf's generator: embedding N(0, std) (N(0,1) untied), linear
 // weights U(+-1/sqrt(fan_in)), output projections and lm_head zero, q_gain QK_GAIN_INIT, scales and skip
-// weights 1, resid_mix [1; 0]; the options' tensors as README "Architecture options" says: BigramHash table
+// weights 1, resid_mix [1; 0]; the options' tensors as README "Presets and the records they reproduce" says: BigramHash table
 // N(0, 0.02), projection 0, scale 0.05; SmearGate, output gates and skip gates 0; lane_rho 1.1, lane_mix 1.
 static void init_params(GolfModel *m, const TrainConfig *c) {
     uint64_t s = (uint64_t)c->seed * 0x9E3779B97F4A7C15ull + 1;
@@ -1244,15 +1244,6 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *sme
     unsigned s = (unsigned)__cvta_generic_to_shared(smem);
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
 }
-// two matrices (lanes 0..15 address their rows), plain and transposed: ldmatrix.sync.aligned.m8n8.x2[.trans].shared.b16
-__device__ __forceinline__ void ldmatrix_x2(uint32_t r[2], const void *smem) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(s));
-}
-__device__ __forceinline__ void ldmatrix_x2_trans(uint32_t r[2], const void *smem) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(s));
-}
 // 16 bytes global -> shared, asynchronous (lands by the cp_async_wait covering it): cp.async.cg.shared.global [..], [..], 16
 __device__ __forceinline__ void cp_async_16(void *smem, const void *gmem) {
     unsigned s = (unsigned)__cvta_generic_to_shared(smem);
@@ -1801,7 +1792,7 @@ static void *dmalloc_bytes(size_t n) {
     g_mem.bytes[g_mem.cls] += n; g_mem.count[g_mem.cls]++;
     g_mem.in_use += n; if (g_mem.in_use > g_mem.peak) g_mem.peak = g_mem.in_use;
     if (g_mem.plan_only) return NULL;
-    void *p;
+    void *p = nullptr;
     cudaCheck(cudaMalloc(&p, n));
     cudaCheck(cudaMemset(p, 0, n));
     return p;

@@ -19,7 +19,7 @@
  *   Warp collectives (__shfl*_sync, __ballot_sync, __any_sync, __all_sync, __syncwarp) wait until every lane
  *     of the mask arrives at its next collective; the last to arrive computes every lane's result. Lanes are
  *     threads 32w..32w+31 of the block's linear thread index, as on the GPU.
- *   Tensor cores (section 5b): mma_bf16_16816 (mma.sync m16n8k16 bf16 -> fp32), ldmatrix_x4 / _x2 [_trans],
+ *   Tensor cores (section 5b): mma_bf16_16816 (mma.sync m16n8k16 bf16 -> fp32), ldmatrix_x4 [_trans] (and the .x2 form through golf_emu::ldmatrix),
  *     cp_async_16, cp_async_commit, cp_async_wait<N>: train_golf.cu's wrappers of those PTX instructions, with the
  *     PTX ISA's fragment layouts. mma and ldmatrix are collectives of all 32 lanes; a cp.async reads its source at
  *     issue and writes shared memory only at the cp_async_wait covering its group: a read before it sees old bytes.
@@ -1017,8 +1017,6 @@ static inline void mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_
 // ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16 and .x2: four (two) 8x8 matrices of 16-bit values
 static inline void ldmatrix_x4(uint32_t r[4], const void *smem) { golf_emu::ldmatrix(r, smem, 4, 0); }
 static inline void ldmatrix_x4_trans(uint32_t r[4], const void *smem) { golf_emu::ldmatrix(r, smem, 4, 1); }
-static inline void ldmatrix_x2(uint32_t r[2], const void *smem) { golf_emu::ldmatrix(r, smem, 2, 0); }
-static inline void ldmatrix_x2_trans(uint32_t r[2], const void *smem) { golf_emu::ldmatrix(r, smem, 2, 1); }
 // cp.async.cg.shared.global [smem], [gmem], 16: the 16 source bytes are read now and land in shared memory only at
 // the cp_async_wait that covers their group (the latest a GPU may deliver them), so reading before it reads stale data
 static inline void cp_async_16(void *smem, const void *gmem) {

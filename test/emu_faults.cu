@@ -85,7 +85,7 @@ __global__ void k_ldmatrix(uint32_t *r, const uint16_t *tile, const int *perm) {
     __syncthreads();
     ldmatrix_x4(r + 10 * l, &s[perm[l]][0]);
     ldmatrix_x4_trans(r + 10 * l + 4, &s[perm[l]][0]);
-    ldmatrix_x2(r + 10 * l + 8, &s[perm[l]][0]);
+    golf_emu::ldmatrix(r + 10 * l + 8, &s[perm[l]][0], 2, 0);   // .x2: the emulator's general form (train_golf.cu has no x2 wrapper)
 }
 // k_cp_async: each of 32 threads copies 16 bytes of src into s1 (group 0) and 16 into s2 (group 1), then reads its
 // neighbour's slots: after wait_group 1 (group 0 landed, group 1 not: s2 stale), after wait_group 0 (both landed);

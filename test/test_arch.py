@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""golf_infer's forward pass with the architecture options (README "Architecture options") against
+"""golf_infer's forward pass with the architecture options (README "Presets and the records they reproduce") against
 test/reference.py (PyTorch, float64):
 
   logits    every option alone, then all together, on random-init models whose zero-init parameters are

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Tests of the dev/ tools that need no GPU: dev/significance.py against hand-computed values; dev/golf_log.py's
 reading of step lines against the numbers a synthetic log was written with; dev/plot.py writes a valid PNG of the
-expected size for several runs and refuses malformed logs (clear message, nothing written). (dev/submit.sh: test_submit.py.)
+expected size for several runs and refuses malformed logs (clear message, nothing written); dev/outputs_digest.py's
+save and check (a short run of train_golf_cpu). (dev/submit.sh: test_submit.py.)
 
 Usage: /usr/bin/python3 test/test_tools.py
 The last line printed is "N passed, M failed, K skipped"; exit status 1 if anything failed.
@@ -80,6 +81,23 @@ def check_plot(R, tmp):
     R.check("plot: an unknown flag is a usage error", p.returncode == 2, p.stderr.strip()[-200:])
 
 
+def check_digest(R, tmp):
+    """dev/outputs_digest.py: --save then --check of the same binary agree (exit 0); a changed digest is named (exit 1)"""
+    exe = ROOT / "train_golf_cpu"
+    if not exe.exists():
+        R.skip("outputs_digest: save and check", "train_golf_cpu is not built (make cpu)")
+        return
+    tool, saved = ROOT / "dev" / "outputs_digest.py", tmp / "digest.txt"
+    run = lambda *a: subprocess.run([sys.executable, tool, *a, "--only", "baseline-fp32-1rank"], capture_output=True, text=True, timeout=600)
+    s, c = run("--save", saved), run("--check", saved)
+    R.check("outputs_digest: --save then --check of one run -> exit 0, '1 of 1 runs identical'", s.returncode == 0 and c.returncode == 0
+            and "1 of 1 runs identical" in c.stdout and saved.read_text().startswith("baseline-fp32-1rank ckpt:"), (s.stderr + c.stdout + c.stderr).strip()[-300:])
+    saved.write_text(saved.read_text().replace("ckpt:", "ckpt:0"))
+    c = run("--check", saved)
+    R.check("outputs_digest: a different checkpoint -> exit 1 naming the run", c.returncode == 1 and "differ: baseline-fp32-1rank" in c.stdout,
+            (c.stdout + c.stderr).strip()[-300:])
+
+
 def main():
     argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args()
     R = Results()
@@ -112,6 +130,7 @@ def main():
         out = subprocess.run([sys.executable, ROOT / "dev" / "significance.py", "--baseline", "1.2", logs[0], empty], capture_output=True, text=True)
         R.check("significance: a log without a final line is an error naming it", out.returncode != 0 and "unfinished.txt" in out.stderr, out.stderr.strip())
         check_plot(R, tmp)
+        check_digest(R, Path(tmp))
     R.finish()
 
 

@@ -17,13 +17,15 @@
  *     step:N/M train_loss:x train_time:ms step_avg:ms, step:N/M val_loss:x val_bpb:y ...,
  *     final_<scheme>_roundtrip val_loss:x val_bpb:y eval_time:ms, and the artifact byte count; at the start the
  *     resolved config (config NAME=value), "command:" (the environment settings and argv that reproduce it),
- *     "code:" (bytes and CRC-32 of golf_infer.c and train_golf.cu beside the binary) and "hardware:".
- *   Outputs (rank 0): logs/RUN_ID.txt, and in OUT_DIR (created if missing): train.log (the same log),
- *   final_model.ckpt (float32), final_model.golf: the run folder that dev/submit.sh packages.
+ *     "code:" (bytes and CRC-32 of golf_infer.c and train_golf.cu beside the binary), "train_loader:" and "hardware:".
+ *   Outputs (rank 0), once every input is checked (config, tokenizer, shards and their tokens, RESUME's state):
+ *   logs/RUN_ID.txt, and in OUT_DIR (created if missing): train.log (the same log), final_model.ckpt (float32),
+ *   final_model.golf: the run folder that dev/submit.sh packages.
  *   Surviving a run: CHECKPOINT_EVERY (steps) / CHECKPOINT_EVERY_SECONDS write OUT_DIR/train_state.bin, RESUME=path
  *   continues from it (the uninterrupted run's bits in the CPU build); a non-finite loss or gradient norm stops every
  *   rank with the state of the last good step (ON_NONFINITE=skip skips the update); SIGTERM / SIGINT finish the step,
- *   write the state and exit 143 / 130; a watchdog ends every rank within DIST_TIMEOUT of a dead or stalled one.
+ *   write the state and exit 143 / 130; a watchdog ends every rank within DIST_TIMEOUT of a dead, stopped or stalled
+ *   one, naming a dead or stopped rank (its heartbeat, section 9).
  *   PRESET=cpu and VAL_MAX_TOKENS=N size a run for the CPU build (make cpu: train_golf_cpu, CUDA emulated).
  *   PLAN_MEMORY=1 prints the device memory plan per GPU instead (bytes per buffer class from trainer_alloc's own
  *   sizes, the cuBLAS workspace, the fit on an H100 80GB) and exits, touching no GPU (dev/bench_train.sh --memory).
@@ -70,6 +72,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -2931,21 +2934,39 @@ static int sock_connect(const char *addr, int port, double deadline, char *why, 
     return fd;
 }
 
-// dist_accept: rank 0's side of an env launch: every other rank's checked hello, in peer[rank]; dies naming what is wrong.
-static void dist_accept(Dist *dd, int port, double deadline, double timeout_s) {
-    int lfd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-    if (lfd < 0) golf_die("rank 0: socket: %s", strerror(errno));
-    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+// sock_listen: a TCP listener on port (0: a free one) of every IPv4 address, its port in *bound; -1 (errno set) on failure.
+static int sock_listen(int port, int *bound) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    if (fd < 0) return -1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof(sa));
     sa.sin_family = AF_INET;
     sa.sin_addr.s_addr = htonl(INADDR_ANY);
     sa.sin_port = htons((uint16_t)port);
-    if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(lfd, 256) != 0)
-        golf_die("rank 0: cannot listen on port %d (MASTER_PORT%s): %s\n  hint: %s", port,
-                 torchrun_holds_port() ? " + 1: torchrun's agent holds MASTER_PORT" : "",
-                 strerror(errno),
-                 errno == EADDRINUSE ? "another program or run uses that port: pick another MASTER_PORT" : "check MASTER_PORT");
+    socklen_t len = sizeof(sa);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 256) != 0 || getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    *bound = ntohs(sa.sin_port);
+    return fd;
+}
+
+// dist_hello: rank r's hello on fd: four little-endian uint32 {magic, rank, world, local_rank}; NULL or the problem.
+static const char *dist_hello(const Dist *dd, int fd, uint32_t magic, double deadline) {
+    uint8_t h[16];
+    uint32_t v[4] = {magic, (uint32_t)dd->rank, (uint32_t)dd->world, (uint32_t)dd->local_rank};
+    for (int k = 0; k < 16; k++) h[k] = (uint8_t)(v[k / 4] >> (8 * (k % 4)));
+    return sock_io(fd, h, sizeof(h), 1, deadline);
+}
+
+// dist_accept: rank 0's side of a star: every other rank's connection to listener lfd (where: "port N", for the
+// messages), its hello checked against magic, in fd[rank]; closes lfd; dies naming what is wrong.
+static void dist_accept(const Dist *dd, int lfd, uint32_t magic, int *fd, const char *where, double deadline, double timeout_s) {
+    int one = 1;
     for (int got = 0; got < dd->world - 1;) {
         struct pollfd pf = {lfd, POLLIN, 0};
         double left = deadline - wall_ms();
@@ -2954,23 +2975,23 @@ static void dist_accept(Dist *dd, int port, double deadline, double timeout_s) {
         if (r <= 0) {
             char list[256] = "";
             for (int k = 1, shown = 0; k < dd->world && shown < 16; k++)
-                if (dd->peer[k] < 0) { snprintf(list + strlen(list), sizeof(list) - strlen(list), " %d", k); shown++; }
-            golf_die("rank 0: only %d of %d other ranks connected to port %d within DIST_TIMEOUT=%gs (missing:%s%s)\n  hint: start every "
+                if (fd[k] < 0) { snprintf(list + strlen(list), sizeof(list) - strlen(list), " %d", k); shown++; }
+            golf_die("rank 0: only %d of %d other ranks connected to %s within DIST_TIMEOUT=%gs (missing:%s%s)\n  hint: start every "
                      "rank with the same MASTER_ADDR/MASTER_PORT/WORLD_SIZE; check that they can reach this host",
-                     got, dd->world - 1, port, timeout_s, list, dd->world - 1 - got > 16 ? " ..." : "");
+                     got, dd->world - 1, where, timeout_s, list, dd->world - 1 - got > 16 ? " ..." : "");
         }
-        int fd = accept(lfd, NULL, NULL);
-        if (fd < 0) continue;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        int c = accept(lfd, NULL, NULL);
+        if (c < 0) continue;
+        setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         uint8_t h[16];
-        const char *err = sock_io(fd, h, sizeof(h), 0, deadline);
-        if (err) golf_die("rank 0: reading a hello on port %d: %s", port, err);
-        uint32_t magic = rd32(h), rank = rd32(h + 4), world = rd32(h + 8);
-        if (magic != DIST_MAGIC) golf_die("rank 0: a connection to port %d that is not a train_golf rank (another program?)", port);
+        const char *err = sock_io(c, h, sizeof(h), 0, deadline);
+        if (err) golf_die("rank 0: reading a hello on %s: %s", where, err);
+        uint32_t m = rd32(h), rank = rd32(h + 4), world = rd32(h + 8);
+        if (m != magic) golf_die("rank 0: a connection to %s that is not a train_golf rank (another program?)", where);
         if ((int)world != dd->world) golf_die("rank 0: rank %u says WORLD_SIZE=%u but rank 0 has WORLD_SIZE=%d", rank, world, dd->world);
         if (rank < 1 || (int)rank >= dd->world) golf_die("rank 0: a process says RANK=%u: must be in 1..%d", rank, dd->world - 1);
-        if (dd->peer[rank] >= 0) golf_die("rank 0: two processes say RANK=%u\n  hint: give every process its own RANK", rank);
-        dd->peer[rank] = fd;
+        if (fd[rank] >= 0) golf_die("rank 0: two processes say RANK=%u\n  hint: give every process its own RANK", rank);
+        fd[rank] = c;
         got++;
     }
     close(lfd);
@@ -2990,7 +3011,15 @@ static GOLF_UNUSED void dist_bootstrap(Dist *dd, uint8_t *id, size_t n, double t
     dd->peer = (int *)galloc((size_t)dd->world * sizeof(int));
     for (int k = 0; k < dd->world; k++) dd->peer[k] = -1;
     if (dd->rank == 0) {
-        dist_accept(dd, port, deadline, timeout_s);
+        int bound, lfd = sock_listen(port, &bound);
+        if (lfd < 0)
+            golf_die("rank 0: cannot listen on port %d (MASTER_PORT%s): %s\n  hint: %s", port,
+                     torchrun_holds_port() ? " + 1: torchrun's agent holds MASTER_PORT" : "",
+                     strerror(errno),
+                     errno == EADDRINUSE ? "another program or run uses that port: pick another MASTER_PORT" : "check MASTER_PORT");
+        char where[32];
+        snprintf(where, sizeof(where), "port %d", port);
+        dist_accept(dd, lfd, DIST_MAGIC, dd->peer, where, deadline, timeout_s);
         for (int k = 1; k < dd->world; k++) {
             const char *err = sock_io(dd->peer[k], id, n, 1, deadline);
             if (err) golf_die("rank 0: sending the id to rank %d: %s", k, err);
@@ -3002,50 +3031,222 @@ static GOLF_UNUSED void dist_bootstrap(Dist *dd, uint8_t *id, size_t n, double t
     if (fd < 0)
         golf_die("rank %d: cannot reach rank 0 at MASTER_ADDR=%s port %d within DIST_TIMEOUT=%gs: %s\n  hint: start rank 0 too; "
                  "check MASTER_ADDR/MASTER_PORT and that this host can reach it", dd->rank, addr, port, timeout_s, why);
-    uint8_t h[16];
-    uint32_t v[4] = {DIST_MAGIC, (uint32_t)dd->rank, (uint32_t)dd->world, (uint32_t)dd->local_rank};
-    for (int k = 0; k < 16; k++) h[k] = (uint8_t)(v[k / 4] >> (8 * (k % 4)));
-    const char *err = sock_io(fd, h, sizeof(h), 1, deadline);
+    const char *err = dist_hello(dd, fd, DIST_MAGIC, deadline);
     if (!err) err = sock_io(fd, id, n, 0, deadline);
     if (err) golf_die("rank %d: no id from rank 0 at %s:%d: %s\n  hint: rank 0's output says why (a missing rank, a duplicate RANK, "
                       "another WORLD_SIZE)", dd->rank, addr, port, err);
     dd->peer[0] = fd;
 }
 
-// --- The watchdog (several ranks, armed during training): a thread that ends this rank with a message when the main
-//     thread made no progress (watchdog_beat: every step, every host reduction) for DIST_TIMEOUT seconds, when NCCL
-//     reports an asynchronous error, or, in a torchrun-style launch, when a peer's connection closed (rank 0 sees
-//     every rank's, the others rank 0's): it aborts the NCCL communicator (ncclCommAbort) so that nothing waits on it,
-//     and exits 1. Under mpirun a rank that dies is MPI's to report (mpirun ends the job); a hung one trips the
-//     timeout. It is disarmed before a rank may leave on purpose (signals, a non-finite stop, the end of training).
+// --- The watchdog (several ranks, armed during training): a thread that ends this rank with a message, aborting the
+//     NCCL communicator (ncclCommAbort) so that nothing waits on it, and exits 1 when
+//       - another rank ends the run (its last heartbeat says so, and whom it blames),
+//       - a rank's heartbeat connection closed (the process died), or its heartbeat stopped for DIST_TIMEOUT seconds
+//         (the process is stopped, e.g. by SIGSTOP, frozen or cut off: its watchdog sends nothing either),
+//       - the main thread made no progress (watchdog_beat: every step, every host reduction) for DIST_TIMEOUT seconds:
+//         it then names the rank whose heartbeat stopped, when one did,
+//       - NCCL reports an asynchronous error.
+//     It is disarmed before a rank may leave on purpose (signals, a non-finite stop, the end of training).
+//     The heartbeat is the watchdogs' own star of TCP connections through rank 0, beside the reductions', under both
+//     launches (beat_connect): rank 0 listens on a free port and sends its number over the env launch's star, or with
+//     rank 0's host name by MPI_Bcast under mpirun; every other rank connects (to MASTER_ADDR, else to that host name)
+//     and says hello {BEAT_MAGIC, rank, world, local_rank}. Every BEAT_MS each watchdog sends a beat, seven
+//     little-endian uint32 {BEAT_MAGIC, rank, steps done, blame + 1, blame's silence in ms, blame's steps done, stop}:
+//     rank r > 0 to rank 0; rank 0 to every rank, blaming the rank it heard from least recently (the others hear only
+//     rank 0). stop is BEAT_STOP_NONE until the rank ends the run: its last beat says why, and rank 0 passes it on.
 static double g_dist_timeout_s = 300, g_gptq_reserve_s = 0;   // DIST_TIMEOUT and GPTQ_RESERVE_SECONDS, set by main
-static struct { int64_t beat_ms; int armed, started; const Dist *dd; pthread_t thread; } g_watch;
+static const uint32_t BEAT_MAGIC = 0x62656174u;   // "beat"
+enum { BEAT_MS = 500, BEAT_WORDS = 7, BEAT_BYTES = 4 * BEAT_WORDS };
+enum { BEAT_STOP_NONE, BEAT_STOP_OUTPUT, BEAT_STOP_SILENT, BEAT_STOP_GONE };   // why a run ends: blame's output says; blame is silent; gone
+static struct {
+    int64_t beat_ms;
+    int armed, started, steps;
+    const Dist *dd;
+    pthread_t thread;
+    int *fd, *fill, *closed, *cut;   // per rank: its heartbeat socket (-1: none), bytes of its next beat received, its end seen, a beat cut in two
+    double *heard;                   // per rank: when its last beat arrived (wall_ms)
+    uint32_t *got;                   // [world][BEAT_WORDS]: the last beat of each rank
+    uint8_t *part;                   // [world][BEAT_BYTES]: the beat being received
+} g_watch;
 static void watchdog_beat(void) { __atomic_store_n(&g_watch.beat_ms, (int64_t)wall_ms(), __ATOMIC_RELAXED); }
 static void watchdog_arm(int on) { watchdog_beat(); __atomic_store_n(&g_watch.armed, on, __ATOMIC_RELEASE); }
+// watchdog_step: progress at the start of a step, steps the steps done so far (the heartbeat carries it).
+static void watchdog_step(int steps) { watchdog_beat(); __atomic_store_n(&g_watch.steps, steps, __ATOMIC_RELAXED); }
+
+// beat_connect: the heartbeat star (above) within timeout_s seconds; dies naming what is missing.
+static void beat_connect(const Dist *dd, double timeout_s) {
+    size_t W = (size_t)dd->world;
+    g_watch.fd = (int *)galloc(W * sizeof(int));
+    g_watch.fill = (int *)galloc(W * sizeof(int));
+    g_watch.closed = (int *)galloc(W * sizeof(int));
+    g_watch.cut = (int *)galloc(W * sizeof(int));
+    g_watch.heard = (double *)galloc(W * sizeof(double));
+    g_watch.got = (uint32_t *)galloc(W * BEAT_BYTES);
+    g_watch.part = (uint8_t *)galloc(W * BEAT_BYTES);
+    for (size_t k = 0; k < W; k++) g_watch.fd[k] = -1;
+    memset(g_watch.fill, 0, W * sizeof(int)); memset(g_watch.closed, 0, W * sizeof(int)); memset(g_watch.cut, 0, W * sizeof(int));
+    memset(g_watch.got, 0, W * BEAT_BYTES);
+    double deadline = wall_ms() + 1000.0 * timeout_s;
+    char host[256] = "";   // rank 0's host name
+    uint32_t port = 0;
+    int lfd = -1, bound = 0;
+    const char *err;
+    if (dd->rank == 0) {
+        if ((lfd = sock_listen(0, &bound)) < 0) golf_die("rank 0: cannot listen on a free TCP port for the heartbeat: %s", strerror(errno));
+        port = (uint32_t)bound;
+        gethostname(host, sizeof(host) - 1);
+    }
+    if (dd->mode == DIST_ENV) {   // the port over the star (host byte order, as the reductions)
+        for (int k = 1; dd->rank == 0 && k < dd->world; k++)
+            if ((err = sock_io(dd->peer[k], &port, 4, 1, deadline))) golf_die("rank 0: sending the heartbeat port to rank %d: %s", k, err);
+        if (dd->rank != 0 && (err = sock_io(dd->peer[0], &port, 4, 0, deadline)))
+            golf_die("rank %d: no heartbeat port from rank 0: %s\n  hint: rank 0's output says why", dd->rank, err);
+    }
+#ifdef USE_MPI
+    if (dd->mode == DIST_MPI) {
+        uint8_t b[4 + sizeof(host)];
+        memcpy(b, &port, 4); memcpy(b + 4, host, sizeof(host));
+        mpiCheck(MPI_Bcast(b, (int)sizeof(b), MPI_BYTE, 0, MPI_COMM_WORLD));
+        memcpy(&port, b, 4); memcpy(host, b + 4, sizeof(host));
+        host[sizeof(host) - 1] = 0;
+    }
+#endif
+    if (dd->rank == 0) {
+        char where[64];
+        snprintf(where, sizeof(where), "the heartbeat port %u", port);
+        dist_accept(dd, lfd, BEAT_MAGIC, g_watch.fd, where, deadline, timeout_s);
+    } else {
+        const char *addr = getenv("MASTER_ADDR");
+        char mine[256] = "", why[256];
+        gethostname(mine, sizeof(mine) - 1);
+        if (!addr || !addr[0]) addr = strcmp(host, mine) == 0 ? "127.0.0.1" : host;   // mpirun: rank 0's host
+        int fd = sock_connect(addr, (int)port, deadline, why, sizeof(why));
+        err = fd < 0 ? why : dist_hello(dd, fd, BEAT_MAGIC, deadline);
+        if (err)
+            golf_die("rank %d: cannot reach rank 0's heartbeat port at %s:%u within DIST_TIMEOUT=%gs: %s\n  hint: set MASTER_ADDR to an address "
+                     "of rank 0's host that this one reaches", dd->rank, addr, port, timeout_s, err);
+        g_watch.fd[0] = fd;
+    }
+    double now = wall_ms();
+    for (size_t k = 0; k < W; k++) g_watch.heard[k] = now;
+}
+
+// beat_poll: every beat that arrived (heard, got) and every heartbeat connection that closed (closed), at time now.
+static void beat_poll(double now) {
+    for (int k = 0; k < g_watch.dd->world; k++) {
+        uint8_t *part = g_watch.part + (size_t)k * BEAT_BYTES;
+        while (g_watch.fd[k] >= 0 && !g_watch.closed[k]) {
+            ssize_t r = recv(g_watch.fd[k], part + g_watch.fill[k], (size_t)(BEAT_BYTES - g_watch.fill[k]), MSG_DONTWAIT);
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+            if (r <= 0) { g_watch.closed[k] = 1; break; }
+            if ((g_watch.fill[k] += (int)r) < BEAT_BYTES) continue;
+            g_watch.fill[k] = 0;
+            uint32_t *w = g_watch.got + (size_t)k * BEAT_WORDS;
+            for (int i = 0; i < BEAT_WORDS; i++) w[i] = rd32(part + 4 * i);
+            if (w[0] != BEAT_MAGIC || w[1] != (uint32_t)k) { memset(w, 0, BEAT_BYTES); g_watch.closed[k] = 1; break; }   // no beat: as good as gone
+            g_watch.heard[k] = now;
+        }
+    }
+}
+
+// beat_send: this rank's beat (stop: BEAT_STOP_*; blame: the rank it names or -1, with its silence and steps done) to
+// every rank it is connected to. It never waits: a full buffer (a peer that reads nothing) drops the beat, and on a
+// connection where one was cut in two no more are sent.
+static void beat_send(int stop, int blame, double quiet_ms, uint32_t blame_steps) {
+    uint32_t w[BEAT_WORDS] = {BEAT_MAGIC, (uint32_t)g_watch.dd->rank, (uint32_t)__atomic_load_n(&g_watch.steps, __ATOMIC_RELAXED),
+                              (uint32_t)(blame + 1), (uint32_t)fmin(quiet_ms, 4e9), blame_steps, (uint32_t)stop};
+    uint8_t b[BEAT_BYTES];
+    for (int i = 0; i < BEAT_BYTES; i++) b[i] = (uint8_t)(w[i / 4] >> (8 * (i % 4)));
+    for (int k = 0; k < g_watch.dd->world; k++) {
+        if (g_watch.fd[k] < 0 || g_watch.cut[k]) continue;
+        ssize_t r = send(g_watch.fd[k], b, sizeof(b), MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (r > 0 && r < (ssize_t)sizeof(b)) g_watch.cut[k] = 1;
+    }
+}
+
+// beat_quietest: the connected rank heard from least recently (-1: none), its silence at time now in *quiet_ms.
+static int beat_quietest(double now, double *quiet_ms) {
+    int q = -1;
+    *quiet_ms = 0;
+    for (int k = 0; k < g_watch.dd->world; k++)
+        if (g_watch.fd[k] >= 0 && !g_watch.closed[k] && (q < 0 || now - g_watch.heard[k] > *quiet_ms)) { q = k; *quiet_ms = now - g_watch.heard[k]; }
+    return q;
+}
+
+// silent_text: why, naming rank k whose heartbeat stopped quiet_ms ago after steps steps, as rank via reports (-1: this one).
+static void silent_text(char *why, size_t n, int k, double quiet_ms, uint32_t steps, int via) {
+    char who[32] = "";
+    if (via >= 0) snprintf(who, sizeof(who), " (as rank %d reports)", via);
+    snprintf(why, n, "rank %d does not respond%s: no heartbeat from it for %.0fs (steps done: %u): it is stopped (SIGSTOP?), frozen "
+             "or cut off", k, who, quiet_ms / 1000, steps);
+}
+
 static void *watchdog_main(void *) {
     const Dist *dd = g_watch.dd;
-    char why[512];
+    char why[768];
+    double next_beat = 0;
     for (;;) {
         usleep(100 * 1000);
+        double now = wall_ms(), quiet;
+        beat_poll(now);
+        int q = beat_quietest(now, &quiet);
+        if (now >= next_beat) {
+            beat_send(BEAT_STOP_NONE, dd->rank == 0 ? q : -1, quiet, q >= 0 ? g_watch.got[(size_t)q * BEAT_WORDS + 2] : 0);
+            next_beat = now + BEAT_MS;
+        }
         if (!__atomic_load_n(&g_watch.armed, __ATOMIC_ACQUIRE)) continue;
         why[0] = 0;
-        double idle = wall_ms() - (double)__atomic_load_n(&g_watch.beat_ms, __ATOMIC_RELAXED);
-        if (idle > 1000.0 * g_dist_timeout_s)
-            snprintf(why, sizeof(why), "no progress for %.0fs (DIST_TIMEOUT=%gs): another rank died or hangs, or this one hangs", idle / 1000, g_dist_timeout_s);
+        double limit = 1000.0 * g_dist_timeout_s, idle = now - (double)__atomic_load_n(&g_watch.beat_ms, __ATOMIC_RELAXED);
+        double silent = fmin(4.0 * BEAT_MS, limit / 2);   // a heartbeat this late has stopped (a live watchdog beats every BEAT_MS)
+        int stop = BEAT_STOP_OUTPUT, blame = dd->rank;   // this rank's verdict, for its last beat
+        double blame_quiet = 0;
+        uint32_t blame_steps = 0;
+        for (int k = 0; k < dd->world && !why[0]; k++) {   // another rank ends the run: its verdict
+            const uint32_t *w = g_watch.got + (size_t)k * BEAT_WORDS;
+            if (w[6] == BEAT_STOP_NONE) continue;
+            stop = (int)w[6]; blame = (int)w[3] - 1; blame_quiet = w[4]; blame_steps = w[5];
+            if (blame < 0 || blame >= dd->world) { stop = BEAT_STOP_OUTPUT; blame = k; }
+            if (stop == BEAT_STOP_SILENT) silent_text(why, sizeof(why), blame, blame_quiet, blame_steps, k);
+            else if (stop == BEAT_STOP_GONE) snprintf(why, sizeof(why), "rank %d is gone (rank %d saw its connection close)", blame, k);
+            else { stop = BEAT_STOP_OUTPUT; snprintf(why, sizeof(why), "rank %d ends the run (its output says why)", blame); }
+        }
+        for (int k = 0; k < dd->world && !why[0]; k++)
+            if (g_watch.closed[k]) {
+                stop = BEAT_STOP_GONE; blame = k;
+                snprintf(why, sizeof(why), "rank %d is gone (its connection to %s closed)", k, dd->rank == 0 ? "rank 0" : "this rank");
+            }
+        if (!why[0] && q >= 0 && quiet > limit) {
+            stop = BEAT_STOP_SILENT; blame = q; blame_quiet = quiet; blame_steps = g_watch.got[(size_t)q * BEAT_WORDS + 2];
+            silent_text(why, sizeof(why), q, quiet, blame_steps, -1);
+        }
+        if (!why[0] && idle > limit) {   // no progress: blame a rank whose heartbeat stopped (rank 0 names one it does not hear)
+            const uint32_t *w0 = g_watch.got;
+            int n = snprintf(why, sizeof(why), "no progress for %.0fs (DIST_TIMEOUT=%gs): ", idle / 1000, g_dist_timeout_s);
+            if (q >= 0 && quiet > silent) {
+                stop = BEAT_STOP_SILENT; blame = q; blame_quiet = quiet; blame_steps = g_watch.got[(size_t)q * BEAT_WORDS + 2];
+                silent_text(why + n, sizeof(why) - n, q, quiet, blame_steps, -1);
+            } else if (dd->rank != 0 && w0[3] >= 1 && (int)w0[3] <= dd->world && w0[4] > silent) {
+                stop = BEAT_STOP_SILENT; blame = (int)w0[3] - 1; blame_quiet = w0[4]; blame_steps = w0[5];
+                silent_text(why + n, sizeof(why) - n, blame, blame_quiet, blame_steps, 0);
+            } else snprintf(why + n, sizeof(why) - n, "every rank's heartbeat arrives, so none is stopped or cut off: a rank hangs in its work "
+                            "or in a collective, or this one does");
+        }
 #ifdef USE_NCCL
         ncclResult_t async = ncclSuccess;
         if (!why[0] && ncclCommGetAsyncError(g_nccl, &async) == ncclSuccess && async != ncclSuccess && async != ncclInProgress)
             snprintf(why, sizeof(why), "NCCL reports an asynchronous error: %.300s", ncclGetErrorString(async));
 #endif
-        for (int k = 0; !why[0] && dd->mode == DIST_ENV && dd->peer && k < dd->world; k++) {
-            struct pollfd pf = {dd->peer[k], POLLRDHUP, 0};
-            if (dd->peer[k] >= 0 && poll(&pf, 1, 0) == 1 && (pf.revents & (POLLRDHUP | POLLHUP | POLLERR)))
-                snprintf(why, sizeof(why), "rank %d is gone (its connection to %s closed)", k, dd->rank == 0 ? "rank 0" : "this rank");
-        }
         if (!why[0] || !__atomic_load_n(&g_watch.armed, __ATOMIC_ACQUIRE)) continue;
+        beat_poll(wall_ms());   // nothing left unread: closing a socket that holds unread bytes resets it, losing the last beat
+        beat_send(stop, blame, blame_quiet, blame_steps);
+        for (int k = 0; k < dd->world; k++)
+            if (g_watch.fd[k] >= 0) shutdown(g_watch.fd[k], SHUT_WR);
         fprintf(stderr, "train_golf: error: rank %d: %s: stopping every rank\n  hint: the first rank's output that names another "
                 "reason is the cause\n", dd->rank, why);
         fflush(NULL);
+        usleep(3 * 100 * 1000);   // three of the others' polls: they read the last beat before this rank's connections close
+        beat_poll(wall_ms());
 #ifdef USE_NCCL
         ncclCommAbort(g_nccl);
 #endif
@@ -3053,10 +3254,11 @@ static void *watchdog_main(void *) {
     }
     return NULL;
 }
-// watchdog_start: the thread (several ranks; after the NCCL communicator exists), disarmed.
-static void watchdog_start(const Dist *dd) {
+// watchdog_start: the heartbeat star and the thread (several ranks; after the NCCL communicator exists), disarmed.
+static void watchdog_start(const Dist *dd, double timeout_s) {
     if (dd->world == 1 || g_watch.started) return;
     g_watch.dd = dd;
+    beat_connect(dd, timeout_s);
     if (pthread_create(&g_watch.thread, NULL, watchdog_main, NULL) != 0) golf_die("rank %d: cannot start the watchdog thread: %s", dd->rank, strerror(errno));
     pthread_detach(g_watch.thread);
     g_watch.started = 1;
@@ -3459,22 +3661,36 @@ static void state_write(const char *path, Trainer *tr, const Dist *dd, const Run
     free(b.p); free(conf.p); free(host);
 }
 
-// state_load: the training state in path onto the trainer (every rank reads it), rs and the data stream s; dies naming
-// the file and what differs when it is not a state of this config, code, world size and data.
-static void state_load(const char *path, Trainer *tr, const Dist *dd, RunState *rs, TokenStream *s) {
-    size_t n, numel = tr->host.numel;
-    uint8_t *p = read_file(path, &n);
-    Bytes conf = {NULL, 0, 0};
-    state_config(&tr->tc, &conf);
-    uint32_t head[4], code[2], clen = 0;
-    uint64_t n64 = 0, where[3];
-    if (n >= 36) { memcpy(head, p, 16); memcpy(&n64, p + 16, 8); memcpy(code, p + 24, 8); memcpy(&clen, p + 32, 4); }
-    if (n < 36 || head[0] != STATE_MAGIC) golf_die("RESUME '%s': not a train_golf training state (%s)", path, n < 36 ? "too short" : "wrong magic");
+// state_check: the training state in path, checked against this run before any work (every rank reads it): its
+// header first (magic, version, the size it implies against the file's), then its checksum, world size, code, config,
+// parameter count (numel, has_ema) and data position (the train shards of stream s, shard_tokens: the token count of
+// each); dies naming the file and what differs. Returns the file's bytes (for state_apply) and its run state in rs.
+static uint8_t *state_check(const char *path, const TrainConfig *tc, const Dist *dd, size_t numel, int has_ema, const TokenStream *s,
+                            const size_t *shard_tokens, RunState *rs) {
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    if (!f || fstat(fileno(f), &st) != 0) golf_die("RESUME '%s': cannot open it: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) golf_die("RESUME '%s': %s", path, S_ISDIR(st.st_mode) ? "it is a folder, not a file" : "not a regular file");
+    uint8_t h[36];
+    size_t got = fread(h, 1, sizeof(h), f);
+    fclose(f);
+    uint32_t head[4], code[2], clen;
+    uint64_t n64, where[3];
+    memset(head, 0, sizeof(head));
+    if (got == sizeof(h)) memcpy(head, h, 16);
+    if (got < sizeof(h) || head[0] != STATE_MAGIC)
+        golf_die("RESUME '%s': not a train_golf training state (%s)", path, got < sizeof(h) ? "too short" : "wrong magic");
     if (head[1] != STATE_VERSION) golf_die("RESUME '%s': state version %u, this train_golf reads version %u", path, head[1], STATE_VERSION);
-    size_t want = 36 + (size_t)clen + 16 + 8 + 24 + (size_t)n64 * 4 * (head[3] ? 5 : 4) + 4;
-    if (n != want || crc32(p, n - 4) != rd32(p + n - 4))
+    memcpy(&n64, h + 16, 8); memcpy(code, h + 24, 8); memcpy(&clen, h + 32, 4);
+    double want = 36.0 + clen + 16 + 8 + 24 + (double)n64 * 4 * (head[3] ? 5 : 4) + 4;   // in double: a damaged count cannot wrap
+    if ((double)st.st_size != want)
+        golf_die("RESUME '%s': wrong size: the file is truncated or corrupted (%lld bytes, its header says %.0f)\n  hint: an older state (a copy) "
+                 "or a fresh run", path, (long long)st.st_size, want);
+    size_t n;
+    uint8_t *p = read_file(path, &n);
+    if (n != (size_t)want || crc32(p, n - 4) != rd32(p + n - 4))
         golf_die("RESUME '%s': %s: the file is truncated or corrupted\n  hint: an older state (a copy) or a fresh run", path,
-                 n != want ? "wrong size" : "checksum mismatch");
+                 n != (size_t)want ? "wrong size" : "checksum mismatch");
     if ((int)head[2] != dd->world)
         golf_die("RESUME '%s': written by a run of %u ranks, this one has %d\n  hint: resume with the same number of ranks (the data split "
                  "and Muon's shares depend on it)", path, head[2], dd->world);
@@ -3482,6 +3698,8 @@ static void state_load(const char *path, Trainer *tr, const Dist *dd, RunState *
         if (code[k] != g_code_crc[k])
             golf_die("RESUME '%s': written by other code: %s crc32:%08x there, %08x here\n  hint: resume with the code that wrote it", path,
                      CODE_FILES[k], (unsigned)code[k], (unsigned)g_code_crc[k]);
+    Bytes conf = {NULL, 0, 0};
+    state_config(tc, &conf);
     const char *theirs = (const char *)p + 36;
     if (clen != conf.n || memcmp(theirs, conf.p, conf.n) != 0) {   // name every entry that differs
         char diff[2048] = "";
@@ -3497,48 +3715,114 @@ static void state_load(const char *path, Trainer *tr, const Dist *dd, RunState *
         }
         golf_die("RESUME '%s': written by another config:%s\n  hint: resume with the settings of the run that wrote it", path, diff);
     }
-    if (n64 != numel || (head[3] != 0) != (tr->ema != NULL)) golf_die("internal: RESUME '%s': the same config with another parameter count", path);
+    free(conf.p);
+    if (n64 != numel || (head[3] != 0) != (has_ema != 0)) golf_die("internal: RESUME '%s': the same config with another parameter count", path);
     const uint8_t *q = p + 36 + clen;
     int32_t ints[4];
     memcpy(ints, q, 16); memcpy(&rs->train_ms, q + 16, 8); memcpy(where, q + 24, 24);
     rs->step = ints[0]; rs->adam_t = ints[1]; rs->qat_on = ints[2]; rs->stop_after = ints[3];
     if (where[2] != s->files.gl_pathc || where[0] >= where[2])
         golf_die("RESUME '%s': the run read %llu train shards, DATA_PATH '%s' holds %zu\n  hint: resume on the same data", path,
-                 (unsigned long long)where[2], tr->tc.data_path, (size_t)s->files.gl_pathc);
-    if (where[0] != s->file) {
+                 (unsigned long long)where[2], tc->data_path, (size_t)s->files.gl_pathc);
+    if (where[1] > shard_tokens[where[0]])
+        golf_die("RESUME '%s': the run stood at token %llu of '%s', which holds %zu\n  hint: resume on the same data", path,
+                 (unsigned long long)where[1], s->files.gl_pathv[where[0]], shard_tokens[where[0]]);
+    rs->file = (size_t)where[0];
+    rs->pos = (size_t)where[1];
+    return p;
+}
+
+// state_apply: the checked state p (state_check; freed here) onto the trainer, and the data stream s to its position rs.
+static void state_apply(uint8_t *p, Trainer *tr, const RunState *rs, TokenStream *s) {
+    size_t numel = tr->host.numel;
+    uint32_t clen;
+    memcpy(&clen, p + 32, 4);
+    if (rs->file != s->file) {
         free(s->tok);
-        s->file = (size_t)where[0];
+        s->file = rs->file;
         s->tok = load_shard_file(s->files.gl_pathv[s->file], &s->ntok, s->vocab);
     }
-    if (where[1] > s->ntok)
-        golf_die("RESUME '%s': the run stood at token %llu of '%s', which holds %zu\n  hint: resume on the same data", path,
-                 (unsigned long long)where[1], s->files.gl_pathv[s->file], s->ntok);
-    s->pos = (size_t)where[1];
+    s->pos = rs->pos;
     float *host = (float *)galloc(numel * 4);
     float *tensors[5] = {tr->params, tr->adam_m, tr->adam_v, tr->muon_buf, tr->ema};
-    q += 48;
+    const uint8_t *q = p + 36 + clen + 48;
     for (int k = 0; k < (tr->ema ? 5 : 4); k++, q += numel * 4) {
         memcpy(host, q, numel * 4);
         if (k == 3) muon_shares(tr, host);
         cudaCheck(cudaMemcpy(tensors[k], host, numel * 4, cudaMemcpyHostToDevice));
     }
     params_changed(tr);
-    free(host); free(conf.p); free(p);
+    free(host); free(p);
 }
 
 // ----------------------------------------------------------------------------------------------------
 // 11. main
 
 #ifndef TESTING
-static FILE *g_log[2];   // logs/RUN_ID.txt and OUT_DIR/train.log (the run folder's copy, for dev/submit.sh)
+static FILE *g_log[2];   // logs/RUN_ID.txt and OUT_DIR/train.log (the run folder's copy, for dev/submit.sh), from logs_open on
+static Bytes g_log_early;   // what log0 printed before logs_open: nothing is written before the inputs are checked
+static int g_log_opened;
 static void log0(const char *fmt, ...) {
     if (!g_master) return;
     va_list ap;
     va_start(ap, fmt); vprintf(fmt, ap); va_end(ap);
     putchar('\n');
     fflush(stdout);
+    if (!g_log_opened) {
+        va_start(ap, fmt);
+        int n = vsnprintf(NULL, 0, fmt, ap);
+        va_end(ap);
+        char *line = (char *)galloc((size_t)n + 2);
+        va_start(ap, fmt); vsnprintf(line, (size_t)n + 1, fmt, ap); va_end(ap);
+        line[n] = '\n';
+        bytes_put(&g_log_early, line, (size_t)n + 1);
+        free(line);
+    }
     for (int k = 0; k < 2; k++)
         if (g_log[k]) { va_start(ap, fmt); vfprintf(g_log[k], fmt, ap); va_end(ap); fputc('\n', g_log[k]); fflush(g_log[k]); }
+}
+
+// outputs_check: rank 0's output folders, OUT_DIR and logs/, can be made (a folder it may write in, or a missing one
+// in such a folder), checked at the start without writing anything (logs_open makes them); dies naming the folder.
+static void outputs_check(const TrainConfig *tc) {
+    const char *dirs[2] = {tc->out_dir, "logs"}, *names[2] = {"OUT_DIR", "the log folder"};
+    for (int k = 0; k < 2; k++) {
+        struct stat st;
+        char parent[1100];
+        if (stat(dirs[k], &st) == 0) {
+            if (!S_ISDIR(st.st_mode)) golf_die("%s '%s': not a folder", names[k], dirs[k]);
+            if (access(dirs[k], W_OK | X_OK) != 0) golf_die("%s '%s': cannot write in it: %s", names[k], dirs[k], strerror(errno));
+            continue;
+        }
+        snprintf(parent, sizeof(parent), "%s", dirs[k]);
+        char *slash = strrchr(parent, '/');
+        while (slash && slash > parent && slash[1] == 0) { *slash = 0; slash = strrchr(parent, '/'); }   // "runs/a/" is "runs/a"
+        if (!slash) snprintf(parent, sizeof(parent), ".");
+        else if (slash == parent) parent[1] = 0;
+        else *slash = 0;
+        if (access(parent, W_OK | X_OK) != 0) golf_die("%s '%s': cannot create it: %s", names[k], dirs[k], strerror(errno));
+    }
+}
+
+// logs_open: rank 0's log files, logs/RUN_ID.txt and OUT_DIR/train.log (OUT_DIR created if missing; a resumed run
+// appends), once the inputs are checked; they start with what log0 printed until now.
+static void logs_open(const TrainConfig *tc) {
+    g_log_opened = 1;
+    if (!g_master) return;
+    mkdir("logs", 0777);
+    if (mkdir(tc->out_dir, 0777) != 0 && errno != EEXIST) golf_die("OUT_DIR '%s': cannot create it: %s", tc->out_dir, strerror(errno));
+    char path[2048];
+    const char *mode = tc->resume[0] ? "a" : "w";   // a resumed run continues its logs
+    for (int k = 0; k < 2; k++) {
+        if (k == 0) snprintf(path, sizeof(path), "logs/%s.txt", tc->run_id);
+        else snprintf(path, sizeof(path), "%s/train.log", tc->out_dir);
+        if (!(g_log[k] = fopen(path, mode))) golf_die("cannot create '%s': %s", path, strerror(errno));
+        if (fwrite(g_log_early.p, 1, g_log_early.n, g_log[k]) != g_log_early.n || fflush(g_log[k]) != 0)
+            golf_die("cannot write '%s': %s", path, strerror(errno));
+        if (k == 0) printf("%s\n", path);
+    }
+    free(g_log_early.p);
+    memset(&g_log_early, 0, sizeof(g_log_early));
 }
 
 #ifdef GOLF_CPU
@@ -3577,8 +3861,8 @@ static void log_code(const char *argv0) {
 }
 
 // shard_check: a shard's header (magic, version) and size against its token count (golf_infer.c's shard format;
-// load_shard_file checks the same and the tokens when the shard is read); dies naming the file.
-static void shard_check(const char *path) {
+// load_shard_file checks the same and the tokens when the shard is read); its token count; dies naming the file.
+static size_t shard_check(const char *path) {
     FILE *f = fopen(path, "rb");
     uint8_t h[12];
     struct stat st;
@@ -3590,6 +3874,46 @@ static void shard_check(const char *path) {
     size_t count = rd32(h + 8);
     if ((size_t)st.st_size != SHARD_HEADER_INTS * 4 + 2 * count)
         golf_die("shard '%s': %zu bytes, but its header's %zu tokens need %zu (truncated?)", path, (size_t)st.st_size, count, SHARD_HEADER_INTS * 4 + 2 * count);
+    return count;
+}
+
+// shard_scan: the first token of a shard (checked by shard_check: count tokens) that is not below vocab, its position
+// in *pos; -1 when there is none. The file is mapped, not copied, and its largest token found on OpenMP threads.
+static int shard_scan(const char *path, size_t count, int vocab, size_t *pos) {
+    size_t bytes = SHARD_HEADER_INTS * 4 + 2 * count;
+    int fd = open(path, O_RDONLY);
+    void *m = fd < 0 ? MAP_FAILED : mmap(NULL, bytes, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (m == MAP_FAILED) golf_die("shard '%s': cannot read it: %s", path, strerror(errno));
+    close(fd);
+    madvise(m, bytes, MADV_SEQUENTIAL);
+    const uint16_t *tok = (const uint16_t *)((const uint8_t *)m + SHARD_HEADER_INTS * 4);   // little-endian, as the host
+    int top = 0, bad = -1;
+OMP(omp parallel for reduction(max : top) schedule(static))
+    for (size_t i = 0; i < count; i++) top = tok[i] > top ? tok[i] : top;
+    for (size_t i = 0; top >= vocab && i < count; i++)
+        if (tok[i] >= vocab) { bad = tok[i]; *pos = i; break; }
+    munmap(m, bytes);
+    return bad;
+}
+
+// train_scan: every train shard's tokens checked against vocab before any work (stream_open read the first one's; the
+// others' token counts are shard_tokens): shard f by rank f % world, the verdict agreed by the ranks (dd connected);
+// dies on every rank naming the first shard with a token >= vocab, the token and its position.
+static void train_scan(const TokenStream *s, const size_t *shard_tokens, int vocab, const Dist *dd) {
+    size_t nfiles = s->files.gl_pathc;
+    double first = 0, what[2] = {0, 0};   // nfiles - the first bad shard this rank found (0: none); its token and position
+    for (size_t f = 1; f < nfiles && first == 0; f++) {
+        size_t pos = 0;
+        int t = (int)(f % (size_t)dd->world) == dd->rank ? shard_scan(s->files.gl_pathv[f], shard_tokens[f], vocab, &pos) : -1;
+        if (t >= 0) { first = (double)(nfiles - f); what[0] = t; what[1] = (double)pos; }
+    }
+    double agreed = first;
+    dist_reduce(dd, &agreed, 1, RED_MAX);
+    if (agreed == 0) return;
+    if (first != agreed) what[0] = what[1] = 0;   // the rank that read the first bad shard tells the others
+    dist_reduce(dd, what, 2, RED_SUM);
+    golf_die("shard '%s': token %d at position %zu is outside the model's vocabulary (%d)\n  hint: the train shards must come from the "
+             "tokenizer of TOKENIZER_PATH", s->files.gl_pathv[nfiles - (size_t)agreed], (int)what[0], (size_t)what[1], vocab);
 }
 
 // SIGTERM / SIGINT during training: the first is noted (main's loop finishes the step, writes the training state and
@@ -3692,19 +4016,7 @@ int main(int argc, char **argv) {
     const TrainConfig *tc = &tr.tc;
     const char *bad = config_validate(tc, dd.world);
     if (bad) golf_die("config: %s", bad);
-    if (g_master && !tc->plan_memory) {
-        mkdir("logs", 0777);
-        if (mkdir(tc->out_dir, 0777) != 0 && errno != EEXIST) golf_die("OUT_DIR '%s': cannot create it: %s", tc->out_dir, strerror(errno));
-        char path[2048];
-        snprintf(path, sizeof(path), "logs/%s.txt", tc->run_id);
-        const char *mode = tc->resume[0] ? "a" : "w";   // a resumed run continues its logs
-        g_log[0] = fopen(path, mode);
-        if (!g_log[0]) golf_die("cannot create '%s': %s", path, strerror(errno));
-        printf("%s\n", path);
-        snprintf(path, sizeof(path), "%s/train.log", tc->out_dir);
-        g_log[1] = fopen(path, mode);
-        if (!g_log[1]) golf_die("cannot create '%s': %s", path, strerror(errno));
-    }
+    if (g_master && !tc->plan_memory) outputs_check(tc);   // made, and the logs opened, once the inputs are checked (logs_open)
     if (tc->plan_memory) {   // the device memory plan (bench_train.sh --memory): no log files, no GPU, no kernel
         if (dd.world > 1) golf_die("PLAN_MEMORY=1: run it as one process (the plan is per GPU and the same for every world size)");
         int accum = 8 / dd.world;
@@ -3726,7 +4038,7 @@ int main(int argc, char **argv) {
     g_gptq_reserve_s = tc->gptq_reserve_seconds;
 
     // the inputs, checked before any work: the tokenizer against VOCAB_SIZE, the val split (every token < VOCAB_SIZE),
-    // every train shard's header and size (its tokens when the stream reaches it; the first one now)
+    // every train shard's header and size now, and its tokens (train_scan) once the ranks are connected; RESUME's state
     size_t n;
     uint8_t *mp = read_file(tc->tokenizer_path, &n);
     Pieces pieces;
@@ -3748,11 +4060,25 @@ int main(int argc, char **argv) {
     else log0("val_loader:shards pattern=%s tokens:%zu", pattern, nval - 1);
     snprintf(pattern, sizeof(pattern), "%s/fineweb_train_*.bin", tc->data_path);
     TokenStream stream;
+    double scan_ms = wall_ms();   // the train shards' checks: this rank's time
     stream_open(&stream, pattern, tc->vocab_size);
-    for (size_t f = 1; f < stream.files.gl_pathc; f++) shard_check(stream.files.gl_pathv[f]);
+    size_t nfiles = stream.files.gl_pathc, ntrain = stream.ntok, *shard_tokens = (size_t *)galloc(nfiles * sizeof(size_t));
+    shard_tokens[0] = stream.ntok;
+    for (size_t f = 1; f < nfiles; f++) ntrain += shard_tokens[f] = shard_check(stream.files.gl_pathv[f]);
+    scan_ms = wall_ms() - scan_ms;
+    model_config(tc, &tr.c);   // validated above
+    model_layout(&tr.host, &tr.c);
+    RunState rs = {0, 0, 0, -1, 0, 0, 0};
+    uint8_t *state = tc->resume[0] ? state_check(tc->resume, tc, &dd, tr.host.numel, tc->ema_decay > 0, &stream, shard_tokens, &rs) : NULL;
 
     dist_init_gpu(&dd, tc->dist_timeout);
-    watchdog_start(&dd);
+    watchdog_start(&dd, tc->dist_timeout);
+    scan_ms -= wall_ms();
+    train_scan(&stream, shard_tokens, tc->vocab_size, &dd);
+    scan_ms += wall_ms();
+    logs_open(tc);
+    log0("train_loader:shards pattern=%s files:%zu tokens:%zu (every token below VOCAB_SIZE: checked in %.0fms)", pattern, nfiles, ntrain, scan_ms);
+    free(shard_tokens);
     {
         cudaDeviceProp prop;
         char host[256] = "?";
@@ -3771,8 +4097,6 @@ int main(int argc, char **argv) {
     }
     int accum = 8 / dd.world;
     size_t local = (size_t)tc->train_batch_tokens / (dd.world * accum);
-    model_config(tc, &tr.c);   // validated above
-    model_layout(&tr.host, &tr.c);
     trainer_alloc(&tr, (int)(local / tc->train_seq_len));
     grad_buckets_init(&tr);
     if (tc->init_ckpt[0]) {
@@ -3796,9 +4120,8 @@ int main(int argc, char **argv) {
     float grad_scale = 1.0f / (float)(local * accum * dd.world);   // mean over the global batch, summed over ranks
     char state_path[2048];
     snprintf(state_path, sizeof(state_path), "%s/train_state.bin", tc->out_dir);
-    RunState rs = {0, 0, 0, -1, 0, 0, 0};
-    if (tc->resume[0]) {
-        state_load(tc->resume, &tr, &dd, &rs, &stream);
+    if (state) {
+        state_apply(state, &tr, &rs, &stream);
         log0("resume: %s at step:%d/%d train_time:%.0fms", tc->resume, rs.step, tc->iterations, rs.train_ms);
     }
     int nan_tensor = 0, nan_step = nan_hook(&tr.host, &nan_tensor), skip_nonfinite = strcmp(tc->on_nonfinite, "skip") == 0;
@@ -3816,6 +4139,7 @@ int main(int argc, char **argv) {
     cudaCheck(cudaMallocHost(&losses, accum * local * sizeof(float)));
     StepGraph graph = {NULL, NULL, -1};
     for (;;) {
+        watchdog_step(step);
         int last = step == tc->iterations || (stop_after >= 0 && step >= stop_after);
         if (last && tr.ema) {   // from here on the weights are the EMA: evaluated, saved and exported
             cudaCheck(cudaMemcpy(tr.params, tr.ema, tr.host.numel * 4, cudaMemcpyDeviceToDevice));
@@ -3835,7 +4159,6 @@ int main(int argc, char **argv) {
             if (stop_after >= 0 && step < tc->iterations) log0("stopping_early: wallclock_cap train_time:%.0fms step:%d/%d", train_ms, step, tc->iterations);
             break;
         }
-        watchdog_beat();
         double elapsed = train_ms + wall_ms() - t0, scale = lr_mul(tc, step, elapsed);
         RunState before = {step, adam_t, qat_on, stop_after, elapsed, stream.file, stream.pos};   // the last good state
         tr.looped = tr.c.loop_enc > 0 && training_fraction(tc, step, elapsed) >= tc->loop_start_frac;   // depth recurrence from LOOP_START_FRAC

@@ -12,16 +12,23 @@
              that resumes to the same bits; the same NaN stop and resume under mpirun -np 2 (when mpirun exists)
   deadrank   2 ranks, DIST_TIMEOUT=10: rank 1 killed with SIGKILL in mid-run -> rank 0 exits 1 within DIST_TIMEOUT naming
              rank 1 (torchrun-style), and rank 0 killed -> rank 1 exits naming rank 0; rank 1 stopped (SIGSTOP, a hang)
-             -> rank 0's watchdog ends it within DIST_TIMEOUT (+ 3 s of polling and exit); under mpirun -np 2 a rank
-             killed ends the job (non-zero) within DIST_TIMEOUT
+             -> rank 0's watchdog ends it within DIST_TIMEOUT (+ 3 s of polling and exit) naming rank 1 (its heartbeat
+             stopped), and rank 0 stopped -> rank 1 names rank 0; 4 ranks, rank 2 stopped -> ranks 0, 1, 3 name rank 2
+             (1 and 3 hear only rank 0, which names it to them); under mpirun -np 2 a rank killed ends the job
+             (non-zero) within DIST_TIMEOUT, and rank 1 (then rank 0) stopped ends it within DIST_TIMEOUT, the other
+             rank naming the stopped one
   refusals   RESUME of a state written by another config (naming the entries), by another world size, a truncated
-             state, a file that is no state, a missing file; CHECKPOINT_EVERY < 0, ON_NONFINITE other than stop/skip, a
-             bad GOLF_INJECT_NAN; a CUDA driver older than the runtime (GOLF_EMU_DRIVER_VERSION): each exits 1 or 2 with
-             a message naming the file or variable and leaves the state file byte for byte unchanged
-  badinput   before any work (no model_params line): a val shard with a wrong magic, a train shard past the first that is
-             truncated, no val shard, a val token >= VOCAB_SIZE, a tokenizer of another vocabulary size, an OUT_DIR that
-             is a file, numbers out of range (TRAIN_SEQ_LEN=0, MATRIX_LR=-1, BETA2=1, ADAM_EPS=0, SDCLIP_K=0) and not
-             finite (GRAD_CLIP_NORM=inf): exit 1 naming the file or variable, every input byte for byte unchanged
+             state, a corrupted one, one with a damaged header, a file that is no state, a missing file, each before
+             the device is set up and the model allocated (no hardware: or model_params line); CHECKPOINT_EVERY < 0,
+             ON_NONFINITE other than stop/skip, a bad GOLF_INJECT_NAN; a CUDA driver older than the runtime
+             (GOLF_EMU_DRIVER_VERSION): each exits 1 or 2 with a message naming the file or variable and leaves the
+             state file byte for byte unchanged
+  badinput   before any work (no hardware: or model_params line): a val shard with a wrong magic, a train shard past the
+             first that is truncated, no val shard, a val token >= VOCAB_SIZE, a token >= VOCAB_SIZE in the last of four
+             train shards, a tokenizer of another vocabulary size, an OUT_DIR that is a file, numbers out of range
+             (TRAIN_SEQ_LEN=0, MATRIX_LR=-1, BETA2=1, ADAM_EPS=0, SDCLIP_K=0) and not finite (GRAD_CLIP_NORM=inf): exit 1
+             naming the file or variable, every input byte for byte unchanged, no OUT_DIR and no log written; with 2
+             ranks the bad last shard (rank 1's share of the scan) is refused by both, naming it
 
 Usage: /usr/bin/python3 test/test_survive.py [--bin DIR] [--shared DIR] [--keep] [--only GROUP,...]
 The last line printed is "N passed, M failed, K skipped"; exit status 1 if anything failed.
@@ -223,8 +230,8 @@ def check_ranks(R, ctx):
         R.check("2 ranks: RESUME after the NaN stop ends bit for bit as the uninterrupted 2-rank run (Muon's shares, EMA, QAT, loops)",
                 all(r[0] == 0 for r in res) and ok, detail + " " + " | ".join(r[2][-200:] for r in res))
         p, _ = run1(ctx, "world1", RESUME=str(st))
-        R.check("RESUME of a 2-rank state by one process is refused, naming the world sizes",
-                p.returncode == 1 and "written by a run of 2 ranks, this one has 1" in p.stderr, tail(p))
+        R.check("RESUME of a 2-rank state by one process is refused before any allocation, naming the world sizes",
+                p.returncode == 1 and "written by a run of 2 ranks, this one has 1" in p.stderr and "hardware:" not in p.stdout, tail(p))
     out = ctx.tmp / "sig2"
     procs = start_ranks(ctx, out)
     log = ctx.tmp / "sig2_rank0.out"
@@ -275,58 +282,92 @@ def line_wait(proc, pattern, limit=300):
     return text
 
 
-def check_deadrank(R, ctx):
-    long = dict(ITERATIONS="40", DIST_TIMEOUT=str(DEAD_TIMEOUT))
-    for victim, how in ((1, signal.SIGKILL), (0, signal.SIGKILL), (1, signal.SIGSTOP)):
-        procs = start_ranks(ctx, ctx.tmp / f"dead{victim}", **long)
-        other = 1 - victim
-        line_wait(procs[0], r"step:2/40 train_loss")
-        procs[victim].send_signal(how)
-        t0 = time.time()
-        try:
-            _, err = procs[other].communicate(timeout=DEAD_TIMEOUT + 60)
-            took = time.time() - t0
-        except subprocess.TimeoutExpired:
-            procs[other].kill()
-            _, err = procs[other].communicate()
-            took = None
-        if how == signal.SIGSTOP:
-            procs[victim].kill()
-            procs[victim].send_signal(signal.SIGCONT)
-        procs[victim].communicate()
-        name = "SIGKILL" if how == signal.SIGKILL else "SIGSTOP (hung)"
-        want = f"rank {victim}" if how == signal.SIGKILL else "no progress for"
-        limit = DEAD_TIMEOUT + 3
-        R.check(f"torchrun-style: rank {victim} {name} -> rank {other} exits 1 within DIST_TIMEOUT={DEAD_TIMEOUT}s (+3 s), naming "
-                f"{'it' if how == signal.SIGKILL else 'the stall'}", procs[other].returncode == 1 and took is not None and took < limit and want in err,
-                f"rc {procs[other].returncode} after {took}s: {err[-300:]}")
-    if not shutil.which("mpirun"):
-        R.skip("mpirun -np 2: a rank killed", "no mpirun on this machine")
-        return
-    out = ctx.tmp / "deadmpi"
-    proc = subprocess.Popen([shutil.which("mpirun"), "--allow-run-as-root", "--oversubscribe", "-np", "2", str(ctx.exe)], env=ctx.env(out, **long),
-                            cwd=ctx.tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line_wait(proc, r"step:2/40 train_loss")
-    kids = []
-    for d in Path("/proc").iterdir():   # the ranks: train_golf_cpu processes below mpirun
-        try:
-            stat = (d / "stat").read_text()
-            if int(stat.rsplit(")", 1)[1].split()[1]) == proc.pid and "train_golf_cpu" in (d / "cmdline").read_text():
-                kids.append(int(d.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    if kids:
-        os.kill(max(kids), signal.SIGKILL)
+def wait_victim(proc, victim, how, limit):
+    """proc (a survivor or mpirun) after victim got signal how: (seconds it took to exit or None, its stderr); the victim is
+    ended (killed, and continued when stopped)"""
+    os.kill(victim, how)
     t0 = time.time()
     try:
-        proc.communicate(timeout=DEAD_TIMEOUT + 60)
+        _, err = proc.communicate(timeout=limit)
         took = time.time() - t0
     except subprocess.TimeoutExpired:
         proc.kill()
-        proc.communicate()
+        _, err = proc.communicate()
         took = None
-    R.check(f"mpirun -np 2: a rank killed with SIGKILL ends the job (non-zero) within DIST_TIMEOUT={DEAD_TIMEOUT}s",
-            len(kids) == 2 and proc.returncode != 0 and took is not None and took < DEAD_TIMEOUT + 3, f"ranks {kids}, rc {proc.returncode} after {took}s")
+    try:
+        os.kill(victim, signal.SIGKILL)
+        os.kill(victim, signal.SIGCONT)
+    except ProcessLookupError:
+        pass
+    return took, err
+
+
+def mpi_ranks(proc):
+    """{rank: pid} of the train_golf_cpu processes below mpirun proc (their OMPI_COMM_WORLD_RANK)"""
+    ranks = {}
+    for d in Path("/proc").iterdir():
+        try:
+            stat = (d / "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) != proc.pid or "train_golf_cpu" not in (d / "cmdline").read_text():
+                continue
+            env = dict(v.split("=", 1) for v in (d / "environ").read_bytes().decode(errors="replace").split("\0") if "=" in v)
+            ranks[int(env["OMPI_COMM_WORLD_RANK"])] = int(d.name)
+        except (OSError, ValueError, IndexError, KeyError):
+            continue
+    return ranks
+
+
+def check_deadrank(R, ctx):
+    long = dict(ITERATIONS="40", DIST_TIMEOUT=str(DEAD_TIMEOUT))
+    limit = DEAD_TIMEOUT + 3
+    for victim, how in ((1, signal.SIGKILL), (0, signal.SIGKILL), (1, signal.SIGSTOP), (0, signal.SIGSTOP)):
+        procs = start_ranks(ctx, ctx.tmp / f"dead{victim}", **long)
+        other = 1 - victim
+        line_wait(procs[0], r"step:2/40 train_loss")
+        took, err = wait_victim(procs[other], procs[victim].pid, how, DEAD_TIMEOUT + 60)
+        procs[victim].communicate()
+        name = "SIGKILL" if how == signal.SIGKILL else "SIGSTOP (hung)"
+        want = f"rank {other}: .*rank {victim}\\b" if how == signal.SIGKILL else f"rank {other}: .*rank {victim} does not respond"
+        R.check(f"torchrun-style: rank {victim} {name} -> rank {other} exits 1 within DIST_TIMEOUT={DEAD_TIMEOUT}s (+3 s), naming it",
+                procs[other].returncode == 1 and took is not None and took < limit and re.search(want, err),
+                f"rc {procs[other].returncode} after {took}s: {err[-300:]}")
+    # 4 ranks: rank 2's heartbeat reaches rank 0 alone, which names it to ranks 1 and 3
+    procs = start_ranks(ctx, ctx.tmp / "dead4", world=4, **long)
+    line_wait(procs[0], r"step:2/40 train_loss")
+    procs[2].send_signal(signal.SIGSTOP)
+    t0, ends = time.time(), {}
+    for r in (0, 1, 3):
+        try:
+            _, err = procs[r].communicate(timeout=DEAD_TIMEOUT + 60)
+            ends[r] = (procs[r].returncode, time.time() - t0, err)
+        except subprocess.TimeoutExpired:
+            procs[r].kill()
+            ends[r] = (None, None, procs[r].communicate()[1])
+    procs[2].kill()
+    procs[2].send_signal(signal.SIGCONT)
+    procs[2].communicate()
+    R.check(f"torchrun-style, 4 ranks: rank 2 SIGSTOP (hung) -> ranks 0, 1 and 3 exit 1 within DIST_TIMEOUT={DEAD_TIMEOUT}s (+3 s), each naming "
+            f"rank 2 (1 and 3 as rank 0 reports it)", all(c == 1 and t is not None and t < limit and re.search(f"rank {r}: .*rank 2 does not respond", e)
+                                                          for r, (c, t, e) in ends.items()),
+            " | ".join(f"rank {r}: rc {c} after {t}s: {e[-200:]}" for r, (c, t, e) in ends.items()))
+    if not shutil.which("mpirun"):
+        R.skip("mpirun -np 2: a rank killed, a rank stopped", "no mpirun on this machine")
+        return
+    for how, victim in ((signal.SIGKILL, None), (signal.SIGSTOP, 1), (signal.SIGSTOP, 0)):
+        out = ctx.tmp / "deadmpi"
+        proc = subprocess.Popen([shutil.which("mpirun"), "--allow-run-as-root", "--oversubscribe", "-np", "2", str(ctx.exe)], env=ctx.env(out, **long),
+                                cwd=ctx.tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line_wait(proc, r"step:2/40 train_loss")
+        ranks = mpi_ranks(proc)
+        if how == signal.SIGKILL:   # the newest process, whichever rank it is
+            took, err = wait_victim(proc, max(ranks.values()), how, DEAD_TIMEOUT + 60) if len(ranks) == 2 else (None, "")
+            R.check(f"mpirun -np 2: a rank killed with SIGKILL ends the job (non-zero) within DIST_TIMEOUT={DEAD_TIMEOUT}s",
+                    len(ranks) == 2 and proc.returncode != 0 and took is not None and took < limit, f"ranks {ranks}, rc {proc.returncode} after {took}s")
+            continue
+        took, err = wait_victim(proc, ranks[victim], how, DEAD_TIMEOUT + 60) if len(ranks) == 2 else (None, "")
+        R.check(f"mpirun -np 2: rank {victim} SIGSTOP (hung) -> the job ends (non-zero) within DIST_TIMEOUT={DEAD_TIMEOUT}s (+3 s), rank {1 - victim} "
+                f"naming it", len(ranks) == 2 and proc.returncode != 0 and took is not None and took < limit
+                and re.search(f"rank {1 - victim}: .*rank {victim} does not respond", err), f"ranks {ranks}, rc {proc.returncode} after {took}s: {err[-400:]}")
 
 
 def check_refusals(R, ctx):
@@ -341,12 +382,16 @@ def check_refusals(R, ctx):
     flipped = bytearray(good)
     flipped[len(good) // 2] ^= 1
     (bad_dir / "flipped.bin").write_bytes(bytes(flipped))
+    damaged = bytearray(good)
+    damaged[16 + 5] ^= 0x40   # the parameter count in the header: the size it implies is far beyond the file's
+    (bad_dir / "damaged.bin").write_bytes(bytes(damaged))
     (bad_dir / "other.bin").write_bytes(b"not a state at all, just some bytes" * 4)
     cases = [  # (what, environment, exit status, what stderr must hold)
         ("another config", dict(ITERATIONS="3", RESUME=str(st), MATRIX_LR="0.04", EMA_DECAY="0.8"), 1,
          ["written by another config", "there MATRIX_LR=0.050000000000000003, here MATRIX_LR=0.040000000000000001", "EMA_DECAY"]),
         ("a truncated state", dict(ITERATIONS="3", RESUME=str(bad_dir / "truncated.bin")), 1, ["truncated.bin", "wrong size", "truncated or corrupted"]),
         ("a corrupted state", dict(ITERATIONS="3", RESUME=str(bad_dir / "flipped.bin")), 1, ["flipped.bin", "checksum mismatch"]),
+        ("a state with a damaged header", dict(ITERATIONS="3", RESUME=str(bad_dir / "damaged.bin")), 1, ["damaged.bin", "wrong size", "its header says"]),
         ("a file that is no state", dict(ITERATIONS="3", RESUME=str(bad_dir / "other.bin")), 1, ["other.bin", "not a train_golf training state"]),
         ("a missing state", dict(ITERATIONS="3", RESUME=str(bad_dir / "missing.bin")), 1, ["missing.bin", "No such file"]),
         ("CHECKPOINT_EVERY=-1", dict(CHECKPOINT_EVERY="-1"), 1, ["CHECKPOINT_EVERY"]),
@@ -359,8 +404,9 @@ def check_refusals(R, ctx):
     before = {f: f.read_bytes() for f in [st] + sorted(bad_dir.iterdir())}
     for what, extra, code, want in cases:
         p, _ = run1(ctx, "ref", **extra)
-        R.check(f"refused: {what} (exit {code}, the message names it)", p.returncode == code and all(w in p.stderr for w in want) and "Traceback" not in p.stderr,
-                tail(p))
+        early = "RESUME" not in extra or ("hardware:" not in p.stdout and "model_params" not in p.stdout)   # a state is checked before the device and the model
+        R.check(f"refused: {what} (exit {code}, the message names it{', before any allocation' if 'RESUME' in extra else ''})",
+                p.returncode == code and all(w in p.stderr for w in want) and early and "Traceback" not in p.stderr, tail(p))
     R.check("the refused runs left the state files byte for byte unchanged", all(f.read_bytes() == b for f, b in before.items()))
     p = subprocess.run([str(ctx.exe), "--checkpoint-every", "x"], env=ctx.env(ctx.tmp / "ref"), cwd=ctx.tmp, capture_output=True, text=True)
     R.check("--checkpoint-every x is a usage error (exit 2)", p.returncode == 2 and "--checkpoint-every" in p.stderr, tail(p))
@@ -394,6 +440,9 @@ def check_badinput(R, ctx):
     folder("truncated", dict(good_train, **{"fineweb_val_000000.bin": val, "fineweb_train_000001.bin": shard(list(range(500)), count=1000)}))
     folder("noval", dict(good_train))
     folder("token", dict(good_train, **{"fineweb_val_000000.bin": shard([5] * 100 + [1024] + [7] * 100)}))
+    # the last of four train shards holds a token >= VOCAB_SIZE (the stream reaches it only after 16.9M tokens)
+    folder("lasttoken", dict(good_train, **{"fineweb_val_000000.bin": val, "fineweb_train_000001.bin": shard([3] * 1000),
+                                          "fineweb_train_000002.bin": shard([4] * 1000), "fineweb_train_000003.bin": shard([9] * 300 + [1024] + [8] * 699)}))
     outfile = root / "not_a_folder"
     outfile.write_bytes(b"a file where OUT_DIR should be\n")
     cases = [  # (what, environment, what stderr must hold)
@@ -402,6 +451,8 @@ def check_badinput(R, ctx):
         ("no val shard", dict(DATA_PATH=str(folders["noval"])), ["no files match", "fineweb_val_*.bin"]),
         ("a val token >= VOCAB_SIZE", dict(DATA_PATH=str(folders["token"])), ["token/fineweb_val_000000.bin", "token 1024 at position 100",
                                                                                 "outside the model's vocabulary (1024)"]),
+        ("a token >= VOCAB_SIZE in the last train shard", dict(DATA_PATH=str(folders["lasttoken"])),
+         ["lasttoken/fineweb_train_000003.bin", "token 1024 at position 300", "outside the model's vocabulary (1024)"]),
         ("a tokenizer of another vocabulary size", dict(TOKENIZER_PATH=str(ctx.tok.parent / "fineweb_4096_bpe.model")),
          ["VOCAB_SIZE=1024 does not match tokenizer vocab_size=4096", "fineweb_4096_bpe.model"]),
         ("an OUT_DIR that is a file", dict(OUT_DIR=str(outfile)), ["not_a_folder"]),
@@ -414,15 +465,21 @@ def check_badinput(R, ctx):
     ]
     inputs = sorted(f for f in root.rglob("*") if f.is_file()) + [ctx.data / "fineweb_val_000000.bin", train]
     before = {f: f.read_bytes() for f in inputs}
+    out = root / "out"
     for what, extra, want in cases:
-        out = root / "out"
         env = ctx.env(out, ITERATIONS="1")
         env.update(extra)
         p = subprocess.run([str(ctx.exe)], env=env, cwd=ctx.tmp, capture_output=True, text=True, timeout=300)
         R.check(f"refused before any work: {what} (exit 1, named)", p.returncode == 1 and all(w in p.stderr for w in want) and "model_params" not in p.stdout
-                and "Traceback" not in p.stderr, tail(p))
+                and "hardware:" not in p.stdout and "Traceback" not in p.stderr, tail(p))
     R.check("the refused runs left every input byte for byte unchanged", all(f.read_bytes() == b for f, b in before.items()))
-    R.check("no final_model.golf from a refused run", not (root / "out" / "final_model.golf").exists())
+    R.check("the refused runs wrote nothing: no OUT_DIR, no logs/RUN_ID.txt", not out.exists() and not (ctx.tmp / "logs" / f"{out.name}.txt").exists(),
+            f"OUT_DIR exists {out.exists()}")
+    # two ranks: the last shard is rank 1's share of the scan (shard f by rank f % 2); both refuse it, naming it
+    res = finish(start_ranks(ctx, out, DATA_PATH=str(folders["lasttoken"]), ITERATIONS="1"))
+    R.check("2 ranks: a token >= VOCAB_SIZE in the last train shard (rank 1's to scan) refused by both ranks before any work, naming it",
+            [r[0] for r in res] == [1, 1] and all("lasttoken/fineweb_train_000003.bin': token 1024 at position 300" in r[2] for r in res)
+            and "model_params" not in res[0][1] and not out.exists(), " | ".join(r[2][-300:] for r in res))
 
 
 GROUPS = {"resume": check_resume, "signals": check_signals, "ranks": check_ranks, "deadrank": check_deadrank, "refusals": check_refusals,

@@ -3050,17 +3050,23 @@ static GOLF_UNUSED void dist_bootstrap(Dist *dd, uint8_t *id, size_t n, double t
 //     The heartbeat is the watchdogs' own star of TCP connections through rank 0, beside the reductions', under both
 //     launches (beat_connect): rank 0 listens on a free port and sends its number over the env launch's star, or with
 //     rank 0's host name by MPI_Bcast under mpirun; every other rank connects (to MASTER_ADDR, else to that host name)
-//     and says hello {BEAT_MAGIC, rank, world, local_rank}. Every BEAT_MS each watchdog sends a beat, seven
-//     little-endian uint32 {BEAT_MAGIC, rank, steps done, blame + 1, blame's silence in ms, blame's steps done, stop}:
-//     rank r > 0 to rank 0; rank 0 to every rank, blaming the rank it heard from least recently (the others hear only
-//     rank 0). stop is BEAT_STOP_NONE until the rank ends the run: its last beat says why, and rank 0 passes it on.
+//     and says hello {BEAT_MAGIC, rank, world, local_rank}. Every BEAT_MS each watchdog sends a beat, eight
+//     little-endian uint32 {BEAT_MAGIC, rank, steps done, blame + 1, blame's silence in ms, blame's steps done, stop,
+//     work done}: rank r > 0 to rank 0; rank 0 to every rank, blaming the rank it heard from least recently (the others
+//     hear only rank 0). stop is BEAT_STOP_NONE until the rank ends the run: its last beat says why, and rank 0 passes
+//     it on. work done is 1 once the device has finished the current step's forward and backward (an event recorded
+//     after them, which the watchdog queries): when no rank progresses and every heartbeat arrives, a rank whose work
+//     is not done while another's is hangs in its work (a kernel that never ends), and the others wait for it in the
+//     gradient all-reduce; rank 0, which hears everyone, names it (BEAT_STOP_BEHIND).
 static double g_dist_timeout_s = 300, g_gptq_reserve_s = 0;   // DIST_TIMEOUT and GPTQ_RESERVE_SECONDS, set by main
 static const uint32_t BEAT_MAGIC = 0x62656174u;   // "beat"
-enum { BEAT_MS = 500, BEAT_WORDS = 7, BEAT_BYTES = 4 * BEAT_WORDS };
-enum { BEAT_STOP_NONE, BEAT_STOP_OUTPUT, BEAT_STOP_SILENT, BEAT_STOP_GONE };   // why a run ends: blame's output says; blame is silent; gone
+enum { BEAT_MS = 500, BEAT_WORDS = 8, BEAT_BYTES = 4 * BEAT_WORDS };
+// why a run ends: blame's output says; blame is silent; gone; behind (its work of the step is not done, the others' is)
+enum { BEAT_STOP_NONE, BEAT_STOP_OUTPUT, BEAT_STOP_SILENT, BEAT_STOP_GONE, BEAT_STOP_BEHIND };
 static struct {
     int64_t beat_ms;
-    int armed, started, steps;
+    int armed, started, steps, work_step;   // work_step: the step (from 1) whose work_done event is recorded (0: none yet)
+    cudaEvent_t work_done;
     const Dist *dd;
     pthread_t thread;
     int *fd, *fill, *closed, *cut;   // per rank: its heartbeat socket (-1: none), bytes of its next beat received, its end seen, a beat cut in two
@@ -3072,6 +3078,17 @@ static void watchdog_beat(void) { __atomic_store_n(&g_watch.beat_ms, (int64_t)wa
 static void watchdog_arm(int on) { watchdog_beat(); __atomic_store_n(&g_watch.armed, on, __ATOMIC_RELEASE); }
 // watchdog_step: progress at the start of a step, steps the steps done so far (the heartbeat carries it).
 static void watchdog_step(int steps) { watchdog_beat(); __atomic_store_n(&g_watch.steps, steps, __ATOMIC_RELAXED); }
+// watchdog_work: the step's forward and backward are issued: the event after them marks when the device is done
+static void watchdog_work(int step) {
+    if (!g_watch.started) return;
+    cudaCheck(cudaEventRecord(g_watch.work_done, cudaStreamPerThread));
+    __atomic_store_n(&g_watch.work_step, step, __ATOMIC_RELEASE);
+}
+// work_done: 1 when the device has done the forward and backward of the step after `steps` (the watchdog's query)
+static uint32_t work_done(void) {
+    int steps = __atomic_load_n(&g_watch.steps, __ATOMIC_RELAXED);
+    return __atomic_load_n(&g_watch.work_step, __ATOMIC_ACQUIRE) == steps + 1 && cudaEventQuery(g_watch.work_done) == cudaSuccess;
+}
 
 // beat_connect: the heartbeat star (above) within timeout_s seconds; dies naming what is missing.
 static void beat_connect(const Dist *dd, double timeout_s) {
@@ -3155,7 +3172,7 @@ static void beat_poll(double now) {
 // connection where one was cut in two no more are sent.
 static void beat_send(int stop, int blame, double quiet_ms, uint32_t blame_steps) {
     uint32_t w[BEAT_WORDS] = {BEAT_MAGIC, (uint32_t)g_watch.dd->rank, (uint32_t)__atomic_load_n(&g_watch.steps, __ATOMIC_RELAXED),
-                              (uint32_t)(blame + 1), (uint32_t)fmin(quiet_ms, 4e9), blame_steps, (uint32_t)stop};
+                              (uint32_t)(blame + 1), (uint32_t)fmin(quiet_ms, 4e9), blame_steps, (uint32_t)stop, work_done()};
     uint8_t b[BEAT_BYTES];
     for (int i = 0; i < BEAT_BYTES; i++) b[i] = (uint8_t)(w[i / 4] >> (8 * (i % 4)));
     for (int k = 0; k < g_watch.dd->world; k++) {
@@ -3180,6 +3197,30 @@ static void silent_text(char *why, size_t n, int k, double quiet_ms, uint32_t st
     if (via >= 0) snprintf(who, sizeof(who), " (as rank %d reports)", via);
     snprintf(why, n, "rank %d does not respond%s: no heartbeat from it for %.0fs (steps done: %u): it is stopped (SIGSTOP?), frozen "
              "or cut off", k, who, quiet_ms / 1000, steps);
+}
+
+// behind_text: why, naming rank k whose work of step `steps` + 1 is not done while another rank's is, as rank via reports
+static void behind_text(char *why, size_t n, int k, uint32_t steps, int via) {
+    char who[32] = "";
+    if (via >= 0) snprintf(who, sizeof(who), " (as rank %d reports)", via);
+    snprintf(why, n, "rank %d hangs in its work%s: its forward and backward of step %u are not done on its device, while "
+             "other ranks finished theirs and wait for it in the gradient all-reduce (a kernel that never ends?)", k, who, steps + 1);
+}
+
+// behind_rank: the first rank whose work of the current step is not done while another's is (-1: none; rank 0 only,
+// which hears every rank), its steps done in *steps
+static int behind_rank(uint32_t *steps) {
+    const Dist *dd = g_watch.dd;
+    uint32_t best = 0, lo = UINT32_MAX;
+    int k_lo = -1;
+    for (int k = 0; k < dd->world; k++) {
+        const uint32_t *w = g_watch.got + (size_t)k * BEAT_WORDS;
+        uint32_t st = k == 0 ? (uint32_t)__atomic_load_n(&g_watch.steps, __ATOMIC_RELAXED) : w[2], done = k == 0 ? work_done() : w[7];
+        uint32_t prog = 2 * st + done;   // steps done, then the current step's work
+        if (prog > best) best = prog;
+        if (prog < lo) { lo = prog; k_lo = k; *steps = st; }
+    }
+    return lo < best ? k_lo : -1;
 }
 
 static void *watchdog_main(void *) {
@@ -3208,6 +3249,7 @@ static void *watchdog_main(void *) {
             stop = (int)w[6]; blame = (int)w[3] - 1; blame_quiet = w[4]; blame_steps = w[5];
             if (blame < 0 || blame >= dd->world) { stop = BEAT_STOP_OUTPUT; blame = k; }
             if (stop == BEAT_STOP_SILENT) silent_text(why, sizeof(why), blame, blame_quiet, blame_steps, k);
+            else if (stop == BEAT_STOP_BEHIND) behind_text(why, sizeof(why), blame, blame_steps, k);
             else if (stop == BEAT_STOP_GONE) snprintf(why, sizeof(why), "rank %d is gone (rank %d saw its connection close)", blame, k);
             else { stop = BEAT_STOP_OUTPUT; snprintf(why, sizeof(why), "rank %d ends the run (its output says why)", blame); }
         }
@@ -3229,8 +3271,18 @@ static void *watchdog_main(void *) {
             } else if (dd->rank != 0 && w0[3] >= 1 && (int)w0[3] <= dd->world && w0[4] > silent) {
                 stop = BEAT_STOP_SILENT; blame = (int)w0[3] - 1; blame_quiet = w0[4]; blame_steps = w0[5];
                 silent_text(why + n, sizeof(why) - n, blame, blame_quiet, blame_steps, 0);
-            } else snprintf(why + n, sizeof(why) - n, "every rank's heartbeat arrives, so none is stopped or cut off: a rank hangs in its work "
-                            "or in a collective, or this one does");
+            } else if (dd->rank == 0 && (blame = behind_rank(&blame_steps)) >= 0) {
+                stop = BEAT_STOP_BEHIND;
+                behind_text(why + n, sizeof(why) - n, blame, blame_steps, -1);
+            } else if (dd->rank != 0 && 2 * (uint32_t)__atomic_load_n(&g_watch.steps, __ATOMIC_RELAXED) + work_done() < 2 * w0[2] + w0[7]) {
+                stop = BEAT_STOP_BEHIND; blame = dd->rank; blame_steps = (uint32_t)__atomic_load_n(&g_watch.steps, __ATOMIC_RELAXED);
+                behind_text(why + n, sizeof(why) - n, blame, blame_steps, -1);
+            } else if (dd->rank != 0 && idle < limit + 4.0 * BEAT_MS) {
+                why[0] = 0;   // rank 0 hears every rank: its verdict first
+            } else {
+                snprintf(why + n, sizeof(why) - n, "every rank's heartbeat arrives and every rank's work of the step is in the same state: a rank "
+                         "hangs in a collective, or this one does");
+            }
         }
 #ifdef USE_NCCL
         ncclResult_t async = ncclSuccess;
@@ -3258,6 +3310,7 @@ static void *watchdog_main(void *) {
 static void watchdog_start(const Dist *dd, double timeout_s) {
     if (dd->world == 1 || g_watch.started) return;
     g_watch.dd = dd;
+    cudaCheck(cudaEventCreate(&g_watch.work_done));
     beat_connect(dd, timeout_s);
     if (pthread_create(&g_watch.thread, NULL, watchdog_main, NULL) != 0) golf_die("rank %d: cannot start the watchdog thread: %s", dd->rank, strerror(errno));
     pthread_detach(g_watch.thread);
@@ -3953,6 +4006,18 @@ static int nan_hook(const GolfModel *m, int *tensor) {
     return (int)st;
 }
 
+// hang_hook: GOLF_INJECT_HANG=RANK:STEP (tests): rank RANK stops in training step STEP (from 1) after issuing its
+// forward and backward, before it marks them done, as if a kernel never ended. Returns STEP on that rank, else 0.
+static int hang_hook(int rank) {
+    const char *v = getenv("GOLF_INJECT_HANG");
+    if (!v || !*v) return 0;
+    char *end, *end2;
+    long r = strtol(v, &end, 10), st = *end == ':' ? strtol(end + 1, &end2, 10) : 0;
+    if (end == v || *end != ':' || r < 0 || st < 1 || st > 2147483647L || *end2)
+        golf_die("environment GOLF_INJECT_HANG='%s': not RANK:STEP with STEP >= 1", v);
+    return r == rank ? (int)st : 0;
+}
+
 // --- the training step's micro-steps: issued eagerly, or captured once as a CUDA graph and replayed ---
 // micro_steps: the gradients zeroed, then per micro-step m < accum: the batch xs[m], ys[m] (pinned host memory,
 // accum x N tokens each) into tr->tok, tr->tgt, forward + backward (gradients summed into tr->grads), the per-token
@@ -4124,6 +4189,7 @@ int main(int argc, char **argv) {
         state_apply(state, &tr, &rs, &stream);
         log0("resume: %s at step:%d/%d train_time:%.0fms", tc->resume, rs.step, tc->iterations, rs.train_ms);
     }
+    int hang_step = hang_hook(dd.rank);
     int nan_tensor = 0, nan_step = nan_hook(&tr.host, &nan_tensor), skip_nonfinite = strcmp(tc->on_nonfinite, "skip") == 0;
 
     // training; SIGTERM / SIGINT end it after the step they arrive in
@@ -4180,6 +4246,11 @@ int main(int argc, char **argv) {
             micro_steps(&tr, accum, grad_scale, xs, ys, losses, 0);
         }
         graph.key = key;
+        if (hang_step == step + 1) {   // GOLF_INJECT_HANG: this rank's work never ends (its watchdog still beats)
+            fprintf(stderr, "train_golf: rank %d: GOLF_INJECT_HANG: hangs in step %d's work\n", dd.rank, step + 1);
+            for (;;) pause();
+        }
+        watchdog_work(step + 1);
         EMU_MARK("optimizer");
         grad_buckets_wait(&tr);   // the gradients summed over the ranks (section 9's buckets)
         if (step == 0 && tc->dump_grads[0] && g_master) {

@@ -1424,6 +1424,7 @@ inline cudaError_t cudaStreamSynchronize(cudaStream_t) { golf_emu::forbidden("cu
 inline cudaError_t cudaEventCreate(cudaEvent_t *e) { *e = new golf_event{0}; return cudaSuccess; }
 inline cudaError_t cudaEventDestroy(cudaEvent_t e) { delete e; return cudaSuccess; }
 inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) { e->ms = golf_emu::now_us() * 1e-3; return cudaSuccess; }
+inline cudaError_t cudaEventQuery(cudaEvent_t e) { return e ? cudaSuccess : cudaErrorInvalidValue; }   // everything before it ran
 inline cudaError_t cudaEventSynchronize(cudaEvent_t) { golf_emu::forbidden("cudaEventSynchronize", "an event synchronization"); return cudaSuccess; }
 inline cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) { *ms = (float)(b->ms - a->ms); return cudaSuccess; }
 inline cudaError_t cudaFuncSetAttribute(const void *f, cudaFuncAttribute a, int v) {

@@ -16,7 +16,8 @@
              stopped), and rank 0 stopped -> rank 1 names rank 0; 4 ranks, rank 2 stopped -> ranks 0, 1, 3 name rank 2
              (1 and 3 hear only rank 0, which names it to them); under mpirun -np 2 a rank killed ends the job
              (non-zero) within DIST_TIMEOUT, and rank 1 (then rank 0) stopped ends it within DIST_TIMEOUT, the other
-             rank naming the stopped one
+             rank naming the stopped one; a rank alive but hung in its work (GOLF_INJECT_HANG: its heartbeat goes on) ->
+             every rank exits within DIST_TIMEOUT naming it (torchrun-style rank 1, then rank 0; mpirun rank 1)
   refusals   RESUME of a state written by another config (naming the entries), by another world size, a truncated
              state, a corrupted one, one with a damaged header, a file that is no state, a missing file, each before
              the device is set up and the model allocated (no hardware: or model_params line); CHECKPOINT_EVERY < 0,
@@ -350,9 +351,41 @@ def check_deadrank(R, ctx):
             f"rank 2 (1 and 3 as rank 0 reports it)", all(c == 1 and t is not None and t < limit and re.search(f"rank {r}: .*rank 2 does not respond", e)
                                                           for r, (c, t, e) in ends.items()),
             " | ".join(f"rank {r}: rc {c} after {t}s: {e[-200:]}" for r, (c, t, e) in ends.items()))
+    # a rank alive (its watchdog beats) whose work never ends: GOLF_INJECT_HANG stops it in step 3 after issuing its
+    # forward and backward; rank 0 hears every rank's progress and names the one whose work is not done
+    for victim in (1, 0):
+        procs = start_ranks(ctx, ctx.tmp / f"hang{victim}", GOLF_INJECT_HANG=f"{victim}:3", **long)
+        line_wait(procs[0], r"step:2/40 train_loss")
+        t0, ends = time.time(), {}
+        for r, p in enumerate(procs):
+            try:
+                _, err = p.communicate(timeout=DEAD_TIMEOUT + 60)
+                ends[r] = (p.returncode, time.time() - t0, err)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                ends[r] = (None, None, p.communicate()[1])
+        R.check(f"torchrun-style: rank {victim}'s work hangs in step 3 (GOLF_INJECT_HANG, its heartbeat still beating) -> both ranks exit 1 "
+                f"within DIST_TIMEOUT={DEAD_TIMEOUT}s (+3 s) of step 2, each naming rank {victim} as the one that hangs in its work",
+                f"rank {victim}: GOLF_INJECT_HANG" in ends[victim][2] and all(
+                    c == 1 and t is not None and t < limit and re.search(f"rank {r}: .*rank {victim} hangs in its work", e) for r, (c, t, e) in ends.items()),
+                " | ".join(f"rank {r}: rc {c} after {t}s: {e[-250:]}" for r, (c, t, e) in ends.items()))
     if not shutil.which("mpirun"):
         R.skip("mpirun -np 2: a rank killed, a rank stopped", "no mpirun on this machine")
         return
+    proc = subprocess.Popen([shutil.which("mpirun"), "--allow-run-as-root", "--oversubscribe", "-np", "2", str(ctx.exe)],
+                            env=ctx.env(ctx.tmp / "hangmpi", GOLF_INJECT_HANG="1:3", **long), cwd=ctx.tmp, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    line_wait(proc, r"step:2/40 train_loss")
+    t0 = time.time()
+    try:
+        _, err = proc.communicate(timeout=DEAD_TIMEOUT + 60)
+        took = time.time() - t0
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        err, took = proc.communicate()[1], None
+    R.check(f"mpirun -np 2: rank 1's work hangs in step 3 (GOLF_INJECT_HANG) -> the job ends (non-zero) within DIST_TIMEOUT={DEAD_TIMEOUT}s "
+            f"(+3 s), rank 0 naming rank 1 as the one that hangs in its work", proc.returncode != 0 and took is not None and took < limit
+            and re.search(r"rank 0: .*rank 1 hangs in its work", err), f"rc {proc.returncode} after {took}s: {err[-400:]}")
     for how, victim in ((signal.SIGKILL, None), (signal.SIGSTOP, 1), (signal.SIGSTOP, 0)):
         out = ctx.tmp / "deadmpi"
         proc = subprocess.Popen([shutil.which("mpirun"), "--allow-run-as-root", "--oversubscribe", "-np", "2", str(ctx.exe)], env=ctx.env(out, **long),

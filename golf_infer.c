@@ -29,17 +29,19 @@
  *       architecture options (0 = off, the baseline): [14] mlp_leaky_slope (float32 bits) [15] bigram_vocab_size
  *       [16] bigram_dim [17] smear_gate [18] xsa_last_n [19] rope_dims [20] ln_scale [21] parallel_from
  *       [22] skip_gates [23] attn_out_gate [24] loop encoder length [25] loop decoder length
- *       [26..57] the loop schedule's physical layer indices, encoder first.
+ *       [26..57] the loop schedule's physical layer indices, encoder first
+ *       [58] parallel_form (0 04-29's lanes, 1 03-31's, 2 03-31's counting schedule positions) [59] attn_out_gate's
+ *       scale (float32 bits; 0 = 1, as files before version 4 hold it).
  *   Checkpoint (float32, written by train_golf and test/reference.py, read here):
- *     256 x int32 header: [0] 20261125 magic  [1] version 3 (1 and 2 are read too when SMEAR_GATE, SKIP_GATES and
- *       PARALLEL_FROM are off: version 3 changed their forms to the records')  [2] number of
+ *     256 x int32 header: [0] 20261125 magic  [1] version 4 (3 is read as version 4 with words 58, 59 zero; 1 and 2 too
+ *       when SMEAR_GATE, SKIP_GATES and PARALLEL_FROM are off: version 3 changed their forms to the records')  [2] number of
  *       tensor records, the config words, [13] steps trained, rest 0.
  *     Then records: int32 name_len, name (train_gpt.py state_dict key), int32 dtype (0 float32, 1 int32),
  *     int32 ndim, int32 dims[ndim], prod(dims) elements row-major. Records may come in any order; the
  *     model's tensors are found by name and must have the parameter table's shapes. Others are ignored.
  *   Blob (.golf, written by dev/golf_export.c, read here):
- *     64 x uint32 header: [0] 20261124 magic [1] 3 version (2 read as for checkpoints) [2] total blob bytes (with the CRC), the config
- *       words, [13] number of tensors, [58..63] 0.
+ *     64 x uint32 header: [0] 20261124 magic [1] 4 version (2 and 3 read as for checkpoints) [2] total blob bytes (with the CRC), the config
+ *       words, [13] number of tensors, [60..63] 0.
  *     Tensor table, one 8-byte entry per tensor of the parameter table, in its order:
  *       uint8 scheme, uint8 code model, uint16 group (ternary: columns per scale, 0 = whole row), uint32 payload bytes.
  *     Payloads in the same order. A tensor is rows x cols (rows = first dim, 1 for vectors):
@@ -194,11 +196,20 @@ typedef struct {
     int rope_dims;                   // RoPE on the first R dims of a head (0 = all)
     int ln_scale;                    // block norms times 1/sqrt(layer + 1)
     int parallel_from;               // layers >= P run two residual lanes (0 = off)
+    int parallel_form;               // PARALLEL_* below: whose lanes, and what P counts
     int skip_gates;                  // gated U-Net skips: lerp(w skip, x, sigmoid(g))
     int attn_out_gate;               // per-head sigmoid gate on the attention output
+    float attn_gate_scale;           // the gate is sigmoid(scale * w . x[:12]) (1: 04-29's; 04-27's run 0.5)
     int loop_enc, loop_dec;          // depth-recurrence schedule lengths (0, 0 = none)
     int loop[MAX_SCHEDULE];          // encoder then decoder physical layer indices
 } Config;
+
+// The parallel residual forms (PARALLEL_FORM): 04-29's (lane 0 carried raw, attention and MLP side by side, skips into
+// lane 0, a sequential layer merges the lanes) and 03-31's (attention on the mix of lane 0, then the MLP on the mix of
+// lane 1, each branch written into both lanes; skips into both lanes); PARALLEL_FROM counts physical layers, or with
+// 0331-virtual the positions of the schedule (the record's PARALLEL_START_LAYER_IS_PHYSICAL=0).
+enum { PARALLEL_0429, PARALLEL_0331, PARALLEL_0331_VIRTUAL, NUM_PARALLEL_FORMS };
+static GOLF_UNUSED const char *const PARALLEL_FORM_NAME[NUM_PARALLEL_FORMS] = {"0429", "0331", "0331-virtual"};
 
 enum { CLS_EMBED, CLS_ATTN, CLS_MLP, CLS_HEAD, CLS_CONTROL, NUM_CLASSES };
 static GOLF_UNUSED const char *const CLASS_NAME[NUM_CLASSES] = {"embed", "attn", "mlp", "head", "control"};
@@ -227,8 +238,10 @@ typedef struct {
     float *attn_scale, *mlp_scale;  // [d]
     float *resid_mix;  // [2, d]
     float *attn_gate;  // [H, GATE_DIMS] (attn_out_gate)
-    float *lane_rho;   // [2] (parallel layers)
-    float *lane_mix;   // [2, 2] (parallel layers)
+    float *lane_rho;   // [2] (parallel layers, 04-29's form): each lane's residual scale
+    float *lane_mix;   // [2, 2] (parallel layers, 04-29's form): [lane][branch]
+    float *par_resid;  // [2] (parallel layers, 03-31's form): both lanes' scale at [attention, MLP]
+    float *par_post;   // [2, 2] (parallel layers, 03-31's form): [branch][lane]
 } LayerParams;
 
 typedef struct {
@@ -270,7 +283,18 @@ static int skip_rows(const Config *c) {
     schedule(c, 0, &e0, &d0, idx); schedule(c, 1, &e1, &d1, idx);
     return num_skips(e0, d0) > num_skips(e1, d1) ? num_skips(e0, d0) : num_skips(e1, d1);
 }
-static int is_parallel(const Config *c, int l) { return c->parallel_from > 0 && l >= c->parallel_from; }
+// parallel_at: whether position pos of a schedule (physical layers idx) runs two lanes; has_lanes: whether physical
+// layer l runs two lanes at a position of either schedule (it then has the lanes' parameters)
+static int parallel_at(const Config *c, const int *idx, int pos) {
+    return c->parallel_from > 0 && (c->parallel_form == PARALLEL_0331_VIRTUAL ? pos : idx[pos]) >= c->parallel_from;
+}
+static int has_lanes(const Config *c, int l) {
+    if (c->parallel_from <= 0) return 0;
+    if (l >= c->parallel_from) return 1;   // the plain schedule runs layer l at position l
+    if (c->parallel_form == PARALLEL_0331_VIRTUAL)
+        for (int pos = c->parallel_from; pos < c->loop_enc + c->loop_dec; pos++) if (c->loop[pos] == l) return 1;
+    return 0;
+}
 static float ln_scale_of(const Config *c, int l) { return c->ln_scale ? (float)(1.0 / sqrt(l + 1.0)) : 1.0f; }   // LN_SCALE's factor
 
 // config_check: NULL when the shape is usable, else what is wrong.
@@ -293,6 +317,8 @@ static GOLF_UNUSED const char *config_check(const Config *c) {
     int hd = c->model_dim / c->num_heads;
     if (c->rope_dims < 0 || c->rope_dims % 2 || c->rope_dims > hd) return "rope_dims must be even and at most head_dim (0 = all)";
     if ((c->smear_gate | c->ln_scale | c->skip_gates | c->attn_out_gate) & ~1) return "smear_gate, ln_scale, skip_gates, attn_out_gate must be 0 or 1";
+    if (c->parallel_form < 0 || c->parallel_form >= NUM_PARALLEL_FORMS) return "parallel_form must be 0 (0429), 1 (0331) or 2 (0331-virtual)";
+    if (c->attn_out_gate && !(c->attn_gate_scale > 0 && c->attn_gate_scale < INFINITY)) return "attn_out_gate's scale must be positive and finite";
     if (!c->loop_enc != !c->loop_dec || c->loop_enc < 0 || c->loop_dec < 0 || c->loop_enc + c->loop_dec > MAX_SCHEDULE)
         return "the loop schedule needs both an encoder and a decoder list, at most 32 entries in all";
     if (c->loop_enc) {
@@ -302,6 +328,12 @@ static GOLF_UNUSED const char *config_check(const Config *c) {
             seen[c->loop[i]] = 1;
         }
         for (int l = 0; l < c->num_layers; l++) if (!seen[l]) return "a layer is missing from the loop schedule";
+        // 03-31's lanes never merge: a sequential layer after parallel ones (which that record's code runs on its
+        // stale single stream, dropping the result) is refused
+        for (int pos = 1; c->parallel_form == PARALLEL_0331 && pos < c->loop_enc + c->loop_dec; pos++)
+            if (parallel_at(c, c->loop, pos - 1) && !parallel_at(c, c->loop, pos))
+                return "parallel_form 0331: a layer below parallel_from follows a parallel one in the loop schedule (03-31's lanes never "
+                       "merge); count positions instead (0331-virtual) or move parallel_from";
     }
     return NULL;
 }
@@ -348,7 +380,8 @@ static GOLF_UNUSED void model_layout(GolfModel *m, const Config *c) {
         LAYER("mlp_scale", 1, d, 0, CLS_CONTROL);
         LAYER("resid_mix", 2, 2, d, CLS_CONTROL);
         if (c->attn_out_gate) LAYER("attn.gate_w", 2, c->num_heads, GATE_DIMS, CLS_CONTROL);
-        if (is_parallel(c, l)) { LAYER("lane_rho", 1, 2, 0, CLS_CONTROL); LAYER("lane_mix", 2, 2, 2, CLS_CONTROL); }
+        if (has_lanes(c, l) && c->parallel_form == PARALLEL_0429) { LAYER("lane_rho", 1, 2, 0, CLS_CONTROL); LAYER("lane_mix", 2, 2, 2, CLS_CONTROL); }
+        if (has_lanes(c, l) && c->parallel_form != PARALLEL_0429) { LAYER("parallel_resid", 1, 2, 0, CLS_CONTROL); LAYER("parallel_post", 2, 2, 2, CLS_CONTROL); }
 #undef LAYER
     }
     spec_add(m, "skip_weights", 2, skip_rows(c), d, CLS_CONTROL);
@@ -366,7 +399,9 @@ static GOLF_UNUSED void model_layout(GolfModel *m, const Config *c) {
         float **views[10] = {&p->c_q, &p->c_k, &p->c_v, &p->proj, &p->fc, &p->mlp_proj, &p->q_gain, &p->attn_scale, &p->mlp_scale, &p->resid_mix};
         for (int k = 0; k < 10; k++) VIEW(*views[k], 1);
         VIEW(p->attn_gate, c->attn_out_gate);
-        VIEW(p->lane_rho, is_parallel(c, l)); VIEW(p->lane_mix, is_parallel(c, l));
+        int lanes0429 = has_lanes(c, l) && c->parallel_form == PARALLEL_0429, lanes0331 = has_lanes(c, l) && !lanes0429;
+        VIEW(p->lane_rho, lanes0429); VIEW(p->lane_mix, lanes0429);
+        VIEW(p->par_resid, lanes0331); VIEW(p->par_post, lanes0331);
     }
     VIEW(m->skip_weights, 1);
     VIEW(m->skip_gates, c->skip_gates);
@@ -376,7 +411,7 @@ static GOLF_UNUSED void model_layout(GolfModel *m, const Config *c) {
 
 static GOLF_UNUSED void model_free(GolfModel *m) { free(m->spec); free(m->params); free(m->layer); memset(m, 0, sizeof(*m)); }
 
-// config_header: the config words [3..12] and [14..57] shared by both file headers, read (write = 0) or
+// config_header: the config words [3..12] and [14..59] shared by both file headers, read (write = 0) or
 // written (write = 1). Word 13 and the rest belong to each format.
 static GOLF_UNUSED void config_header(Config *c, uint32_t *h, int write) {
     int *ints[] = {&c->vocab_size, &c->num_layers, &c->model_dim, &c->num_heads, &c->num_kv_heads, &c->mlp_hidden, &c->tie_embeddings};
@@ -389,11 +424,14 @@ static GOLF_UNUSED void config_header(Config *c, uint32_t *h, int write) {
     WORD(h[12], c->train_seq_len);
     for (int i = 0; i < 11; i++) WORD(h[15 + i], *opts[i]);
     for (int i = 0; i < MAX_SCHEDULE; i++) WORD(h[26 + i], c->loop[i]);
+    WORD(h[58], c->parallel_form);
 #undef WORD
     for (int i = 0; i < 3; i++) {
         if (write) h[fw[i]] = f32_bits(*floats[i]);
         else *floats[i] = bits_f32(h[fw[i]]);
     }
+    if (write) h[59] = c->attn_gate_scale == 1.0f ? 0 : f32_bits(c->attn_gate_scale);   // 0: the scale 1 of older files
+    else c->attn_gate_scale = h[59] ? bits_f32(h[59]) : 1.0f;
     if (!write && ((unsigned)c->loop_enc > MAX_SCHEDULE || (unsigned)c->loop_dec > MAX_SCHEDULE)) c->loop_enc = c->loop_dec = -1;  // config_check refuses
 }
 
@@ -548,13 +586,14 @@ static GOLF_UNUSED void byte_lut_free(ByteLut *t) { free(t->base_bytes); free(t-
 // ----------------------------------------------------------------------------------------------------
 // 4. checkpoint reader (float32)
 
-enum { CKPT_MAGIC = 20261125, CKPT_VERSION = 3, CKPT_HEADER_INTS = 256, BLOB_MAGIC = 20261124, BLOB_VERSION = 3, BLOB_HEADER_INTS = 64 };
+enum { CKPT_MAGIC = 20261125, CKPT_VERSION = 4, CKPT_HEADER_INTS = 256, BLOB_MAGIC = 20261124, BLOB_VERSION = 4, BLOB_HEADER_INTS = 64 };
 
-// version_problem: NULL when a file of `version` with config c means what this code computes, else why not. Version 3
-// has the records' definitions of SMEAR_GATE (on the raw embedding), SKIP_GATES (lerp) and PARALLEL_FROM (lane 0
-// carried raw, skips into lane 0); version 2 (and 1) files mean the same only when none of the three is on.
+// version_problem: NULL when a file of `version` with config c means what this code computes, else why not. Version 4
+// added words 58 (PARALLEL_FORM) and 59 (ATTN_OUT_GATE_SCALE), zero in older files: 04-29's lanes and the scale 1, what
+// version 3 computes. Version 3 has the records' definitions of SMEAR_GATE (on the raw embedding), SKIP_GATES (lerp) and
+// PARALLEL_FROM (lane 0 carried raw, skips into lane 0); version 2 (and 1) files mean the same only when none is on.
 static const char *version_problem(uint32_t version, const Config *c, uint32_t current) {
-    if (version == current) return NULL;
+    if (version >= 3 && version <= current) return NULL;
     if (c->smear_gate || c->skip_gates || c->parallel_from)
         return "written before version 3, when SMEAR_GATE, SKIP_GATES and PARALLEL_FROM computed other forms than the "
                "records': it uses one of them, so its weights mean another model (train it again)";
@@ -568,7 +607,7 @@ static GOLF_UNUSED const char *checkpoint_load(GolfModel *m, const uint8_t *p, s
     if (n < CKPT_HEADER_INTS * 4) return "shorter than the checkpoint header";
     for (int i = 0; i < CKPT_HEADER_INTS; i++) h[i] = rd32(p + 4 * i);
     if (h[0] != CKPT_MAGIC) return "bad magic (not a golf checkpoint)";
-    if (h[1] < 1 || h[1] > CKPT_VERSION) return "unsupported checkpoint version (this reads 1 to 3)";
+    if (h[1] < 1 || h[1] > CKPT_VERSION) return "unsupported checkpoint version (this reads 1 to 4)";
     Config c;
     config_header(&c, h, 0);   // version 1 has zeros in the new words: the baseline
     const char *bad = config_check(&c);
@@ -773,7 +812,7 @@ static GOLF_UNUSED const char *blob_load(GolfModel *m, const uint8_t *p, size_t 
     if (n < BLOB_HEADER_INTS * 4 + 4) return "shorter than the blob header";
     for (int i = 0; i < BLOB_HEADER_INTS; i++) h[i] = rd32(p + 4 * i);
     if (h[0] != BLOB_MAGIC) return "bad magic (not a golf blob)";
-    if (h[1] < 2 || h[1] > BLOB_VERSION) return "unsupported blob version (this reads 2 and 3; export the checkpoint again)";
+    if (h[1] < 2 || h[1] > BLOB_VERSION) return "unsupported blob version (this reads 2 to 4; export the checkpoint again)";
     if (h[2] != n) { snprintf(why, why_n, "blob is %zu bytes but its header says %u (truncated or padded)", n, h[2]); return why; }
     if (crc32(p, n - 4) != rd32(p + n - 4)) return "checksum mismatch: the blob is corrupted";
     Config c;
@@ -987,7 +1026,7 @@ struct Acts {
     float *y;               // [T, d]
     float *u;               // [T, hidden]
     float *br0, *br1;       // [T, d] attention and MLP branch outputs
-    float *skips;           // [num_skip_rows, T, d]
+    float *skips;           // [num_skip_rows, T, d], or with 03-31's lanes [num_skip_rows, 2, T, d] (both lanes)
     float *rope;            // [T, R] rope_table of the positions of a sequence
     int cap, vpos;          // KV cache: positions it holds (0 = none); the virtual layer running
     float *kc, *vc;         // [virtual layers, cap, kv_dim] keys and values of every position so far
@@ -1004,7 +1043,7 @@ static GOLF_UNUSED void acts_alloc(Acts *a, const Config *c, int T) {
     a->br0 = galloc(td); a->br1 = galloc(td); a->rope = galloc(td);
     a->k = galloc((size_t)T * kv * 4); a->v = galloc((size_t)T * kv * 4);
     a->u = galloc((size_t)T * c->mlp_hidden * 4);
-    a->skips = galloc((size_t)(skip_rows(c) + 1) * td);
+    a->skips = galloc((size_t)(skip_rows(c) + 1) * (c->parallel_form == PARALLEL_0429 ? 1 : 2) * td);
 }
 
 // acts_cache: give a a KV cache of cap positions (generation: each forward then adds its tokens at pos0..).
@@ -1130,7 +1169,7 @@ OMP(omp parallel for schedule(static))
     if (p->attn_gate)
         for (int t = 0; t < T; t++)
             for (int h = 0; h < H; h++) {
-                float g = sigmoidf(dot(p->attn_gate + h * GATE_DIMS, a->h + (size_t)t * d, GATE_DIMS));
+                float g = sigmoidf(c->attn_gate_scale * dot(p->attn_gate + h * GATE_DIMS, a->h + (size_t)t * d, GATE_DIMS));
                 for (int i = 0; i < hd; i++) a->y[(size_t)t * d + h * hd + i] *= g;
             }
     linear(a, out, a->y, p->proj, d, d);
@@ -1157,25 +1196,45 @@ static void merge_lanes(Acts *a, int d) {
     a->lanes = 1;
 }
 
-// set_lanes: the lanes layer l runs on: a sequential layer merges two lanes, a parallel one splits one stream into
-// two equal lanes.
-static void set_lanes(const Config *c, int l, Acts *a) {
-    if (!is_parallel(c, l)) merge_lanes(a, c->model_dim);
+// set_lanes: the lanes a position runs on (par: it is parallel): a sequential one merges two lanes, a parallel one
+// splits one stream into two equal lanes.
+static void set_lanes(const Config *c, int par, Acts *a) {
+    if (!par) merge_lanes(a, c->model_dim);
     else if (a->lanes == 1) { memcpy(a->x1, a->x, (size_t)a->T * c->model_dim * 4); a->lanes = 2; }
 }
 
-// block: physical layer l on the stream (one lane), or on two lanes when the layer is parallel.
-static void block(const GolfModel *m, int l, Acts *a) {
+// resid_mix_into: out = resid_mix[0] * x + resid_mix[1] * x0 per column.
+static void resid_mix_into(float *out, const float *x, const float *x0, const float *mix, int T, int d) {
+OMP(omp parallel for schedule(static))
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < d; i++) { size_t k = (size_t)t * d + i; out[k] = mix[i] * x[k] + mix[d + i] * x0[k]; }
+}
+
+// lanes_update: x = r x + p0 b, x1 = r x1 + p1 b (03-31's form: a branch's output b into both lanes).
+static void lanes_update(Acts *a, const float *b, float r, float p0, float p1, size_t n) {
+OMP(omp parallel for schedule(static))
+    for (size_t i = 0; i < n; i++) { a->x[i] = r * a->x[i] + p0 * b[i]; a->x1[i] = r * a->x1[i] + p1 * b[i]; }
+}
+
+// block: physical layer l on the stream (one lane), or on two lanes when its position is parallel (par).
+static void block(const GolfModel *m, int l, int par, Acts *a) {
     const Config *c = &m->c;
     const LayerParams *p = &m->layer[l];
     int T = a->T, d = c->model_dim;
     size_t n = (size_t)T * d;
     float s = ln_scale_of(c, l);
-    set_lanes(c, l, a);
-    float *xm = a->lanes == 1 ? a->x : a->br0;   // the residual mix: in place on one stream; lane 0 itself goes on raw
-OMP(omp parallel for schedule(static))
-    for (int t = 0; t < T; t++)
-        for (int i = 0; i < d; i++) { size_t k = (size_t)t * d + i; xm[k] = p->resid_mix[i] * a->x[k] + p->resid_mix[d + i] * a->x0[k]; }
+    set_lanes(c, par, a);
+    if (a->lanes == 2 && c->parallel_form != PARALLEL_0429) {   // 03-31: attention on the mix of lane 0, then the MLP on
+        const float *r = p->par_resid, *po = p->par_post;          // the mix of lane 1; each output into both lanes
+        resid_mix_into(a->br0, a->x, a->x0, p->resid_mix, T, d);
+        attn_branch(m, l, a, a->br0, a->br0, s);
+        lanes_update(a, a->br0, r[0], po[0], po[1], n);
+        resid_mix_into(a->br1, a->x1, a->x0, p->resid_mix, T, d);
+        mlp_branch(m, l, a, a->br1, a->br1, s);
+        lanes_update(a, a->br1, r[1], po[2], po[3], n);
+        return;
+    }
+    resid_mix_into(a->lanes == 1 ? a->x : a->br0, a->x, a->x0, p->resid_mix, T, d);   // in place on one stream; lane 0 itself goes on raw
     if (a->lanes == 1) {
         attn_branch(m, l, a, a->x, a->br0, s);
 OMP(omp parallel for schedule(static))
@@ -1235,27 +1294,33 @@ static GOLF_UNUSED void forward_seqs(const GolfModel *m, const int32_t *tokens, 
     a->T = T; a->seq = seq; a->lanes = 1;
     rope_table(a->rope, seq, a->pos0, c->rope_dims ? c->rope_dims : d / c->num_heads, c->rope_base);
     embed(m, tokens, a);
+    int two = c->parallel_form != PARALLEL_0429;   // 03-31: a skip holds both lanes (one stream twice), each goes into its lane
     for (int e = 0; e < enc; e++) {
         a->vpos = e;
-        block(m, idx[e], a);
+        block(m, idx[e], parallel_at(c, idx, e), a);
         if (e >= enc - ns) {
-            float *sk = a->skips + (size_t)(e - (enc - ns)) * n;
-            for (size_t k = 0; k < n; k++) sk[k] = a->lanes == 2 ? 0.5f * (a->x[k] + a->x1[k]) : a->x[k];
+            float *sk = a->skips + (size_t)(e - (enc - ns)) * (two + 1) * n;
+            for (size_t k = 0; k < n; k++) sk[k] = a->lanes == 2 && !two ? 0.5f * (a->x[k] + a->x1[k]) : a->x[k];
+            if (two) memcpy(sk + n, a->lanes == 2 ? a->x1 : a->x, n * 4);
         }
     }
     for (int i = 0; i < dec; i++) {
-        set_lanes(c, idx[enc + i], a);
-        if (i < ns) {   // into lane 0 (a->x) only: x + w skip, or lerp(w skip, x, sigmoid(gate)) = g x + (1 - g) w skip
-            const float *sk = a->skips + (size_t)(ns - 1 - i) * n, *w = m->skip_weights + (size_t)i * d;
+        int par = parallel_at(c, idx, enc + i);
+        set_lanes(c, par, a);
+        // the skip: x + w skip, or lerp(w skip, x, sigmoid(gate)) = g x + (1 - g) w skip; into lane 0 (a->x) only,
+        // or (03-31) into each lane its own
+        for (int lane = 0; i < ns && lane < (two ? a->lanes : 1); lane++) {
+            const float *sk = a->skips + ((size_t)(ns - 1 - i) * (two + 1) + lane) * n, *w = m->skip_weights + (size_t)i * d;
             const float *g = m->skip_gates ? m->skip_gates + (size_t)i * d : NULL;
+            float *x = lane ? a->x1 : a->x;
             for (size_t k = 0; k < n; k++) {
                 float ws = w[k % d] * sk[k];
-                if (g) { float s = sigmoidf(g[k % d]); a->x[k] = s * a->x[k] + (1.0f - s) * ws; }
-                else a->x[k] += ws;
+                if (g) { float s = sigmoidf(g[k % d]); x[k] = s * x[k] + (1.0f - s) * ws; }
+                else x[k] += ws;
             }
         }
         a->vpos = enc + i;
-        block(m, idx[enc + i], a);
+        block(m, idx[enc + i], par, a);
     }
     merge_lanes(a, d);
     norm_scaled(a->h, a->x, T, d, 1.0f);

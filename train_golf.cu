@@ -137,7 +137,8 @@ typedef struct {
     int muon_eq_r, muon_polar_express, flash_attention;
     // architecture options (golf_infer.c's Config; README "Presets and the records they reproduce")
     int mlp_hidden, bigram_vocab_size, bigram_dim, smear_gate, xsa_last_n, rope_dims, ln_scale, parallel_from, skip_gates, attn_out_gate;
-    double mlp_leaky_slope, loop_start_frac;
+    double mlp_leaky_slope, loop_start_frac, attn_out_gate_scale;
+    char parallel_form[16];
     char loop_encoder[256], loop_decoder[256], preset[32];
     int plan_memory, cuda_graph, logit_chunk, recompute, fuse;
     int val_max_tokens;
@@ -189,9 +190,12 @@ static const ConfigEntry CONFIG[] = {
     CI(xsa_last_n, "XSA_LAST_N", "0", "XSA on the last N layers"),
     CI(rope_dims, "ROPE_DIMS", "0", "RoPE on the first R dims of each head (0: all)"),
     CI(ln_scale, "LN_SCALE", "0", "1: block norms times 1/sqrt(layer + 1)"),
-    CI(parallel_from, "PARALLEL_FROM", "0", "layers >= P run two residual lanes, 04-29's form: lane 0 carried raw, skips into lane 0 (0: off)"),
+    CI(parallel_from, "PARALLEL_FROM", "0", "layers >= P run two residual lanes, in PARALLEL_FORM's form (0: off)"),
+    CS(parallel_form, "PARALLEL_FORM", "0429", "0429: 04-29's lanes (lane 0 carried raw, attention and MLP side by side, skips into lane 0); 0331: 03-31's "
+                                               "(attention, then the MLP on lane 1's mix, each into both lanes; skips into both); 0331-virtual: 03-31's, P counting schedule positions"),
     CI(skip_gates, "SKIP_GATES", "0", "1: gated U-Net skips as 04-05's: lerp(w skip, x, sigmoid(g))"),
     CI(attn_out_gate, "ATTN_OUT_GATE", "0", "1: per-head sigmoid gate on the attention output (04-29's sparse gate)"),
+    CF(attn_out_gate_scale, "ATTN_OUT_GATE_SCALE", "1", "the output gate is sigmoid(scale w . x[:12]) (04-27's run: 0.5, its SPARSE_ATTN_GATE_SCALE)"),
     CS(loop_encoder, "LOOP_ENCODER", "", "depth recurrence: encoder layer indices, e.g. 0,1,2,3,4,5,3,4"),
     CS(loop_decoder, "LOOP_DECODER", "", "depth recurrence: decoder layer indices, e.g. 5,3,4,5,6,7,8,9,10"),
     CF(loop_start_frac, "LOOP_START_FRAC", "0", "use the loop schedule from this fraction of training on"),
@@ -338,7 +342,7 @@ static int parse_layer_list(const char *s, int *idx, int cap) {
     return n;
 }
 
-// model_config: golf_infer.c's Config of a resolved TrainConfig; NULL or the problem (a bad loop list).
+// model_config: golf_infer.c's Config of a resolved TrainConfig; NULL or the problem (a bad loop list or PARALLEL_FORM).
 static const char *model_config(const TrainConfig *c, Config *m) {
     memset(m, 0, sizeof(*m));
     m->vocab_size = c->vocab_size; m->num_layers = c->num_layers; m->model_dim = c->model_dim; m->num_heads = c->num_heads;
@@ -348,7 +352,9 @@ static const char *model_config(const TrainConfig *c, Config *m) {
     m->bigram_vocab = c->bigram_vocab_size; m->bigram_dim = c->bigram_vocab_size ? c->bigram_dim : 0;   // 0 when off, as the headers store it
     m->smear_gate = c->smear_gate; m->xsa_last_n = c->xsa_last_n;
     m->rope_dims = c->rope_dims; m->ln_scale = c->ln_scale; m->parallel_from = c->parallel_from; m->skip_gates = c->skip_gates;
-    m->attn_out_gate = c->attn_out_gate;
+    m->attn_out_gate = c->attn_out_gate; m->attn_gate_scale = (float)c->attn_out_gate_scale;
+    for (m->parallel_form = 0; m->parallel_form < NUM_PARALLEL_FORMS && strcmp(c->parallel_form, PARALLEL_FORM_NAME[m->parallel_form]); m->parallel_form++) {}
+    if (m->parallel_form == NUM_PARALLEL_FORMS) return "PARALLEL_FORM must be 0429, 0331 or 0331-virtual";
     m->loop_enc = parse_layer_list(c->loop_encoder, m->loop, MAX_SCHEDULE);
     m->loop_dec = m->loop_enc < 0 ? -1 : parse_layer_list(c->loop_decoder, m->loop + m->loop_enc, MAX_SCHEDULE - m->loop_enc);
     if (m->loop_enc < 0 || m->loop_dec < 0) return "LOOP_ENCODER/LOOP_DECODER must be comma lists of layer indices, 32 entries at most in all";
@@ -541,7 +547,8 @@ static double rng_normal(uint64_t *s) { double u = rng_uniform(s), v = rng_unifo
 // init_params: train_gpt.py's init rules with golf's generator: embedding N(0, std) (N(0,1) untied), linear
 // weights U(+-1/sqrt(fan_in)), output projections and lm_head zero, q_gain QK_GAIN_INIT, scales and skip
 // weights 1, resid_mix [1; 0]; the options' tensors as README "Presets and the records they reproduce" says: BigramHash table
-// N(0, 0.02), projection 0, scale 0.05; SmearGate, output gates and skip gates 0; lane_rho 1.1, lane_mix 1.
+// N(0, 0.02), projection 0, scale 0.05; SmearGate, output gates and skip gates 0; lane_rho 1.1, lane_mix 1;
+// parallel_resid sqrt(1.1), parallel_post 1 (03-31's).
 static void init_params(GolfModel *m, const TrainConfig *c) {
     uint64_t s = (uint64_t)c->seed * 0x9E3779B97F4A7C15ull + 1;
     for (int i = 0; i < m->n; i++) {
@@ -557,6 +564,7 @@ static void init_params(GolfModel *m, const TrainConfig *c) {
             else if (zero) w[k] = 0;
             else if (strcmp(nm, "bigram.scale") == 0) w[k] = 0.05f;
             else if (strstr(nm, "lane_rho")) w[k] = 1.1f;
+            else if (strstr(nm, "parallel_resid")) w[k] = (float)sqrt(1.1);
             else if (p->cls == CLS_ATTN || p->cls == CLS_MLP) w[k] = (float)((2 * rng_uniform(&s) - 1) / sqrt((double)p->cols));
             else if (strstr(nm, "q_gain")) w[k] = (float)c->qk_gain_init;
             else if (strstr(nm, "resid_mix")) w[k] = k < (size_t)p->cols ? 1.0f : 0.0f;
@@ -746,7 +754,72 @@ __global__ void lane_combine_backward(float *gA, float *gM, float *d0, float *d1
     }
 }
 
-// U-Net skip into lane 0: out = x + w sk, or gated (SKIP_GATES) lerp(w sk, x, s) = s x + (1 - s) w sk, s = sigmoid(g)
+// 03-31's lanes (PARALLEL_FORM=0331): with A = attn_scale ao, M = mlp_scale mo, r = parallel_resid, p = parallel_post
+// ([branch][lane]) and the lanes l0, l1 as they came in: after attention each lane is m_k = r0 l_k + p0k A; the MLP reads
+// the residual mix of m1; its output makes out_k = r1 m_k + p1k M.
+// par_mid_mix: the MLP's input xa = mix0 m1 + mix1 x0 (mix: resid_mix [2, d])
+__global__ void par_mid_mix(float *xa, const float *l1, const float *ao, const float *x0, const float *as, const float *mix, const float *r,
+                            const float *p, int N, int d) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)N * d) return;
+    int c = (int)(i % d);
+    xa[i] = mix[c] * (r[0] * l1[i] + p[1] * (as[c] * ao[i])) + mix[d + c] * x0[i];
+}
+// par_mid1: m1 alone (backward's column sums of the MLP's residual mix)
+__global__ void par_mid1(float *m1, const float *l1, const float *ao, const float *as, const float *r, const float *p, int N, int d) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < (size_t)N * d) m1[i] = r[0] * l1[i] + p[1] * (as[i % d] * ao[i]);
+}
+// par_combine_forward: out_k = r1 m_k + p1k M for both lanes
+__global__ void par_combine_forward(float *out0, float *out1, const float *l0, const float *l1, const float *ao, const float *mo,
+                                    const float *as, const float *ms, const float *r, const float *p, int N, int d) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)N * d) return;
+    int c = (int)(i % d);
+    float A = as[c] * ao[i], M = ms[c] * mo[i];
+    out0[i] = r[1] * (r[0] * l0[i] + p[0] * A) + p[2] * M;
+    out1[i] = r[1] * (r[0] * l1[i] + p[1] * A) + p[3] * M;
+}
+// par_mlp_backward: from d0, d1 (the lanes' output gradients): gM = p10 d0 + p11 d1; dr1 += sum m0 d0 + m1 d1,
+// dp1k += sum M dk; d_k <- r1 d_k (the gradients of m_k through the direct path)
+__global__ void par_mlp_backward(float *gM, float *d0, float *d1, float *dr, float *dp, const float *l0, const float *l1, const float *ao,
+                                 const float *mo, const float *as, const float *ms, const float *r, const float *p, int N, int d) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    float s[3] = {0, 0, 0};
+    if (i < (size_t)N * d) {
+        int c = (int)(i % d);
+        float A = as[c] * ao[i], M = ms[c] * mo[i], g0 = d0[i], g1 = d1[i];
+        gM[i] = p[2] * g0 + p[3] * g1;
+        s[0] = (r[0] * l0[i] + p[0] * A) * g0 + (r[0] * l1[i] + p[1] * A) * g1; s[1] = M * g0; s[2] = M * g1;
+        d0[i] = r[1] * g0;
+        d1[i] = r[1] * g1;
+    }
+    for (int k = 0; k < 3; k++) {
+        float v = warp_sum(s[k]);
+        if (threadIdx.x % 32 == 0 && v != 0.f) atomicAdd(k == 0 ? &dr[1] : &dp[1 + k], v);
+    }
+}
+// par_attn_backward: from the gradients d0, d1 of m0, m1: gA = p00 d0 + p01 d1; dr0 += sum l0 d0 + l1 d1, dp0k += sum A dk;
+// d_k <- r0 d_k (the lanes' input gradients through the direct path)
+__global__ void par_attn_backward(float *gA, float *d0, float *d1, float *dr, float *dp, const float *l0, const float *l1, const float *ao,
+                                  const float *as, const float *r, const float *p, int N, int d) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    float s[3] = {0, 0, 0};
+    if (i < (size_t)N * d) {
+        float A = as[i % d] * ao[i], g0 = d0[i], g1 = d1[i];
+        gA[i] = p[0] * g0 + p[1] * g1;
+        s[0] = l0[i] * g0 + l1[i] * g1; s[1] = A * g0; s[2] = A * g1;
+        d0[i] = r[0] * g0;
+        d1[i] = r[0] * g1;
+    }
+    for (int k = 0; k < 3; k++) {
+        float v = warp_sum(s[k]);
+        if (threadIdx.x % 32 == 0 && v != 0.f) atomicAdd(k == 0 ? &dr[0] : &dp[k - 1], v);
+    }
+}
+
+// U-Net skip into a lane (lane 0; 03-31's form: each lane): out = x + w sk, or gated (SKIP_GATES) lerp(w sk, x, s) =
+// s x + (1 - s) w sk, s = sigmoid(g)
 __device__ float skip_gate_of(const float *g, int c) { return g ? 1.f / (1.f + expf(-g[c])) : 1.f; }
 __global__ void skip_forward(float *out, const float *x, const float *sk, const float *w, const float *g, int N, int d) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -1565,7 +1638,7 @@ typedef struct {   // activations of one block for a batch of N tokens
     float *ya;      // [N, d]: after XSA, before the gate (= y without XSA)
     float *sg;      // [N*H]: output gate values (ATTN_OUT_GATE)
     float *ao;      // [N, d]: attention projection
-    float *xa;      // [N, d]: xm + attn_scale * ao
+    float *xa;      // [N, d]: xm + attn_scale * ao (03-31's lanes: the MLP's residual mix, par_mid_mix)
     float *h2, *r2; // [N, d], [N]: rmsnorm(xa) (h2: PRECISION=fp32)
     float *up, *u;  // [N, F]: fc output, relu^2 (both PRECISION=fp32)
     bf16 *h2b, *ub; // [N, d], [N, F]: ls * h2 and u in bf16 (PRECISION=bf16: the only copy)
@@ -1574,7 +1647,8 @@ typedef struct {   // activations of one block for a batch of N tokens
     float *xout;    // [N, d]: xa + mlp_scale * mo (lane 0 of a parallel block)
     float *xin1, *xout1;  // [N, d]: lane 1 in and out (PARALLEL_FROM; else NULL); a sequential block after lanes: their mean
     float *sk;      // [N, d]: what an encoder position hands to its skip: xout, or the lane mean
-    float *skbuf;   // [N, d]: the lane mean's buffer (PARALLEL_FROM)
+    float *sk1;     // [N, d]: 03-31's lanes: what it hands to lane 1's skip: xout1, or xout (one stream)
+    float *skbuf;   // [N, d]: the lane mean's buffer (PARALLEL_FROM, 04-29's lanes)
 } BlockActs;
 
 typedef struct {
@@ -1608,6 +1682,7 @@ typedef struct {
     __nv_bfloat16 *q16, *k16, *v16, *dy16;   // [N, d], [N, kv], [N, kv], [N, d]: bf16 copies for the flash kernels (4c) of the
                                              // layer at hand; only under PRECISION=bf16 with head_dim 64 or 128 (else NULL)
     float **skip_grad;       // [encoder positions][N, d]: gradient reaching an encoder output through its skip
+    float **skip_grad1;      // the same for lane 1 of a parallel encoder position (03-31's lanes; else NULL)
     float *ns[5];            // Newton-Schulz scratch: [batch, rows, cols] of the largest Muon group (muon_alloc, chapter 6)
     struct MuonPlan *muon;   // the Muon matrices grouped by shape, this rank's share of each (chapter 6)
     int rank, world;         // this process among the ranks (chapter 9; 0 and 1 for one process), set before trainer_alloc
@@ -1846,8 +1921,8 @@ static void trainer_alloc(Trainer *tr, int B) {
         a->sg = c->attn_out_gate ? dmalloc(N * c->num_heads) : NULL;
         a->xin1 = c->parallel_from ? dmalloc(N * d) : NULL;
         a->xout1 = c->parallel_from ? dmalloc(N * d) : NULL;
-        a->skbuf = c->parallel_from ? dmalloc(N * d) : NULL;
-        a->sk = a->xout;
+        a->skbuf = c->parallel_from && c->parallel_form == PARALLEL_0429 ? dmalloc(N * d) : NULL;
+        a->sk = a->sk1 = a->xout;
     }
     mem_class(MEM_SCRATCH);
     for (int k = 0; k < 2; k++) tr->lane_g[k] = c->parallel_from ? dmalloc(N * d) : NULL;
@@ -1880,6 +1955,11 @@ static void trainer_alloc(Trainer *tr, int B) {
     int emax = e0 > e1 ? e0 : e1;
     tr->skip_grad = (float **)galloc((size_t)(emax + 1) * sizeof(float *));
     for (int l = 0; l < emax; l++) tr->skip_grad[l] = dmalloc(N * d);
+    tr->skip_grad1 = NULL;
+    if (c->parallel_from && c->parallel_form != PARALLEL_0429) {
+        tr->skip_grad1 = (float **)galloc((size_t)(emax + 1) * sizeof(float *));
+        for (int l = 0; l < emax; l++) tr->skip_grad1[l] = dmalloc(N * d);
+    }
     tr->looped = c->loop_enc > 0;
     mem_class(MEM_SMALL);
     tr->norm = dmalloc(1 + NORM_BLOCKS);   // the gradient's sum of squares, then sum_squares_blocks's partial sums
@@ -2014,14 +2094,20 @@ static void attn_norm(Trainer *tr, BlockActs *a, const LayerParams *lp) {
     LAUNCH1D(mix_forward, (size_t)N * d, a->xm, a->xin, tr->x0, PARAM(lp->resid_mix), N, d);
     LAUNCH_ROWS(rmsnorm_forward<float>, N, a->h1, a->r1, a->xm, N, d, 1.0f);
 }
-// mlp_norm: xa = xm + attn_scale ao (a plain block; a parallel block's MLP reads lane 1, xin1) and h2 = rmsnorm of
-// the MLP's input (rstd r2): fp32 into h2 (ls goes on the GEMM), bf16 into h2b with ls before the rounding;
-// FUSE=1 on a plain block: one pass (scale_add_rmsnorm_forward)
+// mlp_norm: xa = xm + attn_scale ao (a plain block; a parallel block's MLP reads lane 1, xin1, or with 03-31's lanes
+// xa = the residual mix of lane 1 after attention, par_mid_mix) and h2 = rmsnorm of the MLP's input (rstd r2): fp32
+// into h2 (ls goes on the GEMM), bf16 into h2b with ls before the rounding; FUSE=1 on a plain block: one pass
+// (scale_add_rmsnorm_forward)
 template <class T> static void mlp_norm_into(Trainer *tr, BlockActs *a, const LayerParams *lp, int par, T *h2, float s) {
     int N = tr->N, d = tr->c.model_dim;
     if (!par && tr->tc.fuse) { LAUNCH_ROWS(scale_add_rmsnorm_forward<T>, N, a->xa, h2, a->r2, a->xm, PARAM(lp->attn_scale), a->ao, N, d, s); return; }
+    const float *in = a->xa;
     if (!par) LAUNCH1D(scale_add_forward, (size_t)N * d, a->xa, a->xm, PARAM(lp->attn_scale), a->ao, N, d);
-    LAUNCH_ROWS(rmsnorm_forward<T>, N, h2, a->r2, par ? a->xin1 : a->xa, N, d, s);
+    else if (tr->c.parallel_form != PARALLEL_0429)
+        LAUNCH1D(par_mid_mix, (size_t)N * d, a->xa, a->xin1, a->ao, tr->x0, PARAM(lp->attn_scale), PARAM(lp->resid_mix), PARAM(lp->par_resid),
+                 PARAM(lp->par_post), N, d);
+    else in = a->xin1;
+    LAUNCH_ROWS(rmsnorm_forward<T>, N, h2, a->r2, in, N, d, s);
 }
 static void mlp_norm(Trainer *tr, BlockActs *a, const LayerParams *lp, int par, float ls) {
     if (tr->use_bf16) mlp_norm_into(tr, a, lp, par, a->h2b, ls);
@@ -2058,15 +2144,15 @@ static void forward(Trainer *tr, float grad_scale) {
     int R = c->rope_dims ? c->rope_dims : hd;
     size_t nd = (size_t)N * d;
     embed_forward(tr);
-    int lanes = 1;   // live residual lanes: 2 inside a run of parallel blocks
+    int lanes = 1, form = c->parallel_form;   // live residual lanes: 2 inside a run of parallel blocks
     for (int pos = 0; pos < P; pos++) {
         BlockActs *a = &tr->acts[pos];
-        int l = idx[pos], par = is_parallel(c, l);
+        int l = idx[pos], par = parallel_at(c, idx, pos);
         const LayerParams *lp = &tr->host.layer[l];
         float ls = ln_scale_of(c, l);
         const float *prev = pos == 0 ? tr->x0 : tr->acts[pos - 1].xout, *prev1 = lanes == 2 ? tr->acts[pos - 1].xout1 : NULL;
         // the block's lanes first (a sequential block merges two into xin1, a parallel one starts lane 1 from the
-        // stream), then the skip into lane 0 only
+        // stream), then the skip into lane 0 only (03-31's lanes: into each lane its own, lane 1's from xin1 in place)
         if (!par && lanes == 2) { LAUNCH1D(lane_mean, nd, a->xin1, prev, prev1, nd); prev = a->xin1; lanes = 1; }   // merge
         else if (par) { cudaCheck(cudaMemcpyAsync(a->xin1, lanes == 2 ? prev1 : prev, nd * 4, cudaMemcpyDeviceToDevice)); lanes = 2; }
         int i = pos - enc;   // decoder index
@@ -2074,6 +2160,7 @@ static void forward(Trainer *tr, float grad_scale) {
             float *w, *g;
             skip_params(tr, i, &w, &g, 0);
             LAUNCH1D(skip_forward, nd, a->xin, prev, tr->acts[enc - 1 - i].sk, w, g, N, d);
+            if (par && form != PARALLEL_0429) LAUNCH1D(skip_forward, nd, a->xin1, a->xin1, tr->acts[enc - 1 - i].sk1, w, g, N, d);
         } else cudaCheck(cudaMemcpyAsync(a->xin, prev, nd * 4, cudaMemcpyDeviceToDevice));
         attn_norm(tr, a, lp);
         gemm_act(tr, 0, 1, N, d, d, ls, a->h1, PARAM(lp->c_q), a->qr);   // ls: LN_SCALE's 1/sqrt(l+1) on the norm output
@@ -2101,7 +2188,8 @@ static void forward(Trainer *tr, float grad_scale) {
             if (xsa) LAUNCH_WARPS(xsa_forward, (size_t)N * H, a->ya, a->y, a->v, N, H, KV, hd);
             else cudaCheck(cudaMemcpyAsync(a->ya, a->y, (size_t)N * d * 4, cudaMemcpyDeviceToDevice));
         }
-        if (a->sg) LAUNCH_WARPS(attn_gate_forward, (size_t)N * H, a->yx, a->sg, a->ya, a->h1, PARAM(lp->attn_gate), ls, N, H, hd, d);
+        // the gate's input is ls h1, its logit scaled by ATTN_OUT_GATE_SCALE: one factor on the dot product
+        if (a->sg) LAUNCH_WARPS(attn_gate_forward, (size_t)N * H, a->yx, a->sg, a->ya, a->h1, PARAM(lp->attn_gate), ls * c->attn_gate_scale, N, H, hd, d);
         gemm_act(tr, 0, 1, N, d, d, 1, a->yx, PARAM(lp->proj), a->ao);
         mlp_norm(tr, a, lp, par, ls);
         if (tr->use_bf16) {   // h2 and u in bf16 only; ls applied before h2's rounding
@@ -2114,10 +2202,14 @@ static void forward(Trainer *tr, float grad_scale) {
             gemm_act(tr, 0, 1, N, d, F, 1, a->u, PARAM(lp->mlp_proj), a->mo);
         }
         if (!par) LAUNCH1D(scale_add_forward, nd, a->xout, a->xa, PARAM(lp->mlp_scale), a->mo, N, d);
+        else if (form != PARALLEL_0429)
+            LAUNCH1D(par_combine_forward, nd, a->xout, a->xout1, a->xin, a->xin1, a->ao, a->mo, PARAM(lp->attn_scale), PARAM(lp->mlp_scale),
+                     PARAM(lp->par_resid), PARAM(lp->par_post), N, d);
         else LAUNCH1D(lane_combine_forward, nd, a->xout, a->xout1, a->xin, a->xin1, a->ao, a->mo, PARAM(lp->attn_scale), PARAM(lp->mlp_scale),
                       PARAM(lp->lane_rho), PARAM(lp->lane_mix), N, d);
-        a->sk = a->xout;
-        if (lanes == 2 && pos < enc) { LAUNCH1D(lane_mean, nd, a->skbuf, a->xout, a->xout1, nd); a->sk = a->skbuf; }   // a skip takes the lane mean
+        a->sk = a->sk1 = a->xout;
+        if (lanes == 2 && form != PARALLEL_0429) a->sk1 = a->xout1;   // 03-31: a skip takes both lanes
+        else if (lanes == 2 && pos < enc) { LAUNCH1D(lane_mean, nd, a->skbuf, a->xout, a->xout1, nd); a->sk = a->skbuf; }   // a skip takes the lane mean
     }
     tr->final_in = tr->acts[P - 1].xout;
     if (lanes == 2) { LAUNCH1D(lane_mean, nd, tr->xf, tr->acts[P - 1].xout, tr->acts[P - 1].xout1, nd); tr->final_in = tr->xf; }
@@ -2190,18 +2282,22 @@ static void backward(Trainer *tr) {
     size_t nd = (size_t)N * d;
     float *dx1 = tr->dlane1;   // lane 1's gradient while two lanes are live
     LAUNCH_ROWS(rmsnorm_backward, N, dx, t1, tr->final_in, tr->rf, N, d, 0);
-    if (is_parallel(c, idx[P - 1])) {   // the final norm read the lane mean
+    if (parallel_at(c, idx, P - 1)) {   // the final norm read the lane mean
         LAUNCH1D(scale_inplace, nd, dx, 0.5f, nd);
         cudaCheck(cudaMemcpyAsync(dx1, dx, nd * 4, cudaMemcpyDeviceToDevice));
     }
     int R = c->rope_dims ? c->rope_dims : hd;
     for (int pos = P - 1; pos >= 0; pos--) {
         BlockActs *a = &tr->acts[pos];
-        int l = idx[pos], par = is_parallel(c, l), lanes_in = pos > 0 && is_parallel(c, idx[pos - 1]) ? 2 : 1;
+        int l = idx[pos], par = parallel_at(c, idx, pos), lanes_in = pos > 0 && parallel_at(c, idx, pos - 1) ? 2 : 1;
+        int p331 = par && c->parallel_form != PARALLEL_0429;   // 03-31's lanes
         const LayerParams *lp = &m->layer[l];
         float ls = ln_scale_of(c, l);
         if (tr->tc.recompute) block_recompute(tr, a, lp, par, ls);
-        if (pos < enc && pos >= enc - ns) {   // its skip's gradient (halved onto both lanes when it handed on their mean)
+        if (pos < enc && pos >= enc - ns && c->parallel_form != PARALLEL_0429) {   // its skips' gradients, lane by lane
+            LAUNCH1D(axpy, nd, dx, tr->skip_grad[pos], 1.0f, nd);
+            if (par) LAUNCH1D(axpy, nd, dx1, tr->skip_grad1[pos], 1.0f, nd);
+        } else if (pos < enc && pos >= enc - ns) {   // its skip's gradient (halved onto both lanes when it handed on their mean)
             LAUNCH1D(axpy, nd, dx, tr->skip_grad[pos], par ? 0.5f : 1.0f, nd);
             if (par) LAUNCH1D(axpy, nd, dx1, tr->skip_grad[pos], 0.5f, nd);
         }
@@ -2209,7 +2305,12 @@ static void backward(Trainer *tr) {
         // attention branch outputs (mlp_scale mo, attn_scale ao); the MLP's norm input gradient accumulates into mlp_acc.
         float *gM = dx, *gA = dx, *mlp_acc = dx;
         const float *mlp_in = a->xa;
-        if (par) {
+        if (p331) {   // 03-31: the MLP's branch first (dx, dx1 become the gradients of the lanes after attention, m0 and m1);
+                      // its input gradient, of the residual mix of m1, goes to lane_g[1] once gM there is used
+            gM = mlp_acc = tr->lane_g[1];
+            LAUNCH1D(par_mlp_backward, nd, gM, dx, dx1, GRAD(lp->par_resid), GRAD(lp->par_post), a->xin, a->xin1, a->ao, a->mo,
+                     PARAM(lp->attn_scale), PARAM(lp->mlp_scale), PARAM(lp->par_resid), PARAM(lp->par_post), N, d);
+        } else if (par) {
             gA = tr->lane_g[0]; gM = tr->lane_g[1]; mlp_acc = dx1; mlp_in = a->xin1;
             LAUNCH1D(lane_combine_backward, nd, gA, gM, dx, dx1, GRAD(lp->lane_rho), GRAD(lp->lane_mix), a->xin, a->xin1, a->ao, a->mo,
                      PARAM(lp->attn_scale), PARAM(lp->mlp_scale), PARAM(lp->lane_rho), PARAM(lp->lane_mix), N, d);
@@ -2224,7 +2325,19 @@ static void backward(Trainer *tr) {
         if (tr->use_bf16) gemm_dw(tr, F, d, N, 1, t2, a->h2b, GRAD(lp->fc));                             // dW fc (ls is in h2b)
         else gemm_dw(tr, F, d, N, ls, t2, a->h2, GRAD(lp->fc));
         gemm(tr, 0, 0, N, d, F, ls, t2, PARAM(lp->fc), 0, t1);                                             // dh2
-        LAUNCH_ROWS(rmsnorm_backward, N, mlp_acc, t1, mlp_in, a->r2, N, d, 1);                               // dxa (lane 1)
+        LAUNCH_ROWS(rmsnorm_backward, N, mlp_acc, t1, mlp_in, a->r2, N, d, p331 ? 0 : 1);                    // dxa (lane 1)
+        if (p331) {   // xa = mix0 m1 + mix1 x0 (m1 again into lane_g[0], free until gA): resid_mix's columns, dx0 and m1's
+                      // gradient; then the attention branch, whose output gradient gA goes to lane_g[0]
+            float *dxa = tr->lane_g[1], *m1 = tr->lane_g[0];
+            LAUNCH1D(par_mid1, nd, m1, a->xin1, a->ao, PARAM(lp->attn_scale), PARAM(lp->par_resid), PARAM(lp->par_post), N, d);
+            column_grad(GRAD(lp->resid_mix), dxa, m1, N, d);
+            column_grad(GRAD(lp->resid_mix) + d, dxa, tr->x0, N, d);
+            LAUNCH1D(mix_backward, nd, dxa, dx0, dxa, PARAM(lp->resid_mix), N, d);
+            LAUNCH1D(axpy, nd, dx1, dxa, 1.0f, nd);
+            gA = tr->lane_g[0];
+            LAUNCH1D(par_attn_backward, nd, gA, dx, dx1, GRAD(lp->par_resid), GRAD(lp->par_post), a->xin, a->xin1, a->ao,
+                     PARAM(lp->attn_scale), PARAM(lp->par_resid), PARAM(lp->par_post), N, d);
+        }
         column_grad(GRAD(lp->attn_scale), gA, a->ao, N, d);
         LAUNCH1D(scale_backward, (size_t)N * d, t1, gA, PARAM(lp->attn_scale), N, d, 0);                   // dao
         gemm(tr, 1, 0, d, d, N, 1, t1, a->yx, 1, GRAD(lp->proj));                                          // dW proj
@@ -2232,7 +2345,8 @@ static void backward(Trainer *tr) {
         float *dy = t2, *other = t3, *swap;   // dy walks back through the gate and XSA, ping-ponging with t3
         if (a->sg) {   // dyx -> dya; the gate's part of dh1 into gate_dh
             cudaCheck(cudaMemsetAsync(tr->gate_dh, 0, (size_t)N * d * 4));
-            LAUNCH_WARPS(attn_gate_backward, (size_t)N * H, other, GRAD(lp->attn_gate), tr->gate_dh, dy, a->ya, a->h1, PARAM(lp->attn_gate), a->sg, ls, N, H, hd, d);
+            LAUNCH_WARPS(attn_gate_backward, (size_t)N * H, other, GRAD(lp->attn_gate), tr->gate_dh, dy, a->ya, a->h1, PARAM(lp->attn_gate), a->sg,
+                         ls * c->attn_gate_scale, N, H, hd, d);
             swap = dy; dy = other; other = swap;
         }
         int xsa = c->xsa_last_n && l >= c->num_layers - c->xsa_last_n;
@@ -2278,15 +2392,24 @@ static void backward(Trainer *tr) {
         if (par) LAUNCH1D(axpy, nd, dx, dxm, 1.0f, nd);
         int i = pos - enc;
         if (i >= 0 && i < ns) {   // xin = skip(base, sk[enc-1-i]) into lane 0: base + w sk, or s base + (1 - s) w sk
-            const float *sk = tr->acts[enc - 1 - i].sk, *base = !par && lanes_in == 2 ? a->xin1 : pos == 0 ? tr->x0 : tr->acts[pos - 1].xout;
+            int e = enc - 1 - i;   // (03-31's lanes: xin1 = skip(base1, sk1[e]) too, the same weights)
+            const float *sk = tr->acts[e].sk, *base = !par && lanes_in == 2 ? a->xin1 : pos == 0 ? tr->x0 : tr->acts[pos - 1].xout;
+            const float *base1 = lanes_in == 2 ? tr->acts[pos - 1].xout1 : base;
             float *w, *g, *dw, *dg;
             skip_params(tr, i, &w, &g, 0);
             skip_params(tr, i, &dw, &dg, 1);
             cudaCheck(cudaMemsetAsync(tr->vec[1], 0, (size_t)2 * d * 4));
             column_grad(tr->vec[1], dx, sk, N, d);
             if (g) column_grad(tr->vec[1] + d, dx, base, N, d);
+            if (p331) column_grad(tr->vec[1], dx1, tr->acts[e].sk1, N, d);
+            if (p331 && g) column_grad(tr->vec[1] + d, dx1, base1, N, d);
             LAUNCH1D(skip_weight_grads, (size_t)d, dw, dg, tr->vec[1], w, g, d);
-            LAUNCH1D(skip_backward, nd, dx, tr->skip_grad[enc - 1 - i], w, g, N, d);                          // dx: dL/dbase
+            LAUNCH1D(skip_backward, nd, dx, tr->skip_grad[e], w, g, N, d);                                    // dx: dL/dbase
+            if (p331 && parallel_at(c, idx, e)) LAUNCH1D(skip_backward, nd, dx1, tr->skip_grad1[e], w, g, N, d);   // dx1: dL/dbase1
+            else if (p331) {   // one stream fed both lanes' skips: its gradient is the sum
+                LAUNCH1D(skip_backward, nd, dx1, t1, w, g, N, d);
+                LAUNCH1D(axpy, nd, tr->skip_grad[e], t1, 1.0f, nd);
+            }
         }
         if (!par && lanes_in == 2) {   // the block merged two lanes: each gets half
             LAUNCH1D(scale_inplace, nd, dx, 0.5f, nd);

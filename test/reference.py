@@ -59,10 +59,12 @@ Facts a C/CUDA implementation must reproduce exactly
 * Features (the spec golf_infer.c and train_golf.cu share; classes GPT, Block, BigramHash, SmearGate,
   exclusive_self_attention, apply_partial_rotary): e = tok_emb[t] (+ bigram.scale * bigram.proj(
   bigram.embed[hash])); x0 = rms_norm(SmearGate(e)); a_in = rms_norm(x) / sqrt(l + 1) with LN_SCALE;
-  XSA then the output gate on each head's attention output; lanes for l >= PARALLEL_FROM; schedules
-  and skips in GPT's docstring. Init: bigram.embed N(0, 0.02), bigram.proj 0, bigram.scale 0.05;
-  smear.gate_w, smear.lam, attn.gate_w, skip_gates 0; lane_rho 1.1, lane_mix 1; rounded to bf16 like
-  every value (0.05 -> 0.0500488, 1.1 -> 1.1015625).
+  XSA then the output gate on each head's attention output (sigmoid(ATTN_OUT_GATE_SCALE w . x[:12]));
+  lanes for l >= PARALLEL_FROM in the PARALLEL_FORM's form (Block.forward_lanes, forward_lanes_0331);
+  schedules and skips in GPT's docstring. Init: bigram.embed N(0, 0.02), bigram.proj 0, bigram.scale 0.05;
+  smear.gate_w, smear.lam, attn.gate_w, skip_gates 0; lane_rho 1.1, lane_mix 1; parallel_resid sqrt(1.1),
+  parallel_post 1; rounded to bf16 like every value (0.05 -> 0.0500488, 1.1 -> 1.1015625, sqrt(1.1) ->
+  1.046875).
 
 Contents
 ========
@@ -163,9 +165,11 @@ HYPERPARAMETERS = [
     ("XSA_LAST_N", int, 0, "model"),            # XSA on layers >= NUM_LAYERS - XSA_LAST_N
     ("ROPE_DIMS", int, 0, "model"),             # RoPE on the first R dims of each head (0: all)
     ("LN_SCALE", int, 0, "model"),              # block norm outputs times 1/sqrt(layer + 1)
-    ("PARALLEL_FROM", int, 0, "model"),         # two-lane parallel residual blocks from this layer, 04-29's form (0: off)
+    ("PARALLEL_FROM", int, 0, "model"),         # two-lane parallel residual blocks from this layer (0: off)
+    ("PARALLEL_FORM", str, "0429", "model"),    # the lanes' form: 0429, 0331, 0331-virtual (PARALLEL_FROM counts positions)
     ("SKIP_GATES", int, 0, "model"),            # gated U-Net skips: lerp(w skip, x, sigmoid(g)) (04-05)
     ("ATTN_OUT_GATE", int, 0, "model"),         # per-head sigmoid gate on the attention output
+    ("ATTN_OUT_GATE_SCALE", float, 1.0, "model"),   # the gate is sigmoid(scale w . x[:12]) (04-27's run: 0.5)
     ("LOOP_ENCODER", str, "", "model"),         # depth recurrence: encoder layer schedule, e.g. "0,1,2,3,4,5,3,4"
     ("LOOP_DECODER", str, "", "model"),         # and decoder schedule, e.g. "5,3,4,5,6,7,8,9,10"
     # evaluation extras
@@ -246,17 +250,21 @@ PRESET_RECORDS = {
 SHAPE_FIELDS = ("vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_mult",
                 "tie_embeddings", "rope_base", "logit_softcap")
 FEATURE_FIELDS = ("mlp_hidden", "mlp_leaky_slope", "bigram_vocab_size", "bigram_dim", "smear_gate", "xsa_last_n",
-                  "rope_dims", "ln_scale", "parallel_from", "skip_gates", "attn_out_gate", "loop_encoder", "loop_decoder")
+                  "rope_dims", "ln_scale", "parallel_from", "parallel_form", "skip_gates", "attn_out_gate",
+                  "attn_out_gate_scale", "loop_encoder", "loop_decoder")
+# PARALLEL_FORM's values, in the order of header word 58's codes (golf_infer.c's PARALLEL_FORM_NAME)
+PARALLEL_FORMS = ("0429", "0331", "0331-virtual")
 
 # train_gpt.py splits every step into world_size * grad_accum_steps = 8 equal spans of the stream.
 SPANS_PER_STEP = 8
 
-# Names that train_gpt.py treats as control tensors: Adam with SCALAR_LR even when 2-D. The last six are
+# Names that train_gpt.py treats as control tensors: Adam with SCALAR_LR even when 2-D. The last eight are
 # the architecture features' control tensors (skip_gates, bigram.scale, smear.gate_w / smear.lam,
-# attn.gate_w, lane_rho, lane_mix).
+# attn.gate_w, lane_rho, lane_mix, parallel_resid, parallel_post).
 CONTROL_TENSOR_NAME_PATTERNS = ("attn_scale", "attn_scales", "mlp_scale", "mlp_scales", "resid_mix",
                                 "resid_mixes", "q_gain", "skip_weight", "skip_weights",
-                                "skip_gates", "bigram.scale", "smear.", "gate_w", "lane_rho", "lane_mix")
+                                "skip_gates", "bigram.scale", "smear.", "gate_w", "lane_rho", "lane_mix",
+                                "parallel_resid", "parallel_post")
 
 # The BOS id of the official tokenizers and shards (SmearGate does not smear into it).
 BOS_ID = 1
@@ -315,8 +323,10 @@ class Config:
     rope_dims: int = 0
     ln_scale: int = 0
     parallel_from: int = 0
+    parallel_form: str = "0429"
     skip_gates: int = 0
     attn_out_gate: int = 0
+    attn_out_gate_scale: float = 1.0
     loop_encoder: str = ""
     loop_decoder: str = ""
     eval_stride: int = 0
@@ -364,6 +374,25 @@ class Config:
         if not self.loop_encoder and not self.loop_decoder:
             return None
         return parse_layer_list(self.loop_encoder, "LOOP_ENCODER"), parse_layer_list(self.loop_decoder, "LOOP_DECODER")
+
+    def parallel_positions(self, encoder: list[int], decoder: list[int]) -> list[bool]:
+        """Which positions of the schedule (encoder, decoder) run two lanes: those whose physical layer is >=
+        PARALLEL_FROM, or with PARALLEL_FORM=0331-virtual those whose position is (0: none)."""
+        order = encoder + decoder
+        if self.parallel_from <= 0:
+            return [False] * len(order)
+        virtual = self.parallel_form == "0331-virtual"
+        return [(pos if virtual else layer) >= self.parallel_from for pos, layer in enumerate(order)]
+
+    @property
+    def lane_layers(self) -> set[int]:
+        """The physical layers that run two lanes at some position of either schedule (they hold the lanes'
+        parameters)."""
+        out = set()
+        for sched in (self.default_schedule, self.loop_schedule):
+            if sched is not None:
+                out |= {layer for layer, par in zip(sched[0] + sched[1], self.parallel_positions(*sched)) if par}
+        return out
 
     @property
     def num_skip_rows(self) -> int:
@@ -503,12 +532,22 @@ def feature_config_problem(cfg: Config) -> str | None:
         (cfg.rope_dims <= hd, f"ROPE_DIMS={cfg.rope_dims} exceeds head_dim={hd} (MODEL_DIM / NUM_HEADS)"),
         (cfg.ln_scale in (0, 1), f"LN_SCALE must be 0 or 1, got {cfg.ln_scale}"),
         (cfg.parallel_from >= 0, f"PARALLEL_FROM must be >= 0 (0: off), got {cfg.parallel_from}"),
+        (cfg.parallel_form in PARALLEL_FORMS, f"PARALLEL_FORM must be one of {', '.join(PARALLEL_FORMS)}, got {cfg.parallel_form!r}"),
         (cfg.skip_gates in (0, 1), f"SKIP_GATES must be 0 or 1, got {cfg.skip_gates}"),
+        (not cfg.attn_out_gate or (math.isfinite(cfg.attn_out_gate_scale) and cfg.attn_out_gate_scale > 0),
+         f"ATTN_OUT_GATE_SCALE must be positive and finite, got {cfg.attn_out_gate_scale}"),
     ]
     for ok, msg in checks:
         if not ok:
             return msg
-    return loop_schedule_problem(cfg)
+    problem = loop_schedule_problem(cfg)
+    if problem or cfg.parallel_form != "0331" or cfg.loop_schedule is None:
+        return problem
+    par = cfg.parallel_positions(*cfg.loop_schedule)
+    if any(a and not b for a, b in zip(par, par[1:])):
+        return (f"PARALLEL_FORM=0331: a layer below PARALLEL_FROM={cfg.parallel_from} follows a parallel one in the loop "
+                f"schedule (03-31's lanes never merge); count positions instead (0331-virtual) or move PARALLEL_FROM")
+    return None
 
 
 def train_config_problem(cfg: Config) -> str | None:
@@ -803,10 +842,10 @@ def set_rope_table_mode(model: nn.Module, mode: str) -> None:
 class CausalSelfAttention(nn.Module):
     """Causal GQA attention. rope_dims: R rotated dims per head (R = head_dim: the baseline). xsa: subtract
     from each head's output its component along the token's own normalised value vector. out_gate: the
-    attention output gate, y_h *= sigmoid(gate_w[h] . x[0:12]) (parameter attn.gate_w [H, 12])."""
+    attention output gate, y_h *= sigmoid(gate_scale gate_w[h] . x[0:12]) (parameter attn.gate_w [H, 12])."""
 
     def __init__(self, dim: int, num_heads: int, num_kv_heads: int, rope_base: float, qk_gain_init: float,
-                 rope_dims: int = 0, xsa: bool = False, out_gate: bool = False):
+                 rope_dims: int = 0, xsa: bool = False, out_gate: bool = False, gate_scale: float = 1.0):
         super().__init__()
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads
@@ -821,6 +860,7 @@ class CausalSelfAttention(nn.Module):
         self.rotary = Rotary(rope_dims or self.head_dim, base=rope_base)
         self.xsa = xsa
         self.gate_w = nn.Parameter(torch.zeros(num_heads, 12, dtype=torch.float32)) if out_gate else None  # [H, 12]
+        self.gate_scale = gate_scale
 
     def forward(self, x: Tensor) -> Tensor:
         bsz, seqlen, dim = x.shape  # x [B, T, dim]
@@ -842,7 +882,7 @@ class CausalSelfAttention(nn.Module):
         if self.xsa:
             y = exclusive_self_attention(y, v)
         if self.gate_w is not None:
-            gate = torch.sigmoid(F.linear(x[..., :12], self.gate_w.to(x.dtype)))  # [B, T, H]
+            gate = torch.sigmoid(self.gate_scale * F.linear(x[..., :12], self.gate_w.to(x.dtype)))  # [B, T, H]
             y = y * gate.transpose(1, 2)[..., None]
         y = y.transpose(1, 2).contiguous().reshape(bsz, seqlen, dim)    # [B, T, dim], heads concatenated
         return self.proj(y)
@@ -865,8 +905,9 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Physical layer `layer` of cfg. Sequential blocks run `forward` on one stream; blocks with
-    layer >= PARALLEL_FROM >= 1 run `forward_lanes` on two lanes (parameters lane_rho [2], lane_mix [2, 2])."""
+    """Physical layer `layer` of cfg. Sequential positions run `forward` on one stream; parallel ones
+    (cfg.parallel_positions) run on two lanes: `forward_lanes` (PARALLEL_FORM=0429: parameters lane_rho [2],
+    lane_mix [2, 2]) or `forward_lanes_0331` (0331, 0331-virtual: parallel_resid [2], parallel_post [2, 2])."""
 
     def __init__(self, cfg: Config, layer: int):
         super().__init__()
@@ -875,16 +916,19 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm()
         self.attn = CausalSelfAttention(dim, cfg.num_heads, cfg.num_kv_heads, cfg.rope_base, cfg.qk_gain_init,
                                         rope_dims=cfg.rope_width, xsa=layer >= cfg.num_layers - cfg.xsa_last_n,
-                                        out_gate=bool(cfg.attn_out_gate))
+                                        out_gate=bool(cfg.attn_out_gate), gate_scale=cfg.attn_out_gate_scale)
         self.mlp = MLP(dim, cfg.mlp_width, cfg.mlp_leaky_slope)
         self.attn_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))                     # [dim]
         self.mlp_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))                      # [dim]
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))).float())  # [2, dim]
         self.ln_scale = 1.0 / math.sqrt(layer + 1) if cfg.ln_scale else None  # LN_SCALE: s_l
-        self.parallel = 1 <= cfg.parallel_from <= layer
-        if self.parallel:
+        self.form = cfg.parallel_form
+        if layer in cfg.lane_layers and self.form == "0429":
             self.lane_rho = nn.Parameter(torch.full((2,), 1.1, dtype=torch.float32))  # [2]
             self.lane_mix = nn.Parameter(torch.ones(2, 2, dtype=torch.float32))       # [2, 2]
+        elif layer in cfg.lane_layers:
+            self.parallel_resid = nn.Parameter(torch.full((2,), 1.1 ** 0.5, dtype=torch.float32))  # [2]
+            self.parallel_post = nn.Parameter(torch.ones(2, 2, dtype=torch.float32))               # [2, 2]
 
     def normed(self, norm: RMSNorm, x: Tensor) -> Tensor:
         """norm(x), times s_l = 1/sqrt(layer + 1) with LN_SCALE."""
@@ -909,6 +953,19 @@ class Block(nn.Module):
         rho, pm = self.lane_rho.to(dtype=lane0.dtype), self.lane_mix.to(dtype=lane0.dtype)
         return (rho[0] * lane0 + pm[0, 0] * attn + pm[0, 1] * mlp,
                 rho[1] * lane1 + pm[1, 0] * attn + pm[1, 1] * mlp)
+
+    def forward_lanes_0331(self, lane0: Tensor, lane1: Tensor, x0: Tensor) -> tuple[Tensor, Tensor]:
+        """03-31's parallel residuals: attention reads resid_mix(lane0, x0) and writes into both lanes,
+        lane_k <- r[0] lane_k + p[0, k] attn; then the MLP reads resid_mix(lane1, x0) of the updated lane 1,
+        lane_k <- r[1] lane_k + p[1, k] mlp (r = parallel_resid, p = parallel_post [branch, lane])."""
+        mix = self.resid_mix.to(dtype=lane0.dtype)
+        r, p = self.parallel_resid.to(dtype=lane0.dtype), self.parallel_post.to(dtype=lane0.dtype)
+        attn_in = mix[0][None, None, :] * lane0 + mix[1][None, None, :] * x0
+        attn = self.attn_scale.to(dtype=lane0.dtype)[None, None, :] * self.attn(self.normed(self.attn_norm, attn_in))
+        lane0, lane1 = r[0] * lane0 + p[0, 0] * attn, r[0] * lane1 + p[0, 1] * attn
+        mlp_in = mix[0][None, None, :] * lane1 + mix[1][None, None, :] * x0
+        mlp = self.mlp_scale.to(dtype=lane0.dtype)[None, None, :] * self.mlp(self.normed(self.mlp_norm, mlp_in))
+        return r[1] * lane0 + p[1, 0] * mlp, r[1] * lane1 + p[1, 1] * mlp
 
 
 class BigramHash(nn.Module):
@@ -962,7 +1019,10 @@ class GPT(nn.Module):
     one (set_schedule). A schedule with ns = min(len(enc), len(dec)) skips pushes the outputs of its last ns
     encoder positions; decoder position i < ns takes the skip pushed (ns - 1 - i)-th before its block
     (apply_skip: x + w skip, or lerp(w skip, x, sigmoid(gate)) with SKIP_GATES), on lane 0 only when the
-    block is parallel (the lanes split from one stream first, lane 1 without the skip)."""
+    block is parallel (the lanes split from one stream first, lane 1 without the skip). With
+    PARALLEL_FORM=0331 (or 0331-virtual) a parallel encoder position pushes both lanes and a parallel decoder
+    position takes the skip into both lanes, each its own lane of the pushed pair (one stream: into both);
+    its lanes never merge before the final mean (model_config_problem refuses a schedule that would)."""
 
     def __init__(self, cfg: Config):
         super().__init__()
@@ -974,6 +1034,9 @@ class GPT(nn.Module):
         self.logit_softcap = cfg.logit_softcap
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.model_dim)  # weight [V, dim]
         self.default_schedule, self.loop_schedule = cfg.default_schedule, cfg.loop_schedule
+        self.parallel_form = cfg.parallel_form
+        self.parallel = {looped: cfg.parallel_positions(*sched) for looped, sched in
+                         ((False, self.default_schedule), (True, self.loop_schedule)) if sched is not None}
         self.looped = self.loop_schedule is not None
         self.skip_weights = nn.Parameter(torch.ones(cfg.num_skip_rows, cfg.model_dim, dtype=torch.float32))  # [S, dim]
         self.blocks = nn.ModuleList([Block(cfg, layer) for layer in range(cfg.num_layers)])
@@ -1029,13 +1092,14 @@ class GPT(nn.Module):
         g = torch.sigmoid(self.skip_gates[i].to(dtype=skip.dtype))[None, None, :]
         return g * x + (1 - g) * scaled
 
-    def run_block(self, layer: int, x: Tensor | None, lanes: tuple | None, x0: Tensor) -> tuple:
+    def run_block(self, layer: int, par: bool, x: Tensor | None, lanes: tuple | None, x0: Tensor) -> tuple:
         """One block on the stream: returns (x, None) after a sequential block, (None, lanes) after a
-        parallel one. A parallel block starting on a single stream copies it into both lanes; a sequential
+        parallel one (par). A parallel block starting on a single stream copies it into both lanes; a sequential
         block after parallel ones first merges them, x = (lane0 + lane1) / 2."""
         block = self.blocks[layer]
-        if block.parallel:
-            return None, block.forward_lanes(*(lanes if lanes is not None else (x, x)), x0)
+        if par:
+            lanes = lanes if lanes is not None else (x, x)
+            return None, (block.forward_lanes(*lanes, x0) if self.parallel_form == "0429" else block.forward_lanes_0331(*lanes, x0))
         if lanes is not None:
             x = (lanes[0] + lanes[1]) / 2
         return block(x, x0), None
@@ -1045,23 +1109,29 @@ class GPT(nn.Module):
         x0 = self.embed(input_ids)  # [B, T, dim]
         x, lanes = x0, None
         encoder, decoder = self.schedule()
+        par = self.parallel[self.looped]
         ns = num_skips(encoder, decoder)
-        skips: list[Tensor] = []
+        skips: list = []   # a tensor, or (03-31's form) the pair of lanes
         for e, layer in enumerate(encoder):
-            x, lanes = self.run_block(layer, x, lanes, x0)
+            x, lanes = self.run_block(layer, par[e], x, lanes, x0)
             if e >= len(encoder) - ns:
-                skips.append(x if lanes is None else (lanes[0] + lanes[1]) / 2)
+                skips.append(x if lanes is None else (lanes[0] + lanes[1]) / 2 if self.parallel_form == "0429" else lanes)
         for i, layer in enumerate(decoder):
-            if i < ns:   # lanes split (or merged) first; the skip goes into lane 0 only
-                if self.blocks[layer].parallel and lanes is None:
+            p = par[len(encoder) + i]
+            if i < ns:   # lanes split (or merged) first; the skip goes into lane 0 only (04-29) or into both lanes (03-31)
+                if p and lanes is None:
                     x, lanes = None, (x, x)
-                elif not self.blocks[layer].parallel and lanes is not None:
+                elif not p and lanes is not None:
                     x, lanes = (lanes[0] + lanes[1]) / 2, None
+                skip = skips[ns - 1 - i]
                 if lanes is None:
-                    x = self.apply_skip(i, x, skips[ns - 1 - i])
+                    x = self.apply_skip(i, x, skip)
+                elif self.parallel_form == "0429":
+                    lanes = (self.apply_skip(i, lanes[0], skip), lanes[1])
                 else:
-                    lanes = (self.apply_skip(i, lanes[0], skips[ns - 1 - i]), lanes[1])
-            x, lanes = self.run_block(layer, x, lanes, x0)
+                    skip = skip if isinstance(skip, tuple) else (skip, skip)
+                    lanes = (self.apply_skip(i, lanes[0], skip[0]), self.apply_skip(i, lanes[1], skip[1]))
+            x, lanes = self.run_block(layer, p, x, lanes, x0)
         if lanes is not None:
             x = (lanes[0] + lanes[1]) / 2
         x = self.final_norm(x)
@@ -1087,7 +1157,8 @@ def parameter_table(cfg: Config) -> list[tuple[str, tuple[int, ...], str]]:
     """(name, shape, class) of every tensor in the order of golf_infer.c's parameter table (classes embed,
     attn, mlp, head, control): tok_emb.weight, [bigram.embed.weight, bigram.proj.weight, bigram.scale],
     [smear.gate_w, smear.lam], per layer attn.c_q/c_k/c_v/proj, mlp.fc/proj, attn.q_gain, attn_scale,
-    mlp_scale, resid_mix, [attn.gate_w], [lane_rho, lane_mix]; skip_weights, [skip_gates], [lm_head.weight].
+    mlp_scale, resid_mix, [attn.gate_w], [lane_rho, lane_mix | parallel_resid, parallel_post]; skip_weights,
+    [skip_gates], [lm_head.weight].
     The same names and shapes as GPT(cfg).state_dict(), whose order is train_gpt.py's."""
     d, kv, hidden, V = cfg.model_dim, cfg.num_kv_heads * cfg.head_dim, cfg.mlp_width, cfg.vocab_size
     table = [("tok_emb.weight", (V, d), "embed")]
@@ -1104,8 +1175,10 @@ def parameter_table(cfg: Config) -> list[tuple[str, tuple[int, ...], str]]:
                 ("mlp_scale", (d,), "control"), ("resid_mix", (2, d), "control")]
         if cfg.attn_out_gate:
             rows.append(("attn.gate_w", (cfg.num_heads, 12), "control"))
-        if 1 <= cfg.parallel_from <= layer:
+        if layer in cfg.lane_layers and cfg.parallel_form == "0429":
             rows += [("lane_rho", (2,), "control"), ("lane_mix", (2, 2), "control")]
+        elif layer in cfg.lane_layers:
+            rows += [("parallel_resid", (2,), "control"), ("parallel_post", (2, 2), "control")]
         table += [(f"blocks.{layer}.{name}", shape, cls) for name, shape, cls in rows]
     table.append(("skip_weights", (cfg.num_skip_rows, d), "control"))
     if cfg.skip_gates:
@@ -1182,7 +1255,8 @@ def apply_baseline_dtypes(model: GPT) -> None:
 # 5. Checkpoint container
 # ====================================================================================================
 # Little-endian. Header: 256 int32:
-#   h[0] = 20261125 (magic)   h[1] = version (1: no options; 3; 2 is read without SMEAR_GATE, SKIP_GATES, PARALLEL_FROM)
+#   h[0] = 20261125 (magic)   h[1] = version (1: no options; 4; 3 is read as 4 (its words 58, 59 are 0); 2 is read
+#   without SMEAR_GATE, SKIP_GATES, PARALLEL_FROM)
 #   h[2] = number of tensor records
 #   h[3] vocab_size  h[4] num_layers  h[5] model_dim  h[6] num_heads  h[7] num_kv_heads
 #   h[8] mlp_hidden (the actual MLP width: MLP_HIDDEN, else MLP_MULT * MODEL_DIM)  h[9] tie_embeddings (0/1)
@@ -1192,7 +1266,9 @@ def apply_baseline_dtypes(model: GPT) -> None:
 #   h[14] mlp_leaky_slope as float32 bits  h[15] bigram_vocab_size  h[16] bigram_dim (0 when bigram is off)
 #   h[17] smear_gate  h[18] xsa_last_n  h[19] rope_dims (0 = all)  h[20] ln_scale  h[21] parallel_from
 #   h[22] skip_gates  h[23] attn_out_gate  h[24] len(LOOP_ENCODER)  h[25] len(LOOP_DECODER) (0, 0: no loop)
-#   h[26 .. 26 + h[24] + h[25]) the encoder then decoder layer indices (at most 32); h[..255] = 0
+#   h[26 .. 26 + h[24] + h[25]) the encoder then decoder layer indices (at most 32), the rest of 26..57 0
+#   h[58] PARALLEL_FORM (0 0429, 1 0331, 2 0331-virtual)  h[59] ATTN_OUT_GATE_SCALE as float32 bits (0: 1)
+#   h[60..255] = 0
 # A file whose words 14..255 are all 0 (every baseline model) is written as version 1, byte for byte the
 # pre-feature format; any feature makes it version 2. Version 1 files are read with every feature off.
 # Then h[2] records: int32 name_len, name (UTF-8), int32 dtype (0 float32, 1 int32), int32 ndim,
@@ -1200,10 +1276,12 @@ def apply_baseline_dtypes(model: GPT) -> None:
 # keys in state_dict order; other records (debug.*, grad.*) may follow.
 
 CKPT_MAGIC = 20261125
-CKPT_VERSION = 3   # 3: SMEAR_GATE, SKIP_GATES, PARALLEL_FROM in the records' forms (golf_infer.c's version_problem)
-CKPT_VERSIONS_READ = (1, 2, 3)
+CKPT_VERSION = 4   # 3: SMEAR_GATE, SKIP_GATES, PARALLEL_FROM in the records' forms (golf_infer.c's version_problem);
+                   # 4: words 58, 59 (PARALLEL_FORM, ATTN_OUT_GATE_SCALE)
+CKPT_VERSIONS_READ = (1, 2, 3, 4)
 CKPT_HEADER_INTS = 256
 CKPT_LOOP_WORD = 26   # first word of the loop schedules
+CKPT_FORM_WORD = 58   # PARALLEL_FORM, then ATTN_OUT_GATE_SCALE
 DTYPE_CODES = {0: np.dtype("<f4"), 1: np.dtype("<i4")}
 
 
@@ -1231,7 +1309,7 @@ def to_numpy_record(value) -> np.ndarray:
 
 
 def header_words(cfg: Config, steps: int, num_records: int) -> np.ndarray:
-    """The 256 int32 header of cfg (layout above); version 1 when no feature word is set, else 2."""
+    """The 256 int32 header of cfg (layout above); version 1 when no feature word is set, else CKPT_VERSION."""
     h = np.zeros(CKPT_HEADER_INTS, dtype="<i4")
     h[:14] = [CKPT_MAGIC, 1, num_records, cfg.vocab_size, cfg.num_layers, cfg.model_dim, cfg.num_heads,
               cfg.num_kv_heads, cfg.mlp_width, int(bool(cfg.tie_embeddings)), f32_bits(cfg.rope_base),
@@ -1243,6 +1321,8 @@ def header_words(cfg: Config, steps: int, num_records: int) -> np.ndarray:
         encoder, decoder = cfg.loop_schedule
         h[24:26] = [len(encoder), len(decoder)]
         h[CKPT_LOOP_WORD:CKPT_LOOP_WORD + len(encoder) + len(decoder)] = encoder + decoder
+    h[CKPT_FORM_WORD] = PARALLEL_FORMS.index(cfg.parallel_form)
+    h[CKPT_FORM_WORD + 1] = 0 if cfg.attn_out_gate_scale == 1 else f32_bits(cfg.attn_out_gate_scale)
     if h[14:].any():
         h[1] = CKPT_VERSION
     return h
@@ -1265,7 +1345,9 @@ def config_from_header(h: np.ndarray) -> Config:
                           bigram_vocab_size=h[15], bigram_dim=h[16] if h[15] else default_config().bigram_dim,
                           smear_gate=h[17], xsa_last_n=h[18], rope_dims=h[19], ln_scale=h[20], parallel_from=h[21],
                           skip_gates=h[22], attn_out_gate=h[23], loop_encoder=format_layer_list(loops[:max(n_enc, 0)]),
-                          loop_decoder=format_layer_list(loops[max(n_enc, 0):]))
+                          loop_decoder=format_layer_list(loops[max(n_enc, 0):]),
+                          parallel_form=PARALLEL_FORMS[h[58]] if 0 <= h[58] < len(PARALLEL_FORMS) else str(h[58]),
+                          attn_out_gate_scale=bits_f32(h[59]) if h[59] else 1.0)
 
 
 def header_problem(h: np.ndarray) -> str | None:
@@ -1282,8 +1364,9 @@ def header_problem(h: np.ndarray) -> str | None:
         n_enc, n_dec = int(h[24]), int(h[25])
         if n_enc < 0 or n_dec < 0 or n_enc + n_dec > MAX_LOOP_POSITIONS or (n_enc == 0) != (n_dec == 0):
             return f"invalid loop schedule lengths in header words 24, 25: {n_enc}, {n_dec}"
-        if h[CKPT_LOOP_WORD + n_enc + n_dec:].any():
-            return f"header words past the loop schedule (from {CKPT_LOOP_WORD + n_enc + n_dec}) must be 0"
+        if h[CKPT_LOOP_WORD + n_enc + n_dec:CKPT_FORM_WORD].any() or h[CKPT_FORM_WORD + 2:].any():
+            return (f"header words past the loop schedule (from {CKPT_LOOP_WORD + n_enc + n_dec} to {CKPT_FORM_WORD - 1}, and from "
+                    f"{CKPT_FORM_WORD + 2}) must be 0")
     return None
 
 

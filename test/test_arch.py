@@ -37,11 +37,16 @@ OPTIONS = {
     "parallel from 1": ["--parallel-from", "1"],
     "skip gates": ["--skip-gates", "1"],
     "attn out gate": ["--attn-out-gate", "1"],
+    "attn out gate, scale 0.5": ["--attn-out-gate", "1", "--attn-out-gate-scale", "0.5"],
     "loop 0,1,2,1 | 1,2": ["--loop-encoder", "0,1,2,1", "--loop-decoder", "1,2"],
+    "parallel from 1, 03-31's form": ["--parallel-from", "1", "--parallel-form", "0331"],
 }
-ALL = [f for flags in OPTIONS.values() for f in flags]
+ALL = [f for flags in OPTIONS.values() for f in flags]   # (the later --parallel-form wins: 03-31's)
 COMBOS = {
     "all options": ALL,
+    "all options, 04-29's lanes": ALL + ["--parallel-form", "0429"],
+    # positions 3.. run two lanes: layer 1 sequential at position 1, parallel at 3 and 4; lanes from the encoder
+    "all options, 03-31's lanes from position 3": ALL + ["--parallel-form", "0331-virtual", "--parallel-from", "3"],
     "all options, untied, 4 layers, loop + parallel": [
         f for k, flags in OPTIONS.items() if not k.startswith("loop") for f in flags] + [
         "--num-layers", "4", "--tie-embeddings", "0", "--loop-encoder", "0,1,2,1,2", "--loop-decoder", "3,2,3"],
@@ -49,7 +54,7 @@ COMBOS = {
 
 # Header words of the options (golf_infer.c's config_header) and a bad value for each, with the message.
 BAD_WORDS = [(19, 3, "rope_dims"), (21, -1, "parallel_from"), (18, -2, "xsa_last_n"), (15, 1, "bigram_vocab_size"),
-             (24, 2, "loop schedule")]
+             (24, 2, "loop schedule"), (58, 3, "parallel_form")]
 
 
 def logits_pair(b, tmp, flags, seed, ids):
@@ -89,7 +94,7 @@ def check_blob(R, b, shared, tmp, val):
 
 def check_versions(R, b, tmp):
     """version 3 changed SMEAR_GATE, SKIP_GATES and PARALLEL_FROM to the records' forms: a version 2 checkpoint or blob
-    using one of them is refused (its weights mean another model), one without them still loads"""
+    using one of them is refused (its weights mean another model), one without them still loads; version 3 files load"""
     ck, blob = tmp / "v.bin", tmp / "v.golf"
     ref("init", "--random-init", "--seed", "4", *TINY, "--smear-gate", "1", "--out", ck)
     run([b / "golf_export", ck, blob, "--quant", "int8", "--quiet"])
@@ -106,6 +111,16 @@ def check_versions(R, b, tmp):
         p = run([b / "golf_infer", old, "--logits-ids", "1 2"], expect=None)
         ok = (p.returncode == 1 and "written before version 3" in p.stderr and str(old) in p.stderr) if refused else p.returncode == 0
         R.check(f"version 2 {label}: {'refused, naming the file and why' if refused else 'still read'}", ok, p.stderr.strip()[-200:])
+    # version 4 only added words 58, 59 (PARALLEL_FORM, ATTN_OUT_GATE_SCALE), zero in version 3 files: those still load
+    for label, path in (("checkpoint", ck), ("blob", blob)):
+        data = bytearray(path.read_bytes())
+        struct.pack_into("<i", data, 4, 3)
+        if path.suffix == ".golf":
+            struct.pack_into("<I", data, len(data) - 4, zlib.crc32(bytes(data[:-4])))
+        old = tmp / f"v3_{path.name}"
+        old.write_bytes(data)
+        p = run([b / "golf_infer", old, "--logits-ids", "1 2"], expect=None)
+        R.check(f"version 3 {label} with SMEAR_GATE: still read", p.returncode == 0, p.stderr.strip()[-200:])
 
 
 def check_header(R, b, tmp):

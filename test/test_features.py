@@ -6,8 +6,9 @@ expected value:
   hash         BigramHash rows: position 0, large ids (products past 2^32), several V_b, int64 math
   forward      the whole model vs np_forward (numpy, float64, loops over heads and positions) for each feature
                alone and all together: MLP_HIDDEN, LeakyReLU(0.5)^2, BigramHash, SmearGate (BOS masking), XSA,
-               partial RoPE, LN scale, parallel residual lanes (merge and skip rules), gated skips, attention
-               output gate, depth-recurrence schedules (default and loop); ROPE_DIMS = head_dim is the baseline
+               partial RoPE, LN scale, parallel residual lanes (merge and skip rules; 04-29's and 03-31's forms,
+               PARALLEL_FROM counting layers or positions), gated skips, attention output gate (and its scale),
+               depth-recurrence schedules (default and loop); ROPE_DIMS = head_dim is the baseline
                bit for bit; XSA output orthogonal to the own value vector
   precision    float32 vs float64 with every feature on
   gradients    autograd vs central differences on every feature tensor
@@ -17,8 +18,8 @@ expected value:
   schedule     lr_mul with WARMDOWN_FRAC (steps and wallclock) and MIN_LR_FRAC; LOOP_START_FRAC switching
   presets      precedence defaults < preset < environment < flag; every preset valid
   validation   bad settings refused with a message naming the variable
-  checkpoint   version 2 header words parsed by hand; round trip; version 1 (baseline) files unchanged and
-               readable; damaged feature words, missing and unexpected feature tensors refused
+  checkpoint   version 4 header words parsed by hand; round trip; version 1 (baseline) and 3 files readable;
+               damaged feature words, missing and unexpected feature tensors refused
   ttt          score-first TTT: TTT_LR=0 equals plain eval; chunk k scored by weights trained on chunks < k
                only (a direct loop here)
   cli          init / train (every feature, a few steps, finite falling loss, loop switch logged) / eval
@@ -67,7 +68,7 @@ BASE_NS = (3.4445, -4.7750, 2.0315)
 
 TINY = dict(vocab_size=64, num_layers=4, model_dim=32, num_heads=4, num_kv_heads=2, train_seq_len=20,
             logit_softcap=5.0, rope_base=100.0)
-FEATURE_TENSORS = ("bigram.scale", "smear.", "gate_w", "skip_gates", "lane_rho", "lane_mix")
+FEATURE_TENSORS = ("bigram.scale", "smear.", "gate_w", "skip_gates", "lane_rho", "lane_mix", "parallel_resid", "parallel_post")
 ALL_ON = dict(mlp_hidden=40, mlp_leaky_slope=0.5, bigram_vocab_size=7, bigram_dim=5, smear_gate=1, xsa_last_n=2,
               rope_dims=4, ln_scale=1, parallel_from=2, skip_gates=1, attn_out_gate=1)
 # a loop schedule that goes sequential -> parallel -> sequential -> parallel in the encoder, pushes skips
@@ -165,7 +166,7 @@ def np_forward(state, cfg, ids, looped):
                 vhat = vg / np.sqrt((vg * vg).sum(1, keepdims=True))
                 yh = yh - (yh * vhat).sum(1, keepdims=True) * vhat
             if cfg.attn_out_gate:
-                yh = yh * sigmoid(a_in[:, :12] @ w[p + "attn.gate_w"][h])[:, None]
+                yh = yh * sigmoid(cfg.attn_out_gate_scale * (a_in[:, :12] @ w[p + "attn.gate_w"][h]))[:, None]
             y[:, h * hd:(h + 1) * hd] = yh
         return w[p + "attn_scale"] * (y @ w[p + "attn.proj.weight"].T)
 
@@ -178,11 +179,18 @@ def np_forward(state, cfg, ids, looped):
     def scale(l):
         return 1.0 / math.sqrt(l + 1) if cfg.ln_scale else 1.0
 
-    def block(l, x, lanes):
-        """-> (x, lanes) after physical layer l"""
+    def block(l, par, x, lanes):
+        """-> (x, lanes) after physical layer l (par: at a parallel position)"""
         p = f"blocks.{l}."
         rm = w[p + "resid_mix"]
-        if 1 <= cfg.parallel_from <= l:
+        if par and cfg.parallel_form != "0429":   # 03-31: attention on lane 0's mix into both lanes, then the MLP on lane 1's
+            lane0, lane1 = lanes if lanes is not None else (x, x)
+            r, po = w[p + "parallel_resid"], w[p + "parallel_post"]
+            a = attention(l, rms(rm[0] * lane0 + rm[1] * x0) * scale(l))
+            lane0, lane1 = r[0] * lane0 + po[0, 0] * a, r[0] * lane1 + po[0, 1] * a
+            m = mlp(l, rms(rm[0] * lane1 + rm[1] * x0) * scale(l))
+            return None, (r[1] * lane0 + po[1, 0] * m, r[1] * lane1 + po[1, 1] * m)
+        if par:
             lane0, lane1 = lanes if lanes is not None else (x, x)
             a = attention(l, rms(rm[0] * lane0 + rm[1] * x0) * scale(l))   # lane 0 itself goes on unmixed
             m = mlp(l, rms(lane1) * scale(l))
@@ -200,30 +208,39 @@ def np_forward(state, cfg, ids, looped):
     else:
         enc, dec = list(range(L // 2)), list(range(L // 2, L))
     ns = min(len(enc), len(dec))
+    # parallel positions: physical layer >= PARALLEL_FROM, or (0331-virtual) position >= PARALLEL_FROM
+    pos_of = (lambda pos, l: pos) if cfg.parallel_form == "0331-virtual" else (lambda pos, l: l)
+    par = [cfg.parallel_from >= 1 and pos_of(pos, l) >= cfg.parallel_from for pos, l in enumerate(enc + dec)]
+    two = cfg.parallel_form != "0429"   # 03-31: skips hold both lanes and go into both
+
+    def skip_into(i, cur, sk):
+        ws = w["skip_weights"][i] * sk
+        if cfg.skip_gates:   # lerp(ws, cur, g)
+            g = sigmoid(w["skip_gates"][i])
+            return g * cur + (1 - g) * ws
+        return cur + ws
+
     lanes, skips = None, []
     for e_pos, l in enumerate(enc):
-        x, lanes = block(l, x, lanes)
+        x, lanes = block(l, par[e_pos], x, lanes)
         if e_pos >= len(enc) - ns:
-            skips.append(x if lanes is None else (lanes[0] + lanes[1]) / 2)
+            skips.append(x if lanes is None else lanes if two else (lanes[0] + lanes[1]) / 2)
     for i, l in enumerate(dec):
-        if i < ns:   # lanes split or merged first, then the skip into lane 0 only
-            par = 1 <= cfg.parallel_from <= l
-            if par and lanes is None:
+        p_i = par[len(enc) + i]
+        if i < ns:   # lanes split or merged first, then the skip into lane 0 only (03-31: into each lane its own)
+            if p_i and lanes is None:
                 x, lanes = None, (x, x)
-            elif not par and lanes is not None:
+            elif not p_i and lanes is not None:
                 x, lanes = (lanes[0] + lanes[1]) / 2, None
-            ws = w["skip_weights"][i] * skips[ns - 1 - i]
-            cur = x if lanes is None else lanes[0]
-            if cfg.skip_gates:   # lerp(ws, cur, g)
-                g = sigmoid(w["skip_gates"][i])
-                cur = g * cur + (1 - g) * ws
-            else:
-                cur = cur + ws
+            sk = skips[ns - 1 - i]
             if lanes is None:
-                x = cur
+                x = skip_into(i, x, sk)
+            elif two:
+                sk = sk if isinstance(sk, tuple) else (sk, sk)
+                lanes = (skip_into(i, lanes[0], sk[0]), skip_into(i, lanes[1], sk[1]))
             else:
-                lanes = (cur, lanes[1])
-        x, lanes = block(l, x, lanes)
+                lanes = (skip_into(i, lanes[0], sk), lanes[1])
+        x, lanes = block(l, p_i, x, lanes)
     if lanes is not None:
         x = (lanes[0] + lanes[1]) / 2
     head = w["tok_emb.weight"] if cfg.tie_embeddings else w["lm_head.weight"]
@@ -260,13 +277,20 @@ def check_forward(res):
              "partial RoPE 4/8": dict(rope_dims=4), "partial RoPE 2/8": dict(rope_dims=2), "LN scale": dict(ln_scale=1),
              "parallel from 2": dict(parallel_from=2), "parallel from 1, 3 layers": dict(parallel_from=1, num_layers=3),
              "gated skips": dict(skip_gates=1), "attention output gate": dict(attn_out_gate=1),
+             "attention output gate, scale 0.5": dict(attn_out_gate=1, attn_out_gate_scale=0.5),
+             "03-31's lanes from 2": dict(parallel_from=2, parallel_form="0331"),
+             "03-31's lanes from 1, 3 layers, gated skips": dict(parallel_from=1, num_layers=3, parallel_form="0331", skip_gates=1),
              "untied, everything": dict(ALL_ON, tie_embeddings=0)}
     loops = {"loop 0,1,2,1 | 2,3,0": dict(loop_encoder="0,1,2,1", loop_decoder="2,3,0"),
              "loop 0,1,2,3,2 | 3,1 (first positions push nothing)": dict(loop_encoder="0,1,2,3,2", loop_decoder="3,1"),
              "loop with lanes": dict(LANE_LOOP, parallel_from=2),
              "loop with lanes, everything": dict(ALL_ON, **LANE_LOOP),
              "loop, 3 layers, lanes from 1": dict(ALL_ON, num_layers=3, parallel_from=1, loop_encoder="0,1,2,1",
-                                                  loop_decoder="1,2,0,2,1")}
+                                                  loop_decoder="1,2,0,2,1"),
+             # lanes from position 2: layers 1, 3, 2, 0, 3, 1 (0 and 1 also sequential before), both lanes' skips
+             "loop with 03-31's lanes from position 2, everything": dict(ALL_ON, **LANE_LOOP, parallel_form="0331-virtual"),
+             "loop with 03-31's lanes from layer 2": dict(ALL_ON, parallel_form="0331", loop_encoder="0,1,2,3,2",
+                                                          loop_decoder="3,2,3")}
     for i, (label, kw) in enumerate(list(cases.items()) + list(loops.items())):
         cfg = cfg_of(**kw)
         model = feature_model(cfg, seed=i)
@@ -320,7 +344,7 @@ def check_forward(res):
 def check_precision(res):
     worst = 0.0
     ok = True
-    for kw in (ALL_ON, dict(ALL_ON, **LANE_LOOP)):
+    for kw in (ALL_ON, dict(ALL_ON, **LANE_LOOP), dict(ALL_ON, **LANE_LOOP, parallel_form="0331-virtual")):
         cfg = cfg_of(**kw)
         m64 = feature_model(cfg)
         m32 = R.GPT.from_config(cfg)
@@ -331,13 +355,24 @@ def check_precision(res):
         scale = max(1.0, np.abs(l64).max())
         ok &= diff <= F32_RTOL_OF_SCALE * scale
         worst = max(worst, diff / scale)
-    res.check("precision: float32 vs float64 with every feature on, default and loop schedules", ok, f"max {worst:.1e} of the logit scale")
+    res.check("precision: float32 vs float64 with every feature on, default and loop schedules, both lane forms", ok,
+              f"max {worst:.1e} of the logit scale")
 
 
 def check_gradients(res):
     """Central differences, h = 1e-6 in float64: truncation ~1e-12, rounding ~1e-16 |loss| / h ~ 1e-9,
     so |fd - grad| <= 1e-8 + 1e-6 |grad| (as test_reference.py)."""
-    cfg = cfg_of(**ALL_ON, **LANE_LOOP, tie_embeddings=0, train_seq_len=12)
+    bad, checked = [], 0
+    for form in ("0429", "0331-virtual"):
+        cfg = cfg_of(**ALL_ON, **LANE_LOOP, tie_embeddings=0, train_seq_len=12, parallel_form=form, attn_out_gate_scale=0.5)
+        b, c = gradient_fd(cfg)
+        bad, checked = bad + b, checked + c
+    res.check("gradients: autograd vs central differences on every feature tensor (04-29's and 03-31's lanes)", not bad and checked > 40,
+              "; ".join(bad[:3]) or f"{checked} entries")
+
+
+def gradient_fd(cfg):
+    """(mismatches, entries checked) of the feature tensors' autograd against central differences"""
     model = feature_model(cfg, seed=4)
     g = torch.Generator().manual_seed(6)
     x, y = torch.randint(0, 64, (2, 12), generator=g), torch.randint(0, 64, (2, 12), generator=g)
@@ -360,13 +395,13 @@ def check_gradients(res):
             fd = (plus - minus) / 2e-6
             checked += 1
             if not abs(fd - grad[i].item()) <= 1e-8 + 1e-6 * abs(grad[i].item()):
-                bad.append(f"{name}[{i}] autograd {grad[i].item():.6e} fd {fd:.6e}")
-    res.check("gradients: autograd vs central differences on every feature tensor", not bad and checked > 20,
-              "; ".join(bad[:3]) or f"{checked} entries")
+                bad.append(f"{cfg.parallel_form} {name}[{i}] autograd {grad[i].item():.6e} fd {fd:.6e}")
+    return bad, checked
 
 
 def check_table(res):
-    for label, kw in (("everything", dict(ALL_ON, **LANE_LOOP, tie_embeddings=0)), ("baseline", {})):
+    for label, kw in (("everything", dict(ALL_ON, **LANE_LOOP, tie_embeddings=0)), ("baseline", {}),
+                      ("03-31's lanes from position 2", dict(ALL_ON, **LANE_LOOP, parallel_form="0331-virtual"))):
         cfg = cfg_of(**kw)
         table = R.parameter_table(cfg)
         sd = R.GPT.from_config(cfg).state_dict()
@@ -385,6 +420,14 @@ def check_table(res):
               and "blocks.1.lane_rho" not in names, f"{names[:7]} ... {names[-3:]}")
     shapes = dict((n, s) for n, s, _ in table)
     res.check("table: skip rows S = max over both schedules", shapes["skip_weights"] == (4, 32), str(shapes["skip_weights"]))
+    # 03-31's lanes counting positions: layers at positions >= 2 of either schedule (the loop's 0,2,1,3 | 2,0,3,1 puts
+    # layers 1 and 0 there too), their lambdas after resid_mix and attn.gate_w
+    names = [n for n, _, _ in R.parameter_table(cfg_of(**ALL_ON, **LANE_LOOP, parallel_form="0331-virtual"))]
+    lanes = sorted(n for n in names if "parallel_" in n)
+    i0 = names.index("blocks.0.attn.gate_w")
+    res.check("table: 03-31's parallel_resid, parallel_post for every layer parallel at a position >= 2 of either schedule",
+              lanes == [f"blocks.{l}.parallel_{k}" for l in range(4) for k in ("post", "resid")]
+              and names[i0 + 1:i0 + 3] == ["blocks.0.parallel_resid", "blocks.0.parallel_post"], str(lanes))
 
 
 def np_newton_schulz(u, coeffs):
@@ -583,6 +626,10 @@ def check_validation(res):
         (dict(loop_encoder=",".join(["0", "1"] * 9), loop_decoder=",".join(["2", "3"] * 8)), "hold 34 layers, more than the 32"),
         (dict(mlp_hidden=-1), "MLP_HIDDEN must be >= 0"), (dict(smear_gate=2), "SMEAR_GATE must be 0 or 1"),
         (dict(parallel_from=-1), "PARALLEL_FROM must be >= 0"), (dict(xsa_last_n=-1), "XSA_LAST_N must be >= 0"),
+        (dict(parallel_form="0330"), "PARALLEL_FORM must be one of 0429, 0331, 0331-virtual"),
+        (dict(attn_out_gate=1, attn_out_gate_scale=0.0), "ATTN_OUT_GATE_SCALE must be positive"),
+        # physical layers 2, 3 then 1: 03-31's lanes would have to merge (its code drops such a block's output)
+        (dict(parallel_from=2, parallel_form="0331", loop_encoder="0,2", loop_decoder="3,1"), "03-31's lanes never merge"),
         (dict(loop_start_frac=1.5), "LOOP_START_FRAC must be in [0, 1]"), (dict(warmdown_frac=-0.1), "WARMDOWN_FRAC must be in [0, 1]"),
         (dict(min_lr_frac=2.0), "MIN_LR_FRAC must be in [0, 1]"), (dict(muon_eq_r=2), "MUON_EQ_R must be 0 or 1"),
         (dict(muon_wd=-1.0), "MUON_WD and ADAM_WD must be >= 0"), (dict(ttt_chunk_tokens=-1), "TTT_CHUNK_TOKENS must be >= 0"),
@@ -598,13 +645,15 @@ def check_validation(res):
     res.check(f"validation: {len(cases)} bad settings refused, each naming the variable", not bad, "; ".join(bad[:3]))
     ok = []
     for kw in (dict(loop_encoder=",".join(["0", "1"] * 8), loop_decoder=",".join(["2", "3"] * 8)), dict(xsa_last_n=50, parallel_from=9),
-               dict(rope_dims=8), dict(smear_gate=1, model_dim=12, num_heads=2, num_kv_heads=1)):
+               dict(rope_dims=8), dict(smear_gate=1, model_dim=12, num_heads=2, num_kv_heads=1),
+               dict(parallel_from=2, parallel_form="0331-virtual", loop_encoder="0,2", loop_decoder="3,1")):
         try:
             R.validate_config(cfg_of(**kw))
             ok.append(True)
         except SystemExit as e:
             ok.append(str(e))
-    res.check("validation: limits accepted (32 positions, XSA_LAST_N / PARALLEL_FROM past the depth, R = head_dim, dim 12)",
+    res.check("validation: limits accepted (32 positions, XSA_LAST_N / PARALLEL_FROM past the depth, R = head_dim, dim 12, "
+              "03-31's lanes counting positions in the schedule the layer count refuses)",
               all(v is True for v in ok), str(ok))
     p = run([sys.executable, REFERENCE, "init", "--out", "/nonexistent/x.bin", "--num-layers", "2", "--model-dim", "32",
              "--num-heads", "4", "--rope-dims", "5"])
@@ -619,11 +668,20 @@ def check_checkpoint(res, tmp):
     data = path.read_bytes()
     h = struct.unpack("<256i", data[:1024])
     f32 = lambda v: struct.unpack("<i", struct.pack("<f", v))[0]  # noqa: E731
-    want = {0: 20261125, 1: 3, 3: 64, 4: 4, 5: 32, 6: 4, 7: 2, 8: 45, 9: 0, 12: 20, 13: 9, 14: f32(0.5), 15: 7, 16: 5, 17: 1,
+    want = {0: 20261125, 1: 4, 3: 64, 4: 4, 5: 32, 6: 4, 7: 2, 8: 45, 9: 0, 12: 20, 13: 9, 14: f32(0.5), 15: 7, 16: 5, 17: 1,
             18: 2, 19: 4, 20: 1, 21: 2, 22: 1, 23: 1, 24: 4, 25: 4, 26: 0, 27: 2, 28: 1, 29: 3, 30: 2, 31: 0, 32: 3, 33: 1}
     wrong = {k: (h[k], v) for k, v in want.items() if h[k] != v}
-    res.check("checkpoint: version 3 header words 3..33 as the spec lists them (MLP_HIDDEN 45 stored directly)",
+    res.check("checkpoint: version 4 header words 3..33 as the spec lists them (MLP_HIDDEN 45 stored directly)",
               not wrong and not any(h[34:]), str(wrong))
+    # words 58, 59: PARALLEL_FORM's code and ATTN_OUT_GATE_SCALE's float32 bits (0 for the scale 1)
+    for form, code in (("0331", 1), ("0331-virtual", 2)):
+        c2 = R.replace(cfg, parallel_form=form, attn_out_gate_scale=0.5, loop_encoder="0,1,2,3", loop_decoder="2,3")
+        R.save(tmp / "form.bin", feature_model(c2), c2)
+        h2 = struct.unpack("<256i", (tmp / "form.bin").read_bytes()[:1024])
+        back = R.read_container(tmp / "form.bin").config
+        res.check(f"checkpoint: PARALLEL_FORM={form} and ATTN_OUT_GATE_SCALE=0.5 in words 58, 59 and back",
+                  h2[58:60] == (code, f32(0.5)) and not any(h2[60:]) and back.parallel_form == form and back.attn_out_gate_scale == 0.5,
+                  f"{h2[58:60]}, read {back.parallel_form} {back.attn_out_gate_scale}")
     c = R.read_container(path)
     back = {f: getattr(c.config, f) for f in R.SHAPE_FIELDS + R.FEATURE_FIELDS}
     res.check("checkpoint: header round trip to the config", all(back[f] == getattr(cfg, f) for f in back),
@@ -669,8 +727,14 @@ def check_checkpoint(res, tmp):
     refused("loop_half", patched(25, 0), "invalid loop schedule lengths")
     refused("loop_layer", patched(27, 9), "outside 0..NUM_LAYERS-1")
     refused("after_loop", patched(40, 3), "past the loop schedule")
-    refused("version", patched(1, 4), "unsupported checkpoint version 4")
+    refused("after_form", patched(60, 3), "past the loop schedule")
+    refused("form", patched(58, 3), "PARALLEL_FORM must be one of")
+    refused("version", patched(1, 5), "unsupported checkpoint version 5")
     refused("version2", patched(1, 2), "written before version 3")   # SMEAR_GATE, SKIP_GATES, PARALLEL_FROM on: their old forms
+    (tmp / "v3.bin").write_bytes(patched(1, 3))   # version 3: words 58, 59 zero, the same model
+    v3, _, _ = R.load(tmp / "v3.bin", dtype=torch.float64)
+    res.check("checkpoint: a version 3 file (words 58, 59 zero) reads as the same model",
+              close(model_logits(v3, ids), model_logits(loaded, ids), 0, 0)[0])
     refused("rope", patched(19, 3), "ROPE_DIMS=3 must be even")
     refused("no_bigram", patched(15, 0), "unexpected ['bigram.")   # header without the feature, tensors present
     records = [(k, v) for k, v in R.read_container(path).tensors.items() if k != "blocks.2.lane_mix"]

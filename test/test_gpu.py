@@ -29,7 +29,8 @@ dev/cuda_cpu.h; the reference on the CPU; a smaller batch and the first VAL_TOKE
              `init --perturb` for the baseline (flash and SIMT attention) and every option set, within the bound of
              check_bf16 (q_gain under flash: plus the reference's q_gain_flash_bound); from the
              perturbed inits each Muon matrix's first update against the reference's bf16 Newton-Schulz of
-             train_golf's own gradient (check_bf16_muon)
+             train_golf's own gradient (check_bf16_muon); 03-31's lane scales, which bf16 cannot resolve, excepted
+             (BF16_UNRESOLVED)
 Every check but bf16 runs PRECISION=fp32.
 
 Usage: python3 test/test_gpu.py [--cpu] [--python PY] [--shared DIR] [--k K] [--bf16-only] [--keep]
@@ -71,7 +72,20 @@ OPTION_SETS = [{"MLP_LEAKY_SLOPE": "0.5", "LN_SCALE": "1", "ROPE_DIMS": "32", "M
                {"BIGRAM_VOCAB_SIZE": "97", "BIGRAM_DIM": "32", "SMEAR_GATE": "1", "XSA_LAST_N": "2", "SKIP_GATES": "1",
                 "ATTN_OUT_GATE": "1", "LOOP_ENCODER": "0,1,2,1", "LOOP_DECODER": "2,3"},
                # lanes split at layer 2, hand their mean to skips, take skips into lane 0 only, merge for layer 1, split again
-               {"PARALLEL_FROM": "2", "LOOP_ENCODER": "0,1,2,3,2", "LOOP_DECODER": "3,1,3", "SKIP_GATES": "1"}]
+               {"PARALLEL_FROM": "2", "LOOP_ENCODER": "0,1,2,3,2", "LOOP_DECODER": "3,1,3", "SKIP_GATES": "1"},
+               # 03-31's lanes from position 2: they start in the encoder, hand both lanes to the skips, take a skip into
+               # each lane; layer 1 runs sequential at position 1 and parallel at 5; the output gate at scale 0.5
+               {"PARALLEL_FROM": "2", "PARALLEL_FORM": "0331-virtual", "LOOP_ENCODER": "0,1,2,3,2", "LOOP_DECODER": "1,3,3",
+                "SKIP_GATES": "1", "ATTN_OUT_GATE": "1", "ATTN_OUT_GATE_SCALE": "0.5"}]
+
+# Gradients the bf16 check cannot resolve: 03-31's lane scales. parallel_resid scales both lanes at once, which the
+# norms after it almost cannot see, so its gradient sum(lane * dlane) over all N*d entries cancels to 1/1200 .. 1/9800 of
+# the sum of its terms' magnitudes, and parallel_post's sums (branch * dlane) to 1/50 .. 1/900 (reference.py in float64,
+# the perturbed init and step-0 batch of the last option set above); bf16 noise then dominates them, and the reference's one
+# sample D no more bounds train_golf's (seen: 4 D under the flash kernels, nearer float32 on the SIMT path). Their arithmetic is
+# float32 in both precisions (par_*_backward), held to 1e-3 by the float32 checks (grads, perturbed, options) and by
+# test_records.py against the 03-31 record; check_bf16 leaves them out and says so.
+BF16_UNRESOLVED = ("parallel_resid", "parallel_post")
 
 # The plain paths beside the defaults: unfused norms, every activation kept, the head over the whole micro-batch
 PLAIN_PATHS = {"FUSE": "0", "RECOMPUTE": "0", "LOGIT_CHUNK": "0"}
@@ -314,8 +328,9 @@ def check_bf16(R, args, env, tmp, label, init_flags, k):
     worst, bad, nearer = "", [], []
     wr = 0.0
     flash = env.get("FLASH_ATTENTION", "1") == "1"   # train_golf's default under PRECISION=bf16 (head_dim 64 here)
+    unresolved = sorted(n[5:] for n in want if n.startswith("grad.") and any(u in n for u in BF16_UNRESOLVED))
     for name, g in want.items():
-        if not name.startswith("grad."):
+        if not name.startswith("grad.") or name[5:] in unresolved:
             continue
         d = rel_err(ref32[name], g)
         err, err32 = rel_err(got[name], g), rel_err(got[name], ref32[name])
@@ -343,7 +358,7 @@ def check_bf16(R, args, env, tmp, label, init_flags, k):
         if d > GRAD_RTOL_OF_MAX and not err < err32 and not flash:
             nearer.append(f"{name}: {err:.1e} from --amp, {err32:.1e} from fp32")
     R.check(f"{label}every bf16 gradient within 2 D + {GRAD_RTOL_OF_MAX} of the --amp reference's (D: its distance to fp32; "
-            "q_gain: plus its rounding bound)", not bad,
+            "q_gain: plus its rounding bound)" + (f"; not {len(unresolved)} lane scales (BF16_UNRESOLVED)" if unresolved else ""), not bad,
             f"worst {worst}; " + "; ".join(bad[:5]))
     # the "nearer" rule needs train_golf to make --amp's roundings: the SIMT attention does (FLASH_ATTENTION=0, checked
     # from the perturbed init below); the flash kernels' own roundings of P, dS and dy can put a gradient that attention

@@ -18,9 +18,16 @@ triton (a stub; its MLP kernel is only on the fused training path, which MLP.use
 the record's own unfused math). The records' math is never changed.
 
 Records golf claims: 2026-04-05 (preset r0405), 2026-04-27 and 2026-04-29 (SMEAR_GATE, ATTN_OUT_GATE, PARALLEL_FROM
-and the rest as flags; 04-27 at its default SPARSE_ATTN_GATE_SCALE of 1; their LQER, CaseOps and phased TTT are
-export, data and eval forms, not the model). Not claimed: 2026-03-31 (its parallel-residual form), 2026-04-10
-(per-document attention, fused MLP) and 2026-05-01 (AsymLogit, n-gram tilt, eval context 2560).
+and the rest as flags; 04-27 at its default SPARSE_ATTN_GATE_SCALE of 1 and at its run's 0.5, golf's
+ATTN_OUT_GATE_SCALE; their LQER, CaseOps and phased TTT are export, data and eval forms, not the model), and
+2026-03-31's parallel residuals (PARALLEL_FORM=0331, 0331-virtual) with its BigramHash, gated skips, XSA, partial RoPE,
+LN scale and its mini depth recurrence (layers 2,3 run twice here, 4,5 in its run) as golf's loop schedule. What golf
+lacks is turned off through the record's own settings, its math untouched: VE_ENABLED=0 (ValueEmbedding),
+DISABLE_LAYER0_ATTN=0, REPEAT_UNTIE_MLP=none (untied MLPs of the repeated layers); its SmearGate (the March form, not
+a constructor option) is held off by its gate at -inf (sigmoid exactly 0: the identity, no gradient). Under recurrence
+the record has one Block per position: the repeated positions' scalars are set to their layer's first position's
+(golf has them per layer), their gradients summed, and LN_SCALE=0 (the record's factor is per position). Not
+claimed: 2026-04-10 (per-document attention, fused MLP) and 2026-05-01 (AsymLogit, n-gram tilt, eval context 2560).
 
 Usage: /usr/bin/python3 test/test_records.py [--shared DIR] [--keep]
 Prints PASS/FAIL/SKIP per check and "N passed, M failed, K skipped"; exit status 1 on any failure.
@@ -53,29 +60,48 @@ SHAPE = {"VOCAB_SIZE": "1024", "NUM_LAYERS": "6", "MODEL_DIM": "128", "EMBEDDING
          "ROPE_DIMS": "16", "XSA_LAST_N": "6", "NUM_LOOPS": "2", "LOOP_START": "2", "LOOP_END": "3"}
 SEQ, BATCH = 32, 8
 
-# Each record: its folder, the environment its Hyperparameters read (on top of SHAPE), golf's flags for the same
-# model (their README or run command: 04-29's SMEAR_GATE_ENABLED=1 SPARSE_ATTN_GATE_ENABLED=1), and the
+# Each check: a label, the record's folder, the environment its Hyperparameters read (on top of SHAPE), golf's flags
+# for the same model (their README or run command: 04-29's SMEAR_GATE_ENABLED=1 SPARSE_ATTN_GATE_ENABLED=1), and the
 # parallel start (04-29: layers >= 4 of the decoder; the encoder 0,1,2,3,2 has none of them).
-RECORDS = {
-    "2026-04-05_SP8192_GPTQ-Embeddings_SDClip_Loop45x2": {
+R0427 = "2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611"
+R0331 = "2026-03-31_ParallelResiduals_MiniDepthRecurrence"
+APRIL = {"SMEAR_GATE_ENABLED": "1", "SPARSE_ATTN_GATE_ENABLED": "1", "PARALLEL_START_LAYER": "4", "FUSED_CE_ENABLED": "0",
+         "ROPE_YARN": "0"}
+APRIL_GOLF = dict(mlp_leaky_slope=0.5, ln_scale=1, skip_gates=1, qk_gain_init=5.0, smear_gate=1, attn_out_gate=1, parallel_from=4)
+# 03-31: its run's PARALLEL_RESIDUAL=1 BIGRAM_DIM=112 (BIGRAM_VOCAB_SIZE its default 2816) at the small shape, what golf
+# lacks off (the docstring); recurrence of layers 2,3 (its RECUR_LAYERS=4,5 of 11, at 6 layers) gives the positions
+# 0,1,2,3 | 2,3,4,5, with XSA on all 8 positions as golf's XSA_LAST_N=6 on all 6 layers
+M0331 = {"PARALLEL_RESIDUAL": "1", "BIGRAM_DIM": "112", "VE_ENABLED": "0", "DISABLE_LAYER0_ATTN": "0", "REPEAT_UNTIE_MLP": "none"}
+M0331_GOLF = dict(mlp_leaky_slope=0.5, skip_gates=1, bigram_vocab_size=2816, bigram_dim=112)
+M0331_RECUR = dict(M0331, RECUR_LAYERS="2,3", LN_SCALE="0", XSA_LAST_N="8")
+RECORDS = [
+    ("2026-04-05", "2026-04-05_SP8192_GPTQ-Embeddings_SDClip_Loop45x2", {
         "env": {},
         "golf": dict(mlp_leaky_slope=0.5, ln_scale=1, skip_gates=1, qk_gain_init=4.0),
-    },
-    # 04-27's run sets SPARSE_ATTN_GATE_SCALE=0.5, which golf's gate (scale 1) has only as gate weights times 0.5:
-    # the same forward, other gradients; its model is checked at the default scale 1
-    "2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611": {
-        "env": {"SMEAR_GATE_ENABLED": "1", "SPARSE_ATTN_GATE_ENABLED": "1", "PARALLEL_START_LAYER": "4",
-                "FUSED_CE_ENABLED": "0", "ROPE_YARN": "0"},
-        "golf": dict(mlp_leaky_slope=0.5, ln_scale=1, skip_gates=1, qk_gain_init=5.0, smear_gate=1, attn_out_gate=1,
-                     parallel_from=4),
-    },
-    "2026-04-29_SmearGateBOSFix_3Seed_1.06141": {
-        "env": {"SMEAR_GATE_ENABLED": "1", "SPARSE_ATTN_GATE_ENABLED": "1", "PARALLEL_START_LAYER": "4",
-                "FUSED_CE_ENABLED": "0", "ROPE_YARN": "0"},
-        "golf": dict(mlp_leaky_slope=0.5, ln_scale=1, skip_gates=1, qk_gain_init=5.0, smear_gate=1, attn_out_gate=1,
-                     parallel_from=4),
-    },
-}
+    }),
+    ("2026-04-27", R0427, {"env": APRIL, "golf": APRIL_GOLF}),   # its default SPARSE_ATTN_GATE_SCALE
+    ("2026-04-27 gate scale 0.5", R0427, {   # its run's (README, run command)
+        "env": dict(APRIL, SPARSE_ATTN_GATE_SCALE="0.5"),
+        "golf": dict(APRIL_GOLF, attn_out_gate_scale=0.5),
+    }),
+    ("2026-04-29", "2026-04-29_SmearGateBOSFix_3Seed_1.06141", {"env": APRIL, "golf": APRIL_GOLF}),
+    # lanes from physical layer 2, no recurrence: they start in the encoder (skips of both lanes), LN scale on
+    ("2026-03-31 lanes from layer 2", R0331, {
+        "env": dict(M0331, PARALLEL_START_LAYER="2"),
+        "golf": dict(M0331_GOLF, ln_scale=1, parallel_from=2, parallel_form="0331"),
+    }),
+    # its run's form: lanes from physical layer 4 (its 7 of 11), after the repeated layers: positions 6, 7
+    ("2026-03-31 recurrence, lanes from layer 4", R0331, {
+        "env": dict(M0331_RECUR, PARALLEL_START_LAYER="4"),
+        "golf": dict(M0331_GOLF, parallel_from=4, parallel_form="0331"),
+    }),
+    # lanes from virtual position 3 (PARALLEL_START_LAYER_IS_PHYSICAL=0): layer 3 starts them in the encoder, layer 2
+    # runs sequential at position 2 and parallel at 4
+    ("2026-03-31 recurrence, lanes from position 3", R0331, {
+        "env": dict(M0331_RECUR, PARALLEL_START_LAYER="3", PARALLEL_START_LAYER_IS_PHYSICAL="0"),
+        "golf": dict(M0331_GOLF, parallel_from=3, parallel_form="0331-virtual"),
+    }),
+]
 
 # Tolerances, from float32 rounding. golf computes in float32, the record here in float64; what separates them is
 # float32 rounding carried through the model. The record's own float32 run (the same weights and tokens, its code
@@ -183,13 +209,51 @@ def load_record(folder: Path, env: dict) -> dict:
 
 def record_model(ns: dict, looping: bool):
     """The record's GPT at its Hyperparameters (read when the module ran), float64, looping as asked; the MLPs on
-    the record's unfused path."""
-    model = ns["GPT"](ns["Hyperparameters"]()).double()
+    the record's unfused path. 03-31's GPT takes its settings as arguments: the ones its main() passes, recurrence
+    active when RECUR_LAYERS names layers (as main() builds its evaluation model)."""
+    h = ns["Hyperparameters"]()
+    if "parallel_start_layer_is_physical" in vars(ns["Hyperparameters"]):   # 03-31
+        layers = ns["_parse_layer_list"]
+        recur = layers(h.recur_layers_str)
+        model = ns["GPT"](vocab_size=h.vocab_size, num_layers=h.num_layers, model_dim=h.model_dim, num_heads=h.num_heads,
+                          num_kv_heads=h.num_kv_heads, mlp_mult=h.mlp_mult, tie_embeddings=h.tie_embeddings,
+                          tied_embed_init_std=h.tied_embed_init_std, logit_softcap=h.logit_softcap, rope_base=h.rope_base,
+                          qk_gain_init=h.qk_gain_init, bigram_vocab_size=h.bigram_vocab_size, bigram_dim=h.bigram_dim,
+                          xsa_last_n=h.xsa_last_n, rope_dims=h.rope_dims, ln_scale=h.ln_scale, ve_enabled=h.ve_enabled,
+                          ve_dim=h.ve_dim, ve_layers=h.ve_layers, canon_ac_layers=layers(h.canon_ac_layers),
+                          parallel_residual=h.parallel_residual, parallel_start_layer=h.parallel_start_layer,
+                          parallel_start_layer_is_physical=h.parallel_start_layer_is_physical, neg_slope=h.negative_slope,
+                          disable_layer0_attn=h.disable_layer0_attn, recur_layers=recur, recurrence_active=bool(recur),
+                          repeat_untie_mlp=h.repeat_untie_mlp, repeat_untie_mlp_layers=layers(h.repeat_untie_mlp_layers))
+        return model.double()
+    model = ns["GPT"](h).double()
     model.looping_active = looping
     for block in model.blocks:
         if hasattr(block.mlp, "use_fused"):
             block.mlp.use_fused = False
     return model
+
+
+def physical(model) -> tuple[int, list[int]]:
+    """The record's physical layers and the physical layer of each of its blocks: 03-31 has one Block per position
+    of its schedule (v2p), the others one per layer."""
+    if hasattr(model, "v2p"):
+        return model.num_layers, list(model.v2p)
+    return len(model.blocks), list(range(len(model.blocks)))
+
+
+def hold_0331(model) -> None:
+    """03-31 only: its SmearGate off (gate -inf: sigmoid 0, the identity), and each repeated position's Block scalars
+    set to those of its layer's first position (golf's are per layer)."""
+    if not hasattr(model, "v2p"):
+        return
+    with torch.no_grad():
+        model.smear.gate.fill_(float("-inf"))
+        first = {}
+        for v, p in enumerate(model.v2p):
+            if p in first:
+                model.blocks[v].load_state_dict(model.blocks[first[p]].state_dict())
+            first.setdefault(p, v)
 
 
 def perturb(model, seed: int) -> None:
@@ -207,12 +271,20 @@ def perturb(model, seed: int) -> None:
                 p.add_(0.5 * noise)
 
 
-def golf_state(model, ns: dict) -> dict:
-    """The record's parameters under golf's checkpoint names (numpy float64)."""
-    sd = {k: v.detach().numpy() for k, v in model.state_dict().items() if not k.endswith("inv_freq")}
+# The record's tensors golf has no counterpart of (03-31's SmearGate, held off by hold_0331), and the lambdas of
+# layers that never run two lanes (the records keep them for every layer): dropped from the mapping, their gradients
+# checked to be 0.
+UNMAPPED = ("smear.gate",)
+
+
+def golf_state(sd: dict, model, cfg, grads: bool = False) -> dict:
+    """The record's tensors sd (numpy float64: weights, or with grads their gradients) under golf's checkpoint names
+    for golf's config cfg. A layer at several positions (03-31's recurrence, one Block each) takes its first
+    position's tensors (hold_0331 tied them), or with grads the sum of all of them."""
+    sd = {k: v for k, v in sd.items() if not k.endswith("inv_freq") and k not in UNMAPPED}
+    n, v2p = physical(model)
     out = {}
-    n = len(model.blocks)
-    if "qo_bank" in sd:   # 04-29's banks: qo = [c_q of each layer, then proj], kv = [c_k, then c_v], mlp up / down
+    if "qo_bank" in sd:   # the banks: qo = [c_q of each layer, then proj], kv = [c_k, then c_v], mlp up / down
         for i in range(n):
             out[f"blocks.{i}.attn.c_q.weight"] = sd["qo_bank"][i]
             out[f"blocks.{i}.attn.proj.weight"] = sd["qo_bank"][n + i]
@@ -220,25 +292,51 @@ def golf_state(model, ns: dict) -> dict:
             out[f"blocks.{i}.attn.c_v.weight"] = sd["kv_bank"][n + i]
             out[f"blocks.{i}.mlp.fc.weight"] = sd["mlp_up_bank"][i]
             out[f"blocks.{i}.mlp.proj.weight"] = sd["mlp_down_bank"][i]
-        psl = model.parallel_start_layer
-        for i in range(psl if psl > 0 else n, n):   # lane_mix[k, j] = post[j][k]: branch j into lane k
+    for i in sorted(cfg.lane_layers):   # the lambdas of the layers with lanes
+        if cfg.parallel_form == "0429":   # lane_mix[k, j] = post[j][k]: branch j into lane k
             out[f"blocks.{i}.lane_rho"] = sd["parallel_resid_lambdas"][i]
             out[f"blocks.{i}.lane_mix"] = sd["parallel_post_lambdas"][i].T.copy()
+        else:   # 03-31's: the record's own layout, [sublayer] and [branch][lane]
+            out[f"blocks.{i}.parallel_resid"] = sd["parallel_resid_lambdas"][i]
+            out[f"blocks.{i}.parallel_post"] = sd["parallel_post_lambdas"][i]
     for k, v in sd.items():
         if "_bank" in k or k.startswith("parallel_"):
             continue
+        m = re.fullmatch(r"blocks\.(\d+)\.(.+)", k)
+        if m:   # a position's Block under its layer's name
+            k = f"blocks.{v2p[int(m[1])]}.{m[2]}"
+            if k in out:
+                out[k] = out[k] + v if grads else out[k]
+                continue
         k = k.replace("attn.attn_gate_w", "attn.gate_w")
         if k == "smear_gate.weight":
             k, v = "smear.gate_w", v.reshape(-1)
         elif k == "smear_lambda":
             k = "smear.lam"
+        elif k == "bigram.scale":   # 03-31's is a 0-d tensor
+            v = v.reshape(-1)
         out[k] = v
     return out
 
 
+def unmapped_grads(sd: dict, cfg) -> dict:
+    """The gradients of the record's tensors golf_state leaves out (UNMAPPED, the lambdas of layers without lanes)."""
+    out = {k: v for k, v in sd.items() if k in UNMAPPED}
+    for k in ("parallel_resid_lambdas", "parallel_post_lambdas"):
+        if k in sd:
+            out.update({f"{k}[{i}]": sd[k][i] for i in range(len(sd[k])) if i not in cfg.lane_layers})
+    return out
+
+
 def golf_config(model, extra: dict) -> "ref.Config":
-    enc, dec = model.encoder_indices, model.decoder_indices
-    return ref.default_config(vocab_size=int(SHAPE["VOCAB_SIZE"]), num_layers=len(model.blocks), model_dim=int(SHAPE["MODEL_DIM"]),
+    n, v2p = physical(model)
+    if hasattr(model, "encoder_indices"):
+        enc, dec = model.encoder_indices, model.decoder_indices
+    elif getattr(model, "_recurrence_active", False):   # 03-31's: the first half of its positions (recurrence active)
+        enc, dec = v2p[:model.num_encoder_layers], v2p[model.num_encoder_layers:]
+    else:   # golf's default schedule
+        enc = dec = []
+    return ref.default_config(vocab_size=int(SHAPE["VOCAB_SIZE"]), num_layers=n, model_dim=int(SHAPE["MODEL_DIM"]),
                               num_heads=int(SHAPE["NUM_HEADS"]), num_kv_heads=int(SHAPE["NUM_KV_HEADS"]), mlp_mult=int(SHAPE["MLP_MULT"]),
                               tie_embeddings=1, rope_base=10000.0, logit_softcap=30.0, train_seq_len=SEQ,
                               rope_dims=int(SHAPE["ROPE_DIMS"]), xsa_last_n=int(SHAPE["XSA_LAST_N"]),
@@ -246,16 +344,14 @@ def golf_config(model, extra: dict) -> "ref.Config":
 
 
 def record_grads(model, x, y) -> tuple[float, dict]:
+    """The record's loss on (x, y) and the gradient of every parameter (numpy float64, zeros where none flowed)."""
     model.zero_grad()
     loss = model(x, y)
     loss.backward()
     grads = {}
     for name, p in model.named_parameters():
-        grads[name] = p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
-    # under golf's names, through the same mapping as the weights
-    fake = types.SimpleNamespace(blocks=model.blocks, parallel_start_layer=getattr(model, "parallel_start_layer", 0),
-                                 state_dict=lambda: grads)
-    return float(loss), golf_state(fake, {})
+        grads[name] = (p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)).double().numpy()
+    return float(loss), grads
 
 
 def run(cmd, env=None, cwd=None):
@@ -276,8 +372,8 @@ def max_rel(a, b):
 # ----------------------------------------------------------------------------------------------------
 # checks
 
-def check_record(R, folder: Path, spec: dict, shared: Path, tmp: Path) -> None:
-    label = folder.name[:10]
+def check_record(R, label: str, folder: Path, spec: dict, shared: Path, tmp: Path) -> None:
+    slug = re.sub(r"\W+", "_", label)
     env = dict(SHAPE, **spec["env"])
     ns = load_record(folder, env)
     if "BOS_ID" in ns and ns["BOS_ID"] is None:   # 04-27 sets it in its data loader (to 1) before any forward
@@ -285,14 +381,18 @@ def check_record(R, folder: Path, spec: dict, shared: Path, tmp: Path) -> None:
     torch.manual_seed(0)
     model = record_model(ns, looping=True)
     perturb(model, seed=1234)
+    hold_0331(model)
     cfg = golf_config(model, spec["golf"])
-    state = golf_state(model, ns)
+    problem = ref.model_config_problem(cfg)
+    if not R.check(f"{label}: golf's config of the record is valid", problem is None, str(problem)):
+        return
+    state = golf_state({k: v.detach().numpy() for k, v in model.state_dict().items()}, model, cfg)
     table = {name for name, _, _ in ref.parameter_table(cfg)}
     R.check(f"{label}: the record's tensors map onto golf's parameter table one to one", set(state) == table,
             f"only the record's: {sorted(set(state) - table)[:4]}; only golf's: {sorted(table - set(state))[:4]}")
-    ck = tmp / f"{label}.ckpt"
+    ck = tmp / f"{slug}.ckpt"
     ref.write_container(ck, cfg, 0, [(k, v.astype(np.float32)) for k, v in state.items()])
-    blob = tmp / f"{label}.golf"
+    blob = tmp / f"{slug}.golf"
     p = run([ROOT / "golf_export", ck, blob, "--quant", "fp32", "--quiet"])
     R.check(f"{label}: golf_export --quant fp32 writes the blob", p.returncode == 0, p.stderr.strip()[-300:])
 
@@ -322,7 +422,7 @@ def check_record(R, folder: Path, spec: dict, shared: Path, tmp: Path) -> None:
     x, y = torch.tensor(val[:-1]).view(BATCH, SEQ), torch.tensor(val[1:]).view(BATCH, SEQ)
     with torch.no_grad():
         loss, loss32 = float(model(x, y)), float(model32(x, y))
-    vdir = tmp / f"{label}_val"
+    vdir = tmp / f"{slug}_val"
     vdir.mkdir(exist_ok=True)
     write_shard(vdir / "fineweb_val_000000.bin", val)
     tol = tolerance(abs(loss32 - loss), abs(loss))
@@ -337,16 +437,21 @@ def check_record(R, folder: Path, spec: dict, shared: Path, tmp: Path) -> None:
     # train_golf_cpu's step 0: the train shard's first 8 micro-batches of SEQ + 1 tokens
     train = read_shard(shared / "data" / "sample_sp1024" / "fineweb_train_000000.bin", BATCH * (SEQ + 1))
     chunks = torch.tensor(train).view(BATCH, SEQ + 1)
-    l64, g64 = record_grads(model, chunks[:, :-1], chunks[:, 1:])
-    l32, g32 = record_grads(model32, chunks[:, :-1], chunks[:, 1:])
-    tdir = tmp / f"{label}_train"
+    l64, raw64 = record_grads(model, chunks[:, :-1], chunks[:, 1:])
+    l32, raw32 = record_grads(model32, chunks[:, :-1], chunks[:, 1:])
+    g64, g32 = golf_state(raw64, model, cfg, grads=True), golf_state(raw32, model, cfg, grads=True)
+    unmapped = unmapped_grads(raw64, cfg)
+    if unmapped:
+        stray = {k: float(np.abs(v).max()) for k, v in unmapped.items() if np.abs(v).max() != 0}
+        R.check(f"{label}: the record's {len(unmapped)} tensors golf has no counterpart of get no gradient", not stray, f"nonzero: {stray}")
+    tdir = tmp / f"{slug}_train"
     tdir.mkdir(exist_ok=True)
     os.symlink(shared / "data" / "sample_sp1024" / "fineweb_train_000000.bin", tdir / "fineweb_train_000000.bin")
     write_shard(tdir / "fineweb_val_000000.bin", val)
-    grads = tmp / f"{label}_grads.bin"
+    grads = tmp / f"{slug}_grads.bin"
     genv = dict(os.environ, DATA_PATH=str(tdir), TOKENIZER_PATH=str(shared / "tokenizers" / "fineweb_1024_bpe.model"),
                 INIT_CKPT=str(ck), DUMP_GRADS=str(grads), PRECISION="fp32", ITERATIONS="1", TRAIN_SEQ_LEN=str(SEQ),
-                TRAIN_BATCH_TOKENS=str(BATCH * SEQ), VAL_LOSS_EVERY="0", OUT_DIR=str(tmp), RUN_ID=f"rec_{label}",
+                TRAIN_BATCH_TOKENS=str(BATCH * SEQ), VAL_LOSS_EVERY="0", OUT_DIR=str(tmp), RUN_ID=f"rec_{slug}",
                 LOOP_START_FRAC="0", GOLF_EMU_EXIT_AT="step_end", OMP_WAIT_POLICY="passive",
                 **{k.upper(): str(v) for k, v in golf_flags(cfg).items()})
     p = run([ROOT / "train_golf_cpu"], env=genv, cwd=tmp)
@@ -466,8 +571,8 @@ def main() -> None:
     torch.set_num_threads(2)
     R = Results()
     tmp = Path(tempfile.mkdtemp(prefix="test_records_"))
-    for folder, spec in RECORDS.items():
-        check_record(R, shared / "records" / folder, spec, shared, tmp)
+    for label, folder, spec in RECORDS:
+        check_record(R, label, shared / "records" / folder, spec, shared, tmp)
     check_presets(R, shared)
     R.cleanup(tmp, args.keep)
     R.finish()

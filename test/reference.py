@@ -603,7 +603,8 @@ RMS_NORM_EPS = float(torch.finfo(torch.float32).eps)  # 2^-23 = 1.19209289550781
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 FAST_KERNELS = {"on": False}
 CPU_AMP = {"on": False}   # --device cpu --amp: Bf16Linear and bf16 attention inputs (the tensor cores' autocast)
-FLASH_BOUND = {"on": False}   # debug-state: each attention's q_gain_flash_bound summed on its module (_qgain_bound)
+FLASH_BOUND = {"on": False}   # debug-state: each attention's q_gain_flash_bound summed on its module (_qgain_bound),
+                              # each 03-31 block's lane_scale_rounding_sq on it (_lane_sq)
 
 
 def autocast_context(device, amp: bool):
@@ -756,6 +757,42 @@ def q_gain_flash_bound(q: Tensor, k: Tensor, v: Tensor, dy: Tensor, gain: Tensor
     a_dy = 2 * u * dy.abs() * c.abs()
     a_p = u * P * (dy @ v.transpose(-2, -1)).abs() * scale * (P * qhk).sum(-1, keepdim=True).abs()
     return lam * ((a_ds ** 2).sum(dim=(0, 2, 3)) + (a_dy ** 2).sum(dim=(0, 2, 3)) + (a_p ** 2).sum(dim=(0, 2, 3))).sqrt()
+
+
+def lane_scale_rounding_sq(x: Tensor, ux: Tensor, g: Tensor) -> Tensor:
+    """sum over every entry of a_i^2, a_i = (ux_i + 2 u |x_i|) |g_i| (float64): the squared rounding magnitudes of the
+    summands x_i g_i of one of 03-31's lane scale gradients (lane_scale_bound), u ux_i bounding x_i's perturbation and
+    2 u |x_i| that of x_i's factor g_i, a lane's gradient; x, ux, g float32 of one shape."""
+    x, ux, g = (t.detach().double() for t in (x, ux, g))
+    return (((ux + 2 * x.abs()) * g.abs() * 2.0 ** -8) ** 2).sum()
+
+
+def lane_scale_bound(sq: Tensor) -> Tensor:
+    """How far train_golf's bf16 roundings may move the gradients of 03-31's lane scales parallel_resid r [2] and
+    parallel_post p [2, 2] (branch, lane) from their exact values, from the summed squares sq of their summands' rounding
+    magnitudes (lane_scale_rounding_sq, same shapes). With l_k the lanes as they come in, A = attn_scale ao and M =
+    mlp_scale mo the branch outputs, m_k = r0 l_k + p0k A the lanes after attention, d_k and d'_k the gradients of the
+    block's outputs and of m_k (par_mlp_backward, par_attn_backward):
+      g(r1) = sum m0 d0 + m1 d1,  g(p1k) = sum M dk,  g(r0) = sum l0 d'0 + l1 d'1,  g(p0k) = sum A d'k
+    over all N d entries: sums that cancel to 1/50 .. 1/10000 of the sum of their terms' magnitudes (the norms after a
+    block see almost nothing of a lane's scale), so neither a bound relative to g nor the sum of every summand's worst
+    case makes a check, and the --amp reference's own distance D to float32 (one sample of the same noise) does not bound
+    train_golf's. The arithmetic of these sums is float32 in both precisions; what bf16 moves is their factors, each
+    rounding with relative error at most u = 2^-8, an independent event per entry:
+      ao, mo (forward GEMM outputs, rounded to bf16): their own rounding, and their operand's (yx, or the MLP's ub)
+        reaching them as a relative perturbation of the same size:              u |A|, u |M| twice: ux = 2 |A|, 2 |M|
+      l_k (float32 lanes): the roundings of the earlier branch outputs summed into them:          ux = |l_k|
+      m_k = r0 l_k + p0k A: both:                                                      ux = |r0 l_k| + 2 |p0k A|
+      d_k, d'_k (float32 lane gradients): the bf16(dY) operand of each dX GEMM that forms them, and the later layers'
+        forward roundings reaching them as a relative perturbation of the same size:       2 u |d| (q_gain's dy)
+    so each summand x g moves by at most a = (ux + 2 |x|) u |g| (products of two roundings far below). Under the
+    probabilistic model of rounding errors (independent, mean zero, |delta_i| <= a_i; Higham and Mary, SIAM J. Sci.
+    Comput. 41 (2019)), Hoeffding's inequality bounds the sum: P(|sum delta_i| > lam sqrt(sum a_i^2)) <= 2 exp(-lam^2 / 2);
+    lam = 6 puts that below 3e-8 per entry, as q_gain_flash_bound. The squares add over every position that runs the
+    layer and every micro-step. Returns lam sqrt(sq). The same on the flash and the SIMT paths: these roundings are the
+    bf16 path's own (attention's extra ones under flash reach ao and the lanes as one more perturbation of the size of
+    the ones counted, which the 2 u of each factor's upstream term stands for)."""
+    return 6.0 * sq.sqrt()
 
 
 def exclusive_self_attention(y: Tensor, v: Tensor) -> Tensor:
@@ -960,12 +997,36 @@ class Block(nn.Module):
         lane_k <- r[1] lane_k + p[1, k] mlp (r = parallel_resid, p = parallel_post [branch, lane])."""
         mix = self.resid_mix.to(dtype=lane0.dtype)
         r, p = self.parallel_resid.to(dtype=lane0.dtype), self.parallel_post.to(dtype=lane0.dtype)
+        l0_in, l1_in = lane0, lane1
         attn_in = mix[0][None, None, :] * lane0 + mix[1][None, None, :] * x0
         attn = self.attn_scale.to(dtype=lane0.dtype)[None, None, :] * self.attn(self.normed(self.attn_norm, attn_in))
         lane0, lane1 = r[0] * lane0 + p[0, 0] * attn, r[0] * lane1 + p[0, 1] * attn
         mlp_in = mix[0][None, None, :] * lane1 + mix[1][None, None, :] * x0
         mlp = self.mlp_scale.to(dtype=lane0.dtype)[None, None, :] * self.mlp(self.normed(self.mlp_norm, mlp_in))
-        return r[1] * lane0 + p[1, 0] * mlp, r[1] * lane1 + p[1, 1] * mlp
+        out0, out1 = r[1] * lane0 + p[1, 0] * mlp, r[1] * lane1 + p[1, 1] * mlp
+        if FLASH_BOUND["on"] and out0.requires_grad:   # debug-state: lane_scale_bound's squares, once each gradient is known
+            l0, l1, m0, m1, A, M = (t.detach() for t in (l0_in, l1_in, lane0, lane1, attn, mlp))
+            if getattr(self, "_lane_sq", None) is None:
+                self._lane_sq = {"parallel_resid": torch.zeros(2, dtype=torch.float64), "parallel_post": torch.zeros(2, 2, dtype=torch.float64)}
+            sq_r, sq_p = self._lane_sq["parallel_resid"], self._lane_sq["parallel_post"]
+            rv, pv = r.detach(), p.detach()
+
+            def on_out(k, m):
+                def hook(d):   # d: the gradient of out_k -> g(r1) and g(p1k)
+                    sq_r[1] += lane_scale_rounding_sq(m, (rv[0] * (l0 if k == 0 else l1)).abs() + 2 * (pv[0, k] * A).abs(), d)
+                    sq_p[1, k] += lane_scale_rounding_sq(M, 2 * M.abs(), d)
+                return hook
+
+            def on_mid(k, lk):
+                def hook(d):   # d: the gradient of m_k -> g(r0) and g(p0k)
+                    sq_r[0] += lane_scale_rounding_sq(lk, lk.abs(), d)
+                    sq_p[0, k] += lane_scale_rounding_sq(A, 2 * A.abs(), d)
+                return hook
+            out0.register_hook(on_out(0, m0))
+            out1.register_hook(on_out(1, m1))
+            lane0.register_hook(on_mid(0, l0))
+            lane1.register_hook(on_mid(1, l1))
+        return out0, out1
 
 
 class BigramHash(nn.Module):
@@ -2278,6 +2339,8 @@ def debug_state(model: GPT, cfg: Config, opts, k_steps: int) -> tuple[list, list
       debug.loss         float32 [1]     mean cross-entropy on the batch
       grad.<key>         float32         d(debug.loss)/d(parameter), every state_dict key
       bound.<key>.q_gain float64 [H]     q_gain_flash_bound of the layer's attention(s) in that backward (q_gain keys)
+      bound.<key>.parallel_resid, bound.<key>.parallel_post  float64 [2], [2, 2]
+                                         lane_scale_bound of the 03-31 block's lane scales in that backward
       debug.losses       float32 [K]     losses of optimizer steps 0..K-1 (step k's batch is the loader's
                                          k-th, loss taken before step k's update; debug.losses[0] is
                                          debug.loss), lr multiplier by iterations (lr_mul with no
@@ -2300,6 +2363,8 @@ def debug_state(model: GPT, cfg: Config, opts, k_steps: int) -> tuple[list, list
     grads = [(f"grad.{k}", params[k].grad.detach().float().cpu().clone()) for k, _ in weights]
     grads += [(f"bound.{name}.q_gain", mod._qgain_bound.cpu()) for name, mod in model.named_modules()
               if getattr(mod, "_qgain_bound", None) is not None]
+    grads += [(f"bound.{name}.{key}" if name else f"bound.{key}", lane_scale_bound(sq)) for name, mod in model.named_modules()
+              if getattr(mod, "_lane_sq", None) is not None for key, sq in mod._lane_sq.items()]
     losses = []
     for step in range(k_steps):
         if step > 0:

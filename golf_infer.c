@@ -1452,9 +1452,9 @@ static GOLF_UNUSED uint16_t *load_sidecars(const char *val_pattern, const char *
         have++;
         uint8_t h[12], *p;
         size_t n, count;
-        FILE *f = fopen(path, "rb");   // the val shard, already checked whole: its count
-        if (!f || fread(h, 1, 12, f) != 12) golf_die("cannot read the header of val shard '%s'", path);
-        fclose(f);
+        FILE *fp = fopen(path, "rb");   // the val shard, already checked whole: its count
+        if (!fp || fread(h, 1, 12, fp) != 12) golf_die("cannot read the header of val shard '%s'", path);
+        fclose(fp);
         count = rd32(h + 8);
         p = read_file(side, &n);
         if (n < SHARD_HEADER_INTS * 4 || rd32(p) != SHARD_MAGIC || rd32(p + 4) != SHARD_VERSION)

@@ -570,11 +570,11 @@ typedef struct {
     RevMerge *rev; size_t rev_n, rev_cap;
     WordCache cache;
     Ids word_ids;
-    // what the last encode() produced besides the ids (sentencepiece's piece surfaces follow from them):
+    // with spans set, what the last encode() produced besides the ids (sentencepiece's piece surfaces follow):
+    int spans;
     Ids lens;              // [ids appended] bytes of the normalized text each id stands for (0 for all but the
                            // last byte piece of a character), in order, summing to norm.n
-    Offs n2o;              // [norm.n + 1] normalize()'s norm_to_orig, filled only when want_n2o is set
-    int want_n2o;
+    Offs n2o;              // [norm.n + 1] normalize()'s norm_to_orig
 } Encoder;
 
 static void encoder_init(Encoder *e, const Model *m) {
@@ -649,7 +649,7 @@ static void maybe_add_pair(Encoder *e, int left, int right) {
     }
 }
 
-// emit_piece: append the ids of final symbol w[0..n) (and their lengths to e->lens): unused pieces are split back,
+// emit_piece: append the ids of final symbol w[0..n) (with spans, their lengths to e->lens): unused pieces are split back,
 // unknown ones become byte pieces (byte fallback: the character's length goes with its last byte) or <unk>.
 static void emit_piece(Encoder *e, const char *w, int n, Ids *out) {
     const Model *m = e->m;
@@ -664,11 +664,14 @@ static void emit_piece(Encoder *e, const char *w, int n, Ids *out) {
             }
     }
     if (m->v.type[id] == PIECE_UNKNOWN && m->byte_fallback) {
-        for (int i = 0; i < n; i++) { ids_push(out, m->byte_id[(uint8_t)w[i]]); ids_push(&e->lens, i == n - 1 ? n : 0); }
+        for (int i = 0; i < n; i++) {
+            ids_push(out, m->byte_id[(uint8_t)w[i]]);
+            if (e->spans) ids_push(&e->lens, i == n - 1 ? n : 0);
+        }
         return;
     }
     ids_push(out, id);
-    ids_push(&e->lens, n);
+    if (e->spans) ids_push(&e->lens, n);
 }
 
 // bpe: encode normalized text s[0..n) by merging neighbour symbols, best-scoring piece first.
@@ -711,7 +714,8 @@ static void cache_word(Encoder *e, const char *w, size_t n, Ids *out) {
     uint32_t i = (uint32_t)h & c->mask;
     for (; c->klen[i]; i = (i + 1) & c->mask) {
         if (c->hash[i] == h && c->klen[i] == n && memcmp(c->keys.p + c->koff[i], w, n) == 0) {
-            for (uint32_t k = 0; k < c->vlen[i]; k++) { ids_push(out, c->vals.p[c->voff[i] + k]); ids_push(&e->lens, c->lens.p[c->voff[i] + k]); }
+            for (uint32_t k = 0; k < c->vlen[i]; k++) ids_push(out, c->vals.p[c->voff[i] + k]);
+            if (e->spans) for (uint32_t k = 0; k < c->vlen[i]; k++) ids_push(&e->lens, c->lens.p[c->voff[i] + k]);
             return;
         }
     }
@@ -729,17 +733,17 @@ static void cache_word(Encoder *e, const char *w, size_t n, Ids *out) {
     c->vlen[i] = (uint32_t)(out->n - start);
     buf_put(&c->keys, w, n);
     for (size_t k = start; k < out->n; k++) ids_push(&c->vals, out->p[k]);
-    for (size_t k = lstart; k < e->lens.n; k++) ids_push(&c->lens, e->lens.p[k]);
+    if (e->spans) for (size_t k = lstart; k < e->lens.n; k++) ids_push(&c->lens, e->lens.p[k]);
     c->count++;
 }
 
-// encode: append the ids of text s[0..n) to out, exactly as sentencepiece's Encode; e->lens (and with want_n2o,
-// e->n2o) say which bytes of s each id covers.
+// encode: append the ids of text s[0..n) to out, exactly as sentencepiece's Encode; with e->spans, e->lens and
+// e->n2o say which bytes of s each id covers.
 static void encode(Encoder *e, const char *s, size_t n, Ids *out) {
     const Model *m = e->m;
     size_t first = out->n;
     e->lens.n = 0;
-    normalize(m, s, n, &e->norm, e->want_n2o ? &e->n2o : NULL);
+    normalize(m, s, n, &e->norm, e->spans ? &e->n2o : NULL);
     const char *t = e->norm.p;
     size_t tn = e->norm.n;
     if (!m->word_split) bpe(e, t, tn, out);
@@ -757,11 +761,11 @@ static void encode(Encoder *e, const char *s, size_t n, Ids *out) {
         int32_t *len = e->lens.p;   // len[i - first]: the length of out->p[i]
         size_t k = first;
         for (size_t i = first; i < out->n; i++) {
-            if (out->p[i] == m->unk_id && k > first && out->p[k - 1] == m->unk_id) len[k - 1 - first] += len[i - first];
-            else { out->p[k] = out->p[i]; len[k - first] = len[i - first]; k++; }
+            if (out->p[i] == m->unk_id && k > first && out->p[k - 1] == m->unk_id) { if (e->spans) len[k - 1 - first] += len[i - first]; }
+            else { out->p[k] = out->p[i]; if (e->spans) len[k - first] = len[i - first]; k++; }
         }
         out->n = k;
-        e->lens.n = k - first;
+        if (e->spans) e->lens.n = k - first;
     }
 }
 
@@ -913,7 +917,7 @@ static const char *caseops_decode_end(const CaseState *st) {
 
 // caseops_token_bytes: per id of the last encode() of the transformed text t, the original UTF-8 bytes it stands
 // for, appended to counts: the bytes decoding its surface t[n2o[b], n2o[e]) emits, [b, e) being the normalized bytes
-// it covers (the encoder ran with want_n2o). NULL or the problem (scratch: working space).
+// it covers (the encoder ran with spans). NULL or the problem (scratch: working space).
 static const char *caseops_token_bytes(const Encoder *e, const char *t, Ids *counts, Buf *scratch) {
     CaseState st = {0, 0, 0, 0, 0};
     size_t b = 0;
@@ -1605,7 +1609,7 @@ static int cmd_shards(void) {
         if (m.bos_id < 0) die("model '%s' has no BOS piece ('%s' as a control piece); shards put a BOS before every document", m.path, m.bos_piece);
         bos = m.bos_id;
         encoder_init(&e, &m);
-        e.want_n2o = g_args.caseops;   // the val tokens' surfaces
+        e.spans = g_args.caseops;   // the val tokens' surfaces
     }
     for (int i = 0; i < g_args.nfiles; i++) {   // fail early on unreadable inputs, and on an input the run would replace
         const char *path = g_args.files[i], *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;

@@ -8,7 +8,7 @@
  *   the CPU forward pass: other golf code includes it with GOLF_INFER_NO_MAIN defined.
  *
  *   ./golf_infer MODEL --val 'DIR/fineweb_val_*.bin' (--tokenizer M.model | --byte260) [--seq-len T]
- *                [--stride S] [--max-tokens N] [--threads K]
+ *                [--stride S] [--max-tokens N] [--threads K] [--val-bytes 'DIR/fineweb_val_bytes_*.bin']
  *       prints val_loss, val_bpb, the tokens and bytes scored, and the artifact line
  *       `artifact: golf_infer.c N + model M = T bytes (limit 16000000) OK|OVER`; a long evaluation also prints a
  *       progress line on stderr every 10 s. --threads: 1..4096 (default OMP_NUM_THREADS, else every core), at most
@@ -18,7 +18,9 @@
  *       prints the prompt and a sampled continuation, always valid UTF-8 (a byte that does not complete a character
  *       prints as U+FFFD); the prompt's and the continuation's ids go to stderr
  *   ./golf_infer MODEL --logits-ids "ID ..."  prints the logits of every position (for tests)
- *   MODEL is a blob (.golf) or a float32 checkpoint; the magic tells which.
+ *   MODEL is a blob (.golf) or a float32 checkpoint; the magic tells which. val_bpb's bytes come from the tokenizer's
+ *   pieces, or from CaseOps byte sidecars (fineweb_val_bytes_N.bin, a shard's layout holding per val token the bytes of
+ *   original text it stands for) when --val-bytes names them or every val shard has one beside it.
  *   Build: cc -O3 -std=c99 -march=native -ffp-contract=fast -fopenmp golf_infer.c -lm (-march, -ffp-contract and
  *   -fopenmp are optional: without them the same code builds for any target, slower).
  *
@@ -560,8 +562,9 @@ static GOLF_UNUSED int byte_piece_value(const char *s, int n) {
 static const char SPACE_SYMBOL[] = "\xe2\x96\x81";  // U+2581, sentencepiece's visible space
 
 // The val_bpb tables: per token, the UTF-8 bytes it stands for. A leading U+2581 is counted apart: it is a
-// real space only when the previous token is not a boundary (control, unknown or unused) token.
-typedef struct { int n; int16_t *base_bytes; uint8_t *has_leading_space, *is_boundary; } ByteLut;
+// real space only when the previous token is not a boundary (control, unknown or unused) token. A CaseOps val set
+// (tokenize shards --caseops) brings its own count per val position instead: its byte sidecar (section 8).
+typedef struct { int n; int16_t *base_bytes; uint8_t *has_leading_space, *is_boundary; uint16_t *sidecar; } ByteLut;
 
 // byte_lut_build: tables of size max(vocab, min_size); ids past the vocabulary count as boundary tokens.
 static GOLF_UNUSED void byte_lut_build(ByteLut *t, const Pieces *v, int min_size) {
@@ -569,6 +572,7 @@ static GOLF_UNUSED void byte_lut_build(ByteLut *t, const Pieces *v, int min_size
     t->base_bytes = galloc((size_t)t->n * sizeof(int16_t));
     t->has_leading_space = galloc((size_t)t->n);
     t->is_boundary = galloc((size_t)t->n);
+    t->sidecar = NULL;
     memset(t->is_boundary, 1, (size_t)t->n);
     for (int id = 0; id < v->n; id++) {
         int type = v->type[id];
@@ -581,7 +585,14 @@ static GOLF_UNUSED void byte_lut_build(ByteLut *t, const Pieces *v, int min_size
     }
 }
 
-static GOLF_UNUSED void byte_lut_free(ByteLut *t) { free(t->base_bytes); free(t->has_leading_space); free(t->is_boundary); memset(t, 0, sizeof(*t)); }
+static GOLF_UNUSED void byte_lut_free(ByteLut *t) { free(t->base_bytes); free(t->has_leading_space); free(t->is_boundary); free(t->sidecar); memset(t, 0, sizeof(*t)); }
+
+// target_bytes: the bytes val_bpb counts for target val[i] (i >= 1): its sidecar entry, else its piece's bytes plus
+// its leading space unless val[i - 1] is a boundary token.
+static GOLF_UNUSED double target_bytes(const ByteLut *t, const int32_t *val, size_t i) {
+    if (t->sidecar) return t->sidecar[i];
+    return t->base_bytes[val[i]] + (t->has_leading_space[val[i]] && !t->is_boundary[val[i - 1]]);
+}
 
 // ----------------------------------------------------------------------------------------------------
 // 4. checkpoint reader (float32)
@@ -1381,6 +1392,13 @@ static GOLF_UNUSED int32_t *load_shard_file(const char *path, size_t *count_out,
     return tok;
 }
 
+// is_sidecar: is path a CaseOps byte sidecar (its name holds "_bytes_", the record's rule)? The val pattern
+// fineweb_val_*.bin matches them too; they are not tokens.
+static GOLF_UNUSED int is_sidecar(const char *path) {
+    const char *base = strrchr(path, '/');
+    return strstr(base ? base + 1 : path, "_bytes_") != NULL;
+}
+
 // shard_glob: the files matching pattern, sorted; dies when none match.
 static GOLF_UNUSED glob_t shard_glob(const char *pattern) {
     glob_t g;
@@ -1388,13 +1406,14 @@ static GOLF_UNUSED glob_t shard_glob(const char *pattern) {
     return g;
 }
 
-// load_shards: all tokens of the files matching pattern, in sorted order.
+// load_shards: all tokens of the files matching pattern (byte sidecars left out), in sorted order.
 static GOLF_UNUSED int32_t *load_shards(const char *pattern, size_t *ntok, int vocab) {
     glob_t g = shard_glob(pattern);
     size_t total = 0;
     int32_t *tok = NULL;
     for (size_t f = 0; f < g.gl_pathc; f++) {
         size_t count;
+        if (is_sidecar(g.gl_pathv[f])) continue;
         int32_t *part = load_shard_file(g.gl_pathv[f], &count, vocab);
         tok = (int32_t *)realloc(tok, (total + count + 1) * sizeof(int32_t));
         if (!tok) golf_die("out of memory for tokens");
@@ -1403,8 +1422,57 @@ static GOLF_UNUSED int32_t *load_shards(const char *pattern, size_t *ntok, int v
         free(part);
     }
     globfree(&g);
+    if (!tok) golf_die("'%s' matches only CaseOps byte sidecars (*_bytes_*), no token shard", pattern);
     *ntok = total;
     return tok;
+}
+
+// load_sidecars: the CaseOps byte sidecars of the val shards matching val_pattern, as one array parallel to their
+// ntok tokens: the files matching bytes_pattern (sorted, one per shard, in order) or, when bytes_pattern is NULL,
+// fineweb_val_bytes_N.bin beside each fineweb_val_N.bin (NULL when no shard has one). A sidecar has a shard's header
+// and layout (uint16 counts) and exactly as many entries as its shard has tokens; dies naming the file otherwise.
+static GOLF_UNUSED uint16_t *load_sidecars(const char *val_pattern, const char *bytes_pattern, size_t ntok) {
+    glob_t g = shard_glob(val_pattern), b;
+    if (bytes_pattern && (glob(bytes_pattern, 0, NULL, &b) != 0 || b.gl_pathc == 0))
+        golf_die("no byte sidecar matches '%s'\n  hint: tokenize shards --caseops writes DIR/fineweb_val_bytes_*.bin", bytes_pattern);
+    uint16_t *out = NULL;
+    size_t total = 0, k = 0, have = 0, lacking = 0;
+    char side[4096], example[4096] = "";
+    for (size_t f = 0; f < g.gl_pathc; f++) {
+        const char *path = g.gl_pathv[f], *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+        if (is_sidecar(path)) continue;
+        if (bytes_pattern) {
+            if (k == b.gl_pathc) golf_die("'%s' matches fewer byte sidecars (%zu) than '%s' matches val shards", bytes_pattern, b.gl_pathc, val_pattern);
+            snprintf(side, sizeof(side), "%s", b.gl_pathv[k++]);
+        } else {
+            struct stat st;
+            snprintf(side, sizeof(side), "%.*sfineweb_val_bytes_%s", (int)(base - path), path, base + 12);
+            if (strncmp(base, "fineweb_val_", 12) != 0 || stat(side, &st) != 0) { if (!lacking++) snprintf(example, sizeof(example), "%s", path); continue; }
+        }
+        have++;
+        uint8_t h[12], *p;
+        size_t n, count;
+        FILE *fp = fopen(path, "rb");   // the val shard, already checked whole: its count
+        if (!fp || fread(h, 1, 12, fp) != 12) golf_die("cannot read the header of val shard '%s'", path);
+        fclose(fp);
+        count = rd32(h + 8);
+        p = read_file(side, &n);
+        if (n < SHARD_HEADER_INTS * 4 || rd32(p) != SHARD_MAGIC || rd32(p + 4) != SHARD_VERSION)
+            golf_die("byte sidecar '%s': bad header (expected magic %d, version %d)", side, SHARD_MAGIC, SHARD_VERSION);
+        if (n != SHARD_HEADER_INTS * 4 + 2 * (size_t)rd32(p + 8))
+            golf_die("byte sidecar '%s': %zu bytes, but its header's %u counts need %zu", side, n, rd32(p + 8), SHARD_HEADER_INTS * 4 + 2 * (size_t)rd32(p + 8));
+        if (rd32(p + 8) != count) golf_die("byte sidecar '%s' holds %u counts, but its val shard '%s' has %zu tokens", side, rd32(p + 8), path, count);
+        if (total + count > ntok) golf_die("byte sidecar '%s' runs past the %zu val tokens", side, ntok);
+        if (!out) out = galloc((ntok ? ntok : 1) * sizeof(uint16_t));
+        for (size_t i = 0; i < count; i++) out[total + i] = rd16(p + SHARD_HEADER_INTS * 4 + 2 * i);
+        total += count;
+        free(p);
+    }
+    if (bytes_pattern && k != b.gl_pathc) golf_die("'%s' matches more byte sidecars (%zu) than '%s' matches val shards (%zu)", bytes_pattern, b.gl_pathc, val_pattern, k);
+    if (have && lacking) golf_die("val shard '%s' has no byte sidecar beside it (fineweb_val_bytes_*.bin) while others have: a CaseOps val set needs one per shard", example);
+    if (bytes_pattern) globfree(&b);
+    globfree(&g);
+    return out;
 }
 
 typedef struct { double loss_sum, tokens, bytes; } EvalSums;
@@ -1432,11 +1500,10 @@ static void score_batch(const GolfModel *m, const ByteLut *lut, const int32_t *t
     int32_t y[NLL_ROWS];
     for (int k = 0; k < nb; k++)
         for (int t = from[k]; t < W; t++) {
-            int x = tokens[start[k] + t];
             y[n] = tokens[start[k] + t + 1];
             memcpy(hs + (size_t)n * d, a->h + ((size_t)k * W + t) * d, (size_t)d * 4);
             s->tokens += 1;
-            s->bytes += lut->base_bytes[y[n]] + (lut->has_leading_space[y[n]] && !lut->is_boundary[x]);
+            s->bytes += target_bytes(lut, tokens, start[k] + t + 1);
             if (++n == NLL_ROWS || (k == nb - 1 && t == W - 1)) { score_rows(m, hs, y, n, logits, nll, s); n = 0; }
         }
     free(hs); free(logits); free(nll);
@@ -1658,6 +1725,8 @@ static void usage(int status) {
             "  --seq-len T        evaluation sequence length (default: the model's TRAIN_SEQ_LEN)\n"
             "  --stride S         sliding windows of T tokens every S, the first scoring all, each later one its last S (0: disjoint)\n"
             "  --max-tokens N     score only the first N val tokens (default: all; train_golf's VAL_MAX_TOKENS=N scores the same)\n"
+            "  --val-bytes GLOB   CaseOps byte sidecars, one per val shard (default: fineweb_val_bytes_N.bin beside each\n"
+            "                     fineweb_val_N.bin when present): val_bpb counts each token's original bytes from them\n"
             "  --threads K        OpenMP threads (default OMP_NUM_THREADS, else every core)\n"
             "generation (prints the prompt and a continuation; ids on stderr):\n"
             "  --generate TEXT    a text prompt (encoded after a BOS)    --generate-ids IDS   a prompt of token ids\n"
@@ -1670,7 +1739,7 @@ static void usage(int status) {
 }
 
 int main(int argc, char **argv) {
-    const char *model_path = NULL, *val = NULL, *tok_path = NULL, *gen = NULL, *gen_text = NULL, *logit_ids = NULL;
+    const char *model_path = NULL, *val = NULL, *val_bytes = NULL, *tok_path = NULL, *gen = NULL, *gen_text = NULL, *logit_ids = NULL;
     int byte260 = 0, seq_len = 0, stride = 0, threads = 0, top_k = 40, ngen = 200;
     long long max_tokens = 0;
     float temp = 0.8f;
@@ -1682,6 +1751,7 @@ int main(int argc, char **argv) {
 #define NUM(lo, hi, integer) number_arg(a, argv[++i], lo, hi, integer)
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) usage(0);
         else if (ARG("--val")) val = argv[++i];
+        else if (ARG("--val-bytes")) val_bytes = argv[++i];
         else if (ARG("--tokenizer")) tok_path = argv[++i];
         else if (strcmp(a, "--byte260") == 0) byte260 = 1;
         else if (ARG("--seq-len")) seq_len = (int)NUM(1, 1 << 20, 1);
@@ -1702,6 +1772,7 @@ int main(int argc, char **argv) {
 #undef ARG
     }
     if (!model_path || (!val && !gen && !gen_text && !logit_ids)) usage(2);
+    if (val_bytes && !val) { fprintf(stderr, "golf_infer: --val-bytes goes with --val\n"); usage(2); }
     if (!!val + !!gen + !!gen_text + !!logit_ids > 1) { fprintf(stderr, "golf_infer: --val, --generate, --generate-ids and --logits-ids are different runs: pass one\n"); usage(2); }
 #ifdef _OPENMP
     // Waiting threads sleep unless OMP_WAIT_POLICY says otherwise: spinning ones slow every other process on the cores
@@ -1792,6 +1863,8 @@ int main(int argc, char **argv) {
     byte_lut_build(&lut, &pieces, c->vocab_size);
     size_t ntok;
     int32_t *tokens = load_shards(val, &ntok, c->vocab_size);
+    lut.sidecar = load_sidecars(val, val_bytes, ntok);
+    if (lut.sidecar) fprintf(stderr, "golf_infer: val_bpb counts the original bytes of CaseOps byte sidecars (%s)\n", val_bytes ? val_bytes : "fineweb_val_bytes_*.bin beside the val shards");
     if (max_tokens > 0 && (size_t)max_tokens + 1 < ntok) ntok = (size_t)max_tokens + 1;
     int T = seq_len > 0 ? seq_len : c->train_seq_len;
     if (stride < 0 || stride > T) golf_die("--stride must be in 1..%d (the sequence length)", T);

@@ -11,8 +11,12 @@
  *   Writes the challenge's shard format: 256 little-endian int32 header (magic 20240520, version 1,
  *   token count, rest 0) followed by that many little-endian uint16 tokens, a BOS before every document.
  *   Also prints the three per-token tables val_bpb needs (bytes, leading-space flag, boundary flag).
+ *   CaseOps (--caseops, the 2026-05-01 record's lossless_caps_caseops_v1): each document goes through the record's
+ *   reversible case transform before encoding, and beside each val shard fineweb_val_bytes_NNNNNN.bin (the same
+ *   header and layout, cut at the same tokens) holds, per val token, the UTF-8 bytes of the original text it stands
+ *   for (BOS 0): val_bpb then counts the original text's bytes, not the transformed text's (section 8).
  *
- *   Usage: tokenize {encode|decode|shards|lut|info} ...   (`tokenize help` prints every flag)
+ *   Usage: tokenize {encode|decode|shards|lut|info|caseops} ...   (`tokenize help` prints every flag)
  *   Errors: a message naming the file and the problem on stderr, exit 1 (usage errors exit 2); a shard
  *   is written under a temporary name and renamed only once complete.
  *   Library use: `#define TOKENIZE_NO_MAIN` then `#include "tokenize.c"` for the model parser, the
@@ -20,8 +24,8 @@
  *
  * Contents
  *   1. checks and utilities     2. UTF-8                 3. protobuf reader     4. the model
- *   5. normalizer               6. BPE encoder           7. decoder             8. document reader
- *   9. shard writer             10. command line
+ *   5. normalizer               6. BPE encoder           7. decoder             8. CaseOps
+ *   9. document reader          10. shard writer         11. command line
  *   (the piece table, the protobuf reader and the val_bpb byte tables come from golf_infer.c)
  */
 #define _POSIX_C_SOURCE 200809L
@@ -119,6 +123,13 @@ static void buf_putc(Buf *b, char c) { buf_reserve(b, 1); b->p[b->n++] = c; }
 typedef struct { int32_t *p; size_t n, cap; } Ids;
 static void ids_push(Ids *v, int32_t x) {
     if (v->n == v->cap) { v->cap = v->cap ? 2 * v->cap : 1024; v->p = xrealloc(v->p, v->cap * sizeof(int32_t)); }
+    v->p[v->n++] = x;
+}
+
+// A growable vector of offsets into a text.
+typedef struct { size_t *p; size_t n, cap; } Offs;
+static void offs_push(Offs *v, size_t x) {
+    if (v->n == v->cap) { v->cap = v->cap ? 2 * v->cap : 1024; v->p = xrealloc(v->p, v->cap * sizeof(size_t)); }
     v->p[v->n++] = x;
 }
 
@@ -492,35 +503,48 @@ static size_t normalize_prefix(const Model *m, const char *s, size_t n, const ch
     return (size_t)v;
 }
 
-// normalize: sentencepiece's Normalizer::Normalize of s[0..n) into out (cleared first).
-static void normalize(const Model *m, const char *s, size_t n, Buf *out) {
+// norm_put: append s[0..n) to the normalized text out; with n2o, each byte's origin: the input offset orig.
+static void norm_put(Buf *out, Offs *n2o, const char *s, size_t n, size_t orig) {
+    buf_put(out, s, n);
+    if (n2o) for (size_t i = 0; i < n; i++) offs_push(n2o, orig);
+}
+
+// normalize: sentencepiece's Normalizer::Normalize of s[0..n) into out (cleared first). With n2o, also its
+// norm_to_orig: n2o[i] is the offset in s of the input that made output byte i, and n2o[out->n] the end of the input
+// the output stands for (leading and trailing whitespace it dropped lie outside [n2o[0], n2o[out->n])).
+static void normalize(const Model *m, const char *s, size_t n, Buf *out, Offs *n2o) {
     const char *space = m->escape_ws ? SPACE_SYMBOL : " ";
     const size_t space_len = m->escape_ws ? 3 : 1;
     const char *rep;
-    size_t rlen, used;
+    size_t rlen, used, consumed = 0;   // consumed: input bytes read so far
     out->n = 0;
+    if (n2o) n2o->n = 0;
     if (m->remove_extra_ws)       // drop leading whitespace
-        while (n && (used = normalize_prefix(m, s, n, &rep, &rlen)) && rlen == 1 && rep[0] == ' ') { s += used; n -= used; }
+        while (n && (used = normalize_prefix(m, s, n, &rep, &rlen)) && rlen == 1 && rep[0] == ' ') { s += used; n -= used; consumed += used; }
     if (!n) return;
     buf_reserve(out, 3 * n + 8);
-    if (!m->treat_ws_suffix && m->add_dummy_prefix) buf_put(out, space, space_len);
+    if (!m->treat_ws_suffix && m->add_dummy_prefix) norm_put(out, n2o, space, space_len, consumed);
     int prev_space = m->remove_extra_ws;
     while (n) {
         used = normalize_prefix(m, s, n, &rep, &rlen);
         if (prev_space) while (rlen && rep[0] == ' ') { rep++; rlen--; }
         if (rlen) {
             for (size_t i = 0; i < rlen; i++) {
-                if (rep[i] == ' ' && m->escape_ws) buf_put(out, SPACE_SYMBOL, 3);
-                else buf_putc(out, rep[i]);
+                if (rep[i] == ' ' && m->escape_ws) norm_put(out, n2o, SPACE_SYMBOL, 3, consumed);
+                else { buf_putc(out, rep[i]); if (n2o) offs_push(n2o, consumed); }
             }
             prev_space = rep[rlen - 1] == ' ';
         }
-        s += used; n -= used;
+        s += used; n -= used; consumed += used;
         if (!m->remove_extra_ws) prev_space = 0;
     }
-    if (m->remove_extra_ws)       // drop trailing whitespace
-        while (out->n >= space_len && memcmp(out->p + out->n - space_len, space, space_len) == 0) out->n -= space_len;
-    if (m->treat_ws_suffix && m->add_dummy_prefix) buf_put(out, space, space_len);
+    if (m->remove_extra_ws)       // drop trailing whitespace: the output then ends where the dropped part began
+        while (out->n >= space_len && memcmp(out->p + out->n - space_len, space, space_len) == 0) {
+            out->n -= space_len;
+            if (n2o) { consumed = n2o->p[out->n]; n2o->n = out->n; }
+        }
+    if (m->treat_ws_suffix && m->add_dummy_prefix) norm_put(out, n2o, space, space_len, consumed);
+    if (n2o) offs_push(n2o, consumed);
 }
 
 // ----------------------------------------------------------------------------------------------------
@@ -530,10 +554,10 @@ typedef struct { int prev, next, freeze, len; const char *p; } Sym;   // a symbo
 typedef struct { float score; int left, right, size; } Pair;         // a candidate merge of two neighbours
 typedef struct { const char *w, *l, *r; int wn, ln, rn; } RevMerge;  // unused piece -> the pair it came from
 
-// WordCache: word bytes -> ids, open addressing; cleared whole when it fills.
+// WordCache: word bytes -> ids (and their normalized lengths), open addressing; cleared whole when it fills.
 typedef struct {
     uint64_t *hash; uint32_t *koff, *klen, *voff, *vlen;   // [cap] per slot; klen 0 = empty
-    Buf keys; Ids vals;
+    Buf keys; Ids vals, lens;                              // lens parallel to vals
     uint32_t mask, count;
 } WordCache;
 enum { CACHE_SLOTS = 1 << 20, CACHE_MAX_WORD = 64 };
@@ -546,6 +570,11 @@ typedef struct {
     RevMerge *rev; size_t rev_n, rev_cap;
     WordCache cache;
     Ids word_ids;
+    // with spans set, what the last encode() produced besides the ids (sentencepiece's piece surfaces follow):
+    int spans;
+    Ids lens;              // [ids appended] bytes of the normalized text each id stands for (0 for all but the
+                           // last byte piece of a character), in order, summing to norm.n
+    Offs n2o;              // [norm.n + 1] normalize()'s norm_to_orig
 } Encoder;
 
 static void encoder_init(Encoder *e, const Model *m) {
@@ -566,7 +595,8 @@ static void encoder_init(Encoder *e, const Model *m) {
 static void encoder_free(Encoder *e) {
     WordCache *c = &e->cache;
     free(e->norm.p); free(e->sym); free(e->heap); free(e->rev); free(e->word_ids.p);
-    free(c->hash); free(c->koff); free(c->klen); free(c->voff); free(c->vlen); free(c->keys.p); free(c->vals.p);
+    free(e->lens.p); free(e->n2o.p);
+    free(c->hash); free(c->koff); free(c->klen); free(c->voff); free(c->vlen); free(c->keys.p); free(c->vals.p); free(c->lens.p);
     memset(e, 0, sizeof(*e));
 }
 
@@ -619,8 +649,8 @@ static void maybe_add_pair(Encoder *e, int left, int right) {
     }
 }
 
-// emit_piece: append the ids of final symbol w[0..n): unused pieces are split back, unknown ones become
-// byte pieces (byte fallback) or <unk>.
+// emit_piece: append the ids of final symbol w[0..n) (with spans, their lengths to e->lens): unused pieces are split back,
+// unknown ones become byte pieces (byte fallback: the character's length goes with its last byte) or <unk>.
 static void emit_piece(Encoder *e, const char *w, int n, Ids *out) {
     const Model *m = e->m;
     int id = piece_to_id(m, w, (size_t)n);
@@ -634,10 +664,14 @@ static void emit_piece(Encoder *e, const char *w, int n, Ids *out) {
             }
     }
     if (m->v.type[id] == PIECE_UNKNOWN && m->byte_fallback) {
-        for (int i = 0; i < n; i++) ids_push(out, m->byte_id[(uint8_t)w[i]]);
+        for (int i = 0; i < n; i++) {
+            ids_push(out, m->byte_id[(uint8_t)w[i]]);
+            if (e->spans) ids_push(&e->lens, i == n - 1 ? n : 0);
+        }
         return;
     }
     ids_push(out, id);
+    if (e->spans) ids_push(&e->lens, n);
 }
 
 // bpe: encode normalized text s[0..n) by merging neighbour symbols, best-scoring piece first.
@@ -681,14 +715,15 @@ static void cache_word(Encoder *e, const char *w, size_t n, Ids *out) {
     for (; c->klen[i]; i = (i + 1) & c->mask) {
         if (c->hash[i] == h && c->klen[i] == n && memcmp(c->keys.p + c->koff[i], w, n) == 0) {
             for (uint32_t k = 0; k < c->vlen[i]; k++) ids_push(out, c->vals.p[c->voff[i] + k]);
+            if (e->spans) for (uint32_t k = 0; k < c->vlen[i]; k++) ids_push(&e->lens, c->lens.p[c->voff[i] + k]);
             return;
         }
     }
-    size_t start = out->n;
+    size_t start = out->n, lstart = e->lens.n;
     bpe(e, w, n, out);
     if (c->count >= CACHE_SLOTS / 2 || c->keys.n + n > 0xFFFFFFFFu / 2) {   // full: start afresh
         memset(c->klen, 0, CACHE_SLOTS * sizeof(uint32_t));
-        c->count = 0; c->keys.n = 0; c->vals.n = 0;
+        c->count = 0; c->keys.n = 0; c->vals.n = 0; c->lens.n = 0;
         for (i = (uint32_t)h & c->mask; c->klen[i]; i = (i + 1) & c->mask) {}
     }
     c->hash[i] = h;
@@ -698,14 +733,17 @@ static void cache_word(Encoder *e, const char *w, size_t n, Ids *out) {
     c->vlen[i] = (uint32_t)(out->n - start);
     buf_put(&c->keys, w, n);
     for (size_t k = start; k < out->n; k++) ids_push(&c->vals, out->p[k]);
+    if (e->spans) for (size_t k = lstart; k < e->lens.n; k++) ids_push(&c->lens, e->lens.p[k]);
     c->count++;
 }
 
-// encode: append the ids of text s[0..n) to out, exactly as sentencepiece's Encode.
+// encode: append the ids of text s[0..n) to out, exactly as sentencepiece's Encode; with e->spans, e->lens and
+// e->n2o say which bytes of s each id covers.
 static void encode(Encoder *e, const char *s, size_t n, Ids *out) {
     const Model *m = e->m;
     size_t first = out->n;
-    normalize(m, s, n, &e->norm);
+    e->lens.n = 0;
+    normalize(m, s, n, &e->norm, e->spans ? &e->n2o : NULL);
     const char *t = e->norm.p;
     size_t tn = e->norm.n;
     if (!m->word_split) bpe(e, t, tn, out);
@@ -719,11 +757,15 @@ static void encode(Encoder *e, const char *s, size_t n, Ids *out) {
         }
         if (tn > start) cache_word(e, t + start, tn - start, out);
     }
-    if (!m->byte_fallback) {   // without byte fallback, a run of unknown pieces becomes one <unk>
+    if (!m->byte_fallback) {   // without byte fallback, a run of unknown pieces becomes one <unk> (covering them all)
+        int32_t *len = e->lens.p;   // len[i - first]: the length of out->p[i]
         size_t k = first;
-        for (size_t i = first; i < out->n; i++)
-            if (!(out->p[i] == m->unk_id && k > first && out->p[k - 1] == m->unk_id)) out->p[k++] = out->p[i];
+        for (size_t i = first; i < out->n; i++) {
+            if (out->p[i] == m->unk_id && k > first && out->p[k - 1] == m->unk_id) { if (e->spans) len[k - 1 - first] += len[i - first]; }
+            else { out->p[k] = out->p[i]; if (e->spans) len[k - first] = len[i - first]; k++; }
+        }
         out->n = k;
+        if (e->spans) e->lens.n = k - first;
     }
 }
 
@@ -768,7 +810,132 @@ static void decode(const Model *m, const int32_t *ids, size_t n, Buf *out) {
 }
 
 // ----------------------------------------------------------------------------------------------------
-// 8. document reader: lines, jsonl ({"text": ...} per line) or paragraphs (blank-line separated)
+// 8. CaseOps: the reversible case transform of the 2026-05-01 record (lossless_caps_caseops_v1), and the original
+//    bytes each token of transformed text stands for
+//
+// Over each maximal run of ASCII letters (a word): a lowercase word stays; a word of 2+ letters, all capitals,
+// becomes ALLCAPS + the word lowercased; a capital followed only by lowercase letters (or alone) becomes TITLE + the
+// word lowercased; any other word gets TITLE when it starts with a capital and CAPNEXT before each later capital, its
+// letters lowercased. The operators are the private-use characters U+E001..U+E004; one already in the text is
+// escaped as ESC + itself. Nothing else changes, so decoding gives back the text byte for byte.
+//
+// The byte sidecar: a token of transformed text stands for the original bytes that decoding its surface emits (its
+// surface is the span of the transformed text it covers, as sentencepiece reports it): operators 0, an escaped
+// operator its 3 bytes, every other character its own UTF-8 bytes.
+
+enum { CASE_NONE, CASE_TITLE, CASE_ALLCAPS, CASE_CAPNEXT, CASE_ESC };   // U+E000 + the value
+static const char *const CASE_OP[] = {"", "\xee\x80\x81", "\xee\x80\x82", "\xee\x80\x83", "\xee\x80\x84"};
+
+// case_op: the operator s[0..n) starts with, or CASE_NONE.
+static int case_op(const char *s, size_t n) {
+    const uint8_t *u = (const uint8_t *)s;
+    return n >= 3 && u[0] == 0xEE && u[1] == 0x80 && u[2] >= 0x81 && u[2] <= 0x84 ? u[2] - 0x80 : CASE_NONE;
+}
+static int is_upper(char c) { return c >= 'A' && c <= 'Z'; }
+static int is_letter(char c) { return (c >= 'a' && c <= 'z') || is_upper(c); }
+
+// caseops_encode: the transform of s[0..n) (valid UTF-8), appended to out.
+static void caseops_encode(const char *s, size_t n, Buf *out) {
+    for (size_t i = 0; i < n;) {
+        int op = case_op(s + i, n - i);
+        if (op) { buf_put(out, CASE_OP[CASE_ESC], 3); buf_put(out, s + i, 3); i += 3; continue; }
+        if (!is_letter(s[i])) { buf_putc(out, s[i++]); continue; }
+        size_t j = i, capitals = 0;
+        for (; j < n && is_letter(s[j]); j++) capitals += is_upper(s[j]);
+        int allcaps = j - i >= 2 && capitals == j - i;
+        if (allcaps) buf_put(out, CASE_OP[CASE_ALLCAPS], 3);
+        else if (is_upper(s[i])) buf_put(out, CASE_OP[CASE_TITLE], 3);
+        for (size_t k = i; k < j; k++) {
+            if (!allcaps && k > i && is_upper(s[k])) buf_put(out, CASE_OP[CASE_CAPNEXT], 3);
+            buf_putc(out, is_upper(s[k]) ? (char)(s[k] + 32) : s[k]);
+        }
+        i = j;
+    }
+}
+
+// CaseState: where the decoder stands between characters (the record's decoder's five variables).
+typedef struct {
+    int escape;     // an ESC was read: the next character is literal
+    int mode;       // CASE_TITLE or CASE_ALLCAPS read, waiting for a word to start (else CASE_NONE)
+    int capnext;    // a CAPNEXT read, waiting for its letter
+    int in_word;    // the last character was an ASCII letter
+    int allcaps;    // the current word is in capitals
+} CaseState;
+
+// caseops_decode_part: the inverse transform of s[0..n) (valid UTF-8 that continues what st has seen), appended to
+// out. NULL, or what is malformed (the record's decoder refuses the same) with *at its offset in s.
+static const char *caseops_decode_part(CaseState *st, const char *s, size_t n, Buf *out, size_t *at) {
+    for (size_t i = 0; i < n;) {
+        const char *c = s + i;
+        *at = i;
+        size_t len = utf8_one_char_len((uint8_t)*c);
+        if (len > n - i) len = n - i;
+        i += len;
+        int letter = len == 1 && is_letter(*c), op = case_op(c, len);
+        if (st->escape) {   // a literal character
+            if (st->mode && !letter) return "an escaped character where a word's capitalization is pending";
+            buf_put(out, c, len);
+            st->escape = 0;
+            st->in_word = letter;
+            if (!letter) st->allcaps = 0;
+        } else if (op == CASE_ESC) st->escape = 1;
+        else if (op == CASE_TITLE || op == CASE_ALLCAPS) {
+            if (st->mode || st->in_word || st->capnext) return op == CASE_TITLE ? "a TITLE marker inside a word or after another marker" : "an ALLCAPS marker inside a word or after another marker";
+            st->mode = op;
+        } else if (op == CASE_CAPNEXT) {
+            if (st->capnext) return "two CAPNEXT markers in a row";
+            st->capnext = 1;
+        } else if (letter) {
+            int upper;
+            if (!st->in_word) {   // a word starts
+                upper = st->mode || st->capnext;
+                if (st->mode == CASE_ALLCAPS) st->allcaps = 1;
+                st->mode = CASE_NONE;
+                st->in_word = 1;
+            } else {
+                if (st->mode) return "a word's capitalization marker inside the word";
+                upper = st->allcaps || st->capnext;
+            }
+            st->capnext = 0;
+            buf_putc(out, upper && !is_upper(*c) ? (char)(*c - 32) : *c);
+        } else {
+            if (st->mode || st->capnext) return "a capitalization marker not followed by an ASCII letter";
+            buf_put(out, c, len);
+            st->in_word = 0;
+            st->allcaps = 0;
+        }
+    }
+    return NULL;
+}
+
+// caseops_decode_end: NULL when the text may end in state st, else why not.
+static const char *caseops_decode_end(const CaseState *st) {
+    if (st->escape) return "the text ends in an ESC marker";
+    if (st->mode || st->capnext) return "the text ends in a capitalization marker";
+    return NULL;
+}
+
+// caseops_token_bytes: per id of the last encode() of the transformed text t, the original UTF-8 bytes it stands
+// for, appended to counts: the bytes decoding its surface t[n2o[b], n2o[e]) emits, [b, e) being the normalized bytes
+// it covers (the encoder ran with spans). NULL or the problem (scratch: working space).
+static const char *caseops_token_bytes(const Encoder *e, const char *t, Ids *counts, Buf *scratch) {
+    CaseState st = {0, 0, 0, 0, 0};
+    size_t b = 0;
+    for (size_t k = 0; k < e->lens.n; k++) {
+        size_t end = b + (size_t)e->lens.p[k], from = e->n2o.p[b], to = e->n2o.p[end];
+        size_t at;
+        scratch->n = 0;
+        const char *bad = caseops_decode_part(&st, t + from, to - from, scratch, &at);
+        if (bad) return bad;
+        ids_push(counts, (int32_t)(scratch->n < INT32_MAX ? scratch->n : INT32_MAX));
+        b = end;
+    }
+    if (b != e->norm.n) die("internal error: the tokens cover %zu of %zu normalized bytes (%s:%d)", b, e->norm.n, __FILE__, __LINE__);
+    return caseops_decode_end(&st);
+}
+
+// ----------------------------------------------------------------------------------------------------
+// 9. document reader: lines, jsonl ({"text": ...} per line) or paragraphs (blank-line separated)
 
 enum { FMT_AUTO, FMT_LINES, FMT_JSONL, FMT_PARAGRAPHS };
 
@@ -1005,10 +1172,11 @@ static void check_utf8(const DocReader *r, int replace) {
 }
 
 // ----------------------------------------------------------------------------------------------------
-// 9. shard writer: fineweb_{val,train}_NNNNNN.bin = 256 x int32 header (magic, version, count) + uint16 tokens
+// 10. shard writer: fineweb_{val,train}_NNNNNN.bin = 256 x int32 header (magic, version, count) + uint16 tokens;
+//     under --caseops also fineweb_val_bytes_NNNNNN.bin, the same layout holding each val token's original bytes
 
 typedef struct {
-    const char *dir, *split;   // output folder, "val" or "train"
+    const char *dir, *split;   // output folder, "val", "train" or "val_bytes"
     uint64_t cap;              // tokens per file
     int index;                 // number of files finished
     FILE *f;                   // the open temporary file, or NULL
@@ -1062,7 +1230,7 @@ static void shard_open(ShardWriter *w) {
     w->ntok = 0;
 }
 
-// shard_put: append tokens, starting a new file whenever the current one holds `cap` tokens.
+// shard_put: append tokens (or byte counts), starting a new file whenever the current one holds `cap` of them.
 static void shard_put(ShardWriter *w, const int32_t *ids, size_t n) {
     for (size_t i = 0; i < n; i++) {
         if (!w->f) shard_open(w);
@@ -1086,26 +1254,37 @@ static void shards_commit(int quiet) {
     g_ntmp = 0;
 }
 
-// is_shard_name: does name look like fineweb_{val,train}_NNNNNN.bin?
-static int is_shard_name(const char *name) {
-    const char *rest = strncmp(name, "fineweb_val_", 12) == 0 ? name + 12 : strncmp(name, "fineweb_train_", 14) == 0 ? name + 14 : NULL;
-    if (!rest || strlen(rest) != 10 || strcmp(rest + 6, ".bin") != 0) return 0;
-    for (int i = 0; i < 6; i++) if (rest[i] < '0' || rest[i] > '9') return 0;
-    return 1;
-}
+enum { SHARD_NONE, SHARD_VAL, SHARD_TRAIN, SHARD_VAL_BYTES };
 
-// warn_stale_shards: after a --force run, name shards in dir that this run did not write.
-static void warn_stale_shards(const char *dir, int nval, int ntrain) {
+// shard_kind: what a file named name is: fineweb_val_NNNNNN.bin, fineweb_train_NNNNNN.bin,
+// fineweb_val_bytes_NNNNNN.bin (with *index = NNNNNN), or none of them.
+static int shard_kind(const char *name, int *index) {
+    static const struct { const char *prefix; int kind; } K[] = {
+        {"fineweb_val_bytes_", SHARD_VAL_BYTES}, {"fineweb_val_", SHARD_VAL}, {"fineweb_train_", SHARD_TRAIN}};
+    for (int k = 0; k < 3; k++) {
+        size_t p = strlen(K[k].prefix);
+        if (strncmp(name, K[k].prefix, p) != 0) continue;
+        const char *rest = name + p;
+        if (strlen(rest) != 10 || strcmp(rest + 6, ".bin") != 0) return SHARD_NONE;
+        for (int i = 0; i < 6; i++) if (rest[i] < '0' || rest[i] > '9') return SHARD_NONE;
+        if (index) *index = atoi(rest);
+        return K[k].kind;
+    }
+    return SHARD_NONE;
+}
+static int is_shard_name(const char *name) { return shard_kind(name, NULL) != SHARD_NONE; }
+
+// warn_stale_shards: after a --force run, name shards (and byte sidecars) in dir that this run did not write.
+static void warn_stale_shards(const char *dir, int nval, int ntrain, int nbytes) {
     DIR *d = opendir(dir);
     if (!d) return;
     struct dirent *de;
-    int stale = 0;
+    int stale = 0, index = 0;
     char example[256] = "";
     while ((de = readdir(d)) != NULL) {
-        if (!is_shard_name(de->d_name)) continue;
-        int val = de->d_name[8] == 'v';
-        int index = atoi(de->d_name + (val ? 12 : 14));
-        if (index >= (val ? nval : ntrain)) { if (!stale++) snprintf(example, sizeof(example), "%s", de->d_name); }
+        int kind = shard_kind(de->d_name, &index);
+        int written = kind == SHARD_VAL ? nval : kind == SHARD_TRAIN ? ntrain : nbytes;
+        if (kind != SHARD_NONE && index >= written && !stale++) snprintf(example, sizeof(example), "%s", de->d_name);
     }
     closedir(d);
     if (stale) warn("'%s' still holds %d older shard(s) this run did not write (e.g. %s): remove them before training", dir, stale, example);
@@ -1144,11 +1323,11 @@ static void prepare_out_dir(const char *dir, int force) {
 }
 
 // ----------------------------------------------------------------------------------------------------
-// 10. command line: one table of flags per subcommand drives parsing and help
+// 11. command line: one table of flags per subcommand drives parsing and help
 
 typedef struct {
     const char *model, *out, *format, *invalid_utf8, *empty, *val_docs, *shard_tokens, *vocab_size;
-    int byte260, force, quiet, jsonl;
+    int byte260, force, quiet, jsonl, caseops, decode;
     const char *files[4096];
     int nfiles;
 } Args;
@@ -1158,8 +1337,11 @@ typedef struct { const char *cmd, *name; const char **str; int *flag; const char
 static Args g_args;
 static const Flag FLAGS[] = {
     {"encode shards decode lut info", "--model", &g_args.model, NULL, "SentencePiece .model file (e.g. fineweb_1024_bpe.model)"},
-    {"encode shards", "--format", &g_args.format, NULL, "auto|lines|jsonl|paragraphs: lines = one document per line; jsonl = {\"text\": ...} per line; paragraphs = blank-line separated; auto = jsonl for *.jsonl/*.json, else lines"},
+    {"encode shards caseops", "--format", &g_args.format, NULL, "auto|lines|jsonl|paragraphs: lines = one document per line; jsonl = {\"text\": ...} per line; paragraphs = blank-line separated; auto = jsonl for *.jsonl/*.json, else lines"},
     {"encode shards", "--invalid-utf8", &g_args.invalid_utf8, NULL, "error|replace: malformed UTF-8 is an error (default) or each bad byte becomes U+FFFD like sentencepiece"},
+    {"encode", "--caseops", NULL, &g_args.caseops, "encode each document's CaseOps transform (see 'tokenize caseops')"},
+    {"shards", "--caseops", NULL, &g_args.caseops, "encode each document's CaseOps transform, and write beside each val shard fineweb_val_bytes_NNNNNN.bin: per val token, the UTF-8 bytes of the original text it stands for (BOS 0), which val_bpb counts"},
+    {"caseops", "--decode", NULL, &g_args.decode, "the inverse: CaseOps text back to the original (malformed text is an error)"},
     {"shards lut", "--byte260", NULL, &g_args.byte260, "the official pure-byte tokenizer instead of --model: id = byte + 4, BOS 1, vocab 260"},
     {"shards", "--out", &g_args.out, NULL, "output folder for fineweb_{val,train}_NNNNNN.bin (created if missing)"},
     {"shards", "--val-docs", &g_args.val_docs, NULL, "the first N documents go to the val split (default 0)"},
@@ -1178,6 +1360,7 @@ static const struct { const char *name, *args, *help; } COMMANDS[] = {
     {"shards", "(--model M | --byte260) --out DIR FILE...", "write fineweb_{val,train}_NNNNNN.bin shards (BOS before every document)"},
     {"lut", "(--model M | --byte260)", "per token id: base_bytes has_leading_space is_boundary (the val_bpb tables)"},
     {"info", "--model M", "summary of a .model file"},
+    {"caseops", "[--decode] [FILE|-]", "each document's CaseOps transform (the 2026-05-01 record's lossless_caps_caseops_v1: ASCII capitals as the operators U+E001 TITLE, U+E002 ALLCAPS, U+E003 CAPNEXT, U+E004 ESC escaping a literal operator) as a {\"text\": ...} line"},
 };
 
 static int word_in(const char *word, const char *list) {
@@ -1254,6 +1437,13 @@ static const char *const UTF8_NAMES[] = {"error", "replace", NULL};
 static const char *const EMPTY_NAMES[] = {"error", "skip", "keep", NULL};
 enum { EMPTY_ERROR, EMPTY_SKIP, EMPTY_KEEP };
 
+// check_caseops_flags: --caseops counts each token's original bytes, so it needs a model and valid UTF-8.
+static void check_caseops_flags(const char *cmd, int replace) {
+    if (!g_args.caseops) return;
+    if (g_args.byte260) usage_error(cmd, "%s", "--caseops needs --model (a SentencePiece model), not --byte260");
+    if (replace) usage_error(cmd, "%s", "--caseops takes no --invalid-utf8 replace: its byte counts are of the original text, which must be valid UTF-8");
+}
+
 static void need_model(const char *cmd, Model *m) {
     if (!g_args.model) usage_error(cmd, "%s needs --model", cmd);
     model_load(m, g_args.model);
@@ -1280,17 +1470,19 @@ static int cmd_encode(void) {
     need_model("encode", &m);
     int format = parse_choice("encode", "--format", g_args.format, FORMAT_NAMES, FMT_AUTO);
     int replace = parse_choice("encode", "--invalid-utf8", g_args.invalid_utf8, UTF8_NAMES, 0);
+    check_caseops_flags("encode", replace);
     if (g_args.nfiles > 1) usage_error("encode", "encode takes one input file, got '%s' too", g_args.files[1]);
     Encoder e;
     encoder_init(&e, &m);
     DocReader r;
     reader_open(&r, g_args.nfiles ? g_args.files[0] : "-", format);
     Ids ids = {0};
-    Buf out = {0};
+    Buf out = {0}, t = {0};
     while (reader_next(&r)) {
         check_utf8(&r, replace);
         ids.n = 0;
-        encode(&e, r.doc.p, r.doc.n, &ids);
+        if (g_args.caseops) { t.n = 0; caseops_encode(r.doc.p, r.doc.n, &t); encode(&e, t.p, t.n, &ids); }
+        else encode(&e, r.doc.p, r.doc.n, &ids);
         for (size_t i = 0; i < ids.n; i++) { if (i) buf_putc(&out, ' '); put_int(&out, ids.p[i]); }
         buf_putc(&out, '\n');
         if (out.n > (1 << 20)) flush_out(&out);
@@ -1298,7 +1490,7 @@ static int cmd_encode(void) {
     flush_out(&out);
     if (fflush(stdout) != 0) die("cannot write standard output: %s", strerror(errno));
     reader_close(&r);
-    free(ids.p); free(out.p);
+    free(ids.p); free(out.p); free(t.p);
     encoder_free(&e);
     sp_model_free(&m);
     return 0;
@@ -1357,6 +1549,34 @@ static int cmd_decode(void) {
     return 0;
 }
 
+static int cmd_caseops(void) {
+    int format = parse_choice("caseops", "--format", g_args.format, FORMAT_NAMES, FMT_AUTO);
+    if (g_args.nfiles > 1) usage_error("caseops", "caseops takes one input file, got '%s' too", g_args.files[1]);
+    DocReader r;
+    reader_open(&r, g_args.nfiles ? g_args.files[0] : "-", format);
+    Buf text = {0}, out = {0};
+    while (reader_next(&r)) {
+        check_utf8(&r, 0);
+        text.n = 0;
+        if (g_args.decode) {
+            CaseState st = {0, 0, 0, 0, 0};
+            size_t at = r.doc.n;
+            const char *bad = caseops_decode_part(&st, r.doc.p, r.doc.n, &text, &at);
+            if (!bad) { bad = caseops_decode_end(&st); at = r.doc.n; }
+            if (bad) die("%s:%ld: not CaseOps text: %s (at byte %zu of the document)\n  hint: --decode reads what 'tokenize caseops' writes", r.path, r.doc_line, bad, at);
+        } else caseops_encode(r.doc.p, r.doc.n, &text);
+        buf_put(&out, "{\"text\": ", 9);
+        json_put_string(&out, text.p, text.n);
+        buf_put(&out, "}\n", 2);
+        if (out.n > (1 << 20)) flush_out(&out);
+    }
+    flush_out(&out);
+    if (fflush(stdout) != 0) die("cannot write standard output: %s", strerror(errno));
+    reader_close(&r);
+    free(text.p); free(out.p);
+    return 0;
+}
+
 // byte260_encode: the official pure-byte tokenizer: each UTF-8 byte + 4; a malformed byte (left in only
 // under --invalid-utf8 replace) becomes the bytes of U+FFFD.
 static void byte260_encode(const char *s, size_t n, Ids *out) {
@@ -1378,6 +1598,7 @@ static int cmd_shards(void) {
     int format = parse_choice("shards", "--format", g_args.format, FORMAT_NAMES, FMT_AUTO);
     int replace = parse_choice("shards", "--invalid-utf8", g_args.invalid_utf8, UTF8_NAMES, 0);
     int empty = parse_choice("shards", "--empty", g_args.empty, EMPTY_NAMES, EMPTY_ERROR);
+    check_caseops_flags("shards", replace);
     long long val_docs = parse_count("shards", "--val-docs", g_args.val_docs, 0, 0, LLONG_MAX);
     long long shard_tokens = parse_count("shards", "--shard-tokens", g_args.shard_tokens, 100000000, 1, 0x7FFFFFFFLL);   // the int32 header count
     int bos = 1;
@@ -1388,6 +1609,7 @@ static int cmd_shards(void) {
         if (m.bos_id < 0) die("model '%s' has no BOS piece ('%s' as a control piece); shards put a BOS before every document", m.path, m.bos_piece);
         bos = m.bos_id;
         encoder_init(&e, &m);
+        e.spans = g_args.caseops;   // the val tokens' surfaces
     }
     for (int i = 0; i < g_args.nfiles; i++) {   // fail early on unreadable inputs, and on an input the run would replace
         const char *path = g_args.files[i], *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
@@ -1401,13 +1623,14 @@ static int cmd_shards(void) {
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
 
-    static ShardWriter val, train;
-    val.dir = train.dir = g_args.out;
-    val.split = "val"; train.split = "train";
-    val.cap = train.cap = (uint64_t)shard_tokens;
-    Ids ids = {0};
+    static ShardWriter val, train, val_bytes;   // val_bytes: the --caseops sidecar, cut where val is
+    val.dir = train.dir = val_bytes.dir = g_args.out;
+    val.split = "val"; train.split = "train"; val_bytes.split = "val_bytes";
+    val.cap = train.cap = val_bytes.cap = (uint64_t)shard_tokens;
+    Ids ids = {0}, counts = {0};
+    Buf text = {0}, scratch = {0};
     long long docs = 0, skipped = 0;
-    double bytes = 0, t0 = now_s(), last = t0;
+    double bytes = 0, val_text_bytes = 0, t0 = now_s(), last = t0;   // val_text_bytes: the sidecar's sum
     for (int fi = 0; fi < g_args.nfiles; fi++) {
         DocReader r;
         reader_open(&r, g_args.files[fi], format);
@@ -1415,12 +1638,25 @@ static int cmd_shards(void) {
             check_utf8(&r, replace);
             ids.n = 0;
             ids_push(&ids, bos);
-            if (have_model) encode(&e, r.doc.p, r.doc.n, &ids);
+            if (g_args.caseops) { text.n = 0; caseops_encode(r.doc.p, r.doc.n, &text); encode(&e, text.p, text.n, &ids); }
+            else if (have_model) encode(&e, r.doc.p, r.doc.n, &ids);
             else byte260_encode(r.doc.p, r.doc.n, &ids);
             if (ids.n == 1) {
                 if (empty == EMPTY_ERROR)
                     die("%s:%ld: empty document (no tokens)\n  hint: pass --empty skip to drop such documents or --empty keep to write a lone BOS", r.path, r.doc_line);
                 if (empty == EMPTY_SKIP) { skipped++; continue; }
+            }
+            if (g_args.caseops && docs < val_docs) {   // the sidecar: BOS 0, then each token's original bytes
+                counts.n = 0;
+                ids_push(&counts, 0);
+                const char *bad = caseops_token_bytes(&e, text.p, &counts, &scratch);
+                if (bad) die("%s:%ld: internal error: the document's CaseOps tokens do not decode (%s)", r.path, r.doc_line, bad);
+                for (size_t k = 0; k < counts.n; k++) {
+                    if (counts.p[k] > 65535)
+                        die("%s:%ld: token %zu of the document stands for %d bytes of text, more than a uint16 sidecar entry holds", r.path, r.doc_line, k, counts.p[k]);
+                    val_text_bytes += counts.p[k];
+                }
+                shard_put(&val_bytes, counts.p, counts.n);
             }
             shard_put(docs < val_docs ? &val : &train, ids.p, ids.n);
             docs++;
@@ -1438,15 +1674,19 @@ static int cmd_shards(void) {
     }
     shard_close(&val);
     shard_close(&train);
+    shard_close(&val_bytes);
     shards_commit(g_args.quiet);
-    warn_stale_shards(g_args.out, val.index, train.index);
+    warn_stale_shards(g_args.out, val.index, train.index, val_bytes.index);
     if (docs < val_docs) warn("only %lld documents, fewer than --val-docs %lld: all of them went to val, none to train", docs, val_docs);
     if (skipped) warn("skipped %lld empty documents", skipped);
     if (!g_args.quiet)
         fprintf(stderr, "tokenize: %lld documents (%lld val, %lld train), %llu val + %llu train tokens in %d + %d files, %.1f s\n",
                 docs, docs < val_docs ? docs : val_docs, docs < val_docs ? 0 : docs - val_docs, (unsigned long long)val.total,
                 (unsigned long long)train.total, val.index, train.index, now_s() - t0);
-    free(ids.p);
+    if (g_args.caseops && !g_args.quiet)
+        fprintf(stderr, "tokenize: CaseOps byte sidecar: %d files, %.0f bytes of original text over the %llu val tokens\n", val_bytes.index,
+                val_text_bytes, (unsigned long long)val.total);
+    free(ids.p); free(counts.p); free(text.p); free(scratch.p);
     if (have_model) { encoder_free(&e); sp_model_free(&m); }
     return 0;
 }
@@ -1517,6 +1757,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "decode") == 0) return cmd_decode();
     if (strcmp(cmd, "shards") == 0) return cmd_shards();
     if (strcmp(cmd, "lut") == 0) return cmd_lut();
+    if (strcmp(cmd, "caseops") == 0) return cmd_caseops();
     return cmd_info();
 }
 #endif

@@ -155,7 +155,7 @@ typedef struct { const char *name; int type; size_t offset, size; const char *df
 #define CF(field, name, d, help) {name, OPT_FLOAT, offsetof(TrainConfig, field), sizeof(double), d, help}
 #define CS(field, name, d, help) {name, OPT_STR, offsetof(TrainConfig, field), sizeof(((TrainConfig *)0)->field), d, help}
 static const ConfigEntry CONFIG[] = {
-    CS(data_path, "DATA_PATH", "./data/datasets/fineweb10B_sp1024", "folder of fineweb_{train,val}_*.bin shards"),
+    CS(data_path, "DATA_PATH", "./data/datasets/fineweb10B_sp1024", "folder of fineweb_{train,val}_*.bin shards (with fineweb_val_bytes_*.bin, a CaseOps val set: val_bpb counts their bytes)"),
     CS(tokenizer_path, "TOKENIZER_PATH", "./data/tokenizers/fineweb_1024_bpe.model", "SentencePiece model for the val_bpb byte tables"),
     CS(run_id, "RUN_ID", "", "log name (logs/RUN_ID.txt); default: a time stamp"),
     CI(seed, "SEED", "1337", "init and data seed"),
@@ -2828,7 +2828,7 @@ static void score_windows(Trainer *tr, const int32_t *val, const size_t *start, 
             if ((int)(k % T) < from[w + k / T]) continue;   // scored by an earlier window
             sums[0] += loss[k];
             sums[1] += 1;
-            sums[2] += lut->base_bytes[y[k]] + (lut->has_leading_space[y[k]] && !lut->is_boundary[x[k]]);
+            sums[2] += target_bytes(lut, val, start[w + k / T] + k % T + 1);
         }
         eval_progress(nb);
     }
@@ -4240,12 +4240,14 @@ int main(int argc, char **argv) {
     snprintf(pattern, sizeof(pattern), "%s/fineweb_val_*.bin", tc->data_path);
     size_t nval;
     int32_t *val = load_shards(pattern, &nval, tc->vocab_size);
+    lut.sidecar = load_sidecars(pattern, NULL, nval);   // a CaseOps val set: val_bpb counts its original bytes
     size_t nval_all = nval - 1;
     if (tc->val_max_tokens > 0 && (size_t)tc->val_max_tokens + 1 < nval) nval = (size_t)tc->val_max_tokens + 1;   // golf_infer --max-tokens's cut
     if (nval < (size_t)tc->train_seq_len + 1) golf_die("the val split (%zu tokens) is shorter than one sequence", nval);
     nval = (nval - 1) / tc->train_seq_len * tc->train_seq_len + 1;
     if (nval - 1 < nval_all) log0("val_loader:shards pattern=%s tokens:%zu (the first %zu of %zu: VAL_MAX_TOKENS=%d)", pattern, nval - 1, nval - 1, nval_all, tc->val_max_tokens);
     else log0("val_loader:shards pattern=%s tokens:%zu", pattern, nval - 1);
+    if (lut.sidecar) log0("val_loader:bytes from the CaseOps byte sidecars %s/fineweb_val_bytes_*.bin", tc->data_path);
     snprintf(pattern, sizeof(pattern), "%s/fineweb_train_*.bin", tc->data_path);
     TokenStream stream;
     double scan_ms = wall_ms();   // the train shards' checks: this rank's time

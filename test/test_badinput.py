@@ -54,6 +54,12 @@ def make_inputs(b, work):
     (work / "docs.jsonl").write_text('{"text": "one document"}\n{"text": "another document"}\n')
     subprocess.run([b / "tokenize", "shards", "--byte260", "--out", work / "shards", "--val-docs", "1", "--quiet", work / "docs.jsonl"],
                    check=True, capture_output=True)
+    (work / "caseops_bad.jsonl").write_text('{"text": "fine"}\n{"text": "\\ue001"}\n')   # TITLE with no letter after it
+    (work / "caseops_val").mkdir()   # a val shard whose byte sidecar holds one count fewer than its tokens
+    shard = (work / "shards" / "fineweb_val_000000.bin").read_bytes()
+    count = (len(shard) - 1024) // 2 - 1
+    (work / "caseops_val" / "fineweb_val_000000.bin").write_bytes(shard)
+    (work / "caseops_val" / "fineweb_val_bytes_000000.bin").write_bytes(shard[:8] + count.to_bytes(4, "little") + shard[12:1024] + b"\1\0" * count)
     (work / "junk.golf").write_bytes(b"not a blob\n" * 40)
     (work / "train.txt").write_text("step:1/10 train_loss:6.0 train_time:10ms step_avg:10.00ms\n")
     run = make_run(work / "run", 1, blob_bytes=5000)
@@ -88,6 +94,8 @@ def tables(b, shared):
             ("an unknown last flag", [T, "decode", "--model", tok, "--bogus"], 2, "unknown flag '--bogus'"),
             ("a known last flag without its value", [T, "shards", "--byte260", "--out", "new", "docs.jsonl", "--empty"], 2, "'--empty' needs a value"),
             ("an unknown command", [T, "tokenise"], 2, "unknown command"),
+            ("--caseops with --byte260", [T, "shards", "--caseops", "--byte260", "--out", "new", "docs.jsonl"], 2, "--caseops needs --model"),
+            ("caseops --decode of malformed CaseOps text", [T, "caseops", "--decode", "caseops_bad.jsonl"], 1, "caseops_bad.jsonl:2: not CaseOps text"),
         ],
         "golf_infer": [
             ("-n negative (used to allocate 2^64 bytes)", [*gen, "-n", "-5"], 2, "-n '-5': not an integer in [1, 1048576]"),
@@ -104,6 +112,8 @@ def tables(b, shared):
             ("--tokenizer a folder (used to allocate 2^63 bytes)", [*I, "--tokenizer", "shards", "--val", val], 1, "'shards': it is a folder"),
             ("--val matching a folder", [*I, "--tokenizer", tok, "--val", "shard*"], 1, "it is a folder"),
             ("MODEL a folder", [str(b / "golf_infer"), "shards", "--logits-ids", "1"], 1, "it is a folder"),
+            ("a byte sidecar holding one count fewer than its val shard's tokens", [*I, "--tokenizer", tok, "--val", "caseops_val/fineweb_val_*.bin"], 1,
+             "fineweb_val_bytes_000000.bin' holds"),
             ("two modes at once (one used to win silently)", [*gen, "--val", val], 2, "different runs: pass one"),
             ("a last flag without its value", [*I, "--val"], 2, "--val needs a value"),
             ("an unknown last flag", [*I, "--bogus"], 2, "unknown flag '--bogus'"),

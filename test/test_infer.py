@@ -16,11 +16,15 @@ test/reference.py (PyTorch) and a float64 numpy quantizer written here.
   corruption  dev/fuzz_blob (AddressSanitizer + UBSan build): 10,000 flips and truncations rejected, and
               CRC-fixed damage never read out of bounds
   errors      bad blobs, checkpoints, shards, tokenizers and flags: exit 1 (2 for usage) with a message
+  caseops     a CaseOps val set (tokenize shards --caseops, byte sidecars) and the plain one of the same documents
+              give val_bpb the same denominator, their UTF-8 bytes (every target scored); --val-bytes; bad sidecars
+              refused naming the file; train_golf_cpu's roundtrip val_bpb on either equals golf_infer's
 
 Usage: /usr/bin/python3 test/test_infer.py [--bin DIR] [--shared DIR] [--keep]
 The last line printed is "N passed, M failed, K skipped"; exit status 1 if anything failed.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -354,6 +358,119 @@ def check_sanitizers(R, b, shared, tmp, val, ck):
         R.check(f"golf_infer under ASan/UBSan: {label}", p.returncode == 0 and "runtime error" not in p.stderr, p.stderr.strip()[-300:])
 
 
+def caseops_val(b, shared, tmp, ndocs=40):
+    """the first ndocs val documents as plain val shards and as CaseOps ones (tokenize shards --caseops: with the byte
+    sidecar), sp1024; (plain folder, CaseOps folder, the documents' UTF-8 bytes). Train shards are kept (train_golf)."""
+    src = tmp / "caseops_docs.jsonl"
+    lines = (shared / "text" / "fineweb_val_docs.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    src.write_text("".join(lines[:ndocs + 20]), encoding="utf-8")
+    utf8 = sum(len(json.loads(l)["text"].encode("utf-8")) for l in lines[:ndocs])
+    tok = shared / "tokenizers" / "fineweb_1024_bpe.model"
+    folders = []
+    for name, extra in (("plain", []), ("caseops", ["--caseops"])):
+        out = tmp / f"cval_{name}"
+        run([b / "tokenize", "shards", "--model", tok, "--out", out, "--val-docs", str(ndocs), "--shard-tokens", "40000", "--quiet", *extra, src])
+        folders.append(out)
+    return folders[0], folders[1], utf8
+
+
+def check_caseops(R, b, shared, tmp, ck):
+    """val_bpb of a CaseOps val set counts the plain text's bytes: the same val documents as plain shards and as CaseOps
+    shards with the byte sidecar, every target scored (--seq-len 1 leaves nothing cut), give the same byte total,
+    the documents' UTF-8 bytes. Bad sidecars are refused naming the file. train_golf (CPU build) reads it too."""
+    plain, cops, utf8 = caseops_val(b, shared, tmp)
+    tok = shared / "tokenizers" / "fineweb_1024_bpe.model"
+    ntok = {d: sum((p.stat().st_size - 1024) // 2 for p in d.glob("fineweb_val_[0-9]*.bin")) for d in (plain, cops)}
+    side = sorted(cops.glob("fineweb_val_bytes_*.bin"))
+    R.check("tokenize shards --caseops wrote one byte sidecar per val shard (several)", len(side) == len(list(cops.glob("fineweb_val_[0-9]*.bin"))) > 1,
+            f"{[p.name for p in side]}")
+    res = {}
+    for label, d, extra in (("plain", plain, []), ("CaseOps", cops, []), ("CaseOps --val-bytes", cops, ["--val-bytes", f"{cops}/fineweb_val_bytes_*.bin"])):
+        p = run([b / "golf_infer", ck, "--val", f"{d}/fineweb_val_*.bin", "--tokenizer", tok, "--seq-len", "1", *extra])
+        res[label] = parse_eval(p.stdout) + (p.stderr,)
+    pl, co, cx = res["plain"], res["CaseOps"], res["CaseOps --val-bytes"]
+    R.check("CaseOps val: the sidecars are not read as tokens (every val token scored once)", pl[2] == ntok[plain] - 1 and co[2] == ntok[cops] - 1,
+            f"tokens {pl[2]} / {co[2]}, shards hold {ntok[plain]} / {ntok[cops]}")
+    R.check("CaseOps val: golf_infer says it counts the sidecars' bytes", "CaseOps byte sidecars" in co[4] and "CaseOps" not in pl[4], co[4].strip()[:200])
+    R.check("CaseOps val: val_bpb's denominator equals the plain val set's (the documents' UTF-8 bytes)", pl[3] == co[3] == utf8 and co[2] > pl[2],
+            f"bytes {pl[3]} plain, {co[3]} CaseOps, UTF-8 {utf8}; tokens {pl[2]} plain, {co[2]} CaseOps")
+    R.check("CaseOps val: --val-bytes naming the sidecars gives the same", cx[:4] == co[:4], f"{cx[:4]} vs {co[:4]}")
+    R.check("CaseOps val: val_bpb = val_loss / ln 2 * tokens / bytes", rel(co[1], co[0] / np.log(2) * co[2] / co[3]) < 1e-7, f"{co}")
+
+    # refusals: each names the file
+    vals = ["--tokenizer", tok, "--seq-len", "1"]
+    good = side[0].read_bytes()
+
+    def bad_set(first_sidecar=None, drop_second=False):
+        d = tmp / f"cbad_{len(list(tmp.glob('cbad_*')))}"
+        d.mkdir()
+        for p in cops.glob("fineweb_val_*.bin"):
+            (d / p.name).write_bytes(p.read_bytes())
+        if first_sidecar is not None:
+            (d / side[0].name).write_bytes(first_sidecar)
+        if drop_second:
+            (d / side[1].name).unlink()
+        return d
+    bad_dirs = {}
+    short = bytearray(good[:-2])
+    short[8:12] = ((len(good) - 1024) // 2 - 1).to_bytes(4, "little")
+    for name, content, mention in [("wrong magic", b"\0\0\0\0" + good[4:], ["bad header"]),
+                                   ("wrong version", good[:4] + (2).to_bytes(4, "little") + good[8:], ["bad header"]),
+                                   ("truncated", good[:-6], ["bytes, but its header"]),
+                                   ("one count fewer than its val shard's tokens", bytes(short), ["counts, but its val shard", "fineweb_val_000000.bin"]),
+                                   ("empty", b"", ["bad header"])]:
+        d = bad_dirs[name] = bad_set(first_sidecar=content)
+        expect_error(R, f"golf_infer rejects a byte sidecar: {name}", [b / "golf_infer", ck, "--val", f"{d}/fineweb_val_*.bin", *vals],
+                     [side[0].name, *mention])
+    d = bad_set(drop_second=True)
+    expect_error(R, "golf_infer rejects a CaseOps val set missing one sidecar", [b / "golf_infer", ck, "--val", f"{d}/fineweb_val_*.bin", *vals],
+                 [side[1].name.replace("_bytes", ""), "no byte sidecar"])
+    expect_error(R, "golf_infer rejects --val-bytes for the plain val set (counts differ)",
+                 [b / "golf_infer", ck, "--val", f"{plain}/fineweb_val_*.bin", "--val-bytes", f"{cops}/fineweb_val_bytes_*.bin", *vals],
+                 ["fineweb_val_bytes_00000", "counts, but its val shard"])
+    expect_error(R, "golf_infer rejects --val-bytes matching fewer files than the val shards",
+                 [b / "golf_infer", ck, "--val", f"{cops}/fineweb_val_*.bin", "--val-bytes", str(side[0]), *vals], ["fewer byte sidecars"])
+    expect_error(R, "golf_infer rejects --val-bytes matching nothing",
+                 [b / "golf_infer", ck, "--val", f"{cops}/fineweb_val_*.bin", "--val-bytes", f"{tmp}/none_*.bin", *vals], ["no byte sidecar matches"])
+    expect_error(R, "golf_infer rejects a val glob matching only sidecars",
+                 [b / "golf_infer", ck, "--val", f"{cops}/fineweb_val_bytes_*.bin", *vals], ["only CaseOps byte sidecars"])
+    expect_error(R, "golf_infer: --val-bytes without --val is a usage error", [b / "golf_infer", ck, "--val-bytes", str(side[0]), "--generate-ids", "1"],
+                 ["--val-bytes"], rc=2)
+
+    asan = tmp / "golf_infer_asan"   # built by check_sanitizers; a refusal exits holding what it read (no leak check there)
+    if asan.exists():
+        for label, d, rc in (("reads a CaseOps val set", cops, 0), ("refuses a truncated sidecar", bad_dirs["truncated"], 1)):
+            env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0") if rc else None
+            p = subprocess.run([str(c) for c in [asan, ck, "--val", f"{d}/fineweb_val_*.bin", *vals, "--max-tokens", "256"]], capture_output=True,
+                               text=True, env=env)
+            R.check(f"golf_infer under ASan/UBSan {label}", p.returncode == rc and "runtime error" not in p.stderr and "AddressSanitizer" not in p.stderr,
+                    p.stderr.strip()[-300:])
+
+    # train_golf (the CPU build of train_golf.cu) counts the same bytes: the denominator its final roundtrip val_loss and
+    # val_bpb imply (8 decimals each: ~1e-9 relative, far below one byte) is golf_infer's byte count on the blob it
+    # wrote, to the byte; val_bpb itself within 1e-4 (test_gpu.py's bound for train_golf against golf_infer)
+    cpu = b / "train_golf_cpu"
+    if not cpu.exists():
+        R.skip("CaseOps val in train_golf", f"{cpu} is not built (make cpu)")
+        return
+    for label, d in (("plain", plain), ("CaseOps", cops)):
+        out = tmp / f"ctrain_{label}"
+        env = dict(os.environ, NUM_LAYERS="2", MODEL_DIM="64", NUM_HEADS="2", NUM_KV_HEADS="1", TRAIN_SEQ_LEN="64", TRAIN_BATCH_TOKENS="1024",
+                   VAL_BATCH_SIZE="4096", ITERATIONS="2", WARMDOWN_ITERS="1", VAL_LOSS_EVERY="0", MAX_WALLCLOCK_SECONDS="0", DATA_PATH=str(d),
+                   TOKENIZER_PATH=str(tok), OUT_DIR=str(out), RUN_ID=f"caseops_{label}", OMP_WAIT_POLICY="passive")
+        p = subprocess.run([str(cpu)], capture_output=True, text=True, env=env, cwd=tmp)
+        m = re.search(r"final_\w+_roundtrip_exact val_loss:([\d.]+) val_bpb:([\d.]+)", p.stdout)
+        q = run([b / "golf_infer", out / "final_model.golf", "--val", f"{d}/fineweb_val_*.bin", "--tokenizer", tok], expect=None)
+        ok = p.returncode == 0 and m is not None and q.returncode == 0
+        g = parse_eval(q.stdout) if ok else None
+        implied = float(m[1]) * g[2] / (np.log(2) * float(m[2])) if ok else None
+        said = "val_loader:bytes from the CaseOps byte sidecars" in p.stdout
+        R.check(f"train_golf on the {label} val set: val_bpb's bytes are golf_infer's on its blob (to the byte), val_bpb within 1e-4, "
+                f"{'says it counts the sidecars' if label == 'CaseOps' else 'no sidecar'}",
+                ok and abs(implied - g[3]) < 0.5 and abs(float(m[2]) - g[1]) < 1e-4 and said == (label == "CaseOps"),
+                (f"bytes {implied:.3f} vs {g[3]}, val_bpb {m[2]} vs {g[1]}" if ok else f"{p.stdout[-800:]}{p.stderr[-800:]}{q.stderr[-300:]}"))
+
+
 def expect_error(R, name, cmd, mention, rc=1):
     p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
     ok = p.returncode == rc and all(m in p.stderr for m in mention)
@@ -416,7 +533,8 @@ def main():
             trained = train_tiny(shared, tmp)
             run_groups(R, [(check_logits, (R, b, tmp)), (check_eval, (R, b, shared, tmp, val, trained)), (check_quantize, (R, b, tmp)),
                               (check_roundtrip, (R, b, shared, tmp, val, trained)),
-                              (check_generate, (R, b, shared, tmp, trained)), (check_sanitizers, (R, b, shared, tmp, val, trained)), (check_corruption, (R, b, tmp)), (check_errors, (R, b, shared, tmp, val))])
+                              (check_generate, (R, b, shared, tmp, trained)), (check_sanitizers, (R, b, shared, tmp, val, trained)), (check_corruption, (R, b, tmp)), (check_errors, (R, b, shared, tmp, val)),
+                              (check_caseops, (R, b, shared, tmp, trained))])
     finally:
         R.cleanup(tmp, keep)
     R.finish()

@@ -22,6 +22,13 @@ Python package (the reference), token for token and byte for byte:
   shards    byte-identical shard files against a numpy writer, --byte260, the official sample
             shards, refusal to overwrite, unwritable output, empty documents, invalid UTF-8,
             malformed JSON, broken and non-BPE models, a vocab > 65536
+  caseops   the CaseOps transform against the 2026-05-01 record's lossless_caps.py on every shared
+            document and an adversarial set (the operators themselves in the text), --decode back to
+            the text and its refusals; shards --caseops against the record's prepare_caseops_data.py
+            (val and train shards and the val byte sidecars, byte for byte; sp8192 on every text file,
+            sp1024, sp4096 and the no-byte-fallback model on smaller sets); the sidecar's bytes against
+            the plain text's (UTF-8 bytes and plain val_bpb bytes of the val documents, the span the
+            plain tokens cover everywhere); flags, help and refusals
 
 Usage: /usr/bin/python3 test/test_tokenize.py [--tokenize PATH] [--shared DIR] [--quick]
 
@@ -312,6 +319,7 @@ class Data:
         self.models = {}  # short name -> Path
         self.texts = {}  # file name -> Path
         self.sample = None  # folder holding the official sample shards
+        self.caseops = None  # the 2026-05-01 record's folder (its lossless_caps.py and prepare_caseops_data.py)
         self.notes = []
 
 
@@ -347,6 +355,10 @@ def locate_data(shared):
                 d.sample = folder
                 break
         if d.sample:
+            break
+    for base in bases:
+        if (base / "records" / CASEOPS_RECORD / "prepare_caseops_data.py").is_file():
+            d.caseops = base / "records" / CASEOPS_RECORD
             break
     return d
 
@@ -1423,6 +1435,324 @@ def check_many_words(R, tok, tmp, sp, mpath, count):
 # --------------------------------------------------------------------------------------------------
 
 
+# --------------------------------------------------------------------------------------------------
+# CaseOps: the 2026-05-01 record's case transform and val byte sidecar, against the record's own code
+
+
+CASEOPS_RECORD = "2026-05-01_SP8192_PR2130Base_Calib32"
+CASE_OPS = "\ue001\ue002\ue003\ue004"   # TITLE, ALLCAPS, CAPNEXT, ESC
+# runs the record's prepare_caseops_data.main() with its SHARD_TOKENS set (argv: folder, shard tokens, its flags)
+ORACLE = ("import sys; sys.path.insert(0, sys.argv[1]); import prepare_caseops_data as p; "
+          "p.SHARD_TOKENS = int(sys.argv[2]); sys.argv = ['prepare_caseops_data.py'] + sys.argv[3:]; p.main()")
+ORACLE_LEAF = Path("datasets") / "fineweb10B_sp8192_lossless_caps_caseops_v1_reserved"
+
+
+def load_record_module(folder, name):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"record_{name}", folder / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def corpus_files(data, tmp, quick):
+    """{name: path} of the shared text files, cut to QUICK_DOCS documents under --quick."""
+    files = {}
+    for name in TEXT_FILES:
+        if name not in data.texts:
+            continue
+        if not quick:
+            files[name] = data.texts[name]
+            continue
+        p = tmp / f"quick_{name}"
+        if not p.exists():
+            with open(data.texts[name], encoding="utf-8") as f, open(p, "w", encoding="utf-8") as g:
+                n = 0
+                for line in f:
+                    if line.strip():
+                        g.write(line)
+                        n += 1
+                        if n >= QUICK_DOCS:
+                            break
+        files[name] = p
+    return files
+
+
+def caseops_docs(corpus_sample):
+    """Text for the transform: capitalization of every kind, the operators and U+E000 in the text, non-ASCII
+    capitals, NFKC-sensitive capitals, whitespace at the edges, corpus documents with operators put in."""
+    T, A, C, E = CASE_OPS
+    rng = random.Random(26)
+    docs = [
+        "The NASA Launch", "iPhone McDonald's eBay ABc aBC AbC ABCd abcD", "A I a i Z z", "X", "x", "ALL CAPS HERE",
+        "OK", "Ok", "oK", "NaN", "HTTPS://EXAMPLE.COM/Path?Q=Yes&r=NO", "ABC123DEF abc_DEF A1b2C3 x2Y",
+        "Don't STOP-Believing O'Neil MacArthur's", "I.B.M. U.S.A. e.g. Ph.D.", "aAaAaA AaAaAa aaaA AAAa",
+        T, A, C, E, E + E, T + A + C + E, "Hello" + T + "World", "ab" + C + "cd", "AB" + E + "CD", E + "x", "x" + E,
+        "\ue000", "\ue000Word\ue000", "\ue005\ue0ff\uf8ff", T * 5 + "A" + E * 3, "Word" + A, A + "Word", C + C + "A",
+        "ÉCOLE École école Σίσυφος ΣΊΣΥΦΟΣ straße STRASSE İstanbul ǅemal ǄEMAL",
+        "ＡＢＣ ＡＢＣdef Ａbc ｱﾙﾌｧ ＮＡＳＡ", "ﬁle ﬂow ＦＩＬＥ ﬃ Ⅻ ⅻ ℌello ™ TM ℡", "Å\u030a A\u030a E\u0301 É e\u0301 Ｅ\u0301",
+        "  Leading and trailing  ", "\tTabs\tAnd\nNewlines\n", " \u00a0Mixed\u00a0NBSP\u3000Ideographic \u3000",
+        "emoji 😀 Caps 🎉 END 👍🏽OK", "日本語 ABC 中文Def", "\x00A\x00b\x1fC\x7fD", "A\u200bB\u200cC\ufeffD",
+        "▁The ▁NASA", "<s>Hello</s> <unk>WORLD", "MiXeD " * 200, "A" * 3000, "Ab" * 1500, "aB" * 1500,
+        "", " ", "\n",
+    ]
+    pool = list(CASE_OPS) + ["\ue000", "A", "Z", "a", " ", "É", "Ｗ", "ﬁ", "\u0301", "\t", "1"]
+    for d in rng.sample(corpus_sample, min(80, len(corpus_sample))):
+        docs.append(mutate(rng, d, pool))
+    alphabet = ["a", "b", "A", "B", " ", "-", "é", "É", "1", "\ue000"] + list(CASE_OPS)
+    for _ in range(300):
+        docs.append("".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))))
+    return docs
+
+
+def caseops_text_run(R, tok, tmp, name, args, want, docs=None):
+    """tokenize caseops [args] writes one {"text": ...} line per document: compare with want."""
+    run = tok.run(["caseops"] + args)
+    if run.rc != 0:
+        return R.record(name, False, run.describe()), None
+    lines = run.out.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    got = [json.loads(l)["text"] for l in lines]
+    bad = [i for i in range(min(len(got), len(want))) if got[i] != want[i]]
+    problems = []
+    if len(got) != len(want):
+        problems.append(f"expected {len(want)} lines, got {len(got)}")
+    if bad:
+        i = bad[0]
+        k = next((j for j in range(min(len(got[i]), len(want[i]))) if got[i][j] != want[i][j]), min(len(got[i]), len(want[i])))
+        problems.append(f"{len(bad)} documents differ; first #{i} at character {k}: got {got[i][max(0, k - 20):k + 20]!r}, "
+                        f"expected {want[i][max(0, k - 20):k + 20]!r}")
+        if docs is not None:
+            problems.append(f"  failing documents saved to {REPORT.save(name, [docs[j] for j in bad[:50]])}")
+    if problems:
+        return R.record(name, False, "\n".join(problems) + f"\n$ {shlex.join(run.cmd)}"), None
+    R.record(name, True, f"{len(want)} documents, {sum(len(w) for w in want)} characters, {run.seconds:.2f}s")
+    return True, run.out
+
+
+def check_caseops_transform(R, tok, tmp, lc, files, extra_docs):
+    """tokenize caseops against the record's encode_lossless_caps_v2 (caseops_v1), its --decode back to the text."""
+    sets = [(name, path, load_jsonl(path)) for name, path in files.items()]
+    extra = tmp / "caseops_extra.jsonl"
+    write_jsonl(extra, extra_docs)
+    sets.append(("adversarial", extra, extra_docs))
+    for name, path, docs in sets:
+        want = [lc.encode_lossless_caps_v2(d) for d in docs]
+        ok, out = caseops_text_run(R, tok, tmp, f"caseops transform {name} (the record's encode_lossless_caps_v2)", [path], want, docs)
+        if not ok:
+            continue
+        enc = tmp / "caseops_encoded.jsonl"
+        enc.write_bytes(out)
+        caseops_text_run(R, tok, tmp, f"caseops --decode {name}: decode(encode(x)) == x", ["--decode", enc], docs, docs)
+    ops = sum(any(c in d for c in CASE_OPS) for d in extra_docs)
+    R.record("caseops: the adversarial set holds the operators themselves", ops >= 50, f"{ops} documents")
+
+
+def check_caseops_decode(R, tok, tmp, lc):
+    """--decode on random operator strings: the text the record's decoder gives, or an error where it raises."""
+    rng = random.Random(7)
+    alphabet = ["a", "B", " ", "é", "1"] + list(CASE_OPS)
+    good, good_out, bad = [], [], []
+    for _ in range(4000):
+        s = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 7)))
+        try:
+            good_out.append(lc.decode_lossless_caps_v2(s))
+            good.append(s)
+        except lc.LosslessCapsError:
+            bad.append(s)
+    path = tmp / "caseops_decodable.jsonl"
+    write_jsonl(path, good)
+    caseops_text_run(R, tok, tmp, "caseops --decode: random operator strings the record decodes", ["--decode", path], good_out)
+    bad = sorted(set(bad), key=lambda s: (len(s), s))[:150]
+    wrong = []
+    for s in bad:
+        p = tmp / "caseops_bad.jsonl"
+        write_jsonl(p, ["fine", s])
+        run = tok.run(["caseops", "--decode", p])
+        if run.rc != 1 or f"{p}:2" not in run.errtext() or "not CaseOps text" not in run.errtext() or run.out:
+            wrong.append(f"{s!r}: {run.describe()}")
+    R.record(f"caseops --decode refuses what the record's decoder refuses (exit 1, file:line, no output): {len(bad)} strings",
+             not wrong, "\n".join(wrong[:5]))
+
+
+def run_oracle(rec_dir, out, model, docs_path, val_docs, shard_tokens):
+    cmd = [sys.executable, "-c", ORACLE, str(rec_dir), str(shard_tokens), "--docs", str(docs_path), "--out", str(out),
+           "--sp", str(model), "--val-docs", str(val_docs)]
+    return subprocess.run(cmd, capture_output=True, timeout=RUN_TIMEOUT * 2)
+
+
+def check_caseops_shards(R, tok, tmp, rec_dir, files, models, extra_docs):
+    """tokenize shards --caseops against the record's prepare_caseops_data.py on the same model and text: the val and
+    train shards and the val byte sidecars byte for byte. Returns {(model, text): folder} of the tokenize runs."""
+    from concurrent.futures import ThreadPoolExecutor
+    extra = tmp / "caseops_extra.jsonl"
+    write_jsonl(extra, extra_docs)
+    jobs = []   # (model short name, text name, text path, val docs, shard tokens)
+    for short in ("sp8192", "sp1024"):
+        if short not in models:
+            continue
+        for name, path in files.items():
+            if short == "sp8192" or name in ("fineweb_val_docs.jsonl", "fineweb_docs.jsonl"):
+                jobs.append((short, name, path, 10**9, 1_000_000))   # every document in val: sidecars everywhere
+        jobs.append((short, "adversarial", extra, 10**9, 1_000_000))
+        if "fineweb_docs.jsonl" in files:
+            jobs.append((short, "fineweb_docs.jsonl, 120 val docs", files["fineweb_docs.jsonl"], 120, 100_000))
+    for short in ("sp4096", "sp1024_nobf"):   # <unk> (no byte fallback): a run of unknown characters is one token
+        if short in models:
+            jobs += [(short, "adversarial", extra, 10**9, 1_000_000)]
+            if "fineweb_docs.jsonl" in files:
+                jobs.append((short, "fineweb_docs.jsonl", files["fineweb_docs.jsonl"], 10**9, 1_000_000))
+    pool = ThreadPoolExecutor(max_workers=1)   # the record's Python runs beside tokenize
+    futures = []
+    for k, (short, name, path, val_docs, shard_tokens) in enumerate(jobs):
+        out = tmp / f"caseops_oracle_{k}"
+        futures.append((out, pool.submit(run_oracle, rec_dir, out, models[short][1], path, val_docs, shard_tokens)))
+    folders = {}
+    try:
+        for (short, name, path, val_docs, shard_tokens), (oracle_out, fut) in zip(jobs, futures):
+            label = f"shards --caseops {short} {name} (vs the record's prepare_caseops_data.py)"
+            d = tmp / f"caseops_{short}_{len(folders)}"
+            run = tok.run(["shards", "--caseops", "--model", models[short][1], "--out", d, "--val-docs", val_docs,
+                           "--shard-tokens", shard_tokens, "--empty", "keep", "--quiet", path])
+            o = fut.result()
+            if o.returncode != 0:
+                R.record(label, False, f"the record's script failed: {o.stderr.decode('utf-8', 'replace')[-1500:]}")
+                continue
+            leaf = oracle_out / ORACLE_LEAF
+            expected = {p.name: p.read_bytes() for p in sorted(leaf.iterdir())}
+            shutil.rmtree(oracle_out)
+            nbytes = sum(1 for f in expected if "_bytes_" in f)
+            if compare_shards(R, label + f": {nbytes} sidecar files", d, expected, run) and val_docs > 10**8:
+                folders[(short, name)] = d
+    finally:
+        pool.shutdown(wait=True)
+    return folders
+
+
+def read_shard_stream(folder, prefix):
+    """the uint16 values of folder/prefix*.bin in order, after checking each file's header."""
+    parts = []
+    for p in sorted(Path(folder).glob(f"{prefix}[0-9]*.bin")):
+        b = p.read_bytes()
+        h = np.frombuffer(b[:1024], dtype="<i4")
+        assert h[0] == SHARD_MAGIC and h[1] == 1 and len(b) == 1024 + 2 * int(h[2]), f"{p}: bad header or size"
+        parts.append(np.frombuffer(b[1024:], dtype="<u2"))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype="<u2")
+
+
+def check_caseops_bytes(R, tok, tmp, files, models, folders, extra_docs):
+    """The sidecar counts the bytes plain val_bpb counts. On the val documents (normalized text): its total is their
+    UTF-8 byte count and the plain tables' count (tokenize lut) over the plain shards, document by document. On
+    every text: per document, the bytes of the text sentencepiece's plain tokens cover (the document less the
+    whitespace the normalizer drops at its ends; raw text may differ from the plain count by its NFKC rewrites)."""
+    sp8192 = models.get("sp8192")
+    spans = {}
+    for (short, name), folder in sorted(folders.items()):
+        sp, mpath = models[short]
+        docs = extra_docs if name == "adversarial" else load_jsonl(files[name])
+        tokens = read_shard_stream(folder, "fineweb_val_").astype(np.int64)
+        sidecar = read_shard_stream(folder, "fineweb_val_bytes_").astype(np.int64)
+        starts = np.nonzero(tokens == sp.bos_id())[0]
+        if len(tokens) != len(sidecar) or len(starts) != len(docs) or (len(sidecar) and sidecar[starts].any()):
+            R.record(f"caseops bytes {short} {name}", False, f"{len(tokens)} tokens, {len(sidecar)} sidecar entries, {len(starts)} BOS for {len(docs)} docs")
+            continue
+        per_doc = np.add.reduceat(sidecar, starts) if len(starts) else np.zeros(0, dtype=np.int64)
+        utf8 = np.array([len(d.encode("utf-8")) for d in docs], dtype=np.int64)
+        if name not in spans and sp8192:   # the covered span does not depend on the model (one normalizer)
+            cover = []
+            for d in docs:
+                pieces = sp8192[0].encode_as_immutable_proto(d).pieces
+                cover.append(len(d[pieces[0].begin:pieces[-1].end].encode("utf-8")) if len(pieces) else 0)
+            spans[name] = np.array(cover, dtype=np.int64)
+        plain = tmp / f"caseops_plain_{short}_{len(spans)}_{len(docs)}"
+        src = tmp / "caseops_extra.jsonl" if name == "adversarial" else files[name]
+        run = tok.run(["shards", "--model", mpath, "--out", plain, "--val-docs", 10**9, "--empty", "keep", "--quiet", src])
+        if run.rc != 0:
+            R.record(f"caseops bytes {short} {name}: plain shards", False, run.describe())
+            continue
+        lut = np.array(python_lut(sp), dtype=np.int64)
+        ptok = read_shard_stream(plain, "fineweb_val_").astype(np.int64)
+        shutil.rmtree(plain)
+        pbytes = np.concatenate([[0], lut[ptok[1:], 0] + (lut[ptok[1:], 1] & (1 - lut[ptok[:-1], 2]))])
+        plain_doc = np.add.reduceat(pbytes, np.nonzero(ptok == sp.bos_id())[0]) if len(ptok) else np.zeros(0, dtype=np.int64)
+        info = f"sidecar {int(per_doc.sum())}, UTF-8 {int(utf8.sum())}, plain val_bpb bytes {int(plain_doc.sum())}"
+        if name in spans:
+            diff = np.nonzero(per_doc != spans[name])[0]
+            R.record(f"caseops bytes {short} {name}: each document's sidecar sum == the bytes its plain tokens cover",
+                     len(diff) == 0, info + f", covered {int(spans[name].sum())}" +
+                     (f"; {len(diff)} documents differ, first #{diff[0]}: {per_doc[diff[0]]} vs {spans[name][diff[0]]}" if len(diff) else ""))
+        if name == "fineweb_val_docs.jsonl":
+            ok = np.array_equal(per_doc, utf8) and np.array_equal(per_doc, plain_doc)
+            R.record(f"caseops bytes {short} {name}: sidecar total == UTF-8 bytes == plain val_bpb bytes, document by document", ok,
+                     f"{int(per_doc.sum())} / {int(utf8.sum())} / {int(plain_doc.sum())} bytes over {len(docs)} documents")
+
+
+def check_caseops_cli(R, tok, tmp, lc, sp, mpath, extra_docs):
+    """Flags, help, refusals and --force around the sidecar; encode --caseops ids."""
+    src = tmp / "caseops_cli.jsonl"
+    write_jsonl(src, ["Hello World", "ABC def"])
+    for label, args in [("shards --caseops --byte260", ["shards", "--caseops", "--byte260", "--out", tmp / "x", src]),
+                        ("shards --caseops --invalid-utf8 replace", ["shards", "--caseops", "--model", mpath, "--invalid-utf8", "replace", "--out", tmp / "x", src]),
+                        ("encode --caseops --invalid-utf8 replace", ["encode", "--caseops", "--model", mpath, "--invalid-utf8", "replace", src]),
+                        ("caseops with two files", ["caseops", src, src]), ("caseops --model", ["caseops", "--model", mpath, src]),
+                        ("decode --caseops", ["decode", "--caseops", "--model", mpath, src])]:
+        expect_error(R, f"caseops cli: {label} -> exit 2", tok.run(args), rc=2)
+    for cmd, words in (("shards", [b"--caseops", b"fineweb_val_bytes_NNNNNN.bin"]), ("encode", [b"--caseops"]), ("caseops", [b"--decode", b"U+E004"])):
+        run = tok.run([cmd, "--help"])
+        R.record(f"caseops cli: {cmd} --help documents " + ", ".join(w.decode() for w in words), run.rc == 0 and all(w in run.out for w in words))
+    run = tok.run(["help"])
+    R.record("caseops cli: help lists the caseops command", run.rc == 0 and b"tokenize caseops" in run.out)
+    badutf = tmp / "caseops_bad_utf8.txt"
+    badutf.write_bytes(b"fine\nA\xffB\n")
+    expect_error(R, "caseops: invalid UTF-8 -> exit 1 naming file and line", tok.run(["caseops", badutf]), mention=[str(badutf)], line=2)
+    # a folder holding only a sidecar is not overwritten; a plain --force run names a sidecar it did not write
+    d = tmp / "caseops_sidecar_only"
+    d.mkdir()
+    (d / "fineweb_val_bytes_000000.bin").write_bytes(b"x")
+    expect_error(R, "shards refuses a folder holding a byte sidecar (no --force)",
+                 tok.run(["shards", "--model", mpath, "--out", d, "--val-docs", 1, src]), mention=["fineweb_val_bytes_000000.bin"])
+    run = tok.run(["shards", "--model", mpath, "--out", d, "--val-docs", 1, "--force", src])
+    ok = run.rc == 0 and b"fineweb_val_bytes_000000.bin" in run.err and (d / "fineweb_val_bytes_000000.bin").read_bytes() == b"x"
+    R.record("shards --force without --caseops warns of the older byte sidecar (and keeps it)", ok, "" if ok else run.describe())
+    run = tok.run(["shards", "--caseops", "--model", mpath, "--out", d, "--val-docs", 1, "--force", src])
+    ok = run.rc == 0 and (d / "fineweb_val_bytes_000000.bin").stat().st_size == 1024 + 2 * len(read_shard_stream(d, "fineweb_val_"))
+    R.record("shards --caseops --force replaces it", ok, "" if ok else run.describe())
+    # the interrupted or failed run leaves no sidecar under its final name
+    bad = tmp / "caseops_bad_later.jsonl"
+    with open(bad, "wb") as f:
+        f.write(b'{"text": "Fine Doc"}\n{"text": "Another"}\n{"text": \n')
+    d2 = tmp / "caseops_failed"
+    no_final_shards(R, "shards --caseops failing on line 3 leaves no shard or sidecar", d2,
+                    tok.run(["shards", "--caseops", "--model", mpath, "--out", d2, "--val-docs", 1, bad]), mention=[str(bad)], line=3)
+    left = [p.name for p in d2.iterdir() if "bytes" in p.name] if d2.is_dir() else []
+    R.record("shards --caseops failing leaves no sidecar", not left, str(left))
+    docs = [d for d in extra_docs if d]
+    path = tmp / "caseops_encode.jsonl"
+    write_jsonl(path, docs)
+    expected = sp.encode([lc.encode_lossless_caps_v2(d) for d in docs])
+    compare_encoded(R, "encode --caseops == sentencepiece on the record's transform (adversarial set)", sp, docs, expected,
+                    tok.run(["encode", "--caseops", "--model", mpath, path]))
+
+
+def check_caseops(R, tok, tmp, data, quick, models, corpus_sample):
+    if data.caseops is None:
+        R.skip("caseops", f"the record folder records/{CASEOPS_RECORD} was not found beside the shared data")
+        return
+    lc = load_record_module(data.caseops, "lossless_caps")
+    files = corpus_files(data, tmp, quick)
+    extra_docs = caseops_docs(corpus_sample)
+    check_caseops_transform(R, tok, tmp, lc, files, extra_docs)
+    check_caseops_decode(R, tok, tmp, lc)
+    if not models:
+        R.skip("caseops shards", "no shared model found")
+        return
+    main_model = models.get("sp8192") or next(iter(models.values()))
+    check_caseops_cli(R, tok, tmp, lc, main_model[0], main_model[1], extra_docs)
+    folders = check_caseops_shards(R, tok, tmp, data.caseops, files, models, extra_docs)
+    check_caseops_bytes(R, tok, tmp, files, models, folders, extra_docs)
+
+
 def main():
     ap = argparse.ArgumentParser(description="tokenize conformance tests against sentencepiece")
     ap.add_argument("--tokenize", default=str(ROOT / "tokenize"), help="the binary (default: ./tokenize)")
@@ -1566,6 +1896,9 @@ def main():
         if worker is not None:
             check_long_document(R, tok, tmp, long_model[0], long_model[1], worker, long_path, long_ids, long_decoded, long_size)
             worker = None
+
+        # check 7: CaseOps
+        check_caseops(R, tok, tmp, data, args.quick, models, corpus_sample)
     finally:
         if worker is not None:
             worker.terminate()

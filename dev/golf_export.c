@@ -483,7 +483,7 @@ static void blob_encode(const GolfModel *m, const ExportOptions *o, Bytes *out) 
     size_t *sizes = galloc((size_t)m->n * sizeof(size_t));
     int *coders = galloc((size_t)m->n * sizeof(int));
     memset(out, 0, sizeof(*out));
-    uint32_t h[BLOB_HEADER_INTS] = {BLOB_MAGIC, BLOB_VERSION};
+    uint32_t h[BLOB_HEADER_INTS] = {BLOB_MAGIC, format_version(c)};
     Config cc = *c;
     config_header(&cc, h, 1);
     h[13] = (uint32_t)m->n;

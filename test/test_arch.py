@@ -8,6 +8,8 @@ test/reference.py (PyTorch, float64):
   blob      a model with every option exported at int6 by golf_export: golf_infer on the blob vs the
             reference on the dequantized weights (val_loss/val_bpb, stride 16).
   header    golf_infer refuses checkpoints whose option words are invalid, naming the problem.
+  versions  a version 2 file with a version 3 form is refused; DOC_ATTENTION files are version 4 (word 58), and the
+            same file labelled version 3 is refused (a version 3 reader would run it without its documents).
 
 Usage: test/test_arch.py [--bin DIR] [--shared DIR] [--keep]
 """
@@ -37,6 +39,7 @@ OPTIONS = {
     "parallel from 1": ["--parallel-from", "1"],
     "skip gates": ["--skip-gates", "1"],
     "attn out gate": ["--attn-out-gate", "1"],
+    "doc attention": ["--doc-attention", "1"],
     "loop 0,1,2,1 | 1,2": ["--loop-encoder", "0,1,2,1", "--loop-decoder", "1,2"],
 }
 ALL = [f for flags in OPTIONS.values() for f in flags]
@@ -49,7 +52,7 @@ COMBOS = {
 
 # Header words of the options (golf_infer.c's config_header) and a bad value for each, with the message.
 BAD_WORDS = [(19, 3, "rope_dims"), (21, -1, "parallel_from"), (18, -2, "xsa_last_n"), (15, 1, "bigram_vocab_size"),
-             (24, 2, "loop schedule")]
+             (24, 2, "loop schedule"), (58, 2, "doc_attention")]
 
 
 def logits_pair(b, tmp, flags, seed, ids):
@@ -63,7 +66,7 @@ def logits_pair(b, tmp, flags, seed, ids):
 
 def check_logits(R, b, tmp):
     rng = np.random.default_rng(11)
-    # token ids with BOS (1) inside, so SmearGate's mask is exercised
+    # token ids with BOS (1) inside, so SmearGate's mask and DOC_ATTENTION's documents are exercised
     ids = " ".join(map(str, [1, *rng.integers(2, 1024, 15), 1, *rng.integers(2, 1024, 20)]))
     base, _, _ = logits_pair(b, tmp, [], 5, ids)
     for label, flags in {**OPTIONS, **COMBOS}.items():
@@ -106,6 +109,24 @@ def check_versions(R, b, tmp):
         p = run([b / "golf_infer", old, "--logits-ids", "1 2"], expect=None)
         ok = (p.returncode == 1 and "written before version 3" in p.stderr and str(old) in p.stderr) if refused else p.returncode == 0
         R.check(f"version 2 {label}: {'refused, naming the file and why' if refused else 'still read'}", ok, p.stderr.strip()[-200:])
+    # DOC_ATTENTION: version 4 (its word 58), read; labelled version 3 it is refused, checkpoint and blob alike
+    dck, dblob = tmp / "d.bin", tmp / "d.golf"
+    ref("init", "--random-init", "--seed", "4", *TINY, "--doc-attention", "1", "--out", dck)
+    run([b / "golf_export", dck, dblob, "--quant", "int8", "--quiet"])
+    for path in (dck, dblob):
+        data = bytearray(path.read_bytes())
+        version, word = struct.unpack_from("<i", data, 4)[0], struct.unpack_from("<i", data, 4 * 58)[0]
+        p = run([b / "golf_infer", path, "--logits-ids", "1 2"], expect=None)
+        R.check(f"DOC_ATTENTION {path.suffix} file: version 4, word 58 = 1, read", version == 4 and word == 1 and p.returncode == 0,
+                f"version {version}, word 58 = {word}; {p.stderr.strip()[-200:]}")
+        struct.pack_into("<i", data, 4, 3)
+        if path.suffix == ".golf":
+            struct.pack_into("<I", data, len(data) - 4, zlib.crc32(bytes(data[:-4])))
+        old = tmp / f"v3_{path.name}"
+        old.write_bytes(data)
+        p = run([b / "golf_infer", old, "--logits-ids", "1 2"], expect=None)
+        R.check(f"DOC_ATTENTION {path.suffix} file labelled version 3: refused, naming the file and word 58",
+                p.returncode == 1 and "word 58 (doc_attention)" in p.stderr and str(old) in p.stderr, p.stderr.strip()[-200:])
 
 
 def check_header(R, b, tmp):

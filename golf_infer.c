@@ -1071,7 +1071,7 @@ OMP(omp for collapse(3) schedule(dynamic))
                         sgemm(S, ATT_KB, q, d, 1, Kb + (size_t)s0 * kvd, 1, kvd, nq, nk, hd, 0, work);
                         for (int i = 0; i < nq; i++) {   // online softmax: rescale the row's sums to its new maximum
                             float *si = S + i * ATT_KB, m = mx[i];
-                            int n = imin(nk, p0 + i + 1 - s0), lo = dq ? dq[i] - s0 : 0;   // keys j in [lo, n) of this row
+                            int n = imin(nk, p0 + i + 1 - s0), lo = dq && dq[i] > s0 ? dq[i] - s0 : 0;   // keys j in [lo, n) of this row
                             if (lo >= n) { memset(si, 0, (size_t)nk * sizeof(float)); continue; }   // none in this block
                             for (int j = lo; j < n; j++) { si[j] *= scale; if (si[j] > m) m = si[j]; }
                             float corr = expf(mx[i] - m);

@@ -75,6 +75,15 @@ def check_logits(R, b, tmp):
         changed = got.shape != base.shape or np.abs(got - base).max() > 1e-3 * np.abs(base).max()
         R.check(f"logits {label}", got.shape == expect.shape and err < LOGIT_RTOL_OF_MAX and changed,
                 f"max |C - ref| / max|ref| = {err:.2e} (bound {LOGIT_RTOL_OF_MAX:g}); differs from the baseline: {changed}")
+    # DOC_ATTENTION past golf_infer's blocks of 64 queries and keys: 200 tokens, documents at 0, 10 and 160; with
+    # train_seq_len 256 the one at 10 spans three key blocks, with 64 it is cut at 74 and 138 (query blocks start inside
+    # a segment and read keys from the block before)
+    ids = " ".join(map(str, [7, *rng.integers(2, 1024, 9), 1, *rng.integers(2, 1024, 149), 1, *rng.integers(2, 1024, 39)]))
+    for chunk in (256, 64):
+        got, expect, _ = logits_pair(b, tmp, ["--doc-attention", "1", "--train-seq-len", str(chunk)], 6, ids)
+        err = np.abs(got - expect).max() / np.abs(expect).max()
+        R.check(f"logits doc attention on 200 tokens, train_seq_len {chunk}: segments across golf_infer's query and key blocks",
+                got.shape == expect.shape and err < LOGIT_RTOL_OF_MAX, f"max |C - ref| / max|ref| = {err:.2e} (bound {LOGIT_RTOL_OF_MAX:g})")
 
 
 def check_blob(R, b, shared, tmp, val):

@@ -71,7 +71,9 @@ OPTION_SETS = [{"MLP_LEAKY_SLOPE": "0.5", "LN_SCALE": "1", "ROPE_DIMS": "32", "M
                {"BIGRAM_VOCAB_SIZE": "97", "BIGRAM_DIM": "32", "SMEAR_GATE": "1", "XSA_LAST_N": "2", "SKIP_GATES": "1",
                 "ATTN_OUT_GATE": "1", "LOOP_ENCODER": "0,1,2,1", "LOOP_DECODER": "2,3"},
                # lanes split at layer 2, hand their mean to skips, take skips into lane 0 only, merge for layer 1, split again
-               {"PARALLEL_FROM": "2", "LOOP_ENCODER": "0,1,2,3,2", "LOOP_DECODER": "3,1,3", "SKIP_GATES": "1"}]
+               {"PARALLEL_FROM": "2", "LOOP_ENCODER": "0,1,2,3,2", "LOOP_DECODER": "3,1,3", "SKIP_GATES": "1"},
+               # attention within documents: a micro-batch's sequences one stream in training, each window alone in eval
+               {"DOC_ATTENTION": "1", "ROPE_DIMS": "32", "XSA_LAST_N": "2"}]
 
 # The plain paths beside the defaults: unfused norms, every activation kept, the head over the whole micro-batch
 PLAIN_PATHS = {"FUSE": "0", "RECOMPUTE": "0", "LOGIT_CHUNK": "0"}

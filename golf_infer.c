@@ -33,9 +33,9 @@
  *       [22] skip_gates [23] attn_out_gate [24] loop encoder length [25] loop decoder length
  *       [26..57] the loop schedule's physical layer indices, encoder first
  *       [58] parallel_form (0 04-29's lanes, 1 03-31's, 2 03-31's counting schedule positions) [59] attn_out_gate's
- *       scale (float32 bits; 0 = 1, as files before version 4 hold it).
+ *       scale (float32 bits; 0 = 1, as files before version 4 hold it) [60] doc_attention (0 in files before version 4).
  *   Checkpoint (float32, written by train_golf and test/reference.py, read here):
- *     256 x int32 header: [0] 20261125 magic  [1] version 4 (3 is read as version 4 with words 58, 59 zero; 1 and 2 too
+ *     256 x int32 header: [0] 20261125 magic  [1] version 4 (3 is read as version 4 with words 58..60 zero; 1 and 2 too
  *       when SMEAR_GATE, SKIP_GATES and PARALLEL_FROM are off: version 3 changed their forms to the records')  [2] number of
  *       tensor records, the config words, [13] steps trained, rest 0.
  *     Then records: int32 name_len, name (train_gpt.py state_dict key), int32 dtype (0 float32, 1 int32),
@@ -43,7 +43,7 @@
  *     model's tensors are found by name and must have the parameter table's shapes. Others are ignored.
  *   Blob (.golf, written by dev/golf_export.c, read here):
  *     64 x uint32 header: [0] 20261124 magic [1] 4 version (2 and 3 read as for checkpoints) [2] total blob bytes (with the CRC), the config
- *       words, [13] number of tensors, [60..63] 0.
+ *       words, [13] number of tensors, [61..63] 0.
  *     Tensor table, one 8-byte entry per tensor of the parameter table, in its order:
  *       uint8 scheme, uint8 code model, uint16 group (ternary: columns per scale, 0 = whole row), uint32 payload bytes.
  *     Payloads in the same order. A tensor is rows x cols (rows = first dim, 1 for vectors):
@@ -187,6 +187,7 @@ static GOLF_UNUSED uint32_t crc32(const uint8_t *p, size_t n) {
 // 2. config and parameter table: ONE table of every tensor, its shape, class and export scheme
 
 enum { MAX_LAYERS = 1024, MAX_SCHEDULE = 32, SMEAR_DIMS = 12, GATE_DIMS = 12 };   // loop schedule entries; inputs of the sigmoid gates
+enum { BOS_ID = 1 };   // the official shards' and tokenizers' BOS: it starts every document
 typedef struct {
     int vocab_size, num_layers, model_dim, num_heads, num_kv_heads, mlp_hidden, tie_embeddings, train_seq_len;
     float rope_base, logit_softcap;
@@ -202,6 +203,7 @@ typedef struct {
     int skip_gates;                  // gated U-Net skips: lerp(w skip, x, sigmoid(g))
     int attn_out_gate;               // per-head sigmoid gate on the attention output
     float attn_gate_scale;           // the gate is sigmoid(scale * w . x[:12]) (1: 04-29's; 04-27's run 0.5)
+    int doc_attention;               // attention within documents: a BOS (id 1) starts one, cut every train_seq_len
     int loop_enc, loop_dec;          // depth-recurrence schedule lengths (0, 0 = none)
     int loop[MAX_SCHEDULE];          // encoder then decoder physical layer indices
 } Config;
@@ -318,7 +320,8 @@ static GOLF_UNUSED const char *config_check(const Config *c) {
     if (c->xsa_last_n < 0 || c->parallel_from < 0) return "xsa_last_n and parallel_from must be >= 0";
     int hd = c->model_dim / c->num_heads;
     if (c->rope_dims < 0 || c->rope_dims % 2 || c->rope_dims > hd) return "rope_dims must be even and at most head_dim (0 = all)";
-    if ((c->smear_gate | c->ln_scale | c->skip_gates | c->attn_out_gate) & ~1) return "smear_gate, ln_scale, skip_gates, attn_out_gate must be 0 or 1";
+    if ((c->smear_gate | c->ln_scale | c->skip_gates | c->attn_out_gate | c->doc_attention) & ~1)
+        return "smear_gate, ln_scale, skip_gates, attn_out_gate, doc_attention must be 0 or 1";
     if (c->parallel_form < 0 || c->parallel_form >= NUM_PARALLEL_FORMS) return "parallel_form must be 0 (0429), 1 (0331) or 2 (0331-virtual)";
     if (c->attn_out_gate && !(c->attn_gate_scale > 0 && c->attn_gate_scale < INFINITY)) return "attn_out_gate's scale must be positive and finite";
     if (!c->loop_enc != !c->loop_dec || c->loop_enc < 0 || c->loop_dec < 0 || c->loop_enc + c->loop_dec > MAX_SCHEDULE)
@@ -413,7 +416,7 @@ static GOLF_UNUSED void model_layout(GolfModel *m, const Config *c) {
 
 static GOLF_UNUSED void model_free(GolfModel *m) { free(m->spec); free(m->params); free(m->layer); memset(m, 0, sizeof(*m)); }
 
-// config_header: the config words [3..12] and [14..59] shared by both file headers, read (write = 0) or
+// config_header: the config words [3..12] and [14..60] shared by both file headers, read (write = 0) or
 // written (write = 1). Word 13 and the rest belong to each format.
 static GOLF_UNUSED void config_header(Config *c, uint32_t *h, int write) {
     int *ints[] = {&c->vocab_size, &c->num_layers, &c->model_dim, &c->num_heads, &c->num_kv_heads, &c->mlp_hidden, &c->tie_embeddings};
@@ -427,6 +430,7 @@ static GOLF_UNUSED void config_header(Config *c, uint32_t *h, int write) {
     for (int i = 0; i < 11; i++) WORD(h[15 + i], *opts[i]);
     for (int i = 0; i < MAX_SCHEDULE; i++) WORD(h[26 + i], c->loop[i]);
     WORD(h[58], c->parallel_form);
+    WORD(h[60], c->doc_attention);
 #undef WORD
     for (int i = 0; i < 3; i++) {
         if (write) h[fw[i]] = f32_bits(*floats[i]);
@@ -600,10 +604,13 @@ static GOLF_UNUSED double target_bytes(const ByteLut *t, const int32_t *val, siz
 enum { CKPT_MAGIC = 20261125, CKPT_VERSION = 4, CKPT_HEADER_INTS = 256, BLOB_MAGIC = 20261124, BLOB_VERSION = 4, BLOB_HEADER_INTS = 64 };
 
 // version_problem: NULL when a file of `version` with config c means what this code computes, else why not. Version 4
-// added words 58 (PARALLEL_FORM) and 59 (ATTN_OUT_GATE_SCALE), zero in older files: 04-29's lanes and the scale 1, what
-// version 3 computes. Version 3 has the records' definitions of SMEAR_GATE (on the raw embedding), SKIP_GATES (lerp) and
-// PARALLEL_FROM (lane 0 carried raw, skips into lane 0); version 2 (and 1) files mean the same only when none is on.
+// added words 58 (PARALLEL_FORM), 59 (ATTN_OUT_GATE_SCALE) and 60 (DOC_ATTENTION), zero in older files: 04-29's lanes,
+// the scale 1 and attention over whole sequences, what version 3 computes; word 60 set in an older file (whose writers
+// never set it) is refused. Version 3 has the records' definitions of SMEAR_GATE (on the raw embedding), SKIP_GATES
+// (lerp) and PARALLEL_FROM (lane 0 carried raw, skips into lane 0); version 2 (and 1) files mean the same only when
+// none is on.
 static const char *version_problem(uint32_t version, const Config *c, uint32_t current) {
+    if (version < 4 && c->doc_attention) return "header word 60 (doc_attention) is set in a file older than version 4, which has no such word";
     if (version >= 3 && version <= current) return NULL;
     if (c->smear_gate || c->skip_gates || c->parallel_from)
         return "written before version 3, when SMEAR_GATE, SKIP_GATES and PARALLEL_FROM computed other forms than the "
@@ -1024,7 +1031,7 @@ static void rope(float *x, int R, const float *cs) {
 static float sigmoidf(float z) { return 1.0f / (1.0f + expf(-z)); }
 
 // Activations of T rows: T / seq sequences of seq tokens at positions pos0.. (pos0 > 0 only for one sequence
-// whose earlier keys are in the KV cache). `observe`, when set, sees the input of every linear layer (GPTQ's
+// whose earlier keys are in the KV cache). With doc_attention, ds holds each row's first key (doc_starts). `observe`, when set, sees the input of every linear layer (GPTQ's
 // calibration statistics): W identifies the weight, X is [T, K].
 typedef struct Acts Acts;
 typedef void (*ObserveFn)(void *ctx, const float *W, const float *X, int T, int K);
@@ -1038,7 +1045,8 @@ struct Acts {
     float *u;               // [T, hidden]
     float *br0, *br1;       // [T, d] attention and MLP branch outputs
     float *skips;           // [num_skip_rows, T, d], or with 03-31's lanes [num_skip_rows, 2, T, d] (both lanes)
-    float *rope;            // [T, R] rope_table of the positions of a sequence
+    float *rope;            // [T, R] rope_table of the positions of a sequence; [train_seq_len, R] of 0.. with doc_attention
+    int *ds, doc0;          // [T] doc_attention: the position of each row's first key in its sequence; the KV cache's document start
     int cap, vpos;          // KV cache: positions it holds (0 = none); the virtual layer running
     float *kc, *vc;         // [virtual layers, cap, kv_dim] keys and values of every position so far
     ObserveFn observe;      // NULL unless calibrating
@@ -1051,7 +1059,8 @@ static GOLF_UNUSED void acts_alloc(Acts *a, const Config *c, int T) {
     a->T = a->seq = T;
     size_t td = (size_t)T * d * 4;
     a->x = galloc(td); a->x1 = galloc(td); a->x0 = galloc(td); a->h = galloc(td); a->q = galloc(td); a->y = galloc(td);
-    a->br0 = galloc(td); a->br1 = galloc(td); a->rope = galloc(td);
+    a->br0 = galloc(td); a->br1 = galloc(td); a->rope = galloc((size_t)(c->doc_attention && c->train_seq_len > T ? c->train_seq_len : T) * d * 4);
+    a->ds = galloc((size_t)T * sizeof(int));
     a->k = galloc((size_t)T * kv * 4); a->v = galloc((size_t)T * kv * 4);
     a->u = galloc((size_t)T * c->mlp_hidden * 4);
     a->skips = galloc((size_t)(skip_rows(c) + 1) * (c->parallel_form == PARALLEL_0429 ? 1 : 2) * td);
@@ -1067,6 +1076,7 @@ static GOLF_UNUSED void acts_cache(Acts *a, const Config *c, int cap) {
 static GOLF_UNUSED void acts_free(Acts *a) {
     float *bufs[] = {a->x, a->x1, a->x0, a->h, a->q, a->y, a->br0, a->br1, a->k, a->v, a->u, a->skips, a->rope, a->kc, a->vc};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
+    free(a->ds);
     memset(a, 0, sizeof(*a));
 }
 
@@ -1080,9 +1090,10 @@ enum { ATT_QB = 64, ATT_KB = 64 };   // queries and keys per attention block
 
 // attention: causal GQA attention of q (a->T rows) over the keys and values K, V ([keys of a sequence, kv_dim] per
 // sequence, ks rows apart) into a->y: per sequence, head and block of ATT_QB queries, blocks of ATT_KB keys with an
-// online softmax; a query head reads its kv head's columns in place. With XSA, each head's output loses its
+// online softmax; a query head reads its kv head's columns in place. ds (doc_attention; else NULL): row t's keys
+// start at position ds[t], and a block's keys at its first row's. With XSA, each head's output loses its
 // component along the token's own normalized value vector.
-static void attention(Acts *a, const Config *c, int xsa, const float *K, const float *V, int ks) {
+static void attention(Acts *a, const Config *c, int xsa, const float *K, const float *V, int ks, const int *ds) {
     int H = c->num_heads, hd = c->model_dim / H, d = c->model_dim, kvd = c->num_kv_heads * hd, group = H / c->num_kv_heads;
     int nseq = a->T / a->seq, nqb = (a->seq + ATT_QB - 1) / ATT_QB;
     float scale = 1.0f / sqrtf((float)hd);
@@ -1099,16 +1110,18 @@ OMP(omp for collapse(3) schedule(dynamic))
                     const float *Kb = K + (size_t)b * ks * kvd + kh * hd, *Vb = V + (size_t)b * ks * kvd + kh * hd;
                     for (int i = 0; i < nq; i++) { mx[i] = -INFINITY; l[i] = 0; }
                     memset(O, 0, (size_t)nq * hd * sizeof(float));
-                    for (int s0 = 0; s0 < p0 + nq; s0 += ATT_KB) {   // keys [s0, s0 + nk) of positions up to p0 + nq - 1
+                    const int *dq = ds ? ds + (size_t)b * a->seq + t0 : NULL;   // the block's rows' first keys
+                    for (int s0 = dq ? dq[0] : 0; s0 < p0 + nq; s0 += ATT_KB) {   // keys [s0, s0 + nk) of positions up to p0 + nq - 1
                         int nk = imin(ATT_KB, p0 + nq - s0);
                         sgemm(S, ATT_KB, q, d, 1, Kb + (size_t)s0 * kvd, 1, kvd, nq, nk, hd, 0, work);
                         for (int i = 0; i < nq; i++) {   // online softmax: rescale the row's sums to its new maximum
                             float *si = S + i * ATT_KB, m = mx[i];
-                            int n = imin(nk, p0 + i + 1 - s0);
-                            for (int j = 0; j < n; j++) { si[j] *= scale; if (si[j] > m) m = si[j]; }
+                            int n = imin(nk, p0 + i + 1 - s0), lo = dq && dq[i] > s0 ? dq[i] - s0 : 0;   // keys j in [lo, n) of this row
+                            if (lo >= n) { memset(si, 0, (size_t)nk * sizeof(float)); continue; }   // none in this block
+                            for (int j = lo; j < n; j++) { si[j] *= scale; if (si[j] > m) m = si[j]; }
                             float corr = expf(mx[i] - m);
                             double sum = 0;
-                            for (int j = 0; j < nk; j++) { si[j] = j < n ? expf(si[j] - m) : 0.0f; sum += si[j]; }
+                            for (int j = 0; j < nk; j++) { si[j] = j >= lo && j < n ? expf(si[j] - m) : 0.0f; sum += si[j]; }
                             l[i] = l[i] * corr + sum;
                             mx[i] = m;
                             if (corr != 1.0f) for (int e = 0; e < hd; e++) O[i * hd + e] *= corr;
@@ -1156,8 +1169,8 @@ static void attn_branch(const GolfModel *m, int l, Acts *a, const float *in, flo
     linear(a, a->k, a->h, p->c_k, d, kvd);
     linear(a, a->v, a->h, p->c_v, d, kvd);
 OMP(omp parallel for schedule(static))
-    for (int t = 0; t < T; t++) {
-        const float *cs = a->rope + (size_t)(t % a->seq) * R;
+    for (int t = 0; t < T; t++) {   // RoPE position: in the sequence, or with doc_attention in the document segment
+        const float *cs = a->rope + (size_t)(c->doc_attention ? a->pos0 + t % a->seq - a->ds[t] : t % a->seq) * R;
         for (int h = 0; h < H; h++) {
             float *q = a->q + (size_t)t * d + h * hd;
             rmsnorm(q, q, hd);
@@ -1176,7 +1189,7 @@ OMP(omp parallel for schedule(static))
         K = a->kc + (size_t)a->vpos * a->cap * kvd; V = a->vc + (size_t)a->vpos * a->cap * kvd;
         memcpy((float *)K + (size_t)a->pos0 * kvd, a->k, (size_t)T * kvd * 4); memcpy((float *)V + (size_t)a->pos0 * kvd, a->v, (size_t)T * kvd * 4);
     }
-    attention(a, c, c->xsa_last_n && l >= c->num_layers - c->xsa_last_n, K, V, a->cap ? a->cap : a->seq);
+    attention(a, c, c->xsa_last_n && l >= c->num_layers - c->xsa_last_n, K, V, a->cap ? a->cap : a->seq, c->doc_attention ? a->ds : NULL);
     if (p->attn_gate)
         for (int t = 0; t < T; t++)
             for (int h = 0; h < H; h++) {
@@ -1293,6 +1306,23 @@ OMP(omp parallel for schedule(static))
     memcpy(a->x0, a->x, (size_t)T * d * 4);
 }
 
+// doc_starts (doc_attention): a->ds[t], the position in its sequence of row t's first key: the latest of the sequence
+// start and the sequence's BOS tokens at or before it, plus the whole train_seq_len chunks of that document before
+// it (the 2026-04-10 record's cu_seqlens with max_doc_len = the sequence length); the KV cache's generation carries
+// the document start across calls (a->doc0).
+static void doc_starts(const Config *c, const int32_t *tokens, Acts *a) {
+    int L = c->train_seq_len;
+    for (int b = 0; b < a->T / a->seq; b++) {
+        int d0 = a->pos0 ? a->doc0 : 0;
+        for (int t = 0; t < a->seq; t++) {
+            int p = a->pos0 + t;
+            if (tokens[(size_t)b * a->seq + t] == BOS_ID) d0 = p;
+            a->ds[(size_t)b * a->seq + t] = d0 + (p - d0) / L * L;
+        }
+        a->doc0 = d0;
+    }
+}
+
 // forward_seqs: the final normalized hidden states of nseq sequences of seq tokens (tokens[0..nseq*seq), one after
 // another) into a->h ([T, d]), along the loop schedule when the model has one (U-Net skips: the last ns encoder
 // outputs come back in reverse order).
@@ -1303,7 +1333,8 @@ static GOLF_UNUSED void forward_seqs(const GolfModel *m, const int32_t *tokens, 
     int ns = num_skips(enc, dec);
     size_t n = (size_t)T * d;
     a->T = T; a->seq = seq; a->lanes = 1;
-    rope_table(a->rope, seq, a->pos0, c->rope_dims ? c->rope_dims : d / c->num_heads, c->rope_base);
+    if (c->doc_attention) doc_starts(c, tokens, a);   // positions in the document: 0 .. train_seq_len - 1
+    rope_table(a->rope, c->doc_attention ? c->train_seq_len : seq, c->doc_attention ? 0 : a->pos0, c->rope_dims ? c->rope_dims : d / c->num_heads, c->rope_base);
     embed(m, tokens, a);
     int two = c->parallel_form != PARALLEL_0429;   // 03-31: a skip holds both lanes (one stream twice), each goes into its lane
     for (int e = 0; e < enc; e++) {

@@ -1,6 +1,7 @@
 /*
  * train_golf.cu — the golf trainer: the baseline model of openai/parameter-golf train_gpt.py and the records'
- * options (BigramHash, SmearGate, XSA, partial RoPE, LN scale, parallel residuals, depth recurrence, gates; presets
+ * options (BigramHash, SmearGate, XSA, partial RoPE, LN scale, parallel residuals, depth recurrence, gates, attention
+ * within documents; presets
  * r0322 / r0405), trained on FineWeb shards within a wallclock cap on 1..8 GPUs, exported as a golf blob and scored.
  *
  * Contract
@@ -136,7 +137,7 @@ typedef struct {
     double adam_eps, grad_clip_norm, sdclip_k, muon_wd, adam_wd, warmdown_frac, min_lr_frac, dist_timeout, bucket_cap_mb;
     int muon_eq_r, muon_polar_express, flash_attention;
     // architecture options (golf_infer.c's Config; README "Presets and the records they reproduce")
-    int mlp_hidden, bigram_vocab_size, bigram_dim, smear_gate, xsa_last_n, rope_dims, ln_scale, parallel_from, skip_gates, attn_out_gate;
+    int mlp_hidden, bigram_vocab_size, bigram_dim, smear_gate, xsa_last_n, rope_dims, ln_scale, parallel_from, skip_gates, attn_out_gate, doc_attention;
     double mlp_leaky_slope, loop_start_frac, attn_out_gate_scale;
     char parallel_form[16];
     char loop_encoder[256], loop_decoder[256], preset[32];
@@ -196,6 +197,7 @@ static const ConfigEntry CONFIG[] = {
     CI(skip_gates, "SKIP_GATES", "0", "1: gated U-Net skips as 04-05's: lerp(w skip, x, sigmoid(g))"),
     CI(attn_out_gate, "ATTN_OUT_GATE", "0", "1: per-head sigmoid gate on the attention output (04-29's sparse gate)"),
     CF(attn_out_gate_scale, "ATTN_OUT_GATE_SCALE", "1", "the output gate is sigmoid(scale w . x[:12]) (04-27's run: 0.5, its SPARSE_ATTN_GATE_SCALE)"),
+    CI(doc_attention, "DOC_ATTENTION", "0", "1: attention within documents (04-10): a BOS starts one, cut every TRAIN_SEQ_LEN; training runs a micro-batch as one stream, eval each window apart"),
     CS(loop_encoder, "LOOP_ENCODER", "", "depth recurrence: encoder layer indices, e.g. 0,1,2,3,4,5,3,4"),
     CS(loop_decoder, "LOOP_DECODER", "", "depth recurrence: decoder layer indices, e.g. 5,3,4,5,6,7,8,9,10"),
     CF(loop_start_frac, "LOOP_START_FRAC", "0", "use the loop schedule from this fraction of training on"),
@@ -352,7 +354,7 @@ static const char *model_config(const TrainConfig *c, Config *m) {
     m->bigram_vocab = c->bigram_vocab_size; m->bigram_dim = c->bigram_vocab_size ? c->bigram_dim : 0;   // 0 when off, as the headers store it
     m->smear_gate = c->smear_gate; m->xsa_last_n = c->xsa_last_n;
     m->rope_dims = c->rope_dims; m->ln_scale = c->ln_scale; m->parallel_from = c->parallel_from; m->skip_gates = c->skip_gates;
-    m->attn_out_gate = c->attn_out_gate; m->attn_gate_scale = (float)c->attn_out_gate_scale;
+    m->attn_out_gate = c->attn_out_gate; m->attn_gate_scale = (float)c->attn_out_gate_scale; m->doc_attention = c->doc_attention;
     for (m->parallel_form = 0; m->parallel_form < NUM_PARALLEL_FORMS && strcmp(c->parallel_form, PARALLEL_FORM_NAME[m->parallel_form]); m->parallel_form++) {}
     if (m->parallel_form == NUM_PARALLEL_FORMS) return "PARALLEL_FORM must be 0429, 0331 or 0331-virtual";
     m->loop_enc = parse_layer_list(c->loop_encoder, m->loop, MAX_SCHEDULE);
@@ -960,13 +962,14 @@ template <class TX> __global__ void relu2_backward(float *dx, const float *du, c
 }
 
 // q/k preparation forward (row kernel, a row per token and head): out = gain[h] * rope(rmsnorm(raw)) over head_dim, RoPE on
-// the first R dims (pairs i, i + R/2), the rest only normalized and scaled
+// the first R dims (pairs i, i + R/2), the rest only normalized and scaled; the RoPE position of token n is n mod T, or
+// with document segments ds (DOC_ATTENTION; else NULL) n - ds[n], its place in its segment
 __global__ void qk_prep_forward(float *out, float *rstd, const float *raw, const float *gain, const float *cosv, const float *sinv,
-                                int N, int T, int heads, int hd, int R) {
+                                const int *ds, int N, int T, int heads, int hd, int R) {
     int w, lane;
     bool store;
     if (!row_of(N * heads, &w, &lane, &store)) return;
-    int n = w / heads, h = w % heads, t = n % T, half = R / 2;
+    int n = w / heads, h = w % heads, t = ds ? n - ds[n] : n % T, half = R / 2;
     const float *x = raw + (size_t)w * hd;
     float ss = 0;
     for (int i = lane; i < hd; i += ROW_LANES) ss += x[i] * x[i];
@@ -982,11 +985,11 @@ __global__ void qk_prep_forward(float *out, float *rstd, const float *raw, const
 }
 // q/k preparation backward: draw from dout through gain (dgain[h] += sum dout * rope), rope^T and rmsnorm
 __global__ void qk_prep_backward(float *draw, float *dgain, const float *dout, const float *raw, const float *rstd, const float *gain,
-                                 const float *cosv, const float *sinv, int N, int T, int heads, int hd, int R) {
+                                 const float *cosv, const float *sinv, const int *ds, int N, int T, int heads, int hd, int R) {
     int w, lane;
     bool store;
     if (!row_of(N * heads, &w, &lane, &store)) return;
-    int n = w / heads, h = w % heads, t = n % T, half = R / 2;
+    int n = w / heads, h = w % heads, t = ds ? n - ds[n] : n % T, half = R / 2;
     const float *x = raw + (size_t)w * hd, *dy = dout + (size_t)w * hd;
     float r = rstd[w], g = gain ? gain[h] : 1.f, dg = 0, dot = 0;
     float dxn[128 / ROW_LANES][2], dxp[256 / ROW_LANES];   // head_dim <= 256: up to 8 rotated pairs and 16 plain dims per lane
@@ -1015,10 +1018,43 @@ __global__ void qk_prep_backward(float *draw, float *dgain, const float *dout, c
     if (gain && lane == 0) atomicAdd(&dgain[h], dg);
 }
 
+// Document segments (DOC_ATTENTION, the 2026-04-10 record's cu_seqlens): a document starts at the first token of each
+// group of G tokens (training: the micro-batch, G = N; evaluation: each window, G = T) and at every BOS, and is cut
+// into segments of at most T tokens from its start (the record's max_doc_len). Query n attends to the keys
+// ds[n] .. n of its segment; de[n] is one past the segment's last token (key s is seen by the queries s .. de[s] - 1).
+// One block of DOC_THREADS threads, each owning a run of consecutive tokens: the runs' first and last document
+// starts go to shared memory, each thread takes the nearest ones before and after its run from the others', then
+// walks its run forward (ds) and back (de). Once per micro-step, for every layer.
+#define DOC_THREADS 256
+__device__ bool doc_starts_at(const int *tok, int n, int G) { return n % G == 0 || tok[n] == BOS_ID; }
+__global__ void doc_bounds(int *ds, int *de, const int *tok, int N, int G, int T) {
+    __shared__ int first[DOC_THREADS], last[DOC_THREADS];
+    int me = threadIdx.x, per = (N + DOC_THREADS - 1) / DOC_THREADS, lo = me * per, hi = lo + per < N ? lo + per : N;
+    int f = N, l = -1;
+    for (int n = lo; n < hi; n++)
+        if (doc_starts_at(tok, n, G)) { if (f == N) f = n; l = n; }
+    first[me] = f; last[me] = l;
+    __syncthreads();
+    int start = 0, next = N;   // the last document start before this run (token 0 is one), the first after it
+    for (int j = 0; j < me; j++) start = last[j] > start ? last[j] : start;
+    for (int j = me + 1; j < DOC_THREADS; j++) next = first[j] < next ? first[j] : next;
+    for (int n = lo; n < hi; n++) {
+        if (doc_starts_at(tok, n, G)) start = n;
+        ds[n] = start + (n - start) / T * T;
+    }
+    for (int n = hi - 1; n >= lo; n--) {
+        de[n] = next < ds[n] + T ? next : ds[n] + T;
+        if (doc_starts_at(tok, n, G)) next = n;
+    }
+}
+
 // causal GQA attention, fp32 SIMT: one thread per query (forward, dq) or per key (dk, dv), the other side streamed
 // through shared-memory tiles of att_kt rows; every sum runs in one thread in a fixed order (deterministic), no
 // T x T buffer. Blocks of ATT_ROWS threads cover ATT_ROWS queries (keys) of one (sequence, head); grid
-// (ceil(T / ATT_ROWS), B * heads). HD = head_dim, a template parameter (a multiple of 32 up to 256).
+// (ceil(T / ATT_ROWS), B * heads). HD = head_dim, a template parameter (a multiple of 32 up to 256). With document
+// segments ds, de (DOC_ATTENTION; else NULL; then B = 1 and T = the micro-batch's N) query t sees keys ds[t] .. t
+// only, and a block streams only the tiles its segments reach (a query block from its first query's ds, a key block
+// up to its last key's de).
 #define ATT_ROWS 64
 template <int HD> struct AttTile { static const int rows = HD > 128 ? 16 : 32; };   // keeps the two tiles under 48 KiB
 
@@ -1037,7 +1073,8 @@ template <int HD> __device__ void att_load(float (*ta)[HD], float (*tb)[HD], con
 }
 
 // attention forward: y[t] = sum_{s <= t} softmax_s(q_t . k_s / sqrt(HD)) v_s;  lse[(b*H + h)*T + t] = log sum_s exp(score)
-template <int HD> __global__ void attention_forward(float *y, float *lse, const float *q, const float *k, const float *v, int T, int H, int KV) {
+template <int HD> __global__ void attention_forward(float *y, float *lse, const float *q, const float *k, const float *v, const int *ds,
+                                                    int T, int H, int KV) {
     const int rows = AttTile<HD>::rows;
     __shared__ float ks[rows][HD], vs[rows][HD];
     int b = blockIdx.y / H, h = blockIdx.y % H, kh = h / (H / KV), q0 = blockIdx.x * ATT_ROWS, t = q0 + threadIdx.x;
@@ -1045,12 +1082,13 @@ template <int HD> __global__ void attention_forward(float *y, float *lse, const 
     float qv[HD], acc[HD], sc[rows], m = -INFINITY, l = 0.f, scale = rsqrtf((float)HD);
     const float *qr = q + ((size_t)(b * T + (t < T ? t : 0)) * H + h) * HD;
     for (int i = 0; i < HD; i++) { qv[i] = qr[i]; acc[i] = 0.f; }
-    for (int s0 = 0; s0 <= last; s0 += rows) {
+    for (int s0 = ds ? ds[q0] : 0; s0 <= last; s0 += rows) {
         att_load<HD>(ks, vs, k, v, b, s0, T, KV, kh);
         int n = t < T ? (t - s0 + 1 < rows ? t - s0 + 1 : rows) : 0;   // keys s0 .. min(t, s0 + rows - 1)
-        if (n <= 0) continue;
+        int j0 = ds && t < T && ds[t] > s0 ? ds[t] - s0 : 0;          // from the segment's first key on
+        if (n <= j0) continue;
         float mt = m;
-        for (int j = 0; j < n; j++) {
+        for (int j = j0; j < n; j++) {
             float dot = 0.f;
             for (int i = 0; i < HD; i++) dot += qv[i] * ks[j][i];
             sc[j] = dot * scale;
@@ -1059,7 +1097,7 @@ template <int HD> __global__ void attention_forward(float *y, float *lse, const 
         float corr = expf(m - mt);
         l *= corr;
         for (int i = 0; i < HD; i++) acc[i] *= corr;
-        for (int j = 0; j < n; j++) {
+        for (int j = j0; j < n; j++) {
             float p = expf(sc[j] - mt);
             l += p;
             for (int i = 0; i < HD; i++) acc[i] += p * vs[j][i];
@@ -1073,7 +1111,7 @@ template <int HD> __global__ void attention_forward(float *y, float *lse, const 
 }
 // attention backward, queries (thread per query): D_t = dy_t . y_t; dq_t = scale sum_{s <= t} p_ts (dy_t . v_s - D_t) k_s
 template <int HD> __global__ void attention_backward_dq(float *dq, float *Dbuf, const float *dy, const float *y, const float *q, const float *k,
-                                                        const float *v, const float *lse, int T, int H, int KV) {
+                                                        const float *v, const float *lse, const int *ds, int T, int H, int KV) {
     const int rows = AttTile<HD>::rows;
     __shared__ float ks[rows][HD], vs[rows][HD];
     int b = blockIdx.y / H, h = blockIdx.y % H, kh = h / (H / KV), q0 = blockIdx.x * ATT_ROWS, t = q0 + threadIdx.x;
@@ -1081,10 +1119,10 @@ template <int HD> __global__ void attention_backward_dq(float *dq, float *Dbuf, 
     size_t row = ((size_t)(b * T + (t < T ? t : 0)) * H + h) * HD;
     float qv[HD], dyv[HD], acc[HD], D = 0.f, scale = rsqrtf((float)HD), L = t < T ? lse[((size_t)b * H + h) * T + t] : 0.f;
     for (int i = 0; i < HD; i++) { qv[i] = q[row + i]; dyv[i] = dy[row + i]; D += dyv[i] * y[row + i]; acc[i] = 0.f; }
-    for (int s0 = 0; s0 <= last; s0 += rows) {
+    for (int s0 = ds ? ds[q0] : 0; s0 <= last; s0 += rows) {
         att_load<HD>(ks, vs, k, v, b, s0, T, KV, kh);
         int n = t < T ? (t - s0 + 1 < rows ? t - s0 + 1 : rows) : 0;
-        for (int j = 0; j < n; j++) {
+        for (int j = ds && t < T && ds[t] > s0 ? ds[t] - s0 : 0; j < n; j++) {
             float dot = 0.f, dp = 0.f;
             for (int i = 0; i < HD; i++) { dot += qv[i] * ks[j][i]; dp += dyv[i] * vs[j][i]; }
             float ds = expf(dot * scale - L) * (dp - D);
@@ -1098,21 +1136,22 @@ template <int HD> __global__ void attention_backward_dq(float *dq, float *Dbuf, 
 // attention backward, keys (thread per key and kv head; after the dq kernel, which writes D): over the query heads of
 // the group and t >= s: dv_s = sum p_ts dy_t, dk_s = scale sum p_ts (dy_t . v_s - D_t) q_t
 template <int HD> __global__ void attention_backward_dkv(float *dk, float *dv, const float *dy, const float *q, const float *k, const float *v,
-                                                         const float *lse, const float *Dbuf, int T, int H, int KV) {
+                                                         const float *lse, const float *Dbuf, const int *de, int T, int H, int KV) {
     const int rows = AttTile<HD>::rows;
     __shared__ float qs[rows][HD], dys[rows][HD];
     int b = blockIdx.y / KV, kh = blockIdx.y % KV, s_first = blockIdx.x * ATT_ROWS, s = s_first + threadIdx.x, group = H / KV;
     size_t krow = ((size_t)(b * T + (s < T ? s : 0)) * KV + kh) * HD;
     float kv_[HD], vv[HD], dka[HD], dva[HD], scale = rsqrtf((float)HD);
     for (int i = 0; i < HD; i++) { kv_[i] = k[krow + i]; vv[i] = v[krow + i]; dka[i] = dva[i] = 0.f; }
+    int tend = de ? de[(s_first + ATT_ROWS < T ? s_first + ATT_ROWS : T) - 1] : T, tmine = de && s < T ? de[s] : T;   // past the block's (this key's) last query
     for (int h = kh * group; h < (kh + 1) * group; h++) {
         const float *L = lse + ((size_t)b * H + h) * T, *Dh = Dbuf + ((size_t)b * H + h) * T;
-        for (int t0 = s_first; t0 < T; t0 += rows) {   // queries before the block's first key see none of its keys
+        for (int t0 = s_first; t0 < tend; t0 += rows) {   // queries before the block's first key see none of its keys
             att_load<HD>(qs, dys, q, dy, b, t0, T, H, h);
             if (s >= T) continue;
             for (int j = 0; j < rows; j++) {
                 int t = t0 + j;
-                if (t < s || t >= T) continue;
+                if (t < s || t >= tmine) continue;
                 float dot = 0.f, dp = 0.f;
                 for (int i = 0; i < HD; i++) { dot += qs[j][i] * kv_[i]; dp += dys[j][i] * vv[i]; }
                 float p = expf(dot * scale - L[t]), ds = p * (dp - Dh[t]);
@@ -1344,7 +1383,10 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
 // dv are fp32. Blocks of FA_THREADS = 4 warps own FA_BR = 64 rows (16 a warp): queries (forward, dq) or keys (dk, dv);
 // the other side streams through shared memory in tiles of FA_BC = 32 rows, loaded by cp.async into two stages (the
 // next tile lands while this one is used). Causal: a query block reads the key tiles up to its last query, a key block
-// the query tiles from its first key on. Each output element is summed by one lane in a fixed order: deterministic.
+// the query tiles from its first key on. With document segments ds, de (DOC_ATTENTION, the SIMT kernels' rule; else
+// NULL) a query block starts at the tile of its first query's ds and a key block stops after the tile of its last
+// key's de: the tiles outside the block's segments are never loaded. Each output element is summed by one lane in a
+// fixed order: deterministic.
 // Shared memory: FaSmem, 4 x 32 x HD bf16 (32 KiB at HD = 128), under the 48 KiB of a launch without the opt-in.
 #define FA_BR 64
 #define FA_BC 32
@@ -1410,16 +1452,18 @@ __device__ __forceinline__ float quad_sum(float v) { v += __shfl_xor_sync(0xffff
 // flash forward: y[t] = sum_{s <= t} softmax_s(q_t . k_s / sqrt(HD)) v_s, lse[(b*H + h)*T + t] = log sum_s exp(score);
 // grid (ceil(T / FA_BR), B * H), FA_THREADS threads
 template <int HD> __global__ void __launch_bounds__(FA_THREADS) flash_forward(float *y, float *lse, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
-                                                                              const __nv_bfloat16 *v, int T, int H, int KV) {
+                                                                              const __nv_bfloat16 *v, const int *ds, int T, int H, int KV) {
     __shared__ FaSmem<HD> S;
     const int w = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, tq = threadIdx.x & 3;
     const int b = blockIdx.y / H, h = blockIdx.y % H, kh = h / (H / KV), q0 = blockIdx.x * FA_BR;
+    const int j0 = ds ? ds[q0] / FA_BC : 0;                                    // the first key tile the block's queries see
     const int ntiles = ((q0 + FA_BR < T ? q0 + FA_BR : T) - 1) / FA_BC + 1;   // key tiles up to the block's last query
     const int row[2] = {q0 + 16 * w + g, q0 + 16 * w + g + 8};                 // this lane's two queries
+    const int lo[2] = {ds && row[0] < T ? ds[row[0]] : 0, ds && row[1] < T ? ds[row[1]] : 0};   // and their first keys
     const float scale = rsqrtf((float)HD);
-    fa_load<HD>(&S.t[2][0][0], q, FA_BR, b, q0, T, H, h);   // Q over stage 1 (t[2], t[3]), key tile 0 into stage 0
-    fa_load<HD>(&S.t[0][0][0], k, FA_BC, b, 0, T, KV, kh);
-    fa_load<HD>(&S.t[1][0][0], v, FA_BC, b, 0, T, KV, kh);
+    fa_load<HD>(&S.t[2][0][0], q, FA_BR, b, q0, T, H, h);   // Q over stage 1 (t[2], t[3]), key tile j0 into stage 0
+    fa_load<HD>(&S.t[0][0][0], k, FA_BC, b, j0 * FA_BC, T, KV, kh);
+    fa_load<HD>(&S.t[1][0][0], v, FA_BC, b, j0 * FA_BC, T, KV, kh);
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();
@@ -1428,8 +1472,8 @@ template <int HD> __global__ void __launch_bounds__(FA_THREADS) flash_forward(fl
     __syncthreads();   // Q is in registers: stage 1 is free
     float acc[HD / 8][4], s[FA_BC / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
     for (int i = 0; i < HD / 8; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
-    for (int j = 0; j < ntiles; j++) {
-        int st = j & 1;
+    for (int j = j0; j < ntiles; j++) {
+        int st = (j - j0) & 1;
         if (j + 1 < ntiles) {
             fa_load<HD>(&S.t[2 * (st ^ 1)][0][0], k, FA_BC, b, (j + 1) * FA_BC, T, KV, kh);
             fa_load<HD>(&S.t[2 * (st ^ 1) + 1][0][0], v, FA_BC, b, (j + 1) * FA_BC, T, KV, kh);
@@ -1438,16 +1482,22 @@ template <int HD> __global__ void __launch_bounds__(FA_THREADS) flash_forward(fl
         } else cp_async_wait<0>();
         __syncthreads();
         fa_scores<HD>(s, qf, &S.t[2 * st][0][0]);
-        float mt[2] = {m[0], m[1]}, corr[2];
+        float mt[2] = {m[0], m[1]}, corr[2], mz[2];
         for (int n = 0; n < FA_BC / 8; n++)
             for (int e = 0; e < 4; e++) {
-                int key = j * FA_BC + 8 * n + 2 * tq + (e & 1);   // key 0 is in every query's tile 0: m is finite from j = 0 on
-                s[n][e] = key <= row[e >> 1] ? s[n][e] * scale : -INFINITY;
+                int key = j * FA_BC + 8 * n + 2 * tq + (e & 1);   // without documents key 0 is in every query's tile 0: m is finite
+                s[n][e] = key <= row[e >> 1] && key >= lo[e >> 1] ? s[n][e] * scale : -INFINITY;
                 mt[e >> 1] = fmaxf(mt[e >> 1], s[n][e]);
             }
-        for (int r = 0; r < 2; r++) { mt[r] = quad_max(mt[r]); corr[r] = expf(m[r] - mt[r]); m[r] = mt[r]; l[r] *= corr[r]; }
+        // a row whose segment starts past this tile (documents) keeps m = -inf: its rescale is 1 and its p are 0
+        for (int r = 0; r < 2; r++) {
+            mt[r] = quad_max(mt[r]);
+            corr[r] = mt[r] == -INFINITY ? 1.f : expf(m[r] - mt[r]);
+            m[r] = mt[r]; l[r] *= corr[r];
+            mz[r] = mt[r] == -INFINITY ? 0.f : mt[r];
+        }
         for (int n = 0; n < FA_BC / 8; n++)
-            for (int e = 0; e < 4; e++) { s[n][e] = expf(s[n][e] - m[e >> 1]); l[e >> 1] += s[n][e]; }
+            for (int e = 0; e < 4; e++) { s[n][e] = expf(s[n][e] - mz[e >> 1]); l[e >> 1] += s[n][e]; }
         for (int i = 0; i < HD / 8; i++)
             for (int e = 0; e < 4; e++) acc[i][e] *= corr[e >> 1];
         fa_accum<HD>(acc, s, &S.t[2 * st + 1][0][0]);
@@ -1479,12 +1529,14 @@ __global__ void flash_backward_prep(__nv_bfloat16 *dy16, float *D, const float *
 // flash backward, queries (block per 64 queries of a head): dq_t = scale sum_{s <= t} p_ts (dy_t . v_s - D_t) k_s with
 // p_ts = exp(q_t . k_s scale - lse_t); grid (ceil(T / FA_BR), B * H)
 template <int HD> __global__ void __launch_bounds__(FA_THREADS) flash_backward_dq(float *dq, const __nv_bfloat16 *dy, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
-                                                                                  const __nv_bfloat16 *v, const float *lse, const float *Dbuf, int T, int H, int KV) {
+                                                                                  const __nv_bfloat16 *v, const float *lse, const float *Dbuf, const int *ds,
+                                                                                  int T, int H, int KV) {
     __shared__ FaSmem<HD> S;
     const int w = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, tq = threadIdx.x & 3;
     const int b = blockIdx.y / H, h = blockIdx.y % H, kh = h / (H / KV), q0 = blockIdx.x * FA_BR;
-    const int ntiles = ((q0 + FA_BR < T ? q0 + FA_BR : T) - 1) / FA_BC + 1;
+    const int j0 = ds ? ds[q0] / FA_BC : 0, ntiles = ((q0 + FA_BR < T ? q0 + FA_BR : T) - 1) / FA_BC + 1;
     const int row[2] = {q0 + 16 * w + g, q0 + 16 * w + g + 8};
+    const int lo[2] = {ds && row[0] < T ? ds[row[0]] : 0, ds && row[1] < T ? ds[row[1]] : 0};
     const float scale = rsqrtf((float)HD);
     float L[2], Dr[2];
     for (int r = 0; r < 2; r++) {
@@ -1500,13 +1552,13 @@ template <int HD> __global__ void __launch_bounds__(FA_THREADS) flash_backward_d
     fa_frags<HD>(qf, &S.t[0][0][0]);
     fa_frags<HD>(df, &S.t[2][0][0]);
     __syncthreads();
-    fa_load<HD>(&S.t[0][0][0], k, FA_BC, b, 0, T, KV, kh);
-    fa_load<HD>(&S.t[1][0][0], v, FA_BC, b, 0, T, KV, kh);
+    fa_load<HD>(&S.t[0][0][0], k, FA_BC, b, j0 * FA_BC, T, KV, kh);
+    fa_load<HD>(&S.t[1][0][0], v, FA_BC, b, j0 * FA_BC, T, KV, kh);
     cp_async_commit();
     float acc[HD / 8][4], s[FA_BC / 8][4], dp[FA_BC / 8][4];
     for (int i = 0; i < HD / 8; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
-    for (int j = 0; j < ntiles; j++) {
-        int st = j & 1;
+    for (int j = j0; j < ntiles; j++) {
+        int st = (j - j0) & 1;
         if (j + 1 < ntiles) {
             fa_load<HD>(&S.t[2 * (st ^ 1)][0][0], k, FA_BC, b, (j + 1) * FA_BC, T, KV, kh);
             fa_load<HD>(&S.t[2 * (st ^ 1) + 1][0][0], v, FA_BC, b, (j + 1) * FA_BC, T, KV, kh);
@@ -1519,7 +1571,7 @@ template <int HD> __global__ void __launch_bounds__(FA_THREADS) flash_backward_d
         for (int n = 0; n < FA_BC / 8; n++)
             for (int e = 0; e < 4; e++) {
                 int key = j * FA_BC + 8 * n + 2 * tq + (e & 1), r = e >> 1;
-                float p = key <= row[r] ? expf(s[n][e] * scale - L[r]) : 0.f;
+                float p = key <= row[r] && key >= lo[r] ? expf(s[n][e] * scale - L[r]) : 0.f;
                 s[n][e] = p * (dp[n][e] - Dr[r]);   // dS
             }
         fa_accum<HD>(acc, s, &S.t[2 * st][0][0]);   // + dS K
@@ -1546,13 +1598,15 @@ template <int HD> __device__ void fa_load_q(FaSmem<HD> &S, float (*sL)[FA_BC], f
 // t >= s: dv_s = sum p_ts dy_t, dk_s = scale sum p_ts (dy_t . v_s - D_t) q_t; grid (ceil(T / FA_BR), B * KV)
 template <int HD> __global__ void __launch_bounds__(FA_THREADS) flash_backward_dkv(float *dk, float *dv, const __nv_bfloat16 *dy, const __nv_bfloat16 *q,
                                                                                    const __nv_bfloat16 *k, const __nv_bfloat16 *v, const float *lse,
-                                                                                   const float *Dbuf, int T, int H, int KV) {
+                                                                                   const float *Dbuf, const int *de, int T, int H, int KV) {
     __shared__ FaSmem<HD> S;
     __shared__ float sL[2][FA_BC], sD[2][FA_BC];
     const int w = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, tq = threadIdx.x & 3, group = H / KV;
     const int b = blockIdx.y / KV, kh = blockIdx.y % KV, s0 = blockIdx.x * FA_BR;
-    const int first = s0 / FA_BC, cnt = (T + FA_BC - 1) / FA_BC - first, items = group * cnt;   // query tiles from the first key on
+    const int tend = de ? de[(s0 + FA_BR < T ? s0 + FA_BR : T) - 1] : T;                           // past the block's last query
+    const int first = s0 / FA_BC, cnt = (tend + FA_BC - 1) / FA_BC - first, items = group * cnt;   // query tiles from the first key on
     const int row[2] = {s0 + 16 * w + g, s0 + 16 * w + g + 8};                                      // this lane's two keys
+    const int hi[2] = {de && row[0] < T ? de[row[0]] : T, de && row[1] < T ? de[row[1]] : T};       // past their last queries
     const float scale = rsqrtf((float)HD);
     fa_load<HD>(&S.t[0][0][0], k, FA_BR, b, s0, T, KV, kh);   // K over stage 0, V over stage 1
     fa_load<HD>(&S.t[2][0][0], v, FA_BR, b, s0, T, KV, kh);
@@ -1581,7 +1635,7 @@ template <int HD> __global__ void __launch_bounds__(FA_THREADS) flash_backward_d
         for (int n = 0; n < FA_BC / 8; n++)
             for (int e = 0; e < 4; e++) {
                 int c = 8 * n + 2 * tq + (e & 1), t = t0 + c;
-                float pv = t >= row[e >> 1] && t < T ? expf(p[n][e] * scale - sL[st][c]) : 0.f;
+                float pv = t >= row[e >> 1] && t < hi[e >> 1] ? expf(p[n][e] * scale - sL[st][c]) : 0.f;
                 ds[n][e] = pv * (ds[n][e] - sD[st][c]);
                 p[n][e] = pv;
             }
@@ -1677,6 +1731,7 @@ typedef struct {
     bf16 *hfb;               // [N, d]: the final norm's output in bf16 (PRECISION=bf16: the only copy)
     float *cosv, *sinv;      // [T, hd/2] RoPE tables
     int *tok, *tgt;          // [N] device tokens
+    int *ds, *de;            // [N] DOC_ATTENTION: each token's document segment, first key and one past its last query (doc_bounds)
     float *scratch[6];       // [N, max(d, F, kv)] backward temporaries
     float *Dbuf;             // [B*H*T]
     __nv_bfloat16 *q16, *k16, *v16, *dy16;   // [N, d], [N, kv], [N, kv], [N, d]: bf16 copies for the flash kernels (4c) of the
@@ -1965,6 +2020,8 @@ static void trainer_alloc(Trainer *tr, int B) {
     tr->norm = dmalloc(1 + NORM_BLOCKS);   // the gradient's sum of squares, then sum_squares_blocks's partial sums
     tr->tok = (int *)dmalloc_bytes(N * sizeof(int));
     tr->tgt = (int *)dmalloc_bytes(N * sizeof(int));
+    tr->ds = c->doc_attention ? (int *)dmalloc_bytes(N * sizeof(int)) : NULL;
+    tr->de = c->doc_attention ? (int *)dmalloc_bytes(N * sizeof(int)) : NULL;
     // RoPE tables, computed like torch in float32 (inv_freq = 1 / base^(2i/R), angle = t * inv_freq), cos/sin rounded once
     int R = c->rope_dims ? c->rope_dims : hd, half = R / 2;
     float *hc = (float *)galloc((size_t)T * half * 4), *hs = (float *)galloc((size_t)T * half * 4);
@@ -2134,15 +2191,25 @@ template <class TH> static void head_chunks(Trainer *tr, const TH *hf, float gra
     }
 }
 
+// attn_rows: the attention kernels' sequences and length: B of T, or with DOC_ATTENTION one of N (the segments
+// bound every query's keys)
+static void attn_rows(const Trainer *tr, int *B, int *T) { *B = tr->ds ? 1 : tr->B; *T = tr->ds ? tr->N : tr->T; }
+
 // forward: loss per token into tr->loss; with grad_scale != 0 also the head's gradients: GRAD(lm_head) (added) and
-// dL/dhf in tr->dhf, for backward (which must follow before the next forward).
+// dL/dhf in tr->dhf, for backward (which must follow before the next forward). DOC_ATTENTION's documents run across
+// the micro-batch's sequences when packed (training), else each sequence is apart (evaluation, TTT).
 // Runs the schedule of tr->looped; acts[pos] holds virtual position pos (physical layer idx[pos]).
-static void forward(Trainer *tr, float grad_scale) {
+static void forward(Trainer *tr, float grad_scale, int packed) {
     const Config *c = &tr->c;
     int N = tr->N, d = c->model_dim, H = c->num_heads, KV = c->num_kv_heads, hd = d / H, kv = KV * hd, F = c->mlp_hidden;
     int enc, dec, idx[MAX_LAYERS], P = schedule(c, tr->looped, &enc, &dec, idx), ns = num_skips(enc, dec);
-    int R = c->rope_dims ? c->rope_dims : hd;
+    int R = c->rope_dims ? c->rope_dims : hd, AB, AT;
     size_t nd = (size_t)N * d;
+    attn_rows(tr, &AB, &AT);
+    if (tr->ds) {   // every layer's (and backward's) document segments, from this micro-batch's tokens
+        KERNEL_LAUNCH(doc_bounds, 1, DOC_THREADS, 0, tr->ds, tr->de, tr->tok, N, packed ? N : tr->T, tr->T);
+        cudaCheck(cudaGetLastError());
+    }
     embed_forward(tr);
     int lanes = 1, form = c->parallel_form;   // live residual lanes: 2 inside a run of parallel blocks
     for (int pos = 0; pos < P; pos++) {
@@ -2166,12 +2233,12 @@ static void forward(Trainer *tr, float grad_scale) {
         gemm_act(tr, 0, 1, N, d, d, ls, a->h1, PARAM(lp->c_q), a->qr);   // ls: LN_SCALE's 1/sqrt(l+1) on the norm output
         gemm_act(tr, 0, 1, N, kv, d, ls, a->h1, PARAM(lp->c_k), a->kr);
         gemm_act(tr, 0, 1, N, kv, d, ls, a->h1, PARAM(lp->c_v), a->v);
-        LAUNCH_ROWS(qk_prep_forward, (size_t)N * H, a->q, a->rq, a->qr, PARAM(lp->q_gain), tr->cosv, tr->sinv, N, tr->T, H, hd, R);
-        LAUNCH_ROWS(qk_prep_forward, (size_t)N * KV, a->k, a->rk, a->kr, (const float *)NULL, tr->cosv, tr->sinv, N, tr->T, KV, hd, R);
+        LAUNCH_ROWS(qk_prep_forward, (size_t)N * H, a->q, a->rq, a->qr, PARAM(lp->q_gain), tr->cosv, tr->sinv, tr->ds, N, tr->T, H, hd, R);
+        LAUNCH_ROWS(qk_prep_forward, (size_t)N * KV, a->k, a->rk, a->kr, (const float *)NULL, tr->cosv, tr->sinv, tr->ds, N, tr->T, KV, hd, R);
         if (tr->q16) {   // PRECISION=bf16: the tensor-core kernels on bf16 copies of q, k, v
             flash_cast(tr, a, N, d, kv);
             with_flash_head_dim(hd, [&](auto HDc) {
-                KERNEL_LAUNCH(flash_forward<decltype(HDc)::value>, dim3(blocks_for(tr->T, FA_BR), tr->B * H), FA_THREADS, 0, a->y, a->lse, tr->q16, tr->k16, tr->v16, tr->T, H, KV);
+                KERNEL_LAUNCH(flash_forward<decltype(HDc)::value>, dim3(blocks_for(AT, FA_BR), AB * H), FA_THREADS, 0, a->y, a->lse, tr->q16, tr->k16, tr->v16, tr->ds, AT, H, KV);
             });
         } else {
             if (tr->use_bf16) {   // the SIMT kernels read q and k rounded to bf16, as SDPA under autocast (v is a bf16 GEMM output already)
@@ -2179,7 +2246,7 @@ static void forward(Trainer *tr, float grad_scale) {
                 LAUNCH1D(round_bf16, (size_t)N * kv, a->k, (size_t)N * kv);
             }
             with_head_dim(hd, [&](auto HDc) {
-                KERNEL_LAUNCH(attention_forward<decltype(HDc)::value>, dim3(blocks_for(tr->T, ATT_ROWS), tr->B * H), ATT_ROWS, 0, a->y, a->lse, a->q, a->k, a->v, tr->T, H, KV);
+                KERNEL_LAUNCH(attention_forward<decltype(HDc)::value>, dim3(blocks_for(AT, ATT_ROWS), AB * H), ATT_ROWS, 0, a->y, a->lse, a->q, a->k, a->v, tr->ds, AT, H, KV);
             });
         }
         cudaCheck(cudaGetLastError());
@@ -2286,7 +2353,8 @@ static void backward(Trainer *tr) {
         LAUNCH1D(scale_inplace, nd, dx, 0.5f, nd);
         cudaCheck(cudaMemcpyAsync(dx1, dx, nd * 4, cudaMemcpyDeviceToDevice));
     }
-    int R = c->rope_dims ? c->rope_dims : hd;
+    int R = c->rope_dims ? c->rope_dims : hd, AB, AT;
+    attn_rows(tr, &AB, &AT);
     for (int pos = P - 1; pos >= 0; pos--) {
         BlockActs *a = &tr->acts[pos];
         int l = idx[pos], par = parallel_at(c, idx, pos), lanes_in = pos > 0 && parallel_at(c, idx, pos - 1) ? 2 : 1;
@@ -2357,17 +2425,17 @@ static void backward(Trainer *tr) {
         }
         if (tr->q16) {   // the bf16 copies again (they hold the last forward layer's), dy's and D
             flash_cast(tr, a, N, d, kv);
-            LAUNCH1D(flash_backward_prep, (size_t)N * H, tr->dy16, tr->Dbuf, dy, a->y, N, tr->T, H, hd);
+            LAUNCH1D(flash_backward_prep, (size_t)N * H, tr->dy16, tr->Dbuf, dy, a->y, N, AT, H, hd);
             with_flash_head_dim(hd, [&](auto HDc) {
-                dim3 gq(blocks_for(tr->T, FA_BR), tr->B * H), gk(blocks_for(tr->T, FA_BR), tr->B * KV);
-                KERNEL_LAUNCH(flash_backward_dq<decltype(HDc)::value>, gq, FA_THREADS, 0, t4, tr->dy16, tr->q16, tr->k16, tr->v16, a->lse, tr->Dbuf, tr->T, H, KV);
-                KERNEL_LAUNCH(flash_backward_dkv<decltype(HDc)::value>, gk, FA_THREADS, 0, other, t1, tr->dy16, tr->q16, tr->k16, tr->v16, a->lse, tr->Dbuf, tr->T, H, KV);
+                dim3 gq(blocks_for(AT, FA_BR), AB * H), gk(blocks_for(AT, FA_BR), AB * KV);
+                KERNEL_LAUNCH(flash_backward_dq<decltype(HDc)::value>, gq, FA_THREADS, 0, t4, tr->dy16, tr->q16, tr->k16, tr->v16, a->lse, tr->Dbuf, tr->ds, AT, H, KV);
+                KERNEL_LAUNCH(flash_backward_dkv<decltype(HDc)::value>, gk, FA_THREADS, 0, other, t1, tr->dy16, tr->q16, tr->k16, tr->v16, a->lse, tr->Dbuf, tr->de, AT, H, KV);
             });
         } else
             with_head_dim(hd, [&](auto HDc) {
-                dim3 gq(blocks_for(tr->T, ATT_ROWS), tr->B * H), gk(blocks_for(tr->T, ATT_ROWS), tr->B * KV);
-                KERNEL_LAUNCH(attention_backward_dq<decltype(HDc)::value>, gq, ATT_ROWS, 0, t4, tr->Dbuf, dy, a->y, a->q, a->k, a->v, a->lse, tr->T, H, KV);
-                KERNEL_LAUNCH(attention_backward_dkv<decltype(HDc)::value>, gk, ATT_ROWS, 0, other, t1, dy, a->q, a->k, a->v, a->lse, tr->Dbuf, tr->T, H, KV);
+                dim3 gq(blocks_for(AT, ATT_ROWS), AB * H), gk(blocks_for(AT, ATT_ROWS), AB * KV);
+                KERNEL_LAUNCH(attention_backward_dq<decltype(HDc)::value>, gq, ATT_ROWS, 0, t4, tr->Dbuf, dy, a->y, a->q, a->k, a->v, a->lse, tr->ds, AT, H, KV);
+                KERNEL_LAUNCH(attention_backward_dkv<decltype(HDc)::value>, gk, ATT_ROWS, 0, other, t1, dy, a->q, a->k, a->v, a->lse, tr->Dbuf, tr->de, AT, H, KV);
             });
         cudaCheck(cudaGetLastError());
         // t4 = dq, other = dk, t1 = dv (all after the q/k preparation); dy's buffer collects dh1 from here on
@@ -2375,10 +2443,10 @@ static void backward(Trainer *tr) {
         if (xsa) LAUNCH1D(axpy, (size_t)N * kv, t1, tr->dvx, 1.0f, (size_t)N * kv);
         gemm_dw(tr, kv, d, N, ls, t1, a->h1, GRAD(lp->c_v));
         gemm(tr, 0, 0, N, d, kv, ls, t1, PARAM(lp->c_v), 0, dh1);                                          // dh1, from v
-        LAUNCH_ROWS(qk_prep_backward, (size_t)N * KV, t1, (float *)NULL, other, a->kr, a->rk, (const float *)NULL, tr->cosv, tr->sinv, N, tr->T, KV, hd, R);
+        LAUNCH_ROWS(qk_prep_backward, (size_t)N * KV, t1, (float *)NULL, other, a->kr, a->rk, (const float *)NULL, tr->cosv, tr->sinv, tr->ds, N, tr->T, KV, hd, R);
         gemm_dw(tr, kv, d, N, ls, t1, a->h1, GRAD(lp->c_k));
         gemm(tr, 0, 0, N, d, kv, ls, t1, PARAM(lp->c_k), 1, dh1);                                          // + from k
-        LAUNCH_ROWS(qk_prep_backward, (size_t)N * H, t1, GRAD(lp->q_gain), t4, a->qr, a->rq, PARAM(lp->q_gain), tr->cosv, tr->sinv, N, tr->T, H, hd, R);
+        LAUNCH_ROWS(qk_prep_backward, (size_t)N * H, t1, GRAD(lp->q_gain), t4, a->qr, a->rq, PARAM(lp->q_gain), tr->cosv, tr->sinv, tr->ds, N, tr->T, H, hd, R);
         gemm_dw(tr, d, d, N, ls, t1, a->h1, GRAD(lp->c_q));
         gemm(tr, 0, 0, N, d, d, ls, t1, PARAM(lp->c_q), 1, dh1);                                           // + from q
         if (a->sg) LAUNCH1D(axpy, (size_t)N * d, dh1, tr->gate_dh, 1.0f, (size_t)N * d);                       // + from the gate
@@ -2822,7 +2890,7 @@ static void score_windows(Trainer *tr, const int32_t *val, const size_t *start, 
             x[k] = val[src]; y[k] = val[src + 1];
         }
         upload_tokens(tr, x, y);
-        forward(tr, 0.0f);
+        forward(tr, 0.0f, 0);
         cudaCheck(cudaMemcpy(loss, tr->loss, (size_t)tr->N * sizeof(float), cudaMemcpyDeviceToHost));
         for (size_t k = 0; k < nb * T; k++) {
             if ((int)(k % T) < from[w + k / T]) continue;   // scored by an earlier window
@@ -2853,7 +2921,7 @@ static void ttt_train_chunk(Trainer *tr, const Dist *dd, const int32_t *val, siz
                 y[k] = b < nb ? val[src + 1] : -1;   // padding rows carry no loss
             }
             upload_tokens(tr, x, y);
-            forward(tr, grad_scale);
+            forward(tr, grad_scale, 0);
             backward(tr);
         }
         all_reduce_grads(tr, dd);
@@ -4154,7 +4222,7 @@ static void micro_steps(Trainer *tr, int accum, float grad_scale, const int32_t 
         EMU_MARK("micro");
         cudaCheck(cudaMemcpyAsync(tr->tok, xs + micro * N, N * sizeof(int), cudaMemcpyHostToDevice, cudaStreamPerThread));
         cudaCheck(cudaMemcpyAsync(tr->tgt, ys + micro * N, N * sizeof(int), cudaMemcpyHostToDevice, cudaStreamPerThread));
-        forward(tr, grad_scale);
+        forward(tr, grad_scale, 1);
         // eager: the last micro-step all-reduces its buckets during backward (section 9); a captured step issues them
         // after its replay (the capture holds one stream)
         grad_buckets_begin(tr, micro == accum - 1 && !capturing);

@@ -20,10 +20,15 @@ The model
   and writes its pointer arguments from their offsets to the ends of their allocations, flagged "default" in the
   output. Host copies (h2d, d2h) at 25 GB/s. Then the gradient all-reduce: fp32 gradients (4 x model_params bytes),
   ring, 2 (n - 1) / n x bytes / 350 GB/s NVLink bus bandwidth, not overlapped with the backward.
+  DOC_ATTENTION: the attention kernels run on the micro-batch as one sequence of N tokens whose document segments
+  bound the keys (their tiles outside are skipped), so their (query, key) pairs are those of the segments: per head
+  N x the mean pairs per token of documents of --doc-len tokens cut every TRAIN_SEQ_LEN (default: documents at least
+  as long as the micro-batch, the pairs of the plain causal attention). The segments come from the tokens, which
+  the log does not hold: --doc-len is an assumption the output states. doc_bounds is one block (one SM of 132).
 Output: one line per kernel name (count, GFLOP, MB, predicted us, bound: compute / memory / launch), totals per GPU
 and per step on 8 GPUs next to the PyTorch baseline's measured 43.5 ms/step (8xH100, 524,288 tokens/step), whether
 the prediction meets --goal-ms, and a last line `predict key:value ...` for scripts.
-Usage: python3 dev/predict.py LAUNCH_LOG TRAIN_LOG --batch-tokens N [--gpus 8] [--goal-ms 33] [--anchor-ms 43.5]
+Usage: python3 dev/predict.py LAUNCH_LOG TRAIN_LOG --batch-tokens N [--gpus 8] [--goal-ms 33] [--anchor-ms 43.5] [--doc-len L]
 (standard library only; exit 2 on a log it cannot read)
 """
 import argparse
@@ -31,7 +36,8 @@ import re
 import sys
 
 TENSOR_FLOPS, SIMT_FLOPS, HBM_BYTES, PCIE_BYTES = 600e12, 50e12, 2.5e12, 25e9
-LAUNCH_US, NVLINK_BUS = 4.0, 350e9
+LAUNCH_US, NVLINK_BUS, SMS = 4.0, 350e9, 132
+DOCS = {"seq": 0, "doc_len": 0, "seen": False}   # DOC_ATTENTION: TRAIN_SEQ_LEN, --doc-len; whether a launch used documents
 
 
 class Ptr:
@@ -59,11 +65,28 @@ def ew(n, streams, flops):      # an elementwise kernel over n elements touching
     return flops * n, 4 * streams * n
 
 
+def doc_pairs_per_token(seq, doc_len):
+    """mean (query, key) pairs per token of documents of doc_len tokens cut every seq (0: at least seq long)"""
+    if doc_len <= 0:
+        return (seq + 1) / 2
+    whole, rest = divmod(doc_len, seq)
+    return (whole * seq * (seq + 1) / 2 + rest * (rest + 1) / 2) / doc_len
+
+
+def causal_pairs(a, B, T, H):
+    """causal (query, key) pairs over all query heads; with document segments (the pointer before T, H, KV is set:
+    DOC_ATTENTION, B = 1 and T = the micro-batch) those of the segments (doc_pairs_per_token)"""
+    if isinstance(a[-4], Ptr):
+        DOCS["seen"] = True
+        return H * T * doc_pairs_per_token(DOCS["seq"], DOCS["doc_len"])
+    return B * H * T * (T + 1) / 2
+
+
 def att_dims(a, grid, heads_in_grid, q_index):
     T, H, KV = a[-3], a[-2], a[-1]
     B = grid[1] // heads_in_grid(H, KV)
     hd = a[q_index].size // (4 * B * T * H)
-    return B, T, H, KV, hd, B * H * T * (T + 1) / 2   # the last: causal (query, key) pairs over all query heads
+    return B, T, H, KV, hd, causal_pairs(a, B, T, H)
 
 
 def attention_forward(a, g):
@@ -88,7 +111,7 @@ def flash_dims(a, grid, heads_in_grid, q_index):
     T, H, KV = a[-3], a[-2], a[-1]
     B = grid[1] // heads_in_grid(H, KV)
     hd = a[q_index].size // (2 * B * T * H)
-    return B, T, H, KV, hd, B * H * T * (T + 1) / 2
+    return B, T, H, KV, hd, causal_pairs(a, B, T, H)
 
 
 def flash_forward(a, g):   # S = Q K^T and P V: 4 hd per pair on tensor cores; the online softmax on SIMT
@@ -142,8 +165,10 @@ KERNELS = {
     "column_dot": lambda a, g: ew(a[3] * a[4], 2, 2),
     "relu2_forward": lambda a, g: ew(a[3], 2, 3),
     "relu2_backward": lambda a, g: ew(a[4], 3, 4),
-    "qk_prep_forward": lambda a, g: (6 * a[6] * a[8] * a[9], 4 * (2 * a[6] * a[8] * a[9] + a[6] * a[8])),
-    "qk_prep_backward": lambda a, g: (14 * a[8] * a[10] * a[11], 4 * (3 * a[8] * a[10] * a[11] + a[8] * a[10])),
+    "qk_prep_forward": lambda a, g: (6 * a[7] * a[9] * a[10], 4 * (2 * a[7] * a[9] * a[10] + a[7] * a[9])),
+    "qk_prep_backward": lambda a, g: (14 * a[9] * a[11] * a[12], 4 * (3 * a[9] * a[11] * a[12] + a[9] * a[11])),
+    # one block walks the N tokens twice: the time of one SM's share of the GPU's SIMT rate
+    "doc_bounds": lambda a, g: (8 * a[3] * SMS, 4 * 3 * a[3]),
     "attention_forward": attention_forward,
     "attention_backward_dq": attention_backward_dq,
     "attention_backward_dkv": attention_backward_dkv,
@@ -274,10 +299,13 @@ def main():
     ap.add_argument("--gpus", type=int, default=8)
     ap.add_argument("--goal-ms", type=float, default=33.0)
     ap.add_argument("--anchor-ms", type=float, default=43.5, help="the PyTorch baseline's measured ms/step (8xH100, 524,288 tokens)")
+    ap.add_argument("--doc-len", type=int, default=0, help="DOC_ATTENTION: the documents' length in tokens assumed for the attention's "
+                                                         "pairs (default 0: at least the micro-batch, plain causal pairs)")
     args = ap.parse_args()
     if args.gpus < 1 or 8 % args.gpus or args.batch_tokens <= 0:
         die("--gpus must divide 8 and --batch-tokens be positive")
     phases, run = read_step(args.launch_log), read_train_log(args.train_log)
+    DOCS.update(seq=run["seq"], doc_len=args.doc_len)
     run_micro = run["batch"] / 8                      # one process: 8 micro-steps
     gpu_micro = args.batch_tokens / args.gpus / (8 // args.gpus)
     if gpu_micro % run["seq"]:
@@ -329,6 +357,9 @@ def main():
     print(f"  predicted step on {n}xH100: {total_ms:.2f} ms ({gpu_us / 1e3:.2f} ms per GPU + {ar_us / 1e3:.2f} ms all-reduce), "
           f"{args.batch_tokens / total_ms * 1e3:.0f} tokens/s; PyTorch baseline measured {args.anchor_ms} ms/step (8xH100, 524,288 tokens); "
           f"the prediction {verdict} the goal of {args.goal_ms:g} ms")
+    if DOCS["seen"]:
+        print(f"  DOC_ATTENTION: attention pairs of documents of {args.doc_len or 'at least the micro-batch'} tokens cut every "
+              f"{run['seq']} ({doc_pairs_per_token(run['seq'], args.doc_len):.1f} keys per query; plain causal: {(run['seq'] + 1) / 2:.1f}): an assumption (--doc-len)")
     if flagged:
         print(f"  default costs (kernels not in dev/predict.py's table): {', '.join(sorted(flagged))}")
     print(f"predict step_ms:{total_ms:.3f} gpu_ms:{gpu_us / 1e3:.3f} allreduce_ms:{ar_us / 1e3:.3f} launches:{launches} "

@@ -22,9 +22,11 @@
 //   emu_faults kernels SEED   train_golf.cu's deterministic kernels on random inputs: one line per kernel, the
 //                             name and a hex digest of its outputs (run under several GOLF_EMU_ORDERs, must agree)
 //   emu_faults fused SEED     each fused kernel (FUSE=1) against the plain kernels it replaces: "same" or "DIFF" per case
-//   emu_faults attention T HD H KV SEED [flash]   the attention kernels on random inputs: q, k, v, dy, then y, lse,
-//                             dq, dk, dv as float32 little-endian on stdout (checked against float64 by test_emu.py);
-//                             flash: the bf16 tensor-core kernels (inputs rounded to bf16 first)
+//   emu_faults attention T HD H KV SEED [flash] [docs C]   the attention kernels on random inputs: q, k, v, dy, then y,
+//                             lse, dq, dk, dv as float32 little-endian on stdout (checked against float64 by test_emu.py);
+//                             flash: the bf16 tensor-core kernels (inputs rounded to bf16 first); docs C: DOC_ATTENTION's
+//                             segments (doc_bounds, documents cut every C tokens) of random tokens whose BOS are sparse in
+//                             the first half and dense in the second, then the tokens, ds and de follow the outputs
 //   emu_faults ptx            mma.sync, ldmatrix x4 / x4.trans / x2, cp.async against scalar models of the PTX ISA on
 //                             random fragments: "ok", or the mismatch and exit 1
 //   emu_faults mma_skip | ldmatrix_misaligned | cp_async_pending   faults of the tensor-core instructions (as FAULT)
@@ -388,7 +390,7 @@ static int run_kernels(uint64_t seed) {
     printf("mix_rmsnorm_forward %016llx\n", (unsigned long long)(digest(dq, (size_t)N * d) ^ digest(o, (size_t)N * d) ^ digest(rs, N)));
     LAUNCH_ROWS(scale_add_rmsnorm_forward<float>, N, dq, o, rs, x, w, y, N, d, 0.5f);
     printf("scale_add_rmsnorm_forward %016llx\n", (unsigned long long)(digest(dq, (size_t)N * d) ^ digest(o, (size_t)N * d) ^ digest(rs, N)));
-    LAUNCH_ROWS(qk_prep_forward, (size_t)N * H, o, rs, x, g, cs, sn, N, T, H, hd, 16);
+    LAUNCH_ROWS(qk_prep_forward, (size_t)N * H, o, rs, x, g, cs, sn, (const int *)NULL, N, T, H, hd, 16);
     printf("qk_prep_forward %016llx\n", (unsigned long long)digest(o, (size_t)N * d));
     LAUNCH_ROWS(softcap_cross_entropy, N, logits, loss, tgt, N, V, 30.f, 0.5f);
     printf("softcap_cross_entropy %016llx\n", (unsigned long long)(digest(logits, (size_t)N * V) ^ digest(loss, N)));
@@ -396,10 +398,10 @@ static int run_kernels(uint64_t seed) {
     printf("fake_quant_rows %016llx\n", (unsigned long long)digest(o, 8 * 300));
     KERNEL_LAUNCH(fake_quant_rows, 8, 256, 0, o, w, 300, 1, 64);
     printf("fake_quant_rows_ternary %016llx\n", (unsigned long long)digest(o, 8 * 300));
-    KERNEL_LAUNCH(attention_forward<32>, dim3(blocks_for(T, ATT_ROWS), 2 * H), ATT_ROWS, 0, o, lse, q, k, v, T, H, KV);
+    KERNEL_LAUNCH(attention_forward<32>, dim3(blocks_for(T, ATT_ROWS), 2 * H), ATT_ROWS, 0, o, lse, q, k, v, (const int *)NULL, T, H, KV);
     printf("attention_forward %016llx\n", (unsigned long long)(digest(o, (size_t)N * H * hd) ^ digest(lse, (size_t)N * H)));
-    KERNEL_LAUNCH(attention_backward_dq<32>, dim3(blocks_for(T, ATT_ROWS), 2 * H), ATT_ROWS, 0, dq, D, y, o, q, k, v, lse, T, H, KV);
-    KERNEL_LAUNCH(attention_backward_dkv<32>, dim3(blocks_for(T, ATT_ROWS), 2 * KV), ATT_ROWS, 0, dk, dv, y, q, k, v, lse, D, T, H, KV);
+    KERNEL_LAUNCH(attention_backward_dq<32>, dim3(blocks_for(T, ATT_ROWS), 2 * H), ATT_ROWS, 0, dq, D, y, o, q, k, v, lse, (const int *)NULL, T, H, KV);
+    KERNEL_LAUNCH(attention_backward_dkv<32>, dim3(blocks_for(T, ATT_ROWS), 2 * KV), ATT_ROWS, 0, dk, dv, y, q, k, v, lse, D, (const int *)NULL, T, H, KV);
     printf("attention_backward %016llx\n", (unsigned long long)(digest(dq, (size_t)N * H * hd) ^ digest(dk, (size_t)N * KV * hd) ^ digest(dv, (size_t)N * KV * hd)));
     return 0;
 }
@@ -444,12 +446,25 @@ static void round_bf16_device(float *d, size_t n) {   // d = bf16(d): q, k, v th
     for (auto &x : h) x = __bfloat162float(__float2bfloat16_rn(x));
     cudaCheck(cudaMemcpy(d, h.data(), n * 4, cudaMemcpyHostToDevice));
 }
-static int run_attention(int T, int hd, int H, int KV, uint64_t seed, int flash) {
+static int run_attention(int T, int hd, int H, int KV, uint64_t seed, int flash, int chunk) {
     uint64_t r = seed;
     size_t nq = (size_t)T * H * hd, nk = (size_t)T * KV * hd;
     float sc = flash ? 2.f : 1.f;   // flash: larger scores, a peakier softmax
     float *q = random_device(nq, &r, sc), *k = random_device(nk, &r, sc), *v = random_device(nk, &r, 1), *dy = random_device(nq, &r, 1);
     float *y, *lse, *dq, *D, *dk, *dv;
+    int *ds = NULL, *de = NULL;
+    std::vector<int> tok(T), hds(T), hde(T);
+    if (chunk) {   // documents: a BOS at 1 in 300 tokens in the first half (long ones, cut every chunk), 1 in 12 after
+        for (int n = 0; n < T; n++) tok[n] = rng_uniform(&r) < (n < T / 2 ? 1.0 / 300 : 1.0 / 12) ? BOS_ID : 2 + n % 7;
+        int *dtok;
+        cudaCheck(cudaMalloc(&dtok, (size_t)T * 4)); cudaCheck(cudaMalloc(&ds, (size_t)T * 4)); cudaCheck(cudaMalloc(&de, (size_t)T * 4));
+        cudaCheck(cudaMemcpy(dtok, tok.data(), (size_t)T * 4, cudaMemcpyHostToDevice));
+        KERNEL_LAUNCH(doc_bounds, 1, DOC_THREADS, 0, ds, de, dtok, T, T, chunk);
+        cudaCheck(cudaGetLastError());
+        cudaCheck(cudaMemcpy(hds.data(), ds, (size_t)T * 4, cudaMemcpyDeviceToHost));
+        cudaCheck(cudaMemcpy(hde.data(), de, (size_t)T * 4, cudaMemcpyDeviceToHost));
+        cudaCheck(cudaFree(dtok));
+    }
     cudaCheck(cudaMalloc(&y, nq * 4)); cudaCheck(cudaMalloc(&dq, nq * 4)); cudaCheck(cudaMalloc(&dk, nk * 4)); cudaCheck(cudaMalloc(&dv, nk * 4));
     cudaCheck(cudaMalloc(&lse, (size_t)T * H * 4)); cudaCheck(cudaMalloc(&D, (size_t)T * H * 4));
     if (flash) {
@@ -461,16 +476,16 @@ static int run_attention(int T, int hd, int H, int KV, uint64_t seed, int flash)
         LAUNCH1D(to_bf16, nk, v16, v, 1.0f, nk);
         with_flash_head_dim(hd, [&](auto HDc) {
             const int HD = decltype(HDc)::value;
-            KERNEL_LAUNCH(flash_forward<HD>, dim3(blocks_for(T, FA_BR), H), FA_THREADS, 0, y, lse, q16, k16, v16, T, H, KV);
+            KERNEL_LAUNCH(flash_forward<HD>, dim3(blocks_for(T, FA_BR), H), FA_THREADS, 0, y, lse, q16, k16, v16, ds, T, H, KV);
             LAUNCH1D(flash_backward_prep, (size_t)T * H, dy16, D, dy, y, T, T, H, HD);
-            KERNEL_LAUNCH(flash_backward_dq<HD>, dim3(blocks_for(T, FA_BR), H), FA_THREADS, 0, dq, dy16, q16, k16, v16, lse, D, T, H, KV);
-            KERNEL_LAUNCH(flash_backward_dkv<HD>, dim3(blocks_for(T, FA_BR), KV), FA_THREADS, 0, dk, dv, dy16, q16, k16, v16, lse, D, T, H, KV);
+            KERNEL_LAUNCH(flash_backward_dq<HD>, dim3(blocks_for(T, FA_BR), H), FA_THREADS, 0, dq, dy16, q16, k16, v16, lse, D, ds, T, H, KV);
+            KERNEL_LAUNCH(flash_backward_dkv<HD>, dim3(blocks_for(T, FA_BR), KV), FA_THREADS, 0, dk, dv, dy16, q16, k16, v16, lse, D, de, T, H, KV);
         });
     } else with_head_dim(hd, [&](auto HDc) {
         const int HD = decltype(HDc)::value;
-        KERNEL_LAUNCH(attention_forward<HD>, dim3(blocks_for(T, ATT_ROWS), H), ATT_ROWS, 0, y, lse, q, k, v, T, H, KV);
-        KERNEL_LAUNCH(attention_backward_dq<HD>, dim3(blocks_for(T, ATT_ROWS), H), ATT_ROWS, 0, dq, D, dy, y, q, k, v, lse, T, H, KV);
-        KERNEL_LAUNCH(attention_backward_dkv<HD>, dim3(blocks_for(T, ATT_ROWS), KV), ATT_ROWS, 0, dk, dv, dy, q, k, v, lse, D, T, H, KV);
+        KERNEL_LAUNCH(attention_forward<HD>, dim3(blocks_for(T, ATT_ROWS), H), ATT_ROWS, 0, y, lse, q, k, v, ds, T, H, KV);
+        KERNEL_LAUNCH(attention_backward_dq<HD>, dim3(blocks_for(T, ATT_ROWS), H), ATT_ROWS, 0, dq, D, dy, y, q, k, v, lse, ds, T, H, KV);
+        KERNEL_LAUNCH(attention_backward_dkv<HD>, dim3(blocks_for(T, ATT_ROWS), KV), ATT_ROWS, 0, dk, dv, dy, q, k, v, lse, D, de, T, H, KV);
     });
     const float *outs[] = {q, k, v, dy, y, lse, dq, dk, dv};
     size_t ns[] = {nq, nk, nk, nq, nq, (size_t)T * H, nq, nk, nk};
@@ -479,6 +494,11 @@ static int run_attention(int T, int hd, int H, int KV, uint64_t seed, int flash)
         cudaCheck(cudaMemcpy(h.data(), outs[i], ns[i] * 4, cudaMemcpyDeviceToHost));
         fwrite(h.data(), 4, ns[i], stdout);
     }
+    if (chunk)
+        for (const std::vector<int> *a : {&tok, &hds, &hde}) {   // exact as float32 (T < 2^24)
+            std::vector<float> h(a->begin(), a->end());
+            fwrite(h.data(), 4, (size_t)T, stdout);
+        }
     return 0;
 }
 
@@ -810,7 +830,7 @@ static int check_gemm_bits(void) {
 
 int main(int argc, char **argv) {
     g_golf_prog = "emu_faults";
-    if (argc < 2) { fprintf(stderr, "usage: emu_faults FAULT|smem_ok|race|collectives|convert|gemm|ptx|kernels SEED|fused SEED|attention T HD H KV SEED [flash]\n"); return 2; }
+    if (argc < 2) { fprintf(stderr, "usage: emu_faults FAULT|smem_ok|race|collectives|convert|gemm|ptx|kernels SEED|fused SEED|attention T HD H KV SEED [flash] [docs C]\n"); return 2; }
     const char *w = argv[1];
     float *x;
     cudaCheck(cudaMalloc(&x, 4096 * 4));
@@ -854,8 +874,12 @@ int main(int argc, char **argv) {
     else if (!strcmp(w, "lt_batch")) return lt_batch();
     else if (!strcmp(w, "kernels") && argc == 3) return run_kernels(strtoull(argv[2], NULL, 10));
     else if (!strcmp(w, "fused") && argc == 3) return run_fused(strtoull(argv[2], NULL, 10));
-    else if (!strcmp(w, "attention") && (argc == 7 || (argc == 8 && !strcmp(argv[7], "flash"))))
-        return run_attention(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), strtoull(argv[6], NULL, 10), argc == 8);
+    else if (!strcmp(w, "attention") && argc >= 7) {
+        int flash = argc > 7 && !strcmp(argv[7], "flash"), at = 7 + flash, chunk = 0;
+        if (argc == at + 2 && !strcmp(argv[at], "docs") && atoi(argv[at + 1]) > 0) chunk = atoi(argv[at + 1]);
+        else if (argc != at) { fprintf(stderr, "emu_faults: attention T HD H KV SEED [flash] [docs C]\n"); return 2; }
+        return run_attention(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), strtoull(argv[6], NULL, 10), flash, chunk);
+    }
     else if (!strcmp(w, "ptx")) return check_ptx();
     else if (!strcmp(w, "graph") && argc == 3) return check_graph(atoi(argv[2]));
     else if (!strcmp(w, "graph_fault") && argc == 3) return graph_fault(argv[2]);

@@ -170,6 +170,7 @@ HYPERPARAMETERS = [
     ("SKIP_GATES", int, 0, "model"),            # gated U-Net skips: lerp(w skip, x, sigmoid(g)) (04-05)
     ("ATTN_OUT_GATE", int, 0, "model"),         # per-head sigmoid gate on the attention output
     ("ATTN_OUT_GATE_SCALE", float, 1.0, "model"),   # the gate is sigmoid(scale w . x[:12]) (04-27's run: 0.5)
+    ("DOC_ATTENTION", int, 0, "model"),         # attention within documents (04-10): BOS starts one, cut every TRAIN_SEQ_LEN
     ("LOOP_ENCODER", str, "", "model"),         # depth recurrence: encoder layer schedule, e.g. "0,1,2,3,4,5,3,4"
     ("LOOP_DECODER", str, "", "model"),         # and decoder schedule, e.g. "5,3,4,5,6,7,8,9,10"
     # evaluation extras
@@ -251,7 +252,7 @@ SHAPE_FIELDS = ("vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_he
                 "tie_embeddings", "rope_base", "logit_softcap")
 FEATURE_FIELDS = ("mlp_hidden", "mlp_leaky_slope", "bigram_vocab_size", "bigram_dim", "smear_gate", "xsa_last_n",
                   "rope_dims", "ln_scale", "parallel_from", "parallel_form", "skip_gates", "attn_out_gate",
-                  "attn_out_gate_scale", "loop_encoder", "loop_decoder")
+                  "attn_out_gate_scale", "loop_encoder", "loop_decoder", "doc_attention")
 # PARALLEL_FORM's values, in the order of header word 58's codes (golf_infer.c's PARALLEL_FORM_NAME)
 PARALLEL_FORMS = ("0429", "0331", "0331-virtual")
 
@@ -327,6 +328,7 @@ class Config:
     skip_gates: int = 0
     attn_out_gate: int = 0
     attn_out_gate_scale: float = 1.0
+    doc_attention: int = 0
     loop_encoder: str = ""
     loop_decoder: str = ""
     eval_stride: int = 0
@@ -536,6 +538,7 @@ def feature_config_problem(cfg: Config) -> str | None:
         (cfg.skip_gates in (0, 1), f"SKIP_GATES must be 0 or 1, got {cfg.skip_gates}"),
         (not cfg.attn_out_gate or (math.isfinite(cfg.attn_out_gate_scale) and cfg.attn_out_gate_scale > 0),
          f"ATTN_OUT_GATE_SCALE must be positive and finite, got {cfg.attn_out_gate_scale}"),
+        (cfg.doc_attention in (0, 1), f"DOC_ATTENTION must be 0 or 1, got {cfg.doc_attention}"),
     ]
     for ok, msg in checks:
         if not ok:
@@ -705,9 +708,10 @@ def apply_partial_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return torch.cat((apply_rotary(x[..., :rotated], cos, sin), x[..., rotated:]), dim=-1)
 
 
-def causal_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+def causal_attention(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor | None = None) -> Tensor:
     """q [B, H, T, D], k and v [B, Hkv, T, D] -> [B, H, T, D]. Query head h uses kv head h // (H/Hkv)
-    (repeat_interleave, as scaled_dot_product_attention's enable_gqa). Scale 1/sqrt(D)."""
+    (repeat_interleave, as scaled_dot_product_attention's enable_gqa). Scale 1/sqrt(D). allowed [B, 1, T, T]
+    (Documents.allowed), when given, replaces the causal mask: query t sees key s where allowed[b, 0, t, s]."""
     num_heads, num_kv_heads, seq_len, head_dim = q.size(1), k.size(1), q.size(2), q.size(3)
     if CPU_AMP["on"]:   # SDPA under autocast reads bf16 q, k, v
         q, k, v = RoundBf16.apply(q), RoundBf16.apply(k), RoundBf16.apply(v)
@@ -715,15 +719,17 @@ def causal_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         k = k.repeat_interleave(num_heads // num_kv_heads, dim=1)  # [B, H, T, D]
         v = v.repeat_interleave(num_heads // num_kv_heads, dim=1)
     if FAST_KERNELS["on"] and hasattr(F, "scaled_dot_product_attention"):
+        if allowed is not None:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
         return F.scaled_dot_product_attention(q, k, v, is_causal=True)
     scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(head_dim))  # [B, H, T, T]
-    future = torch.ones(seq_len, seq_len, dtype=torch.bool, device=q.device).triu(1)
+    future = torch.ones(seq_len, seq_len, dtype=torch.bool, device=q.device).triu(1) if allowed is None else ~allowed
     scores = scores.masked_fill(future, float("-inf"))
     probs = torch.softmax(scores.float() if scores.dtype in LOW_PRECISION else scores, dim=-1)
     return torch.matmul(probs.to(v.dtype), v)
 
 
-def q_gain_flash_bound(q: Tensor, k: Tensor, v: Tensor, dy: Tensor, gain: Tensor) -> Tensor:
+def q_gain_flash_bound(q: Tensor, k: Tensor, v: Tensor, dy: Tensor, gain: Tensor, allowed: Tensor | None = None) -> Tensor:
     """How far a bf16 flash attention backward's roundings may move the gradient of q_gain from its exact value, per
     head [H] (float64), for q [B, H, T, D] (q_gain applied), k, v [B, Hkv, T, D] and dy, the gradient of the attention
     output. The gradient is g_h = scale sum_{b,t,s} dS_ts (qhat_t . k_s), qhat = q / q_gain, dS_ts = P_ts (dP_ts - D_t),
@@ -740,14 +746,14 @@ def q_gain_flash_bound(q: Tensor, k: Tensor, v: Tensor, dy: Tensor, gain: Tensor
     Under the probabilistic model of rounding errors (independent, mean zero, |delta_i| <= a_i; Higham and Mary, SIAM J.
     Sci. Comput. 41 (2019)), Hoeffding's inequality bounds the sum: P(|sum delta_i| > lam sqrt(sum a_i^2)) <= 2
     exp(-lam^2 / 2); lam = 6 puts that below 3e-8 per head. Returns lam sqrt(sum a^2) (fp32 accumulation and products of
-    two roundings are far below it), computed in float64 from the float32 tensors."""
+    two roundings are far below it), computed in float64 from the float32 tensors. allowed: causal_attention's mask."""
     B, H, T, Dh = q.shape
     q, k, v, dy, gain = (t.detach().double() for t in (q, k, v, dy, gain))
     if k.size(1) != H:
         k, v = k.repeat_interleave(H // k.size(1), dim=1), v.repeat_interleave(H // v.size(1), dim=1)
     scale, u, lam = 1.0 / math.sqrt(Dh), 2.0 ** -8, 6.0
     qk = q @ k.transpose(-2, -1)                                                   # [B, H, T, T]
-    future = torch.ones(T, T, dtype=torch.bool).triu(1)
+    future = torch.ones(T, T, dtype=torch.bool).triu(1) if allowed is None else ~allowed.cpu()
     P = torch.softmax((qk * scale).masked_fill(future, float("-inf")), dim=-1)
     y = P @ v
     qhk = qk / gain[None, :, None, None]                                           # qhat_t . k_s
@@ -876,6 +882,44 @@ def set_rope_table_mode(model: nn.Module, mode: str) -> None:
             module.table_mode = mode
 
 
+class Documents:
+    """DOC_ATTENTION's document segments of a batch input_ids [B, T] (the 2026-04-10 record's cu_seqlens): each run of
+    `rows` rows is one stream (training: a micro-batch's span, which the record packs into one row; evaluation: each
+    window alone, rows = 1); a document starts at the stream's first token and at every BOS, and is cut into segments
+    of seq_len tokens from its start (the record's max_doc_len). A token attends to the keys of its segment up to
+    itself; its RoPE position is its place in the segment (the record's positions in the packed row differ from these
+    by the segment's start, which no query-key pair of a segment sees)."""
+
+    def __init__(self, input_ids: Tensor, rows: int, seq_len: int):
+        B, T = input_ids.shape
+        if rows < 1 or B % rows:
+            fail(f"a batch of {B} rows does not split into streams of {rows} rows")
+        self.B, self.T, self.rows = B, T, rows
+        ids = input_ids.reshape(B // rows, rows * T)                                     # [G, S] streams
+        n = torch.arange(ids.size(1), device=ids.device)
+        first = ids == BOS_ID
+        first[:, 0] = True
+        doc = torch.where(first, n, torch.zeros_like(n)).cummax(dim=1).values            # its document's first token
+        self.starts = doc + torch.div(n - doc, seq_len, rounding_mode="floor") * seq_len  # [G, S] its segment's
+        self.positions = n - self.starts                                                 # [G, S] in 0..seq_len-1
+        self.allowed = ((n[None, :] <= n[:, None])[None] & (n[None, None, :] >= self.starts[:, :, None]))[:, None]  # [G, 1, S, S]
+
+    def group(self, x: Tensor) -> Tensor:
+        """[B, h, T, D] -> [G, h, rows * T, D]: each stream's rows one after another."""
+        B, h, T, D = x.shape
+        return x.reshape(B // self.rows, self.rows, h, T, D).transpose(1, 2).reshape(B // self.rows, h, self.rows * T, D)
+
+    def ungroup(self, x: Tensor) -> Tensor:
+        G, h, S, D = x.shape
+        return x.reshape(G, h, self.rows, self.T, D).transpose(1, 2).reshape(self.B, h, self.T, D)
+
+    def rope(self, rotary: "Rotary", device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """cos, sin [B, 1, T, R/2] at every token's position in its segment (rows of the rotary's own tables)."""
+        cos, sin = rotary(self.positions.size(1), device, dtype)
+        at = lambda table: table[0, 0][self.positions].reshape(self.B, self.T, -1)[:, None]   # noqa: E731
+        return at(cos), at(sin)
+
+
 class CausalSelfAttention(nn.Module):
     """Causal GQA attention. rope_dims: R rotated dims per head (R = head_dim: the baseline). xsa: subtract
     from each head's output its component along the token's own normalised value vector. out_gate: the
@@ -899,23 +943,30 @@ class CausalSelfAttention(nn.Module):
         self.gate_w = nn.Parameter(torch.zeros(num_heads, 12, dtype=torch.float32)) if out_gate else None  # [H, 12]
         self.gate_scale = gate_scale
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, docs: Documents | None = None) -> Tensor:
+        """x [B, T, dim]; docs (DOC_ATTENTION): attention within its segments, RoPE at positions in them."""
         bsz, seqlen, dim = x.shape  # x [B, T, dim]
         q = self.c_q(x).reshape(bsz, seqlen, self.num_heads, self.head_dim).transpose(1, 2)     # [B, H, T, D]
         k = self.c_k(x).reshape(bsz, seqlen, self.num_kv_heads, self.head_dim).transpose(1, 2)  # [B, Hkv, T, D]
         v = self.c_v(x).reshape(bsz, seqlen, self.num_kv_heads, self.head_dim).transpose(1, 2)  # [B, Hkv, T, D]
         q = rms_norm(q)
         k = rms_norm(k)
-        cos, sin = self.rotary(seqlen, x.device, q.dtype)
+        cos, sin = self.rotary(seqlen, x.device, q.dtype) if docs is None else docs.rope(self.rotary, x.device, q.dtype)
         q = apply_partial_rotary(q, cos, sin)
         k = apply_partial_rotary(k, cos, sin)
         q = q * self.q_gain.to(dtype=q.dtype)[None, :, None, None]
-        y = causal_attention(q, k, v)                                   # [B, H, T, D]
+        if docs is not None:   # each stream's rows as one sequence, masked to the segments
+            q, k, v_att, allowed = docs.group(q), docs.group(k), docs.group(v), docs.allowed
+        else:
+            v_att, allowed = v, None
+        y = causal_attention(q, k, v_att, allowed)                      # [B, H, T, D] (grouped: [G, H, S, D])
         if FLASH_BOUND["on"] and y.requires_grad:   # debug-state: q_gain_flash_bound once dy is known
-            def add_bound(dy, q=q.detach(), k=k.detach(), v=v.detach()):
-                b = q_gain_flash_bound(q, k, v, dy, self.q_gain)
+            def add_bound(dy, q=q.detach(), k=k.detach(), v=v_att.detach()):
+                b = q_gain_flash_bound(q, k, v, dy, self.q_gain, allowed)
                 self._qgain_bound = b if getattr(self, "_qgain_bound", None) is None else self._qgain_bound + b
             y.register_hook(add_bound)
+        if docs is not None:
+            y = docs.ungroup(y)
         if self.xsa:
             y = exclusive_self_attention(y, v)
         if self.gate_w is not None:
@@ -972,26 +1023,26 @@ class Block(nn.Module):
         y = norm(x)
         return y if self.ln_scale is None else y * self.ln_scale
 
-    def forward(self, x: Tensor, x0: Tensor) -> Tensor:
+    def forward(self, x: Tensor, x0: Tensor, docs: Documents | None = None) -> Tensor:
         mix = self.resid_mix.to(dtype=x.dtype)
         x = mix[0][None, None, :] * x + mix[1][None, None, :] * x0
-        attn_out = self.attn(self.normed(self.attn_norm, x))
+        attn_out = self.attn(self.normed(self.attn_norm, x), docs)
         x = x + self.attn_scale.to(dtype=x.dtype)[None, None, :] * attn_out
         x = x + self.mlp_scale.to(dtype=x.dtype)[None, None, :] * self.mlp(self.normed(self.mlp_norm, x))
         return x
 
-    def forward_lanes(self, lane0: Tensor, lane1: Tensor, x0: Tensor) -> tuple[Tensor, Tensor]:
+    def forward_lanes(self, lane0: Tensor, lane1: Tensor, x0: Tensor, docs: Documents | None = None) -> tuple[Tensor, Tensor]:
         """Parallel residuals: attention reads resid_mix(lane0, x0), the MLP reads lane1 as it came in;
         lane_k <- lane_rho[k] lane_k + lane_mix[k, 0] attn + lane_mix[k, 1] mlp, lane0 the raw lane (not the mix)."""
         mix = self.resid_mix.to(dtype=lane0.dtype)
         attn_in = mix[0][None, None, :] * lane0 + mix[1][None, None, :] * x0   # what attention reads; lane0 goes on raw
-        attn = self.attn_scale.to(dtype=lane0.dtype)[None, None, :] * self.attn(self.normed(self.attn_norm, attn_in))
+        attn = self.attn_scale.to(dtype=lane0.dtype)[None, None, :] * self.attn(self.normed(self.attn_norm, attn_in), docs)
         mlp = self.mlp_scale.to(dtype=lane0.dtype)[None, None, :] * self.mlp(self.normed(self.mlp_norm, lane1))
         rho, pm = self.lane_rho.to(dtype=lane0.dtype), self.lane_mix.to(dtype=lane0.dtype)
         return (rho[0] * lane0 + pm[0, 0] * attn + pm[0, 1] * mlp,
                 rho[1] * lane1 + pm[1, 0] * attn + pm[1, 1] * mlp)
 
-    def forward_lanes_0331(self, lane0: Tensor, lane1: Tensor, x0: Tensor) -> tuple[Tensor, Tensor]:
+    def forward_lanes_0331(self, lane0: Tensor, lane1: Tensor, x0: Tensor, docs: Documents | None = None) -> tuple[Tensor, Tensor]:
         """03-31's parallel residuals: attention reads resid_mix(lane0, x0) and writes into both lanes,
         lane_k <- r[0] lane_k + p[0, k] attn; then the MLP reads resid_mix(lane1, x0) of the updated lane 1,
         lane_k <- r[1] lane_k + p[1, k] mlp (r = parallel_resid, p = parallel_post [branch, lane])."""
@@ -999,7 +1050,7 @@ class Block(nn.Module):
         r, p = self.parallel_resid.to(dtype=lane0.dtype), self.parallel_post.to(dtype=lane0.dtype)
         l0_in, l1_in = lane0, lane1
         attn_in = mix[0][None, None, :] * lane0 + mix[1][None, None, :] * x0
-        attn = self.attn_scale.to(dtype=lane0.dtype)[None, None, :] * self.attn(self.normed(self.attn_norm, attn_in))
+        attn = self.attn_scale.to(dtype=lane0.dtype)[None, None, :] * self.attn(self.normed(self.attn_norm, attn_in), docs)
         lane0, lane1 = r[0] * lane0 + p[0, 0] * attn, r[0] * lane1 + p[0, 1] * attn
         mlp_in = mix[0][None, None, :] * lane1 + mix[1][None, None, :] * x0
         mlp = self.mlp_scale.to(dtype=lane0.dtype)[None, None, :] * self.mlp(self.normed(self.mlp_norm, mlp_in))
@@ -1092,6 +1143,7 @@ class GPT(nn.Module):
             fail(problem)
         self.tie_embeddings = bool(cfg.tie_embeddings)
         self.tied_embed_init_std = cfg.tied_embed_init_std
+        self.doc_attention, self.train_seq_len = bool(cfg.doc_attention), cfg.train_seq_len
         self.logit_softcap = cfg.logit_softcap
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.model_dim)  # weight [V, dim]
         self.default_schedule, self.loop_schedule = cfg.default_schedule, cfg.loop_schedule
@@ -1153,20 +1205,23 @@ class GPT(nn.Module):
         g = torch.sigmoid(self.skip_gates[i].to(dtype=skip.dtype))[None, None, :]
         return g * x + (1 - g) * scaled
 
-    def run_block(self, layer: int, par: bool, x: Tensor | None, lanes: tuple | None, x0: Tensor) -> tuple:
+    def run_block(self, layer: int, par: bool, x: Tensor | None, lanes: tuple | None, x0: Tensor,
+                  docs: Documents | None = None) -> tuple:
         """One block on the stream: returns (x, None) after a sequential block, (None, lanes) after a
         parallel one (par). A parallel block starting on a single stream copies it into both lanes; a sequential
         block after parallel ones first merges them, x = (lane0 + lane1) / 2."""
         block = self.blocks[layer]
         if par:
             lanes = lanes if lanes is not None else (x, x)
-            return None, (block.forward_lanes(*lanes, x0) if self.parallel_form == "0429" else block.forward_lanes_0331(*lanes, x0))
+            return None, (block.forward_lanes(*lanes, x0, docs) if self.parallel_form == "0429" else block.forward_lanes_0331(*lanes, x0, docs))
         if lanes is not None:
             x = (lanes[0] + lanes[1]) / 2
-        return block(x, x0), None
+        return block(x, x0, docs), None
 
-    def forward_logits(self, input_ids: Tensor) -> Tensor:
-        """input_ids [B, T] int64 -> logits after the softcap [B, T, V]."""
+    def forward_logits(self, input_ids: Tensor, doc_rows: int = 1) -> Tensor:
+        """input_ids [B, T] int64 -> logits after the softcap [B, T, V]. DOC_ATTENTION: documents run across each
+        doc_rows consecutive rows (Documents; training passes a span's rows, evaluation 1)."""
+        docs = Documents(input_ids, doc_rows, self.train_seq_len) if self.doc_attention else None
         x0 = self.embed(input_ids)  # [B, T, dim]
         x, lanes = x0, None
         encoder, decoder = self.schedule()
@@ -1174,7 +1229,7 @@ class GPT(nn.Module):
         ns = num_skips(encoder, decoder)
         skips: list = []   # a tensor, or (03-31's form) the pair of lanes
         for e, layer in enumerate(encoder):
-            x, lanes = self.run_block(layer, par[e], x, lanes, x0)
+            x, lanes = self.run_block(layer, par[e], x, lanes, x0, docs)
             if e >= len(encoder) - ns:
                 skips.append(x if lanes is None else (lanes[0] + lanes[1]) / 2 if self.parallel_form == "0429" else lanes)
         for i, layer in enumerate(decoder):
@@ -1192,7 +1247,7 @@ class GPT(nn.Module):
                 else:
                     skip = skip if isinstance(skip, tuple) else (skip, skip)
                     lanes = (self.apply_skip(i, lanes[0], skip[0]), self.apply_skip(i, lanes[1], skip[1]))
-            x, lanes = self.run_block(layer, p, x, lanes, x0)
+            x, lanes = self.run_block(layer, p, x, lanes, x0, docs)
         if lanes is not None:
             x = (lanes[0] + lanes[1]) / 2
         x = self.final_norm(x)
@@ -1202,10 +1257,11 @@ class GPT(nn.Module):
             logits_proj = self.lm_head(x)
         return self.logit_softcap * torch.tanh(logits_proj / self.logit_softcap)
 
-    def forward(self, input_ids: Tensor, target_ids: Tensor | None = None, reduction: str = "mean") -> Tensor:
+    def forward(self, input_ids: Tensor, target_ids: Tensor | None = None, reduction: str = "mean", doc_rows: int = 1) -> Tensor:
         """Mean cross-entropy (the baseline's forward); reduction='none' gives the per-token NLL [B, T];
-        no targets gives the logits. bf16 logits are upcast to float32 first, as in the baseline."""
-        logits = self.forward_logits(input_ids)
+        no targets gives the logits. bf16 logits are upcast to float32 first, as in the baseline. doc_rows:
+        forward_logits'."""
+        logits = self.forward_logits(input_ids, doc_rows)
         if target_ids is None:
             return logits
         if logits.dtype in LOW_PRECISION:
@@ -1316,7 +1372,7 @@ def apply_baseline_dtypes(model: GPT) -> None:
 # 5. Checkpoint container
 # ====================================================================================================
 # Little-endian. Header: 256 int32:
-#   h[0] = 20261125 (magic)   h[1] = version (1: no options; 4; 3 is read as 4 (its words 58, 59 are 0); 2 is read
+#   h[0] = 20261125 (magic)   h[1] = version (1: no options; 4; 3 is read as 4 (its words 58..60 are 0); 2 is read
 #   without SMEAR_GATE, SKIP_GATES, PARALLEL_FROM)
 #   h[2] = number of tensor records
 #   h[3] vocab_size  h[4] num_layers  h[5] model_dim  h[6] num_heads  h[7] num_kv_heads
@@ -1329,20 +1385,21 @@ def apply_baseline_dtypes(model: GPT) -> None:
 #   h[22] skip_gates  h[23] attn_out_gate  h[24] len(LOOP_ENCODER)  h[25] len(LOOP_DECODER) (0, 0: no loop)
 #   h[26 .. 26 + h[24] + h[25]) the encoder then decoder layer indices (at most 32), the rest of 26..57 0
 #   h[58] PARALLEL_FORM (0 0429, 1 0331, 2 0331-virtual)  h[59] ATTN_OUT_GATE_SCALE as float32 bits (0: 1)
-#   h[60..255] = 0
+#   h[60] DOC_ATTENTION  h[61..255] = 0
 # A file whose words 14..255 are all 0 (every baseline model) is written as version 1, byte for byte the
-# pre-feature format; any feature makes it version 2. Version 1 files are read with every feature off.
+# pre-feature format; any feature makes it version 4 (CKPT_VERSION). Version 1 files are read with every feature off.
 # Then h[2] records: int32 name_len, name (UTF-8), int32 dtype (0 float32, 1 int32), int32 ndim,
 # int32 dims[ndim], prod(dims) elements row-major. Model weights come first, under their state_dict
 # keys in state_dict order; other records (debug.*, grad.*) may follow.
 
 CKPT_MAGIC = 20261125
 CKPT_VERSION = 4   # 3: SMEAR_GATE, SKIP_GATES, PARALLEL_FROM in the records' forms (golf_infer.c's version_problem);
-                   # 4: words 58, 59 (PARALLEL_FORM, ATTN_OUT_GATE_SCALE)
+                   # 4: words 58, 59, 60 (PARALLEL_FORM, ATTN_OUT_GATE_SCALE, DOC_ATTENTION)
 CKPT_VERSIONS_READ = (1, 2, 3, 4)
 CKPT_HEADER_INTS = 256
 CKPT_LOOP_WORD = 26   # first word of the loop schedules
 CKPT_FORM_WORD = 58   # PARALLEL_FORM, then ATTN_OUT_GATE_SCALE
+CKPT_DOC_WORD = 60    # DOC_ATTENTION
 DTYPE_CODES = {0: np.dtype("<f4"), 1: np.dtype("<i4")}
 
 
@@ -1384,6 +1441,7 @@ def header_words(cfg: Config, steps: int, num_records: int) -> np.ndarray:
         h[CKPT_LOOP_WORD:CKPT_LOOP_WORD + len(encoder) + len(decoder)] = encoder + decoder
     h[CKPT_FORM_WORD] = PARALLEL_FORMS.index(cfg.parallel_form)
     h[CKPT_FORM_WORD + 1] = 0 if cfg.attn_out_gate_scale == 1 else f32_bits(cfg.attn_out_gate_scale)
+    h[CKPT_DOC_WORD] = cfg.doc_attention
     if h[14:].any():
         h[1] = CKPT_VERSION
     return h
@@ -1408,13 +1466,15 @@ def config_from_header(h: np.ndarray) -> Config:
                           skip_gates=h[22], attn_out_gate=h[23], loop_encoder=format_layer_list(loops[:max(n_enc, 0)]),
                           loop_decoder=format_layer_list(loops[max(n_enc, 0):]),
                           parallel_form=PARALLEL_FORMS[h[58]] if 0 <= h[58] < len(PARALLEL_FORMS) else str(h[58]),
-                          attn_out_gate_scale=bits_f32(h[59]) if h[59] else 1.0)
+                          attn_out_gate_scale=bits_f32(h[59]) if h[59] else 1.0, doc_attention=h[CKPT_DOC_WORD])
 
 
 def header_problem(h: np.ndarray) -> str | None:
     """What is wrong with a header's model words beyond model_config_problem, or None."""
     if int(h[1]) not in CKPT_VERSIONS_READ:
         return f"unsupported checkpoint version {int(h[1])} (this reads versions {', '.join(map(str, CKPT_VERSIONS_READ))})"
+    if int(h[1]) < 4 and h[CKPT_DOC_WORD]:   # golf_infer.c's version_problem
+        return f"header word {CKPT_DOC_WORD} (doc_attention) is set in a file older than version 4, which has no such word"
     if int(h[1]) == 2 and (h[17] or h[21] or h[22]):
         return ("written before version 3, when SMEAR_GATE, SKIP_GATES and PARALLEL_FROM computed other forms than the "
                 "records': it uses one of them, so its weights mean another model (train it again)")
@@ -1425,9 +1485,9 @@ def header_problem(h: np.ndarray) -> str | None:
         n_enc, n_dec = int(h[24]), int(h[25])
         if n_enc < 0 or n_dec < 0 or n_enc + n_dec > MAX_LOOP_POSITIONS or (n_enc == 0) != (n_dec == 0):
             return f"invalid loop schedule lengths in header words 24, 25: {n_enc}, {n_dec}"
-        if h[CKPT_LOOP_WORD + n_enc + n_dec:CKPT_FORM_WORD].any() or h[CKPT_FORM_WORD + 2:].any():
+        if h[CKPT_LOOP_WORD + n_enc + n_dec:CKPT_FORM_WORD].any() or h[CKPT_DOC_WORD + 1:].any():
             return (f"header words past the loop schedule (from {CKPT_LOOP_WORD + n_enc + n_dec} to {CKPT_FORM_WORD - 1}, and from "
-                    f"{CKPT_FORM_WORD + 2}) must be 0")
+                    f"{CKPT_DOC_WORD + 1}) must be 0")
     return None
 
 
@@ -2160,6 +2220,8 @@ class Trainer:
         self.optimizers, self.muon = build_optimizers(model, cfg, amp=amp, ns_dtype=ns_dtype)
         self.qat = False   # fake-quantized forward in the next steps (section 8b; train() sets it)
         self.ema = Ema(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        # DOC_ATTENTION: the rows of one span (train_gpt.py's micro-batch of a rank), one stream of documents
+        self.doc_rows = max(cfg.train_batch_tokens // SPANS_PER_STEP // cfg.train_seq_len, 1) if cfg.doc_attention else 1
 
     def zero_grad(self) -> None:
         for opt in self.optimizers:
@@ -2180,12 +2242,14 @@ class Trainer:
         if rows % self.grad_accum != 0:
             fail(f"--grad-accum {self.grad_accum} does not divide the {rows} sequences of a batch")
         part = rows // self.grad_accum
+        if part % self.doc_rows != 0:
+            fail(f"--grad-accum {self.grad_accum} splits a span of {self.doc_rows} sequences (DOC_ATTENTION keeps a span whole)")
         total = 0.0
         for m in range(self.grad_accum):
             xs = x[m * part:(m + 1) * part].to(self.device)
             ys = y[m * part:(m + 1) * part].to(self.device)
             with autocast_context(self.device, self.amp):
-                loss = self.forward(xs, ys)
+                loss = self.forward(xs, ys, doc_rows=self.doc_rows)
             total += float(loss.detach())
             (loss / self.grad_accum).backward()
         return total / self.grad_accum
@@ -2355,7 +2419,7 @@ def debug_state(model: GPT, cfg: Config, opts, k_steps: int) -> tuple[list, list
     x, y = loader.next_batch()
     weights = [(k, v.detach().float().cpu().clone()) for k, v in model.state_dict().items()]
     with torch.no_grad(), autocast_context(device, amp):
-        logits = model.forward_logits(x.to(device)).float().cpu()
+        logits = model.forward_logits(x.to(device), trainer.doc_rows).float().cpu()
     FLASH_BOUND["on"] = True
     loss = trainer.loss_and_grad(x, y)
     FLASH_BOUND["on"] = False

@@ -8,6 +8,8 @@ test/reference.py (PyTorch, float64):
   blob      a model with every option exported at int6 by golf_export: golf_infer on the blob vs the
             reference on the dequantized weights (val_loss/val_bpb, stride 16).
   header    golf_infer refuses checkpoints whose option words are invalid, naming the problem.
+  versions  a version 2 file with a version 3 form is refused; DOC_ATTENTION files are version 4 (word 60), and the
+            same file labelled version 3 is refused (a version 3 reader would run it without its documents).
 
 Usage: test/test_arch.py [--bin DIR] [--shared DIR] [--keep]
 """
@@ -38,6 +40,7 @@ OPTIONS = {
     "skip gates": ["--skip-gates", "1"],
     "attn out gate": ["--attn-out-gate", "1"],
     "attn out gate, scale 0.5": ["--attn-out-gate", "1", "--attn-out-gate-scale", "0.5"],
+    "doc attention": ["--doc-attention", "1"],
     "loop 0,1,2,1 | 1,2": ["--loop-encoder", "0,1,2,1", "--loop-decoder", "1,2"],
     "parallel from 1, 03-31's form": ["--parallel-from", "1", "--parallel-form", "0331"],
 }
@@ -54,7 +57,7 @@ COMBOS = {
 
 # Header words of the options (golf_infer.c's config_header) and a bad value for each, with the message.
 BAD_WORDS = [(19, 3, "rope_dims"), (21, -1, "parallel_from"), (18, -2, "xsa_last_n"), (15, 1, "bigram_vocab_size"),
-             (24, 2, "loop schedule"), (58, 3, "parallel_form")]
+             (24, 2, "loop schedule"), (58, 3, "parallel_form"), (60, 2, "doc_attention")]
 
 
 def logits_pair(b, tmp, flags, seed, ids):
@@ -68,7 +71,7 @@ def logits_pair(b, tmp, flags, seed, ids):
 
 def check_logits(R, b, tmp):
     rng = np.random.default_rng(11)
-    # token ids with BOS (1) inside, so SmearGate's mask is exercised
+    # token ids with BOS (1) inside, so SmearGate's mask and DOC_ATTENTION's documents are exercised
     ids = " ".join(map(str, [1, *rng.integers(2, 1024, 15), 1, *rng.integers(2, 1024, 20)]))
     base, _, _ = logits_pair(b, tmp, [], 5, ids)
     for label, flags in {**OPTIONS, **COMBOS}.items():
@@ -77,6 +80,15 @@ def check_logits(R, b, tmp):
         changed = got.shape != base.shape or np.abs(got - base).max() > 1e-3 * np.abs(base).max()
         R.check(f"logits {label}", got.shape == expect.shape and err < LOGIT_RTOL_OF_MAX and changed,
                 f"max |C - ref| / max|ref| = {err:.2e} (bound {LOGIT_RTOL_OF_MAX:g}); differs from the baseline: {changed}")
+    # DOC_ATTENTION past golf_infer's blocks of 64 queries and keys: 200 tokens, documents at 0, 10 and 160; with
+    # train_seq_len 256 the one at 10 spans three key blocks, with 64 it is cut at 74 and 138 (query blocks start inside
+    # a segment and read keys from the block before)
+    ids = " ".join(map(str, [7, *rng.integers(2, 1024, 9), 1, *rng.integers(2, 1024, 149), 1, *rng.integers(2, 1024, 39)]))
+    for chunk in (256, 64):
+        got, expect, _ = logits_pair(b, tmp, ["--doc-attention", "1", "--train-seq-len", str(chunk)], 6, ids)
+        err = np.abs(got - expect).max() / np.abs(expect).max()
+        R.check(f"logits doc attention on 200 tokens, train_seq_len {chunk}: segments across golf_infer's query and key blocks",
+                got.shape == expect.shape and err < LOGIT_RTOL_OF_MAX, f"max |C - ref| / max|ref| = {err:.2e} (bound {LOGIT_RTOL_OF_MAX:g})")
 
 
 def check_blob(R, b, shared, tmp, val):
@@ -111,7 +123,8 @@ def check_versions(R, b, tmp):
         p = run([b / "golf_infer", old, "--logits-ids", "1 2"], expect=None)
         ok = (p.returncode == 1 and "written before version 3" in p.stderr and str(old) in p.stderr) if refused else p.returncode == 0
         R.check(f"version 2 {label}: {'refused, naming the file and why' if refused else 'still read'}", ok, p.stderr.strip()[-200:])
-    # version 4 only added words 58, 59 (PARALLEL_FORM, ATTN_OUT_GATE_SCALE), zero in version 3 files: those still load
+    # version 4 only added words 58, 59, 60 (PARALLEL_FORM, ATTN_OUT_GATE_SCALE, DOC_ATTENTION), zero in version 3
+    # files: those still load
     for label, path in (("checkpoint", ck), ("blob", blob)):
         data = bytearray(path.read_bytes())
         struct.pack_into("<i", data, 4, 3)
@@ -121,6 +134,24 @@ def check_versions(R, b, tmp):
         old.write_bytes(data)
         p = run([b / "golf_infer", old, "--logits-ids", "1 2"], expect=None)
         R.check(f"version 3 {label} with SMEAR_GATE: still read", p.returncode == 0, p.stderr.strip()[-200:])
+    # DOC_ATTENTION: version 4 (its word 60), read; labelled version 3 it is refused, checkpoint and blob alike
+    dck, dblob = tmp / "d.bin", tmp / "d.golf"
+    ref("init", "--random-init", "--seed", "4", *TINY, "--doc-attention", "1", "--out", dck)
+    run([b / "golf_export", dck, dblob, "--quant", "int8", "--quiet"])
+    for path in (dck, dblob):
+        data = bytearray(path.read_bytes())
+        version, word = struct.unpack_from("<i", data, 4)[0], struct.unpack_from("<i", data, 4 * 60)[0]
+        p = run([b / "golf_infer", path, "--logits-ids", "1 2"], expect=None)
+        R.check(f"DOC_ATTENTION {path.suffix} file: version 4, word 60 = 1, read", version == 4 and word == 1 and p.returncode == 0,
+                f"version {version}, word 60 = {word}; {p.stderr.strip()[-200:]}")
+        struct.pack_into("<i", data, 4, 3)
+        if path.suffix == ".golf":
+            struct.pack_into("<I", data, len(data) - 4, zlib.crc32(bytes(data[:-4])))
+        old = tmp / f"v3_{path.name}"
+        old.write_bytes(data)
+        p = run([b / "golf_infer", old, "--logits-ids", "1 2"], expect=None)
+        R.check(f"DOC_ATTENTION {path.suffix} file labelled version 3: refused, naming the file and word 60",
+                p.returncode == 1 and "word 60 (doc_attention)" in p.stderr and str(old) in p.stderr, p.stderr.strip()[-200:])
 
 
 def check_header(R, b, tmp):

@@ -17,11 +17,12 @@
   fused        each fused kernel (FUSE=1: residual mix / scale-add with the next norm) gives the bits of the plain
                kernels it replaces, fp32 and bf16 outputs, under forward and random fiber orders
   attention    the attention kernels (forward, dq, dk, dv) against float64 for T in {1, 17, 128, 1024}, head_dim 64
-               and 128, GQA ratios 1, 2, 4
+               and 128, GQA ratios 1, 2, 4; and within documents (DOC_ATTENTION): doc_bounds's segments against the
+               rule written here, the kernels against float64 masked to them
   ptx          mma.sync, ldmatrix, cp.async (the CPU build's tensor-core instructions) against scalar models; their faults
                are in `faults` (a lane skipping an mma, a misaligned ldmatrix row, copies never waited for)
   flash        the bf16 flash kernels against float64 within an error bound derived from bf16 rounding, and their bits
-               under two fiber orders
+               under two fiber orders; within documents too (the same bound, on the masked scores)
   trainer      train_golf_cpu with PRECISION=bf16 (flash attention) runs a tiny model, losses finite and near fp32's
   graph        stream capture: a sequence of launches, sets, copies and GEMMs captured once and replayed N times
                equals N eager runs bit for bit; each thing a capture forbids (synchronous copies and syncs, copies
@@ -31,7 +32,8 @@
   graph_trainer  train_golf_cpu with CUDA_GRAPH=1 and CUDA_GRAPH=0 (one emulation thread) logs the same losses and
                writes the same final_model.ckpt (and exact val losses), at PRECISION=fp32 and bf16, and with QAT and the loop schedule
                switching on mid-run (each switch runs a step eagerly and captures again), and with the architecture
-               options (BigramHash, SmearGate, XSA, partial RoPE, LN scale, parallel lanes, gates) and EMA
+               options (BigramHash, SmearGate, XSA, partial RoPE, LN scale, parallel lanes, gates) and EMA, and with
+               DOC_ATTENTION
   speed        train_golf_cpu's default training step (PRECISION=bf16) against test/reference.py's on the CPU at
                dev/bench_train.sh --cpu's shape, timed in the same run: within SPEED_MAX_RATIO
 
@@ -226,13 +228,31 @@ def check_fused(R, exe):
                 "; ".join(bad[:4]) or p.stderr[-200:])
 
 
-def attention_ref(q, k, v, dy):
-    """float64 causal GQA attention and its gradients; q, dy [T, H, hd], k, v [T, KV, hd]"""
+def attention_mask(T, ds=None):
+    """[T, T]: query t sees key s when s <= t (and s >= ds[t], the first key of its document segment, when given)"""
+    mask = np.tril(np.ones((T, T), dtype=bool))
+    return mask if ds is None else mask & (np.arange(T)[None, :] >= np.asarray(ds)[:, None])
+
+
+def doc_segments(tok, chunk):
+    """DOC_ATTENTION's rule, written here: a document starts at token 0 and at each BOS (1) and is cut every chunk
+    tokens from its start; (ds, de): each token's segment's first token and one past its last"""
+    T = len(tok)
+    starts = [n for n in range(T) if n == 0 or tok[n] == 1]
+    ds, de = np.zeros(T, dtype=np.int64), np.zeros(T, dtype=np.int64)
+    for a, b in zip(starts, starts[1:] + [T]):
+        for s0 in range(a, b, chunk):
+            ds[s0:min(s0 + chunk, b)], de[s0:min(s0 + chunk, b)] = s0, min(s0 + chunk, b)
+    return ds, de
+
+
+def attention_ref(q, k, v, dy, ds=None):
+    """float64 causal GQA attention and its gradients; q, dy [T, H, hd], k, v [T, KV, hd]; ds: within documents"""
     T, H, hd = q.shape
     KV = k.shape[1]
     y, lse, dq = np.zeros_like(q), np.zeros((H, T)), np.zeros_like(q)
     dk, dv = np.zeros_like(k), np.zeros_like(v)
-    scale, mask = 1 / np.sqrt(hd), np.tril(np.ones((T, T), dtype=bool))
+    scale, mask = 1 / np.sqrt(hd), attention_mask(T, ds)
     for h in range(H):
         kh = h // (H // KV)
         S = np.where(mask, q[:, h] @ k[:, kh].T * scale, -np.inf)
@@ -251,38 +271,48 @@ def attention_ref(q, k, v, dy):
     return y, lse, dq, dk, dv
 
 
+# Within documents: (T, head_dim, H, KV, chunk): the tokens' BOS are sparse in the first half (long documents, cut every
+# chunk tokens) and dense in the second (emu_faults attention ... docs C)
+DOC_CASES = [(1024, 64, 4, 2, 256), (200, 128, 2, 1, 48), (1024, 128, 4, 1, 128)]
+
+
+def check_documents(R, label, docs, chunk):
+    """doc_bounds's ds, de (docs = (tokens, ds, de) from emu_faults) against doc_segments; the number of documents"""
+    tok, ds, de = (d.astype(np.int64) for d in docs)
+    want = doc_segments(tok, chunk)
+    n = int((tok[1:] == 1).sum()) + 1
+    return R.check(f"{label}: doc_bounds's segments of {n} documents (cut every {chunk}) equal the rule's",
+                   n >= 4 and (ds == want[0]).all() and (de == want[1]).all() and (want[1] - want[0]).max() == chunk,
+                   f"ds differ at {np.flatnonzero(ds != want[0])[:5]}, de at {np.flatnonzero(de != want[1])[:5]}")
+
+
 def check_attention(R, exe):
     # Tolerance: float32 sums of at most T = 1024 terms (scores over head_dim, outputs and gradients over keys or
     # queries), each with a relative error of a few ulps, give at most ~T * 2^-24 ~ 6e-5 of the largest entry in the
     # worst case; random-signed rounding grows as sqrt(T) (~2e-6 at T = 1024): 2e-5 of each tensor's largest entry
-    # bounds it with room, a wrong mask, scale or GQA map is off by O(1).
-    for T, hd, H, KV in [(1, 64, 2, 2), (17, 64, 4, 2), (128, 128, 4, 1), (17, 128, 2, 1), (128, 64, 4, 4), (1024, 64, 4, 2)]:
-        p = emu(exe, "attention", T, hd, H, KV, 3, threads="2", binary=True)
-        label = f"attention T={T} head_dim={hd} H={H} KV={KV}"
-        if not R.check(f"{label}: runs", p.returncode == 0, p.stderr[-200:].decode(errors="replace")):
+    # bounds it with room (documents only shorten the sums), a wrong mask, scale or GQA map is off by O(1).
+    for T, hd, H, KV, chunk in [(1, 64, 2, 2, 0), (17, 64, 4, 2, 0), (128, 128, 4, 1, 0), (17, 128, 2, 1, 0), (128, 64, 4, 4, 0),
+                                (1024, 64, 4, 2, 0)] + DOC_CASES:
+        label = f"attention T={T} head_dim={hd} H={H} KV={KV}" + (f" in documents" if chunk else "")
+        parts, err, raw = run_attention(exe, T, hd, H, KV, False, chunk=chunk)
+        if not R.check(f"{label}: runs", parts is not None, err):
             continue
-        a = np.frombuffer(p.stdout, dtype="<f4").astype(np.float64)
-        nq, nk = T * H * hd, T * KV * hd
-        sizes = [nq, nk, nk, nq, nq, T * H, nq, nk, nk]
-        parts, o = [], 0
-        for s in sizes:
-            parts.append(a[o:o + s])
-            o += s
-        q, k, v, dy = parts[0].reshape(T, H, hd), parts[1].reshape(T, KV, hd), parts[2].reshape(T, KV, hd), parts[3].reshape(T, H, hd)
-        want = attention_ref(q, k, v, dy)
-        got = [parts[4].reshape(T, H, hd), parts[5].reshape(H, T), parts[6].reshape(T, H, hd), parts[7].reshape(T, KV, hd), parts[8].reshape(T, KV, hd)]
-        errs = {n: float(np.abs(g - w).max() / max(np.abs(w).max(), 1e-30)) for n, g, w in zip(("y", "lse", "dq", "dk", "dv"), got, want)}
-        R.check(f"{label}: y, lse, dq, dk, dv within 2e-5 of float64 (of each tensor's largest entry)", o == len(a) and max(errs.values()) <= 2e-5,
+        if chunk and not check_documents(R, label, parts[9:], chunk):
+            continue
+        q, k, v, dy = parts[:4]
+        want = attention_ref(q, k, v, dy, parts[10] if chunk else None)
+        errs = {n: float(np.abs(g - w).max() / max(np.abs(w).max(), 1e-30)) for n, g, w in zip(("y", "lse", "dq", "dk", "dv"), parts[4:9], want)}
+        R.check(f"{label}: y, lse, dq, dk, dv within 2e-5 of float64 (of each tensor's largest entry)", max(errs.values()) <= 2e-5,
                 " ".join(f"{n} {e:.1e}" for n, e in errs.items()))
-        if T == 128:
-            r = emu(exe, "attention", T, hd, H, KV, 3, order="random:4", binary=True)
-            R.check(f"{label}: the same bits under a random fiber order", r.returncode == 0 and r.stdout == p.stdout)
+        if T in (128, 200):
+            _, err2, raw2 = run_attention(exe, T, hd, H, KV, False, order="random:4", chunk=chunk)
+            R.check(f"{label}: the same bits under a random fiber order", raw2 == raw, err2)
 
 
 U32, UB16 = 2.0 ** -24, 2.0 ** -8   # unit roundoffs of float32 (24 significant bits) and bfloat16 (8)
 
 
-def flash_bound(q, k, v, dy, y_got):
+def flash_bound(q, k, v, dy, y_got, ds=None):
     """Elementwise first-order bounds on |flash - float64| for y, lse, dq, dk, dv (the same shapes as attention_ref's),
     for q, k, v that are bf16 values (so the kernels' casts are exact) and a float32 dy, as training hands them. The
     kernels' own roundings, each bounded by the data:
@@ -298,11 +328,12 @@ def flash_bound(q, k, v, dy, y_got):
               sum |dy| b_y + (HD + 1) u32 sum |dy y|; dS = P (dP - D) then bf16: E = P (e_P |dP - D| + (HD + 1) u32 B + b_D) +
               (u_bf16 + 2 u32) |dS|; dq = scale (E|k| + (T + 2) u32 |dS||k|), dk = scale sum_heads (E^T|q| + (G T + 2) u32 |dS|^T|q|),
               dv = sum_heads ((P (e_P + u_bf16))^T |dy| + (G T + 1) u32 P^T |dy|)
-    Products of two relative errors (below u_bf16^2) are left out; the factor 1.01 covers them."""
+    Products of two relative errors (below u_bf16^2) are left out; the factor 1.01 covers them. ds (documents): the
+    scores masked to the segments; the chain lengths T and the tiles stay those of the whole sequence (upper bounds)."""
     T, H, hd = q.shape
     KV = k.shape[1]
     G = H // KV
-    scale, mask = 1 / np.sqrt(hd), np.tril(np.ones((T, T), dtype=bool))
+    scale, mask = 1 / np.sqrt(hd), attention_mask(T, ds)
     tiles = (T + 31) // 32
     by, blse, bdq = np.zeros_like(q), np.zeros((H, T)), np.zeros_like(q)
     bdk, bdv = np.zeros_like(k), np.zeros_like(v)
@@ -336,15 +367,18 @@ def flash_bound(q, k, v, dy, y_got):
     return [1.01 * b for b in (by, blse, bdq, bdk, bdv)]
 
 
-def run_attention(exe, T, hd, H, KV, flash, order="forward"):
-    """the attention kernels' inputs and outputs: q, k, v, dy, y, lse, dq, dk, dv (float64 arrays), or None and stderr"""
-    p = emu(exe, "attention", T, hd, H, KV, 3, *(["flash"] if flash else []), order=order, threads="2", binary=True)
+def run_attention(exe, T, hd, H, KV, flash, order="forward", chunk=0):
+    """the attention kernels' inputs and outputs: q, k, v, dy, y, lse, dq, dk, dv (float64 arrays), with chunk > 0
+    (documents) also the tokens, ds and de; or None and stderr"""
+    p = emu(exe, "attention", T, hd, H, KV, 3, *(["flash"] if flash else []), *(["docs", chunk] if chunk else []), order=order,
+            threads="2", binary=True)
     if p.returncode:
         return None, p.stderr[-300:].decode(errors="replace"), p.stdout
     a = np.frombuffer(p.stdout, dtype="<f4").astype(np.float64)
     nq, nk = T * H * hd, T * KV * hd
     shapes = [(T, H, hd), (T, KV, hd), (T, KV, hd), (T, H, hd), (T, H, hd), (H, T), (T, H, hd), (T, KV, hd), (T, KV, hd)]
-    sizes = [nq, nk, nk, nq, nq, T * H, nq, nk, nk]
+    shapes += [(T,)] * (3 if chunk else 0)
+    sizes = [int(np.prod(sh)) for sh in shapes]
     if sum(sizes) != len(a):
         return None, f"{len(a)} floats, {sum(sizes)} expected", p.stdout
     parts, o = [], 0
@@ -361,23 +395,26 @@ def check_flash(R, exe):
     # 64, ratios 1 and 4 at 128: the longest causal chains and the most tiles, ~2 s each; the whole group takes ~15 s
     # of CPU). Bits under two fiber orders for every shape (a missing cp.async wait or barrier between the stages would
     # read another fiber's half-written tile).
-    for T, hd, H, KV in [(1, 64, 2, 2), (1, 128, 4, 1), (17, 64, 4, 2), (17, 128, 4, 1), (128, 64, 4, 1), (128, 128, 2, 1),
-                         (128, 128, 2, 2), (1024, 64, 4, 2), (1024, 128, 1, 1), (1024, 128, 4, 1)]:
-        label = f"flash attention T={T} head_dim={hd} H={H} KV={KV}"
-        parts, err, raw = run_attention(exe, T, hd, H, KV, True)
+    for T, hd, H, KV, chunk in [(1, 64, 2, 2, 0), (1, 128, 4, 1, 0), (17, 64, 4, 2, 0), (17, 128, 4, 1, 0), (128, 64, 4, 1, 0),
+                                (128, 128, 2, 1, 0), (128, 128, 2, 2, 0), (1024, 64, 4, 2, 0), (1024, 128, 1, 1, 0), (1024, 128, 4, 1, 0)] + DOC_CASES:
+        label = f"flash attention T={T} head_dim={hd} H={H} KV={KV}" + (f" in documents" if chunk else "")
+        parts, err, raw = run_attention(exe, T, hd, H, KV, True, chunk=chunk)
         if not R.check(f"{label}: runs", parts is not None, err):
             continue
+        if chunk and not check_documents(R, label, parts[9:], chunk):
+            continue
         q, k, v, dy = parts[:4]
-        got = parts[4:]
-        want = attention_ref(q, k, v, dy)
-        bounds = flash_bound(q, k, v, dy, got[0])
+        got = parts[4:9]
+        ds = parts[10] if chunk else None
+        want = attention_ref(q, k, v, dy, ds)
+        bounds = flash_bound(q, k, v, dy, got[0], ds)
         ratios = {n: float((np.abs(g - w) / b).max()) for n, g, w, b in zip(("y", "lse", "dq", "dk", "dv"), got, want, bounds)}
         rel = {n: float(np.abs(g - w).max() / max(np.abs(w).max(), 1e-30)) for n, g, w in zip(("y", "lse", "dq", "dk", "dv"), got, want)}
         R.check(f"{label}: y, lse, dq, dk, dv within the bf16 error bound of float64 (worst error / bound)", max(ratios.values()) <= 1,
                 " ".join(f"{n} {ratios[n]:.2f} ({rel[n]:.1e} of max)" for n in ratios))
         print(f"  {label}: error / bound " + " ".join(f"{n} {ratios[n]:.3f}" for n in ratios) +
               "; error / largest entry " + " ".join(f"{n} {rel[n]:.1e}" for n in rel))
-        _, err2, raw2 = run_attention(exe, T, hd, H, KV, True, order="random:7")
+        _, err2, raw2 = run_attention(exe, T, hd, H, KV, True, order="random:7", chunk=chunk)
         R.check(f"{label}: the same bits under forward and random:7 fiber orders", raw2 == raw, err2)
 
 
@@ -427,7 +464,8 @@ GRAPH_RUNS = [("fp32", {"PRECISION": "fp32"}), ("bf16", {"PRECISION": "bf16"}),
                                           "LOOP_START_FRAC": "0.6"}),
               ("architecture options", {"ITERATIONS": "3", "NUM_LAYERS": "3", "BIGRAM_VOCAB_SIZE": "64", "BIGRAM_DIM": "32", "SMEAR_GATE": "1",
                                         "XSA_LAST_N": "1", "ROPE_DIMS": "32", "LN_SCALE": "1", "PARALLEL_FROM": "2", "SKIP_GATES": "1",
-                                        "ATTN_OUT_GATE": "1", "MLP_LEAKY_SLOPE": "0.5", "EMA_DECAY": "0.9"})]
+                                        "ATTN_OUT_GATE": "1", "MLP_LEAKY_SLOPE": "0.5", "EMA_DECAY": "0.9"}),
+              ("DOC_ATTENTION", {"ITERATIONS": "3", "DOC_ATTENTION": "1", "PRECISION": "bf16"})]
 
 
 def trainer_setup(R, prefix):

@@ -8,8 +8,9 @@ expected value:
                alone and all together: MLP_HIDDEN, LeakyReLU(0.5)^2, BigramHash, SmearGate (BOS masking), XSA,
                partial RoPE, LN scale, parallel residual lanes (merge and skip rules; 04-29's and 03-31's forms,
                PARALLEL_FROM counting layers or positions), gated skips, attention output gate (and its scale),
-               depth-recurrence schedules (default and loop); ROPE_DIMS = head_dim is the baseline
-               bit for bit; XSA output orthogonal to the own value vector
+               depth-recurrence schedules (default and loop), attention within documents (cut every TRAIN_SEQ_LEN;
+               and a batch's rows as one stream, doc_rows, against the formula on their concatenation); ROPE_DIMS =
+               head_dim is the baseline bit for bit; XSA output orthogonal to the own value vector
   precision    float32 vs float64 with every feature on
   gradients    autograd vs central differences on every feature tensor
   table        parameter_table (golf_infer's order) has the state_dict's names and shapes; control tensors
@@ -123,7 +124,14 @@ def np_forward(state, cfg, ids, looped):
     def sigmoid(z):
         return 1.0 / (1.0 + np.exp(-z))
 
-    angle = np.arange(T)[:, None] * np.array([cfg.rope_base ** (-2.0 * i / R_) for i in range(half)])[None, :]
+    # DOC_ATTENTION: a document starts at token 0 and at each BOS, cut every train_seq_len tokens from its start; a
+    # token sees the keys of its segment up to itself, at RoPE positions counted from the segment's start
+    first = np.zeros(T, dtype=np.int64)
+    if cfg.doc_attention:
+        for t in range(T):
+            doc = t if t == 0 or ids[t] == 1 else doc
+            first[t] = doc + (t - doc) // cfg.train_seq_len * cfg.train_seq_len
+    angle = (np.arange(T) - first)[:, None] * np.array([cfg.rope_base ** (-2.0 * i / R_) for i in range(half)])[None, :]
     cos, sin = np.cos(angle), np.sin(angle)
 
     def rope(v):   # [T, hd]: pairs (i, i + R/2) for i < R/2; dims R.. unchanged
@@ -160,6 +168,7 @@ def np_forward(state, cfg, ids, looped):
             vg = v[:, g * hd:(g + 1) * hd]
             scores = qh @ kh.T / math.sqrt(hd)
             scores[np.triu_indices(T, 1)] = -np.inf
+            scores[np.arange(T)[None, :] < first[:, None]] = -np.inf
             probs = np.exp(scores - scores.max(1, keepdims=True))
             yh = (probs / probs.sum(1, keepdims=True)) @ vg
             if l >= L - cfg.xsa_last_n:
@@ -280,7 +289,8 @@ def check_forward(res):
              "attention output gate, scale 0.5": dict(attn_out_gate=1, attn_out_gate_scale=0.5),
              "03-31's lanes from 2": dict(parallel_from=2, parallel_form="0331"),
              "03-31's lanes from 1, 3 layers, gated skips": dict(parallel_from=1, num_layers=3, parallel_form="0331", skip_gates=1),
-             "untied, everything": dict(ALL_ON, tie_embeddings=0)}
+             "documents (cut every 6)": dict(doc_attention=1, train_seq_len=6),
+             "untied, everything": dict(ALL_ON, tie_embeddings=0), "everything and documents": dict(ALL_ON, doc_attention=1)}
     loops = {"loop 0,1,2,1 | 2,3,0": dict(loop_encoder="0,1,2,1", loop_decoder="2,3,0"),
              "loop 0,1,2,3,2 | 3,1 (first positions push nothing)": dict(loop_encoder="0,1,2,3,2", loop_decoder="3,1"),
              "loop with lanes": dict(LANE_LOOP, parallel_from=2),
@@ -302,6 +312,15 @@ def check_forward(res):
             ok, diff = close(model_logits(model, ids), np_forward(model.state_dict(), cfg, ids, looped), F64_ATOL, F64_RTOL)
             res.check(f"forward {label}{' (loop schedule)' if looped else ' (default schedule)' if cfg.loop_encoder else ''}"
                       f" vs the float64 formula", ok, f"max diff {diff:.1e}")
+    # documents across rows: doc_rows = 2 reads two rows as one stream (training's micro-batch); without BigramHash and
+    # SmearGate (which start at each row) that is the formula on the rows' concatenation
+    cfg = cfg_of(doc_attention=1, train_seq_len=6, rope_dims=4, parallel_from=2)
+    model = feature_model(cfg, seed=31)
+    ids = token_ids(31, 20)[:10] + token_ids(32, 20)[:10]
+    with torch.no_grad():
+        two = model.forward_logits(torch.tensor(ids).view(2, 10), doc_rows=2).reshape(20, -1).numpy()
+    ok, diff = close(two, np_forward(model.state_dict(), cfg, ids, False), F64_ATOL, F64_RTOL)
+    res.check("forward documents: two rows as one stream (doc_rows 2) vs the formula on their concatenation", ok, f"max diff {diff:.1e}")
     # ROPE_DIMS = head_dim is the baseline bit for bit; a feature's zero-init tensors leave the baseline output
     cfg = cfg_of()
     base = feature_model(cfg)
@@ -682,6 +701,13 @@ def check_checkpoint(res, tmp):
         res.check(f"checkpoint: PARALLEL_FORM={form} and ATTN_OUT_GATE_SCALE=0.5 in words 58, 59 and back",
                   h2[58:60] == (code, f32(0.5)) and not any(h2[60:]) and back.parallel_form == form and back.attn_out_gate_scale == 0.5,
                   f"{h2[58:60]}, read {back.parallel_form} {back.attn_out_gate_scale}")
+    # word 60: DOC_ATTENTION, after the words of the parallel form and the gate scale
+    c3 = R.replace(cfg, doc_attention=1)
+    R.save(tmp / "doc.bin", feature_model(c3), c3)
+    h3 = struct.unpack("<256i", (tmp / "doc.bin").read_bytes()[:1024])
+    back = R.read_container(tmp / "doc.bin").config
+    res.check("checkpoint: DOC_ATTENTION=1 in word 60 (version 4) and back", h3[1] == 4 and h3[58:61] == (0, 0, 1)
+              and not any(h3[61:]) and back.doc_attention == 1, f"version {h3[1]}, words 58..60 {h3[58:61]}, read {back.doc_attention}")
     c = R.read_container(path)
     back = {f: getattr(c.config, f) for f in R.SHAPE_FIELDS + R.FEATURE_FIELDS}
     res.check("checkpoint: header round trip to the config", all(back[f] == getattr(cfg, f) for f in back),
@@ -718,8 +744,10 @@ def check_checkpoint(res, tmp):
             if needle not in str(e) or str(p) not in str(e):
                 failures.append(f"{name}: {e}")
 
-    def patched(word, value):
+    def patched(word, value, version=None):
         b = bytearray(data)
+        if version is not None:
+            b[4:8] = struct.pack("<i", version)
         b[4 * word:4 * word + 4] = struct.pack("<i", value)
         return bytes(b)
 
@@ -727,9 +755,10 @@ def check_checkpoint(res, tmp):
     refused("loop_half", patched(25, 0), "invalid loop schedule lengths")
     refused("loop_layer", patched(27, 9), "outside 0..NUM_LAYERS-1")
     refused("after_loop", patched(40, 3), "past the loop schedule")
-    refused("after_form", patched(60, 3), "past the loop schedule")
+    refused("after_form", patched(61, 3), "past the loop schedule")
     refused("form", patched(58, 3), "PARALLEL_FORM must be one of")
     refused("version", patched(1, 5), "unsupported checkpoint version 5")
+    refused("doc_word_v3", patched(60, 1, version=3), "header word 60 (doc_attention) is set in a file older than version 4")
     refused("version2", patched(1, 2), "written before version 3")   # SMEAR_GATE, SKIP_GATES, PARALLEL_FROM on: their old forms
     (tmp / "v3.bin").write_bytes(patched(1, 3))   # version 3: words 58, 59 zero, the same model
     v3, _, _ = R.load(tmp / "v3.bin", dtype=torch.float64)

@@ -76,7 +76,9 @@ OPTION_SETS = [{"MLP_LEAKY_SLOPE": "0.5", "LN_SCALE": "1", "ROPE_DIMS": "32", "M
                # 03-31's lanes from position 2: they start in the encoder, hand both lanes to the skips, take a skip into
                # each lane; layer 1 runs sequential at position 1 and parallel at 5; the output gate at scale 0.5
                {"PARALLEL_FROM": "2", "PARALLEL_FORM": "0331-virtual", "LOOP_ENCODER": "0,1,2,3,2", "LOOP_DECODER": "1,3,3",
-                "SKIP_GATES": "1", "ATTN_OUT_GATE": "1", "ATTN_OUT_GATE_SCALE": "0.5"}]
+                "SKIP_GATES": "1", "ATTN_OUT_GATE": "1", "ATTN_OUT_GATE_SCALE": "0.5"},
+               # attention within documents: a micro-batch's sequences one stream in training, each window alone in eval
+               {"DOC_ATTENTION": "1", "ROPE_DIMS": "32", "XSA_LAST_N": "2"}]
 
 # The plain paths beside the defaults: unfused norms, every activation kept, the head over the whole micro-batch
 PLAIN_PATHS = {"FUSE": "0", "RECOMPUTE": "0", "LOGIT_CHUNK": "0"}

@@ -337,6 +337,20 @@ def check_generate(R, b, shared, tmp, ck):
     sp = spm.SentencePieceProcessor(model_file=str(tok))
     want = "".join(sp.id_to_piece(i).replace("\u2581", " ") if not sp.is_byte(i) else "" for i in ids[3:])
     R.check("generate --temp 0 follows the reference's argmax", greedy.stdout.rstrip("\n") == want, f"{greedy.stdout.strip()!r} vs {want!r}")
+    # DOC_ATTENTION on the KV cache: a BOS inside the prompt starts a document, and the generation runs past its
+    # train_seq_len = 8 chunks, so the cache's steps must carry the document start. The reference's forward of the
+    # whole sequence is causal, so its logits at position t are those of the sequence up to t: each greedy pick must
+    # be their argmax
+    dck = tmp / "gen_docs.bin"
+    ref("init", *TINY, "--train-seq-len", "8", "--doc-attention", "1", "--random-init", "--perturb", "--tie-embeddings", "0", "--seed", "3",
+        "--out", dck)   # untied and perturbed: a tied random model keeps repeating the prompt's last token
+    prompt = [1, 300, 400, 1, 500, 600]
+    greedy = run([b / "golf_infer", dck, "--tokenizer", tok, "--generate-ids", " ".join(map(str, prompt)), "-n", "14", "--temp", "0"])
+    got = [int(t) for t in greedy.stderr.split("continuation ids:")[1].split()]
+    ref("logits", "--ckpt", dck, "--dtype", "float64", "--tokens", " ".join(map(str, prompt + got)), "--out", tmp / "g.npy")
+    want = [int(v) for v in np.load(tmp / "g.npy")[len(prompt) - 1:-1].argmax(axis=1)]
+    R.check("generate --temp 0 with DOC_ATTENTION (documents cut every 8, a BOS in the prompt) follows the reference's argmax",
+            len(got) == 14 and got == want, f"{got} vs {want}")
 
 
 def check_sanitizers(R, b, shared, tmp, val, ck):

@@ -13,8 +13,8 @@
            every GEMM of a micro-step is a linear layer; attention runs in its own kernels), which is 6 x params less the
            norms, gains and scalars; dev/predict.py rejects unknown flags and a log without a training step
   attention  dev/bench_attention_cpu (the attention benchmark's driver, CPU build) runs at a small shape for both head
-           dims, prints its table and summary line, its flash and SIMT outputs agree (its own 5% sanity bound), and it
-           rejects an unknown flag and a head dim the flash kernels lack
+           dims and with --doc-len (DOC_ATTENTION's form), prints its table and summary line, its flash and SIMT outputs
+           agree (its own 5% sanity bound), and it rejects an unknown flag and a head dim the flash kernels lack
   gpu      dev/gpu_check.sh parses (bash -n, shellcheck when installed), rejects unknown flags, and its --dry-run plan
            stays within 8 minutes
 
@@ -187,6 +187,10 @@ def check_attention_bench(R, tmp):
         s = summary(p.stdout, "bench_attention")
         ok = p.returncode == 0 and "flash forward (bf16)" in p.stdout and "SIMT backward (fp32)" in p.stdout and {"fwd_tflops", "rel_diff"} <= set(s)
         R.check(f"bench_attention head_dim {hd}: table and summary, flash agrees with SIMT", ok, "" if ok else (p.stdout + p.stderr)[-400:])
+    p = run([exe, "--batch", "2", "--seq", "80", "--heads", "4", "--kv-heads", "2", "--head-dim", "64", "--iters", "1", "--doc-len", "30"], env=clean_env())
+    s = summary(p.stdout, "bench_attention")
+    ok = p.returncode == 0 and "in documents" in p.stdout and {"fwd_tflops", "rel_diff"} <= set(s)
+    R.check("bench_attention --doc-len: DOC_ATTENTION's form runs, table and summary", ok, "" if ok else (p.stdout + p.stderr)[-400:])
     p = run([exe, "--bogus"], env=clean_env())
     R.check("bench_attention rejects an unknown flag", p.returncode != 0 and "--bogus" in p.stderr, p.stderr[-200:])
     p = run([exe, "--head-dim", "96"], env=clean_env())

@@ -8,18 +8,28 @@ and compared with golf on the same weights (mapped onto golf's checkpoint names)
   loss       golf_infer --val (checkpoint and blob) against the record's forward(x, y) on the same windows
   grads      train_golf_cpu's step-0 loss and every gradient (PRECISION=fp32, DUMP_GRADS) against the record's
              autograd on the same step-0 batch (the first 8 micro-batches of the train shard)
+  documents  (04-10, DOC_ATTENTION=1) the same three on tokens chosen where documents are dense (the test says how many
+             it sees): logits of one long sequence against forward_logits with the cu_seqlens of the record's own
+             _build_cu_seqlens (BOS positions, max_doc_len = the sequence length); val_loss and val_bpb at strides 32 and
+             8 against the record's own eval_val_sliding (each window its own documents); the step-0 gradients of
+             micro-batches of 4 sequences against the record's per micro-batch packed rows (its loader's BOS positions,
+             _build_cu_seqlens), documents running across the sequences and cut every 32 tokens
   presets    each preset names its record folder in train_golf --help, reference.py --help and README; the
              presets whose record is here hold that record's defaults (its run command sets none of them)
 
 The shims torch 1.13 needs, and nothing else: F.rms_norm (torch's definition, eps = finfo(dtype).eps when None),
 torch.compile (identity), torch.library.custom_op (a stub; its op is only on the fused-CE path, which
-FUSED_CE_ENABLED=0 turns off), flash_attn_interface.flash_attn_func (causal GQA softmax attention written out),
-triton (a stub; its MLP kernel is only on the fused training path, which MLP.use_fused = False turns off, leaving
-the record's own unfused math). The records' math is never changed.
+FUSED_CE_ENABLED=0 turns off), flash_attn_interface.flash_attn_func (causal GQA softmax attention written out) and
+flash_attn_varlen_func (the same within each cu_seqlens segment of the packed row), triton (a stub; its MLP kernel is
+only on the fused training path, which MLP.use_fused = False turns off, leaving the record's own unfused math). The
+records' math is never changed.
 
-Records golf claims: 2026-04-05 (preset r0405), 2026-04-27 and 2026-04-29 (SMEAR_GATE, ATTN_OUT_GATE, PARALLEL_FROM
-and the rest as flags; 04-27 at its default SPARSE_ATTN_GATE_SCALE of 1 and at its run's 0.5, golf's
-ATTN_OUT_GATE_SCALE; their LQER, CaseOps and phased TTT are export, data and eval forms, not the model), and
+Records golf claims: 2026-04-05 (preset r0405), 2026-04-10 (DOC_ATTENTION=1 with PARALLEL_FROM and the rest as flags;
+its fused MLP is the unfused math; its eval_val, which packs a batch of val sequences into one row, is not golf's
+evaluation: golf scores each window alone, as the record's eval_val_sliding does, so that the score does not depend on
+the ranks and batch sizes; its document-based LoRA TTT is an eval form), 2026-04-27 and 2026-04-29 (SMEAR_GATE,
+ATTN_OUT_GATE, PARALLEL_FROM and the rest as flags; 04-27 at its default SPARSE_ATTN_GATE_SCALE of 1 and at its run's
+0.5, golf's ATTN_OUT_GATE_SCALE; their LQER, CaseOps and phased TTT are export, data and eval forms, not the model), and
 2026-03-31's parallel residuals (PARALLEL_FORM=0331, 0331-virtual) with its BigramHash, gated skips, XSA, partial RoPE,
 LN scale and its mini depth recurrence (layers 2,3 run twice here, 4,5 in its run) as golf's loop schedule. What golf
 lacks is turned off through the record's own settings, its math untouched: VE_ENABLED=0 (ValueEmbedding),
@@ -27,7 +37,7 @@ DISABLE_LAYER0_ATTN=0, REPEAT_UNTIE_MLP=none (untied MLPs of the repeated layers
 a constructor option) is held off by its gate at -inf (sigmoid exactly 0: the identity, no gradient). Under recurrence
 the record has one Block per position: the repeated positions' scalars are set to their layer's first position's
 (golf has them per layer), their gradients summed, and LN_SCALE=0 (the record's factor is per position). Not
-claimed: 2026-04-10 (per-document attention, fused MLP) and 2026-05-01 (AsymLogit, n-gram tilt, eval context 2560).
+claimed: 2026-05-01 (AsymLogit, n-gram tilt, eval context 2560).
 
 Usage: /usr/bin/python3 test/test_records.py [--shared DIR] [--keep]
 Prints PASS/FAIL/SKIP per check and "N passed, M failed, K skipped"; exit status 1 on any failure.
@@ -62,7 +72,8 @@ SEQ, BATCH = 32, 8
 
 # Each check: a label, the record's folder, the environment its Hyperparameters read (on top of SHAPE), golf's flags
 # for the same model (their README or run command: 04-29's SMEAR_GATE_ENABLED=1 SPARSE_ATTN_GATE_ENABLED=1), and the
-# parallel start (04-29: layers >= 4 of the decoder; the encoder 0,1,2,3,2 has none of them).
+# parallel start (04-29: layers >= 4 of the decoder; the encoder 0,1,2,3,2 has none of them). "docs": the record
+# attends within documents (flash_attn_varlen_func): checked on dense documents (check_record's documents part).
 R0427 = "2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611"
 R0331 = "2026-03-31_ParallelResiduals_MiniDepthRecurrence"
 APRIL = {"SMEAR_GATE_ENABLED": "1", "SPARSE_ATTN_GATE_ENABLED": "1", "PARALLEL_START_LAYER": "4", "FUSED_CE_ENABLED": "0",
@@ -78,6 +89,12 @@ RECORDS = [
     ("2026-04-05", "2026-04-05_SP8192_GPTQ-Embeddings_SDClip_Loop45x2", {
         "env": {},
         "golf": dict(mlp_leaky_slope=0.5, ln_scale=1, skip_gates=1, qk_gain_init=4.0),
+    }),
+    # 04-10's lanes start at layer 8 by default, past this 6-layer model: at 4 here, as 04-29's
+    ("2026-04-10", "2026-04-10_VarLenAttn", {
+        "env": {"PARALLEL_START_LAYER": "4"},
+        "golf": dict(mlp_leaky_slope=0.5, ln_scale=1, skip_gates=1, qk_gain_init=5.0, parallel_from=4, doc_attention=1),
+        "docs": True,
     }),
     ("2026-04-27", R0427, {"env": APRIL, "golf": APRIL_GOLF}),   # its default SPARSE_ATTN_GATE_SCALE
     ("2026-04-27 gate scale 0.5", R0427, {   # its run's (README, run command)
@@ -129,16 +146,34 @@ def rms_norm(x, normalized_shape, weight=None, eps=None):
     return y if weight is None else y * weight
 
 
-def flash_attn_func(q, k, v, causal=False, **_):
-    """flash-attn's function on [B, T, H, D] (k, v with H / group heads): softmax(q k^T / sqrt(D)) v, causal."""
+def flash_attn_func(q, k, v, causal=False, mask=None, **_):
+    """flash-attn's function on [B, T, H, D] (k, v with H / group heads): softmax(q k^T / sqrt(D)) v, causal (mask:
+    [T, T], True where a query may not see a key, instead)."""
     B, T, H, D = q.shape
     group = H // k.size(2)
     k = k.repeat_interleave(group, dim=2)
     v = v.repeat_interleave(group, dim=2)
     s = torch.einsum("bthd,bshd->bhts", q, k) / D ** 0.5
-    if causal:
-        s = s.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+    if mask is not None or causal:
+        s = s.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1) if mask is None else mask, float("-inf"))
     return torch.einsum("bhts,bshd->bthd", torch.softmax(s, dim=-1), v)
+
+
+def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal=False,
+                           window_size=(-1, -1), **_):
+    """flash-attn's varlen function on a packed row q [total, H, D] (k, v [total, Hkv, D]): segment i is rows
+    cu_seqlens[i] .. cu_seqlens[i+1] - 1 (repeated ends: empty segments); flash_attn_func within each, causal."""
+    if not causal or tuple(window_size) != (-1, -1) or not torch.equal(cu_seqlens_q, cu_seqlens_k):
+        raise NotImplementedError("the shim does the records' call only: causal, no window, one cu_seqlens")
+    total = q.size(0)
+    seg = torch.zeros(total, dtype=torch.long)
+    for i, (a, b) in enumerate(zip(cu_seqlens_q.tolist(), cu_seqlens_q.tolist()[1:])):
+        seg[a:b] = i
+    if int(cu_seqlens_q[0]) != 0 or int(cu_seqlens_q[-1]) != total:
+        raise ValueError(f"cu_seqlens must run from 0 to the {total} rows")
+    pos = torch.arange(total)
+    hidden = (seg[:, None] != seg[None, :]) | (pos[None, :] > pos[:, None])
+    return flash_attn_func(q[None], k[None], v[None], mask=hidden)[0]
 
 
 class _Stub(types.ModuleType):
@@ -175,7 +210,7 @@ def install_shims() -> None:
         torch.library.custom_op = lambda name, **kw: (lambda fn: _CustomOp(fn))
     fa = types.ModuleType("flash_attn_interface")
     fa.flash_attn_func = flash_attn_func
-    fa.flash_attn_varlen_func = None
+    fa.flash_attn_varlen_func = flash_attn_varlen_func
     sys.modules["flash_attn_interface"] = fa
     for name in ("triton", "triton.language", "triton.tools", "triton.tools.tensor_descriptor"):
         sys.modules[name] = _Stub(name)
@@ -343,15 +378,26 @@ def golf_config(model, extra: dict) -> "ref.Config":
                               loop_encoder=",".join(map(str, enc)), loop_decoder=",".join(map(str, dec)), **extra)
 
 
-def record_grads(model, x, y) -> tuple[float, dict]:
-    """The record's loss on (x, y) and the gradient of every parameter (numpy float64, zeros where none flowed)."""
+def record_grads(model, ns: dict, chunks: torch.Tensor, docs: bool) -> tuple[float, dict]:
+    """The record's step-0 loss and the gradient of every parameter (numpy float64, zeros where none flowed) on
+    micro-batches chunks [8, span] (x = chunk[:-1], y = chunk[1:]): one batch of 8 sequences, or with documents each
+    micro-batch a packed row with its cu_seqlens (record_cu), the loss the mean of the 8 micro-batches' means (the
+    record's grad_accum_steps = 8 on one rank)."""
     model.zero_grad()
-    loss = model(x, y)
-    loss.backward()
+    if docs:
+        loss = 0.0
+        for c in chunks:
+            micro = model(c[:-1][None], c[1:][None], **record_cu(ns, c[:-1], SEQ)) / len(chunks)
+            micro.backward()
+            loss += float(micro)
+    else:
+        out = model(chunks[:, :-1], chunks[:, 1:])
+        out.backward()
+        loss = float(out)
     grads = {}
     for name, p in model.named_parameters():
         grads[name] = (p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)).double().numpy()
-    return float(loss), grads
+    return loss, grads
 
 
 def run(cmd, env=None, cwd=None):
@@ -362,7 +408,7 @@ def read_shard(path: Path, n: int) -> np.ndarray:
     header = np.fromfile(path, dtype="<i4", count=256)
     if header[0] != 20240520 or header[1] != 1:
         raise SystemExit(f"test_records.py: error: {path}: not a shard (magic {header[0]}, version {header[1]})")
-    return np.fromfile(path, dtype="<u2", count=n, offset=256 * 4).astype(np.int64)
+    return np.fromfile(path, dtype="<u2", count=n, offset=256 * 4).astype(np.int64)   # n = -1: all of them
 
 
 def max_rel(a, b):
@@ -372,8 +418,62 @@ def max_rel(a, b):
 # ----------------------------------------------------------------------------------------------------
 # checks
 
+# Documents (04-10): the sample shards' documents are long (the val split's are 105 tokens or more), so the checks take
+# the spans where they are densest, real tokens chosen, not made: DOC_LOGIT_TOKENS of val for one sequence, DOC_WINDOWS
+# windows of SEQ for the val loss, 8 micro-batches of DOC_ROWS sequences of the train shard for the gradients; each
+# must hold at least DOC_MIN_DOCS documents (the span's first token starts one too) and a document cut into segments.
+DOC_LOGIT_TOKENS, DOC_WINDOWS, DOC_ROWS, DOC_MIN_DOCS = 1024, 32, 4, 4
+
+
+def document_span(tokens: np.ndarray, n: int, skip: int) -> np.ndarray:
+    """n tokens from `skip` past a BOS: of the spans with a document longer than 2 SEQ (one that runs across
+    sequences and is cut), the first holding the most BOS. skip = 1: the span starts inside a document."""
+    bos = np.flatnonzero(tokens == 1)
+    best, at = -1, 0
+    for b in bos + skip:
+        if b + n > len(tokens):
+            break
+        edges = np.concatenate(([b], bos[(bos > b) & (bos < b + n)], [b + n]))
+        if np.diff(edges).max() > 2 * SEQ and len(edges) - 2 > best:
+            best, at = len(edges) - 2, b
+    return tokens[at:at + n]
+
+
+def documents_in(tokens: np.ndarray, seq: int) -> tuple[int, int]:
+    """(documents, segments) of a token stream: a document starts at its first token and at each BOS; segments cut
+    documents every seq tokens (the record's max_doc_len)."""
+    starts = [0] + [int(i) for i in np.flatnonzero(tokens == 1) if i > 0] + [len(tokens)]
+    return len(starts) - 1, sum(-(-(b - a) // seq) for a, b in zip(starts, starts[1:]))
+
+
+def record_cu(ns: dict, x: torch.Tensor, seq: int) -> dict:
+    """The record's varlen arguments for one packed row x [S]: cu_seqlens from its BOS positions by its own
+    _build_cu_seqlens (max_doc_len = seq, buckets of 64, as its loader and eval_val call it)."""
+    cu, _ = ns["_build_cu_seqlens"]((x == 1).nonzero(as_tuple=True)[0].tolist(), x.numel(), x.device, seq, 64)
+    return dict(cu_seqlens=cu, max_seqlen=seq)
+
+
+def record_eval(ns: dict, model, val: np.ndarray, stride: int, luts) -> tuple[float, float]:
+    """The record's own eval_val_sliding (windows of SEQ every `stride`, each its own documents: cu_seqlens from
+    the window start and its BOS) on val: (val_loss, val_bpb); its progress lines are swallowed. Its
+    torch.autocast("cuda", bfloat16) is shimmed to what torch does without CUDA (no autocast; torch 1.13 raises
+    instead), so the record runs in the model's own float64 or float32."""
+    h = ns["Hyperparameters"]()
+    h.eval_seq_len, h.eval_stride, h.rank, h.world_size = SEQ, stride, 0, 1
+    data = types.SimpleNamespace(val_tokens=torch.tensor(val, dtype=torch.int64), base_bytes_lut=luts[0],
+                                 has_leading_space_lut=luts[1], is_boundary_token_lut=luts[2])
+    autocast = torch.autocast
+    torch.autocast = lambda device_type, *a, **k: contextlib.nullcontext() if device_type == "cuda" else autocast(device_type, *a, **k)
+    try:
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+            return ns["eval_val_sliding"](h, torch.device("cpu"), data, model)
+    finally:
+        torch.autocast = autocast
+
+
 def check_record(R, label: str, folder: Path, spec: dict, shared: Path, tmp: Path) -> None:
     slug = re.sub(r"\W+", "_", label)
+    docs = spec.get("docs", False)
     env = dict(SHAPE, **spec["env"])
     ns = load_record(folder, env)
     if "BOS_ID" in ns and ns["BOS_ID"] is None:   # 04-27 sets it in its data loader (to 1) before any forward
@@ -404,12 +504,18 @@ def check_record(R, label: str, folder: Path, spec: dict, shared: Path, tmp: Pat
         for p64, p32 in zip(model.parameters(), model32.parameters()):
             p64.copy_(p32.double())
 
-    # logits on real val tokens
-    val = read_shard(shared / "data" / "sample_sp1024" / "fineweb_val_000000.bin", BATCH * SEQ + 1)
-    ids = val[:SEQ]
+    # logits on real val tokens (documents: one long sequence where they are densest, the record's varlen call)
+    allval = read_shard(shared / "data" / "sample_sp1024" / "fineweb_val_000000.bin", -1)
+    val = allval[:BATCH * SEQ + 1]
+    ids = document_span(allval, DOC_LOGIT_TOKENS, 1) if docs else val[:SEQ]
+    if docs:
+        n_docs, n_segs = documents_in(ids, SEQ)
+        R.check(f"{label}: the logits' {len(ids)} val tokens hold {n_docs} documents in {n_segs} segments of <= {SEQ}",
+                n_docs >= DOC_MIN_DOCS and n_segs > n_docs)
+    x1 = torch.tensor(ids)
     with torch.no_grad():
-        want = model.forward_logits(torch.tensor(ids)[None])[0].numpy()
-        want32 = model32.forward_logits(torch.tensor(ids)[None])[0].double().numpy()
+        want = model.forward_logits(x1[None], **(record_cu(ns, x1, SEQ) if docs else {}))[0].numpy()
+        want32 = model32.forward_logits(x1[None], **(record_cu(ns, x1, SEQ) if docs else {}))[0].double().numpy()
     tol = tolerance(max_rel(want32, want), np.abs(want).max())
     for what, path in (("checkpoint", ck), ("fp32 blob", blob)):
         p = run([ROOT / "golf_infer", path, "--logits-ids", " ".join(map(str, ids))])
@@ -418,40 +524,72 @@ def check_record(R, label: str, folder: Path, spec: dict, shared: Path, tmp: Pat
         R.check(f"{label}: golf_infer logits ({what}) equal the record's forward_logits", err <= tol,
                 f"max |diff| {err:.2e}, tolerance {tol:.2e} (record f32 vs f64 {max_rel(want32, want):.2e}); {p.stderr.strip()[-200:]}")
 
-    # loss over BATCH val windows of SEQ
-    x, y = torch.tensor(val[:-1]).view(BATCH, SEQ), torch.tensor(val[1:]).view(BATCH, SEQ)
-    with torch.no_grad():
-        loss, loss32 = float(model(x, y)), float(model32(x, y))
+    # loss over val windows of SEQ (documents: DOC_WINDOWS of them where documents are densest, and the record's own
+    # sliding-window eval at strides SEQ and 8, val_bpb too)
     vdir = tmp / f"{slug}_val"
     vdir.mkdir(exist_ok=True)
-    write_shard(vdir / "fineweb_val_000000.bin", val)
-    tol = tolerance(abs(loss32 - loss), abs(loss))
-    for what, path in (("checkpoint", ck), ("fp32 blob", blob)):
-        p = run([ROOT / "golf_infer", path, "--val", str(vdir / "fineweb_val_*.bin"), "--tokenizer",
-                 shared / "tokenizers" / "fineweb_1024_bpe.model", "--seq-len", SEQ, "--threads", "2"])
-        m = re.search(r"val_loss:([-\d.]+)", p.stdout)
-        got = float(m[1]) if m else float("inf")
-        R.check(f"{label}: golf_infer val_loss ({what}) equals the record's loss", abs(got - loss) <= tol,
-                f"{got:.7f} vs {loss:.7f}, tolerance {tol:.1e}; {p.stderr.strip()[-200:]}")
+    if docs:
+        dval = document_span(allval, DOC_WINDOWS * SEQ + 1, 1)
+        n_docs, n_segs = documents_in(dval, SEQ)
+        R.check(f"{label}: the val loss's {DOC_WINDOWS} windows of {SEQ} hold {n_docs} documents in {n_segs} segments",
+                n_docs >= DOC_MIN_DOCS and n_segs > n_docs)
+        write_shard(vdir / "fineweb_val_000000.bin", dval)
+        import sentencepiece as spm
+        luts = ns["build_sentencepiece_luts"](spm.SentencePieceProcessor(model_file=str(shared / "tokenizers" / "fineweb_1024_bpe.model")),
+                                              int(SHAPE["VOCAB_SIZE"]), torch.device("cpu"))
+        evals = []
+        for stride in (SEQ, 8):
+            with torch.no_grad():
+                (l64, b64), (l32, b32) = record_eval(ns, model, dval, stride, luts), record_eval(ns, model32, dval, stride, luts)
+            evals.append((stride, l64, b64, tolerance(abs(l32 - l64), abs(l64)), tolerance(abs(b32 - b64), abs(b64))))
+    else:
+        x, y = torch.tensor(val[:-1]).view(BATCH, SEQ), torch.tensor(val[1:]).view(BATCH, SEQ)
+        with torch.no_grad():
+            loss, loss32 = float(model(x, y)), float(model32(x, y))
+        write_shard(vdir / "fineweb_val_000000.bin", val)
+        evals = [(0, loss, None, tolerance(abs(loss32 - loss), abs(loss)), None)]
+    for stride, loss, bpb, tol, btol in evals:
+        for what, path in (("checkpoint", ck), ("fp32 blob", blob)):
+            p = run([ROOT / "golf_infer", path, "--val", str(vdir / "fineweb_val_*.bin"), "--tokenizer",
+                     shared / "tokenizers" / "fineweb_1024_bpe.model", "--seq-len", SEQ, "--threads", "2",
+                     *(["--stride", stride] if stride else [])])
+            m = re.search(r"val_loss:([-\d.]+) val_bpb:([-\d.]+)", p.stdout)
+            got, gotb = (float(m[1]), float(m[2])) if m else (float("inf"), float("inf"))
+            ok = abs(got - loss) <= tol and (bpb is None or abs(gotb - bpb) <= btol)
+            R.check(f"{label}: golf_infer val_loss{' and val_bpb' if bpb is not None else ''} ({what}"
+                    f"{f', stride {stride}' if stride else ''}) equal{'' if bpb is not None else 's'} the record's "
+                    f"{'eval_val_sliding' if bpb is not None else 'loss'}", ok,
+                    f"{got:.7f} vs {loss:.7f}, tolerance {tol:.1e}" + (f"; bpb {gotb:.7f} vs {bpb:.7f}, tolerance {btol:.1e}" if bpb is not None else "")
+                    + f"; {p.stderr.strip()[-200:]}")
 
-    # train_golf_cpu's step 0: the train shard's first 8 micro-batches of SEQ + 1 tokens
-    train = read_shard(shared / "data" / "sample_sp1024" / "fineweb_train_000000.bin", BATCH * (SEQ + 1))
-    chunks = torch.tensor(train).view(BATCH, SEQ + 1)
-    l64, raw64 = record_grads(model, chunks[:, :-1], chunks[:, 1:])
-    l32, raw32 = record_grads(model32, chunks[:, :-1], chunks[:, 1:])
+    # train_golf_cpu's step 0: the train shard's first 8 micro-batches of SEQ + 1 tokens (documents: of DOC_ROWS * SEQ
+    # + 1 tokens, from the train shard's span where documents are densest, written as the run's shard)
+    rows = DOC_ROWS if docs else 1
+    span = rows * SEQ + 1
+    tdir = tmp / f"{slug}_train"
+    tdir.mkdir(exist_ok=True)
+    if docs:
+        train = document_span(read_shard(shared / "data" / "sample_sp1024" / "fineweb_train_000000.bin", -1), BATCH * span, 0)
+        n_docs, n_segs = documents_in(train, SEQ)
+        R.check(f"{label}: the step-0 batch's {BATCH} micro-batches of {rows} x {SEQ} tokens hold {n_docs} documents in "
+                f"{n_segs} segments", n_docs >= DOC_MIN_DOCS and n_segs > n_docs)
+        write_shard(tdir / "fineweb_train_000000.bin", train)
+    else:
+        train = read_shard(shared / "data" / "sample_sp1024" / "fineweb_train_000000.bin", BATCH * span)
+        os.symlink(shared / "data" / "sample_sp1024" / "fineweb_train_000000.bin", tdir / "fineweb_train_000000.bin")
+    chunks = torch.tensor(train).view(BATCH, span)
+    l64, raw64 = record_grads(model, ns, chunks, docs)
+    l32, raw32 = record_grads(model32, ns, chunks, docs)
     g64, g32 = golf_state(raw64, model, cfg, grads=True), golf_state(raw32, model, cfg, grads=True)
     unmapped = unmapped_grads(raw64, cfg)
     if unmapped:
         stray = {k: float(np.abs(v).max()) for k, v in unmapped.items() if np.abs(v).max() != 0}
         R.check(f"{label}: the record's {len(unmapped)} tensors golf has no counterpart of get no gradient", not stray, f"nonzero: {stray}")
-    tdir = tmp / f"{slug}_train"
-    tdir.mkdir(exist_ok=True)
-    os.symlink(shared / "data" / "sample_sp1024" / "fineweb_train_000000.bin", tdir / "fineweb_train_000000.bin")
     write_shard(tdir / "fineweb_val_000000.bin", val)
     grads = tmp / f"{slug}_grads.bin"
     genv = dict(os.environ, DATA_PATH=str(tdir), TOKENIZER_PATH=str(shared / "tokenizers" / "fineweb_1024_bpe.model"),
                 INIT_CKPT=str(ck), DUMP_GRADS=str(grads), PRECISION="fp32", ITERATIONS="1", TRAIN_SEQ_LEN=str(SEQ),
-                TRAIN_BATCH_TOKENS=str(BATCH * SEQ), VAL_LOSS_EVERY="0", OUT_DIR=str(tmp), RUN_ID=f"rec_{slug}",
+                TRAIN_BATCH_TOKENS=str(BATCH * rows * SEQ), VAL_LOSS_EVERY="0", OUT_DIR=str(tmp), RUN_ID=f"rec_{slug}",
                 LOOP_START_FRAC="0", GOLF_EMU_EXIT_AT="step_end", OMP_WAIT_POLICY="passive",
                 **{k.upper(): str(v) for k, v in golf_flags(cfg).items()})
     p = run([ROOT / "train_golf_cpu"], env=genv, cwd=tmp)

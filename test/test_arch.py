@@ -104,6 +104,18 @@ def check_blob(R, b, shared, tmp, val):
             f"val_bpb {c[1]:.9f} vs {r[1]:.9f} (rel {rel(c[1], r[1]):.1e}, bound {EVAL_RTOL:g})")
 
 
+def relabelled(path, version, tmp):
+    """a copy of checkpoint or blob path (tmp/v<version>_<name>) whose header says version; a blob's closing CRC-32
+    is recomputed over the patched bytes"""
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<i", data, 4, version)
+    if path.suffix == ".golf":
+        struct.pack_into("<I", data, len(data) - 4, zlib.crc32(bytes(data[:-4])))
+    old = tmp / f"v{version}_{path.name}"
+    old.write_bytes(data)
+    return old
+
+
 def check_versions(R, b, tmp):
     """version 3 changed SMEAR_GATE, SKIP_GATES and PARALLEL_FROM to the records' forms: a version 2 checkpoint or blob
     using one of them is refused (its weights mean another model), one without them still loads; version 3 files load"""
@@ -114,24 +126,14 @@ def check_versions(R, b, tmp):
     ref("init", "--random-init", "--seed", "4", *TINY, "--xsa-last-n", "1", "--out", plain)
     for label, path, refused in (("checkpoint with SMEAR_GATE", ck, True), ("blob with SMEAR_GATE", blob, True),
                                  ("checkpoint with XSA only", plain, False)):
-        data = bytearray(path.read_bytes())
-        struct.pack_into("<i", data, 4, 2)
-        if path.suffix == ".golf":   # the blob's closing CRC-32 over the patched bytes
-            struct.pack_into("<I", data, len(data) - 4, zlib.crc32(bytes(data[:-4])))
-        old = tmp / f"v2_{path.name}"
-        old.write_bytes(data)
+        old = relabelled(path, 2, tmp)
         p = run([b / "golf_infer", old, "--logits-ids", "1 2"], expect=None)
         ok = (p.returncode == 1 and "written before version 3" in p.stderr and str(old) in p.stderr) if refused else p.returncode == 0
         R.check(f"version 2 {label}: {'refused, naming the file and why' if refused else 'still read'}", ok, p.stderr.strip()[-200:])
     # version 4 only added words 58, 59, 60 (PARALLEL_FORM, ATTN_OUT_GATE_SCALE, DOC_ATTENTION), zero in version 3
     # files: those still load
     for label, path in (("checkpoint", ck), ("blob", blob)):
-        data = bytearray(path.read_bytes())
-        struct.pack_into("<i", data, 4, 3)
-        if path.suffix == ".golf":
-            struct.pack_into("<I", data, len(data) - 4, zlib.crc32(bytes(data[:-4])))
-        old = tmp / f"v3_{path.name}"
-        old.write_bytes(data)
+        old = relabelled(path, 3, tmp)
         p = run([b / "golf_infer", old, "--logits-ids", "1 2"], expect=None)
         R.check(f"version 3 {label} with SMEAR_GATE: still read", p.returncode == 0, p.stderr.strip()[-200:])
     # DOC_ATTENTION: version 4 (its word 60), read; labelled version 3 it is refused, checkpoint and blob alike
@@ -144,11 +146,7 @@ def check_versions(R, b, tmp):
         p = run([b / "golf_infer", path, "--logits-ids", "1 2"], expect=None)
         R.check(f"DOC_ATTENTION {path.suffix} file: version 4, word 60 = 1, read", version == 4 and word == 1 and p.returncode == 0,
                 f"version {version}, word 60 = {word}; {p.stderr.strip()[-200:]}")
-        struct.pack_into("<i", data, 4, 3)
-        if path.suffix == ".golf":
-            struct.pack_into("<I", data, len(data) - 4, zlib.crc32(bytes(data[:-4])))
-        old = tmp / f"v3_{path.name}"
-        old.write_bytes(data)
+        old = relabelled(path, 3, tmp)
         p = run([b / "golf_infer", old, "--logits-ids", "1 2"], expect=None)
         R.check(f"DOC_ATTENTION {path.suffix} file labelled version 3: refused, naming the file and word 60",
                 p.returncode == 1 and "word 60 (doc_attention)" in p.stderr and str(old) in p.stderr, p.stderr.strip()[-200:])

@@ -683,6 +683,19 @@ def check_cli(R, tok, model):
         R.record(f"cli: {label} -> exit 2 with usage", ok, "" if ok else run.describe())
 
 
+def quick_copy(src, dst):
+    """dst holding the first QUICK_DOCS non-empty lines of src (--quick); returns dst"""
+    with open(src, encoding="utf-8") as f, open(dst, "w", encoding="utf-8") as g:
+        n = 0
+        for line in f:
+            if line.strip():
+                g.write(line)
+                n += 1
+                if n >= QUICK_DOCS:
+                    break
+    return dst
+
+
 def check_corpus(R, tok, data, tmp, quick, models):
     """Check 1: every document of every shared text file, every shared model."""
     if not data.texts:
@@ -694,16 +707,7 @@ def check_corpus(R, tok, data, tmp, quick, models):
             R.skip(f"corpus encode {name}", "file not found")
             continue
         if quick:
-            p = tmp / f"quick_{name}"
-            with open(data.texts[name], encoding="utf-8") as f, open(p, "w", encoding="utf-8") as g:
-                n = 0
-                for line in f:
-                    if line.strip():
-                        g.write(line)
-                        n += 1
-                        if n >= QUICK_DOCS:
-                            break
-            files[name] = p
+            files[name] = quick_copy(data.texts[name], tmp / f"quick_{name}")
         else:
             files[name] = data.texts[name]
     for mname, (sp, mpath) in models.items():
@@ -1466,16 +1470,7 @@ def corpus_files(data, tmp, quick):
             files[name] = data.texts[name]
             continue
         p = tmp / f"quick_{name}"
-        if not p.exists():
-            with open(data.texts[name], encoding="utf-8") as f, open(p, "w", encoding="utf-8") as g:
-                n = 0
-                for line in f:
-                    if line.strip():
-                        g.write(line)
-                        n += 1
-                        if n >= QUICK_DOCS:
-                            break
-        files[name] = p
+        files[name] = p if p.exists() else quick_copy(data.texts[name], p)
     return files
 
 

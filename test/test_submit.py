@@ -484,9 +484,14 @@ def check_record(R, tmp, shared):
     (wrap / "nvcc").write_text(f'#!/bin/sh\nexec {Path(real).resolve()} "$@"\n')
     (wrap / "nvcc").chmod(0o755)
     stub = runpy.run_path(str(ROOT / "dev" / "train_gpt_stub.py"), run_name="stub")
-    top = Path(real).resolve().parent.parent
-    R.check("record: the stub's nvcc_toolkit finds the toolkit behind a wrapper nvcc script", Path(stub["nvcc_toolkit"](str(wrap / "nvcc"))) == top,
-            f"{stub['nvcc_toolkit'](str(wrap / 'nvcc'))} vs {top}")
+    # the oracle: a toolkit folder whose bin/nvcc is the compiler itself (an ELF file, not a script), with CUDA's headers,
+    # and which reports the same version as the nvcc on PATH ($real may itself be a wrapper script, as on some machines)
+    top = Path(stub["nvcc_toolkit"](str(wrap / "nvcc")))
+    version = lambda nvcc: subprocess.run([str(nvcc), "--version"], capture_output=True, text=True).stdout
+    elf = (top / "bin" / "nvcc").is_file() and (top / "bin" / "nvcc").read_bytes()[:4] == b"\x7fELF"
+    R.check("record: the stub's nvcc_toolkit finds the toolkit behind a wrapper nvcc script (its bin/nvcc an ELF compiler of the "
+            "same version, its include/cuda_runtime.h there)", elf and (top / "include" / "cuda_runtime.h").is_file()
+            and version(top / "bin" / "nvcc") == version(real) != "", f"{top} (nvcc on PATH: {real})")
     env = dict(gpu, PATH=f"{smi}:{wrap}:{plain}", OUT_DIR=str(tmp / "t_cuda" / "out"))
     cwd = tmp / "t_cuda"
     cwd.mkdir()

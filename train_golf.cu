@@ -113,7 +113,7 @@
     golf_die("cuBLAS status %d (%s:%d: %s)", (int)s_, __FILE__, __LINE__, #call); } while (0)
 #ifdef USE_NCCL
 #define ncclCheck(call) do { ncclResult_t r_ = (call); if (r_ != ncclSuccess) \
-    golf_die("NCCL: %s (%s:%d: %s)\n  hint: NCCL_DEBUG=INFO shows more", ncclGetErrorString(r_), __FILE__, __LINE__, #call); } while (0)
+    golf_die("rank %d: NCCL: %s (%s:%d: %s)\n  hint: NCCL_DEBUG=INFO shows more", g_rank, ncclGetErrorString(r_), __FILE__, __LINE__, #call); } while (0)
 #endif
 #ifdef USE_MPI
 #define mpiCheck(call) do { int m_ = (call); if (m_ != MPI_SUCCESS) golf_die("MPI error %d (%s:%d: %s)", m_, __FILE__, __LINE__, #call); } while (0)
@@ -121,6 +121,7 @@
 
 static double wall_ms(void) { struct timeval tv; gettimeofday(&tv, NULL); return tv.tv_sec * 1e3 + tv.tv_usec * 1e-3; }
 static int g_master = 1;   // rank 0: the one process that logs and writes files (main sets it)
+static int g_rank = 0;     // this process's rank, for the messages of the checks above (main sets it)
 
 // ----------------------------------------------------------------------------------------------------
 // 2. config: ONE table drives parsing, --help and the printed resolved config
@@ -3515,7 +3516,10 @@ static void dist_reduce(const Dist *dd, double *v, int n, int op) {
     if (dd->mode == DIST_MPI) { mpiCheck(MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, op == RED_SUM ? MPI_SUM : MPI_MAX, MPI_COMM_WORLD)); return; }
 #endif
     if (dd->mode != DIST_ENV || !dd->peer) golf_die("internal: a reduction over %d ranks before they were connected", dd->world);
-    double in[16], deadline = wall_ms() + 1000.0 * g_dist_timeout_s;   // every socket operation has DIST_TIMEOUT
+    // every socket operation has DIST_TIMEOUT; while the watchdog is armed it names the rank at fault at DIST_TIMEOUT,
+    // and a rank other than 0 waits up to 4 beats for rank 0's verdict: the reduction's own timeout comes 1 s after that
+    double grace = __atomic_load_n(&g_watch.armed, __ATOMIC_ACQUIRE) ? 4.0 * BEAT_MS + 1000.0 : 0.0;
+    double in[16], deadline = wall_ms() + 1000.0 * g_dist_timeout_s + grace;
     if (n > 16) golf_die("internal: dist_reduce of %d values (at most 16)", n);
     size_t bytes = (size_t)n * sizeof(double);
     const char *err;
@@ -4265,6 +4269,7 @@ int main(int argc, char **argv) {
     g_golf_prog = "train_golf";
     Dist dd = dist_init(&argc, &argv);
     g_master = dd.rank == 0;
+    g_rank = dd.rank;
     Trainer tr;
     memset(&tr, 0, sizeof(tr));
     tr.rank = dd.rank; tr.world = dd.world;

@@ -67,18 +67,27 @@ SHAPE = {"NUM_LAYERS": "4", "MODEL_DIM": "128", "NUM_HEADS": "2", "NUM_KV_HEADS"
 GRAD_RTOL_OF_MAX = 1e-3
 LOSS0_ATOL = 1e-4
 LOSS_CURVE_ATOL = 2e-3
-# The options with GPU kernels, in two groups (head_dim 64 here: RoPE on 32 of 64 dims).
+# The options with GPU kernels, in groups (head_dim 64 here: RoPE on 32 of 64 dims; the kv width 64). ValueEmbedding
+# (VE_*) rides along in the later groups: positions of a looped layer's first and second pass, each form of lanes, and
+# at the kv width (no projection) with documents and XSA.
 OPTION_SETS = [{"MLP_LEAKY_SLOPE": "0.5", "LN_SCALE": "1", "ROPE_DIMS": "32", "MLP_HIDDEN": "200"},
+               # ValueEmbedding at positions 1 (layer 1's first pass) and 4 (layer 2's second), through a projection
                {"BIGRAM_VOCAB_SIZE": "97", "BIGRAM_DIM": "32", "SMEAR_GATE": "1", "XSA_LAST_N": "2", "SKIP_GATES": "1",
-                "ATTN_OUT_GATE": "1", "LOOP_ENCODER": "0,1,2,1", "LOOP_DECODER": "2,3"},
-               # lanes split at layer 2, hand their mean to skips, take skips into lane 0 only, merge for layer 1, split again
-               {"PARALLEL_FROM": "2", "LOOP_ENCODER": "0,1,2,3,2", "LOOP_DECODER": "3,1,3", "SKIP_GATES": "1"},
+                "ATTN_OUT_GATE": "1", "LOOP_ENCODER": "0,1,2,1", "LOOP_DECODER": "2,3", "VE_ENABLED": "1", "VE_DIM": "48",
+                "VE_LAYERS": "1,4"},
+               # lanes split at layer 2, hand their mean to skips, take skips into lane 0 only, merge for layer 1, split again;
+               # ValueEmbedding on the parallel position 2
+               {"PARALLEL_FROM": "2", "LOOP_ENCODER": "0,1,2,3,2", "LOOP_DECODER": "3,1,3", "SKIP_GATES": "1", "VE_ENABLED": "1",
+                "VE_DIM": "32", "VE_LAYERS": "2"},
                # 03-31's lanes from position 2: they start in the encoder, hand both lanes to the skips, take a skip into
-               # each lane; layer 1 runs sequential at position 1 and parallel at 5; the output gate at scale 0.5
+               # each lane; layer 1 runs sequential at position 1 and parallel at 5; the output gate at scale 0.5;
+               # ValueEmbedding at positions 1 and 5 (layer 1 sequential and parallel)
                {"PARALLEL_FROM": "2", "PARALLEL_FORM": "0331-virtual", "LOOP_ENCODER": "0,1,2,3,2", "LOOP_DECODER": "1,3,3",
-                "SKIP_GATES": "1", "ATTN_OUT_GATE": "1", "ATTN_OUT_GATE_SCALE": "0.5"},
-               # attention within documents: a micro-batch's sequences one stream in training, each window alone in eval
-               {"DOC_ATTENTION": "1", "ROPE_DIMS": "32", "XSA_LAST_N": "2"}]
+                "SKIP_GATES": "1", "ATTN_OUT_GATE": "1", "ATTN_OUT_GATE_SCALE": "0.5", "VE_ENABLED": "1", "VE_DIM": "128",
+                "VE_LAYERS": "1,5"},
+               # attention within documents: a micro-batch's sequences one stream in training, each window alone in eval;
+               # ValueEmbedding at the kv width (no projection) at positions 0 and 3
+               {"DOC_ATTENTION": "1", "ROPE_DIMS": "32", "XSA_LAST_N": "2", "VE_ENABLED": "1", "VE_DIM": "64", "VE_LAYERS": "0,3"}]
 
 # The plain paths beside the defaults: unfused norms, every activation kept, the head over the whole micro-batch
 PLAIN_PATHS = {"FUSE": "0", "RECOMPUTE": "0", "LOGIT_CHUNK": "0"}

@@ -2008,9 +2008,9 @@ static void trainer_alloc(Trainer *tr, int B) {
     mem_class(MEM_SMALL); tr->bidx = (int *)dmalloc_bytes(N * sizeof(int));
     mem_class(MEM_EMBED_ACTS);
     tr->be = dmalloc(N * (c->bigram_vocab ? c->bigram_dim : 1)); tr->bp = dmalloc(c->bigram_vocab ? N * d : 1);
-    tr->vee = dmalloc(c->ve_dim ? N * c->ve_dim : 1); tr->vep = dmalloc(c->ve_dim ? N * kv : 1); tr->veb = dmalloc(c->ve_dim ? N * kv : 1);
-    mem_class(MEM_SCRATCH); tr->dveb = dmalloc(c->ve_dim ? N * kv : 1);
+    tr->vee = dmalloc(c->ve_dim ? N * c->ve_dim : 1); tr->vep = dmalloc(c->ve_dim && c->ve_dim != kv ? N * kv : 1); tr->veb = dmalloc(c->ve_dim ? N * kv : 1);
     mem_class(MEM_SCRATCH);
+    tr->dveb = dmalloc(c->ve_dim ? N * kv : 1);
     tr->dvx = dmalloc(c->xsa_last_n ? N * kv : 1);
     tr->gate_dh = dmalloc(c->attn_out_gate ? N * d : 1);
     mem_class(MEM_SMALL); tr->vec[0] = dmalloc(d); tr->vec[1] = dmalloc(2 * d);

@@ -805,7 +805,7 @@ def lane_scale_rounding_sq(x: Tensor, ux: Tensor, g: Tensor) -> Tensor:
 
 def lane_scale_bound(sq: Tensor) -> Tensor:
     """How far train_golf's bf16 roundings may move the gradients of 03-31's lane scales parallel_resid r [2] and
-    parallel_post p [2, 2] (branch, lane) from their exact values, from the summed squares sq of their summands' rounding
+    parallel_post p [2, 2] (branch, lane), and of its ValueEmbedding's scale and position scales, from their exact values, from the summed squares sq of their summands' rounding
     magnitudes (lane_scale_rounding_sq, same shapes). With l_k the lanes as they come in, A = attn_scale ao and M =
     mlp_scale mo the branch outputs, m_k = r0 l_k + p0k A the lanes after attention, d_k and d'_k the gradients of the
     block's outputs and of m_k (par_mlp_backward, par_attn_backward):
@@ -821,7 +821,11 @@ def lane_scale_bound(sq: Tensor) -> Tensor:
       m_k = r0 l_k + p0k A: both:                                                      ux = |r0 l_k| + 2 |p0k A|
       d_k, d'_k (float32 lane gradients): the bf16(dY) operand of each dX GEMM that forms them, and the later layers'
         forward roundings reaching them as a relative perturbation of the same size:       2 u |d| (q_gain's dy)
-    so each summand x g moves by at most a = (ux + 2 |x|) u |g| (products of two roundings far below). Under the
+    so each summand x g moves by at most a = (ux + 2 |x|) u |g| (products of two roundings far below). ValueEmbedding's
+    are sums of the same kind over every position p that gets it and all N kv_dim entries: g(scale) = sum s_p dv_p h and
+    g(s_p) = sum dv_p base (h = proj(ve_embed[t]), base = scale h, dv_p the gradient of position p's v): x = h or base,
+    ux = 2 |x| when h is the projection's bf16 GEMM output (0 for the table's float32 rows), g = s_p dv_p or dv_p, a lane
+    gradient's kind. Under the
     probabilistic model of rounding errors (independent, mean zero, |delta_i| <= a_i; Higham and Mary, SIAM J. Sci.
     Comput. 41 (2019)), Hoeffding's inequality bounds the sum: P(|sum delta_i| > lam sqrt(sum a_i^2)) <= 2 exp(-lam^2 / 2);
     lam = 6 puts that below 3e-8 per entry, as q_gain_flash_bound. The squares add over every position that runs the
@@ -1158,11 +1162,14 @@ class ValueEmbedding(nn.Module):
             self.proj._zero_init = True
         self.scale = nn.Parameter(torch.full((1,), 0.1, dtype=torch.float32))               # [1]
 
+    def projected(self, input_ids: Tensor) -> Tensor:
+        """proj(embed[t]) (the rows themselves without a projection): input_ids [B, T] -> [B, T, kv_dim]"""
+        h = self.embed(input_ids)
+        return h if self.proj is None else self.proj(h)
+
     def forward(self, input_ids: Tensor) -> Tensor:
         """input_ids [B, T] -> [B, T, kv_dim]"""
-        h = self.embed(input_ids)
-        if self.proj is not None:
-            h = self.proj(h)
+        h = self.projected(input_ids)
         return h * self.scale.to(dtype=h.dtype)
 
 
@@ -1288,9 +1295,22 @@ class GPT(nn.Module):
         None where a position gets none (and everywhere when it is off)."""
         if self.ve_shared is None:
             return [None] * positions
-        base = self.ve_shared(input_ids)
-        return [base * self.ve_layer_scales[self.ve_positions.index(p)].to(dtype=base.dtype) if p in self.ve_positions else None
-                for p in range(positions)]
+        h = self.ve_shared.projected(input_ids)
+        base = h * self.ve_shared.scale.to(dtype=h.dtype)
+        out = [base * self.ve_layer_scales[self.ve_positions.index(p)].to(dtype=base.dtype) if p in self.ve_positions else None
+               for p in range(positions)]
+        if FLASH_BOUND["on"] and base.requires_grad:   # debug-state: lane_scale_bound's squares of the VE scales' gradients
+            if getattr(self, "_lane_sq", None) is None:
+                self._lane_sq = {"ve_shared.scale": torch.zeros(1, dtype=torch.float64),
+                                 "ve_layer_scales": torch.zeros(len(self.ve_positions), dtype=torch.float64)}
+            hd, bd, rounded = h.detach(), base.detach(), self.ve_shared.proj is not None   # a bf16 GEMM output, or the table's rows
+            for j, p in enumerate(self.ve_positions):
+                def hook(dv, j=j, s=float(self.ve_layer_scales[j])):   # dv: the gradient of v at position p
+                    self._lane_sq["ve_shared.scale"] += lane_scale_rounding_sq(hd, 2 * hd.abs() if rounded else 0 * hd, s * dv)
+                    self._lane_sq["ve_layer_scales"][j] += lane_scale_rounding_sq(bd, 2 * bd.abs() if rounded else 0 * bd, dv)
+                if p < positions:
+                    out[p].register_hook(hook)
+        return out
 
     def forward_logits(self, input_ids: Tensor, doc_rows: int = 1) -> Tensor:
         """input_ids [B, T] int64 -> logits after the softcap [B, T, V]. DOC_ATTENTION: documents run across each

@@ -1,7 +1,7 @@
 /*
  * train_golf.cu — the golf trainer: the baseline model of openai/parameter-golf train_gpt.py and the records'
  * options (BigramHash, SmearGate, XSA, partial RoPE, LN scale, parallel residuals, depth recurrence, gates, attention
- * within documents; presets
+ * within documents, ValueEmbedding; presets
  * r0322 / r0405), trained on FineWeb shards within a wallclock cap on 1..8 GPUs, exported as a golf blob and scored.
  *
  * Contract

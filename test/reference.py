@@ -13,8 +13,8 @@ Contract
   which beats a `--preset` recipe (baseline, r0322, r0405), which beats the defaults.
 * Record-stack features (section 1's table; all off by default, so the default model and training are
   the baseline's bit for bit): MLP_HIDDEN, MLP_LEAKY_SLOPE, BIGRAM_VOCAB_SIZE/BIGRAM_DIM, SMEAR_GATE,
-  XSA_LAST_N, ROPE_DIMS, LN_SCALE, PARALLEL_FROM, SKIP_GATES, ATTN_OUT_GATE, LOOP_ENCODER/LOOP_DECODER
-  (model, stored in the checkpoint header); LOOP_START_FRAC, MUON_WD, ADAM_WD, MUON_EQ_R,
+  XSA_LAST_N, ROPE_DIMS, LN_SCALE, PARALLEL_FROM, SKIP_GATES, ATTN_OUT_GATE, LOOP_ENCODER/LOOP_DECODER,
+  VE_ENABLED/VE_DIM/VE_LAYERS (model, stored in the checkpoint header); LOOP_START_FRAC, MUON_WD, ADAM_WD, MUON_EQ_R,
   MUON_POLAR_EXPRESS, WARMDOWN_FRAC, MIN_LR_FRAC (training); EVAL_STRIDE, TTT_* (evaluation).
 * Numerics: by default float32 on the CPU with RMSNorm and causal attention written out, so PyTorch 1.13
   and 2.x compute the same thing; `--dtype float64` for oracle comparisons. `--device cuda` applies the
@@ -61,7 +61,10 @@ Facts a C/CUDA implementation must reproduce exactly
   bigram.embed[hash])); x0 = rms_norm(SmearGate(e)); a_in = rms_norm(x) / sqrt(l + 1) with LN_SCALE;
   XSA then the output gate on each head's attention output (sigmoid(ATTN_OUT_GATE_SCALE w . x[:12]));
   lanes for l >= PARALLEL_FROM in the PARALLEL_FORM's form (Block.forward_lanes, forward_lanes_0331);
-  schedules and skips in GPT's docstring. Init: bigram.embed N(0, 0.02), bigram.proj 0, bigram.scale 0.05;
+  schedules and skips in GPT's docstring; ValueEmbedding (03-31): v += ve_layer_scales[j] * ve_shared.scale *
+  ve_shared.proj(ve_shared.embed[t]) at the j-th schedule position of VE_LAYERS, before attention and XSA read v (no
+  proj when VE_DIM is the kv width). Init: bigram.embed N(0, 0.02), bigram.proj 0, bigram.scale 0.05;
+  ve_shared.embed N(0, 0.01), ve_shared.proj 0, ve_shared.scale 0.1, ve_layer_scales 1;
   smear.gate_w, smear.lam, attn.gate_w, skip_gates 0; lane_rho 1.1, lane_mix 1; parallel_resid sqrt(1.1),
   parallel_post 1; rounded to bf16 like every value (0.05 -> 0.0500488, 1.1 -> 1.1015625, sqrt(1.1) ->
   1.046875).

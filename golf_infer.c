@@ -33,17 +33,21 @@
  *       [22] skip_gates [23] attn_out_gate [24] loop encoder length [25] loop decoder length
  *       [26..57] the loop schedule's physical layer indices, encoder first
  *       [58] parallel_form (0 04-29's lanes, 1 03-31's, 2 03-31's counting schedule positions) [59] attn_out_gate's
- *       scale (float32 bits; 0 = 1, as files before version 4 hold it) [60] doc_attention (0 in files before version 4).
+ *       scale (float32 bits; 0 = 1, as files before version 4 hold it) [60] doc_attention (0 in files before version 4)
+ *       [61] ValueEmbedding width ve_dim (0 = off) [62..63] its schedule positions, bit p of the 64-bit mask (word 62
+ *       bits 0..31, word 63 positions 32..63; ve_layer_scales holds one scale per set bit in increasing order) (0 in
+ *       files before version 5).
  *   Checkpoint (float32, written by train_golf and test/reference.py, read here):
- *     256 x int32 header: [0] 20261125 magic  [1] version 4 (3 is read as version 4 with words 58..60 zero; 1 and 2 too
+ *     256 x int32 header: [0] 20261125 magic  [1] version 5 (4 is read as version 5 with words 61..63 zero, 3 also with
+ *       words 58..60 zero; 1 and 2 too
  *       when SMEAR_GATE, SKIP_GATES and PARALLEL_FROM are off: version 3 changed their forms to the records')  [2] number of
  *       tensor records, the config words, [13] steps trained, rest 0.
  *     Then records: int32 name_len, name (train_gpt.py state_dict key), int32 dtype (0 float32, 1 int32),
  *     int32 ndim, int32 dims[ndim], prod(dims) elements row-major. Records may come in any order; the
  *     model's tensors are found by name and must have the parameter table's shapes. Others are ignored.
  *   Blob (.golf, written by dev/golf_export.c, read here):
- *     64 x uint32 header: [0] 20261124 magic [1] 4 version (2 and 3 read as for checkpoints) [2] total blob bytes (with the CRC), the config
- *       words, [13] number of tensors, [61..63] 0.
+ *     64 x uint32 header: [0] 20261124 magic [1] 5 version (2 to 4 read as for checkpoints) [2] total blob bytes (with the CRC), the config
+ *       words, [13] number of tensors.
  *     Tensor table, one 8-byte entry per tensor of the parameter table, in its order:
  *       uint8 scheme, uint8 code model, uint16 group (ternary: columns per scale, 0 = whole row), uint32 payload bytes.
  *     Payloads in the same order. A tensor is rows x cols (rows = first dim, 1 for vectors):
@@ -206,6 +210,8 @@ typedef struct {
     int doc_attention;               // attention within documents: a BOS (id 1) starts one, cut every train_seq_len
     int loop_enc, loop_dec;          // depth-recurrence schedule lengths (0, 0 = none)
     int loop[MAX_SCHEDULE];          // encoder then decoder physical layer indices
+    int ve_dim;                      // ValueEmbedding table width (0 = off)
+    uint32_t ve_mask[2];             // ValueEmbedding: the schedule positions (bit p of the 64) whose v gets it
 } Config;
 
 // The parallel residual forms (PARALLEL_FORM): 04-29's (lane 0 carried raw, attention and MLP side by side, skips into
@@ -261,6 +267,10 @@ typedef struct {
     float *bigram_scale;   // [1]
     float *smear_w;        // [SMEAR_DIMS]
     float *smear_lam;      // [1]
+    float *ve_embed;       // [V, d_ve] ValueEmbedding table
+    float *ve_proj;        // [kv_dim, d_ve] (NULL when d_ve = kv_dim: no projection)
+    float *ve_scale;       // [1]
+    float *ve_layer_scales;   // [positions listed]: one per position, in increasing order
     float *skip_weights;   // [num_skip_rows, d]
     float *skip_gates;     // [num_skip_rows, d] (skip_gates)
     float *lm_head;        // [V, d] (tok_emb when tied)
@@ -300,6 +310,19 @@ static int has_lanes(const Config *c, int l) {
     return 0;
 }
 static float ln_scale_of(const Config *c, int l) { return c->ln_scale ? (float)(1.0 / sqrt(l + 1.0)) : 1.0f; }   // LN_SCALE's factor
+// ve_slot: the index into ve_layer_scales of schedule position pos (ValueEmbedding's positions in increasing
+// order), or -1 when pos gets none; ve_count: how many positions get it
+static int ve_slot(const Config *c, int pos) {
+    if (!c->ve_dim || pos < 0 || pos >= 64 || !(c->ve_mask[pos / 32] >> (pos % 32) & 1)) return -1;
+    int j = 0;
+    for (int p = 0; p < pos; p++) j += c->ve_mask[p / 32] >> (p % 32) & 1;
+    return j;
+}
+static int ve_count(const Config *c) {
+    int n = 0;
+    for (int p = 0; p < 64; p++) n += c->ve_mask[p / 32] >> (p % 32) & 1;
+    return c->ve_dim ? n : 0;
+}
 
 // config_check: NULL when the shape is usable, else what is wrong.
 static GOLF_UNUSED const char *config_check(const Config *c) {
@@ -326,6 +349,10 @@ static GOLF_UNUSED const char *config_check(const Config *c) {
     if (c->attn_out_gate && !(c->attn_gate_scale > 0 && c->attn_gate_scale < INFINITY)) return "attn_out_gate's scale must be positive and finite";
     if (!c->loop_enc != !c->loop_dec || c->loop_enc < 0 || c->loop_dec < 0 || c->loop_enc + c->loop_dec > MAX_SCHEDULE)
         return "the loop schedule needs both an encoder and a decoder list, at most 32 entries in all";
+    if (c->ve_dim < 0 || c->ve_dim > (1 << 16) || !c->ve_dim != !(c->ve_mask[0] | c->ve_mask[1]))
+        return "ve_dim must be 0 (off) or 1..65536, and set exactly when the ValueEmbedding position list is not empty";
+    for (int pos = c->num_layers > c->loop_enc + c->loop_dec ? c->num_layers : c->loop_enc + c->loop_dec; pos < 64; pos++)
+        if (ve_slot(c, pos) >= 0) return "a ValueEmbedding position is past the end of every layer schedule";
     if (c->loop_enc) {
         char seen[MAX_LAYERS] = {0};
         for (int i = 0; i < c->loop_enc + c->loop_dec; i++) {
@@ -361,7 +388,7 @@ static GOLF_UNUSED void model_layout(GolfModel *m, const Config *c) {
     char nm[64];
     memset(m, 0, sizeof(*m));
     m->c = *c;
-    m->spec = galloc((size_t)(13 * L + 10) * sizeof(ParamSpec));
+    m->spec = galloc((size_t)(13 * L + 14) * sizeof(ParamSpec));
     spec_add(m, "tok_emb.weight", 2, c->vocab_size, d, CLS_EMBED);
     if (c->bigram_vocab) {
         spec_add(m, "bigram.embed.weight", 2, c->bigram_vocab, c->bigram_dim, CLS_EMBED);
@@ -371,6 +398,12 @@ static GOLF_UNUSED void model_layout(GolfModel *m, const Config *c) {
     if (c->smear_gate) {
         spec_add(m, "smear.gate_w", 1, SMEAR_DIMS, 0, CLS_CONTROL);
         spec_add(m, "smear.lam", 1, 1, 0, CLS_CONTROL);
+    }
+    if (c->ve_dim) {   // ValueEmbedding (03-31): the table with the token embedding, the rest control tensors (its Adam groups)
+        spec_add(m, "ve_shared.embed.weight", 2, c->vocab_size, c->ve_dim, CLS_EMBED);
+        if (c->ve_dim != kv) spec_add(m, "ve_shared.proj.weight", 2, kv, c->ve_dim, CLS_CONTROL);
+        spec_add(m, "ve_shared.scale", 1, 1, 0, CLS_CONTROL);
+        spec_add(m, "ve_layer_scales", 1, ve_count(c), 0, CLS_CONTROL);
     }
     for (int l = 0; l < L; l++) {
 #define LAYER(suffix, nd, a, b, cls) snprintf(nm, sizeof(nm), "blocks.%d.%s", l, suffix), spec_add(m, nm, nd, a, b, cls)
@@ -399,6 +432,7 @@ static GOLF_UNUSED void model_layout(GolfModel *m, const Config *c) {
     VIEW(m->tok_emb, 1);
     VIEW(m->bigram_embed, c->bigram_vocab); VIEW(m->bigram_proj, c->bigram_vocab); VIEW(m->bigram_scale, c->bigram_vocab);
     VIEW(m->smear_w, c->smear_gate); VIEW(m->smear_lam, c->smear_gate);
+    VIEW(m->ve_embed, c->ve_dim); VIEW(m->ve_proj, c->ve_dim && c->ve_dim != kv); VIEW(m->ve_scale, c->ve_dim); VIEW(m->ve_layer_scales, c->ve_dim);
     for (int l = 0; l < L; l++) {
         LayerParams *p = &m->layer[l];
         float **views[10] = {&p->c_q, &p->c_k, &p->c_v, &p->proj, &p->fc, &p->mlp_proj, &p->q_gain, &p->attn_scale, &p->mlp_scale, &p->resid_mix};
@@ -416,7 +450,7 @@ static GOLF_UNUSED void model_layout(GolfModel *m, const Config *c) {
 
 static GOLF_UNUSED void model_free(GolfModel *m) { free(m->spec); free(m->params); free(m->layer); memset(m, 0, sizeof(*m)); }
 
-// config_header: the config words [3..12] and [14..60] shared by both file headers, read (write = 0) or
+// config_header: the config words [3..12] and [14..63] shared by both file headers, read (write = 0) or
 // written (write = 1). Word 13 and the rest belong to each format.
 static GOLF_UNUSED void config_header(Config *c, uint32_t *h, int write) {
     int *ints[] = {&c->vocab_size, &c->num_layers, &c->model_dim, &c->num_heads, &c->num_kv_heads, &c->mlp_hidden, &c->tie_embeddings};
@@ -431,7 +465,10 @@ static GOLF_UNUSED void config_header(Config *c, uint32_t *h, int write) {
     for (int i = 0; i < MAX_SCHEDULE; i++) WORD(h[26 + i], c->loop[i]);
     WORD(h[58], c->parallel_form);
     WORD(h[60], c->doc_attention);
+    WORD(h[61], c->ve_dim);
 #undef WORD
+    if (write) { h[62] = c->ve_mask[0]; h[63] = c->ve_mask[1]; }
+    else { c->ve_mask[0] = h[62]; c->ve_mask[1] = h[63]; }
     for (int i = 0; i < 3; i++) {
         if (write) h[fw[i]] = f32_bits(*floats[i]);
         else *floats[i] = bits_f32(h[fw[i]]);
@@ -601,9 +638,10 @@ static GOLF_UNUSED double target_bytes(const ByteLut *t, const int32_t *val, siz
 // ----------------------------------------------------------------------------------------------------
 // 4. checkpoint reader (float32)
 
-enum { CKPT_MAGIC = 20261125, CKPT_VERSION = 4, CKPT_HEADER_INTS = 256, BLOB_MAGIC = 20261124, BLOB_VERSION = 4, BLOB_HEADER_INTS = 64 };
+enum { CKPT_MAGIC = 20261125, CKPT_VERSION = 5, CKPT_HEADER_INTS = 256, BLOB_MAGIC = 20261124, BLOB_VERSION = 5, BLOB_HEADER_INTS = 64 };
 
-// version_problem: NULL when a file of `version` with config c means what this code computes, else why not. Version 4
+// version_problem: NULL when a file of `version` with config c means what this code computes, else why not. Version 5
+// added words 61..63 (ValueEmbedding), zero in older files (off); set in an older file they are refused. Version 4
 // added words 58 (PARALLEL_FORM), 59 (ATTN_OUT_GATE_SCALE) and 60 (DOC_ATTENTION), zero in older files: 04-29's lanes,
 // the scale 1 and attention over whole sequences, what version 3 computes; word 60 set in an older file (whose writers
 // never set it) is refused. Version 3 has the records' definitions of SMEAR_GATE (on the raw embedding), SKIP_GATES
@@ -611,6 +649,8 @@ enum { CKPT_MAGIC = 20261125, CKPT_VERSION = 4, CKPT_HEADER_INTS = 256, BLOB_MAG
 // none is on.
 static const char *version_problem(uint32_t version, const Config *c, uint32_t current) {
     if (version < 4 && c->doc_attention) return "header word 60 (doc_attention) is set in a file older than version 4, which has no such word";
+    if (version < 5 && (c->ve_dim || c->ve_mask[0] || c->ve_mask[1]))
+        return "header words 61..63 (ValueEmbedding) are set in a file older than version 5, which has no such words";
     if (version >= 3 && version <= current) return NULL;
     if (c->smear_gate || c->skip_gates || c->parallel_from)
         return "written before version 3, when SMEAR_GATE, SKIP_GATES and PARALLEL_FROM computed other forms than the "
@@ -625,7 +665,7 @@ static GOLF_UNUSED const char *checkpoint_load(GolfModel *m, const uint8_t *p, s
     if (n < CKPT_HEADER_INTS * 4) return "shorter than the checkpoint header";
     for (int i = 0; i < CKPT_HEADER_INTS; i++) h[i] = rd32(p + 4 * i);
     if (h[0] != CKPT_MAGIC) return "bad magic (not a golf checkpoint)";
-    if (h[1] < 1 || h[1] > CKPT_VERSION) return "unsupported checkpoint version (this reads 1 to 4)";
+    if (h[1] < 1 || h[1] > CKPT_VERSION) return "unsupported checkpoint version (this reads 1 to 5)";
     Config c;
     config_header(&c, h, 0);   // version 1 has zeros in the new words: the baseline
     const char *bad = config_check(&c);
@@ -830,7 +870,7 @@ static GOLF_UNUSED const char *blob_load(GolfModel *m, const uint8_t *p, size_t 
     if (n < BLOB_HEADER_INTS * 4 + 4) return "shorter than the blob header";
     for (int i = 0; i < BLOB_HEADER_INTS; i++) h[i] = rd32(p + 4 * i);
     if (h[0] != BLOB_MAGIC) return "bad magic (not a golf blob)";
-    if (h[1] < 2 || h[1] > BLOB_VERSION) return "unsupported blob version (this reads 2 to 4; export the checkpoint again)";
+    if (h[1] < 2 || h[1] > BLOB_VERSION) return "unsupported blob version (this reads 2 to 5; export the checkpoint again)";
     if (h[2] != n) { snprintf(why, why_n, "blob is %zu bytes but its header says %u (truncated or padded)", n, h[2]); return why; }
     if (crc32(p, n - 4) != rd32(p + n - 4)) return "checksum mismatch: the blob is corrupted";
     Config c;
@@ -1041,6 +1081,7 @@ struct Acts {
     int lanes;              // 1 or 2 live residual lanes
     float *q;               // [T, d]
     float *k, *v;           // [T, kv_dim]
+    float *ve;              // [T, kv_dim] ValueEmbedding's base of the tokens, scale * proj(embed[tok]) (ve_dim > 0)
     float *y;               // [T, d]
     float *u;               // [T, hidden]
     float *br0, *br1;       // [T, d] attention and MLP branch outputs
@@ -1061,7 +1102,7 @@ static GOLF_UNUSED void acts_alloc(Acts *a, const Config *c, int T) {
     a->x = galloc(td); a->x1 = galloc(td); a->x0 = galloc(td); a->h = galloc(td); a->q = galloc(td); a->y = galloc(td);
     a->br0 = galloc(td); a->br1 = galloc(td); a->rope = galloc((size_t)(c->doc_attention && c->train_seq_len > T ? c->train_seq_len : T) * d * 4);
     a->ds = galloc((size_t)T * sizeof(int));
-    a->k = galloc((size_t)T * kv * 4); a->v = galloc((size_t)T * kv * 4);
+    a->k = galloc((size_t)T * kv * 4); a->v = galloc((size_t)T * kv * 4); a->ve = galloc(c->ve_dim ? (size_t)T * kv * 4 : 1);
     a->u = galloc((size_t)T * c->mlp_hidden * 4);
     a->skips = galloc((size_t)(skip_rows(c) + 1) * (c->parallel_form == PARALLEL_0429 ? 1 : 2) * td);
 }
@@ -1074,7 +1115,7 @@ static GOLF_UNUSED void acts_cache(Acts *a, const Config *c, int cap) {
 }
 
 static GOLF_UNUSED void acts_free(Acts *a) {
-    float *bufs[] = {a->x, a->x1, a->x0, a->h, a->q, a->y, a->br0, a->br1, a->k, a->v, a->u, a->skips, a->rope, a->kc, a->vc};
+    float *bufs[] = {a->x, a->x1, a->x0, a->h, a->q, a->y, a->br0, a->br1, a->k, a->v, a->ve, a->u, a->skips, a->rope, a->kc, a->vc};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
     free(a->ds);
     memset(a, 0, sizeof(*a));
@@ -1168,6 +1209,9 @@ static void attn_branch(const GolfModel *m, int l, Acts *a, const float *in, flo
     linear(a, a->q, a->h, p->c_q, d, d);
     linear(a, a->k, a->h, p->c_k, d, kvd);
     linear(a, a->v, a->h, p->c_v, d, kvd);
+    int vs = ve_slot(c, a->vpos);
+    if (vs >= 0)   // ValueEmbedding at this position: v += ve base * its scale
+        for (size_t i = 0; i < (size_t)T * kvd; i++) a->v[i] += a->ve[i] * m->ve_layer_scales[vs];
 OMP(omp parallel for schedule(static))
     for (int t = 0; t < T; t++) {   // RoPE position: in the sequence, or with doc_attention in the document segment
         const float *cs = a->rope + (size_t)(c->doc_attention ? a->pos0 + t % a->seq - a->ds[t] : t % a->seq) * R;
@@ -1336,6 +1380,14 @@ static GOLF_UNUSED void forward_seqs(const GolfModel *m, const int32_t *tokens, 
     if (c->doc_attention) doc_starts(c, tokens, a);   // positions in the document: 0 .. train_seq_len - 1
     rope_table(a->rope, c->doc_attention ? c->train_seq_len : seq, c->doc_attention ? 0 : a->pos0, c->rope_dims ? c->rope_dims : d / c->num_heads, c->rope_base);
     embed(m, tokens, a);
+    if (c->ve_dim) {   // ValueEmbedding's base, once for every position: scale * proj(ve_embed[tok]) (no proj: the row itself)
+        int dv = c->ve_dim, kvd = c->num_kv_heads * (d / c->num_heads);
+OMP(omp parallel for schedule(static))
+        for (int t = 0; t < T; t++) {
+            const float *row = m->ve_embed + (size_t)tokens[t] * dv;
+            for (int j = 0; j < kvd; j++) a->ve[(size_t)t * kvd + j] = m->ve_scale[0] * (m->ve_proj ? dot(m->ve_proj + (size_t)j * dv, row, dv) : row[j]);
+        }
+    }
     int two = c->parallel_form != PARALLEL_0429;   // 03-31: a skip holds both lanes (one stream twice), each goes into its lane
     for (int e = 0; e < enc; e++) {
         a->vpos = e;

@@ -1,7 +1,7 @@
 /*
  * train_golf.cu — the golf trainer: the baseline model of openai/parameter-golf train_gpt.py and the records'
  * options (BigramHash, SmearGate, XSA, partial RoPE, LN scale, parallel residuals, depth recurrence, gates, attention
- * within documents; presets
+ * within documents, ValueEmbedding; presets
  * r0322 / r0405), trained on FineWeb shards within a wallclock cap on 1..8 GPUs, exported as a golf blob and scored.
  *
  * Contract
@@ -141,6 +141,8 @@ typedef struct {
     int mlp_hidden, bigram_vocab_size, bigram_dim, smear_gate, xsa_last_n, rope_dims, ln_scale, parallel_from, skip_gates, attn_out_gate, doc_attention;
     double mlp_leaky_slope, loop_start_frac, attn_out_gate_scale;
     char parallel_form[16];
+    int ve_enabled, ve_dim;
+    char ve_layers[256];
     char loop_encoder[256], loop_decoder[256], preset[32];
     int plan_memory, cuda_graph, logit_chunk, recompute, fuse;
     int val_max_tokens;
@@ -199,6 +201,9 @@ static const ConfigEntry CONFIG[] = {
     CI(attn_out_gate, "ATTN_OUT_GATE", "0", "1: per-head sigmoid gate on the attention output (04-29's sparse gate)"),
     CF(attn_out_gate_scale, "ATTN_OUT_GATE_SCALE", "1", "the output gate is sigmoid(scale w . x[:12]) (04-27's run: 0.5, its SPARSE_ATTN_GATE_SCALE)"),
     CI(doc_attention, "DOC_ATTENTION", "0", "1: attention within documents (04-10): a BOS starts one, cut every TRAIN_SEQ_LEN; training runs a micro-batch as one stream, eval each window apart"),
+    CI(ve_enabled, "VE_ENABLED", "0", "1: ValueEmbedding (03-31): v += s_p * scale * proj(ve_embed[tok]) before attention at the VE_LAYERS positions"),
+    CI(ve_dim, "VE_DIM", "128", "ValueEmbedding table width (no projection when it equals the kv width)"),
+    CS(ve_layers, "VE_LAYERS", "9,10", "ValueEmbedding: the schedule positions (virtual layers, increasing, below 64) whose values get it"),
     CS(loop_encoder, "LOOP_ENCODER", "", "depth recurrence: encoder layer indices, e.g. 0,1,2,3,4,5,3,4"),
     CS(loop_decoder, "LOOP_DECODER", "", "depth recurrence: decoder layer indices, e.g. 5,3,4,5,6,7,8,9,10"),
     CF(loop_start_frac, "LOOP_START_FRAC", "0", "use the loop schedule from this fraction of training on"),
@@ -361,6 +366,15 @@ static const char *model_config(const TrainConfig *c, Config *m) {
     m->loop_enc = parse_layer_list(c->loop_encoder, m->loop, MAX_SCHEDULE);
     m->loop_dec = m->loop_enc < 0 ? -1 : parse_layer_list(c->loop_decoder, m->loop + m->loop_enc, MAX_SCHEDULE - m->loop_enc);
     if (m->loop_enc < 0 || m->loop_dec < 0) return "LOOP_ENCODER/LOOP_DECODER must be comma lists of layer indices, 32 entries at most in all";
+    int ve[64], nve = c->ve_enabled ? parse_layer_list(c->ve_layers, ve, 64) : 0;   // the record: an empty list is off
+    if (c->ve_enabled != 0 && c->ve_enabled != 1) return "VE_ENABLED must be 0 or 1";
+    if (nve < 0) return "VE_LAYERS must be a comma list of schedule positions, 64 at most";
+    for (int k = 0; k < nve; k++) {
+        if (ve[k] >= 64 || (k && ve[k] <= ve[k - 1])) return "VE_LAYERS must list increasing schedule positions below 64";
+        m->ve_mask[ve[k] / 32] |= 1u << (ve[k] % 32);
+    }
+    m->ve_dim = nve ? c->ve_dim : 0;   // 0 when off, as the headers store it
+    if (nve && c->ve_dim < 1) return "VE_DIM must be >= 1";
     return config_check(m);
 }
 
@@ -389,6 +403,7 @@ static const char *config_validate(const TrainConfig *c, int world) {
     if (c->muon_wd < 0 || c->adam_wd < 0) return "MUON_WD and ADAM_WD must be >= 0";
     // the options golf_infer.c and test/reference.py run, that this version's GPU kernels do not yet
     if (m.bigram_vocab && m.bigram_dim > m.model_dim) return "BIGRAM_DIM must be at most MODEL_DIM (train_golf's scratch buffers)";
+    if (m.ve_dim > m.model_dim) return "VE_DIM must be at most MODEL_DIM (train_golf's scratch buffers)";
     if ((c->model_dim / c->num_heads) % 32 || c->model_dim / c->num_heads > 256) return "head_dim (MODEL_DIM / NUM_HEADS) must be a multiple of 32, at most 256";
     if (c->vocab_size > 65536) return "VOCAB_SIZE must be at most 65536 (uint16 shards)";
     if (c->iterations < 0 || c->warmup_steps < 0 || c->muon_backend_steps < 1) return "ITERATIONS/WARMUP_STEPS >= 0 and MUON_BACKEND_STEPS >= 1";
@@ -551,7 +566,8 @@ static double rng_normal(uint64_t *s) { double u = rng_uniform(s), v = rng_unifo
 // weights U(+-1/sqrt(fan_in)), output projections and lm_head zero, q_gain QK_GAIN_INIT, scales and skip
 // weights 1, resid_mix [1; 0]; the options' tensors as README "Presets and the records they reproduce" says: BigramHash table
 // N(0, 0.02), projection 0, scale 0.05; SmearGate, output gates and skip gates 0; lane_rho 1.1, lane_mix 1;
-// parallel_resid sqrt(1.1), parallel_post 1 (03-31's).
+// parallel_resid sqrt(1.1), parallel_post 1 (03-31's); ValueEmbedding table N(0, 0.01), projection 0, scale 0.1,
+// layer scales 1.
 static void init_params(GolfModel *m, const TrainConfig *c) {
     uint64_t s = (uint64_t)c->seed * 0x9E3779B97F4A7C15ull + 1;
     for (int i = 0; i < m->n; i++) {
@@ -560,12 +576,15 @@ static void init_params(GolfModel *m, const TrainConfig *c) {
         size_t n = (size_t)p->rows * p->cols;
         const char *nm = p->name;
         int zero = strstr(nm, "attn.proj") || strstr(nm, "mlp.proj") || strcmp(nm, "lm_head.weight") == 0 || strcmp(nm, "bigram.proj.weight") == 0 ||
+                   strcmp(nm, "ve_shared.proj.weight") == 0 ||
                    strncmp(nm, "smear.", 6) == 0 || strstr(nm, "gate_w") || strcmp(nm, "skip_gates") == 0;
         for (size_t k = 0; k < n; k++) {
             if (strcmp(nm, "bigram.embed.weight") == 0) w[k] = (float)(rng_normal(&s) * 0.02);
+            else if (strcmp(nm, "ve_shared.embed.weight") == 0) w[k] = (float)(rng_normal(&s) * 0.01);
             else if (p->cls == CLS_EMBED) w[k] = (float)(rng_normal(&s) * (c->tie_embeddings ? c->tied_embed_init_std : 1.0));
             else if (zero) w[k] = 0;
             else if (strcmp(nm, "bigram.scale") == 0) w[k] = 0.05f;
+            else if (strcmp(nm, "ve_shared.scale") == 0) w[k] = 0.1f;
             else if (strstr(nm, "lane_rho")) w[k] = 1.1f;
             else if (strstr(nm, "parallel_resid")) w[k] = (float)sqrt(1.1);
             else if (p->cls == CLS_ATTN || p->cls == CLS_MLP) w[k] = (float)((2 * rng_uniform(&s) - 1) / sqrt((double)p->cols));
@@ -1720,6 +1739,7 @@ typedef struct {
     float *xn, *smear_g;     // [N, d], [N]: SmearGate(e), the norm's input, and the gate values (SMEAR_GATE)
     int *bidx;               // [N] BigramHash indices
     float *be, *bp;          // [N, d_b], [N, d]: BigramHash rows and their projection
+    float *vee, *vep, *veb, *dveb;   // [N, d_ve], [N, kv] x 3: ValueEmbedding rows, their projection, the base scale * vep, dL/dbase
     float *dvx;              // [N, kv]: XSA's part of dv
     float *gate_dh;          // [N, d]: the attention output gate's part of dh1
     float *lane_g[2], *dlane1;   // [N, d] each (PARALLEL_FROM): branch gradients gA, gM; lane 1's gradient
@@ -1989,7 +2009,9 @@ static void trainer_alloc(Trainer *tr, int B) {
     mem_class(MEM_SMALL); tr->bidx = (int *)dmalloc_bytes(N * sizeof(int));
     mem_class(MEM_EMBED_ACTS);
     tr->be = dmalloc(N * (c->bigram_vocab ? c->bigram_dim : 1)); tr->bp = dmalloc(c->bigram_vocab ? N * d : 1);
+    tr->vee = dmalloc(c->ve_dim ? N * c->ve_dim : 1); tr->vep = dmalloc(c->ve_dim && c->ve_dim != kv ? N * kv : 1); tr->veb = dmalloc(c->ve_dim ? N * kv : 1);
     mem_class(MEM_SCRATCH);
+    tr->dveb = dmalloc(c->ve_dim ? N * kv : 1);
     tr->dvx = dmalloc(c->xsa_last_n ? N * kv : 1);
     tr->gate_dh = dmalloc(c->attn_out_gate ? N * d : 1);
     mem_class(MEM_SMALL); tr->vec[0] = dmalloc(d); tr->vec[1] = dmalloc(2 * d);
@@ -2130,6 +2152,33 @@ static void embed_forward(Trainer *tr) {
     LAUNCH_ROWS(rmsnorm_forward<float>, N, tr->x0, tr->r0, c->smear_gate ? tr->xn : tr->e, N, d, 1.0f);
 }
 
+// ve_forward (VE_ENABLED): the ValueEmbedding base veb = ve_shared.scale * proj(ve_embed[tok]), once per forward (vee
+// the rows, vep their projection; without a projection vep is vee); every listed position adds s_p veb to its v
+static const float *ve_proj_out(const Trainer *tr) { return tr->host.ve_proj ? tr->vep : tr->vee; }
+static void ve_forward(Trainer *tr) {
+    const GolfModel *m = &tr->host;
+    int N = tr->N, dv = tr->c.ve_dim, kv = tr->c.num_kv_heads * (tr->c.model_dim / tr->c.num_heads);
+    LAUNCH1D(embedding_forward, (size_t)N * dv, tr->vee, PARAM(m->ve_embed), tr->tok, N, dv);
+    if (m->ve_proj) gemm_act(tr, 0, 1, N, kv, dv, 1, tr->vee, PARAM(m->ve_proj), tr->vep);
+    cudaCheck(cudaMemsetAsync(tr->veb, 0, (size_t)N * kv * 4));
+    LAUNCH1D(add_scaled, (size_t)N * kv, tr->veb, ve_proj_out(tr), PARAM(m->ve_scale), (size_t)N * kv);
+}
+// ve_backward: from dL/dveb (summed over the listed positions by backward) to ve_shared.scale, proj and the table
+// (scatter-add); t1, t2 scratch
+static void ve_backward(Trainer *tr, float *t1, float *t2) {
+    const GolfModel *m = &tr->host;
+    int N = tr->N, dv = tr->c.ve_dim, kv = tr->c.num_kv_heads * (tr->c.model_dim / tr->c.num_heads);
+    KERNEL_LAUNCH(dot_accumulate, 256, 256, 0, GRAD(m->ve_scale), tr->dveb, ve_proj_out(tr), (size_t)N * kv);
+    cudaCheck(cudaGetLastError());
+    cudaCheck(cudaMemsetAsync(t1, 0, (size_t)N * kv * 4));
+    LAUNCH1D(add_scaled, (size_t)N * kv, t1, tr->dveb, PARAM(m->ve_scale), (size_t)N * kv);   // t1 = dvep
+    if (m->ve_proj) {
+        gemm(tr, 1, 0, kv, dv, N, 1, t1, tr->vee, 1, GRAD(m->ve_proj));
+        gemm(tr, 0, 0, N, dv, kv, 1, t1, PARAM(m->ve_proj), 0, t2);                                  // t2 = dvee [N, d_ve]
+    }
+    LAUNCH1D(embedding_backward, (size_t)N * dv, GRAD(m->ve_embed), m->ve_proj ? t2 : t1, tr->tok, N, dv);
+}
+
 // skip_params: decoder skip i's weights and gates (gates NULL without SKIP_GATES); grads = 1: their gradients
 static void skip_params(const Trainer *tr, int i, float **w, float **g, int grads) {
     const GolfModel *m = &tr->host;
@@ -2212,6 +2261,7 @@ static void forward(Trainer *tr, float grad_scale, int packed) {
         cudaCheck(cudaGetLastError());
     }
     embed_forward(tr);
+    if (c->ve_dim) ve_forward(tr);
     int lanes = 1, form = c->parallel_form;   // live residual lanes: 2 inside a run of parallel blocks
     for (int pos = 0; pos < P; pos++) {
         BlockActs *a = &tr->acts[pos];
@@ -2234,6 +2284,11 @@ static void forward(Trainer *tr, float grad_scale, int packed) {
         gemm_act(tr, 0, 1, N, d, d, ls, a->h1, PARAM(lp->c_q), a->qr);   // ls: LN_SCALE's 1/sqrt(l+1) on the norm output
         gemm_act(tr, 0, 1, N, kv, d, ls, a->h1, PARAM(lp->c_k), a->kr);
         gemm_act(tr, 0, 1, N, kv, d, ls, a->h1, PARAM(lp->c_v), a->v);
+        int vs = ve_slot(c, pos);
+        if (vs >= 0) {   // ValueEmbedding: v += s_p veb (bf16: the sum rounded, autocast's bf16 add; attention and XSA read it)
+            LAUNCH1D(add_scaled, (size_t)N * kv, a->v, tr->veb, PARAM(tr->host.ve_layer_scales) + vs, (size_t)N * kv);
+            if (tr->use_bf16) LAUNCH1D(round_bf16, (size_t)N * kv, a->v, (size_t)N * kv);
+        }
         LAUNCH_ROWS(qk_prep_forward, (size_t)N * H, a->q, a->rq, a->qr, PARAM(lp->q_gain), tr->cosv, tr->sinv, tr->ds, N, tr->T, H, hd, R);
         LAUNCH_ROWS(qk_prep_forward, (size_t)N * KV, a->k, a->rk, a->kr, (const float *)NULL, tr->cosv, tr->sinv, tr->ds, N, tr->T, KV, hd, R);
         if (tr->q16) {   // PRECISION=bf16: the tensor-core kernels on bf16 copies of q, k, v
@@ -2345,6 +2400,7 @@ static void backward(Trainer *tr) {
     int enc, dec, idx[MAX_LAYERS], P = schedule(c, tr->looped, &enc, &dec, idx), ns = num_skips(enc, dec);
     float *dx = tr->scratch[0], *dx0 = tr->scratch[1], *t1 = tr->scratch[2], *t2 = tr->scratch[3], *t3 = tr->scratch[4], *t4 = tr->scratch[5];
     cudaCheck(cudaMemsetAsync(dx0, 0, (size_t)N * d * 4));
+    if (c->ve_dim) cudaCheck(cudaMemsetAsync(tr->dveb, 0, (size_t)N * kv * 4));
     // head: forward's head_chunks left dL/dhf in t1 (tr->dhf) and added lm_head's gradient
     if (t1 != tr->dhf) golf_die("internal: dL/dhf is not in backward's first scratch");
     size_t nd = (size_t)N * d;
@@ -2442,6 +2498,12 @@ static void backward(Trainer *tr) {
         // t4 = dq, other = dk, t1 = dv (all after the q/k preparation); dy's buffer collects dh1 from here on
         float *dh1 = dy;
         if (xsa) LAUNCH1D(axpy, (size_t)N * kv, t1, tr->dvx, 1.0f, (size_t)N * kv);
+        int vs = ve_slot(c, pos);
+        if (vs >= 0) {   // v = c_v h1 + s_p veb: s_p's gradient sum(dv veb); dL/dveb += s_p dv (ve_backward takes it on)
+            KERNEL_LAUNCH(dot_accumulate, 256, 256, 0, GRAD(m->ve_layer_scales) + vs, t1, tr->veb, (size_t)N * kv);
+            cudaCheck(cudaGetLastError());
+            LAUNCH1D(add_scaled, (size_t)N * kv, tr->dveb, t1, PARAM(m->ve_layer_scales) + vs, (size_t)N * kv);
+        }
         gemm_dw(tr, kv, d, N, ls, t1, a->h1, GRAD(lp->c_v));
         gemm(tr, 0, 0, N, d, kv, ls, t1, PARAM(lp->c_v), 0, dh1);                                          // dh1, from v
         LAUNCH_ROWS(qk_prep_backward, (size_t)N * KV, t1, (float *)NULL, other, a->kr, a->rk, (const float *)NULL, tr->cosv, tr->sinv, tr->ds, N, tr->T, KV, hd, R);
@@ -2491,6 +2553,7 @@ static void backward(Trainer *tr) {
     }
     LAUNCH1D(axpy, (size_t)N * d, dx, dx0, 1.0f, (size_t)N * d);                                               // dL/dx0 in total
     embed_backward(tr, dx, t1, t2);
+    if (c->ve_dim) ve_backward(tr, t1, t2);
     grad_ready(tr, -1);   // --- hook (chapter 9): everything is complete
 }
 

@@ -258,7 +258,7 @@ def blob_crc(path):
     return f"{zlib.crc32(Path(path).read_bytes()[:-4]) & 0xFFFFFFFF:08x}"
 
 
-BLOB_MAGIC, BLOB_VERSIONS, BLOB_HEADER_BYTES = 20261124, (2, 3, 4), 256   # golf_infer.c's blob header (64 x uint32)
+BLOB_MAGIC, BLOB_VERSIONS, BLOB_HEADER_BYTES = 20261124, (2, 3, 4, 5), 256   # golf_infer.c's blob header (64 x uint32)
 
 
 def blob_problem(path):

@@ -13,8 +13,8 @@ Contract
   which beats a `--preset` recipe (baseline, r0322, r0405), which beats the defaults.
 * Record-stack features (section 1's table; all off by default, so the default model and training are
   the baseline's bit for bit): MLP_HIDDEN, MLP_LEAKY_SLOPE, BIGRAM_VOCAB_SIZE/BIGRAM_DIM, SMEAR_GATE,
-  XSA_LAST_N, ROPE_DIMS, LN_SCALE, PARALLEL_FROM, SKIP_GATES, ATTN_OUT_GATE, LOOP_ENCODER/LOOP_DECODER
-  (model, stored in the checkpoint header); LOOP_START_FRAC, MUON_WD, ADAM_WD, MUON_EQ_R,
+  XSA_LAST_N, ROPE_DIMS, LN_SCALE, PARALLEL_FROM, SKIP_GATES, ATTN_OUT_GATE, LOOP_ENCODER/LOOP_DECODER,
+  VE_ENABLED/VE_DIM/VE_LAYERS (model, stored in the checkpoint header); LOOP_START_FRAC, MUON_WD, ADAM_WD, MUON_EQ_R,
   MUON_POLAR_EXPRESS, WARMDOWN_FRAC, MIN_LR_FRAC (training); EVAL_STRIDE, TTT_* (evaluation).
 * Numerics: by default float32 on the CPU with RMSNorm and causal attention written out, so PyTorch 1.13
   and 2.x compute the same thing; `--dtype float64` for oracle comparisons. `--device cuda` applies the
@@ -61,7 +61,10 @@ Facts a C/CUDA implementation must reproduce exactly
   bigram.embed[hash])); x0 = rms_norm(SmearGate(e)); a_in = rms_norm(x) / sqrt(l + 1) with LN_SCALE;
   XSA then the output gate on each head's attention output (sigmoid(ATTN_OUT_GATE_SCALE w . x[:12]));
   lanes for l >= PARALLEL_FROM in the PARALLEL_FORM's form (Block.forward_lanes, forward_lanes_0331);
-  schedules and skips in GPT's docstring. Init: bigram.embed N(0, 0.02), bigram.proj 0, bigram.scale 0.05;
+  schedules and skips in GPT's docstring; ValueEmbedding (03-31): v += ve_layer_scales[j] * ve_shared.scale *
+  ve_shared.proj(ve_shared.embed[t]) at the j-th schedule position of VE_LAYERS, before attention and XSA read v (no
+  proj when VE_DIM is the kv width). Init: bigram.embed N(0, 0.02), bigram.proj 0, bigram.scale 0.05;
+  ve_shared.embed N(0, 0.01), ve_shared.proj 0, ve_shared.scale 0.1, ve_layer_scales 1;
   smear.gate_w, smear.lam, attn.gate_w, skip_gates 0; lane_rho 1.1, lane_mix 1; parallel_resid sqrt(1.1),
   parallel_post 1; rounded to bf16 like every value (0.05 -> 0.0500488, 1.1 -> 1.1015625, sqrt(1.1) ->
   1.046875).
@@ -171,6 +174,9 @@ HYPERPARAMETERS = [
     ("ATTN_OUT_GATE", int, 0, "model"),         # per-head sigmoid gate on the attention output
     ("ATTN_OUT_GATE_SCALE", float, 1.0, "model"),   # the gate is sigmoid(scale w . x[:12]) (04-27's run: 0.5)
     ("DOC_ATTENTION", int, 0, "model"),         # attention within documents (04-10): BOS starts one, cut every TRAIN_SEQ_LEN
+    ("VE_ENABLED", int, 0, "model"),            # ValueEmbedding (03-31): v += s_p scale proj(ve_embed[t]) at VE_LAYERS positions
+    ("VE_DIM", int, 128, "model"),              # its table width (no projection when it equals the kv width)
+    ("VE_LAYERS", str, "9,10", "model"),        # the schedule positions (virtual layers, increasing, below 64) that get it
     ("LOOP_ENCODER", str, "", "model"),         # depth recurrence: encoder layer schedule, e.g. "0,1,2,3,4,5,3,4"
     ("LOOP_DECODER", str, "", "model"),         # and decoder schedule, e.g. "5,3,4,5,6,7,8,9,10"
     # evaluation extras
@@ -252,20 +258,20 @@ SHAPE_FIELDS = ("vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_he
                 "tie_embeddings", "rope_base", "logit_softcap")
 FEATURE_FIELDS = ("mlp_hidden", "mlp_leaky_slope", "bigram_vocab_size", "bigram_dim", "smear_gate", "xsa_last_n",
                   "rope_dims", "ln_scale", "parallel_from", "parallel_form", "skip_gates", "attn_out_gate",
-                  "attn_out_gate_scale", "loop_encoder", "loop_decoder", "doc_attention")
+                  "attn_out_gate_scale", "loop_encoder", "loop_decoder", "doc_attention", "ve_enabled", "ve_dim", "ve_layers")
 # PARALLEL_FORM's values, in the order of header word 58's codes (golf_infer.c's PARALLEL_FORM_NAME)
 PARALLEL_FORMS = ("0429", "0331", "0331-virtual")
 
 # train_gpt.py splits every step into world_size * grad_accum_steps = 8 equal spans of the stream.
 SPANS_PER_STEP = 8
 
-# Names that train_gpt.py treats as control tensors: Adam with SCALAR_LR even when 2-D. The last eight are
+# Names that train_gpt.py treats as control tensors: Adam with SCALAR_LR even when 2-D. The last ten are
 # the architecture features' control tensors (skip_gates, bigram.scale, smear.gate_w / smear.lam,
-# attn.gate_w, lane_rho, lane_mix, parallel_resid, parallel_post).
+# attn.gate_w, lane_rho, lane_mix, parallel_resid, parallel_post, ve_layer_scales, ve_shared.scale).
 CONTROL_TENSOR_NAME_PATTERNS = ("attn_scale", "attn_scales", "mlp_scale", "mlp_scales", "resid_mix",
                                 "resid_mixes", "q_gain", "skip_weight", "skip_weights",
                                 "skip_gates", "bigram.scale", "smear.", "gate_w", "lane_rho", "lane_mix",
-                                "parallel_resid", "parallel_post")
+                                "parallel_resid", "parallel_post", "ve_layer_scales", "ve_shared.scale")
 
 # The BOS id of the official tokenizers and shards (SmearGate does not smear into it).
 BOS_ID = 1
@@ -329,6 +335,9 @@ class Config:
     attn_out_gate: int = 0
     attn_out_gate_scale: float = 1.0
     doc_attention: int = 0
+    ve_enabled: int = 0
+    ve_dim: int = 128
+    ve_layers: str = "9,10"
     loop_encoder: str = ""
     loop_decoder: str = ""
     eval_stride: int = 0
@@ -395,6 +404,11 @@ class Config:
             if sched is not None:
                 out |= {layer for layer, par in zip(sched[0] + sched[1], self.parallel_positions(*sched)) if par}
         return out
+
+    @property
+    def ve_positions(self) -> list[int]:
+        """The schedule positions ValueEmbedding adds to (VE_LAYERS when VE_ENABLED; the record: an empty list is off)."""
+        return parse_layer_list(self.ve_layers, "VE_LAYERS") if self.ve_enabled else []
 
     @property
     def num_skip_rows(self) -> int:
@@ -539,17 +553,36 @@ def feature_config_problem(cfg: Config) -> str | None:
         (not cfg.attn_out_gate or (math.isfinite(cfg.attn_out_gate_scale) and cfg.attn_out_gate_scale > 0),
          f"ATTN_OUT_GATE_SCALE must be positive and finite, got {cfg.attn_out_gate_scale}"),
         (cfg.doc_attention in (0, 1), f"DOC_ATTENTION must be 0 or 1, got {cfg.doc_attention}"),
+        (cfg.ve_enabled in (0, 1), f"VE_ENABLED must be 0 or 1, got {cfg.ve_enabled}"),
     ]
     for ok, msg in checks:
         if not ok:
             return msg
-    problem = loop_schedule_problem(cfg)
+    problem = loop_schedule_problem(cfg) or ve_problem(cfg)
     if problem or cfg.parallel_form != "0331" or cfg.loop_schedule is None:
         return problem
     par = cfg.parallel_positions(*cfg.loop_schedule)
     if any(a and not b for a, b in zip(par, par[1:])):
         return (f"PARALLEL_FORM=0331: a layer below PARALLEL_FROM={cfg.parallel_from} follows a parallel one in the loop "
                 f"schedule (03-31's lanes never merge); count positions instead (0331-virtual) or move PARALLEL_FROM")
+    return None
+
+
+def ve_problem(cfg: Config) -> str | None:
+    """What is wrong with VE_DIM / VE_LAYERS when ValueEmbedding is on, or None."""
+    if not cfg.ve_enabled:
+        return None
+    try:
+        pos = [int(v) for v in cfg.ve_layers.split(",")] if cfg.ve_layers.strip() else []
+    except ValueError:
+        return f"VE_LAYERS={cfg.ve_layers!r} must be a comma-separated list of schedule positions, e.g. 9,10"
+    longest = max(len(s[0]) + len(s[1]) for s in (cfg.default_schedule, cfg.loop_schedule) if s is not None)
+    if pos and not 1 <= cfg.ve_dim <= 65536:
+        return f"VE_DIM must be in 1..65536, got {cfg.ve_dim}"
+    if any(p < 0 or p >= 64 for p in pos) or any(b <= a for a, b in zip(pos, pos[1:])):
+        return f"VE_LAYERS={cfg.ve_layers!r} must list increasing schedule positions in 0..63"
+    if any(p >= longest for p in pos):
+        return f"VE_LAYERS={cfg.ve_layers!r}: position {max(pos)} is past the end of every layer schedule ({longest} positions)"
     return None
 
 
@@ -775,7 +808,7 @@ def lane_scale_rounding_sq(x: Tensor, ux: Tensor, g: Tensor) -> Tensor:
 
 def lane_scale_bound(sq: Tensor) -> Tensor:
     """How far train_golf's bf16 roundings may move the gradients of 03-31's lane scales parallel_resid r [2] and
-    parallel_post p [2, 2] (branch, lane) from their exact values, from the summed squares sq of their summands' rounding
+    parallel_post p [2, 2] (branch, lane), and of its ValueEmbedding's scale and position scales, from their exact values, from the summed squares sq of their summands' rounding
     magnitudes (lane_scale_rounding_sq, same shapes). With l_k the lanes as they come in, A = attn_scale ao and M =
     mlp_scale mo the branch outputs, m_k = r0 l_k + p0k A the lanes after attention, d_k and d'_k the gradients of the
     block's outputs and of m_k (par_mlp_backward, par_attn_backward):
@@ -791,7 +824,11 @@ def lane_scale_bound(sq: Tensor) -> Tensor:
       m_k = r0 l_k + p0k A: both:                                                      ux = |r0 l_k| + 2 |p0k A|
       d_k, d'_k (float32 lane gradients): the bf16(dY) operand of each dX GEMM that forms them, and the later layers'
         forward roundings reaching them as a relative perturbation of the same size:       2 u |d| (q_gain's dy)
-    so each summand x g moves by at most a = (ux + 2 |x|) u |g| (products of two roundings far below). Under the
+    so each summand x g moves by at most a = (ux + 2 |x|) u |g| (products of two roundings far below). ValueEmbedding's
+    are sums of the same kind over every position p that gets it and all N kv_dim entries: g(scale) = sum s_p dv_p h and
+    g(s_p) = sum dv_p base (h = proj(ve_embed[t]), base = scale h, dv_p the gradient of position p's v): x = h or base,
+    ux = 2 |x| when h is the projection's bf16 GEMM output (0 for the table's float32 rows), g = s_p dv_p or dv_p, a lane
+    gradient's kind. Under the
     probabilistic model of rounding errors (independent, mean zero, |delta_i| <= a_i; Higham and Mary, SIAM J. Sci.
     Comput. 41 (2019)), Hoeffding's inequality bounds the sum: P(|sum delta_i| > lam sqrt(sum a_i^2)) <= 2 exp(-lam^2 / 2);
     lam = 6 puts that below 3e-8 per entry, as q_gain_flash_bound. The squares add over every position that runs the
@@ -943,12 +980,19 @@ class CausalSelfAttention(nn.Module):
         self.gate_w = nn.Parameter(torch.zeros(num_heads, 12, dtype=torch.float32)) if out_gate else None  # [H, 12]
         self.gate_scale = gate_scale
 
-    def forward(self, x: Tensor, docs: Documents | None = None) -> Tensor:
-        """x [B, T, dim]; docs (DOC_ATTENTION): attention within its segments, RoPE at positions in them."""
+    def forward(self, x: Tensor, docs: Documents | None = None, ve: Tensor | None = None) -> Tensor:
+        """x [B, T, dim]; docs (DOC_ATTENTION): attention within its segments, RoPE at positions in them; ve [B, T, kv_dim]
+        (ValueEmbedding at this position): added to v before attention and XSA read it (--device cpu --amp: the sum
+        rounded to bf16, autocast's bf16 add)."""
         bsz, seqlen, dim = x.shape  # x [B, T, dim]
         q = self.c_q(x).reshape(bsz, seqlen, self.num_heads, self.head_dim).transpose(1, 2)     # [B, H, T, D]
         k = self.c_k(x).reshape(bsz, seqlen, self.num_kv_heads, self.head_dim).transpose(1, 2)  # [B, Hkv, T, D]
-        v = self.c_v(x).reshape(bsz, seqlen, self.num_kv_heads, self.head_dim).transpose(1, 2)  # [B, Hkv, T, D]
+        v = self.c_v(x)
+        if ve is not None:
+            v = v + ve.to(dtype=v.dtype)
+            if CPU_AMP["on"]:
+                v = RoundBf16.apply(v)
+        v = v.reshape(bsz, seqlen, self.num_kv_heads, self.head_dim).transpose(1, 2)            # [B, Hkv, T, D]
         q = rms_norm(q)
         k = rms_norm(k)
         cos, sin = self.rotary(seqlen, x.device, q.dtype) if docs is None else docs.rope(self.rotary, x.device, q.dtype)
@@ -1023,26 +1067,28 @@ class Block(nn.Module):
         y = norm(x)
         return y if self.ln_scale is None else y * self.ln_scale
 
-    def forward(self, x: Tensor, x0: Tensor, docs: Documents | None = None) -> Tensor:
+    def forward(self, x: Tensor, x0: Tensor, docs: Documents | None = None, ve: Tensor | None = None) -> Tensor:
         mix = self.resid_mix.to(dtype=x.dtype)
         x = mix[0][None, None, :] * x + mix[1][None, None, :] * x0
-        attn_out = self.attn(self.normed(self.attn_norm, x), docs)
+        attn_out = self.attn(self.normed(self.attn_norm, x), docs, ve)
         x = x + self.attn_scale.to(dtype=x.dtype)[None, None, :] * attn_out
         x = x + self.mlp_scale.to(dtype=x.dtype)[None, None, :] * self.mlp(self.normed(self.mlp_norm, x))
         return x
 
-    def forward_lanes(self, lane0: Tensor, lane1: Tensor, x0: Tensor, docs: Documents | None = None) -> tuple[Tensor, Tensor]:
+    def forward_lanes(self, lane0: Tensor, lane1: Tensor, x0: Tensor, docs: Documents | None = None,
+                      ve: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Parallel residuals: attention reads resid_mix(lane0, x0), the MLP reads lane1 as it came in;
         lane_k <- lane_rho[k] lane_k + lane_mix[k, 0] attn + lane_mix[k, 1] mlp, lane0 the raw lane (not the mix)."""
         mix = self.resid_mix.to(dtype=lane0.dtype)
         attn_in = mix[0][None, None, :] * lane0 + mix[1][None, None, :] * x0   # what attention reads; lane0 goes on raw
-        attn = self.attn_scale.to(dtype=lane0.dtype)[None, None, :] * self.attn(self.normed(self.attn_norm, attn_in), docs)
+        attn = self.attn_scale.to(dtype=lane0.dtype)[None, None, :] * self.attn(self.normed(self.attn_norm, attn_in), docs, ve)
         mlp = self.mlp_scale.to(dtype=lane0.dtype)[None, None, :] * self.mlp(self.normed(self.mlp_norm, lane1))
         rho, pm = self.lane_rho.to(dtype=lane0.dtype), self.lane_mix.to(dtype=lane0.dtype)
         return (rho[0] * lane0 + pm[0, 0] * attn + pm[0, 1] * mlp,
                 rho[1] * lane1 + pm[1, 0] * attn + pm[1, 1] * mlp)
 
-    def forward_lanes_0331(self, lane0: Tensor, lane1: Tensor, x0: Tensor, docs: Documents | None = None) -> tuple[Tensor, Tensor]:
+    def forward_lanes_0331(self, lane0: Tensor, lane1: Tensor, x0: Tensor, docs: Documents | None = None,
+                           ve: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """03-31's parallel residuals: attention reads resid_mix(lane0, x0) and writes into both lanes,
         lane_k <- r[0] lane_k + p[0, k] attn; then the MLP reads resid_mix(lane1, x0) of the updated lane 1,
         lane_k <- r[1] lane_k + p[1, k] mlp (r = parallel_resid, p = parallel_post [branch, lane])."""
@@ -1050,7 +1096,7 @@ class Block(nn.Module):
         r, p = self.parallel_resid.to(dtype=lane0.dtype), self.parallel_post.to(dtype=lane0.dtype)
         l0_in, l1_in = lane0, lane1
         attn_in = mix[0][None, None, :] * lane0 + mix[1][None, None, :] * x0
-        attn = self.attn_scale.to(dtype=lane0.dtype)[None, None, :] * self.attn(self.normed(self.attn_norm, attn_in), docs)
+        attn = self.attn_scale.to(dtype=lane0.dtype)[None, None, :] * self.attn(self.normed(self.attn_norm, attn_in), docs, ve)
         lane0, lane1 = r[0] * lane0 + p[0, 0] * attn, r[0] * lane1 + p[0, 1] * attn
         mlp_in = mix[0][None, None, :] * lane1 + mix[1][None, None, :] * x0
         mlp = self.mlp_scale.to(dtype=lane0.dtype)[None, None, :] * self.mlp(self.normed(self.mlp_norm, mlp_in))
@@ -1105,6 +1151,29 @@ def bigram_hash(input_ids: Tensor, vocab: int) -> Tensor:
     out = torch.full_like(ids, vocab - 1)
     out[..., 1:] = torch.bitwise_xor(36313 * ids[..., 1:], 27191 * ids[..., :-1]) % (vocab - 1)
     return out
+
+
+class ValueEmbedding(nn.Module):
+    """ValueEmbedding's base (03-31): scale * proj(embed[t]): parameters ve_shared.embed.weight [V, d_ve] (N(0, 0.01)),
+    ve_shared.proj.weight [kv_dim, d_ve] (zero at init; none when d_ve = kv_dim), ve_shared.scale [1] (0.1)."""
+
+    def __init__(self, vocab: int, ve_dim: int, kv_dim: int):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, ve_dim)                                              # weight [V, d_ve]
+        self.proj = CastedLinear(ve_dim, kv_dim, bias=False) if ve_dim != kv_dim else None    # weight [kv_dim, d_ve]
+        if self.proj is not None:
+            self.proj._zero_init = True
+        self.scale = nn.Parameter(torch.full((1,), 0.1, dtype=torch.float32))               # [1]
+
+    def projected(self, input_ids: Tensor) -> Tensor:
+        """proj(embed[t]) (the rows themselves without a projection): input_ids [B, T] -> [B, T, kv_dim]"""
+        h = self.embed(input_ids)
+        return h if self.proj is None else self.proj(h)
+
+    def forward(self, input_ids: Tensor) -> Tensor:
+        """input_ids [B, T] -> [B, T, kv_dim]"""
+        h = self.projected(input_ids)
+        return h * self.scale.to(dtype=h.dtype)
 
 
 class SmearGate(nn.Module):
@@ -1162,6 +1231,10 @@ class GPT(nn.Module):
         with torch.random.fork_rng(devices=[]):
             self.bigram = BigramHash(cfg.bigram_vocab_size, cfg.bigram_dim, cfg.model_dim) if cfg.bigram_vocab_size else None
         self.smear = SmearGate() if cfg.smear_gate else None
+        self.ve_positions = cfg.ve_positions   # ValueEmbedding: one shared base, a scale per listed position
+        with torch.random.fork_rng(devices=[]):
+            self.ve_shared = ValueEmbedding(cfg.vocab_size, cfg.ve_dim, cfg.num_kv_heads * cfg.head_dim) if self.ve_positions else None
+        self.ve_layer_scales = nn.Parameter(torch.ones(len(self.ve_positions), dtype=torch.float32)) if self.ve_positions else None
         self.skip_gates = nn.Parameter(torch.zeros_like(self.skip_weights)) if cfg.skip_gates else None  # [S, dim]
         self._init_weights()
 
@@ -1174,6 +1247,8 @@ class GPT(nn.Module):
             nn.init.normal_(self.tok_emb.weight, mean=0.0, std=self.tied_embed_init_std)
         if self.bigram is not None:
             nn.init.normal_(self.bigram.embed.weight, mean=0.0, std=0.02)
+        if self.ve_shared is not None:
+            nn.init.normal_(self.ve_shared.embed.weight, mean=0.0, std=0.01)
         for module in self.modules():
             if isinstance(module, nn.Linear) and getattr(module, "_zero_init", False):
                 nn.init.zeros_(module.weight)
@@ -1206,17 +1281,39 @@ class GPT(nn.Module):
         return g * x + (1 - g) * scaled
 
     def run_block(self, layer: int, par: bool, x: Tensor | None, lanes: tuple | None, x0: Tensor,
-                  docs: Documents | None = None) -> tuple:
+                  docs: Documents | None = None, ve: Tensor | None = None) -> tuple:
         """One block on the stream: returns (x, None) after a sequential block, (None, lanes) after a
         parallel one (par). A parallel block starting on a single stream copies it into both lanes; a sequential
         block after parallel ones first merges them, x = (lane0 + lane1) / 2."""
         block = self.blocks[layer]
         if par:
             lanes = lanes if lanes is not None else (x, x)
-            return None, (block.forward_lanes(*lanes, x0, docs) if self.parallel_form == "0429" else block.forward_lanes_0331(*lanes, x0, docs))
+            return None, (block.forward_lanes(*lanes, x0, docs, ve) if self.parallel_form == "0429" else block.forward_lanes_0331(*lanes, x0, docs, ve))
         if lanes is not None:
             x = (lanes[0] + lanes[1]) / 2
-        return block(x, x0, docs), None
+        return block(x, x0, docs, ve), None
+
+    def value_embeds(self, input_ids: Tensor, positions: int) -> list:
+        """ValueEmbedding's addend to v at each of `positions` schedule positions: s_p * base (the base computed once),
+        None where a position gets none (and everywhere when it is off)."""
+        if self.ve_shared is None:
+            return [None] * positions
+        h = self.ve_shared.projected(input_ids)
+        base = h * self.ve_shared.scale.to(dtype=h.dtype)
+        out = [base * self.ve_layer_scales[self.ve_positions.index(p)].to(dtype=base.dtype) if p in self.ve_positions else None
+               for p in range(positions)]
+        if FLASH_BOUND["on"] and base.requires_grad:   # debug-state: lane_scale_bound's squares of the VE scales' gradients
+            if getattr(self, "_lane_sq", None) is None:
+                self._lane_sq = {"ve_shared.scale": torch.zeros(1, dtype=torch.float64),
+                                 "ve_layer_scales": torch.zeros(len(self.ve_positions), dtype=torch.float64)}
+            hd, bd, rounded = h.detach(), base.detach(), self.ve_shared.proj is not None   # a bf16 GEMM output, or the table's rows
+            for j, p in enumerate(self.ve_positions):
+                def hook(dv, j=j, s=float(self.ve_layer_scales[j])):   # dv: the gradient of v at position p
+                    self._lane_sq["ve_shared.scale"] += lane_scale_rounding_sq(hd, 2 * hd.abs() if rounded else 0 * hd, s * dv)
+                    self._lane_sq["ve_layer_scales"][j] += lane_scale_rounding_sq(bd, 2 * bd.abs() if rounded else 0 * bd, dv)
+                if p < positions:
+                    out[p].register_hook(hook)
+        return out
 
     def forward_logits(self, input_ids: Tensor, doc_rows: int = 1) -> Tensor:
         """input_ids [B, T] int64 -> logits after the softcap [B, T, V]. DOC_ATTENTION: documents run across each
@@ -1228,8 +1325,9 @@ class GPT(nn.Module):
         par = self.parallel[self.looped]
         ns = num_skips(encoder, decoder)
         skips: list = []   # a tensor, or (03-31's form) the pair of lanes
+        ves = self.value_embeds(input_ids, len(encoder) + len(decoder))
         for e, layer in enumerate(encoder):
-            x, lanes = self.run_block(layer, par[e], x, lanes, x0, docs)
+            x, lanes = self.run_block(layer, par[e], x, lanes, x0, docs, ves[e])
             if e >= len(encoder) - ns:
                 skips.append(x if lanes is None else (lanes[0] + lanes[1]) / 2 if self.parallel_form == "0429" else lanes)
         for i, layer in enumerate(decoder):
@@ -1247,7 +1345,7 @@ class GPT(nn.Module):
                 else:
                     skip = skip if isinstance(skip, tuple) else (skip, skip)
                     lanes = (self.apply_skip(i, lanes[0], skip[0]), self.apply_skip(i, lanes[1], skip[1]))
-            x, lanes = self.run_block(layer, p, x, lanes, x0, docs)
+            x, lanes = self.run_block(layer, p, x, lanes, x0, docs, ves[len(encoder) + i])
         if lanes is not None:
             x = (lanes[0] + lanes[1]) / 2
         x = self.final_norm(x)
@@ -1273,7 +1371,8 @@ class GPT(nn.Module):
 def parameter_table(cfg: Config) -> list[tuple[str, tuple[int, ...], str]]:
     """(name, shape, class) of every tensor in the order of golf_infer.c's parameter table (classes embed,
     attn, mlp, head, control): tok_emb.weight, [bigram.embed.weight, bigram.proj.weight, bigram.scale],
-    [smear.gate_w, smear.lam], per layer attn.c_q/c_k/c_v/proj, mlp.fc/proj, attn.q_gain, attn_scale,
+    [smear.gate_w, smear.lam], [ve_shared.embed.weight, ve_shared.proj.weight (when d_ve != kv_dim), ve_shared.scale,
+    ve_layer_scales], per layer attn.c_q/c_k/c_v/proj, mlp.fc/proj, attn.q_gain, attn_scale,
     mlp_scale, resid_mix, [attn.gate_w], [lane_rho, lane_mix | parallel_resid, parallel_post]; skip_weights,
     [skip_gates], [lm_head.weight].
     The same names and shapes as GPT(cfg).state_dict(), whose order is train_gpt.py's."""
@@ -1284,6 +1383,11 @@ def parameter_table(cfg: Config) -> list[tuple[str, tuple[int, ...], str]]:
                   ("bigram.proj.weight", (d, cfg.bigram_dim), "mlp"), ("bigram.scale", (1,), "control")]
     if cfg.smear_gate:
         table += [("smear.gate_w", (12,), "control"), ("smear.lam", (1,), "control")]
+    if cfg.ve_positions:
+        table.append(("ve_shared.embed.weight", (V, cfg.ve_dim), "embed"))
+        if cfg.ve_dim != kv:
+            table.append(("ve_shared.proj.weight", (kv, cfg.ve_dim), "control"))
+        table += [("ve_shared.scale", (1,), "control"), ("ve_layer_scales", (len(cfg.ve_positions),), "control")]
     for layer in range(cfg.num_layers):
         rows = [("attn.c_q.weight", (d, d), "attn"), ("attn.c_k.weight", (kv, d), "attn"),
                 ("attn.c_v.weight", (kv, d), "attn"), ("attn.proj.weight", (d, d), "attn"),
@@ -1372,7 +1476,8 @@ def apply_baseline_dtypes(model: GPT) -> None:
 # 5. Checkpoint container
 # ====================================================================================================
 # Little-endian. Header: 256 int32:
-#   h[0] = 20261125 (magic)   h[1] = version (1: no options; 4; 3 is read as 4 (its words 58..60 are 0); 2 is read
+#   h[0] = 20261125 (magic)   h[1] = version (1: no options; 5; 4 is read as 5 (its words 61..63 are 0), 3 also with
+#   words 58..60 0; 2 is read
 #   without SMEAR_GATE, SKIP_GATES, PARALLEL_FROM)
 #   h[2] = number of tensor records
 #   h[3] vocab_size  h[4] num_layers  h[5] model_dim  h[6] num_heads  h[7] num_kv_heads
@@ -1385,21 +1490,23 @@ def apply_baseline_dtypes(model: GPT) -> None:
 #   h[22] skip_gates  h[23] attn_out_gate  h[24] len(LOOP_ENCODER)  h[25] len(LOOP_DECODER) (0, 0: no loop)
 #   h[26 .. 26 + h[24] + h[25]) the encoder then decoder layer indices (at most 32), the rest of 26..57 0
 #   h[58] PARALLEL_FORM (0 0429, 1 0331, 2 0331-virtual)  h[59] ATTN_OUT_GATE_SCALE as float32 bits (0: 1)
-#   h[60] DOC_ATTENTION  h[61..255] = 0
+#   h[60] DOC_ATTENTION  h[61] VE_DIM (0: ValueEmbedding off)  h[62..63] its positions as a 64-bit mask (bit p of
+#   word 62 + p // 32; ve_layer_scales in increasing position order)  h[64..255] = 0
 # A file whose words 14..255 are all 0 (every baseline model) is written as version 1, byte for byte the
-# pre-feature format; any feature makes it version 4 (CKPT_VERSION). Version 1 files are read with every feature off.
+# pre-feature format; any feature makes it version 5 (CKPT_VERSION). Version 1 files are read with every feature off.
 # Then h[2] records: int32 name_len, name (UTF-8), int32 dtype (0 float32, 1 int32), int32 ndim,
 # int32 dims[ndim], prod(dims) elements row-major. Model weights come first, under their state_dict
 # keys in state_dict order; other records (debug.*, grad.*) may follow.
 
 CKPT_MAGIC = 20261125
-CKPT_VERSION = 4   # 3: SMEAR_GATE, SKIP_GATES, PARALLEL_FROM in the records' forms (golf_infer.c's version_problem);
-                   # 4: words 58, 59, 60 (PARALLEL_FORM, ATTN_OUT_GATE_SCALE, DOC_ATTENTION)
-CKPT_VERSIONS_READ = (1, 2, 3, 4)
+CKPT_VERSION = 5   # 3: SMEAR_GATE, SKIP_GATES, PARALLEL_FROM in the records' forms (golf_infer.c's version_problem);
+                   # 4: words 58, 59, 60 (PARALLEL_FORM, ATTN_OUT_GATE_SCALE, DOC_ATTENTION); 5: words 61..63 (ValueEmbedding)
+CKPT_VERSIONS_READ = (1, 2, 3, 4, 5)
 CKPT_HEADER_INTS = 256
 CKPT_LOOP_WORD = 26   # first word of the loop schedules
 CKPT_FORM_WORD = 58   # PARALLEL_FORM, then ATTN_OUT_GATE_SCALE
 CKPT_DOC_WORD = 60    # DOC_ATTENTION
+CKPT_VE_WORD = 61     # VE_DIM, then the positions' mask (2 words)
 DTYPE_CODES = {0: np.dtype("<f4"), 1: np.dtype("<i4")}
 
 
@@ -1442,6 +1549,9 @@ def header_words(cfg: Config, steps: int, num_records: int) -> np.ndarray:
     h[CKPT_FORM_WORD] = PARALLEL_FORMS.index(cfg.parallel_form)
     h[CKPT_FORM_WORD + 1] = 0 if cfg.attn_out_gate_scale == 1 else f32_bits(cfg.attn_out_gate_scale)
     h[CKPT_DOC_WORD] = cfg.doc_attention
+    if cfg.ve_positions:
+        mask = sum(1 << p for p in cfg.ve_positions)
+        h[CKPT_VE_WORD:CKPT_VE_WORD + 3] = np.array([cfg.ve_dim, mask & 0xFFFFFFFF, mask >> 32], dtype=np.uint32).view("<i4")
     if h[14:].any():
         h[1] = CKPT_VERSION
     return h
@@ -1466,7 +1576,10 @@ def config_from_header(h: np.ndarray) -> Config:
                           skip_gates=h[22], attn_out_gate=h[23], loop_encoder=format_layer_list(loops[:max(n_enc, 0)]),
                           loop_decoder=format_layer_list(loops[max(n_enc, 0):]),
                           parallel_form=PARALLEL_FORMS[h[58]] if 0 <= h[58] < len(PARALLEL_FORMS) else str(h[58]),
-                          attn_out_gate_scale=bits_f32(h[59]) if h[59] else 1.0, doc_attention=h[CKPT_DOC_WORD])
+                          attn_out_gate_scale=bits_f32(h[59]) if h[59] else 1.0, doc_attention=h[CKPT_DOC_WORD],
+                          ve_enabled=int(h[CKPT_VE_WORD] != 0), ve_dim=h[CKPT_VE_WORD] or default_config().ve_dim,
+                          ve_layers=format_layer_list(p for p in range(64) if (h[CKPT_VE_WORD + 1 + p // 32] & 0xFFFFFFFF) >> (p % 32) & 1)
+                          if h[CKPT_VE_WORD] else default_config().ve_layers)
 
 
 def header_problem(h: np.ndarray) -> str | None:
@@ -1475,6 +1588,10 @@ def header_problem(h: np.ndarray) -> str | None:
         return f"unsupported checkpoint version {int(h[1])} (this reads versions {', '.join(map(str, CKPT_VERSIONS_READ))})"
     if int(h[1]) < 4 and h[CKPT_DOC_WORD]:   # golf_infer.c's version_problem
         return f"header word {CKPT_DOC_WORD} (doc_attention) is set in a file older than version 4, which has no such word"
+    if int(h[1]) < 5 and h[CKPT_VE_WORD:CKPT_VE_WORD + 3].any():
+        return "header words 61..63 (ValueEmbedding) are set in a file older than version 5, which has no such words"
+    if h[CKPT_VE_WORD] and not h[CKPT_VE_WORD + 1:CKPT_VE_WORD + 3].any() or h[CKPT_VE_WORD + 1:CKPT_VE_WORD + 3].any() and not h[CKPT_VE_WORD]:
+        return "header words 61..63: VE_DIM and the ValueEmbedding positions must be set together"
     if int(h[1]) == 2 and (h[17] or h[21] or h[22]):
         return ("written before version 3, when SMEAR_GATE, SKIP_GATES and PARALLEL_FROM computed other forms than the "
                 "records': it uses one of them, so its weights mean another model (train it again)")
@@ -1485,9 +1602,9 @@ def header_problem(h: np.ndarray) -> str | None:
         n_enc, n_dec = int(h[24]), int(h[25])
         if n_enc < 0 or n_dec < 0 or n_enc + n_dec > MAX_LOOP_POSITIONS or (n_enc == 0) != (n_dec == 0):
             return f"invalid loop schedule lengths in header words 24, 25: {n_enc}, {n_dec}"
-        if h[CKPT_LOOP_WORD + n_enc + n_dec:CKPT_FORM_WORD].any() or h[CKPT_DOC_WORD + 1:].any():
+        if h[CKPT_LOOP_WORD + n_enc + n_dec:CKPT_FORM_WORD].any() or h[CKPT_VE_WORD + 3:].any():
             return (f"header words past the loop schedule (from {CKPT_LOOP_WORD + n_enc + n_dec} to {CKPT_FORM_WORD - 1}, and from "
-                    f"{CKPT_DOC_WORD + 1}) must be 0")
+                    f"{CKPT_VE_WORD + 3}) must be 0")
     return None
 
 
@@ -2010,6 +2127,9 @@ def build_optimizers(model: GPT, cfg: Config, amp: bool = False, ns_dtype: torch
         scalar_params.append(model.bigram.scale)
     if model.smear is not None:
         scalar_params += [model.smear.gate_w, model.smear.lam]
+    if model.ve_shared is not None:   # 03-31's groups: the table with the token embedding, the rest with the scalars
+        token_params.append(model.ve_shared.embed.weight)
+        scalar_params += ([model.ve_shared.proj.weight] if model.ve_shared.proj is not None else []) + [model.ve_shared.scale, model.ve_layer_scales]
     work_dtype = model.skip_weights.dtype
     adam_kwargs = dict(betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps)
     if amp and not CPU_AMP["on"]:

@@ -8,8 +8,9 @@ test/reference.py (PyTorch, float64):
   blob      a model with every option exported at int6 by golf_export: golf_infer on the blob vs the
             reference on the dequantized weights (val_loss/val_bpb, stride 16).
   header    golf_infer refuses checkpoints whose option words are invalid, naming the problem.
-  versions  a version 2 file with a version 3 form is refused; DOC_ATTENTION files are version 4 (word 60), and the
-            same file labelled version 3 is refused (a version 3 reader would run it without its documents).
+  versions  a version 2 file with a version 3 form is refused; DOC_ATTENTION files are version 5 (word 60), and the
+            same file labelled version 3 is refused (a version 3 reader would run it without its documents), labelled
+            version 4 read; ValueEmbedding files (words 61..63) labelled version 4 are refused the same way.
 
 Usage: test/test_arch.py [--bin DIR] [--shared DIR] [--keep]
 """
@@ -41,6 +42,8 @@ OPTIONS = {
     "attn out gate": ["--attn-out-gate", "1"],
     "attn out gate, scale 0.5": ["--attn-out-gate", "1", "--attn-out-gate-scale", "0.5"],
     "doc attention": ["--doc-attention", "1"],
+    "value embedding 24 at positions 0, 2": ["--ve-enabled", "1", "--ve-dim", "24", "--ve-layers", "0,2"],
+    "value embedding at the kv width (no projection) at position 1": ["--ve-enabled", "1", "--ve-dim", "32", "--ve-layers", "1"],
     "loop 0,1,2,1 | 1,2": ["--loop-encoder", "0,1,2,1", "--loop-decoder", "1,2"],
     "parallel from 1, 03-31's form": ["--parallel-from", "1", "--parallel-form", "0331"],
 }
@@ -57,7 +60,8 @@ COMBOS = {
 
 # Header words of the options (golf_infer.c's config_header) and a bad value for each, with the message.
 BAD_WORDS = [(19, 3, "rope_dims"), (21, -1, "parallel_from"), (18, -2, "xsa_last_n"), (15, 1, "bigram_vocab_size"),
-             (24, 2, "loop schedule"), (58, 3, "parallel_form"), (60, 2, "doc_attention")]
+             (24, 2, "loop schedule"), (58, 3, "parallel_form"), (60, 2, "doc_attention"), (61, -1, "ve_dim"),
+             (62, 1, "ve_dim")]
 
 
 def logits_pair(b, tmp, flags, seed, ids):
@@ -136,7 +140,8 @@ def check_versions(R, b, tmp):
         old = relabelled(path, 3, tmp)
         p = run([b / "golf_infer", old, "--logits-ids", "1 2"], expect=None)
         R.check(f"version 3 {label} with SMEAR_GATE: still read", p.returncode == 0, p.stderr.strip()[-200:])
-    # DOC_ATTENTION: version 4 (its word 60), read; labelled version 3 it is refused, checkpoint and blob alike
+    # DOC_ATTENTION: version 5 (its word 60), read, and labelled version 4 (which had word 60, not words 61..63) too;
+    # labelled version 3 it is refused, checkpoint and blob alike
     dck, dblob = tmp / "d.bin", tmp / "d.golf"
     ref("init", "--random-init", "--seed", "4", *TINY, "--doc-attention", "1", "--out", dck)
     run([b / "golf_export", dck, dblob, "--quant", "int8", "--quiet"])
@@ -144,12 +149,29 @@ def check_versions(R, b, tmp):
         data = bytearray(path.read_bytes())
         version, word = struct.unpack_from("<i", data, 4)[0], struct.unpack_from("<i", data, 4 * 60)[0]
         p = run([b / "golf_infer", path, "--logits-ids", "1 2"], expect=None)
-        R.check(f"DOC_ATTENTION {path.suffix} file: version 4, word 60 = 1, read", version == 4 and word == 1 and p.returncode == 0,
+        R.check(f"DOC_ATTENTION {path.suffix} file: version 5, word 60 = 1, read", version == 5 and word == 1 and p.returncode == 0,
                 f"version {version}, word 60 = {word}; {p.stderr.strip()[-200:]}")
+        p4 = run([b / "golf_infer", relabelled(path, 4, tmp), "--logits-ids", "1 2"], expect=None)
+        R.check(f"DOC_ATTENTION {path.suffix} file labelled version 4: read, the same logits", p4.returncode == 0 and p4.stdout == p.stdout,
+                p4.stderr.strip()[-200:])
         old = relabelled(path, 3, tmp)
         p = run([b / "golf_infer", old, "--logits-ids", "1 2"], expect=None)
         R.check(f"DOC_ATTENTION {path.suffix} file labelled version 3: refused, naming the file and word 60",
                 p.returncode == 1 and "word 60 (doc_attention)" in p.stderr and str(old) in p.stderr, p.stderr.strip()[-200:])
+    # ValueEmbedding: version 5 (words 61..63), read; labelled version 4 it is refused (a version 4 reader has no such words)
+    vck, vblob = tmp / "ve.bin", tmp / "ve.golf"
+    ref("init", "--random-init", "--seed", "4", *TINY, "--ve-enabled", "1", "--ve-dim", "24", "--ve-layers", "0,2", "--out", vck)
+    run([b / "golf_export", vck, vblob, "--quant", "int8", "--quiet"])
+    for path in (vck, vblob):
+        data = bytearray(path.read_bytes())
+        version, words = struct.unpack_from("<i", data, 4)[0], struct.unpack_from("<3i", data, 4 * 61)
+        p = run([b / "golf_infer", path, "--logits-ids", "1 2"], expect=None)
+        R.check(f"ValueEmbedding {path.suffix} file: version 5, words 61..63 = 24, 0b101, 0, read",
+                version == 5 and words == (24, 5, 0) and p.returncode == 0, f"version {version}, words {words}; {p.stderr.strip()[-200:]}")
+        old = relabelled(path, 4, tmp)
+        p = run([b / "golf_infer", old, "--logits-ids", "1 2"], expect=None)
+        R.check(f"ValueEmbedding {path.suffix} file labelled version 4: refused, naming the file and words 61..63",
+                p.returncode == 1 and "words 61..63 (ValueEmbedding)" in p.stderr and str(old) in p.stderr, p.stderr.strip()[-200:])
 
 
 def check_header(R, b, tmp):

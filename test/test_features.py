@@ -8,7 +8,8 @@ expected value:
                alone and all together: MLP_HIDDEN, LeakyReLU(0.5)^2, BigramHash, SmearGate (BOS masking), XSA,
                partial RoPE, LN scale, parallel residual lanes (merge and skip rules; 04-29's and 03-31's forms,
                PARALLEL_FROM counting layers or positions), gated skips, attention output gate (and its scale),
-               depth-recurrence schedules (default and loop), attention within documents (cut every TRAIN_SEQ_LEN;
+               depth-recurrence schedules (default and loop), ValueEmbedding (schedule positions; with and without its
+               projection), attention within documents (cut every TRAIN_SEQ_LEN;
                and a batch's rows as one stream, doc_rows, against the formula on their concatenation); ROPE_DIMS =
                head_dim is the baseline bit for bit; XSA output orthogonal to the own value vector
   precision    float32 vs float64 with every feature on
@@ -19,7 +20,7 @@ expected value:
   schedule     lr_mul with WARMDOWN_FRAC (steps and wallclock) and MIN_LR_FRAC; LOOP_START_FRAC switching
   presets      precedence defaults < preset < environment < flag; every preset valid
   validation   bad settings refused with a message naming the variable
-  checkpoint   version 4 header words parsed by hand; round trip; version 1 (baseline) and 3 files readable;
+  checkpoint   version 5 header words parsed by hand; round trip; version 1 (baseline), 3 and 4 files readable;
                damaged feature words, missing and unexpected feature tensors refused
   ttt          score-first TTT: TTT_LR=0 equals plain eval; chunk k scored by weights trained on chunks < k
                only (a direct loop here)
@@ -69,9 +70,9 @@ BASE_NS = (3.4445, -4.7750, 2.0315)
 
 TINY = dict(vocab_size=64, num_layers=4, model_dim=32, num_heads=4, num_kv_heads=2, train_seq_len=20,
             logit_softcap=5.0, rope_base=100.0)
-FEATURE_TENSORS = ("bigram.scale", "smear.", "gate_w", "skip_gates", "lane_rho", "lane_mix", "parallel_resid", "parallel_post")
+FEATURE_TENSORS = ("bigram.scale", "smear.", "gate_w", "skip_gates", "lane_rho", "lane_mix", "parallel_resid", "parallel_post", "ve_")
 ALL_ON = dict(mlp_hidden=40, mlp_leaky_slope=0.5, bigram_vocab_size=7, bigram_dim=5, smear_gate=1, xsa_last_n=2,
-              rope_dims=4, ln_scale=1, parallel_from=2, skip_gates=1, attn_out_gate=1)
+              rope_dims=4, ln_scale=1, parallel_from=2, skip_gates=1, attn_out_gate=1, ve_enabled=1, ve_dim=6, ve_layers="1,2")
 # a loop schedule that goes sequential -> parallel -> sequential -> parallel in the encoder, pushes skips
 # while lanes are live and adds skips to both lanes in the decoder (PARALLEL_FROM = 2, 4 layers)
 LANE_LOOP = dict(loop_encoder="0,2,1,3", loop_decoder="2,0,3,1")
@@ -156,10 +157,19 @@ def np_forward(state, cfg, ids, looped):
         e = smeared
     x = rms(e)
     x0 = x
+    # ValueEmbedding: base = scale * proj(ve_embed[ids]) (no proj at the kv width); the block at schedule position p in
+    # VE_LAYERS adds ve_layer_scales[j] * base to its v (j: p's index in the list)
+    ve_pos = [int(v) for v in cfg.ve_layers.split(",")] if cfg.ve_enabled and cfg.ve_layers.strip() else []
+    if ve_pos:
+        rows = w["ve_shared.embed.weight"][ids]
+        ve_base = w["ve_shared.scale"][0] * (rows @ w["ve_shared.proj.weight"].T if "ve_shared.proj.weight" in w else rows)
+    at = {"pos": -1}   # the schedule position running
 
     def attention(l, a_in):
         p = f"blocks.{l}."
         q, k, v = a_in @ w[p + "attn.c_q.weight"].T, a_in @ w[p + "attn.c_k.weight"].T, a_in @ w[p + "attn.c_v.weight"].T
+        if at["pos"] in ve_pos:
+            v = v + w["ve_layer_scales"][ve_pos.index(at["pos"])] * ve_base
         y = np.zeros((T, d))
         for h in range(H):
             g = h // group
@@ -231,6 +241,7 @@ def np_forward(state, cfg, ids, looped):
 
     lanes, skips = None, []
     for e_pos, l in enumerate(enc):
+        at["pos"] = e_pos
         x, lanes = block(l, par[e_pos], x, lanes)
         if e_pos >= len(enc) - ns:
             skips.append(x if lanes is None else lanes if two else (lanes[0] + lanes[1]) / 2)
@@ -249,6 +260,7 @@ def np_forward(state, cfg, ids, looped):
                 lanes = (skip_into(i, lanes[0], sk[0]), skip_into(i, lanes[1], sk[1]))
             else:
                 lanes = (skip_into(i, lanes[0], sk), lanes[1])
+        at["pos"] = len(enc) + i
         x, lanes = block(l, p_i, x, lanes)
     if lanes is not None:
         x = (lanes[0] + lanes[1]) / 2
@@ -290,8 +302,12 @@ def check_forward(res):
              "03-31's lanes from 2": dict(parallel_from=2, parallel_form="0331"),
              "03-31's lanes from 1, 3 layers, gated skips": dict(parallel_from=1, num_layers=3, parallel_form="0331", skip_gates=1),
              "documents (cut every 6)": dict(doc_attention=1, train_seq_len=6),
+             "ValueEmbedding 6 at positions 1, 3": dict(ve_enabled=1, ve_dim=6, ve_layers="1,3"),
+             "ValueEmbedding at the kv width (no projection) at position 0": dict(ve_enabled=1, ve_dim=16, ve_layers="0"),
              "untied, everything": dict(ALL_ON, tie_embeddings=0), "everything and documents": dict(ALL_ON, doc_attention=1)}
     loops = {"loop 0,1,2,1 | 2,3,0": dict(loop_encoder="0,1,2,1", loop_decoder="2,3,0"),
+             "loop 0,1,2,1 | 2,3,0, ValueEmbedding at positions 3, 6 (layer 1's second pass, not its first)":
+                 dict(loop_encoder="0,1,2,1", loop_decoder="2,3,0", ve_enabled=1, ve_dim=6, ve_layers="3,6"),
              "loop 0,1,2,3,2 | 3,1 (first positions push nothing)": dict(loop_encoder="0,1,2,3,2", loop_decoder="3,1"),
              "loop with lanes": dict(LANE_LOOP, parallel_from=2),
              "loop with lanes, everything": dict(ALL_ON, **LANE_LOOP),
@@ -429,14 +445,14 @@ def check_table(res):
     table = R.parameter_table(cfg_of(**ALL_ON, **LANE_LOOP, tie_embeddings=0))
     names = [n for n, _, _ in table]
     want_head = ["tok_emb.weight", "bigram.embed.weight", "bigram.proj.weight", "bigram.scale", "smear.gate_w", "smear.lam",
-                 "blocks.0.attn.c_q.weight"]
+                 "ve_shared.embed.weight", "ve_shared.proj.weight", "ve_shared.scale", "ve_layer_scales", "blocks.0.attn.c_q.weight"]
     want_l3 = [f"blocks.3.{n}" for n in ("attn.c_q.weight", "attn.c_k.weight", "attn.c_v.weight", "attn.proj.weight",
                                           "mlp.fc.weight", "mlp.proj.weight", "attn.q_gain", "attn_scale", "mlp_scale",
                                           "resid_mix", "attn.gate_w", "lane_rho", "lane_mix")]
     i3 = names.index("blocks.3.attn.c_q.weight")
     res.check("table: golf_infer's order (embedding stage, per layer, skips, head)",
-              names[:7] == want_head and names[i3:i3 + 13] == want_l3 and names[-3:] == ["skip_weights", "skip_gates", "lm_head.weight"]
-              and "blocks.1.lane_rho" not in names, f"{names[:7]} ... {names[-3:]}")
+              names[:11] == want_head and names[i3:i3 + 13] == want_l3 and names[-3:] == ["skip_weights", "skip_gates", "lm_head.weight"]
+              and "blocks.1.lane_rho" not in names, f"{names[:11]} ... {names[-3:]}")
     shapes = dict((n, s) for n, s, _ in table)
     res.check("table: skip rows S = max over both schedules", shapes["skip_weights"] == (4, 32), str(shapes["skip_weights"]))
     # 03-31's lanes counting positions: layers at positions >= 2 of either schedule (the loop's 0,2,1,3 | 2,0,3,1 puts
@@ -521,13 +537,15 @@ def check_optimizer(res):
     everything = sorted(n for g_ in groups for n in g_)
     tok, head, mu, scal = groups
     control_like = [n for n in scal if not n.endswith(("attn_scale", "mlp_scale", "resid_mix", "q_gain", "skip_weights"))]
-    ok = (everything == sorted(names.values()) and tok == ["bigram.embed.weight", "tok_emb.weight"] and head == ["lm_head.weight"]
-          and "bigram.proj.weight" in mu and all(n.endswith(".weight") for n in mu)
-          and sorted(control_like) == sorted(["bigram.scale", "skip_gates", "smear.gate_w", "smear.lam"]
+    ok = (everything == sorted(names.values()) and tok == ["bigram.embed.weight", "tok_emb.weight", "ve_shared.embed.weight"]
+          and head == ["lm_head.weight"] and "bigram.proj.weight" in mu and all(n.endswith(".weight") for n in mu)
+          and sorted(control_like) == sorted(["bigram.scale", "skip_gates", "smear.gate_w", "smear.lam", "ve_shared.proj.weight",
+                                              "ve_shared.scale", "ve_layer_scales"]
                                              + [f"blocks.{i}.attn.gate_w" for i in range(4)]
                                              + [f"blocks.{i}.{n}" for i in (2, 3) for n in ("lane_rho", "lane_mix")])
           and muon.param_groups[0]["weight_decay"] == 0.1 and muon.row_normalize and muon.polar_express)
-    res.check("optimizer: feature tensors split as the spec says (bigram.embed with tok_emb, bigram.proj Muon, controls scalar Adam)",
+    res.check("optimizer: feature tensors split as the spec says (bigram.embed and ve_shared.embed with tok_emb, bigram.proj Muon, "
+              "controls and ve_shared.proj scalar Adam)",
               ok, f"tok {tok}, muon {len(mu)}, scalar extras {control_like[:4]}...")
     # GRAD_CLIP_NORM: clip_grad_norm_ over every parameter before the optimizers step
     for clip in (0.05, 1e6):
@@ -687,11 +705,14 @@ def check_checkpoint(res, tmp):
     data = path.read_bytes()
     h = struct.unpack("<256i", data[:1024])
     f32 = lambda v: struct.unpack("<i", struct.pack("<f", v))[0]  # noqa: E731
-    want = {0: 20261125, 1: 4, 3: 64, 4: 4, 5: 32, 6: 4, 7: 2, 8: 45, 9: 0, 12: 20, 13: 9, 14: f32(0.5), 15: 7, 16: 5, 17: 1,
+    want = {0: 20261125, 1: 5, 3: 64, 4: 4, 5: 32, 6: 4, 7: 2, 8: 45, 9: 0, 12: 20, 13: 9, 14: f32(0.5), 15: 7, 16: 5, 17: 1,
             18: 2, 19: 4, 20: 1, 21: 2, 22: 1, 23: 1, 24: 4, 25: 4, 26: 0, 27: 2, 28: 1, 29: 3, 30: 2, 31: 0, 32: 3, 33: 1}
     wrong = {k: (h[k], v) for k, v in want.items() if h[k] != v}
-    res.check("checkpoint: version 4 header words 3..33 as the spec lists them (MLP_HIDDEN 45 stored directly)",
-              not wrong and not any(h[34:]), str(wrong))
+    res.check("checkpoint: version 5 header words 3..33 as the spec lists them (MLP_HIDDEN 45 stored directly)",
+              not wrong and not any(h[34:61]), str(wrong))
+    # words 61..63: VE_DIM and the ValueEmbedding positions 1, 2 as bits of a 64-bit mask
+    res.check("checkpoint: VE_DIM=6 in word 61, VE_LAYERS=1,2 as the mask 0b110 in words 62, 63", h[61:64] == (6, 6, 0) and not any(h[64:]),
+              str(h[61:64]))
     # words 58, 59: PARALLEL_FORM's code and ATTN_OUT_GATE_SCALE's float32 bits (0 for the scale 1)
     for form, code in (("0331", 1), ("0331-virtual", 2)):
         c2 = R.replace(cfg, parallel_form=form, attn_out_gate_scale=0.5, loop_encoder="0,1,2,3", loop_decoder="2,3")
@@ -699,15 +720,15 @@ def check_checkpoint(res, tmp):
         h2 = struct.unpack("<256i", (tmp / "form.bin").read_bytes()[:1024])
         back = R.read_container(tmp / "form.bin").config
         res.check(f"checkpoint: PARALLEL_FORM={form} and ATTN_OUT_GATE_SCALE=0.5 in words 58, 59 and back",
-                  h2[58:60] == (code, f32(0.5)) and not any(h2[60:]) and back.parallel_form == form and back.attn_out_gate_scale == 0.5,
+                  h2[58:60] == (code, f32(0.5)) and not h2[60] and back.parallel_form == form and back.attn_out_gate_scale == 0.5,
                   f"{h2[58:60]}, read {back.parallel_form} {back.attn_out_gate_scale}")
     # word 60: DOC_ATTENTION, after the words of the parallel form and the gate scale
     c3 = R.replace(cfg, doc_attention=1)
     R.save(tmp / "doc.bin", feature_model(c3), c3)
     h3 = struct.unpack("<256i", (tmp / "doc.bin").read_bytes()[:1024])
     back = R.read_container(tmp / "doc.bin").config
-    res.check("checkpoint: DOC_ATTENTION=1 in word 60 (version 4) and back", h3[1] == 4 and h3[58:61] == (0, 0, 1)
-              and not any(h3[61:]) and back.doc_attention == 1, f"version {h3[1]}, words 58..60 {h3[58:61]}, read {back.doc_attention}")
+    res.check("checkpoint: DOC_ATTENTION=1 in word 60 (version 5) and back", h3[1] == 5 and h3[58:61] == (0, 0, 1)
+              and not any(h3[64:]) and back.doc_attention == 1, f"version {h3[1]}, words 58..60 {h3[58:61]}, read {back.doc_attention}")
     c = R.read_container(path)
     back = {f: getattr(c.config, f) for f in R.SHAPE_FIELDS + R.FEATURE_FIELDS}
     res.check("checkpoint: header round trip to the config", all(back[f] == getattr(cfg, f) for f in back),
@@ -755,15 +776,26 @@ def check_checkpoint(res, tmp):
     refused("loop_half", patched(25, 0), "invalid loop schedule lengths")
     refused("loop_layer", patched(27, 9), "outside 0..NUM_LAYERS-1")
     refused("after_loop", patched(40, 3), "past the loop schedule")
-    refused("after_form", patched(61, 3), "past the loop schedule")
+    refused("after_ve", patched(64, 3), "past the loop schedule")
+    refused("ve_half", patched(61, 0), "VE_DIM and the ValueEmbedding positions must be set together")
     refused("form", patched(58, 3), "PARALLEL_FORM must be one of")
-    refused("version", patched(1, 5), "unsupported checkpoint version 5")
+    refused("version", patched(1, 6), "unsupported checkpoint version 6")
+    refused("ve_words_v4", patched(1, 4), "header words 61..63 (ValueEmbedding) are set in a file older than version 5")
     refused("doc_word_v3", patched(60, 1, version=3), "header word 60 (doc_attention) is set in a file older than version 4")
-    refused("version2", patched(1, 2), "written before version 3")   # SMEAR_GATE, SKIP_GATES, PARALLEL_FROM on: their old forms
-    (tmp / "v3.bin").write_bytes(patched(1, 3))   # version 3: words 58, 59 zero, the same model
-    v3, _, _ = R.load(tmp / "v3.bin", dtype=torch.float64)
-    res.check("checkpoint: a version 3 file (words 58, 59 zero) reads as the same model",
-              close(model_logits(v3, ids), model_logits(loaded, ids), 0, 0)[0])
+    # versions 3 and 4: words 58, 59 (and 61..63) zero, the same model (one without ValueEmbedding)
+    c4 = R.replace(cfg, ve_enabled=0)
+    m4 = feature_model(c4)
+    R.save(tmp / "nove.bin", m4, c4)
+    m4, _, _ = R.load(tmp / "nove.bin", dtype=torch.float64)
+    nove = (tmp / "nove.bin").read_bytes()
+    refused("version2", nove[:4] + struct.pack("<i", 2) + nove[8:], "written before version 3")   # SMEAR_GATE, SKIP_GATES, PARALLEL_FROM on: their old forms
+    for version in (3, 4):
+        old = bytearray((tmp / "nove.bin").read_bytes())
+        old[4:8] = struct.pack("<i", version)
+        (tmp / f"v{version}.bin").write_bytes(bytes(old))
+        vo, _, _ = R.load(tmp / f"v{version}.bin", dtype=torch.float64)
+        res.check(f"checkpoint: a version {version} file (words {'58, 59, ' if version == 3 else ''}61..63 zero) reads as the same model",
+                  close(model_logits(vo, ids), model_logits(m4, ids), 0, 0)[0])
     refused("rope", patched(19, 3), "ROPE_DIMS=3 must be even")
     refused("no_bigram", patched(15, 0), "unexpected ['bigram.")   # header without the feature, tensors present
     records = [(k, v) for k, v in R.read_container(path).tensors.items() if k != "blocks.2.lane_mix"]

@@ -21,14 +21,16 @@ dev/cuda_cpu.h; the reference on the CPU; a smaller batch and the first VAL_TOKE
   qat_ema    QAT=1 with EMA_DECAY: the K-step losses against the reference's, the roundtrip against golf_infer
   gptq       GPTQ_RESERVE_SECONDS > 0: the GPTQ export's roundtrip val_bpb equals golf_infer's on its blob
   ranks2     (with --cpu) two ranks by mpirun -np 2 and two started torchrun-style end with the final weights of one
-             process (1e-5 of each tensor's largest entry), both writing final_model.golf
+             process (1e-5 of each tensor's largest entry), both writing final_model.golf; on the second option set
+             (ValueEmbedding and a loop schedule among them)
   asan       (with --cpu) a short run of train_golf_cpu_asan (ASan + UBSan) reports nothing, with PRECISION=fp32 and bf16
              (the latter with QAT and FLASH_ATTENTION=1)
   bf16       PRECISION=bf16 against `reference.py debug-state --device cpu --amp` (its model of the tensor cores'
              autocast): step-0 loss and every gradient from the default init (and the K-step losses) and from
              `init --perturb` for the baseline (flash and SIMT attention) and every option set, within the bound of
              check_bf16 (q_gain under flash: plus the reference's q_gain_flash_bound; 03-31's lane scales
-             parallel_resid and parallel_post, sums that bf16 noise dominates: plus its lane_scale_bound); from the
+             parallel_resid and parallel_post and ValueEmbedding's ve_shared.scale and ve_layer_scales, sums that bf16
+             noise dominates: plus its lane_scale_bound); from the
              perturbed inits each Muon matrix's first update against the reference's bf16 Newton-Schulz of
              train_golf's own gradient (check_bf16_muon)
 Every check but bf16 runs PRECISION=fp32.
@@ -67,18 +69,27 @@ SHAPE = {"NUM_LAYERS": "4", "MODEL_DIM": "128", "NUM_HEADS": "2", "NUM_KV_HEADS"
 GRAD_RTOL_OF_MAX = 1e-3
 LOSS0_ATOL = 1e-4
 LOSS_CURVE_ATOL = 2e-3
-# The options with GPU kernels, in two groups (head_dim 64 here: RoPE on 32 of 64 dims).
+# The options with GPU kernels, in groups (head_dim 64 here: RoPE on 32 of 64 dims; the kv width 64). ValueEmbedding
+# (VE_*) rides along in the later groups: positions of a looped layer's first and second pass, each form of lanes, and
+# at the kv width (no projection) with documents and XSA.
 OPTION_SETS = [{"MLP_LEAKY_SLOPE": "0.5", "LN_SCALE": "1", "ROPE_DIMS": "32", "MLP_HIDDEN": "200"},
+               # ValueEmbedding at positions 1 (layer 1's first pass) and 4 (layer 2's second), through a projection
                {"BIGRAM_VOCAB_SIZE": "97", "BIGRAM_DIM": "32", "SMEAR_GATE": "1", "XSA_LAST_N": "2", "SKIP_GATES": "1",
-                "ATTN_OUT_GATE": "1", "LOOP_ENCODER": "0,1,2,1", "LOOP_DECODER": "2,3"},
-               # lanes split at layer 2, hand their mean to skips, take skips into lane 0 only, merge for layer 1, split again
-               {"PARALLEL_FROM": "2", "LOOP_ENCODER": "0,1,2,3,2", "LOOP_DECODER": "3,1,3", "SKIP_GATES": "1"},
+                "ATTN_OUT_GATE": "1", "LOOP_ENCODER": "0,1,2,1", "LOOP_DECODER": "2,3", "VE_ENABLED": "1", "VE_DIM": "48",
+                "VE_LAYERS": "1,4"},
+               # lanes split at layer 2, hand their mean to skips, take skips into lane 0 only, merge for layer 1, split again;
+               # ValueEmbedding on the parallel position 2
+               {"PARALLEL_FROM": "2", "LOOP_ENCODER": "0,1,2,3,2", "LOOP_DECODER": "3,1,3", "SKIP_GATES": "1", "VE_ENABLED": "1",
+                "VE_DIM": "32", "VE_LAYERS": "2"},
                # 03-31's lanes from position 2: they start in the encoder, hand both lanes to the skips, take a skip into
-               # each lane; layer 1 runs sequential at position 1 and parallel at 5; the output gate at scale 0.5
+               # each lane; layer 1 runs sequential at position 1 and parallel at 5; the output gate at scale 0.5;
+               # ValueEmbedding at positions 1 and 5 (layer 1 sequential and parallel)
                {"PARALLEL_FROM": "2", "PARALLEL_FORM": "0331-virtual", "LOOP_ENCODER": "0,1,2,3,2", "LOOP_DECODER": "1,3,3",
-                "SKIP_GATES": "1", "ATTN_OUT_GATE": "1", "ATTN_OUT_GATE_SCALE": "0.5"},
-               # attention within documents: a micro-batch's sequences one stream in training, each window alone in eval
-               {"DOC_ATTENTION": "1", "ROPE_DIMS": "32", "XSA_LAST_N": "2"}]
+                "SKIP_GATES": "1", "ATTN_OUT_GATE": "1", "ATTN_OUT_GATE_SCALE": "0.5", "VE_ENABLED": "1", "VE_DIM": "128",
+                "VE_LAYERS": "1,5"},
+               # attention within documents: a micro-batch's sequences one stream in training, each window alone in eval;
+               # ValueEmbedding at the kv width (no projection) at positions 0 and 3
+               {"DOC_ATTENTION": "1", "ROPE_DIMS": "32", "XSA_LAST_N": "2", "VE_ENABLED": "1", "VE_DIM": "64", "VE_LAYERS": "0,3"}]
 
 # The plain paths beside the defaults: unfused norms, every activation kept, the head over the whole micro-batch
 PLAIN_PATHS = {"FUSE": "0", "RECOMPUTE": "0", "LOGIT_CHUNK": "0"}
@@ -302,7 +313,8 @@ def check_bf16(R, args, env, tmp, label, init_flags, k):
     would also pass a run that skipped bf16 (float32 lies within D), so each gradient with D above the float32
     tolerance must also lie nearer the --amp reference than the float32 one: the roundings are modeled, not only
     tolerated (measured: 1e-4 vs 4e-3 of a tensor's largest entry from the perturbed init). A gradient the reference
-    writes a bound.<name> for (q_gain: q_gain_flash_bound; 03-31's parallel_resid and parallel_post: lane_scale_bound),
+    writes a bound.<name> for (q_gain: q_gain_flash_bound; 03-31's parallel_resid and parallel_post, ValueEmbedding's
+    ve_shared.scale and ve_layer_scales: lane_scale_bound),
     a sum that cancels so far that bf16 noise dominates it, gets that bound on top, per entry, and no "nearer" rule."""
     ck, d32, d16, grads = tmp / "bf16_init.ckpt", tmp / "bf16_fp32.bin", tmp / "bf16_amp.bin", tmp / "bf16_grads.bin"
     p = run([args.python, ROOT / "test" / "reference.py", "init", *init_flags, "--out", ck], env=env)
@@ -331,7 +343,8 @@ def check_bf16(R, args, env, tmp, label, init_flags, k):
         err, err32 = rel_err(got[name], g), rel_err(got[name], ref32[name])
         bound = want.get("bound." + name[5:])
         if bound is not None and not name.endswith(".q_gain"):
-            # 03-31's lane scales (parallel_resid, parallel_post): sums over all N d entries that cancel far below their
+            # 03-31's lane scales (parallel_resid, parallel_post) and ValueEmbedding's scales (ve_shared.scale,
+            # ve_layer_scales; seen: 1.0e-2 of the entry from --amp, 2.3e-3 its D): sums over all N d entries that cancel far below their
             # terms, so that bf16 noise dominates them and --amp's one sample D does not bound train_golf's. The
             # reference's lane_scale_bound (derived there) bounds each one's distance from its exact value, train_golf's
             # and --amp's alike, on the flash and the SIMT paths: per entry |golf - amp| <= 2 D + that bound + the float32
@@ -367,7 +380,7 @@ def check_bf16(R, args, env, tmp, label, init_flags, k):
         if d > GRAD_RTOL_OF_MAX and not err < err32 and not flash:
             nearer.append(f"{name}: {err:.1e} from --amp, {err32:.1e} from fp32")
     R.check(f"{label}every bf16 gradient within 2 D + {GRAD_RTOL_OF_MAX} of the --amp reference's (D: its distance to fp32; "
-            "q_gain, 03-31's lane scales: plus their rounding bounds)", not bad,
+            "q_gain, 03-31's lane scales and the VE scales: plus their rounding bounds)", not bad,
             f"worst {worst}" + (f"; worst lane scale {worst_b}" if worst_b else "") + "; " + "; ".join(bad[:5]))
     # the "nearer" rule needs train_golf to make --amp's roundings: the SIMT attention does (FLASH_ATTENTION=0, checked
     # from the perturbed init below); the flash kernels' own roundings of P, dS and dy can put a gradient that attention
@@ -543,7 +556,11 @@ def main():
             check_qat_ema(R, args, env, tmp, data, tok, ck)
             check_gptq(R, env, tmp, data, tok, ck)
             if args.cpu:
-                check_ranks2(R, env, tmp, ck)
+                # the second option set (ValueEmbedding, a loop schedule, BigramHash, ...): their gradients summed over ranks too
+                ranks_env, ranks_ck = dict(env, **OPTION_SETS[1]), tmp / "init_ranks2.ckpt"
+                p = run([args.python, ROOT / "test" / "reference.py", "init", "--out", ranks_ck], env=ranks_env)
+                if R.check("ranks2: reference init of the second option set", p.returncode == 0, p.stderr.strip()[-300:]):
+                    check_ranks2(R, ranks_env, tmp, ranks_ck)
                 check_asan(R, env, tmp, ck)
                 check_coverage(R, tmp / "launches.log")
     finally:

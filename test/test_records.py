@@ -31,9 +31,10 @@ the ranks and batch sizes; its document-based LoRA TTT is an eval form), 2026-04
 ATTN_OUT_GATE, PARALLEL_FROM and the rest as flags; 04-27 at its default SPARSE_ATTN_GATE_SCALE of 1 and at its run's
 0.5, golf's ATTN_OUT_GATE_SCALE; their LQER, CaseOps and phased TTT are export, data and eval forms, not the model), and
 2026-03-31's parallel residuals (PARALLEL_FORM=0331, 0331-virtual) with its BigramHash, gated skips, XSA, partial RoPE,
-LN scale and its mini depth recurrence (layers 2,3 run twice here, 4,5 in its run) as golf's loop schedule. What golf
-lacks is turned off through the record's own settings, its math untouched: VE_ENABLED=0 (ValueEmbedding),
-DISABLE_LAYER0_ATTN=0, REPEAT_UNTIE_MLP=none (untied MLPs of the repeated layers); its SmearGate (the March form, not
+LN scale, its ValueEmbedding (VE_ENABLED=1 on two schedule positions per check, one at VE_DIM=64 without the
+projection; perturb moves its table, zero-init projection, 0.1 scale and position scales like every tensor) and its mini
+depth recurrence (layers 2,3 run twice here, 4,5 in its run) as golf's loop schedule. What golf
+lacks is turned off through the record's own settings, its math untouched: DISABLE_LAYER0_ATTN=0, REPEAT_UNTIE_MLP=none (untied MLPs of the repeated layers); its SmearGate (the March form, not
 a constructor option) is held off by its gate at -inf (sigmoid exactly 0: the identity, no gradient). Under recurrence
 the record has one Block per position: the repeated positions' scalars are set to their layer's first position's
 (golf has them per layer), their gradients summed, and LN_SCALE=0 (the record's factor is per position). Not
@@ -82,8 +83,11 @@ APRIL_GOLF = dict(mlp_leaky_slope=0.5, ln_scale=1, skip_gates=1, qk_gain_init=5.
 # 03-31: its run's PARALLEL_RESIDUAL=1 BIGRAM_DIM=112 (BIGRAM_VOCAB_SIZE its default 2816) at the small shape, what golf
 # lacks off (the docstring); recurrence of layers 2,3 (its RECUR_LAYERS=4,5 of 11, at 6 layers) gives the positions
 # 0,1,2,3 | 2,3,4,5, with XSA on all 8 positions as golf's XSA_LAST_N=6 on all 6 layers
-M0331 = {"PARALLEL_RESIDUAL": "1", "BIGRAM_DIM": "112", "VE_ENABLED": "0", "DISABLE_LAYER0_ATTN": "0", "REPEAT_UNTIE_MLP": "none"}
-M0331_GOLF = dict(mlp_leaky_slope=0.5, skip_gates=1, bigram_vocab_size=2816, bigram_dim=112)
+# and its run's ValueEmbedding (VE_ENABLED=1, VE_DIM=128: a projection onto the kv width 64 here) on two late schedule
+# positions, as its VE_LAYERS=9,10 of 13 (each check says which)
+M0331 = {"PARALLEL_RESIDUAL": "1", "BIGRAM_DIM": "112", "VE_ENABLED": "1", "VE_DIM": "128", "DISABLE_LAYER0_ATTN": "0",
+         "REPEAT_UNTIE_MLP": "none"}
+M0331_GOLF = dict(mlp_leaky_slope=0.5, skip_gates=1, bigram_vocab_size=2816, bigram_dim=112, ve_enabled=1, ve_dim=128)
 M0331_RECUR = dict(M0331, RECUR_LAYERS="2,3", LN_SCALE="0", XSA_LAST_N="8")
 RECORDS = [
     ("2026-04-05", "2026-04-05_SP8192_GPTQ-Embeddings_SDClip_Loop45x2", {
@@ -102,21 +106,24 @@ RECORDS = [
         "golf": dict(APRIL_GOLF, attn_out_gate_scale=0.5),
     }),
     ("2026-04-29", "2026-04-29_SmearGateBOSFix_3Seed_1.06141", {"env": APRIL, "golf": APRIL_GOLF}),
-    # lanes from physical layer 2, no recurrence: they start in the encoder (skips of both lanes), LN scale on
+    # lanes from physical layer 2, no recurrence: they start in the encoder (skips of both lanes), LN scale on;
+    # ValueEmbedding on the last two positions 4, 5
     ("2026-03-31 lanes from layer 2", R0331, {
-        "env": dict(M0331, PARALLEL_START_LAYER="2"),
-        "golf": dict(M0331_GOLF, ln_scale=1, parallel_from=2, parallel_form="0331"),
+        "env": dict(M0331, PARALLEL_START_LAYER="2", VE_LAYERS="4,5"),
+        "golf": dict(M0331_GOLF, ln_scale=1, parallel_from=2, parallel_form="0331", ve_layers="4,5"),
     }),
-    # its run's form: lanes from physical layer 4 (its 7 of 11), after the repeated layers: positions 6, 7
+    # its run's form: lanes from physical layer 4 (its 7 of 11), after the repeated layers: positions 6, 7;
+    # ValueEmbedding on positions 5, 6 (layer 3's second pass, not its first at 3, and layer 4)
     ("2026-03-31 recurrence, lanes from layer 4", R0331, {
-        "env": dict(M0331_RECUR, PARALLEL_START_LAYER="4"),
-        "golf": dict(M0331_GOLF, parallel_from=4, parallel_form="0331"),
+        "env": dict(M0331_RECUR, PARALLEL_START_LAYER="4", VE_LAYERS="5,6"),
+        "golf": dict(M0331_GOLF, parallel_from=4, parallel_form="0331", ve_layers="5,6"),
     }),
     # lanes from virtual position 3 (PARALLEL_START_LAYER_IS_PHYSICAL=0): layer 3 starts them in the encoder, layer 2
-    # runs sequential at position 2 and parallel at 4
+    # runs sequential at position 2 and parallel at 4; ValueEmbedding at VE_DIM=64, the kv width (no projection), on
+    # positions 2 and 6
     ("2026-03-31 recurrence, lanes from position 3", R0331, {
-        "env": dict(M0331_RECUR, PARALLEL_START_LAYER="3", PARALLEL_START_LAYER_IS_PHYSICAL="0"),
-        "golf": dict(M0331_GOLF, parallel_from=3, parallel_form="0331-virtual"),
+        "env": dict(M0331_RECUR, PARALLEL_START_LAYER="3", PARALLEL_START_LAYER_IS_PHYSICAL="0", VE_DIM="64", VE_LAYERS="2,6"),
+        "golf": dict(M0331_GOLF, parallel_from=3, parallel_form="0331-virtual", ve_dim=64, ve_layers="2,6"),
     }),
 ]
 
@@ -334,8 +341,11 @@ def golf_state(sd: dict, model, cfg, grads: bool = False) -> dict:
         else:   # 03-31's: the record's own layout, [sublayer] and [branch][lane]
             out[f"blocks.{i}.parallel_resid"] = sd["parallel_resid_lambdas"][i]
             out[f"blocks.{i}.parallel_post"] = sd["parallel_post_lambdas"][i]
+    nve = sum(k.startswith("ve_layer_scales.") for k in sd)
+    if nve:   # 03-31's ValueEmbedding scales, one [1] tensor per position: golf's one vector of them
+        out["ve_layer_scales"] = np.concatenate([np.reshape(sd[f"ve_layer_scales.{j}"], -1) for j in range(nve)])
     for k, v in sd.items():
-        if "_bank" in k or k.startswith("parallel_"):
+        if "_bank" in k or k.startswith(("parallel_", "ve_layer_scales.")):
             continue
         m = re.fullmatch(r"blocks\.(\d+)\.(.+)", k)
         if m:   # a position's Block under its layer's name
@@ -348,7 +358,7 @@ def golf_state(sd: dict, model, cfg, grads: bool = False) -> dict:
             k, v = "smear.gate_w", v.reshape(-1)
         elif k == "smear_lambda":
             k = "smear.lam"
-        elif k == "bigram.scale":   # 03-31's is a 0-d tensor
+        elif k in ("bigram.scale", "ve_shared.scale"):   # 03-31's are 0-d tensors
             v = v.reshape(-1)
         out[k] = v
     return out

@@ -2160,8 +2160,7 @@ static void ve_forward(Trainer *tr) {
     int N = tr->N, dv = tr->c.ve_dim, kv = tr->c.num_kv_heads * (tr->c.model_dim / tr->c.num_heads);
     LAUNCH1D(embedding_forward, (size_t)N * dv, tr->vee, PARAM(m->ve_embed), tr->tok, N, dv);
     if (m->ve_proj) gemm_act(tr, 0, 1, N, kv, dv, 1, tr->vee, PARAM(m->ve_proj), tr->vep);
-    cudaCheck(cudaMemsetAsync(tr->veb, 0, (size_t)N * kv * 4));
-    LAUNCH1D(add_scaled, (size_t)N * kv, tr->veb, ve_proj_out(tr), PARAM(m->ve_scale), (size_t)N * kv);
+    LAUNCH1D(scale_backward, (size_t)N * kv, tr->veb, ve_proj_out(tr), PARAM(m->ve_scale), N * kv, 1, 0);   // veb = scale vep
 }
 // ve_backward: from dL/dveb (summed over the listed positions by backward) to ve_shared.scale, proj and the table
 // (scatter-add); t1, t2 scratch
@@ -2170,8 +2169,7 @@ static void ve_backward(Trainer *tr, float *t1, float *t2) {
     int N = tr->N, dv = tr->c.ve_dim, kv = tr->c.num_kv_heads * (tr->c.model_dim / tr->c.num_heads);
     KERNEL_LAUNCH(dot_accumulate, 256, 256, 0, GRAD(m->ve_scale), tr->dveb, ve_proj_out(tr), (size_t)N * kv);
     cudaCheck(cudaGetLastError());
-    cudaCheck(cudaMemsetAsync(t1, 0, (size_t)N * kv * 4));
-    LAUNCH1D(add_scaled, (size_t)N * kv, t1, tr->dveb, PARAM(m->ve_scale), (size_t)N * kv);   // t1 = dvep
+    LAUNCH1D(scale_backward, (size_t)N * kv, t1, tr->dveb, PARAM(m->ve_scale), N * kv, 1, 0);   // t1 = dvep = scale dveb
     if (m->ve_proj) {
         gemm(tr, 1, 0, kv, dv, N, 1, t1, tr->vee, 1, GRAD(m->ve_proj));
         gemm(tr, 0, 0, N, dv, kv, 1, t1, PARAM(m->ve_proj), 0, t2);                                  // t2 = dvee [N, d_ve]
